@@ -1,0 +1,287 @@
+"""Wire format: decode Kafka record values (or JSON Lines) into samples, with a reason for
+every rejection.
+
+Forms accepted (UTF-8 JSON unless noted):
+
+* dense sample   ``{"x": [0.1, -2.0, ...], "y": 1, "weight": 1.0}``  (weight optional, ≥ 0)
+* named sample   ``{"features": {"age": 31.0, "country": "FR"}, "y": 0}`` hashed into 2^b
+  buckets (a string value v of key k is the indicator feature "k=v")
+* dense batch    ``{"X": [[...], [...]], "y": [1, 0], "weight": [...]}``
+* binary batch   little-endian: ``b"SSGD"``, u8 version = 1, u8 flags (bit 0: weights
+  present), u16 reserved = 0, u32 n_samples, u32 n_features, f64[n·d] X row-major,
+  u8[n] labels (0/1), then f64[n] weights if flagged. No pickle; any language can write it.
+
+Labels: 0, 1, true, false and −1 (read as 0); anything else is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .core.hashing import feature_index, feature_name
+from .core.sparse import SparseRows
+
+FloatArray = NDArray[np.float64]
+Features = FloatArray | SparseRows
+
+BINARY_MAGIC = b"SSGD"
+BINARY_HEADER = struct.Struct("<4sBBHII")
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+REJECT_REASONS = (
+    "empty",
+    "too_large",
+    "invalid_json",
+    "too_deep",
+    "invalid_schema",
+    "missing_label",
+    "invalid_label",
+    "wrong_dimension",
+    "non_finite",
+    "invalid_weight",
+    "hashing_disabled",
+    "invalid_binary",
+)
+
+
+class RecordRejected(ValueError):
+    """A record that cannot be learned from; ``reason`` is one of :data:`REJECT_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Samples decoded from one record."""
+
+    X: Features
+    y: FloatArray
+    weight: FloatArray | None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+_LABELS: dict[Any, float] = {0: 0.0, 1: 1.0, -1: 0.0}
+
+
+def _label(value: Any) -> float:
+    if value is True or value is False:
+        return float(value)
+    if type(value) is int and value in _LABELS:
+        return _LABELS[value]
+    raise RecordRejected("invalid_label", f"label must be 0, 1, true, false or -1, got {value!r}")
+
+
+def _numbers(values: Any, what: str) -> FloatArray:
+    if not isinstance(values, list):
+        raise RecordRejected("invalid_schema", f"{what} must be a list of numbers")
+    arr = np.array(values) if values else np.zeros(0)
+    # numpy silently turns JSON true/false into 1/0 inside a number list.
+    if arr.dtype.kind not in "if" or arr.ndim != 1 or any(type(v) is bool for v in values):
+        raise RecordRejected("invalid_schema", f"{what} must be a flat list of numbers")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        raise RecordRejected("non_finite", f"{what} contains NaN or infinity")
+    return arr
+
+
+def _weight(value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise RecordRejected("invalid_weight", f"weight must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class Decoder:
+    """Turns record values into :class:`Samples` for a model with ``n_features`` inputs.
+
+    Parameters
+    ----------
+    n_features : int
+        Dense dimension d; with ``hash_bits`` it must equal 2**hash_bits.
+    hash_bits : int or None
+        b for named features; when set, samples are returned as :class:`SparseRows`.
+    max_record_bytes : int
+        Larger records are rejected as ``too_large`` before parsing.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hash_bits: int | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
+        if hash_bits is not None and n_features != 1 << hash_bits:
+            raise ValueError("with hash_bits, n_features must be 2**hash_bits")
+        self.n_features = n_features
+        self.hash_bits = hash_bits
+        self.max_record_bytes = max_record_bytes
+
+    @property
+    def sparse(self) -> bool:
+        return self.hash_bits is not None
+
+    def decode(self, value: bytes | None) -> Samples:
+        """Decode one record value; raises :class:`RecordRejected`."""
+        if not value:
+            raise RecordRejected("empty", "empty record")
+        if len(value) > self.max_record_bytes:
+            raise RecordRejected(
+                "too_large", f"{len(value)} bytes > limit of {self.max_record_bytes}"
+            )
+        if value[:4] == BINARY_MAGIC:
+            return self._decode_binary(value)
+        try:
+            obj = json.loads(value)
+        except RecursionError:
+            raise RecordRejected("too_deep", "JSON nested too deeply") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RecordRejected("invalid_json", str(exc).splitlines()[0][:200]) from None
+        return self.decode_object(obj)
+
+    def decode_object(self, obj: Any) -> Samples:
+        if not isinstance(obj, dict):
+            raise RecordRejected("invalid_schema", "record must be a JSON object")
+        if "X" in obj:
+            return self._decode_dense_batch(obj)
+        if "y" not in obj:
+            raise RecordRejected("missing_label", "record has no 'y'")
+        y = np.array([_label(obj["y"])])
+        weight = None if "weight" not in obj else np.array([_weight(obj["weight"])])
+        if "x" in obj:
+            x = _numbers(obj["x"], "x")
+            if len(x) != self.n_features:
+                raise RecordRejected(
+                    "wrong_dimension", f"x has {len(x)} values, expected {self.n_features}"
+                )
+            if self.sparse:
+                nz = np.flatnonzero(x)
+                return Samples(SparseRows.from_rows([(nz, x[nz])], self.n_features), y, weight)
+            return Samples(x.reshape(1, -1), y, weight)
+        if "features" in obj:
+            return Samples(self._hash(obj["features"]), y, weight)
+        raise RecordRejected("invalid_schema", "record needs 'x', 'features' or 'X'")
+
+    def _hash(self, features: Any) -> SparseRows:
+        if self.hash_bits is None:
+            raise RecordRejected(
+                "hashing_disabled", "named 'features' need --hash-bits (feature hashing)"
+            )
+        if not isinstance(features, dict):
+            raise RecordRejected("invalid_schema", "'features' must be an object")
+        buckets: dict[int, float] = {}
+        for key, raw in features.items():
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise RecordRejected(
+                    "invalid_schema", f"feature {key!r} must be a number or a string"
+                )
+            name, val = feature_name(key, raw)
+            if not math.isfinite(val):
+                raise RecordRejected("non_finite", f"feature {key!r} is NaN or infinite")
+            index = feature_index(name, self.hash_bits)
+            buckets[index] = buckets.get(index, 0.0) + val
+        indices = np.fromiter(buckets.keys(), dtype=np.int64, count=len(buckets))
+        values = np.fromiter(buckets.values(), dtype=np.float64, count=len(buckets))
+        return SparseRows.from_rows([(indices, values)], self.n_features)
+
+    def _decode_dense_batch(self, obj: dict[str, Any]) -> Samples:
+        rows = obj["X"]
+        if not isinstance(rows, list) or not rows:
+            raise RecordRejected("invalid_schema", "'X' must be a non-empty list of rows")
+        if "y" not in obj:
+            raise RecordRejected("missing_label", "batch has no 'y'")
+        labels = obj["y"]
+        if not isinstance(labels, list) or len(labels) != len(rows):
+            raise RecordRejected("invalid_schema", "'y' must be a list as long as 'X'")
+        X = np.array(rows) if all(isinstance(r, list) for r in rows) else None
+        if (
+            X is None
+            or X.dtype.kind not in "if"
+            or X.ndim != 2
+            or any(type(v) is bool for row in rows for v in row)
+        ):
+            raise RecordRejected("invalid_schema", "'X' must be a list of equal-length number lists")
+        if X.shape[1] != self.n_features:
+            raise RecordRejected(
+                "wrong_dimension", f"rows have {X.shape[1]} values, expected {self.n_features}"
+            )
+        X = X.astype(np.float64, copy=False)
+        if not np.isfinite(X).all():
+            raise RecordRejected("non_finite", "X contains NaN or infinity")
+        y = np.array([_label(v) for v in labels])
+        weight = None
+        if "weight" in obj:
+            ws = obj["weight"]
+            if not isinstance(ws, list) or len(ws) != len(rows):
+                raise RecordRejected("invalid_weight", "'weight' must be a list as long as 'X'")
+            weight = np.array([_weight(w) for w in ws])
+        return Samples(self._maybe_sparse(X), y, weight)
+
+    def _maybe_sparse(self, X: FloatArray) -> Features:
+        if not self.sparse:
+            return X
+        rows = [(np.flatnonzero(row), row[np.flatnonzero(row)]) for row in X]
+        return SparseRows.from_rows(rows, self.n_features)
+
+    def _decode_binary(self, value: bytes) -> Samples:
+        if len(value) < BINARY_HEADER.size:
+            raise RecordRejected("invalid_binary", "truncated header")
+        _, version, flags, _, n, d = BINARY_HEADER.unpack_from(value)
+        if version != 1 or flags & ~1:
+            raise RecordRejected("invalid_binary", f"unsupported version {version} / flags {flags}")
+        has_weight = bool(flags & 1)
+        expected = BINARY_HEADER.size + 8 * n * d + n + (8 * n if has_weight else 0)
+        if n == 0 or len(value) != expected:
+            raise RecordRejected("invalid_binary", f"{len(value)} bytes, header implies {expected}")
+        if d != self.n_features:
+            raise RecordRejected("wrong_dimension", f"{d} features, expected {self.n_features}")
+        at = BINARY_HEADER.size
+        X = np.frombuffer(value, dtype="<f8", count=n * d, offset=at).reshape(n, d)
+        at += 8 * n * d
+        labels = np.frombuffer(value, dtype=np.uint8, count=n, offset=at)
+        at += n
+        if not np.isfinite(X).all():
+            raise RecordRejected("non_finite", "X contains NaN or infinity")
+        if np.any(labels > 1):
+            raise RecordRejected("invalid_label", "binary labels must be 0 or 1")
+        weight = None
+        if has_weight:
+            weight = np.frombuffer(value, dtype="<f8", count=n, offset=at).astype(np.float64)
+            if not (np.isfinite(weight).all() and (weight >= 0).all()):
+                raise RecordRejected("invalid_weight", "weights must be finite and >= 0")
+        return Samples(self._maybe_sparse(X.astype(np.float64)), labels.astype(np.float64), weight)
+
+
+def encode_dense(x: FloatArray, y: float, weight: float | None = None) -> bytes:
+    """One dense sample as a JSON record (floats round-trip exactly through repr)."""
+    obj: dict[str, Any] = {"x": [float(v) for v in x], "y": int(y)}
+    if weight is not None:
+        obj["weight"] = float(weight)
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def encode_dense_batch(X: FloatArray, y: FloatArray) -> bytes:
+    """Many dense samples as one JSON batch record."""
+    obj = {"X": [[float(v) for v in row] for row in X], "y": [int(v) for v in y]}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def encode_binary(X: FloatArray, y: FloatArray, weight: FloatArray | None = None) -> bytes:
+    """Many dense samples as one binary batch record (see the module docstring)."""
+    X = np.ascontiguousarray(X, dtype="<f8")
+    n, d = X.shape
+    header = BINARY_HEADER.pack(BINARY_MAGIC, 1, 1 if weight is not None else 0, 0, n, d)
+    parts = [header, X.tobytes(), np.asarray(y, dtype=np.uint8).tobytes()]
+    if weight is not None:
+        parts.append(np.asarray(weight, dtype="<f8").tobytes())
+    return b"".join(parts)

@@ -1,0 +1,167 @@
+"""FIFO buffer that cuts a stream of records into minibatches of exactly m samples.
+
+A record may hold one sample or many (the batched wire format), so a minibatch may end in
+the middle of a record. The buffer therefore tracks, per partition, the *position* after the
+last sample it has handed out: the next record offset to read and how many samples of that
+record are already consumed. Records with no samples (rejected ones) advance the position
+once every sample before them has been handed out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .sparse import SparseRows
+
+FloatArray = NDArray[np.float64]
+Features = FloatArray | SparseRows
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where to resume a partition: ``offset`` is the next record to read, of which the
+    first ``skip_samples`` samples were already consumed."""
+
+    offset: int
+    skip_samples: int = 0
+
+
+@dataclass
+class _Chunk:
+    X: Features | None
+    y: FloatArray
+    weight: FloatArray | None
+    partition: str
+    offset: int
+    first_sample: int
+    record_size: int
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Minibatch:
+    """m samples taken from the buffer, in arrival order."""
+
+    X: Features
+    y: FloatArray
+    sample_weight: FloatArray | None
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.y)
+
+
+def _concatenate(parts: list[Features]) -> Features:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], SparseRows):
+        return SparseRows.concatenate(parts)  # type: ignore[arg-type]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+def _slice(X: Features, start: int, stop: int) -> Features:
+    if isinstance(X, SparseRows):
+        return X.slice_rows(start, stop)
+    return X[start:stop]
+
+
+class MinibatchBuffer:
+    """Holds samples until a minibatch of the requested size can be taken.
+
+    ``positions`` maps each partition to the :class:`Position` right after the last sample
+    handed out by :meth:`take` (or the last empty record passed), i.e. what a checkpoint taken
+    after the step on that minibatch covers.
+    """
+
+    def __init__(self, positions: dict[str, Position] | None = None) -> None:
+        self._chunks: deque[_Chunk] = deque()
+        self.n_samples = 0
+        self.positions: dict[str, Position] = dict(positions or {})
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def append(
+        self,
+        X: Features,
+        y: FloatArray,
+        sample_weight: FloatArray | None,
+        partition: str,
+        offset: int,
+        first_sample: int = 0,
+    ) -> None:
+        """Add the samples of one record; ``first_sample`` > 0 when its leading samples were
+        consumed before a restart and are not included in X."""
+        record_size = first_sample + len(y)
+        if len(y) == 0:
+            self.append_empty(partition, offset)
+            return
+        self._chunks.append(_Chunk(X, y, sample_weight, partition, offset, first_sample, record_size))
+        self.n_samples += len(y)
+
+    def append_empty(self, partition: str, offset: int) -> None:
+        """A record that contributes no samples (rejected); it is handled in order."""
+        self._chunks.append(_Chunk(None, np.zeros(0), None, partition, offset, 0, 0))
+        self._pass_empty()
+
+    def _pass_empty(self) -> None:
+        while self._chunks and self._chunks[0].n_samples == 0:
+            chunk = self._chunks.popleft()
+            self.positions[chunk.partition] = Position(chunk.offset + 1)
+
+    def take(self, n_samples: int) -> Minibatch:
+        """Remove and return the first ``min(n_samples, len(self))`` samples (≥ 1)."""
+        want = min(n_samples, self.n_samples)
+        if want < 1:
+            raise ValueError("the buffer is empty")
+        xs: list[Features] = []
+        ys: list[FloatArray] = []
+        ws: list[FloatArray | None] = []
+        got = 0
+        while got < want:
+            chunk = self._chunks[0]
+            k = min(chunk.n_samples, want - got)
+            assert chunk.X is not None
+            if k == chunk.n_samples:
+                self._chunks.popleft()
+                xs.append(chunk.X)
+                ys.append(chunk.y)
+                ws.append(chunk.weight)
+            else:
+                xs.append(_slice(chunk.X, 0, k))
+                ys.append(chunk.y[:k])
+                ws.append(None if chunk.weight is None else chunk.weight[:k])
+                chunk.X = _slice(chunk.X, k, chunk.n_samples)
+                chunk.y = chunk.y[k:]
+                chunk.weight = None if chunk.weight is None else chunk.weight[k:]
+            chunk.first_sample += k
+            if chunk.first_sample == chunk.record_size:
+                self.positions[chunk.partition] = Position(chunk.offset + 1)
+            else:
+                self.positions[chunk.partition] = Position(chunk.offset, chunk.first_sample)
+            got += k
+        self.n_samples -= want
+        self._pass_empty()
+        weight: FloatArray | None = None
+        if any(w is not None for w in ws):
+            weight = np.concatenate(
+                [np.ones(len(y)) if w is None else w for w, y in zip(ws, ys)]
+            )
+        y_all = ys[0] if len(ys) == 1 else np.concatenate(ys)
+        return Minibatch(_concatenate(xs), y_all, weight)
+
+    def discard_partitions(self, partitions: set[str]) -> None:
+        """Drop buffered samples of partitions this consumer no longer owns."""
+        kept = [c for c in self._chunks if c.partition not in partitions]
+        self._chunks = deque(kept)
+        self.n_samples = sum(c.n_samples for c in kept)
+        for partition in partitions:
+            self.positions.pop(partition, None)
+        self._pass_empty()

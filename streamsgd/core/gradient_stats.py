@@ -1,0 +1,194 @@
+"""Per-minibatch sums of per-sample gradients and the variance statistics derived from them.
+
+Notation (DESIGN §2): g_i = r_i · [x_i ; 1] ∈ R^(d+1) is the per-sample gradient of the loss
+with respect to (w, b), m the batch size, ḡ = (1/m) Σ_i g_i.
+
+Everything is derived from the additive sums in :class:`BatchSums`, so the sums of several
+replicas' batches can be added and give exactly the statistics of the union batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass
+class BatchSums:
+    """Additive sums over the samples of one minibatch.
+
+    Attributes
+    ----------
+    n_samples : int
+        m.
+    gradient_sum : ndarray of shape (d + 1,)
+        Σ_i g_i; the last entry is the intercept component Σ_i r_i.
+    gradient_squared_norm_sum : float
+        Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1).
+    loss_sum : float
+        Σ_i ℓ_i (unweighted, pre-step weights).
+    n_misclassified : int
+        Number of samples with (z_i ≥ 0) ≠ y_i.
+    """
+
+    n_samples: int
+    gradient_sum: FloatArray
+    gradient_squared_norm_sum: float
+    loss_sum: float
+    n_misclassified: int
+
+    def __add__(self, other: BatchSums) -> BatchSums:
+        return BatchSums(
+            self.n_samples + other.n_samples,
+            self.gradient_sum + other.gradient_sum,
+            self.gradient_squared_norm_sum + other.gradient_squared_norm_sum,
+            self.loss_sum + other.loss_sum,
+            self.n_misclassified + other.n_misclassified,
+        )
+
+    @property
+    def mean_gradient(self) -> FloatArray:
+        """ḡ = (1/m) Σ g_i, shape (d + 1,)."""
+        return self.gradient_sum / self.n_samples
+
+    @property
+    def mean_gradient_squared_norm(self) -> float:
+        """‖ḡ‖²."""
+        g = self.mean_gradient
+        return float(g @ g)
+
+    @property
+    def gradient_variance(self) -> float:
+        """tr Σ̂ = (1/(m−1)) (Σ‖g_i‖² − m‖ḡ‖²), the unbiased (ddof = 1) trace of the
+        per-sample gradient covariance; NaN for m = 1. Clipped at 0 against round-off."""
+        m = self.n_samples
+        if m < 2:
+            return math.nan
+        centred = self.gradient_squared_norm_sum - m * self.mean_gradient_squared_norm
+        return max(centred, 0.0) / (m - 1)
+
+
+def _ewma(previous: float, value: float, smoothing: float) -> float:
+    return value if math.isnan(previous) else previous + smoothing * (value - previous)
+
+
+@dataclass
+class RunningGradientStatistics:
+    """Exponentially weighted running estimates of the gradient noise across steps.
+
+    Each quantity q is smoothed as q̄ ← q̄ + α (q − q̄), started at its first value, with
+    α = ``smoothing`` (an effective window of about 1/α steps).
+
+    With m ≥ 2 the per-step inputs are within-batch unbiased estimates:
+    tr Σ̂ (per-sample variance), tr Σ̂ / m (variance of ḡ), ‖ḡ‖² and
+    |G|²_est = ‖ḡ‖² − tr Σ̂ / m. The noise scale B_noise = tr Σ / |G|² (McCandlish et al.
+    2018) is the ratio of the *separately smoothed* numerator and denominator; the norm-test
+    ratio (Byrd et al. 2012) is smoothed(tr Σ̂/m) / smoothed(‖ḡ‖²), and the batch is large
+    enough for the step when it is ≤ θ².
+
+    With m = 1 there is no within-batch variance. Then the estimate is across steps: EWMAs of
+    g and of ‖g‖² give tr Σ ≈ (E‖g‖² − ‖E g‖²) / (1 − c) and |G|² ≈ ‖E g‖² − c · tr Σ,
+    where c = α / (2 − α) is the variance of an EWMA relative to one draw (stationarity
+    assumed; the weights move between steps, so this is an estimate across steps).
+    The within-batch estimates are used as soon as any batch has m ≥ 2.
+    """
+
+    smoothing: float = 0.05
+    per_sample_variance: float = math.nan
+    estimator_variance: float = math.nan
+    mean_gradient_squared_norm: float = math.nan
+    true_gradient_squared_norm: float = math.nan
+    # Across-step moments, kept for m = 1.
+    mean_gradient: FloatArray | None = None
+    mean_squared_norm: float = math.nan
+    last_batch_size: int = 0
+    _within_batch_seen: bool = field(default=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"stats_smoothing must be in (0, 1], got {self.smoothing}")
+
+    def update(self, sums: BatchSums) -> None:
+        """Fold one applied minibatch into the running estimates. O(d)."""
+        a = self.smoothing
+        m = sums.n_samples
+        self.last_batch_size = m
+        g_mean = sums.mean_gradient
+        sq_norm = float(g_mean @ g_mean)
+        # Across-step moments of a single-sample-equivalent gradient (cheap, kept always).
+        self.mean_gradient = (
+            g_mean.copy()
+            if self.mean_gradient is None
+            else self.mean_gradient + a * (g_mean - self.mean_gradient)
+        )
+        self.mean_squared_norm = _ewma(
+            self.mean_squared_norm, sums.gradient_squared_norm_sum / m, a
+        )
+        self.mean_gradient_squared_norm = _ewma(self.mean_gradient_squared_norm, sq_norm, a)
+        if m >= 2:
+            trace = sums.gradient_variance
+            self._within_batch_seen = True
+            self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
+            self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
+            self.true_gradient_squared_norm = _ewma(
+                self.true_gradient_squared_norm, sq_norm - trace / m, a
+            )
+        elif not self._within_batch_seen:
+            c = a / (2.0 - a)
+            mean_norm = float(self.mean_gradient @ self.mean_gradient)
+            trace = max(self.mean_squared_norm - mean_norm, 0.0) / (1.0 - c)
+            self.per_sample_variance = trace
+            self.estimator_variance = trace
+            self.true_gradient_squared_norm = mean_norm - c * trace
+
+    @property
+    def noise_scale(self) -> float:
+        """B_noise = smoothed tr Σ / smoothed |G|²; NaN until defined, inf when |G|² ≤ 0."""
+        trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
+        if math.isnan(trace) or math.isnan(g2):
+            return math.nan
+        return trace / g2 if g2 > 0.0 else math.inf
+
+    @property
+    def norm_test_ratio(self) -> float:
+        """smoothed(tr Σ̂/m) / smoothed(‖ḡ‖²); the Byrd norm test passes when ≤ θ²."""
+        num, den = self.estimator_variance, self.mean_gradient_squared_norm
+        if math.isnan(num) or math.isnan(den):
+            return math.nan
+        return num / den if den > 0.0 else math.inf
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "smoothing": self.smoothing,
+            "per_sample_variance": self.per_sample_variance,
+            "estimator_variance": self.estimator_variance,
+            "mean_gradient_squared_norm": self.mean_gradient_squared_norm,
+            "true_gradient_squared_norm": self.true_gradient_squared_norm,
+            "mean_gradient": self.mean_gradient,
+            "mean_squared_norm": self.mean_squared_norm,
+            "last_batch_size": self.last_batch_size,
+            "within_batch_seen": self._within_batch_seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunningGradientStatistics:
+        stats = cls(smoothing=float(state["smoothing"]))
+        for key in (
+            "per_sample_variance",
+            "estimator_variance",
+            "mean_gradient_squared_norm",
+            "true_gradient_squared_norm",
+            "mean_squared_norm",
+        ):
+            setattr(stats, key, float(state[key]))
+        mean = state["mean_gradient"]
+        stats.mean_gradient = None if mean is None else np.asarray(mean, dtype=np.float64)
+        stats.last_batch_size = int(state["last_batch_size"])
+        stats._within_batch_seen = bool(state["within_batch_seen"])
+        return stats

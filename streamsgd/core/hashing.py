@@ -1,0 +1,36 @@
+"""Stable feature hashing of named features into 2^b dimensions.
+
+The hash is the first 8 bytes of BLAKE2b of the UTF-8 feature name, so a name maps to the
+same bucket in every process, on every machine and in every language that has BLAKE2b
+(Python's built-in ``hash()`` is salted per process and must never be used for this).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+MAX_HASH_BITS = 30
+
+
+@lru_cache(maxsize=1 << 16)
+def feature_hash(name: str) -> int:
+    """64-bit unsigned hash of a feature name (little-endian BLAKE2b-64)."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def feature_index(name: str, hash_bits: int) -> int:
+    """Bucket of ``name`` in [0, 2**hash_bits)."""
+    return feature_hash(name) & ((1 << hash_bits) - 1)
+
+
+def feature_name(key: str, value: object) -> tuple[str, float]:
+    """Name and value of one named feature, VW style.
+
+    A numeric value keeps the key as the name; a string value ``v`` becomes the indicator
+    feature ``"key=v"`` with value 1.0.
+    """
+    if isinstance(value, str):
+        return f"{key}={value}", 1.0
+    return key, float(value)  # type: ignore[arg-type]

@@ -1,0 +1,355 @@
+"""Online logistic regression trained by minibatch-averaged SGD."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .gradient_stats import BatchSums, RunningGradientStatistics
+from .losses import log_loss, sigmoid
+from .schedules import LearningRateSchedule
+from .sparse import SparseRows
+
+FloatArray = NDArray[np.float64]
+Features = FloatArray | SparseRows
+
+REDUCTIONS = ("mean", "sum")
+OPTIMIZERS = ("sgd", "adagrad")
+STATE_FORMAT = "streamsgd.OnlineLogisticRegression/1"
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one call of :meth:`OnlineLogisticRegression.learn_batch` measured.
+
+    Attributes
+    ----------
+    n_samples : int
+        m, the number of samples in the minibatch.
+    loss : float
+        Mean log loss of the batch under the pre-step weights (progressive validation).
+    n_misclassified : int
+        Samples whose pre-step prediction (z ≥ 0 ↔ class 1) differs from the label.
+    gradient_norm : float
+        ‖ḡ‖ over (w, b), the loss part only (no regulariser).
+    gradient_variance : float
+        tr Σ̂ of the per-sample loss gradients over (w, b), ddof = 1; NaN when m = 1.
+    learning_rate : float
+        η_t used by the step.
+    skipped : bool
+        True when the step would have made the weights non-finite and was not applied.
+    sums : BatchSums
+        The additive per-batch sums everything above is derived from.
+    """
+
+    n_samples: int
+    loss: float
+    n_misclassified: int
+    gradient_norm: float
+    gradient_variance: float
+    learning_rate: float
+    skipped: bool
+    sums: BatchSums
+
+    @property
+    def estimator_variance(self) -> float:
+        """tr Σ̂ / m: variance of the averaged gradient ḡ that the step uses."""
+        return self.gradient_variance / self.n_samples
+
+
+class OnlineLogisticRegression:
+    """Binary logistic regression p(y=1 | x) = σ(wᵀx + b), learned one minibatch at a time.
+
+    Each call of :meth:`learn_batch` takes one step on the mean of the per-sample gradients,
+    after scoring the batch with the pre-step weights (test-then-train)::
+
+        ḡ = (1/m) Σ_i s_i (σ(z_i) − y_i) [x_i ; 1]
+        w ← prox_{η_t λ₁}( w − η_t (ḡ_w + λ₂ w) ),   b ← b − η_t ḡ_b
+
+    with prox_τ(v) = sign(v) max(|v| − τ, 0) and s_i the optional importance weights.
+    The intercept is never regularised. ``reduction="sum"`` steps on the gradient of the
+    summed objective Σ_i (s_i ℓ_i + λ₂‖w‖²/2 + λ₁‖w‖₁) instead, so ``sum`` with η/m takes
+    the same step as ``mean`` with η.
+
+    ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
+    1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
+
+    Parameters
+    ----------
+    n_features : int
+        d.
+    learning_rate : float
+        η₀ > 0.
+    learning_rate_schedule : {"constant", "inverse_scaling"}
+        η_t = η₀, or η_t = η₀ / (1 + decay·t)^power with t = ``n_updates``.
+    decay, power : float
+        Parameters of ``inverse_scaling``.
+    l2, l1 : float
+        λ₂, λ₁ ≥ 0; may be combined (elastic net).
+    reduction : {"mean", "sum"}
+    optimizer : {"sgd", "adagrad"}
+    adagrad_epsilon : float
+        ε of AdaGrad.
+    stats_smoothing : float
+        α of the EWMAs in :class:`RunningGradientStatistics` (window ≈ 1/α steps).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        *,
+        learning_rate: float = 0.1,
+        learning_rate_schedule: str = "constant",
+        decay: float = 1.0,
+        power: float = 0.5,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        reduction: str = "mean",
+        optimizer: str = "sgd",
+        adagrad_epsilon: float = 1e-8,
+        stats_smoothing: float = 0.05,
+    ) -> None:
+        if not (isinstance(n_features, int | np.integer) and n_features >= 1):
+            raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if not (l2 >= 0.0 and l1 >= 0.0):
+            raise ValueError("l2 and l1 must be >= 0")
+        if not adagrad_epsilon > 0.0:
+            raise ValueError("adagrad_epsilon must be > 0")
+        self.n_features = int(n_features)
+        self.schedule = LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power)
+        self.l2 = float(l2)
+        self.l1 = float(l1)
+        self.reduction = reduction
+        self.optimizer = optimizer
+        self.adagrad_epsilon = float(adagrad_epsilon)
+        # θ = [w ; b], replaced (never mutated) by each step so that a concurrent reader
+        # always sees one consistent pair (w, b).
+        self._theta: FloatArray = np.zeros(self.n_features + 1)
+        self._squared_gradient_sum: FloatArray | None = (
+            np.zeros(self.n_features + 1) if optimizer == "adagrad" else None
+        )
+        self.n_updates = 0
+        self.n_samples_seen = 0
+        self.gradient_stats = RunningGradientStatistics(smoothing=stats_smoothing)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def learning_rate(self) -> float:
+        return self.schedule.learning_rate
+
+    @property
+    def coef_(self) -> FloatArray:
+        """w, shape (n_features,)."""
+        return self._theta[:-1].copy()
+
+    @property
+    def intercept_(self) -> float:
+        """b."""
+        return float(self._theta[-1])
+
+    @property
+    def parameters(self) -> FloatArray:
+        """θ = [w ; b], shape (n_features + 1,); a read-only view of the current weights."""
+        view = self._theta.view()
+        view.flags.writeable = False
+        return view
+
+    # ------------------------------------------------------------------ inference
+    def _check_features(self, X: ArrayLike | SparseRows) -> Features:
+        if isinstance(X, SparseRows):
+            if X.n_features != self.n_features:
+                raise ValueError(f"X has {X.n_features} features, expected {self.n_features}")
+            return X
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (n, {self.n_features}), got {X.shape}")
+        return X
+
+    @staticmethod
+    def _scores(X: Features, theta: FloatArray) -> FloatArray:
+        w, b = theta[:-1], theta[-1]
+        if isinstance(X, SparseRows):
+            return X.matvec(w) + b
+        return X @ w + b
+
+    def decision_function(self, X: ArrayLike | SparseRows) -> FloatArray:
+        """z = X w + b, shape (n,)."""
+        return self._scores(self._check_features(X), self._theta)
+
+    def predict_proba(self, X: ArrayLike | SparseRows) -> FloatArray:
+        """p(y = 1 | x) for each row, shape (n,)."""
+        return sigmoid(self.decision_function(X))
+
+    def predict(self, X: ArrayLike | SparseRows) -> NDArray[np.int64]:
+        """Class labels in {0, 1}, shape (n,)."""
+        return (self.decision_function(X) >= 0.0).astype(np.int64)
+
+    # ------------------------------------------------------------------ learning
+    def batch_sums(
+        self, X: Features, y: FloatArray, sample_weight: FloatArray | None = None
+    ) -> BatchSums:
+        """Per-batch sums under the current weights (see :class:`BatchSums`). O(m·d)."""
+        z = self._scores(X, self._theta)
+        r = sigmoid(z) - y
+        if sample_weight is not None:
+            r = r * sample_weight
+        if isinstance(X, SparseRows):
+            grad_w = X.rmatvec(r)
+            row_sq = X.row_squared_norms()
+        else:
+            grad_w = r @ X
+            row_sq = np.einsum("ij,ij->i", X, X)
+        gradient_sum = np.empty(self.n_features + 1)
+        gradient_sum[:-1] = grad_w
+        gradient_sum[-1] = r.sum()
+        r2 = r * r
+        return BatchSums(
+            n_samples=len(y),
+            gradient_sum=gradient_sum,
+            gradient_squared_norm_sum=float(r2 @ row_sq + r2.sum()),
+            loss_sum=float(log_loss(z, y).sum()),
+            n_misclassified=int(np.count_nonzero((z >= 0.0) != (y == 1.0))),
+        )
+
+    def apply_step(self, sums: BatchSums) -> tuple[float, bool]:
+        """Take one step from the batch sums; returns (η_t, skipped).
+
+        The step is skipped (weights, counters and statistics unchanged) when it would
+        make any weight non-finite.
+        """
+        m = sums.n_samples
+        eta = self.schedule(self.n_updates)
+        theta = self._theta
+        if self.reduction == "mean":
+            direction = sums.gradient_sum / m
+            l2, l1 = self.l2, self.l1
+        else:
+            direction = sums.gradient_sum.copy()
+            l2, l1 = self.l2 * m, self.l1 * m
+        if l2:
+            direction[:-1] += l2 * theta[:-1]
+        if self._squared_gradient_sum is not None:
+            accumulated = self._squared_gradient_sum + direction * direction
+            step_size: FloatArray | float = eta / (np.sqrt(accumulated) + self.adagrad_epsilon)
+        else:
+            accumulated = None
+            step_size = eta
+        new_theta = theta - step_size * direction
+        if l1:
+            threshold = (step_size[:-1] if isinstance(step_size, np.ndarray) else step_size) * l1
+            w = new_theta[:-1]
+            new_theta[:-1] = np.sign(w) * np.maximum(np.abs(w) - threshold, 0.0)
+        if not np.isfinite(new_theta).all():
+            return eta, True
+        self._theta = new_theta
+        if accumulated is not None:
+            self._squared_gradient_sum = accumulated
+        self.n_updates += 1
+        self.n_samples_seen += m
+        self.gradient_stats.update(sums)
+        return eta, False
+
+    def learn_batch(
+        self,
+        X: ArrayLike | SparseRows,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> BatchStats:
+        """Score the minibatch with the current weights, then take one SGD step on it.
+
+        Parameters
+        ----------
+        X : ndarray of shape (m, n_features), or SparseRows
+            m ≥ 1.
+        y : array of shape (m,)
+            Labels in {0, 1}.
+        sample_weight : array of shape (m,), optional
+            Importance weights s_i ≥ 0, multiplying each sample's gradient.
+
+        Returns
+        -------
+        BatchStats
+            Pre-step loss and gradient statistics of this batch, and the η used.
+        """
+        X = self._check_features(X)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        m = len(y)
+        if m == 0 or X.shape[0] != m:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {m} labels (need ≥ 1)")
+        if np.any((y != 0.0) & (y != 1.0)):
+            raise ValueError("labels must be 0 or 1")
+        weights = None
+        if sample_weight is not None:
+            weights = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if weights.shape != (m,) or np.any(~(weights >= 0.0)) or np.any(np.isinf(weights)):
+                raise ValueError("sample_weight must be finite, >= 0 and of shape (m,)")
+        sums = self.batch_sums(X, y, weights)
+        eta, skipped = self.apply_step(sums)
+        return BatchStats(
+            n_samples=m,
+            loss=sums.loss_sum / m,
+            n_misclassified=sums.n_misclassified,
+            gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
+            gradient_variance=sums.gradient_variance,
+            learning_rate=eta,
+            skipped=skipped,
+            sums=sums,
+        )
+
+    # ------------------------------------------------------------------ state
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, enough to build an identical untrained model."""
+        return {
+            "n_features": self.n_features,
+            "learning_rate": self.schedule.learning_rate,
+            "learning_rate_schedule": self.schedule.kind,
+            "decay": self.schedule.decay,
+            "power": self.schedule.power,
+            "l2": self.l2,
+            "l1": self.l1,
+            "reduction": self.reduction,
+            "optimizer": self.optimizer,
+            "adagrad_epsilon": self.adagrad_epsilon,
+            "stats_smoothing": self.gradient_stats.smoothing,
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit: params, weights, optimiser state,
+        counters and running statistics (numpy arrays and plain Python values)."""
+        return {
+            "format": STATE_FORMAT,
+            "params": self.get_params(),
+            "theta": self._theta.copy(),
+            "squared_gradient_sum": None
+            if self._squared_gradient_sum is None
+            else self._squared_gradient_sum.copy(),
+            "n_updates": self.n_updates,
+            "n_samples_seen": self.n_samples_seen,
+            "gradient_stats": self.gradient_stats.get_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> OnlineLogisticRegression:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unsupported model state format {state.get('format')!r}")
+        model = cls(**state["params"])
+        theta = np.asarray(state["theta"], dtype=np.float64)
+        if theta.shape != (model.n_features + 1,):
+            raise ValueError("model state has weights of the wrong shape")
+        model._theta = theta.copy()
+        if state["squared_gradient_sum"] is not None:
+            model._squared_gradient_sum = np.asarray(
+                state["squared_gradient_sum"], dtype=np.float64
+            ).copy()
+        model.n_updates = int(state["n_updates"])
+        model.n_samples_seen = int(state["n_samples_seen"])
+        model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])
+        return model

@@ -1,0 +1,104 @@
+"""A minimal compressed-sparse-row matrix for hashed features (numpy only, no scipy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """Rows of a (n_samples, n_features) matrix in CSR form.
+
+    Attributes
+    ----------
+    indptr : ndarray of shape (n_samples + 1,), int64
+        Row i holds entries ``indptr[i]:indptr[i+1]``.
+    indices : ndarray of shape (nnz,), int64
+        Column of each entry, in [0, n_features).
+    values : ndarray of shape (nnz,), float64
+    n_features : int
+    """
+
+    indptr: IndexArray
+    indices: IndexArray
+    values: FloatArray
+    n_features: int
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_samples, self.n_features)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def _row_ids(self) -> IndexArray:
+        return np.repeat(np.arange(self.n_samples), np.diff(self.indptr))
+
+    def matvec(self, w: FloatArray) -> FloatArray:
+        """X @ w, shape (n_samples,)."""
+        return np.bincount(
+            self._row_ids(), weights=self.values * w[self.indices], minlength=self.n_samples
+        )
+
+    def rmatvec(self, r: FloatArray) -> FloatArray:
+        """Xᵀ @ r, shape (n_features,)."""
+        return np.bincount(
+            self.indices, weights=self.values * r[self._row_ids()], minlength=self.n_features
+        )
+
+    def row_squared_norms(self) -> FloatArray:
+        """‖x_i‖², shape (n_samples,)."""
+        return np.bincount(
+            self._row_ids(), weights=self.values * self.values, minlength=self.n_samples
+        )
+
+    def to_dense(self) -> FloatArray:
+        dense = np.zeros(self.shape)
+        np.add.at(dense, (self._row_ids(), self.indices), self.values)
+        return dense
+
+    def slice_rows(self, start: int, stop: int) -> SparseRows:
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        return SparseRows(
+            self.indptr[start : stop + 1] - lo,
+            self.indices[lo:hi],
+            self.values[lo:hi],
+            self.n_features,
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[SparseRows]) -> SparseRows:
+        n_features = parts[0].n_features
+        lengths = [p.indptr[-1] for p in parts]
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        indptr = np.concatenate(
+            [np.zeros(1, dtype=np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets)]
+        )
+        return SparseRows(
+            indptr.astype(np.int64),
+            np.concatenate([p.indices for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            n_features,
+        )
+
+    @staticmethod
+    def from_rows(rows: Sequence[tuple[IndexArray, FloatArray]], n_features: int) -> SparseRows:
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(ix) for ix, _ in rows], out=indptr[1:])
+        if rows:
+            indices = np.concatenate([ix for ix, _ in rows]).astype(np.int64)
+            values = np.concatenate([v for _, v in rows]).astype(np.float64)
+        else:
+            indices, values = np.zeros(0, np.int64), np.zeros(0)
+        return SparseRows(indptr, indices, values, n_features)
