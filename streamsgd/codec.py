@@ -172,6 +172,22 @@ class Decoder:
             return Samples(self._hash(obj["features"]), y, weight)
         raise RecordRejected("invalid_schema", "record needs 'x', 'features' or 'X'")
 
+    def decode_unlabelled(self, obj: Any) -> Features:
+        """Feature rows of a prediction request: ``{"x": [...]}``, ``{"X": [[...], ...]}``
+        or ``{"features": {...}}``; raises :class:`RecordRejected`."""
+        if not isinstance(obj, dict):
+            raise RecordRejected("invalid_schema", "request must be a JSON object")
+        if "X" in obj:
+            rows = obj["X"]
+            if not isinstance(rows, list) or not rows:
+                raise RecordRejected("invalid_schema", "'X' must be a non-empty list of rows")
+            return self._decode_dense_batch({"X": rows, "y": [0] * len(rows)}).X
+        if "x" in obj:
+            return self._decode_dense_batch({"X": [obj["x"]], "y": [0]}).X
+        if "features" in obj:
+            return self._hash(obj["features"])
+        raise RecordRejected("invalid_schema", "request needs 'x', 'X' or 'features'")
+
     def _hash(self, features: Any) -> SparseRows:
         if self.hash_bits is None:
             raise RecordRejected(

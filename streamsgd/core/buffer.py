@@ -96,10 +96,14 @@ class MinibatchBuffer:
         partition: str,
         offset: int,
         first_sample: int = 0,
+        record_size: int | None = None,
     ) -> None:
-        """Add the samples of one record; ``first_sample`` > 0 when its leading samples were
-        consumed before a restart and are not included in X."""
-        record_size = first_sample + len(y)
+        """Add samples ``first_sample .. first_sample + len(y)`` of a record of
+        ``record_size`` samples (default: exactly those). ``first_sample`` > 0 when the
+        leading samples were consumed before a restart; a ``record_size`` beyond the end
+        when the rest is not wanted (a sample limit), so the record stays unfinished."""
+        if record_size is None:
+            record_size = first_sample + len(y)
         if len(y) == 0:
             self.append_empty(partition, offset)
             return

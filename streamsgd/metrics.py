@@ -1,0 +1,236 @@
+"""Prometheus metrics: the only module that imports prometheus_client.
+
+Names are a contract with the Grafana dashboard and the alert rules (README, "Metrics").
+Every metric lives on an injected :class:`CollectorRegistry`; labelled series are created
+at start-up so they read 0 rather than being absent.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from . import __version__
+from .codec import REJECT_REASONS
+from .core.model import BatchStats, OnlineLogisticRegression
+from .service import SKIP_REASONS, Sensor
+
+UPDATE_DURATION_BUCKETS = (
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0,
+)
+
+
+class PrometheusSensor(Sensor):
+    """Exports what the training loop observes as ``streamsgd_*`` metrics."""
+
+    def __init__(self, registry: CollectorRegistry, *, process_collectors: bool = True) -> None:
+        self.registry = registry
+        r = registry
+        if process_collectors:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+        build = Gauge(
+            "streamsgd_build_info", "streamsgd build; value 1", ["version", "python_version"],
+            registry=r,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+
+        self.records_consumed_total = Counter(
+            "streamsgd_records_consumed", "Records read from the source.", registry=r
+        )
+        self.records_rejected_total = Counter(
+            "streamsgd_records_rejected",
+            "Records that could not be decoded or validated, by reason.",
+            ["reason"], registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.records_rejected_total.labels(reason)
+        self.dead_letter_records_total = Counter(
+            "streamsgd_dead_letter_records", "Rejected records sent to the dead-letter topic.",
+            registry=r,
+        )
+        self.samples_learned_total = Counter(
+            "streamsgd_samples_learned", "Samples in applied SGD steps.", registry=r
+        )
+        self.updates_total = Counter("streamsgd_updates", "SGD steps applied.", registry=r)
+        self.updates_skipped_total = Counter(
+            "streamsgd_updates_skipped", "Minibatches whose step was not applied, by reason.",
+            ["reason"], registry=r,
+        )
+        for reason in SKIP_REASONS:
+            self.updates_skipped_total.labels(reason)
+        self.progressive_log_loss_total = Counter(
+            "streamsgd_progressive_log_loss",
+            "Sum of per-sample log losses under the pre-step weights (progressive validation).",
+            registry=r,
+        )
+        self.progressive_misclassified_total = Counter(
+            "streamsgd_progressive_misclassified",
+            "Samples misclassified by the pre-step weights.", registry=r,
+        )
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, registry=r)
+
+        self.batch_loss = gauge("streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch.")
+        self.batch_size = gauge("streamsgd_batch_size", "Samples in the last minibatch (m).")
+        self.learning_rate = gauge("streamsgd_learning_rate", "Learning rate of the last step.")
+        self.gradient_norm = gauge(
+            "streamsgd_gradient_norm", "Norm of the last minibatch's mean loss gradient over (w, b)."
+        )
+        self.gradient_variance = gauge(
+            "streamsgd_gradient_variance",
+            "Smoothed trace of the per-sample gradient covariance, tr Sigma.",
+        )
+        self.gradient_estimator_variance = gauge(
+            "streamsgd_gradient_estimator_variance",
+            "Smoothed variance of the averaged minibatch gradient, tr Sigma / m.",
+        )
+        self.gradient_noise_scale = gauge(
+            "streamsgd_gradient_noise_scale",
+            "Gradient noise scale B_noise = tr Sigma / |G|^2 (ratio of smoothed estimates).",
+        )
+        self.gradient_true_norm_squared = gauge(
+            "streamsgd_gradient_true_norm_squared",
+            "Smoothed unbiased estimate of the true squared gradient norm |G|^2.",
+        )
+        self.gradient_norm_test_ratio = gauge(
+            "streamsgd_gradient_norm_test_ratio",
+            "Smoothed (tr Sigma / m) / |g_bar|^2; the norm test passes when <= theta^2.",
+        )
+        self.model_weight_norm = gauge("streamsgd_model_weight_norm", "Euclidean norm of w.")
+        self.model_features = gauge("streamsgd_model_features", "Number of model inputs d.")
+        self.minibatch_buffered_samples = gauge(
+            "streamsgd_minibatch_buffered_samples", "Samples waiting in the minibatch buffer."
+        )
+        self.last_update_timestamp_seconds = gauge(
+            "streamsgd_last_update_timestamp_seconds", "Unix time of the last applied step."
+        )
+        self.last_record_timestamp_seconds = gauge(
+            "streamsgd_last_record_timestamp_seconds",
+            "Source timestamp of the newest record read (Kafka record time).",
+        )
+        self.update_duration_seconds = Histogram(
+            "streamsgd_update_duration_seconds", "Time of one learn_batch call.",
+            buckets=UPDATE_DURATION_BUCKETS, registry=r,
+        )
+        self.checkpoint_saves_total = Counter(
+            "streamsgd_checkpoint_saves", "Checkpoints written.", registry=r
+        )
+        self.checkpoint_save_failures_total = Counter(
+            "streamsgd_checkpoint_save_failures", "Checkpoints that failed to write.", registry=r
+        )
+        self.checkpoint_save_duration_seconds = Histogram(
+            "streamsgd_checkpoint_save_duration_seconds", "Time to write one checkpoint.",
+            registry=r,
+        )
+        self.last_checkpoint_timestamp_seconds = gauge(
+            "streamsgd_last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint."
+        )
+        self.offset_commits_total = Counter(
+            "streamsgd_offset_commits", "Offset commits after a checkpoint.", registry=r
+        )
+        self.offset_commit_failures_total = Counter(
+            "streamsgd_offset_commit_failures", "Offset commits that failed.", registry=r
+        )
+        self.consumer_lag_records = gauge(
+            "streamsgd_consumer_lag_records",
+            "Records behind the end of the assigned partitions (sum over partitions).",
+        )
+        self.ready = gauge("streamsgd_ready", "1 when the source can deliver records.")
+        self._pending_samples = 0
+        self._pending_updates = 0
+        self._pending_misclassified = 0
+        self._pending_loss = 0.0
+        self._last_stats: BatchStats | None = None
+
+    # ------------------------------------------------------------------ Sensor
+    def observe_model(self, model: OnlineLogisticRegression) -> None:
+        """Model-level gauges; also called once at start-up (after a restore)."""
+        theta = model.parameters
+        w = theta[:-1]
+        self.model_weight_norm.set(math.sqrt(float(w @ w)))
+        self.model_features.set(model.n_features)
+        stats = model.gradient_stats
+        self.gradient_variance.set(stats.per_sample_variance)
+        self.gradient_estimator_variance.set(stats.estimator_variance)
+        self.gradient_true_norm_squared.set(stats.true_gradient_squared_norm)
+        self.gradient_noise_scale.set(stats.noise_scale)
+        self.gradient_norm_test_ratio.set(stats.norm_test_ratio)
+
+    def records_consumed(self, n_records: int) -> None:
+        self.records_consumed_total.inc(n_records)
+
+    def record_rejected(self, reason: str) -> None:
+        self.records_rejected_total.labels(reason).inc()
+
+    def record_dead_lettered(self) -> None:
+        self.dead_letter_records_total.inc()
+
+    def batch_applied(
+        self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        # Per-step work stays O(1) and lock-free; tick() publishes it (once per poll).
+        self._pending_samples += stats.n_samples
+        self._pending_updates += 1
+        self._pending_loss += stats.sums.loss_sum
+        self._pending_misclassified += stats.n_misclassified
+        self._last_stats = stats
+        self.update_duration_seconds.observe(duration_seconds)
+
+    def tick(self, model: OnlineLogisticRegression) -> None:
+        if not self._pending_updates:
+            return
+        self.samples_learned_total.inc(self._pending_samples)
+        self.updates_total.inc(self._pending_updates)
+        self.progressive_log_loss_total.inc(self._pending_loss)
+        self.progressive_misclassified_total.inc(self._pending_misclassified)
+        self._pending_samples = self._pending_updates = self._pending_misclassified = 0
+        self._pending_loss = 0.0
+        stats = self._last_stats
+        if stats is not None:
+            self.batch_loss.set(stats.loss)
+            self.batch_size.set(stats.n_samples)
+            self.learning_rate.set(stats.learning_rate)
+            self.gradient_norm.set(stats.gradient_norm)
+        self.last_update_timestamp_seconds.set(time.time())
+        self.observe_model(model)
+
+    def update_skipped(self, reason: str, stats: BatchStats) -> None:
+        self.updates_skipped_total.labels(reason).inc()
+
+    def buffered_samples(self, n_samples: int) -> None:
+        self.minibatch_buffered_samples.set(n_samples)
+
+    def record_timestamp(self, timestamp_seconds: float) -> None:
+        self.last_record_timestamp_seconds.set(timestamp_seconds)
+
+    def checkpoint_saved(self, duration_seconds: float) -> None:
+        self.checkpoint_saves_total.inc()
+        self.checkpoint_save_duration_seconds.observe(duration_seconds)
+        self.last_checkpoint_timestamp_seconds.set(time.time())
+
+    def checkpoint_failed(self) -> None:
+        self.checkpoint_save_failures_total.inc()
+
+    def offsets_committed(self) -> None:
+        self.offset_commits_total.inc()
+
+    def offset_commit_failed(self) -> None:
+        self.offset_commit_failures_total.inc()
+
+    def set_consumer_lag(self, lag_records: int) -> None:
+        self.consumer_lag_records.set(lag_records)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready.set(1 if ready else 0)

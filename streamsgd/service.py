@@ -1,0 +1,400 @@
+"""The run loop: poll → decode → buffer → learn → metrics → checkpoint → commit.
+
+Written against small Protocols (:class:`Source`, :class:`CheckpointStore`,
+:class:`Sensor`, :class:`DeadLetterSink`) so that embedded sources, Kafka, Prometheus and the
+checkpoint directory plug in without the loop knowing any library.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .codec import Decoder, RecordRejected, Samples
+from .core.buffer import MinibatchBuffer, Position
+from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sparse import SparseRows
+
+log = logging.getLogger("streamsgd.service")
+
+SKIP_REASONS = ("non_finite",)
+
+
+@dataclass
+class SourceRecord:
+    """One record from a source.
+
+    ``partition`` names the ordered log it came from (``"topic:3"`` for Kafka) and
+    ``offset`` its position there. Exactly one of ``value`` (raw bytes, to decode) and
+    ``samples`` (already decoded, for embedded sources) is set.
+    """
+
+    partition: str
+    offset: int
+    value: bytes | None = None
+    samples: Samples | None = None
+    timestamp_ms: int | None = None
+    topic: str | None = None
+    kafka_partition: int | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Source(Protocol):
+    def seek(self, positions: dict[str, Position]) -> None:
+        """Resume each partition at its checkpointed position (called before polling)."""
+
+    def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        """Records that arrived, in order per partition; may be empty."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a bounded source has delivered everything."""
+
+    @property
+    def ready(self) -> bool:
+        """True while the source can deliver (for /readyz)."""
+
+    def commit(self, positions: dict[str, Position]) -> None:
+        """Make positions durable upstream (Kafka offsets); called after a checkpoint."""
+
+    def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, record: SourceRecord, reason: str, detail: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Sensor:
+    """Receives what the loop observes. The base class ignores everything; the Prometheus
+    sensor and the terminal progress reporter override what they need."""
+
+    def records_consumed(self, n_records: int) -> None: ...
+
+    def record_rejected(self, reason: str) -> None: ...
+
+    def record_dead_lettered(self) -> None: ...
+
+    def batch_applied(
+        self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None: ...
+
+    def tick(self, model: OnlineLogisticRegression) -> None:
+        """Called once per loop iteration (not per step) and at the end of a run."""
+
+    def update_skipped(self, reason: str, stats: BatchStats) -> None: ...
+
+    def buffered_samples(self, n_samples: int) -> None: ...
+
+    def record_timestamp(self, timestamp_seconds: float) -> None: ...
+
+    def checkpoint_saved(self, duration_seconds: float) -> None: ...
+
+    def checkpoint_failed(self) -> None: ...
+
+    def offsets_committed(self) -> None: ...
+
+    def offset_commit_failed(self) -> None: ...
+
+
+@dataclass
+class ServiceConfig:
+    """How the loop batches and checkpoints.
+
+    Attributes
+    ----------
+    batch_size : int
+        m ≥ 1.
+    max_samples : int or None
+        Stop after this many samples in total (restored ones included); the last
+        minibatch may be smaller than m.
+    max_wait_seconds : float or None
+        Apply a partial minibatch after this long without new records (None: never).
+    checkpoint_interval_seconds : float
+        Checkpoint at most this often (when something changed).
+    checkpoint_every_updates : int
+        Also checkpoint after this many updates (0: off).
+    poll_timeout_seconds : float
+    """
+
+    batch_size: int = 1
+    max_samples: int | None = None
+    max_wait_seconds: float | None = None
+    checkpoint_interval_seconds: float = 10.0
+    checkpoint_every_updates: int = 0
+    poll_timeout_seconds: float = 0.2
+
+
+@dataclass
+class Totals:
+    """Counters kept in the checkpoint, so they survive restarts exactly."""
+
+    samples_consumed: int = 0
+    progressive_loss_sum: float = 0.0
+    progressive_misclassified: int = 0
+    records_rejected: int = 0
+    updates_skipped: int = 0
+
+
+class TrainingService:
+    """Owns the model and drives one source into it.
+
+    Exactly-once model state: the checkpoint holds the model and, per partition, the
+    position right after the last sample of the last applied minibatch. Upstream offsets
+    are committed only after that checkpoint is on disk, and on start the source is sought
+    to the checkpoint's positions, so samples still in the buffer at a crash are re-read.
+    """
+
+    def __init__(
+        self,
+        model: OnlineLogisticRegression,
+        source: Source,
+        decoder: Decoder,
+        config: ServiceConfig,
+        *,
+        checkpoint_store: CheckpointStore | None = None,
+        dead_letter: DeadLetterSink | None = None,
+        sensors: Sequence[Sensor] = (),
+        clock: Callable[[], float] = time.monotonic,
+        source_description: dict[str, Any] | None = None,
+    ) -> None:
+        if config.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.source = source
+        self.decoder = decoder
+        self.config = config
+        self.checkpoint_store = checkpoint_store
+        self.dead_letter = dead_letter
+        self.sensors = list(sensors)
+        self.clock = clock
+        self.source_description = source_description or {}
+        self.totals = Totals()
+        self.buffer = MinibatchBuffer()
+        self._skip: dict[str, Position] = {}
+        self._stop = threading.Event()
+        self._dirty = False
+        self._updates_at_checkpoint = 0
+        self._last_checkpoint = clock()
+        self._last_record = clock()
+        self.finished = False
+
+    # ------------------------------------------------------------------ state
+    def restore(self, state: dict[str, Any]) -> None:
+        """Adopt a checkpoint: model, totals and positions (the source is sought in run())."""
+        restored = OnlineLogisticRegression.from_state(state["model"])
+        if restored.get_params() != self.model.get_params():
+            changed = {
+                k: (v, self.model.get_params()[k])
+                for k, v in restored.get_params().items()
+                if self.model.get_params()[k] != v
+            }
+            log.warning("checkpoint hyper-parameters differ from flags; keeping the flags: %s", changed)
+            restored = OnlineLogisticRegression.from_state(
+                {**state["model"], "params": self.model.get_params()}
+            )
+        self.model = restored
+        self.totals = Totals(**state["totals"])
+        positions = {p: Position(int(o), int(s)) for p, (o, s) in state["positions"].items()}
+        self.buffer = MinibatchBuffer(positions)
+        self._skip = {p: pos for p, pos in positions.items() if pos.skip_samples}
+        self._updates_at_checkpoint = self.model.n_updates
+
+    def state(self) -> dict[str, Any]:
+        positions = self.buffer.positions
+        return {
+            "model": self.model.get_state(),
+            "positions": {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()},
+            # The next record to read per partition; a partly applied record is re-read.
+            "offsets": {p: pos.offset for p, pos in positions.items()},
+            "totals": vars(self.totals).copy(),
+            "source": self.source_description,
+            "batch_size": self.config.batch_size,
+        }
+
+    def checkpoint(self) -> bool:
+        """Save a checkpoint, then commit the offsets it covers. Returns False on failure."""
+        self._last_checkpoint = self.clock()
+        if self.checkpoint_store is None:
+            self._dirty = False
+            self._commit()
+            return True
+        start = time.perf_counter()
+        try:
+            self.checkpoint_store.save(self.state())
+        except OSError as exc:
+            log.error("checkpoint failed: %s", exc)
+            for s in self.sensors:
+                s.checkpoint_failed()
+            return False
+        for s in self.sensors:
+            s.checkpoint_saved(time.perf_counter() - start)
+        self._dirty = False
+        self._updates_at_checkpoint = self.model.n_updates
+        self._commit()
+        return True
+
+    def _commit(self) -> None:
+        try:
+            self.source.commit(dict(self.buffer.positions))
+        except Exception as exc:  # a failed commit is retried at the next checkpoint
+            log.warning("offset commit failed: %s", exc)
+            for s in self.sensors:
+                s.offset_commit_failed()
+            return
+        for s in self.sensors:
+            s.offsets_committed()
+
+    # ------------------------------------------------------------------ loop
+    def request_stop(self) -> None:
+        """Finish the current step, checkpoint, commit and return from run()."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _remaining(self) -> int | None:
+        if self.config.max_samples is None:
+            return None
+        return self.config.max_samples - self.totals.samples_consumed - len(self.buffer)
+
+    def handle(self, record: SourceRecord) -> None:
+        """Decode one record into the buffer, or reject (and dead-letter) it."""
+        try:
+            samples = record.samples if record.samples is not None else self.decoder.decode(record.value)
+        except RecordRejected as exc:
+            self.totals.records_rejected += 1
+            for s in self.sensors:
+                s.record_rejected(exc.reason)
+            if self.dead_letter is not None:
+                self.dead_letter.send(record, exc.reason, exc.detail)
+                for s in self.sensors:
+                    s.record_dead_lettered()
+            self.buffer.append_empty(record.partition, record.offset)
+            self._dirty = True
+            return
+        first = 0
+        skip = self._skip.get(record.partition)
+        if skip is not None and skip.offset == record.offset:
+            first = skip.skip_samples
+            del self._skip[record.partition]
+        stop = len(samples)
+        remaining = self._remaining()
+        if remaining is not None:
+            stop = min(stop, first + remaining)
+        X = samples.X if (first, stop) == (0, len(samples)) else _rows(samples.X, first, stop)
+        y = samples.y[first:stop]
+        w = None if samples.weight is None else samples.weight[first:stop]
+        self.buffer.append(
+            X, y, w, record.partition, record.offset, first_sample=first, record_size=len(samples)
+        )
+        if record.timestamp_ms is not None:
+            for s in self.sensors:
+                s.record_timestamp(record.timestamp_ms / 1000.0)
+
+    def learn(self, n_samples: int) -> BatchStats:
+        batch = self.buffer.take(n_samples)
+        start = time.perf_counter()
+        stats = self.model.learn_batch(batch.X, batch.y, batch.sample_weight)
+        duration = time.perf_counter() - start
+        self.totals.samples_consumed += batch.n_samples
+        self._dirty = True
+        if stats.skipped:
+            self.totals.updates_skipped += 1
+            for s in self.sensors:
+                s.update_skipped("non_finite", stats)
+        else:
+            self.totals.progressive_loss_sum += stats.sums.loss_sum
+            self.totals.progressive_misclassified += stats.n_misclassified
+            for s in self.sensors:
+                s.batch_applied(stats, self.model, duration)
+        return stats
+
+    def _checkpoint_due(self) -> bool:
+        if not self._dirty:
+            return False
+        every = self.config.checkpoint_every_updates
+        if every and self.model.n_updates - self._updates_at_checkpoint >= every:
+            return True
+        return self.clock() - self._last_checkpoint >= self.config.checkpoint_interval_seconds
+
+    def _done(self) -> bool:
+        remaining = self._remaining()
+        return remaining is not None and remaining <= 0
+
+    def run(self) -> None:
+        """Train until the source is exhausted, max_samples is reached or stop is requested."""
+        if self.checkpoint_store is not None:
+            state = self.checkpoint_store.load()
+            if state is not None:
+                self.restore(state)
+                log.info(
+                    "resumed from checkpoint: %d updates, %d samples",
+                    self.model.n_updates,
+                    self.model.n_samples_seen,
+                )
+        self.source.seek(dict(self.buffer.positions))
+        m = self.config.batch_size
+        try:
+            while not self._stop.is_set() and not self._done():
+                records = self.source.poll(self.config.poll_timeout_seconds)
+                now = self.clock()
+                if records:
+                    self._last_record = now
+                    for s in self.sensors:
+                        s.records_consumed(len(records))
+                    for record in records:
+                        self.handle(record)
+                        while len(self.buffer) >= m:
+                            self.learn(m)
+                        if self._done():
+                            break
+                elif self.source.exhausted:
+                    break
+                wait = self.config.max_wait_seconds
+                if wait is not None and len(self.buffer) and now - self._last_record >= wait:
+                    self.learn(len(self.buffer))
+                for s in self.sensors:
+                    s.buffered_samples(len(self.buffer))
+                    s.tick(self.model)
+                if self._checkpoint_due():
+                    self.checkpoint()
+            # A bounded run ends with its last, possibly partial, minibatch applied.
+            if not self._stop.is_set() and len(self.buffer):
+                self.learn(len(self.buffer))
+            self.finished = not self._stop.is_set()
+        finally:
+            # Dead letters go out before the offsets past them are committed.
+            if self.dead_letter is not None:
+                self.dead_letter.flush()
+        self.checkpoint()
+        for s in self.sensors:
+            s.buffered_samples(len(self.buffer))
+            s.tick(self.model)
+
+
+def _rows(X: Any, start: int, stop: int) -> Any:
+    if isinstance(X, SparseRows):
+        return X.slice_rows(start, stop)
+    return np.asarray(X)[start:stop]
+
+
+def progressive_log_loss(totals: Totals, model: OnlineLogisticRegression) -> float:
+    """Mean pre-step log loss over every sample learned so far."""
+    n = model.n_samples_seen
+    return totals.progressive_loss_sum / n if n else math.nan

@@ -1,0 +1,1 @@
+"""Record sources: embedded (synthetic, file/stdin) and Kafka."""
