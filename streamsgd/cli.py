@@ -316,7 +316,7 @@ def _train(args: argparse.Namespace) -> int:
     source: Source
     if source_kind == "synthetic":
         stream = SyntheticStream(n_features, args.seed, args.label_noise, args.drift)
-        source = SyntheticSource(stream, args.max_samples)
+        source = SyntheticSource(stream)
         description.update(seed=args.seed, label_noise=args.label_noise, drift=args.drift)
     elif source_kind == "file":
         try:

@@ -424,7 +424,6 @@ def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
 def kafka_topic(
     kafka_broker: KafkaBroker, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., str]]:
-    kafka_broker.ensure_running()
     admin = _admin(kafka_broker.bootstrap_servers)
     prefix = request.node.name
 

@@ -14,16 +14,13 @@ class SyntheticSource:
     """Delivers the stream in records of ``BLOCK_SIZE`` samples; record j holds samples
     [j·BLOCK_SIZE, (j+1)·BLOCK_SIZE), so a checkpoint position resumes it exactly.
 
-    Parameters
-    ----------
-    stream : SyntheticStream
-    n_samples : int or None
-        Bounded stream length (None: endless).
+    The stream is endless; a run is bounded by the service's ``max_samples``, which may stop
+    inside a record (records never depend on the bound, so a longer resumed run continues
+    the same stream).
     """
 
-    def __init__(self, stream: SyntheticStream, n_samples: int | None = None) -> None:
+    def __init__(self, stream: SyntheticStream) -> None:
         self.stream = stream
-        self.n_samples = n_samples
         self._next_record = 0
 
     def seek(self, positions: dict[str, Position]) -> None:
@@ -31,20 +28,15 @@ class SyntheticSource:
         self._next_record = 0 if position is None else position.offset
 
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
-        if self.exhausted:
-            return []
         start = self._next_record * BLOCK_SIZE
-        stop = start + BLOCK_SIZE
-        if self.n_samples is not None:
-            stop = min(stop, self.n_samples)
-        X, y = self.stream.samples(start, stop)
+        X, y = self.stream.samples(start, start + BLOCK_SIZE)
         record = SourceRecord(PARTITION, self._next_record, samples=Samples(X, y, None))
         self._next_record += 1
         return [record]
 
     @property
     def exhausted(self) -> bool:
-        return self.n_samples is not None and self._next_record * BLOCK_SIZE >= self.n_samples
+        return False
 
     @property
     def ready(self) -> bool:
