@@ -138,11 +138,7 @@ def _validate(
     weights = None
     if sample_weight is not None:
         weights = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if (
-            weights.shape != labels.shape
-            or np.any(~(weights >= 0.0))
-            or np.any(np.isinf(weights))
-        ):
+        if weights.shape != labels.shape or np.any(~(weights >= 0.0)) or np.any(np.isinf(weights)):
             raise ValueError("sample_weight must be finite, >= 0 and of shape (n,)")
     return features, labels, weights
 
@@ -188,7 +184,7 @@ def _ewma_closed_form(
     if undefined:
         weights[0] = decay ** (n - 1)
         return weights @ values
-    return decay**n * previous + weights @ values  # type: ignore[operator]
+    return decay**n * previous + weights @ values
 
 
 def _fold_statistics(

@@ -1,0 +1,229 @@
+"""learn_sequence must equal the per-sample learn_batch loop (its definition)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from streamsgd import OnlineLogisticRegression, SparseRows
+from streamsgd.core.sequential import fast_path_unsupported, learn_sequence
+from streamsgd.synthetic import SyntheticStream
+
+RTOL = 1e-9
+
+
+def _reference(model, X, y, w=None):
+    losses, missed, skipped = [], 0, 0
+    for i in range(len(y)):
+        xi = X.slice_rows(i, i + 1) if isinstance(X, SparseRows) else X[i : i + 1]
+        stats = model.learn_batch(xi, y[i : i + 1], None if w is None else w[i : i + 1])
+        losses.append(stats.loss)
+        missed += stats.n_misclassified
+        skipped += int(stats.skipped)
+    return np.array(losses), missed, skipped
+
+
+def _close(a, b, scale=None):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if scale is None:
+        scale = max(float(np.max(np.abs(a), initial=0.0)), 1e-300)
+    np.testing.assert_allclose(b, a, rtol=RTOL, atol=RTOL * scale)
+
+
+def _assert_same_model(ref: OnlineLogisticRegression, fast: OnlineLogisticRegression):
+    _close(ref._theta, fast._theta)
+    assert ref.n_updates == fast.n_updates
+    assert ref.n_samples_seen == fast.n_samples_seen
+    sa, sb = ref.gradient_stats.get_state(), fast.gradient_stats.get_state()
+    assert sa.keys() == sb.keys()
+    for key, va in sa.items():
+        vb = sb[key]
+        if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
+            assert va is not None and vb is not None, key
+            _close(va, vb)
+        elif isinstance(va, float) and math.isnan(va):
+            assert math.isnan(vb), key
+        elif isinstance(va, float):
+            _close(va, vb, scale=max(abs(va), 1e-12))
+        else:
+            assert va == vb, key
+    for attr in ("noise_scale", "norm_test_ratio"):
+        va, vb = getattr(ref.gradient_stats, attr), getattr(fast.gradient_stats, attr)
+        if math.isnan(va):
+            assert math.isnan(vb)
+        else:
+            _close(va, vb, scale=max(abs(va), 1e-12))
+
+
+def _data(n=700, d=12, seed=3, noise=0.1):
+    return SyntheticStream(d, seed=seed, label_noise=noise).samples(0, n)
+
+
+CONFIGS = [
+    {},
+    {"learning_rate": 0.02},
+    {"learning_rate": 0.05, "l2": 0.01},
+    {"learning_rate": 0.5, "learning_rate_schedule": "inverse_scaling", "decay": 0.01},
+    {
+        "learning_rate": 0.3,
+        "learning_rate_schedule": "inverse_scaling",
+        "decay": 0.05,
+        "power": 0.75,
+        "l2": 0.02,
+    },
+    {"learning_rate": 0.05, "reduction": "sum", "l2": 0.1},
+    {"learning_rate": 0.05, "stats_smoothing": 0.9},
+    {"learning_rate": 0.05, "stats_smoothing": 0.3},
+]
+
+
+@pytest.mark.parametrize("params", CONFIGS)
+@pytest.mark.parametrize("block_size", [1, 7, 32, 1000])
+def test_matches_per_sample_loop(params, block_size):
+    X, y = _data()
+    ref = OnlineLogisticRegression(X.shape[1], **params)
+    fast = OnlineLogisticRegression(X.shape[1], **params)
+    losses, missed, skipped = _reference(ref, X, y)
+    stats = learn_sequence(fast, X, y, block_size=block_size)
+    assert stats.fast_path
+    assert stats.n_samples == len(y)
+    assert stats.n_misclassified == missed
+    assert stats.n_skipped == skipped == 0
+    _close(losses, stats.losses)
+    _close(losses.sum(), stats.loss_sum)
+    assert stats.learning_rate == pytest.approx(ref.schedule(ref.n_updates - 1), rel=1e-12)
+    _assert_same_model(ref, fast)
+
+
+def test_sample_weights_and_dense_d100():
+    X, y = SyntheticStream(100, seed=5, label_noise=0.05).samples(0, 1500)
+    w = np.random.default_rng(0).uniform(0.0, 2.0, len(y))
+    w[::17] = 0.0
+    params = {"learning_rate": 0.01, "l2": 1e-3}
+    ref = OnlineLogisticRegression(100, **params)
+    fast = OnlineLogisticRegression(100, **params)
+    losses, missed, _ = _reference(ref, X, y, w)
+    stats = learn_sequence(fast, X, y, w, block_size=64)
+    assert stats.n_misclassified == missed
+    _close(losses, stats.losses)
+    _assert_same_model(ref, fast)
+
+
+def test_continues_from_trained_state_and_in_pieces():
+    """Starting after minibatch steps (within-batch statistics already seen) and splitting
+    the sequence over several calls changes nothing."""
+    X, y = _data(n=900)
+    params = {"learning_rate": 0.05, "l2": 0.001}
+    ref = OnlineLogisticRegression(X.shape[1], **params)
+    fast = OnlineLogisticRegression(X.shape[1], **params)
+    for model in (ref, fast):
+        model.learn_batch(X[:64], y[:64])
+        model.learn_batch(X[64:100], y[64:100])
+    _reference(ref, X[100:], y[100:])
+    for lo, hi in [(100, 101), (101, 450), (450, 900)]:
+        learn_sequence(fast, X[lo:hi], y[lo:hi], block_size=16)
+    _assert_same_model(ref, fast)
+
+
+def test_then_minibatches_again():
+    X, y = _data(n=400)
+    ref = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    fast = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    _reference(ref, X[:300], y[:300])
+    learn_sequence(fast, X[:300], y[:300])
+    for model in (ref, fast):
+        model.learn_batch(X[300:], y[300:])
+    _assert_same_model(ref, fast)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_steps_are_skipped_as_in_the_loop():
+    X, y = _data(n=300)
+    X = X.copy()
+    X[40, 3] = np.inf
+    X[200, 0] = np.nan
+    ref = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    fast = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    losses, missed, skipped = _reference(ref, X, y)
+    stats = learn_sequence(fast, X, y, block_size=32)
+    assert skipped == 2
+    assert stats.n_skipped == 2
+    assert stats.n_misclassified == missed
+    np.testing.assert_array_equal(np.isnan(losses), np.isnan(stats.losses))
+    finite = np.isfinite(losses)
+    _close(losses[finite], stats.losses[finite])
+    _assert_same_model(ref, fast)
+
+
+@pytest.mark.parametrize(
+    "params, reason",
+    [
+        ({"optimizer": "adagrad", "learning_rate": 0.1}, "adagrad"),
+        ({"l1": 0.001, "learning_rate": 0.05}, "l1"),
+        ({"l1": 0.001, "l2": 0.01, "learning_rate": 0.05}, "l1"),
+    ],
+)
+def test_unsupported_configurations_fall_back(params, reason):
+    X, y = _data(n=250)
+    ref = OnlineLogisticRegression(X.shape[1], **params)
+    fast = OnlineLogisticRegression(X.shape[1], **params)
+    assert fast_path_unsupported(fast, X) == reason
+    losses, missed, _ = _reference(ref, X, y)
+    stats = learn_sequence(fast, X, y)
+    assert not stats.fast_path
+    assert stats.n_misclassified == missed
+    np.testing.assert_array_equal(ref._theta, fast._theta)
+    np.testing.assert_array_equal(losses, stats.losses)
+    _assert_same_model(ref, fast)
+
+
+def test_sparse_rows_fall_back():
+    X, y = _data(n=120)
+    X[np.abs(X) < 0.8] = 0.0
+    rows = [(np.flatnonzero(r), r[np.flatnonzero(r)]) for r in X]
+    S = SparseRows.from_rows(rows, X.shape[1])
+    ref = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    fast = OnlineLogisticRegression(X.shape[1], learning_rate=0.05)
+    assert fast_path_unsupported(fast, S) == "sparse"
+    _reference(ref, S, y)
+    stats = learn_sequence(fast, S, y)
+    assert not stats.fast_path
+    _assert_same_model(ref, fast)
+
+
+def test_large_l2_step_falls_back_per_block():
+    """η λ₂ ≥ 1 makes a factor 1 − ηλ₂ ≤ 0: those blocks take the per-sample loop."""
+    X, y = _data(n=200)
+    params = {"learning_rate": 0.5, "l2": 2.5}
+    ref = OnlineLogisticRegression(X.shape[1], **params)
+    fast = OnlineLogisticRegression(X.shape[1], **params)
+    _reference(ref, X, y)
+    learn_sequence(fast, X, y)
+    _assert_same_model(ref, fast)
+
+
+def test_validation_leaves_model_untouched():
+    X, y = _data(n=50)
+    model = OnlineLogisticRegression(X.shape[1])
+    bad = y.copy()
+    bad[30] = 2.0
+    with pytest.raises(ValueError):
+        learn_sequence(model, X, bad)
+    with pytest.raises(ValueError):
+        learn_sequence(model, X, y, -np.ones(len(y)))
+    with pytest.raises(ValueError):
+        learn_sequence(model, X[:, :3], y)
+    with pytest.raises(ValueError):
+        learn_sequence(model, X, y, block_size=0)
+    assert model.n_updates == 0
+    assert not model._theta.any()
+
+
+def test_empty_sequence_is_a_no_op():
+    model = OnlineLogisticRegression(4)
+    stats = learn_sequence(model, np.zeros((0, 4)), np.zeros(0))
+    assert stats.n_samples == 0
+    assert math.isnan(stats.loss)
+    assert model.n_updates == 0
