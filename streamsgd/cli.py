@@ -29,13 +29,15 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------- value types
-def _number(kind: Callable[[str], Any], name: str, test: Callable[[Any], bool]) -> Callable[[str], Any]:
+def _number(
+    kind: Callable[[str], Any], name: str, test: Callable[[Any], bool]
+) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
-        if isinstance(value, float) and not math.isfinite(value) or not test(value):
+        if (isinstance(value, float) and not math.isfinite(value)) or not test(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not {name}")
         return value
 
@@ -72,7 +74,10 @@ class _EnvHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if env:
             text += f" [env: {env}]"
         static = getattr(action, "static_default", None)
-        if static not in (None, False, argparse.SUPPRESS) and action.option_strings[0] not in SECRET_FLAGS:
+        if (
+            static not in (None, False, argparse.SUPPRESS)
+            and action.option_strings[0] not in SECRET_FLAGS
+        ):
             text += f" (default: {static})"
         return text
 
@@ -96,15 +101,35 @@ def _add(group: Any, flag: str, *, env: bool = True, **kwargs: Any) -> argparse.
 
 
 def _add_kafka_connection(group: Any, env: bool) -> None:
-    _add(group, "--bootstrap-servers", env=env, metavar="HOST:PORT[,...]",
-         help="Kafka bootstrap servers")
-    _add(group, "--security-protocol", env=env, default="PLAINTEXT",
-         choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], help="Kafka security protocol")
-    _add(group, "--sasl-mechanism", env=env,
-         choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"], help="SASL mechanism")
+    _add(
+        group,
+        "--bootstrap-servers",
+        env=env,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers",
+    )
+    _add(
+        group,
+        "--security-protocol",
+        env=env,
+        default="PLAINTEXT",
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        help="Kafka security protocol",
+    )
+    _add(
+        group,
+        "--sasl-mechanism",
+        env=env,
+        choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"],
+        help="SASL mechanism",
+    )
     _add(group, "--sasl-username", env=env, help="SASL user name")
-    _add(group, "--sasl-password", env=True,
-         help="SASL password; prefer the environment variable, it is never printed")
+    _add(
+        group,
+        "--sasl-password",
+        env=True,
+        help="SASL password; prefer the environment variable, it is never printed",
+    )
     _add(group, "--ssl-cafile", env=env, help="CA bundle (PEM) to verify the brokers")
     _add(group, "--ssl-certfile", env=env, help="client certificate (PEM)")
     _add(group, "--ssl-keyfile", env=env, help="client private key (PEM)")
@@ -122,74 +147,167 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     train = commands.add_parser(
-        "train", help="train on a stream and serve metrics", formatter_class=_EnvHelpFormatter,
+        "train",
+        help="train on a stream and serve metrics",
+        formatter_class=_EnvHelpFormatter,
         description="Train on a stream. Every flag can also be set with the environment "
         "variable shown next to it.",
     )
     src = train.add_argument_group("source")
-    _add(src, "--source", default="auto", choices=["auto", "synthetic", "file", "kafka"],
-         help="where samples come from; auto = kafka when --bootstrap-servers is set, "
-         "else the embedded synthetic stream")
+    _add(
+        src,
+        "--source",
+        default="auto",
+        choices=["auto", "synthetic", "file", "kafka"],
+        help="where samples come from; auto = kafka when --bootstrap-servers is set, "
+        "else the embedded synthetic stream",
+    )
     _add(src, "--path", help="JSON Lines file for --source file ('-' = stdin)")
     _add(src, "--max-samples", type=positive_int, help="stop after this many samples in total")
     _add(src, "--seed", type=int, default=0, help="synthetic: random seed")
-    _add(src, "--label-noise", type=probability, default=0.0,
-         help="synthetic: probability of flipping a label")
-    _add(src, "--drift", type=non_negative_float, default=0.0,
-         help="synthetic: rotation of the true weights, radians per 100k samples")
-    _add(src, "--max-record-bytes", type=positive_int, default=16 * 1024 * 1024,
-         help="reject larger records")
+    _add(
+        src,
+        "--label-noise",
+        type=probability,
+        default=0.0,
+        help="synthetic: probability of flipping a label",
+    )
+    _add(
+        src,
+        "--drift",
+        type=non_negative_float,
+        default=0.0,
+        help="synthetic: rotation of the true weights, radians per 100k samples",
+    )
+    _add(
+        src,
+        "--max-record-bytes",
+        type=positive_int,
+        default=16 * 1024 * 1024,
+        help="reject larger records",
+    )
 
     model = train.add_argument_group("model")
-    _add(model, "--n-features", type=positive_int,
-         help="input dimension d (synthetic default 10; 2^hash-bits with --hash-bits)")
-    _add(model, "--hash-bits", type=hash_bits_type,
-         help="hash named features into 2^B dimensions")
+    _add(
+        model,
+        "--n-features",
+        type=positive_int,
+        help="input dimension d (synthetic default 10; 2^hash-bits with --hash-bits)",
+    )
+    _add(model, "--hash-bits", type=hash_bits_type, help="hash named features into 2^B dimensions")
     _add(model, "--batch-size", type=positive_int, default=32, help="minibatch size m")
     _add(model, "--learning-rate", type=positive_float, default=0.1, help="learning rate eta0")
-    _add(model, "--learning-rate-schedule", default="constant",
-         choices=["constant", "inverse_scaling"],
-         help="inverse_scaling: eta_t = eta0 / (1 + decay*t)^power")
-    _add(model, "--learning-rate-decay", type=non_negative_float, default=1.0,
-         help="decay of inverse_scaling")
-    _add(model, "--learning-rate-power", type=non_negative_float, default=0.5,
-         help="power of inverse_scaling")
+    _add(
+        model,
+        "--learning-rate-schedule",
+        default="constant",
+        choices=["constant", "inverse_scaling"],
+        help="inverse_scaling: eta_t = eta0 / (1 + decay*t)^power",
+    )
+    _add(
+        model,
+        "--learning-rate-decay",
+        type=non_negative_float,
+        default=1.0,
+        help="decay of inverse_scaling",
+    )
+    _add(
+        model,
+        "--learning-rate-power",
+        type=non_negative_float,
+        default=0.5,
+        help="power of inverse_scaling",
+    )
     _add(model, "--l2", type=non_negative_float, default=0.0, help="L2 penalty lambda2")
     _add(model, "--l1", type=non_negative_float, default=0.0, help="L1 penalty lambda1 (proximal)")
-    _add(model, "--optimizer", default="sgd", choices=["sgd", "adagrad"],
-         help="step rule applied to the averaged gradient")
-    _add(model, "--reduction", default="mean", choices=["mean", "sum"],
-         help="mean (1/m) or sum of per-sample gradients")
-    _add(model, "--stats-smoothing", type=smoothing_type, default=0.05,
-         help="EWMA factor alpha of the gradient statistics (window ~ 1/alpha steps)")
+    _add(
+        model,
+        "--optimizer",
+        default="sgd",
+        choices=["sgd", "adagrad"],
+        help="step rule applied to the averaged gradient",
+    )
+    _add(
+        model,
+        "--reduction",
+        default="mean",
+        choices=["mean", "sum"],
+        help="mean (1/m) or sum of per-sample gradients",
+    )
+    _add(
+        model,
+        "--stats-smoothing",
+        type=smoothing_type,
+        default=0.05,
+        help="EWMA factor alpha of the gradient statistics (window ~ 1/alpha steps)",
+    )
 
     state = train.add_argument_group("checkpoints")
     _add(state, "--checkpoint-dir", help="directory of the atomic checkpoint (resumes from it)")
-    _add(state, "--checkpoint-interval-seconds", type=positive_float, default=10.0,
-         help="checkpoint (then commit offsets) at most this often")
-    _add(state, "--checkpoint-every-updates", type=non_negative_int, default=0,
-         help="also checkpoint after this many updates (0 = off)")
+    _add(
+        state,
+        "--checkpoint-interval-seconds",
+        type=positive_float,
+        default=10.0,
+        help="checkpoint (then commit offsets) at most this often",
+    )
+    _add(
+        state,
+        "--checkpoint-every-updates",
+        type=non_negative_int,
+        default=0,
+        help="also checkpoint after this many updates (0 = off)",
+    )
 
     kafka = train.add_argument_group("kafka")
     _add_kafka_connection(kafka, env=True)
     _add(kafka, "--topic", help="topic to learn from")
     _add(kafka, "--group-id", default="streamsgd", help="consumer group")
     _add(kafka, "--dead-letter-topic", help="topic for rejected records (reason in headers)")
-    _add(kafka, "--auto-offset-reset", default="earliest", choices=["earliest", "latest"],
-         help="where to start without a checkpoint or committed offset")
-    _add(kafka, "--max-wait-ms", type=positive_int,
-         help="apply a partial minibatch after this long without new records")
-    _add(kafka, "--lag-interval-seconds", type=positive_float, default=5.0,
-         help="how often to refresh streamsgd_consumer_lag_records")
+    _add(
+        kafka,
+        "--auto-offset-reset",
+        default="earliest",
+        choices=["earliest", "latest"],
+        help="where to start without a checkpoint or committed offset",
+    )
+    _add(
+        kafka,
+        "--max-wait-ms",
+        type=positive_int,
+        help="apply a partial minibatch after this long without new records",
+    )
+    _add(
+        kafka,
+        "--lag-interval-seconds",
+        type=positive_float,
+        default=5.0,
+        help="how often to refresh streamsgd_consumer_lag_records",
+    )
 
     serve = train.add_argument_group("http and output")
     _add(serve, "--metrics-host", default="127.0.0.1", help="address of the HTTP endpoints")
-    _add(serve, "--metrics-port", type=port_number, default=8000,
-         help="port of /metrics /healthz /readyz /model /predict (0 = any free port)")
-    _add(serve, "--progress", default="auto", choices=["auto", "always", "never"],
-         help="status line on stderr (auto = when it is a terminal)")
-    _add(serve, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-         help="log level")
+    _add(
+        serve,
+        "--metrics-port",
+        type=port_number,
+        default=8000,
+        help="port of /metrics /healthz /readyz /model /predict (0 = any free port)",
+    )
+    _add(
+        serve,
+        "--progress",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="status line on stderr (auto = when it is a terminal)",
+    )
+    _add(
+        serve,
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level",
+    )
 
     inspect = commands.add_parser("inspect", help="print a checkpoint")
     inspect.add_argument("directory", help="checkpoint directory")
@@ -200,13 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_kafka_connection(produce, env=False)
     produce.add_argument("--topic", required=True, help="topic to write to")
-    produce.add_argument("--partitions", type=positive_int, default=1,
-                         help="partitions when the topic has to be created")
-    produce.add_argument("--rate", type=positive_float, help="records per second (default: as fast as possible)")
-    produce.add_argument("--samples-per-record", type=positive_int, default=1,
-                         help="samples per record; > 1 uses the batched record form")
-    produce.add_argument("--format", default="json", choices=["json", "binary"],
-                         help="record encoding for batched records")
+    produce.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=1,
+        help="partitions when the topic has to be created",
+    )
+    produce.add_argument(
+        "--rate", type=positive_float, help="records per second (default: as fast as possible)"
+    )
+    produce.add_argument(
+        "--samples-per-record",
+        type=positive_int,
+        default=1,
+        help="samples per record; > 1 uses the batched record form",
+    )
+    produce.add_argument(
+        "--format",
+        default="json",
+        choices=["json", "binary"],
+        help="record encoding for batched records",
+    )
     produce.add_argument("--progress", default="auto", choices=["auto", "always", "never"])
     kinds = produce.add_subparsers(dest="kind", metavar="SOURCE", parser_class=_Parser)
     kinds.required = True
@@ -338,7 +470,9 @@ def _train(args: argparse.Namespace) -> int:
             on_lag=sensor.set_consumer_lag,
         )
         if args.dead_letter_topic:
-            dead_letter = KafkaDeadLetterSink(args.bootstrap_servers, args.dead_letter_topic, security)
+            dead_letter = KafkaDeadLetterSink(
+                args.bootstrap_servers, args.dead_letter_topic, security
+            )
         description.update(topic=args.topic, group_id=args.group_id)
 
     store = DirectoryCheckpointStore(args.checkpoint_dir) if args.checkpoint_dir else None
@@ -350,8 +484,13 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every_updates=args.checkpoint_every_updates,
     )
     service = TrainingService(
-        model, source, decoder, config,
-        checkpoint_store=store, dead_letter=dead_letter, sensors=sensors,
+        model,
+        source,
+        decoder,
+        config,
+        checkpoint_store=store,
+        dead_letter=dead_letter,
+        sensors=sensors,
         source_description=description,
     )
     if hasattr(source, "attach"):
@@ -361,13 +500,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         try:
             server = HttpServer(
-                args.metrics_host, args.metrics_port, registry,
+                args.metrics_host,
+                args.metrics_port,
+                registry,
                 get_model=lambda: service.model,
                 decoder=decoder,
                 is_ready=lambda: bool(source.ready) and not failed.is_set(),
                 is_healthy=lambda: not failed.is_set(),
                 model_extra=lambda: {
-                    "progressive_log_loss": _none_if_nan(progressive_log_loss(service.totals, service.model)),
+                    "progressive_log_loss": _none_if_nan(
+                        progressive_log_loss(service.totals, service.model)
+                    ),
                     "offsets": {p: pos.offset for p, pos in service.buffer.positions.items()},
                 },
             ).start()
@@ -375,12 +518,17 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"cannot serve HTTP on {args.metrics_host}:{args.metrics_port}: {exc.strerror}"
             ) from None
-        log.info("serving /metrics /healthz /readyz /model /predict on http://%s:%d",
-                 args.metrics_host, server.port)
+        log.info(
+            "serving /metrics /healthz /readyz /model /predict on http://%s:%d",
+            args.metrics_host,
+            server.port,
+        )
 
     def stop(signum: int, _frame: Any) -> None:
-        log.info("received %s: finishing the current step, checkpointing, committing",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing the current step, checkpointing, committing",
+            signal.Signals(signum).name,
+        )
         service.request_stop()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -405,7 +553,10 @@ def _train(args: argparse.Namespace) -> int:
     loss = progressive_log_loss(service.totals, service.model)
     log.info(
         "done: %d samples in %d updates, progressive log loss %.6f, %d records rejected",
-        service.model.n_samples_seen, service.model.n_updates, loss, service.totals.records_rejected,
+        service.model.n_samples_seen,
+        service.model.n_updates,
+        loss,
+        service.totals.records_rejected,
     )
     return 0
 

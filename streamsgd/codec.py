@@ -98,7 +98,9 @@ def _numbers(values: Any, what: str) -> FloatArray:
 
 def _weight(value: Any) -> float:
     if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
-        raise RecordRejected("invalid_weight", f"weight must be a finite number >= 0, got {value!r}")
+        raise RecordRejected(
+            "invalid_weight", f"weight must be a finite number >= 0, got {value!r}"
+        )
     return float(value)
 
 
@@ -226,7 +228,9 @@ class Decoder:
             or X.ndim != 2
             or any(type(v) is bool for row in rows for v in row)
         ):
-            raise RecordRejected("invalid_schema", "'X' must be a list of equal-length number lists")
+            raise RecordRejected(
+                "invalid_schema", "'X' must be a list of equal-length number lists"
+            )
         if X.shape[1] != self.n_features:
             raise RecordRejected(
                 "wrong_dimension", f"rows have {X.shape[1]} values, expected {self.n_features}"

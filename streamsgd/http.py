@@ -90,7 +90,7 @@ class HttpServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "streamsgd"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -104,7 +104,7 @@ class HttpServer:
             def _json(self, status: int, document: Any) -> None:
                 self._send(status, json.dumps(document).encode(), "application/json")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -121,7 +121,7 @@ class HttpServer:
 
             do_HEAD = do_GET
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if self.path.split("?", 1)[0] != "/predict":
                     self._json(404, {"error": f"no such endpoint: {self.path}"})
                     return

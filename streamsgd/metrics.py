@@ -26,7 +26,19 @@ from .core.model import BatchStats, OnlineLogisticRegression
 from .service import SKIP_REASONS, Sensor
 
 UPDATE_DURATION_BUCKETS = (
-    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    0.1,
+    1.0,
 )
 
 
@@ -40,7 +52,9 @@ class PrometheusSensor(Sensor):
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
         build = Gauge(
-            "streamsgd_build_info", "streamsgd build; value 1", ["version", "python_version"],
+            "streamsgd_build_info",
+            "streamsgd build; value 1",
+            ["version", "python_version"],
             registry=r,
         )
         build.labels(__version__, platform.python_version()).set(1)
@@ -51,12 +65,14 @@ class PrometheusSensor(Sensor):
         self.records_rejected_total = Counter(
             "streamsgd_records_rejected",
             "Records that could not be decoded or validated, by reason.",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         for reason in REJECT_REASONS:
             self.records_rejected_total.labels(reason)
         self.dead_letter_records_total = Counter(
-            "streamsgd_dead_letter_records", "Rejected records sent to the dead-letter topic.",
+            "streamsgd_dead_letter_records",
+            "Rejected records sent to the dead-letter topic.",
             registry=r,
         )
         self.samples_learned_total = Counter(
@@ -64,8 +80,10 @@ class PrometheusSensor(Sensor):
         )
         self.updates_total = Counter("streamsgd_updates", "SGD steps applied.", registry=r)
         self.updates_skipped_total = Counter(
-            "streamsgd_updates_skipped", "Minibatches whose step was not applied, by reason.",
-            ["reason"], registry=r,
+            "streamsgd_updates_skipped",
+            "Minibatches whose step was not applied, by reason.",
+            ["reason"],
+            registry=r,
         )
         for reason in SKIP_REASONS:
             self.updates_skipped_total.labels(reason)
@@ -76,17 +94,21 @@ class PrometheusSensor(Sensor):
         )
         self.progressive_misclassified_total = Counter(
             "streamsgd_progressive_misclassified",
-            "Samples misclassified by the pre-step weights.", registry=r,
+            "Samples misclassified by the pre-step weights.",
+            registry=r,
         )
 
         def gauge(name: str, doc: str) -> Gauge:
             return Gauge(name, doc, registry=r)
 
-        self.batch_loss = gauge("streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch.")
+        self.batch_loss = gauge(
+            "streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch."
+        )
         self.batch_size = gauge("streamsgd_batch_size", "Samples in the last minibatch (m).")
         self.learning_rate = gauge("streamsgd_learning_rate", "Learning rate of the last step.")
         self.gradient_norm = gauge(
-            "streamsgd_gradient_norm", "Norm of the last minibatch's mean loss gradient over (w, b)."
+            "streamsgd_gradient_norm",
+            "Norm of the last minibatch's mean loss gradient over (w, b).",
         )
         self.gradient_variance = gauge(
             "streamsgd_gradient_variance",
@@ -121,8 +143,10 @@ class PrometheusSensor(Sensor):
             "Source timestamp of the newest record read (Kafka record time).",
         )
         self.update_duration_seconds = Histogram(
-            "streamsgd_update_duration_seconds", "Time of one learn_batch call.",
-            buckets=UPDATE_DURATION_BUCKETS, registry=r,
+            "streamsgd_update_duration_seconds",
+            "Time of one learn_batch call.",
+            buckets=UPDATE_DURATION_BUCKETS,
+            registry=r,
         )
         self.checkpoint_saves_total = Counter(
             "streamsgd_checkpoint_saves", "Checkpoints written.", registry=r
@@ -131,7 +155,8 @@ class PrometheusSensor(Sensor):
             "streamsgd_checkpoint_save_failures", "Checkpoints that failed to write.", registry=r
         )
         self.checkpoint_save_duration_seconds = Histogram(
-            "streamsgd_checkpoint_save_duration_seconds", "Time to write one checkpoint.",
+            "streamsgd_checkpoint_save_duration_seconds",
+            "Time to write one checkpoint.",
             registry=r,
         )
         self.last_checkpoint_timestamp_seconds = gauge(

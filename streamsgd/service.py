@@ -203,7 +203,9 @@ class TrainingService:
                 for k, v in restored.get_params().items()
                 if self.model.get_params()[k] != v
             }
-            log.warning("checkpoint hyper-parameters differ from flags; keeping the flags: %s", changed)
+            log.warning(
+                "checkpoint hyper-parameters differ from flags; keeping the flags: %s", changed
+            )
             restored = OnlineLogisticRegression.from_state(
                 {**state["model"], "params": self.model.get_params()}
             )
@@ -226,9 +228,36 @@ class TrainingService:
             "batch_size": self.config.batch_size,
         }
 
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Per partition, the position after the last applied sample."""
+        return self.buffer.positions
+
+    def partitions_revoked(self, partitions: set[str]) -> None:
+        """Checkpoint and commit what was applied, then forget the buffered samples of the
+        revoked partitions (they are re-read from the checkpointed position if they return)."""
+        self.checkpoint()
+        self.buffer.discard_partitions(partitions)
+        for partition in partitions:
+            position = self.buffer.positions.get(partition)
+            if position is not None and position.skip_samples:
+                self._skip[partition] = position
+
     def checkpoint(self) -> bool:
-        """Save a checkpoint, then commit the offsets it covers. Returns False on failure."""
+        """Save a checkpoint, then commit the offsets it covers. Returns False on failure.
+
+        Dead letters are flushed first: an offset is never committed past a rejected record
+        whose dead letter is not yet delivered.
+        """
         self._last_checkpoint = self.clock()
+        if self.dead_letter is not None:
+            try:
+                self.dead_letter.flush()
+            except Exception as exc:
+                log.error("dead-letter delivery failed, not checkpointing yet: %s", exc)
+                for s in self.sensors:
+                    s.checkpoint_failed()
+                return False
         if self.checkpoint_store is None:
             self._dirty = False
             self._commit()
@@ -276,7 +305,9 @@ class TrainingService:
     def handle(self, record: SourceRecord) -> None:
         """Decode one record into the buffer, or reject (and dead-letter) it."""
         try:
-            samples = record.samples if record.samples is not None else self.decoder.decode(record.value)
+            samples = (
+                record.samples if record.samples is not None else self.decoder.decode(record.value)
+            )
         except RecordRejected as exc:
             self.totals.records_rejected += 1
             for s in self.sensors:
@@ -350,38 +381,33 @@ class TrainingService:
                 )
         self.source.seek(dict(self.buffer.positions))
         m = self.config.batch_size
-        try:
-            while not self._stop.is_set() and not self._done():
-                records = self.source.poll(self.config.poll_timeout_seconds)
-                now = self.clock()
-                if records:
-                    self._last_record = now
-                    for s in self.sensors:
-                        s.records_consumed(len(records))
-                    for record in records:
-                        self.handle(record)
-                        while len(self.buffer) >= m:
-                            self.learn(m)
-                        if self._done():
-                            break
-                elif self.source.exhausted:
-                    break
-                wait = self.config.max_wait_seconds
-                if wait is not None and len(self.buffer) and now - self._last_record >= wait:
-                    self.learn(len(self.buffer))
+        while not self._stop.is_set() and not self._done():
+            records = self.source.poll(self.config.poll_timeout_seconds)
+            now = self.clock()
+            if records:
+                self._last_record = now
                 for s in self.sensors:
-                    s.buffered_samples(len(self.buffer))
-                    s.tick(self.model)
-                if self._checkpoint_due():
-                    self.checkpoint()
-            # A bounded run ends with its last, possibly partial, minibatch applied.
-            if not self._stop.is_set() and len(self.buffer):
+                    s.records_consumed(len(records))
+                for record in records:
+                    self.handle(record)
+                    while len(self.buffer) >= m:
+                        self.learn(m)
+                    if self._done():
+                        break
+            elif self.source.exhausted:
+                break
+            wait = self.config.max_wait_seconds
+            if wait is not None and len(self.buffer) and now - self._last_record >= wait:
                 self.learn(len(self.buffer))
-            self.finished = not self._stop.is_set()
-        finally:
-            # Dead letters go out before the offsets past them are committed.
-            if self.dead_letter is not None:
-                self.dead_letter.flush()
+            for s in self.sensors:
+                s.buffered_samples(len(self.buffer))
+                s.tick(self.model)
+            if self._checkpoint_due():
+                self.checkpoint()
+        # A bounded run ends with its last, possibly partial, minibatch applied.
+        if not self._stop.is_set() and len(self.buffer):
+            self.learn(len(self.buffer))
+        self.finished = not self._stop.is_set()
         self.checkpoint()
         for s in self.sensors:
             s.buffered_samples(len(self.buffer))

@@ -78,8 +78,8 @@ class SyntheticStream:
         uniform = rng.random(BLOCK_SIZE)
         flip = rng.random(BLOCK_SIZE) < self.label_noise
         if self.drift:
-            index = block * BLOCK_SIZE + np.arange(BLOCK_SIZE)
-            z = np.einsum("ij,ij->i", X, self.true_weights(index)) + self.intercept
+            index = (block * BLOCK_SIZE + np.arange(BLOCK_SIZE)).astype(np.float64)
+            z = np.sum(X * self.true_weights(index), axis=1) + self.intercept
         else:
             z = X @ self.true_weights(0) + self.intercept
         y = (uniform < sigmoid(z)) != flip

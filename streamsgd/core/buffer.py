@@ -107,7 +107,9 @@ class MinibatchBuffer:
         if len(y) == 0:
             self.append_empty(partition, offset)
             return
-        self._chunks.append(_Chunk(X, y, sample_weight, partition, offset, first_sample, record_size))
+        self._chunks.append(
+            _Chunk(X, y, sample_weight, partition, offset, first_sample, record_size)
+        )
         self.n_samples += len(y)
 
     def append_empty(self, partition: str, offset: int) -> None:
@@ -156,16 +158,15 @@ class MinibatchBuffer:
         weight: FloatArray | None = None
         if any(w is not None for w in ws):
             weight = np.concatenate(
-                [np.ones(len(y)) if w is None else w for w, y in zip(ws, ys)]
+                [np.ones(len(y)) if w is None else w for w, y in zip(ws, ys, strict=True)]
             )
         y_all = ys[0] if len(ys) == 1 else np.concatenate(ys)
         return Minibatch(_concatenate(xs), y_all, weight)
 
     def discard_partitions(self, partitions: set[str]) -> None:
-        """Drop buffered samples of partitions this consumer no longer owns."""
+        """Drop buffered samples of partitions this consumer no longer owns; their positions
+        stay, so a later assignment resumes right after the last applied sample."""
         kept = [c for c in self._chunks if c.partition not in partitions]
         self._chunks = deque(kept)
         self.n_samples = sum(c.n_samples for c in kept)
-        for partition in partitions:
-            self.positions.pop(partition, None)
         self._pass_empty()

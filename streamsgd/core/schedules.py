@@ -32,7 +32,9 @@ class LearningRateSchedule:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ValueError(f"learning_rate_schedule must be one of {SCHEDULES}, got {self.kind!r}")
+            raise ValueError(
+                f"learning_rate_schedule must be one of {SCHEDULES}, got {self.kind!r}"
+            )
         if not self.learning_rate > 0.0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not (self.decay >= 0.0 and self.power >= 0.0):

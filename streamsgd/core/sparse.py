@@ -47,19 +47,19 @@ class SparseRows:
 
     def matvec(self, w: FloatArray) -> FloatArray:
         """X @ w, shape (n_samples,)."""
-        return np.bincount(
+        return np.bincount(  # type: ignore[return-value]  # float64 with weights
             self._row_ids(), weights=self.values * w[self.indices], minlength=self.n_samples
         )
 
     def rmatvec(self, r: FloatArray) -> FloatArray:
         """Xᵀ @ r, shape (n_features,)."""
-        return np.bincount(
+        return np.bincount(  # type: ignore[return-value]  # float64 with weights
             self.indices, weights=self.values * r[self._row_ids()], minlength=self.n_features
         )
 
     def row_squared_norms(self) -> FloatArray:
         """‖x_i‖², shape (n_samples,)."""
-        return np.bincount(
+        return np.bincount(  # type: ignore[return-value]  # float64 with weights
             self._row_ids(), weights=self.values * self.values, minlength=self.n_samples
         )
 
@@ -83,7 +83,8 @@ class SparseRows:
         lengths = [p.indptr[-1] for p in parts]
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         indptr = np.concatenate(
-            [np.zeros(1, dtype=np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets)]
+            [np.zeros(1, dtype=np.int64)]
+            + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]
         )
         return SparseRows(
             indptr.astype(np.int64),

@@ -27,7 +27,7 @@ class FileSource:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fh: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        self._fh: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
         mode = os.fstat(self._fh.fileno()).st_mode
         self._regular = stat.S_ISREG(mode)
         self._pending = bytearray()

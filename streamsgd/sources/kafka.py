@@ -1,0 +1,294 @@
+"""Kafka adapter (kafka-python): consumer-group source and dead-letter sink.
+
+The only module that imports kafka-python's consumer side. Offsets are never auto-committed:
+the service commits a partition's position only after the checkpoint covering it is on disk,
+and on every assignment the consumer is sought to the checkpoint's position, so the model
+state is exactly-once even though Kafka delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from ..core.buffer import Position
+from ..service import SourceRecord
+
+log = logging.getLogger("streamsgd.kafka")
+
+MAX_POLL_RECORDS = 5000
+RECONNECT_BACKOFF_MAX_MS = 2000
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+class RebalanceHandler(Protocol):
+    """What the source needs from the training service around a rebalance."""
+
+    @property
+    def positions(self) -> dict[str, Position]: ...
+
+    def partitions_revoked(self, partitions: set[str]) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.source._revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.source._assigned(assigned)
+
+
+class KafkaSource:
+    """Records of one topic through a consumer group, with manual offset commits.
+
+    Parameters
+    ----------
+    bootstrap_servers, topic, group_id : str
+    auto_offset_reset : {"earliest", "latest"}
+        Used only when a partition has neither a checkpoint position nor a committed offset.
+    security : dict
+        kafka-python security settings (security_protocol, sasl_*, ssl_*).
+    lag_interval_seconds : float
+        How often to refresh the consumer lag (end offsets minus applied positions).
+    on_lag : callable
+        Receives the summed lag in records.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        auto_offset_reset: str = "earliest",
+        security: dict[str, Any] | None = None,
+        lag_interval_seconds: float = 5.0,
+        on_lag: Callable[[int], None] = lambda lag: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topic = topic
+        self._settings = {
+            "bootstrap_servers": bootstrap_servers.split(","),
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": auto_offset_reset,
+            "max_poll_records": MAX_POLL_RECORDS,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+            "client_id": f"streamsgd-{group_id}",
+            **(security or {}),
+        }
+        self.lag_interval_seconds = lag_interval_seconds
+        self.on_lag = on_lag
+        self.clock = clock
+        self._consumer: KafkaConsumer | None = None
+        self._handler: RebalanceHandler | None = None
+        self._start_positions: dict[str, Position] = {}
+        self._next_connect = 0.0
+        self._next_lag = 0.0
+        self._broker_ok = False
+
+    # ------------------------------------------------------------------ wiring
+    def attach(self, handler: RebalanceHandler) -> None:
+        self._handler = handler
+
+    def _positions(self) -> dict[str, Position]:
+        return self._handler.positions if self._handler is not None else self._start_positions
+
+    def seek(self, positions: dict[str, Position]) -> None:
+        self._start_positions = dict(positions)
+
+    def _connect(self) -> KafkaConsumer | None:
+        if self._consumer is not None:
+            return self._consumer
+        now = self.clock()
+        if now < self._next_connect:
+            return None
+        try:
+            consumer = KafkaConsumer(**self._settings)
+            consumer.subscribe([self.topic], listener=_Listener(self))
+        except KafkaError as exc:
+            self._next_connect = now + 1.0
+            self._broker_ok = False
+            log.warning("Kafka not reachable yet (%s); retrying", exc)
+            return None
+        self._consumer = consumer
+        return consumer
+
+    # ------------------------------------------------------------------ rebalance
+    def _revoked(self, revoked: Any) -> None:
+        keys = {partition_key(tp.topic, tp.partition) for tp in revoked}
+        log.info("partitions revoked: %s", sorted(keys))
+        if self._handler is not None and keys:
+            self._handler.partitions_revoked(keys)
+
+    def _assigned(self, assigned: Any) -> None:
+        assert self._consumer is not None
+        positions = self._positions()
+        for tp in assigned:
+            position = positions.get(partition_key(tp.topic, tp.partition))
+            if position is not None:
+                self._consumer.seek(tp, position.offset)
+        log.info(
+            "partitions assigned: %s",
+            sorted(partition_key(tp.topic, tp.partition) for tp in assigned),
+        )
+
+    # ------------------------------------------------------------------ Source
+    def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        consumer = self._connect()
+        if consumer is None:
+            time.sleep(min(timeout_seconds, 0.2))  # pace reconnection attempts
+            return []
+        try:
+            batches = consumer.poll(timeout_ms=int(timeout_seconds * 1000))
+        except KafkaError as exc:
+            log.warning("poll failed: %s", exc)
+            self._broker_ok = False
+            return []
+        records = []
+        for tp, messages in batches.items():
+            key = partition_key(tp.topic, tp.partition)
+            for msg in messages:
+                records.append(
+                    SourceRecord(
+                        key,
+                        msg.offset,
+                        value=msg.value,
+                        timestamp_ms=msg.timestamp,
+                        topic=tp.topic,
+                        kafka_partition=tp.partition,
+                        headers=list(msg.headers or []),
+                    )
+                )
+        if records:
+            self._broker_ok = True
+        if self.clock() >= self._next_lag:
+            self._refresh_lag(consumer)
+        return records
+
+    def _refresh_lag(self, consumer: KafkaConsumer) -> None:
+        self._next_lag = self.clock() + self.lag_interval_seconds
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        try:
+            ends = consumer.end_offsets(list(assigned), timeout_ms=2000)
+        except KafkaError as exc:
+            log.warning("cannot read end offsets: %s", exc)
+            self._broker_ok = False
+            return
+        self._broker_ok = True
+        positions = self._positions()
+        lag = 0
+        for tp, end in ends.items():
+            position = positions.get(partition_key(tp.topic, tp.partition))
+            applied = position.offset if position is not None else consumer.position(tp)
+            lag += max(int(end) - int(applied), 0)
+        self.on_lag(lag)
+
+    @property
+    def exhausted(self) -> bool:
+        return False
+
+    @property
+    def ready(self) -> bool:
+        return self._consumer is not None and self._broker_ok and bool(self._consumer.assignment())
+
+    def commit(self, positions: dict[str, Position]) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = {}
+        for tp in consumer.assignment():
+            position = positions.get(partition_key(tp.topic, tp.partition))
+            if position is not None:
+                offsets[tp] = OffsetAndMetadata(position.offset, "", -1)
+        if offsets:
+            consumer.commit(offsets)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
+            self._consumer = None
+
+
+class KafkaDeadLetterSink:
+    """Forwards rejected records, unchanged, to a dead-letter topic with headers
+    ``streamsgd.reason``, ``streamsgd.detail``, ``streamsgd.source.topic``,
+    ``streamsgd.source.partition`` and ``streamsgd.source.offset`` (plus the original ones).
+
+    Sends that fail are kept and retried by :meth:`flush`, which raises while any is
+    undelivered, so the service never commits an offset past an undelivered dead letter.
+    """
+
+    def __init__(
+        self, bootstrap_servers: str, topic: str, security: dict[str, Any] | None = None
+    ) -> None:
+        self.topic = topic
+        self._settings = {
+            "bootstrap_servers": bootstrap_servers.split(","),
+            "acks": "all",
+            "linger_ms": 20,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+            "client_id": "streamsgd-dead-letter",
+            **(security or {}),
+        }
+        self._producer: KafkaProducer | None = None
+        self._unsent: list[tuple[bytes | None, list[tuple[str, bytes]]]] = []
+        self._in_flight: list[tuple[bytes | None, list[tuple[str, bytes]], Any]] = []
+
+    def _ensure(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(**self._settings)
+        return self._producer
+
+    def send(self, record: SourceRecord, reason: str, detail: str) -> None:
+        headers = [
+            ("streamsgd.reason", reason.encode()),
+            ("streamsgd.detail", detail[:1000].encode()),
+            ("streamsgd.source.topic", (record.topic or record.partition).encode()),
+            ("streamsgd.source.partition", str(record.kafka_partition).encode()),
+            ("streamsgd.source.offset", str(record.offset).encode()),
+            *record.headers,
+        ]
+        self._unsent.append((record.value, headers))
+        self._send_unsent()
+
+    def _send_unsent(self) -> None:
+        try:
+            producer = self._ensure()
+            while self._unsent:
+                value, headers = self._unsent[0]
+                future = producer.send(self.topic, value=value, headers=headers)
+                self._in_flight.append((value, headers, future))
+                self._unsent.pop(0)
+        except KafkaError as exc:
+            log.warning("dead-letter send failed (will retry): %s", exc)
+
+    def flush(self) -> None:
+        self._send_unsent()
+        if self._unsent:
+            raise KafkaError(f"{len(self._unsent)} dead letters not sent yet")
+        if self._producer is not None:
+            self._producer.flush(timeout=30)
+        failed = [(v, h) for v, h, f in self._in_flight if not f.succeeded()]
+        self._in_flight = []
+        if failed:
+            self._unsent[:0] = failed
+            raise KafkaError(f"{len(failed)} dead letters not delivered yet")
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=10)
+            self._producer = None
