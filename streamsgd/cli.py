@@ -624,6 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        # kafka-python logs every connection at INFO; keep it for --log-level DEBUG.
+        if getattr(args, "log_level", "INFO") != "DEBUG":
+            logging.getLogger("kafka").setLevel(logging.WARNING)
         if args.command == "train":
             return _train(args)
         if args.command == "inspect":
@@ -635,4 +638,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `streamsgd inspect DIR --json | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
