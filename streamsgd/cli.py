@@ -405,6 +405,10 @@ def _train(args: argparse.Namespace) -> int:
         source_kind = "kafka" if args.bootstrap_servers else "synthetic"
         if source_kind == "synthetic":
             log.info("no --bootstrap-servers: training on the embedded synthetic stream")
+    if source_kind == "file" and not args.path:
+        raise UsageError("--source file needs --path (a JSON Lines file, or - for stdin)")
+    if source_kind == "kafka" and not (args.bootstrap_servers and args.topic):
+        raise UsageError("--source kafka needs --bootstrap-servers and --topic")
     if args.hash_bits is not None:
         if args.n_features is not None and args.n_features != 1 << args.hash_bits:
             raise UsageError("--n-features must be 2^--hash-bits (or omitted) with --hash-bits")
@@ -415,10 +419,6 @@ def _train(args: argparse.Namespace) -> int:
         n_features = 10
     else:
         raise UsageError(f"--source {source_kind} needs --n-features (or --hash-bits)")
-    if source_kind == "file" and not args.path:
-        raise UsageError("--source file needs --path (a JSON Lines file, or - for stdin)")
-    if source_kind == "kafka" and not (args.bootstrap_servers and args.topic):
-        raise UsageError("--source kafka needs --bootstrap-servers and --topic")
     if source_kind == "synthetic" and args.hash_bits is not None:
         raise UsageError("the synthetic source is dense: drop --hash-bits")
 

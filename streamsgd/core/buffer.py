@@ -133,8 +133,11 @@ class MinibatchBuffer:
         got = 0
         while got < want:
             chunk = self._chunks[0]
+            if chunk.X is None:  # an empty (rejected) record between samples
+                self._chunks.popleft()
+                self.positions[chunk.partition] = Position(chunk.offset + 1)
+                continue
             k = min(chunk.n_samples, want - got)
-            assert chunk.X is not None
             if k == chunk.n_samples:
                 self._chunks.popleft()
                 xs.append(chunk.X)
