@@ -11,7 +11,9 @@ import numpy as np
 from streamsgd import OnlineLogisticRegression
 
 
-def write_jsonl(path: Path, X: np.ndarray, y: np.ndarray, extra_lines: dict[int, bytes] | None = None) -> None:
+def write_jsonl(
+    path: Path, X: np.ndarray, y: np.ndarray, extra_lines: dict[int, bytes] | None = None
+) -> None:
     """Dense samples as JSON Lines; ``extra_lines`` inserts raw lines before sample i."""
     extra_lines = extra_lines or {}
     with open(path, "wb") as fh:
@@ -21,7 +23,9 @@ def write_jsonl(path: Path, X: np.ndarray, y: np.ndarray, extra_lines: dict[int,
             fh.write(json.dumps({"x": [float(v) for v in X[i]], "y": int(y[i])}).encode() + b"\n")
 
 
-def reference_fit(X: np.ndarray, y: np.ndarray, batch_size: int, **params: object) -> OnlineLogisticRegression:
+def reference_fit(
+    X: np.ndarray, y: np.ndarray, batch_size: int, **params: object
+) -> OnlineLogisticRegression:
     """The Python API on the same samples in the same order: full batches of m, then the
     remainder as a last, smaller batch."""
     model = OnlineLogisticRegression(X.shape[1], **params)  # type: ignore[arg-type]

@@ -26,25 +26,51 @@ def inspect_json(directory: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSGD_")}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "streamsgd", *args],
-        input=stdin, capture_output=True, env=full_env, cwd=REPO, timeout=120,
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=120,
     )
 
 
 @pytest.mark.parametrize("batch_size", [1, 8, 32])
-def test_file_training_equals_python_api(tmp_path: Path, capsys: pytest.CaptureFixture[str], batch_size: int) -> None:
+def test_file_training_equals_python_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], batch_size: int
+) -> None:
     X, y = SyntheticStream(6, seed=11).samples(0, 1001)
     path = tmp_path / "samples.jsonl"
     write_jsonl(path, X, y)
-    code = main([
-        "train", "--source", "file", "--path", str(path), "--n-features", "6",
-        "--batch-size", str(batch_size), "--learning-rate", "0.05", "--l2", "0.001",
-        "--metrics-port", "0", "--checkpoint-dir", str(tmp_path / "ck"), "--progress", "never",
-    ])
+    code = main(
+        [
+            "train",
+            "--source",
+            "file",
+            "--path",
+            str(path),
+            "--n-features",
+            "6",
+            "--batch-size",
+            str(batch_size),
+            "--learning-rate",
+            "0.05",
+            "--l2",
+            "0.001",
+            "--metrics-port",
+            "0",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--progress",
+            "never",
+        ]
+    )
     assert code == 0
     state = inspect_json(tmp_path / "ck", capsys)
     expected = reference_fit(X, y, batch_size, learning_rate=0.05, l2=0.001)
@@ -55,14 +81,33 @@ def test_file_training_equals_python_api(tmp_path: Path, capsys: pytest.CaptureF
     assert state["offsets"] == {"file": 1001}
 
 
-def test_stdin_source_and_rejected_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stdin_source_and_rejected_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     X, y = SyntheticStream(3, seed=2).samples(0, 200)
     path = tmp_path / "s.jsonl"
-    bad = {5: b"{not json", 50: b'{"x": [1, 2], "y": 1}', 51: b'{"x": [1, 2, NaN], "y": 0}', 120: b'{"x": [1, 2, 3], "y": 2}'}
+    bad = {
+        5: b"{not json",
+        50: b'{"x": [1, 2], "y": 1}',
+        51: b'{"x": [1, 2, NaN], "y": 0}',
+        120: b'{"x": [1, 2, 3], "y": 2}',
+    }
     write_jsonl(path, X, y, bad)
     result = run_cli(
-        "train", "--source", "file", "--path", "-", "--n-features", "3", "--batch-size", "4",
-        "--metrics-port", "0", "--checkpoint-dir", str(tmp_path / "ck"), stdin=path.read_bytes(),
+        "train",
+        "--source",
+        "file",
+        "--path",
+        "-",
+        "--n-features",
+        "3",
+        "--batch-size",
+        "4",
+        "--metrics-port",
+        "0",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        stdin=path.read_bytes(),
     )
     assert result.returncode == 0, result.stderr.decode()
     state = inspect_json(tmp_path / "ck", capsys)
@@ -80,10 +125,28 @@ def test_named_features_are_hashed(tmp_path: Path, capsys: pytest.CaptureFixture
     ]
     path = tmp_path / "named.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    assert main([
-        "train", "--source", "file", "--path", str(path), "--hash-bits", "8", "--batch-size", "3",
-        "--metrics-port", "0", "--checkpoint-dir", str(tmp_path / "ck"), "--progress", "never",
-    ]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--source",
+                "file",
+                "--path",
+                str(path),
+                "--hash-bits",
+                "8",
+                "--batch-size",
+                "3",
+                "--metrics-port",
+                "0",
+                "--checkpoint-dir",
+                str(tmp_path / "ck"),
+                "--progress",
+                "never",
+            ]
+        )
+        == 0
+    )
     state = inspect_json(tmp_path / "ck", capsys)
     coef = np.array(state["coef"])
     assert coef.shape == (256,)
@@ -93,8 +156,21 @@ def test_named_features_are_hashed(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_synthetic_resume_is_bit_exact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    common = ["train", "--source", "synthetic", "--n-features", "4", "--batch-size", "16",
-              "--metrics-port", "0", "--progress", "never", "--seed", "5"]
+    common = [
+        "train",
+        "--source",
+        "synthetic",
+        "--n-features",
+        "4",
+        "--batch-size",
+        "16",
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+        "--seed",
+        "5",
+    ]
     # 3008 = 188 full minibatches: a bound inside a minibatch would end it early by design.
     assert main([*common, "--max-samples", "3008", "--checkpoint-dir", str(tmp_path / "a")]) == 0
     assert main([*common, "--max-samples", "7000", "--checkpoint-dir", str(tmp_path / "a")]) == 0
@@ -106,7 +182,9 @@ def test_synthetic_resume_is_bit_exact(tmp_path: Path, capsys: pytest.CaptureFix
     assert np.array_equal(np.array(straight["coef"]), reference_fit(X, y, 16).coef_)
 
 
-def test_env_variables_set_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_variables_set_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STREAMSGD_BATCH_SIZE", "4")
     monkeypatch.setenv("STREAMSGD_LEARNING_RATE", "0.25")
     monkeypatch.setenv("STREAMSGD_MAX_SAMPLES", "100")
@@ -118,8 +196,22 @@ def test_env_variables_set_flags(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert state["params"]["learning_rate"] == 0.25
     assert state["n_updates"] == 25
     # A flag on the command line wins over the environment.
-    assert main(["train", "--n-features", "3", "--progress", "never", "--max-samples", "104",
-                 "--batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--n-features",
+                "3",
+                "--progress",
+                "never",
+                "--max-samples",
+                "104",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert inspect_json(tmp_path / "ck", capsys)["batch_size"] == 8
 
 
@@ -127,8 +219,14 @@ def test_help_lists_every_env_variable() -> None:
     result = run_cli("train", "--help")
     assert result.returncode == 0
     text = result.stdout.decode()
-    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]  # type: ignore[union-attr]
-    flags = [a.option_strings[0] for a in train._actions if a.option_strings and a.option_strings[0].startswith("--") and a.dest != "help"]
+    train = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train"
+    )[1]  # type: ignore[union-attr]
+    flags = [
+        a.option_strings[0]
+        for a in train._actions
+        if a.option_strings and a.option_strings[0].startswith("--") and a.dest != "help"
+    ]
     assert len(flags) > 30
     for flag in flags:
         env = "STREAMSGD_" + flag[2:].upper().replace("-", "_")
@@ -150,7 +248,11 @@ def test_secrets_are_never_printed() -> None:
         (["train", "--bogus"], {}, "--bogus"),
         (["train", "--source", "nope"], {}, "nope"),
         (["train", "--source", "file"], {}, "--path"),
-        (["train", "--source", "file", "--path", "/does/not/exist", "--n-features", "2"], {}, "/does/not/exist"),
+        (
+            ["train", "--source", "file", "--path", "/does/not/exist", "--n-features", "2"],
+            {},
+            "/does/not/exist",
+        ),
         (["train", "--source", "kafka", "--n-features", "2"], {}, "--bootstrap-servers"),
         (["train", "--source", "file", "--path", "x"], {}, "--n-features"),
         (["train", "--hash-bits", "40"], {}, "--hash-bits"),
@@ -161,7 +263,9 @@ def test_secrets_are_never_printed() -> None:
         ([], {}, "required"),
     ],
 )
-def test_mistakes_give_one_line_and_exit_2(args: list[str], env: dict[str, str], needle: str) -> None:
+def test_mistakes_give_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], needle: str
+) -> None:
     result = run_cli(*args, env=env)
     err = result.stderr.decode()
     assert result.returncode == 2, err
@@ -173,7 +277,9 @@ def test_mistakes_give_one_line_and_exit_2(args: list[str], env: dict[str, str],
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.json").write_text("{ torn")
-    result = run_cli("train", "--checkpoint-dir", str(tmp_path), "--metrics-port", "0", "--max-samples", "10")
+    result = run_cli(
+        "train", "--checkpoint-dir", str(tmp_path), "--metrics-port", "0", "--max-samples", "10"
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr.decode()
     assert "not a valid checkpoint" in result.stderr.decode()

@@ -254,7 +254,9 @@ class OnlineLogisticRegression:
             self._squared_gradient_sum = accumulated
         self.n_updates += 1
         self.n_samples_seen += m
-        self.gradient_stats.update(sums)
+        # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
+        if math.isfinite(sums.gradient_squared_norm_sum):
+            self.gradient_stats.update(sums)
         return eta, False
 
     def learn_batch(

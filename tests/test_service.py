@@ -1,0 +1,188 @@
+"""The run loop with an in-memory source: metrics read back from an injected registry,
+exactly-once resume after a simulated crash, partial batches, skipped steps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamsgd import OnlineLogisticRegression
+from streamsgd.checkpoint import DirectoryCheckpointStore
+from streamsgd.codec import REJECT_REASONS, Decoder, encode_binary, encode_dense
+from streamsgd.metrics import PrometheusSensor
+from streamsgd.service import ServiceConfig, TrainingService
+from streamsgd.synthetic import SyntheticStream
+
+from .helpers import reference_fit
+from .memory_source import MemorySource
+
+D = 5
+
+
+def dense_records(X: np.ndarray, y: np.ndarray) -> list[bytes]:
+    return [encode_dense(X[i], y[i]) for i in range(len(y))]
+
+
+def make_service(
+    source: MemorySource,
+    batch_size: int,
+    registry: CollectorRegistry | None = None,
+    store: DirectoryCheckpointStore | None = None,
+    **config: object,
+) -> TrainingService:
+    sensors = [PrometheusSensor(registry, process_collectors=False)] if registry is not None else []
+    return TrainingService(
+        OnlineLogisticRegression(D, learning_rate=0.3),
+        source,
+        Decoder(D),
+        ServiceConfig(batch_size=batch_size, **config),  # type: ignore[arg-type]
+        checkpoint_store=store,
+        sensors=sensors,
+    )
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    v = registry.get_sample_value(name, labels)
+    assert v is not None, name
+    return v
+
+
+def test_metrics_read_back_from_injected_registry() -> None:
+    X, y = SyntheticStream(D, seed=4).samples(0, 1000)
+    records = dense_records(X, y)
+    bad = [b"{oops", b'{"x": [1], "y": 1}', b'{"x": [1, 2, 3, 4, 5], "y": 7}', b""]
+    for i, raw in zip((10, 400, 401, 999), bad, strict=True):
+        records.insert(i, raw)
+    registry = CollectorRegistry()
+    service = make_service(MemorySource(records), 16, registry)
+    service.run()
+
+    reference = OnlineLogisticRegression(D, learning_rate=0.3)
+    loss_sum, misclassified, last = 0.0, 0, None
+    for i in range(0, 1000, 16):
+        last = reference.learn_batch(X[i : i + 16], y[i : i + 16])
+        loss_sum += last.sums.loss_sum
+        misclassified += last.n_misclassified
+    assert np.array_equal(service.model.coef_, reference.coef_)
+
+    assert value(registry, "streamsgd_records_consumed_total") == 1004
+    assert value(registry, "streamsgd_samples_learned_total") == 1000
+    assert value(registry, "streamsgd_updates_total") == math.ceil(1000 / 16)
+    assert value(registry, "streamsgd_progressive_log_loss_total") == pytest.approx(
+        loss_sum, rel=1e-12
+    )
+    assert value(registry, "streamsgd_progressive_misclassified_total") == misclassified
+    assert value(registry, "streamsgd_records_rejected_total", reason="invalid_json") == 1
+    assert value(registry, "streamsgd_records_rejected_total", reason="wrong_dimension") == 1
+    assert value(registry, "streamsgd_records_rejected_total", reason="invalid_label") == 1
+    assert value(registry, "streamsgd_records_rejected_total", reason="empty") == 1
+    for reason in REJECT_REASONS:  # every labelled series exists from the start
+        assert (
+            registry.get_sample_value("streamsgd_records_rejected_total", {"reason": reason})
+            is not None
+        )
+    assert value(registry, "streamsgd_updates_skipped_total", reason="non_finite") == 0
+    assert last is not None
+    assert value(registry, "streamsgd_batch_size") == last.n_samples == 1000 % 16
+    assert value(registry, "streamsgd_batch_loss") == last.loss
+    assert value(registry, "streamsgd_learning_rate") == 0.3
+    assert value(registry, "streamsgd_gradient_norm") == last.gradient_norm
+    stats = reference.gradient_stats
+    assert value(registry, "streamsgd_gradient_variance") == stats.per_sample_variance
+    assert value(registry, "streamsgd_gradient_estimator_variance") == stats.estimator_variance
+    assert value(registry, "streamsgd_gradient_noise_scale") == stats.noise_scale
+    assert value(registry, "streamsgd_model_weight_norm") == pytest.approx(
+        np.linalg.norm(reference.coef_), rel=1e-12
+    )
+    assert value(registry, "streamsgd_model_features") == D
+    assert value(registry, "streamsgd_minibatch_buffered_samples") == 0
+    assert value(registry, "streamsgd_update_duration_seconds_count") == math.ceil(1000 / 16)
+    assert value(registry, "streamsgd_last_update_timestamp_seconds") > 1.7e9
+
+
+def test_non_finite_step_is_skipped_and_counted() -> None:
+    X, y = SyntheticStream(D, seed=4).samples(0, 64)
+    records = dense_records(X, y)
+    # Valid, finite records whose step overflows: at w = 0 each has r = 0.5, and
+    # Σ r x = 4 · 0.5 · 1.7e308 > max float, so the first minibatch's step is inf.
+    for i in range(4):
+        records[i] = encode_dense(np.full(D, 1.7e308), 0.0)
+    registry = CollectorRegistry()
+    service = make_service(MemorySource(records), 8, registry)
+    service.run()
+    assert value(registry, "streamsgd_updates_skipped_total", reason="non_finite") == 1
+    assert value(registry, "streamsgd_updates_total") == 7
+    assert service.totals.samples_consumed == 64 and service.model.n_samples_seen == 56
+    expected = reference_fit(X[8:], y[8:], 8, learning_rate=0.3)
+    assert np.array_equal(service.model.coef_, expected.coef_)
+
+
+def test_crash_and_resume_is_exactly_once(tmp_path: Path) -> None:
+    X, y = SyntheticStream(D, seed=8).samples(0, 3000)
+    # Batched binary records of 7 samples: minibatches of 16 end inside records.
+    records = [encode_binary(X[i : i + 7], y[i : i + 7]) for i in range(0, 3000, 7)]
+    records.insert(100, b"garbage")
+    store = DirectoryCheckpointStore(tmp_path)
+    for fail_after in (5, 17, 30):
+        service = make_service(
+            MemorySource(records, fail_after_polls=fail_after),
+            16,
+            store=store,
+            checkpoint_every_updates=3,
+        )
+        with pytest.raises(KeyboardInterrupt):
+            service.run()
+    final = make_service(MemorySource(records), 16, store=store, checkpoint_every_updates=3)
+    final.run()
+    expected = reference_fit(X, y, 16, learning_rate=0.3)
+    # The run ends with its partial minibatch, so its batch boundaries match the reference.
+    assert np.array_equal(final.model.coef_, expected.coef_)
+    assert final.model.intercept_ == expected.intercept_
+    assert final.model.n_samples_seen == 3000
+    assert final.totals.records_rejected == 1
+    assert final.source.committed["mem"].offset == len(records)  # type: ignore[attr-defined]
+
+
+def test_max_wait_applies_a_partial_batch() -> None:
+    now = [0.0]
+
+    class Trickle(MemorySource):
+        """Five records on the first poll, then silence; never ends; each poll takes 1 s."""
+
+        def poll(self, timeout_seconds: float):  # type: ignore[no-untyped-def]
+            now[0] += 1.0
+            return super().poll(timeout_seconds) if self.polls == 0 else self._idle()
+
+        def _idle(self):  # type: ignore[no-untyped-def]
+            self.polls += 1
+            return []
+
+        @property
+        def exhausted(self) -> bool:
+            return False
+
+    X, y = SyntheticStream(D, seed=1).samples(0, 5)
+    service = TrainingService(
+        OnlineLogisticRegression(D),
+        Trickle(dense_records(X, y), per_poll=5),
+        Decoder(D),
+        ServiceConfig(batch_size=100, max_wait_seconds=3.0),
+        clock=lambda: now[0],
+    )
+    original = service.learn
+    applied_at: list[float] = []
+
+    def learn_then_stop(n: int):  # type: ignore[no-untyped-def]
+        applied_at.append(now[0])
+        service.request_stop()
+        return original(n)
+
+    service.learn = learn_then_stop  # type: ignore[method-assign]
+    service.run()
+    assert service.model.n_updates == 1 and service.model.n_samples_seen == 5
+    # Records arrived at t = 1; the partial batch goes at the first poll with 3 s of silence.
+    assert applied_at == [4.0]
