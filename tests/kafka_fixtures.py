@@ -314,11 +314,23 @@ def topic_ready(admin, name: str, partitions: int) -> bool:
     except Exception:  # e.g. UnknownTopicOrPartitionError while metadata propagates
         return False
     for topic in described:
-        if topic.get("topic") != name or topic.get("error_code", 0) != 0:
+        if described_name(topic) != name or topic.get("error_code", 0) != 0:
             continue
         parts = topic.get("partitions") or []
-        return len(parts) == partitions and all(p.get("leader", -1) >= 0 for p in parts)
+        return len(parts) == partitions and all(described_leader(p) >= 0 for p in parts)
     return False
+
+
+def described_name(topic: dict) -> str | None:
+    """Topic name in a KafkaAdminClient.describe_topics() entry (kafka-python 3.x: "name",
+    2.x: "topic")."""
+    return topic.get("name", topic.get("topic"))
+
+
+def described_leader(partition: dict) -> int:
+    """Leader of a describe_topics() partition entry ("leader_id" in 3.x, "leader" in 2.x)."""
+    leader = partition.get("leader_id", partition.get("leader"))
+    return -1 if leader is None else int(leader)
 
 
 def wait_for_topic(bootstrap_servers: str, name: str, partitions: int, timeout: float = 60.0):

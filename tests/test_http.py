@@ -141,7 +141,7 @@ def test_predict_bad_input_is_400_json(app: App, body: bytes, reason: str) -> No
 
 
 def test_predict_body_limit_and_unknown_paths(app: App) -> None:
-    status, raw, _ = app.request("/predict", b"{" + b" " * 5000 + b"}")
+    status, _, _ = app.request("/predict", b"{" + b" " * 5000 + b"}")
     assert status == 413
     assert app.request("/nothing")[0] == 404
     assert app.request("/other", b"{}")[0] == 404
