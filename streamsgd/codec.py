@@ -86,7 +86,10 @@ def _label(value: Any) -> float:
 def _numbers(values: Any, what: str) -> FloatArray:
     if not isinstance(values, list):
         raise RecordRejected("invalid_schema", f"{what} must be a list of numbers")
-    arr = np.array(values) if values else np.zeros(0)
+    try:
+        arr = np.array(values) if values else np.zeros(0)
+    except (ValueError, OverflowError):  # ragged or too deeply nested lists
+        raise RecordRejected("invalid_schema", f"{what} must be a flat list of numbers") from None
     # numpy silently turns JSON true/false into 1/0 inside a number list.
     if arr.dtype.kind not in "if" or arr.ndim != 1 or any(type(v) is bool for v in values):
         raise RecordRejected("invalid_schema", f"{what} must be a flat list of numbers")
@@ -97,7 +100,12 @@ def _numbers(values: Any, what: str) -> FloatArray:
 
 
 def _weight(value: Any) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+    try:
+        # float() of a JSON integer beyond the float range raises OverflowError.
+        ok = type(value) in (int, float) and math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        ok = False
+    if not ok:
         raise RecordRejected(
             "invalid_weight", f"weight must be a finite number >= 0, got {value!r}"
         )
@@ -203,13 +211,18 @@ class Decoder:
                 raise RecordRejected(
                     "invalid_schema", f"feature {key!r} must be a number or a string"
                 )
-            name, val = feature_name(key, raw)
+            try:
+                name, val = feature_name(key, raw)
+            except OverflowError:  # a JSON integer beyond the float range
+                raise RecordRejected("non_finite", f"feature {key!r} is out of range") from None
             if not math.isfinite(val):
                 raise RecordRejected("non_finite", f"feature {key!r} is NaN or infinite")
             index = feature_index(name, self.hash_bits)
             buckets[index] = buckets.get(index, 0.0) + val
-        indices = np.fromiter(buckets.keys(), dtype=np.int64, count=len(buckets))
-        values = np.fromiter(buckets.values(), dtype=np.float64, count=len(buckets))
+        # Sorted columns: the cheapest form for SparseRows.row_squared_norms.
+        keys = sorted(buckets)
+        indices = np.fromiter(keys, dtype=np.int64, count=len(keys))
+        values = np.fromiter((buckets[k] for k in keys), dtype=np.float64, count=len(keys))
         return SparseRows.from_rows([(indices, values)], self.n_features)
 
     def _decode_dense_batch(self, obj: dict[str, Any]) -> Samples:
@@ -221,7 +234,10 @@ class Decoder:
         labels = obj["y"]
         if not isinstance(labels, list) or len(labels) != len(rows):
             raise RecordRejected("invalid_schema", "'y' must be a list as long as 'X'")
-        X = np.array(rows) if all(isinstance(r, list) for r in rows) else None
+        try:
+            X = np.array(rows) if all(isinstance(r, list) for r in rows) else None
+        except (ValueError, OverflowError):  # ragged or too deeply nested rows
+            X = None
         if (
             X is None
             or X.dtype.kind not in "if"

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .checkpoint import CheckpointError
 from .codec import Decoder, RecordRejected, Samples
 from .core.buffer import MinibatchBuffer, Position
 from .core.model import BatchStats, OnlineLogisticRegression
@@ -196,19 +197,17 @@ class TrainingService:
     # ------------------------------------------------------------------ state
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a checkpoint: model, totals and positions (the source is sought in run())."""
-        restored = OnlineLogisticRegression.from_state(state["model"])
-        if restored.get_params() != self.model.get_params():
-            changed = {
-                k: (v, self.model.get_params()[k])
-                for k, v in restored.get_params().items()
-                if self.model.get_params()[k] != v
-            }
-            log.warning(
-                "checkpoint hyper-parameters differ from flags; keeping the flags: %s", changed
+        params = self.model.get_params()
+        stored = state["model"]["params"]
+        if stored["n_features"] != params["n_features"]:
+            raise CheckpointError(
+                f"the checkpoint holds a model with {stored['n_features']} features, "
+                f"not {params['n_features']}: use another --checkpoint-dir"
             )
-            restored = OnlineLogisticRegression.from_state(
-                {**state["model"], "params": self.model.get_params()}
-            )
+        changed = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
+        if changed:
+            log.warning("hyper-parameters changed since the checkpoint (old, new): %s", changed)
+        restored = OnlineLogisticRegression.from_state({**state["model"], "params": params})
         self.model = restored
         self.totals = Totals(**state["totals"])
         positions = {p: Position(int(o), int(s)) for p, (o, s) in state["positions"].items()}

@@ -14,7 +14,8 @@ Fixtures
                                 leader) is visible.
 
 Helpers for other tests (they act on the session broker)
-    broker_stop()    stop the session broker (data dir and port are kept)
+    broker_stop()    stop the session broker (SIGTERM; data dir and port are kept)
+    broker_kill()    SIGKILL it instead (a crash; data dir and port are kept)
     broker_start()   start it again on the same port with the same data
     session_broker() the KafkaBroker of the session
     create_topic(bootstrap_servers, partitions=1, name=None, ...) / wait_for_topic(...)
@@ -36,6 +37,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -151,6 +153,9 @@ class KafkaBroker:
         port: int | None = None,
         controller_port: int | None = None,
     ):
+        self.start_output = ""
+        # set by stop(), cleared by start(): the autouse fixture restarts a broker a test stopped
+        self.stopped_on_request = False
         if bootstrap_servers is not None:
             self.external = True
             self.bootstrap_servers = bootstrap_servers
@@ -167,9 +172,6 @@ class KafkaBroker:
         self.bootstrap_servers = f"{HOST}:{self.port}"
         self.state_dir = Path(base_dir) / "state"
         self.data_dir = Path(base_dir) / "data"
-        self.start_output = ""
-        # set by stop(), cleared by start(): the autouse fixture restarts a broker a test stopped
-        self.stopped_on_request = False
 
     def __repr__(self) -> str:
         kind = "external" if self.external else f"local, pid {self.pid}"
@@ -277,6 +279,19 @@ class KafkaBroker:
                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}",
                 pytrace=False,
             )
+
+    def kill(self) -> None:
+        """SIGKILL the broker process (a crash, no controlled shutdown); data dir and port kept.
+
+        start() brings it back (Kafka recovers its logs)."""
+        self._require_local("kill")
+        pid = self.pid
+        if pid is None or not pid_alive(pid):
+            pytest.fail(f"no running broker to kill on {self.bootstrap_servers}", pytrace=False)
+        self.stopped_on_request = True
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), 30, f"broker pid {pid} to die after SIGKILL")
+        self.run_script("stop")  # clears the recorded state (the process is already gone)
 
     def restart(self) -> str:
         self.stop()
@@ -394,6 +409,11 @@ def session_broker() -> KafkaBroker:
 def broker_stop() -> None:
     """Stop the session broker mid-test. Port and data are kept for broker_start()."""
     session_broker().stop()
+
+
+def broker_kill() -> None:
+    """SIGKILL the session broker mid-test (a crash). Port and data are kept for broker_start()."""
+    session_broker().kill()
 
 
 def broker_start() -> str:

@@ -293,8 +293,11 @@ class OnlineLogisticRegression:
             weights = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
             if weights.shape != (m,) or np.any(~(weights >= 0.0)) or np.any(np.isinf(weights)):
                 raise ValueError("sample_weight must be finite, >= 0 and of shape (m,)")
-        sums = self.batch_sums(X, y, weights)
-        eta, skipped = self.apply_step(sums)
+        # Overflow to inf/nan is expected on extreme input and handled: such a step is
+        # skipped (apply_step checks), so it must not also raise or warn.
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = self.batch_sums(X, y, weights)
+            eta, skipped = self.apply_step(sums)
         return BatchStats(
             n_samples=m,
             loss=sums.loss_sum / m,
@@ -347,11 +350,14 @@ class OnlineLogisticRegression:
         if theta.shape != (model.n_features + 1,):
             raise ValueError("model state has weights of the wrong shape")
         model._theta = theta.copy()
-        if state["squared_gradient_sum"] is not None:
+        # The optimiser named by params wins: AdaGrad resumes its accumulators, or starts
+        # them at zero when the model was trained with plain SGD so far.
+        if model.optimizer == "adagrad" and state["squared_gradient_sum"] is not None:
             model._squared_gradient_sum = np.asarray(
                 state["squared_gradient_sum"], dtype=np.float64
             ).copy()
         model.n_updates = int(state["n_updates"])
         model.n_samples_seen = int(state["n_samples_seen"])
         model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])
+        model.gradient_stats.smoothing = float(state["params"]["stats_smoothing"])
         return model

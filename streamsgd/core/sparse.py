@@ -58,9 +58,23 @@ class SparseRows:
         )
 
     def row_squared_norms(self) -> FloatArray:
-        """‖x_i‖², shape (n_samples,)."""
+        """‖x_i‖², shape (n_samples,). Entries repeating a (row, column) cell add up first,
+        as in :meth:`to_dense`."""
+        rows = self._row_ids()
+        values = self.values
+        cells = rows * self.n_features + self.indices
+        # Fast path: cells strictly increasing (rows with sorted, distinct columns) or at
+        # least distinct; merge repeated cells only when there are some.
+        if (
+            len(cells) > 1
+            and not (np.diff(cells) > 0).all()
+            and not (np.diff(np.sort(cells)) > 0).all()
+        ):
+            cells, inverse = np.unique(cells, return_inverse=True)
+            values = np.bincount(inverse.reshape(-1), weights=values, minlength=len(cells))
+            rows = cells // self.n_features
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
-            self._row_ids(), weights=self.values * self.values, minlength=self.n_samples
+            rows, weights=values * values, minlength=self.n_samples
         )
 
     def to_dense(self) -> FloatArray:
