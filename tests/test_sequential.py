@@ -227,3 +227,19 @@ def test_empty_sequence_is_a_no_op():
     assert stats.n_samples == 0
     assert math.isnan(stats.loss)
     assert model.n_updates == 0
+
+
+def test_overflowing_gradient_norm_is_left_out_of_statistics_as_in_the_loop():
+    """A huge but finite row: the step is applied while ‖g‖² overflows; like apply_step,
+    the running statistics leave that step out."""
+    X, y = _data(n=200)
+    X = X.copy()
+    X[70, 2] = 1e160
+    ref = OnlineLogisticRegression(X.shape[1], learning_rate=1e-170)
+    fast = OnlineLogisticRegression(X.shape[1], learning_rate=1e-170)
+    with np.errstate(over="ignore", invalid="ignore"):
+        _, missed, skipped = _reference(ref, X, y)
+    stats = learn_sequence(fast, X, y, block_size=16)
+    assert skipped == stats.n_skipped
+    assert stats.n_misclassified == missed
+    _assert_same_model(ref, fast)

@@ -194,17 +194,24 @@ def _fold_statistics(
     losses: FloatArray,
     misclassified: NDArray[np.bool_],
 ) -> None:
-    """Fold n consecutive m = 1 steps (rows of X with residuals r_t = s_t(σ(z_t) − y_t))
-    into ``model.gradient_stats`` exactly as n calls of its ``update`` would."""
+    """Fold n consecutive applied m = 1 steps (rows of X with residuals
+    r_t = s_t(σ(z_t) − y_t)) into ``model.gradient_stats`` exactly as the per-step
+    ``apply_step`` would: a step whose ‖g_t‖² overflows is applied but left out of the
+    statistics, the others go through the EWMAs in order."""
     stats = model.gradient_stats
     alpha = stats.smoothing
+    r2 = residuals * residuals
+    squared_norms = r2 * np.einsum("ij,ij->i", X, X) + r2  # ‖g_t‖² = r_t² (‖x_t‖² + 1)
+    kept = np.isfinite(squared_norms)
+    if not kept.all():
+        X, residuals, squared_norms = X[kept], residuals[kept], squared_norms[kept]
+        losses, misclassified = losses[kept], misclassified[kept]
     n = len(residuals)
+    if n == 0:
+        return
     head = n - 1
     if head > 0:
         r = residuals[:head]
-        r2 = r * r
-        row_sq = np.einsum("ij,ij->i", X[:head], X[:head])
-        squared_norms = r2 * row_sq + r2  # ‖g_t‖² = r_t² (‖x_t‖² + 1)
         gradients = np.empty((head, X.shape[1] + 1))
         np.multiply(X[:head], r[:, None], out=gradients[:, :-1])
         gradients[:, -1] = r
@@ -212,24 +219,22 @@ def _fold_statistics(
             _ewma_closed_form(stats.mean_gradient, gradients, alpha), dtype=np.float64
         )
         stats.mean_squared_norm = float(
-            _ewma_closed_form(stats.mean_squared_norm, squared_norms, alpha)
+            _ewma_closed_form(stats.mean_squared_norm, squared_norms[:head], alpha)
         )
         stats.mean_gradient_squared_norm = float(
-            _ewma_closed_form(stats.mean_gradient_squared_norm, squared_norms, alpha)
+            _ewma_closed_form(stats.mean_gradient_squared_norm, squared_norms[:head], alpha)
         )
     # The last step through the method itself: it also sets last_batch_size and the
     # across-step variance estimates, which depend only on the state after the step.
     r_last = float(residuals[-1])
-    x_last = X[-1]
     gradient = np.empty(X.shape[1] + 1)
-    gradient[:-1] = r_last * x_last
+    gradient[:-1] = r_last * X[-1]
     gradient[-1] = r_last
-    r2_last = r_last * r_last
     stats.update(
         BatchSums(
             n_samples=1,
             gradient_sum=gradient,
-            gradient_squared_norm_sum=r2_last * float(x_last @ x_last) + r2_last,
+            gradient_squared_norm_sum=float(squared_norms[-1]),
             loss_sum=float(losses[-1]),
             n_misclassified=int(misclassified[-1]),
         )
@@ -290,7 +295,22 @@ def learn_sequence(
         return SequenceStats(n, float(losses.sum()), missed, skipped, eta, False, losses)
 
     assert isinstance(features, np.ndarray)
-    Xd = np.ascontiguousarray(features)
+    # Overflow to inf/nan on extreme input is expected and handled (the block is replayed
+    # step by step, or the statistics leave the step out), as in learn_batch.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _learn_dense(model, np.ascontiguousarray(features), labels, weights, block_size)
+
+
+def _learn_dense(
+    model: OnlineLogisticRegression,
+    Xd: FloatArray,
+    labels: FloatArray,
+    weights: FloatArray | None,
+    block_size: int,
+) -> SequenceStats:
+    """The block recursion for plain SGD without L1 on dense features (module docstring)."""
+    n = len(labels)
+    losses = np.zeros(n)
     schedule = model.schedule
     l2 = model.l2  # for m = 1, reduction "sum" scales λ₂ by m = 1: the same step
     constant = schedule.kind == "constant"
