@@ -1,0 +1,638 @@
+"""Static checks of the deployment: everything that can be verified without a Docker engine.
+
+* promtool: the Prometheus config, the alert rules and their unit tests (``promtool test rules``);
+* the compose file against the Compose Specification JSON schema (vendored, see
+  tests/data/compose-spec.README.md);
+* cross-checks between compose, the Prometheus config, the Grafana provisioning, the Dockerfile,
+  the dashboard, the alert rules and the ``streamsgd`` CLI and metrics themselves.
+
+promtool comes from the Debian package ``prometheus``; a missing promtool fails these tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+pytestmark = pytest.mark.prometheus
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+DEPLOY = REPO / "deploy"
+PROM_DIR = DEPLOY / "prometheus"
+PROM_CONFIG = PROM_DIR / "prometheus.yml"
+ALERTS = PROM_DIR / "alerts.yml"
+ALERTS_TEST = PROM_DIR / "alerts_test.yml"
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD_DIR = GRAFANA / "dashboards"
+DATASOURCES = GRAFANA / "provisioning" / "datasources"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
+SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
+SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
+ENV_PREFIX = "STREAMSGD_"
+
+# The dashboard must chart each of these (issue 4, "The dashboard").
+REQUIRED_DASHBOARD_METRICS = {
+    "streamsgd_samples_learned_total",
+    "streamsgd_progressive_log_loss_total",
+    "streamsgd_progressive_misclassified_total",
+    "streamsgd_batch_loss",
+    "streamsgd_gradient_variance",
+    "streamsgd_gradient_estimator_variance",
+    "streamsgd_gradient_noise_scale",
+    "streamsgd_batch_size",
+    "streamsgd_gradient_norm",
+    "streamsgd_learning_rate",
+    "streamsgd_model_weight_norm",
+    "streamsgd_consumer_lag_records",
+    "streamsgd_records_rejected_total",
+    "streamsgd_dead_letter_records_total",
+    "streamsgd_update_duration_seconds_bucket",
+    "streamsgd_last_checkpoint_timestamp_seconds",
+    "streamsgd_updates_skipped_total",
+}
+
+# Alert rules required by issue 4 (name -> a metric its expression must use).
+REQUIRED_ALERTS = {
+    "StreamsgdLearningStalled": "streamsgd_samples_learned_total",
+    "StreamsgdProgressiveLossRegressed": "streamsgd_progressive_log_loss_total",
+    "StreamsgdConsumerLagGrowing": "streamsgd_consumer_lag_records",
+    "StreamsgdRejectedRecordRatioHigh": "streamsgd_records_rejected_total",
+    "StreamsgdCheckpointStale": "streamsgd_last_checkpoint_timestamp_seconds",
+    "StreamsgdUpdatesSkipped": "streamsgd_updates_skipped_total",
+}
+
+METRIC_TOKEN = re.compile(r"\bstreamsgd_[a-zA-Z0-9_]+")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+def interpolate(value: Any) -> str:
+    """Compose-style ``${VAR:-default}`` interpolation with an empty environment."""
+    text = str(value)
+    text = INTERPOLATION.sub(lambda m: m.group(2) or "", text)
+    return text.replace("$$", "$")
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = (item.split("=", 1) for item in env)
+        env = {k: (v[0] if v else "") for k, *v in pairs}
+    return {k: interpolate(v) for k, v in env.items()}
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
+    """(host path, container path) of every bind mount with a relative host path."""
+    mounts = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            if volume.get("type") != "bind":
+                continue
+            source, target = volume["source"], volume["target"]
+        else:
+            source, target = volume.split(":")[:2]
+            if not source.startswith((".", "/")):
+                continue  # a named volume
+        mounts.append(((REPO / source).resolve(), PurePosixPath(target)))
+    return mounts
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path | None:
+    """The repository file that a container path of `service` shows, via its bind mounts."""
+    path = PurePosixPath(container_path)
+    best = None
+    for host, target in bind_mounts(service):
+        if path == target or target in path.parents:
+            if best is None or len(target.parts) > len(best[1].parts):
+                best = (host, target)
+    if best is None:
+        return None
+    host, target = best
+    return host.joinpath(*path.relative_to(target).parts)
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail(
+            "promtool not found on PATH: install the Debian package `prometheus` "
+            "(apt-get install -y prometheus); .ci/run installs it",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [promtool, *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The `train` subparser of the CLI (contract: streamsgd.cli.build_parser())."""
+    from streamsgd.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and "train" in action.choices:
+            return action.choices["train"]
+    raise AssertionError("streamsgd.cli.build_parser() has no `train` subcommand")
+
+
+def train_env_vars() -> dict[str, argparse.Action]:
+    """STREAMSGD_<FLAG> -> the train action for every long option of `streamsgd train`."""
+    out = {}
+    for action in train_parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and option not in ("--help",):
+                out[ENV_PREFIX + option[2:].upper().replace("-", "_")] = action
+    return out
+
+
+def dashboards() -> list[tuple[Path, dict[str, Any]]]:
+    files = sorted(DASHBOARD_DIR.glob("*.json"))
+    assert files, f"no dashboard JSON under {DASHBOARD_DIR}"
+    return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in files]
+
+
+def all_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    stack = list(dashboard.get("panels", []))
+    while stack:
+        panel = stack.pop(0)
+        out.append(panel)
+        stack.extend(panel.get("panels", []))  # panels nested in collapsed rows
+    return out
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(panel title, PromQL expression) for every target of every dashboard."""
+    out = []
+    for _path, dash in dashboards():
+        for panel in all_panels(dash):
+            for target in panel.get("targets", []):
+                out.append((panel.get("title", "?"), target["expr"]))
+    return out
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+
+
+def provisioned_datasource() -> dict[str, Any]:
+    sources = [ds for f in sorted(DATASOURCES.glob("*.y*ml")) for ds in load_yaml(f)["datasources"]]
+    prometheus = [ds for ds in sources if ds["type"] == "prometheus"]
+    assert len(prometheus) == 1, (
+        f"expected one provisioned Prometheus data source, got {prometheus}"
+    )
+    return prometheus[0]
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name the trainer's metrics registry exposes (series pre-initialised)."""
+    from prometheus_client import CollectorRegistry
+
+    from streamsgd.metrics import PrometheusSensor
+
+    registry = CollectorRegistry()
+    PrometheusSensor(registry, process_collectors=False)
+    names = set()
+    for family in registry.collect():
+        for sample in family.samples:
+            names.add(sample.name)
+    return names
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+def test_promtool_check_config():
+    result = run_promtool("check", "config", str(PROM_CONFIG.relative_to(REPO)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_rules():
+    result = run_promtool("check", "rules", str(ALERTS.relative_to(REPO)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_test_rules():
+    result = run_promtool("test", "rules", str(ALERTS_TEST.relative_to(REPO)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_promtool_test_rules_can_fail(tmp_path):
+    """The unit tests are not vacuous: a rule with a threshold ten times too lax fails them."""
+    text = ALERTS.read_text(encoding="utf-8")
+    assert "> 0.05" in text
+    (tmp_path / "alerts.yml").write_text(text.replace("> 0.05", "> 0.5"), encoding="utf-8")
+    shutil.copy(ALERTS_TEST, tmp_path / "alerts_test.yml")
+    result = run_promtool("test", "rules", str(tmp_path / "alerts_test.yml"))
+    assert result.returncode != 0
+    assert "StreamsgdRejectedRecordRatioHigh" in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- compose schema
+
+
+def compose_validator() -> jsonschema.Draft7Validator:
+    raw = SCHEMA.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == SCHEMA_SHA256, (
+        "tests/data/compose-spec.json changed: update its hash here and in compose-spec.README.md"
+    )
+    schema = json.loads(raw)
+    # The file declares draft-07 (its $schema URL lacks the trailing '#').
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_compose_file_validates_against_the_compose_spec():
+    validator = compose_validator()
+    errors = sorted(validator.iter_errors(compose()), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{e.json_path}: {e.message}" for e in errors)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(
+            lambda c: c["services"]["streamsgd"].update(restart_policy="always"),
+            id="unknown-service-key",
+        ),
+        pytest.param(
+            lambda c: c["services"]["kafka"]["healthcheck"].update(interval=10),
+            id="duration-not-a-string",
+        ),
+        pytest.param(
+            lambda c: c["services"]["streamsgd"]["depends_on"]["kafka"].update(
+                condition="service_up"
+            ),
+            id="bad-depends-on-condition",
+        ),
+    ],
+)
+def test_compose_schema_rejects_broken_files(mutate):
+    broken = copy.deepcopy(compose())
+    mutate(broken)
+    assert list(compose_validator().iter_errors(broken)), "the schema accepted a broken file"
+
+
+# --------------------------------------------------------------------------- compose structure
+
+
+def test_compose_has_the_services_of_the_stack():
+    services = compose()["services"]
+    for name in ("kafka", "kafka-init", "streamsgd", "producer", "prometheus", "grafana"):
+        assert name in services, f"service {name!r} missing"
+
+
+def test_images_are_pinned():
+    for name, service in compose()["services"].items():
+        image = service.get("image")
+        assert image or service.get("build"), f"{name}: neither image nor build"
+        if service.get("build"):
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and "/" not in tag, (
+            f"{name}: unpinned image {image}"
+        )
+    services = compose()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+
+
+def test_depends_on_targets_exist_and_conditions_are_backed():
+    services = compose()["services"]
+    dockerfile_has_healthcheck = "HEALTHCHECK" in DOCKERFILE.read_text(encoding="utf-8")
+    for name, service in services.items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            condition = spec.get("condition", "service_started")
+            target = services[dep]
+            if condition == "service_healthy":
+                check = target.get("healthcheck") or {}
+                has_check = bool(check.get("test")) and not check.get("disable")
+                built_here = target.get("build") is not None and dockerfile_has_healthcheck
+                assert has_check or built_here, (
+                    f"{name} waits for {dep} to be healthy: no healthcheck"
+                )
+            if condition == "service_completed_successfully":
+                assert target.get("restart", "no") in ("no", None), (
+                    f"{dep} is a one-shot step and must not restart"
+                )
+
+
+def test_trainer_service_configuration():
+    service = compose()["services"]["streamsgd"]
+    assert service["restart"] == "unless-stopped"
+    assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (REPO / service["build"]["context"]).resolve() == REPO
+    command = service["command"]
+    command = command.split() if isinstance(command, str) else command
+    assert command[:1] == ["train"] and "--source" in command
+    assert command[command.index("--source") + 1] == "kafka"
+    # checkpoints live on a named volume, at the directory the trainer is told to use
+    env = environment_of(service)
+    checkpoint_dir = PurePosixPath(env["STREAMSGD_CHECKPOINT_DIR"])
+    named = [v.split(":") for v in service["volumes"] if not v.startswith((".", "/"))]
+    assert any(
+        PurePosixPath(target) == checkpoint_dir or PurePosixPath(target) in checkpoint_dir.parents
+        for _src, target, *_ in named
+    ), "STREAMSGD_CHECKPOINT_DIR is not on a volume"
+    assert set(named_volume for named_volume, *_ in named) <= set(compose()["volumes"])
+
+
+def test_every_streamsgd_variable_is_a_train_flag():
+    """Every STREAMSGD_* that compose or the Dockerfile sets is one that `streamsgd train` reads."""
+    known = train_env_vars()
+    assert "STREAMSGD_BATCH_SIZE" in known and "STREAMSGD_BOOTSTRAP_SERVERS" in known
+    used: dict[str, str] = {}
+    for name, service in compose()["services"].items():
+        for var in environment_of(service):
+            if var.startswith(ENV_PREFIX):
+                used[var] = f"docker-compose.yml service {name}"
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        for var in re.findall(r"\b(STREAMSGD_[A-Z0-9_]+)=", line):
+            used[var] = "deploy/Dockerfile ENV"
+    assert len(used) >= 10
+    unknown = {var: where for var, where in used.items() if var not in known}
+    assert not unknown, f"not a `streamsgd train` flag: {unknown}"
+
+
+def test_trainer_environment_parses_with_the_cli(monkeypatch):
+    """The values compose gives the trainer are accepted by the real parser (types, choices)."""
+    from streamsgd.cli import build_parser
+
+    service = compose()["services"]["streamsgd"]
+    env = environment_of(service)
+    for var in list(os.environ):
+        if var.startswith(ENV_PREFIX):
+            monkeypatch.delenv(var)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    parser = build_parser()
+    args = parser.parse_args(service["command"])
+    known = train_env_vars()
+    for var, value in env.items():
+        action = known[var]
+        parsed = getattr(args, action.dest)
+        if action.choices:
+            assert parsed in action.choices, f"{var}={value!r} not in {list(action.choices)}"
+        expected = action.type(value) if callable(action.type) else value
+        assert parsed == expected, f"{var}={value!r} parsed as {parsed!r}"
+    assert args.source == "kafka"
+    assert args.batch_size == 32 and args.learning_rate == pytest.approx(0.1)
+    assert args.metrics_host == "0.0.0.0"
+
+
+def test_producer_command_parses_with_the_cli(monkeypatch):
+    from streamsgd.cli import build_parser
+
+    for var in list(os.environ):
+        if var.startswith(ENV_PREFIX):
+            monkeypatch.delenv(var)
+    services = compose()["services"]
+    producer = services["producer"]
+    command = [interpolate(part) for part in producer["command"]]
+    args = build_parser().parse_args(command)
+    assert args.command == "produce" and args.kind == "synthetic"
+    trainer = environment_of(services["streamsgd"])
+    assert args.topic == trainer["STREAMSGD_TOPIC"]
+    assert args.bootstrap_servers == trainer["STREAMSGD_BOOTSTRAP_SERVERS"]
+    assert args.n_features == int(trainer["STREAMSGD_N_FEATURES"]), (
+        "producer and trainer disagree on d"
+    )
+    assert producer.get("build") == services["streamsgd"].get("build")
+    assert producer.get("healthcheck", {}).get("disable") is True
+
+
+def test_topics_created_by_the_init_step_are_the_ones_used():
+    services = compose()["services"]
+    init = services["kafka-init"]
+    script = " ".join(init["command"]) if isinstance(init["command"], list) else init["command"]
+    trainer = environment_of(services["streamsgd"])
+    for var in ("STREAMSGD_TOPIC", "STREAMSGD_DEAD_LETTER_TOPIC"):
+        assert trainer[var] in script, f"{trainer[var]} is not created by kafka-init"
+    assert "/opt/kafka/bin/kafka-topics.sh" in script
+    assert "kafka:9092" in trainer["STREAMSGD_BOOTSTRAP_SERVERS"]
+
+
+def test_kafka_listeners_reach_the_network_and_the_host():
+    kafka = compose()["services"]["kafka"]
+    env = environment_of(kafka)
+    advertised = env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "//kafka:9092" in advertised and "//localhost:9094" in advertised
+    assert "9094:9094" in [str(p) for p in kafka["ports"]]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    listener_names = {entry.split("://")[0] for entry in env["KAFKA_LISTENERS"].split(",")}
+    mapped = {
+        entry.split(":")[0] for entry in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    }
+    assert listener_names <= mapped
+
+
+# --------------------------------------------------------------------------- prometheus <-> compose
+
+
+def test_prometheus_scrapes_the_streamsgd_service_on_its_port():
+    services = compose()["services"]
+    config = load_yaml(PROM_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["streamsgd"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    port = environment_of(services["streamsgd"])["STREAMSGD_METRICS_PORT"]
+    assert targets == [f"streamsgd:{port}"]
+    host, _, target_port = targets[0].partition(":")
+    assert host in services
+    published = [str(p).split(":")[-1] for p in services["streamsgd"].get("ports", [])]
+    assert target_port in published, "the metrics port is not the one compose publishes"
+
+
+def test_prometheus_service_mounts_config_and_rules():
+    service = compose()["services"]["prometheus"]
+    flags = dict(arg.split("=", 1) for arg in service["command"] if "=" in arg)
+    config = host_path(service, flags["--config.file"])
+    assert config is not None and config.resolve() == PROM_CONFIG.resolve()
+    rule_files = load_yaml(PROM_CONFIG)["rule_files"]
+    container_dir = PurePosixPath(flags["--config.file"]).parent
+    for rule_file in rule_files:
+        mounted = host_path(service, str(container_dir / rule_file))
+        assert mounted is not None and mounted.is_file(), f"rule file {rule_file} not mounted"
+    assert ALERTS.resolve() in {
+        host_path(service, str(container_dir / r)).resolve() for r in rule_files
+    }
+
+
+# --------------------------------------------------------------------------- grafana <-> compose
+
+
+def test_grafana_provisioning_paths_exist():
+    service = compose()["services"]["grafana"]
+    for host, target in bind_mounts(service):
+        assert host.exists(), f"grafana mounts {host} at {target}, which does not exist"
+    provisioning = host_path(service, "/etc/grafana/provisioning")
+    assert provisioning is not None and (provisioning / "datasources").is_dir()
+    assert (provisioning / "dashboards").is_dir()
+    # every dashboard provider points at a mounted directory holding the dashboards
+    providers = [
+        p
+        for f in sorted((provisioning / "dashboards").glob("*.y*ml"))
+        for p in load_yaml(f)["providers"]
+    ]
+    assert providers
+    for provider in providers:
+        directory = host_path(service, provider["options"]["path"])
+        assert directory is not None and directory.is_dir(), provider
+        assert list(directory.glob("*.json")), f"no dashboards in {directory}"
+    home = environment_of(service)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    home_file = host_path(service, home)
+    assert home_file is not None and home_file.is_file(), f"home dashboard {home} not mounted"
+    assert json.loads(home_file.read_text(encoding="utf-8"))["uid"]
+    env = environment_of(service)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_grafana_datasource_points_at_the_prometheus_service():
+    services = compose()["services"]
+    ds = provisioned_datasource()
+    match = re.fullmatch(r"http://([a-z0-9_-]+):(\d+)/?", ds["url"])
+    assert match, ds["url"]
+    assert match.group(1) in services and services[match.group(1)]["image"].startswith("prom/")
+    assert match.group(2) == "9090"
+    assert ds.get("uid")
+
+
+# --------------------------------------------------------------------------- dockerfile
+
+
+def test_dockerfile():
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, flags=re.M))
+    bases = {args.get(s[2:-1], s) if s.startswith("${") else s for s in stages}
+    bases.discard("build")
+    assert bases == {"python:3.11-slim"}, bases
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "image must not run as root"
+    healthcheck = re.search(r"^HEALTHCHECK\b.*?(?<!\\)$", text, flags=re.M | re.S)
+    assert healthcheck and "/healthz" in text[healthcheck.start() :] and "urllib" in text
+    assert re.search(r'^ENTRYPOINT\s+\["streamsgd"\]', text, flags=re.M)
+    # what the build copies exists in the build context (the repository root)
+    for sources in re.findall(r"^COPY\s+(?!--from)(.+)$", text, flags=re.M):
+        *srcs, _dest = sources.split()
+        for src in srcs:
+            assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+            included = f"!{src.rstrip('/')}"
+            ignore = [line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()]
+            assert included in ignore, f"{src} is excluded by {DOCKERIGNORE.name}"
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def test_dashboard_panels_have_units_descriptions_and_the_provisioned_datasource():
+    uid = provisioned_datasource()["uid"]
+    for path, dash in dashboards():
+        assert dash.get("uid") and dash.get("title"), path
+        panels = all_panels(dash)
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        charts = [p for p in panels if p.get("type") != "row"]
+        assert len(charts) >= 15
+        for panel in charts:
+            title = panel.get("title")
+            assert title, f"{path.name}: a panel without a title"
+            assert (panel.get("description") or "").strip(), f"{title}: no description"
+            unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+            assert unit and unit.strip(), f"{title}: no unit"
+            assert panel.get("targets"), f"{title}: no query"
+            assert panel.get("datasource", {}).get("uid") == uid, f"{title}: panel datasource"
+            for target in panel["targets"]:
+                assert target.get("datasource", {}).get("uid") == uid, f"{title}: target datasource"
+                assert target.get("expr", "").strip(), f"{title}: empty expr"
+            grid = panel["gridPos"]
+            assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, f"{title}: off the grid"
+        # no other data source anywhere in the file
+        for match in re.finditer(r'"datasource":\s*\{[^}]*"uid":\s*"([^"]+)"', path.read_text()):
+            assert match.group(1) == uid, f"{path.name}: data source {match.group(1)}"
+
+
+def test_dashboard_queries_use_exported_metrics_only():
+    exported = exported_metric_names()
+    exprs = dashboard_exprs()
+    used = {m for _title, expr in exprs for m in METRIC_TOKEN.findall(expr)}
+    assert not used - exported, (
+        f"dashboard queries metrics streamsgd does not export: {used - exported}"
+    )
+    missing = REQUIRED_DASHBOARD_METRICS - used
+    assert not missing, f"dashboard lacks panels for {missing}"
+    for title, expr in exprs:
+        assert "$" not in expr, f"{title}: Grafana variables make the query untestable: {expr}"
+    assert any("histogram_quantile(0.99" in e for _t, e in exprs)
+    assert any("histogram_quantile(0.5" in e for _t, e in exprs)
+    assert any(
+        "streamsgd_progressive_log_loss_total" in e
+        and "/" in e
+        and "streamsgd_samples_learned_total" in e
+        for _t, e in exprs
+    )
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def test_alert_rules_cover_the_required_conditions_and_are_unit_tested():
+    rules = {r["alert"]: r for r in alert_rules() if "alert" in r}
+    exported = exported_metric_names() | {"up"}
+    for name, metric in REQUIRED_ALERTS.items():
+        assert name in rules, f"alert {name} missing"
+        assert metric in rules[name]["expr"], f"{name} does not use {metric}"
+    for name, rule in rules.items():
+        used = set(METRIC_TOKEN.findall(rule["expr"]))
+        assert used <= exported, f"{name} uses metrics streamsgd does not export: {used - exported}"
+        assert rule.get("labels", {}).get("severity") in ("warning", "critical"), name
+        assert rule.get("annotations", {}).get("summary"), name
+        assert rule.get("annotations", {}).get("description"), name
+    tests = load_yaml(ALERTS_TEST)
+    assert tests["rule_files"] == ["alerts.yml"]
+    fired = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    silent = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test.get("alert_rule_test", [])
+        if not case.get("exp_alerts")
+    }
+    assert set(rules) <= fired, (
+        f"alerts never shown to fire in alerts_test.yml: {set(rules) - fired}"
+    )
+    assert set(rules) <= silent, f"alerts never shown to stay silent: {set(rules) - silent}"
