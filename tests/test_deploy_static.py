@@ -470,6 +470,8 @@ def test_prometheus_scrapes_the_streamsgd_service_on_its_port():
     assert host in services
     published = [str(p).split(":")[-1] for p in services["streamsgd"].get("ports", [])]
     assert target_port in published, "the metrics port is not the one compose publishes"
+    check = " ".join(services["streamsgd"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in check, "the compose healthcheck probes another port"
 
 
 def test_prometheus_service_mounts_config_and_rules():
