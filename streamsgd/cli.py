@@ -350,6 +350,30 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--drift", type=non_negative_float, default=0.0)
     fil = kinds.add_parser("file", help="JSON Lines records, one per line")
     fil.add_argument("path", help="file ('-' = stdin)")
+    # The sending options are accepted after the source name too (`... synthetic --rate R`);
+    # SUPPRESS keeps a sub-command default from overwriting a value given before it.
+    for kind in (syn, fil):
+        kind.add_argument(
+            "--rate", type=positive_float, default=argparse.SUPPRESS, help="records per second"
+        )
+        kind.add_argument(
+            "--partitions",
+            type=positive_int,
+            default=argparse.SUPPRESS,
+            help="partitions when the topic has to be created",
+        )
+    syn.add_argument(
+        "--samples-per-record",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="samples per record",
+    )
+    syn.add_argument(
+        "--format",
+        choices=["json", "binary"],
+        default=argparse.SUPPRESS,
+        help="record encoding for batched records",
+    )
     return parser
 
 

@@ -283,3 +283,50 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr.decode()
     assert "not a valid checkpoint" in result.stderr.decode()
+
+
+def test_produce_options_are_accepted_before_and_after_the_source() -> None:
+    parser = build_parser()
+    after = parser.parse_args(
+        [
+            "produce",
+            "--bootstrap-servers",
+            "h:1",
+            "--topic",
+            "t",
+            "synthetic",
+            "--n",
+            "5",
+            "--rate",
+            "7",
+            "--samples-per-record",
+            "3",
+            "--format",
+            "binary",
+            "--partitions",
+            "4",
+        ]
+    )
+    assert (after.rate, after.samples_per_record, after.format, after.partitions) == (
+        7.0,
+        3,
+        "binary",
+        4,
+    )
+    before = parser.parse_args(
+        [
+            "produce",
+            "--bootstrap-servers",
+            "h:1",
+            "--topic",
+            "t",
+            "--rate",
+            "9",
+            "--samples-per-record",
+            "2",
+            "synthetic",
+            "--n",
+            "5",
+        ]
+    )
+    assert (before.rate, before.samples_per_record, before.format) == (9.0, 2, "json")
