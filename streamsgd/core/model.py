@@ -298,16 +298,16 @@ class OnlineLogisticRegression:
         with np.errstate(over="ignore", invalid="ignore"):
             sums = self.batch_sums(X, y, weights)
             eta, skipped = self.apply_step(sums)
-        return BatchStats(
-            n_samples=m,
-            loss=sums.loss_sum / m,
-            n_misclassified=sums.n_misclassified,
-            gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
-            gradient_variance=sums.gradient_variance,
-            learning_rate=eta,
-            skipped=skipped,
-            sums=sums,
-        )
+            return BatchStats(
+                n_samples=m,
+                loss=sums.loss_sum / m,
+                n_misclassified=sums.n_misclassified,
+                gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
+                gradient_variance=sums.gradient_variance,
+                learning_rate=eta,
+                skipped=skipped,
+                sums=sums,
+            )
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:

@@ -71,7 +71,9 @@ class SparseRows:
             and not (np.diff(np.sort(cells)) > 0).all()
         ):
             cells, inverse = np.unique(cells, return_inverse=True)
-            values = np.bincount(inverse.reshape(-1), weights=values, minlength=len(cells))
+            values = np.bincount(  # type: ignore[assignment]  # float64 with weights
+                inverse.reshape(-1), weights=values, minlength=len(cells)
+            )
             rows = cells // self.n_features
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
             rows, weights=values * values, minlength=self.n_samples
