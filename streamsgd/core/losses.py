@@ -48,7 +48,9 @@ def log_loss(z: FloatArray, y: FloatArray) -> FloatArray:
     ndarray of shape (n,)
         ℓ_i ≥ 0.
     """
-    return np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0.0) - y * z
+    # For y ∈ {0, 1}, softplus(z) − y·z = log1p(exp(−|z|)) + max((1 − 2y)·z, 0); this form has
+    # no inf − inf, so even an overflowed score z = ±inf gives a loss (0 or inf), never NaN.
+    return np.log1p(np.exp(-np.abs(z))) + np.maximum((1.0 - 2.0 * y) * z, 0.0)
 
 
 def residual(z: FloatArray, y: FloatArray) -> FloatArray:
