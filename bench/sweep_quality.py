@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(v) for v in args.sizes.split(",")]
     rates = [float(v) for v in args.rates.split(",")]
     streams = ["dense", "sparse"] if args.stream == "both" else [args.stream]
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core per learner, as in bench.run
     for kind in streams:
         if kind == "dense":
             d = data.dense_stream(args.n, args.seed)

@@ -16,6 +16,14 @@ What is timed
 * Vowpal Wabbit reading a text file: the whole run of VW's own C++ driver on the file
   (``Workspace(arg_list=["--data", file, …])``, parse + learn, its parser in its own thread),
   which is what the ``vw`` command does; its "average loss" is VW's progressive loss.
+
+Clocks
+------
+Every timed region is measured on two clocks: wall clock and this process's CPU time. The
+machine these benchmarks run on is shared, so by default samples/s are per CPU-second
+(scheduling delays caused by other processes do not count); the wall-clock figure is kept next
+to it. BLAS is limited to one thread (bench.run), so for everything but the VW file driver
+(whose parser thread also counts) CPU time is the time of the one learning thread.
 """
 
 from __future__ import annotations
@@ -42,25 +50,61 @@ FloatArray = NDArray[np.float64]
 CHUNK = 16_384  # samples converted to a peer's input type at a time (outside the timer)
 
 
+Times = tuple[float, float]  # (wall-clock seconds, CPU seconds of this process)
+ZERO: Times = (0.0, 0.0)
+# Which clock the samples/s figures use: 1 = process CPU time (robust on a shared, loaded
+# machine), 0 = wall clock. bench.run sets it from --clock.
+CLOCK = {"index": 1}
+
+
+def _now() -> Times:
+    return (time.perf_counter(), time.process_time())
+
+
+def _diff(later: Times, earlier: Times) -> Times:
+    return (later[0] - earlier[0], later[1] - earlier[1])
+
+
+def _since(start: Times) -> Times:
+    return _diff(_now(), start)
+
+
+def _add(a: Times, b: Times) -> Times:
+    return (a[0] + b[0], a[1] + b[1])
+
+
 @dataclass
 class Measurement:
-    seconds: list[float]
+    seconds: list[Times]
     loss: float
     n: int
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def _median(self, index: int) -> float:
+        return float(np.median([t[index] for t in self.seconds]))
+
     @property
     def median_seconds(self) -> float:
-        return float(np.median(self.seconds))
+        return self._median(CLOCK["index"])
 
     @property
     def samples_per_s(self) -> float:
+        """n / median seconds, on the selected clock."""
         return self.n / self.median_seconds
 
     @property
+    def wall_samples_per_s(self) -> float:
+        return self.n / self._median(0)
+
+    @property
+    def cpu_samples_per_s(self) -> float:
+        return self.n / self._median(1)
+
+    @property
     def spread(self) -> tuple[float, float]:
-        return self.n / max(self.seconds), self.n / min(self.seconds)
+        values = [t[CLOCK["index"]] for t in self.seconds]
+        return self.n / max(values), self.n / min(values)
 
 
 def _chunks(n: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
@@ -85,11 +129,11 @@ def streamsgd_batches(
     for _ in range(repeats):
         model = OnlineLogisticRegression(d, **params)
         loss_sum = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb, yb in batches:
             stats = model.learn_batch(Xb, yb)
             loss_sum += stats.loss * stats.n_samples
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n)
 
@@ -104,10 +148,10 @@ def streamsgd_sequence(
     for _ in range(repeats):
         model = OnlineLogisticRegression(X.shape[1], **params)
         loss_sum = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for lo in range(0, n, chunk):
             loss_sum += learn_sequence(model, X[lo : lo + chunk], y[lo : lo + chunk]).loss_sum
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n, note=f"{chunk} samples per call")
 
@@ -166,11 +210,11 @@ def streamsgd_no_statistics(
     for _ in range(repeats):
         model = NoStatisticsModel(X.shape[1], **params)
         loss_sum = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb, yb in batches:
             stats = model.learn_batch(Xb, yb)
             loss_sum += stats.loss * stats.n_samples
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n)
 
@@ -190,7 +234,7 @@ def numpy_loop(
         w = np.zeros(X.shape[1])
         b = 0.0
         loss_sum = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb, yb in batches:
             z = Xb @ w + b
             e = np.exp(-np.abs(z))
@@ -205,7 +249,7 @@ def numpy_loop(
                 traces += (sq - k * (float(gw @ gw) + gb * gb)) / (k - 1)
             w = w - eta * gw
             b -= eta * gb
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n)
 
@@ -217,12 +261,15 @@ def read_pass(X: FloatArray, m: int, repeats: int) -> Measurement:
     times = []
     for _ in range(repeats):
         acc = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb in batches:
             acc += Xb.sum()
-        times.append(time.perf_counter() - t0)
-    gbps = X.nbytes / float(np.median(times)) / 1e9
-    return Measurement(times, math.nan, n, note=f"{gbps:.1f} GB/s", extra={"GB/s": gbps})
+        times.append(_since(t0))
+    result = Measurement(times, math.nan, n)
+    gbps = X.nbytes / result.median_seconds / 1e9
+    result.note = f"{gbps:.1f} GB/s"
+    result.extra["GB/s"] = gbps
+    return result
 
 
 # ---------------------------------------------------------------------- River
@@ -246,14 +293,14 @@ def river_learn_one(X: FloatArray | SparseRows, y: FloatArray, repeats: int) -> 
     times = []
     for _ in range(repeats):
         model = linear_model.LogisticRegression()
-        elapsed = 0.0
+        elapsed = ZERO
         for lo, hi in _chunks(n):
             rows = _river_dicts(X, lo, hi)
             lab = labels[lo:hi]
-            t0 = time.perf_counter()
+            t0 = _now()
             for x, t in zip(rows, lab, strict=True):
                 model.learn_one(x, t)
-            elapsed += time.perf_counter() - t0
+            elapsed = _add(elapsed, _since(t0))
         times.append(elapsed)
     # Progressive loss: predict_proba_one then learn_one (untimed).
     model = linear_model.LogisticRegression()
@@ -285,17 +332,17 @@ def river_learn_many(X: FloatArray, y: FloatArray, m: int, repeats: int) -> Meas
     times, times_with_build = [], []
     for _ in range(repeats):
         model = linear_model.LogisticRegression()
-        elapsed = build = 0.0
+        elapsed = build = ZERO
         for lo, hi in _chunks(n, chunk):
-            t0 = time.perf_counter()
+            t0 = _now()
             batch = frames(lo, hi)
-            t1 = time.perf_counter()
+            t1 = _now()
             for df, ys in batch:
                 model.learn_many(df, ys)
-            elapsed += time.perf_counter() - t1
-            build += t1 - t0
+            elapsed = _add(elapsed, _since(t1))
+            build = _add(build, _diff(t1, t0))
         times.append(elapsed)
-        times_with_build.append(elapsed + build)
+        times_with_build.append(_add(elapsed, build))
     model = linear_model.LogisticRegression()
     loss_sum = 0.0
     for lo, hi in _chunks(n, chunk):
@@ -342,10 +389,10 @@ def sklearn_partial_fit(
     times = []
     for _ in range(repeats):
         model = SGDClassifier(loss="log_loss")
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb, yb in batches:
             model.partial_fit(Xb, yb, classes=classes)
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
     model = SGDClassifier(loss="log_loss")
     loss_sum = 0.0
     for i, (Xb, yb) in enumerate(batches):
@@ -366,12 +413,12 @@ def vw_file(path: Path, n: int, repeats: int, extra_args: list[str] | None = Non
 
     times, loss = [], math.nan
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _now()
         vw = vowpalwabbit.Workspace(
             arg_list=["--data", str(path), *VW_ARGS, *(extra_args or [])], enable_logging=True
         )
         vw.finish()
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         log = "\n".join(vw.get_log())
         loss = float(re.search(r"average loss = ([0-9.eE+-]+)", log).group(1))  # type: ignore[union-attr]
         count = int(re.search(r"number of examples = (\d+)", log).group(1))  # type: ignore[union-attr]
@@ -387,13 +434,13 @@ def vw_bindings(lines_fn: Callable[[int, int], list[str]], n: int, repeats: int)
     times = []
     for _ in range(repeats):
         vw = vowpalwabbit.Workspace(arg_list=[*VW_ARGS, "--quiet"])
-        elapsed = 0.0
+        elapsed = ZERO
         for lo, hi in _chunks(n):
             lines = lines_fn(lo, hi)
-            t0 = time.perf_counter()
+            t0 = _now()
             for line in lines:
                 vw.learn(line)
-            elapsed += time.perf_counter() - t0
+            elapsed = _add(elapsed, _since(t0))
         times.append(elapsed)
         vw.finish()
     vw = vowpalwabbit.Workspace(arg_list=[*VW_ARGS, "--quiet"])
@@ -422,9 +469,9 @@ def proposed_lean_step(
     for _ in range(repeats):
         model = OnlineLogisticRegression(X.shape[1], **params)
         loss_sum = 0.0
-        t0 = time.perf_counter()
+        t0 = _now()
         for Xb, yb in batches:
             loss_sum += lean_learn_batch(model, Xb, yb)
-        times.append(time.perf_counter() - t0)
+        times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n, note="proposal, not in the core")

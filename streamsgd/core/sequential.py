@@ -54,13 +54,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .gradient_stats import BatchSums
-from .losses import log_loss
+from .losses import log_loss, sigmoid
 from .model import OnlineLogisticRegression
 from .sparse import SparseRows
 
 FloatArray = NDArray[np.float64]
 
 DEFAULT_BLOCK_SIZE = 32
+_GRAM_SPAN = 4096  # samples whose block Gram matrices are computed in one call
 
 
 @dataclass(frozen=True)
@@ -317,8 +318,17 @@ def _learn_dense(
     eta0 = schedule.learning_rate
     exp = math.exp
 
+    # η for the steps n_updates, n_updates + 1, …; a block indexes it by its first step.
+    first_update = model.n_updates
+    if constant:
+        all_etas = np.full(n, eta0)
+    else:
+        steps = np.arange(first_update, first_update + n, dtype=np.float64)
+        all_etas = eta0 / (1.0 + schedule.decay * steps) ** schedule.power
+    all_eta_list = all_etas.tolist()
+    label_list = labels.tolist()
+    weight_list = None if weights is None else weights.tolist()
     z_all = np.empty(n)
-    r_all = np.empty(n)
     n_missed = n_skipped = 0
     last_eta = math.nan
     pending_from = 0  # first fast-path sample whose statistics are not folded in yet
@@ -331,25 +341,48 @@ def _learn_dense(
             losses[seg] = seg_losses
             missed = (z_all[seg] >= 0.0) != (labels[seg] == 1.0)
             n_missed += int(np.count_nonzero(missed))
-            _fold_statistics(model, Xd[seg], r_all[seg], seg_losses, missed)
+            residuals = sigmoid(z_all[seg]) - labels[seg]
+            if weights is not None:
+                residuals *= weights[seg]
+            _fold_statistics(model, Xd[seg], residuals, seg_losses, missed)
         pending_from = upto
+
+    # Gram matrices of many blocks at once (one batched matmul and one tolist per span).
+    span = max(block_size, (_GRAM_SPAN // block_size) * block_size)
+    span_start = span_stop = 0
+    grams: FloatArray = np.empty((0, block_size, block_size))
+    gram_lists: list[list[float]] = []
+    # Strictly lower triangle (s < t), row-major: row t is the t entries s = 0 … t−1.
+    lower = np.tril_indices(block_size, -1)
 
     start = 0
     while start < n:
         stop = min(start + block_size, n)
         k = stop - start
         Xb = Xd[start:stop]
+        if start >= span_stop:
+            span_start, span_stop = start, min(start + span, n)
+            full = (span_stop - span_start) // block_size
+            blocks = Xd[span_start : span_start + full * block_size].reshape(
+                full, block_size, Xd.shape[1]
+            )
+            grams = np.matmul(blocks, blocks.transpose(0, 2, 1))
+            if span_start + full * block_size < span_stop:
+                last = Xd[span_start + full * block_size : span_stop]
+                tail_gram = np.zeros((1, block_size, block_size))
+                tail_gram[0, : len(last), : len(last)] = last @ last.T
+                grams = np.concatenate((grams, tail_gram))
+            if not l2:
+                gram_lists = (grams[:, lower[0], lower[1]] + 1.0).tolist()
+        j = (start - span_start) // block_size
         theta = model._theta
         w0, b0 = theta[:-1], float(theta[-1])
         n0 = model.n_updates
-        if constant:
-            etas = np.full(k, eta0)
-        else:
-            steps = np.arange(n0, n0 + k, dtype=np.float64)
-            etas = eta0 / (1.0 + schedule.decay * steps) ** schedule.power
-        gram = Xb @ Xb.T
+        offset = n0 - first_update  # ≤ start; smaller after skipped steps
+        etas = all_etas[offset : offset + k]
         u = Xb @ w0
         if l2:
+            gram = grams[j]
             factors = 1.0 - etas * l2
             if not np.all(factors > 0.0):
                 flush(start)
@@ -364,40 +397,55 @@ def _learn_dense(
             np.cumsum(np.log(factors), out=log_p[1:])  # L_t, t = 0..k
             # c_{t,s} = exp(L_t − L_{s+1}) for s < t (entries s ≥ t are never read).
             decay = np.exp(np.minimum(log_p[:k, None] - log_p[None, 1:], 0.0))
-            coupling = (gram * decay + 1.0).tolist()
+            rows, cols = lower[0][: k * (k - 1) // 2], lower[1][: k * (k - 1) // 2]
+            coupling = (gram[rows, cols] * decay[rows, cols] + 1.0).tolist()
             base = (np.exp(log_p[:k]) * u + b0).tolist()
             tail = np.exp(log_p[k] - log_p[1:])  # c_{K,s}
             shrink = math.exp(log_p[k])  # P_K
         else:
-            gram += 1.0
-            coupling = gram.tolist()
+            coupling = gram_lists[j]  # x_tᵀx_s + 1 for s < t, row after row
             u += b0
             base = u.tolist()
             tail = None
             shrink = 1.0
-        ys = labels[start:stop].tolist()
-        sws = None if weights is None else weights[start:stop].tolist()
-        eta_list = etas.tolist()
+        ys = label_list[start:stop]
+        eta_list = all_eta_list[offset : offset + k]
         qs: list[float] = []
         zs: list[float] = []
-        rs: list[float] = []
-        for t in range(k):
-            zt = base[t] - sum(map(mul, qs, coupling[t]))
-            e = exp(-abs(zt))
-            r = (1.0 if zt >= 0.0 else e) / (1.0 + e) - ys[t]
-            if sws is not None:
-                r *= sws[t]
-            qs.append(eta_list[t] * r)
-            zs.append(zt)
-            rs.append(r)
-        q = np.array(qs)
-        coef = q if tail is None else q * tail
-        w_new = shrink * w0 - coef @ Xb if shrink != 1.0 else w0 - coef @ Xb
+        append_q, append_z = qs.append, zs.append
+        # map() stops at the end of qs (t items) before drawing from ``entries``, so row t
+        # of the triangle is consumed exactly by step t.
+        entries = iter(coupling)
+        # The scalar recursion: z_t from the block's start and the earlier q_s, then
+        # q_t = η_t s_t (σ(z_t) − y_t), with σ from e = exp(−|z_t|) (never overflows).
+        if weight_list is None:
+            for t in range(k):
+                zt = base[t] - sum(map(mul, qs, entries))
+                e = exp(-abs(zt))
+                if zt >= 0.0:
+                    append_q(eta_list[t] * (1.0 / (1.0 + e) - ys[t]))
+                else:
+                    append_q(eta_list[t] * (e / (1.0 + e) - ys[t]))
+                append_z(zt)
+        else:
+            sws = weight_list[start:stop]
+            for t in range(k):
+                zt = base[t] - sum(map(mul, qs, entries))
+                e = exp(-abs(zt))
+                p = 1.0 / (1.0 + e) if zt >= 0.0 else e / (1.0 + e)
+                append_q(eta_list[t] * ((p - ys[t]) * sws[t]))
+                append_z(zt)
+        coef = np.array(qs) if tail is None else np.array(qs) * tail
         new_theta = np.empty_like(theta)
-        new_theta[:-1] = w_new
-        new_theta[-1] = b0 - math.fsum(qs)
-        z_block = np.array(zs)
-        if not (np.isfinite(new_theta).all() and np.isfinite(z_block).all()):
+        if shrink != 1.0:
+            np.multiply(w0, shrink, out=new_theta[:-1])
+            new_theta[:-1] -= coef @ Xb
+        else:
+            np.subtract(w0, coef @ Xb, out=new_theta[:-1])
+        new_theta[-1] = b0 - sum(qs)
+        # inf/nan propagate through the sums: one check for every weight and score.
+        # (A false alarm from finite values overflowing the sum only replays the block.)
+        if not math.isfinite(float(new_theta.sum()) + sum(zs)):
             # A step of this block would be skipped: replay it by the definition.
             flush(start)
             missed, skipped, last_eta = _per_sample_loop(
@@ -407,8 +455,7 @@ def _learn_dense(
             n_skipped += skipped
             pending_from = start = stop
             continue
-        z_all[start:stop] = z_block
-        r_all[start:stop] = rs
+        z_all[start:stop] = zs
         model._theta = new_theta
         model.n_updates = n0 + k
         model.n_samples_seen += k
