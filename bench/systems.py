@@ -458,7 +458,7 @@ def vw_bindings(lines_fn: Callable[[int, int], list[str]], n: int, repeats: int)
 
 
 def proposed_lean_step(
-    X: FloatArray, y: FloatArray, m: int, repeats: int, **params: Any
+    X: FloatArray, y: FloatArray, m: int, repeats: int, statistics: bool = True, **params: Any
 ) -> Measurement:
     """bench/proposals/lean_step.py: the same step and statistics with fewer numpy calls."""
     from bench.proposals.lean_step import lean_learn_batch
@@ -471,7 +471,7 @@ def proposed_lean_step(
         loss_sum = 0.0
         t0 = _now()
         for Xb, yb in batches:
-            loss_sum += lean_learn_batch(model, Xb, yb)
+            loss_sum += lean_learn_batch(model, Xb, yb, statistics)
         times.append(_since(t0))
         loss = loss_sum / n
     return Measurement(times, loss, n, note="proposal, not in the core")
