@@ -1,0 +1,307 @@
+"""End-to-end Kafka benchmark (issue 5, target 2) on the local broker of ``scripts/kafka-local``.
+
+    .venv/bin/python -m bench.kafka_e2e --quick     # 100 k JSON records, 1 M batched samples
+    .venv/bin/python -m bench.kafka_e2e --full      # 1 M JSON records, 10 M batched samples
+    .venv/bin/python -m bench.kafka_e2e --bootstrap 127.0.0.1:9092   # use a running broker
+
+Method: pre-fill a topic (one partition), then time a fresh consumer group from its first
+``poll`` to its last applied update; the median of ``--repeats`` runs. Two clocks per run:
+"from first poll" includes joining the group and the first fetch, "from first record" starts
+when the first records arrive (the steady-state rate).
+
+* JSON, one sample per record, d = 20: the streamsgd service (``TrainingService`` with the
+  kafka-python ``KafkaSource`` and the JSON ``Decoder``, m = 256 and m = 1) against the loop a
+  user writes by hand: kafka-python ``KafkaConsumer`` + ``json.loads`` per record + River
+  ``LogisticRegression.learn_one`` (target: ≥ 3×).
+* Batched binary records (the documented ``SSGD`` format), d = 100, 1,024 samples per record:
+  the streamsgd service at m = 256 (target: ≥ 1 M samples/s).
+
+Checkpointing is off in these runs (no checkpoint store): the benchmark measures the data path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
+
+MODES = {
+    "quick": {"n_json": 100_000, "n_binary": 1_000_000},
+    "full": {"n_json": 1_000_000, "n_binary": 10_000_000},
+}
+RECORD_SAMPLES = 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A broker from scripts/kafka-local on a free port, stopped on exit."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ, KAFKA_PORT=str(_free_port()))
+        self.bootstrap = ""
+
+    def __enter__(self) -> Broker:
+        out = subprocess.run(
+            [sys.executable, str(KAFKA_LOCAL), "start"],
+            env=self.env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"scripts/kafka-local start failed:\n{out.stderr[-2000:]}")
+        self.bootstrap = out.stdout.strip().splitlines()[-1].strip()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run([sys.executable, str(KAFKA_LOCAL), "stop"], env=self.env,
+                       capture_output=True, timeout=120)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- pre-fill
+def _producer(bootstrap: str) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=1 << 20,
+        max_request_size=64 << 20, buffer_memory=256 << 20, acks=1,
+    )  # fmt: skip
+
+
+def _create_topic(bootstrap: str, topic: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
+
+
+def fill_json(bootstrap: str, topic: str, n: int, seed: int) -> None:
+    from streamsgd.codec import encode_dense
+    from streamsgd.synthetic import SyntheticStream
+
+    _create_topic(bootstrap, topic)
+    producer = _producer(bootstrap)
+    stream = SyntheticStream(20, seed=seed)
+    for lo in range(0, n, 65_536):
+        X, y = stream.samples(lo, min(lo + 65_536, n))
+        for x, label in zip(X, y, strict=True):
+            producer.send(topic, encode_dense(x, label))
+    producer.flush()
+    producer.close()
+
+
+def fill_binary(bootstrap: str, topic: str, n: int, seed: int) -> None:
+    from streamsgd.codec import encode_binary
+    from streamsgd.synthetic import SyntheticStream
+
+    _create_topic(bootstrap, topic)
+    producer = _producer(bootstrap)
+    stream = SyntheticStream(100, seed=seed)
+    for lo in range(0, n, RECORD_SAMPLES):
+        X, y = stream.samples(lo, min(lo + RECORD_SAMPLES, n))
+        producer.send(topic, encode_binary(X, y))
+    producer.flush()
+    producer.close()
+
+
+# ---------------------------------------------------------------------- consumers
+def run_streamsgd(bootstrap: str, topic: str, n: int, d: int, m: int) -> dict[str, float]:
+    from streamsgd import OnlineLogisticRegression
+    from streamsgd.codec import Decoder
+    from streamsgd.service import Sensor, ServiceConfig, TrainingService
+    from streamsgd.sources.kafka import KafkaSource
+
+    marks: dict[str, float] = {}
+
+    class Timing(Sensor):
+        def records_consumed(self, n_records: int) -> None:
+            marks.setdefault("first_record", time.perf_counter())
+
+        def batch_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
+            marks["last_update"] = time.perf_counter()
+
+    class TimedSource(KafkaSource):
+        def poll(self, timeout_seconds: float) -> list[Any]:
+            marks.setdefault("first_poll", time.perf_counter())
+            return super().poll(timeout_seconds)
+
+    source = TimedSource(bootstrap, topic, group_id=f"bench-{uuid.uuid4().hex[:8]}")
+    model = OnlineLogisticRegression(d, learning_rate=0.01 if m == 1 else 0.1)
+    config = ServiceConfig(batch_size=m, max_samples=n, checkpoint_interval_seconds=1e9)
+    service = TrainingService(model, source, Decoder(d), config, sensors=[Timing()])
+    source.attach(service)
+    try:
+        service.run()
+    finally:
+        source.close()
+    if model.n_samples_seen != n:
+        raise RuntimeError(f"learned {model.n_samples_seen} samples, expected {n}")
+    return {
+        "from_first_poll": n / (marks["last_update"] - marks["first_poll"]),
+        "from_first_record": n / (marks["last_update"] - marks["first_record"]),
+    }
+
+
+def run_baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """kafka-python consumer, json.loads per record, River learn_one."""
+    from kafka import KafkaConsumer
+    from river import linear_model
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
+    )  # fmt: skip
+    model = linear_model.LogisticRegression()
+    learned = 0
+    first_poll = time.perf_counter()
+    first_record = None
+    last = first_poll
+    while learned < n:
+        batches = consumer.poll(timeout_ms=200)
+        for messages in batches.values():
+            if first_record is None and messages:
+                first_record = time.perf_counter()
+            for msg in messages:
+                obj = json.loads(msg.value)
+                model.learn_one(dict(enumerate(obj["x"])), obj["y"] == 1)
+                learned += 1
+                if learned >= n:
+                    break
+        last = time.perf_counter()
+    consumer.close()
+    assert first_record is not None
+    return {
+        "from_first_poll": n / (last - first_poll),
+        "from_first_record": n / (last - first_record),
+    }
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.kafka_e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    mode.add_argument("--full", action="store_const", dest="mode", const="full")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting one")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)  # fmt: skip
+    sizes = MODES[args.mode or "quick"]
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    info = machine.describe()
+    results: list[tuple[str, dict[str, float]]] = []
+
+    def bench(bootstrap: str) -> None:
+        run = uuid.uuid4().hex[:8]
+        json_topic, bin_topic = f"bench-json-{run}", f"bench-binary-{run}"
+        t0 = time.perf_counter()
+        fill_json(bootstrap, json_topic, sizes["n_json"], args.seed)
+        log(
+            f"filled {json_topic}: {sizes['n_json']:,} JSON records "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
+        t0 = time.perf_counter()
+        fill_binary(bootstrap, bin_topic, sizes["n_binary"], args.seed)
+        log(
+            f"filled {bin_topic}: {sizes['n_binary']:,} samples in binary records "
+            f"({time.perf_counter() - t0:.0f}s)"
+        )
+        cases = [
+            (
+                "hand-written: kafka-python + json.loads + River learn_one",
+                "json",
+                lambda: run_baseline(bootstrap, json_topic, sizes["n_json"]),
+            ),
+            (
+                "streamsgd service, JSON records d=20, m=256",
+                "json",
+                lambda: run_streamsgd(bootstrap, json_topic, sizes["n_json"], 20, 256),
+            ),
+            (
+                "streamsgd service, JSON records d=20, m=1",
+                "json",
+                lambda: run_streamsgd(bootstrap, json_topic, sizes["n_json"], 20, 1),
+            ),
+            (
+                "streamsgd service, binary batched records d=100, m=256",
+                "binary",
+                lambda: run_streamsgd(bootstrap, bin_topic, sizes["n_binary"], 100, 256),
+            ),
+        ]
+        for name, _kind, fn in cases:
+            runs = []
+            for _ in range(args.repeats):
+                runs.append(fn())
+            res = _median(runs)
+            results.append((name, res))
+            log(
+                f"  {name}: {res['from_first_record']:,.0f} samples/s from first record, "
+                f"{res['from_first_poll']:,.0f} from first poll"
+            )
+
+    if args.bootstrap:
+        bench(args.bootstrap)
+    else:
+        with Broker() as broker:
+            log(f"broker at {broker.bootstrap}")
+            bench(broker.bootstrap)
+
+    lines = ["## Machine", ""] + [f"* {k}: {v}" for k, v in info.items()]
+    lines += [f"* mode: {args.mode or 'quick'}, repeats: {args.repeats}, {sizes}", ""]
+    lines += [
+        "| consumer | samples/s from first record | samples/s from first poll |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {r['from_first_record']:,.0f} | {r['from_first_poll']:,.0f} |"
+              for name, r in results]  # fmt: skip
+    base = results[0][1]
+    lines += ["", "| target | required | measured | verdict |", "|---|---|---|---|"]
+    for name, r in results[1:3]:
+        ratio = r["from_first_record"] / base["from_first_record"]
+        lines.append(f"| 2. {name} vs hand-written | ≥ 3× | {ratio:.2f}× | "
+                     f"{'met' if ratio >= 3 else 'NOT met'} |")  # fmt: skip
+    rate = results[3][1]["from_first_record"]
+    lines.append(f"| 2. batched binary records, d=100 | ≥ 1 M samples/s | {rate / 1e6:.2f} M/s | "
+                 f"{'met' if rate >= 1e6 else 'NOT met'} |")  # fmt: skip
+    report = "\n".join(lines)
+    print(report)
+    if args.markdown:
+        args.markdown.write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
