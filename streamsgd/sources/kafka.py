@@ -84,6 +84,9 @@ class KafkaSource:
             "enable_auto_commit": False,
             "auto_offset_reset": auto_offset_reset,
             "max_poll_records": MAX_POLL_RECORDS,
+            # Batched records are large: let one fetch carry many of them.
+            "max_partition_fetch_bytes": 16 * 1024 * 1024,
+            "fetch_max_bytes": 64 * 1024 * 1024,
             "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             "client_id": f"streamsgd-{group_id}",
             **(security or {}),
