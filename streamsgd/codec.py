@@ -83,17 +83,20 @@ def _label(value: Any) -> float:
     raise RecordRejected("invalid_label", f"label must be 0, 1, true, false or -1, got {value!r}")
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _numbers(values: Any, what: str) -> FloatArray:
     if not isinstance(values, list):
         raise RecordRejected("invalid_schema", f"{what} must be a list of numbers")
-    try:
-        arr = np.array(values) if values else np.zeros(0)
-    except (ValueError, OverflowError):  # ragged or too deeply nested lists
-        raise RecordRejected("invalid_schema", f"{what} must be a flat list of numbers") from None
-    # numpy silently turns JSON true/false into 1/0 inside a number list.
-    if arr.dtype.kind not in "if" or arr.ndim != 1 or any(type(v) is bool for v in values):
+    # One C-level pass over the element types; also rejects bool, which numpy would
+    # silently turn into 1/0, and nested lists before numpy sees them.
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
         raise RecordRejected("invalid_schema", f"{what} must be a flat list of numbers")
-    arr = arr.astype(np.float64, copy=False)
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer literal beyond float range
+        raise RecordRejected("non_finite", f"{what} has a number beyond float range") from None
     if not np.isfinite(arr).all():
         raise RecordRejected("non_finite", f"{what} contains NaN or infinity")
     return arr
@@ -152,7 +155,7 @@ class Decoder:
         if value[:4] == BINARY_MAGIC:
             return self._decode_binary(value)
         try:
-            obj = json.loads(value)
+            obj = json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
         except RecursionError:
             raise RecordRejected("too_deep", "JSON nested too deeply") from None
         except (UnicodeDecodeError, ValueError) as exc:

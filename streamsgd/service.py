@@ -333,9 +333,6 @@ class TrainingService:
         self.buffer.append(
             X, y, w, record.partition, record.offset, first_sample=first, record_size=len(samples)
         )
-        if record.timestamp_ms is not None:
-            for s in self.sensors:
-                s.record_timestamp(record.timestamp_ms / 1000.0)
 
     def learn(self, n_samples: int) -> BatchStats:
         batch = self.buffer.take(n_samples)
@@ -387,6 +384,10 @@ class TrainingService:
                 self._last_record = now
                 for s in self.sensors:
                     s.records_consumed(len(records))
+                newest = records[-1].timestamp_ms
+                if newest is not None:
+                    for s in self.sensors:
+                        s.record_timestamp(newest / 1000.0)
                 for record in records:
                     self.handle(record)
                     while len(self.buffer) >= m:

@@ -91,7 +91,7 @@ BAD = [
         {},
         "invalid_schema",
     ),
-    ("x-huge-integer", b'{"y": 1, "x": [1, 2, 1' + b"0" * 30 + b"]}", {}, "invalid_schema"),
+    ("x-integer-beyond-float", b'{"y": 1, "x": [1, 2, 1' + b"0" * 400 + b"]}", {}, "non_finite"),
     ("features-not-object", _j({"features": [1, 2], "y": 1}), {"hash_bits": 4}, "invalid_schema"),
     (
         "feature-value-null",
@@ -242,6 +242,12 @@ def test_accepted_labels(label, expected):
 def test_accepted_weights(weight):
     s = Decoder(D).decode(_j({"x": [1, 2, 3], "y": 1, "weight": weight}))
     np.testing.assert_array_equal(s.weight, [float(weight)])
+
+
+def test_large_integer_literal_is_the_same_number_as_its_float():
+    as_int = Decoder(3).decode(b'{"y": 1, "x": [1, 2, 1' + b"0" * 30 + b"]}")
+    as_float = Decoder(3).decode(b'{"y": 1, "x": [1, 2, 1e30]}')
+    assert np.array_equal(as_int.X, as_float.X)
 
 
 def test_named_features_hashed_with_string_values_as_indicators():
