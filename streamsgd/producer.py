@@ -43,8 +43,11 @@ def ensure_topic(
 def synthetic_records(
     stream: SyntheticStream, n: int, samples_per_record: int, binary: bool
 ) -> Iterator[bytes]:
-    """Records holding samples 0..n−1 of ``stream`` in order."""
-    for _, X, y in stream.iter_chunks(0, n, chunk_size=max(samples_per_record, 1024)):
+    """Records holding samples 0..n−1 of ``stream`` in order, ``samples_per_record`` in
+    each (the last one the rest)."""
+    # Chunks are a whole number of records, so no record is cut short at a chunk boundary.
+    chunk_size = samples_per_record * -(-1024 // samples_per_record)
+    for _, X, y in stream.iter_chunks(0, n, chunk_size=chunk_size):
         if samples_per_record == 1:
             for i in range(len(y)):
                 yield encode_dense(X[i], y[i])
