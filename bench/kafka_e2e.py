@@ -79,7 +79,7 @@ def _producer(bootstrap: str) -> Any:
 
     return KafkaProducer(
         bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=1 << 20,
-        max_request_size=64 << 20, buffer_memory=256 << 20, acks=1,
+        max_request_size=64 << 20, acks=1,
     )  # fmt: skip
 
 
@@ -195,6 +195,65 @@ def run_baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     }
 
 
+def run_raw_kafka_python(bootstrap: str, topic: str, n_records: int) -> dict[str, float]:
+    """Reference: kafka-python alone, records polled and dropped (no decoding, no learning)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
+        max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+    )  # fmt: skip
+    got = 0
+    first_poll = time.perf_counter()
+    first_record = None
+    while got < n_records:
+        for messages in consumer.poll(timeout_ms=200).values():
+            if first_record is None and messages:
+                first_record = time.perf_counter()
+            got += len(messages)
+    last = time.perf_counter()
+    consumer.close()
+    assert first_record is not None
+    return {"from_first_poll": got / (last - first_poll),
+            "from_first_record": got / (last - first_record)}  # fmt: skip
+
+
+def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, float] | None:
+    """Reference: confluent-kafka (librdkafka) alone, records consumed and dropped."""
+    try:
+        from confluent_kafka import Consumer
+    except ImportError:
+        return None
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "fetch.message.max.bytes": 16 << 20,
+    })  # fmt: skip
+    consumer.subscribe([topic])
+    got = 0
+    first_poll = time.perf_counter()
+    first_record = None
+    while got < n_records:
+        msgs = consumer.consume(num_messages=5000, timeout=0.2)
+        if msgs and first_record is None:
+            first_record = time.perf_counter()
+        got += sum(1 for m in msgs if m.error() is None)
+    last = time.perf_counter()
+    consumer.close()
+    assert first_record is not None
+    return {"from_first_poll": got / (last - first_poll),
+            "from_first_record": got / (last - first_record)}  # fmt: skip
+
+
+def _scale(result: dict[str, float], factor: int) -> dict[str, float]:
+    return {k: v * factor for k, v in result.items()}
+
+
+def _scale_opt(result: dict[str, float] | None, factor: int) -> dict[str, float] | None:
+    return None if result is None else _scale(result, factor)
+
+
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -214,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)  # fmt: skip
     sizes = MODES[args.mode or "quick"]
+    import numpy  # noqa: F401  (load BLAS so that the limit below applies to it)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -261,10 +321,43 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: run_streamsgd(bootstrap, bin_topic, sizes["n_binary"], 100, 256),
             ),
         ]
+        n_bin_records = -(-sizes["n_binary"] // RECORD_SAMPLES)
+        cases += [
+            (
+                "reference: kafka-python poll only, JSON topic (records/s)",
+                "json",
+                lambda: run_raw_kafka_python(bootstrap, json_topic, sizes["n_json"]),
+            ),
+            (
+                "reference: confluent-kafka consume only, JSON topic (records/s)",
+                "json",
+                lambda: run_raw_confluent(bootstrap, json_topic, sizes["n_json"]),
+            ),
+            (
+                "reference: kafka-python poll only, binary topic (samples/s)",
+                "binary",
+                lambda: _scale(
+                    run_raw_kafka_python(bootstrap, bin_topic, n_bin_records), RECORD_SAMPLES
+                ),
+            ),
+            (
+                "reference: confluent-kafka consume only, binary topic (samples/s)",
+                "binary",
+                lambda: _scale_opt(
+                    run_raw_confluent(bootstrap, bin_topic, n_bin_records), RECORD_SAMPLES
+                ),
+            ),
+        ]
         for name, _kind, fn in cases:
             runs = []
             for _ in range(args.repeats):
-                runs.append(fn())
+                out = fn()
+                if out is None:
+                    break
+                runs.append(out)
+            if not runs:
+                log(f"  {name}: not available")
+                continue
             res = _median(runs)
             results.append((name, res))
             log(
