@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -57,13 +58,13 @@ class BatchSums:
         """ḡ = (1/m) Σ g_i, shape (d + 1,)."""
         return self.gradient_sum / self.n_samples
 
-    @property
+    @cached_property
     def mean_gradient_squared_norm(self) -> float:
-        """‖ḡ‖²."""
-        g = self.mean_gradient
-        return float(g @ g)
+        """‖ḡ‖² = ‖Σ g_i‖² / m²."""
+        g = self.gradient_sum
+        return float(g @ g) / (self.n_samples * self.n_samples)
 
-    @property
+    @cached_property
     def gradient_variance(self) -> float:
         """tr Σ̂ = (1/(m−1)) (Σ‖g_i‖² − m‖ḡ‖²), the unbiased (ddof = 1) trace of the
         per-sample gradient covariance; NaN for m = 1. Clipped at 0 against round-off."""
@@ -119,14 +120,16 @@ class RunningGradientStatistics:
         a = self.smoothing
         m = sums.n_samples
         self.last_batch_size = m
-        g_mean = sums.mean_gradient
-        sq_norm = float(g_mean @ g_mean)
-        # Across-step moments of a single-sample-equivalent gradient (cheap, kept always).
-        self.mean_gradient = (
-            g_mean.copy()
-            if self.mean_gradient is None
-            else self.mean_gradient + a * (g_mean - self.mean_gradient)
-        )
+        sq_norm = sums.mean_gradient_squared_norm
+        # The across-step mean gradient only serves m = 1 before any larger batch: an O(d)
+        # vector update per step that is skipped once within-batch statistics exist.
+        if not self._within_batch_seen:
+            g_mean = sums.mean_gradient
+            self.mean_gradient = (
+                g_mean
+                if self.mean_gradient is None
+                else self.mean_gradient + a * (g_mean - self.mean_gradient)
+            )
         self.mean_squared_norm = _ewma(
             self.mean_squared_norm, sums.gradient_squared_norm_sum / m, a
         )

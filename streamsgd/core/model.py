@@ -196,27 +196,42 @@ class OnlineLogisticRegression:
     def batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None = None
     ) -> BatchSums:
-        """Per-batch sums under the current weights (see :class:`BatchSums`). O(m·d)."""
-        z = self._scores(X, self._theta)
-        r = sigmoid(z) - y
+        """Per-batch sums under the current weights (see :class:`BatchSums`). O(m·d).
+
+        σ(z) and ℓ share e = exp(−|z|): σ(z) = [z ≥ 0 ? 1 : e] / (1 + e) and, for
+        y ∈ {0, 1}, ℓ = log1p(e) + max((1 − 2y)·z, 0) (the forms of :mod:`.losses`). At
+        m = 256 the step is bound by the number of numpy calls, not by arithmetic.
+        """
+        theta = self._theta
+        sparse = isinstance(X, SparseRows)
+        z = X.matvec(theta[:-1]) if sparse else X @ theta[:-1]  # type: ignore[union-attr]
+        z += theta[-1]
+        e = np.abs(z)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        positive = z >= 0.0
+        r = np.where(positive, 1.0, e)
+        r /= e + 1.0
+        r -= y
+        loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
+        n_misclassified = int(np.count_nonzero(positive != (y == 1.0)))
         if sample_weight is not None:
-            r = r * sample_weight
-        if isinstance(X, SparseRows):
-            grad_w = X.rmatvec(r)
-            row_sq = X.row_squared_norms()
-        else:
-            grad_w = r @ X
-            row_sq = np.einsum("ij,ij->i", X, X)
+            r *= sample_weight
         gradient_sum = np.empty(self.n_features + 1)
-        gradient_sum[:-1] = grad_w
+        if sparse:
+            gradient_sum[:-1] = X.rmatvec(r)  # type: ignore[union-attr]
+            row_sq = X.row_squared_norms()  # type: ignore[union-attr]
+        else:
+            np.matmul(r, X, out=gradient_sum[:-1])
+            row_sq = np.einsum("ij,ij->i", X, X)
         gradient_sum[-1] = r.sum()
-        r2 = r * r
+        row_sq += 1.0  # ‖[x_i ; 1]‖²
         return BatchSums(
             n_samples=len(y),
             gradient_sum=gradient_sum,
-            gradient_squared_norm_sum=float(r2 @ row_sq + r2.sum()),
-            loss_sum=float(log_loss(z, y).sum()),
-            n_misclassified=int(np.count_nonzero((z >= 0.0) != (y == 1.0))),
+            gradient_squared_norm_sum=float((r * r) @ row_sq),
+            loss_sum=loss_sum,
+            n_misclassified=n_misclassified,
         )
 
     def apply_step(self, sums: BatchSums) -> tuple[float, bool]:

@@ -212,13 +212,16 @@ def _fold_statistics(
         return
     head = n - 1
     if head > 0:
-        r = residuals[:head]
-        gradients = np.empty((head, X.shape[1] + 1))
-        np.multiply(X[:head], r[:, None], out=gradients[:, :-1])
-        gradients[:, -1] = r
-        stats.mean_gradient = np.asarray(
-            _ewma_closed_form(stats.mean_gradient, gradients, alpha), dtype=np.float64
-        )
+        # Like RunningGradientStatistics.update: the across-step mean gradient is only
+        # kept until a batch with m ≥ 2 has been seen.
+        if not stats._within_batch_seen:
+            r = residuals[:head]
+            gradients = np.empty((head, X.shape[1] + 1))
+            np.multiply(X[:head], r[:, None], out=gradients[:, :-1])
+            gradients[:, -1] = r
+            stats.mean_gradient = np.asarray(
+                _ewma_closed_form(stats.mean_gradient, gradients, alpha), dtype=np.float64
+            )
         stats.mean_squared_norm = float(
             _ewma_closed_form(stats.mean_squared_norm, squared_norms[:head], alpha)
         )
