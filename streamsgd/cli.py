@@ -236,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add(
         model,
+        "--online-block-size",
+        type=non_negative_int,
+        default=256,
+        help="with --batch-size 1: apply the m=1 steps this many at a time (the same steps, "
+        "several times faster; a sample may wait for its block or --max-wait-ms); "
+        "0 = one learn_batch call per sample",
+    )
+    _add(
+        model,
         "--stats-smoothing",
         type=smoothing_type,
         default=0.05,
@@ -506,6 +515,7 @@ def _train(args: argparse.Namespace) -> int:
         max_wait_seconds=None if args.max_wait_ms is None else args.max_wait_ms / 1000.0,
         checkpoint_interval_seconds=args.checkpoint_interval_seconds,
         checkpoint_every_updates=args.checkpoint_every_updates,
+        online_block_size=args.online_block_size,
     )
     service = TrainingService(
         model,

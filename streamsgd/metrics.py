@@ -23,6 +23,7 @@ from prometheus_client import (
 from . import __version__
 from .codec import REJECT_REASONS
 from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sequential import SequenceStats
 from .service import SKIP_REASONS, Sensor
 
 UPDATE_DURATION_BUCKETS = (
@@ -178,6 +179,7 @@ class PrometheusSensor(Sensor):
         self._pending_misclassified = 0
         self._pending_loss = 0.0
         self._last_stats: BatchStats | None = None
+        self._last_sequence: SequenceStats | None = None
 
     # ------------------------------------------------------------------ Sensor
     def observe_model(self, model: OnlineLogisticRegression) -> None:
@@ -213,6 +215,21 @@ class PrometheusSensor(Sensor):
         self._last_stats = stats
         self.update_duration_seconds.observe(duration_seconds)
 
+    def sequence_applied(
+        self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        applied = stats.n_samples - stats.n_skipped
+        self._pending_samples += applied
+        self._pending_updates += applied
+        self._pending_loss += stats.loss_sum
+        self._pending_misclassified += stats.n_misclassified
+        if stats.n_skipped:
+            self.updates_skipped_total.labels("non_finite").inc(stats.n_skipped)
+        if stats.n_samples:
+            # One observation per block, of the mean time of its steps.
+            self.update_duration_seconds.observe(duration_seconds / stats.n_samples)
+            self._last_sequence = stats
+
     def tick(self, model: OnlineLogisticRegression) -> None:
         if not self._pending_updates:
             return
@@ -228,6 +245,15 @@ class PrometheusSensor(Sensor):
             self.batch_size.set(stats.n_samples)
             self.learning_rate.set(stats.learning_rate)
             self.gradient_norm.set(stats.gradient_norm)
+        sequence = self._last_sequence
+        if sequence is not None:
+            self.batch_loss.set(float(sequence.losses[-1]))
+            self.batch_size.set(1)
+            self.learning_rate.set(sequence.learning_rate)
+            # No per-step gradient is kept on this path: the smoothed ‖g‖ stands in.
+            self.gradient_norm.set(math.sqrt(model.gradient_stats.mean_squared_norm))
+        self._last_stats = None
+        self._last_sequence = None
         self.last_update_timestamp_seconds.set(time.time())
         self.observe_model(model)
 

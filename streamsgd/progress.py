@@ -7,6 +7,7 @@ import time
 from typing import TextIO
 
 from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sequential import SequenceStats
 from .service import Sensor
 
 
@@ -29,6 +30,12 @@ class ProgressReporter(Sensor):
     ) -> None:
         self._samples += stats.n_samples
         self._loss_sum += stats.sums.loss_sum
+
+    def sequence_applied(
+        self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        self._samples += stats.n_samples
+        self._loss_sum += stats.loss_sum
 
     def record_rejected(self, reason: str) -> None:
         self._rejected += 1

@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError
 from .codec import Decoder, RecordRejected, Samples
 from .core.buffer import MinibatchBuffer, Position
 from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sequential import SequenceStats, learn_sequence
 from .core.sparse import SparseRows
 
 log = logging.getLogger("streamsgd.service")
@@ -97,6 +98,11 @@ class Sensor:
     def tick(self, model: OnlineLogisticRegression) -> None:
         """Called once per loop iteration (not per step) and at the end of a run."""
 
+    def sequence_applied(
+        self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        """A block of consecutive m = 1 steps (``online_block_size``)."""
+
     def update_skipped(self, reason: str, stats: BatchStats) -> None: ...
 
     def buffered_samples(self, n_samples: int) -> None: ...
@@ -129,6 +135,13 @@ class ServiceConfig:
         Checkpoint at most this often (when something changed).
     checkpoint_every_updates : int
         Also checkpoint after this many updates (0: off).
+    online_block_size : int
+        With batch_size 1: apply the m = 1 steps K at a time through
+        :func:`~streamsgd.core.sequential.learn_sequence` (same steps, several times
+        faster; equal to the per-sample loop to rounding). Blocks are aligned on the
+        number of samples consumed, so a restarted run cuts the same blocks and stays
+        bit-for-bit reproducible; a sample may wait for up to K − 1 others (or for
+        ``max_wait_seconds``). 0: one ``learn_batch`` per sample.
     poll_timeout_seconds : float
     """
 
@@ -137,6 +150,7 @@ class ServiceConfig:
     max_wait_seconds: float | None = None
     checkpoint_interval_seconds: float = 10.0
     checkpoint_every_updates: int = 0
+    online_block_size: int = 0
     poll_timeout_seconds: float = 0.2
 
 
@@ -352,6 +366,39 @@ class TrainingService:
                 s.batch_applied(stats, self.model, duration)
         return stats
 
+    def learn_block(self, n_samples: int) -> SequenceStats:
+        """Apply the next ``n_samples`` buffered samples as consecutive m = 1 steps."""
+        batch = self.buffer.take(n_samples)
+        start = time.perf_counter()
+        stats = learn_sequence(self.model, batch.X, batch.y, batch.sample_weight)
+        duration = time.perf_counter() - start
+        self.totals.samples_consumed += batch.n_samples
+        self.totals.updates_skipped += stats.n_skipped
+        self.totals.progressive_loss_sum += stats.loss_sum
+        self.totals.progressive_misclassified += stats.n_misclassified
+        self._dirty = True
+        for s in self.sensors:
+            s.sequence_applied(stats, self.model, duration)
+        return stats
+
+    def _learn_ready(self) -> None:
+        """Apply every full minibatch (or full aligned m = 1 block) in the buffer."""
+        m = self.config.batch_size
+        block = self.config.online_block_size
+        if m == 1 and block > 0:
+            while len(self.buffer) >= (due := block - self.totals.samples_consumed % block):
+                self.learn_block(due)
+            return
+        while len(self.buffer) >= m:
+            self.learn(m)
+
+    def _learn_rest(self) -> None:
+        """Apply whatever is buffered as one (partial) minibatch or block."""
+        if self.config.batch_size == 1 and self.config.online_block_size > 0:
+            self.learn_block(len(self.buffer))
+        else:
+            self.learn(len(self.buffer))
+
     def _checkpoint_due(self) -> bool:
         if not self._dirty:
             return False
@@ -376,7 +423,6 @@ class TrainingService:
                     self.model.n_samples_seen,
                 )
         self.source.seek(dict(self.buffer.positions))
-        m = self.config.batch_size
         while not self._stop.is_set() and not self._done():
             records = self.source.poll(self.config.poll_timeout_seconds)
             now = self.clock()
@@ -390,15 +436,14 @@ class TrainingService:
                         s.record_timestamp(newest / 1000.0)
                 for record in records:
                     self.handle(record)
-                    while len(self.buffer) >= m:
-                        self.learn(m)
+                    self._learn_ready()
                     if self._done():
                         break
             elif self.source.exhausted:
                 break
             wait = self.config.max_wait_seconds
             if wait is not None and len(self.buffer) and now - self._last_record >= wait:
-                self.learn(len(self.buffer))
+                self._learn_rest()
             for s in self.sensors:
                 s.buffered_samples(len(self.buffer))
                 s.tick(self.model)
@@ -406,7 +451,7 @@ class TrainingService:
                 self.checkpoint()
         # A bounded run ends with its last, possibly partial, minibatch applied.
         if not self._stop.is_set() and len(self.buffer):
-            self.learn(len(self.buffer))
+            self._learn_rest()
         self.finished = not self._stop.is_set()
         self.checkpoint()
         for s in self.sensors:

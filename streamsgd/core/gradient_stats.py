@@ -142,7 +142,7 @@ class RunningGradientStatistics:
             self.true_gradient_squared_norm = _ewma(
                 self.true_gradient_squared_norm, sq_norm - trace / m, a
             )
-        elif not self._within_batch_seen:
+        elif self.mean_gradient is not None:  # m = 1 and no larger batch seen yet
             c = a / (2.0 - a)
             mean_norm = float(self.mean_gradient @ self.mean_gradient)
             trace = max(self.mean_squared_norm - mean_norm, 0.0) / (1.0 - c)

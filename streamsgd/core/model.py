@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .gradient_stats import BatchSums, RunningGradientStatistics
-from .losses import log_loss, sigmoid
+from .losses import sigmoid
 from .schedules import LearningRateSchedule
 from .sparse import SparseRows
 
@@ -203,8 +203,7 @@ class OnlineLogisticRegression:
         m = 256 the step is bound by the number of numpy calls, not by arithmetic.
         """
         theta = self._theta
-        sparse = isinstance(X, SparseRows)
-        z = X.matvec(theta[:-1]) if sparse else X @ theta[:-1]  # type: ignore[union-attr]
+        z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
         z += theta[-1]
         e = np.abs(z)
         np.negative(e, out=e)
@@ -218,9 +217,9 @@ class OnlineLogisticRegression:
         if sample_weight is not None:
             r *= sample_weight
         gradient_sum = np.empty(self.n_features + 1)
-        if sparse:
-            gradient_sum[:-1] = X.rmatvec(r)  # type: ignore[union-attr]
-            row_sq = X.row_squared_norms()  # type: ignore[union-attr]
+        if isinstance(X, SparseRows):
+            gradient_sum[:-1] = X.rmatvec(r)
+            row_sq = X.row_squared_norms()
         else:
             np.matmul(r, X, out=gradient_sum[:-1])
             row_sq = np.einsum("ij,ij->i", X, X)
