@@ -1,0 +1,127 @@
+"""Record-to-update latency of the service at a steady 1,000 records/s (issue 5, target 5).
+
+    .venv/bin/python -m bench.latency                 # 60 s at 1,000 records/s, m = 1
+    .venv/bin/python -m bench.latency --seconds 20    # shorter
+    .venv/bin/python -m bench.latency --bootstrap 127.0.0.1:9092
+
+A producer process sends one JSON sample (d = 20) per record, paced at ``--rate`` records/s,
+with ``linger_ms=0``; the record's Kafka timestamp is its producer CreateTime. The streamsgd
+service (``TrainingService`` + kafka-python ``KafkaSource``, m = 1) consumes the topic; for
+every applied update the delay from the record's timestamp to the end of its update is
+recorded (m = 1: one record, one update). The first 2 s are warm-up and not counted.
+Target: p99 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from bench.kafka_e2e import Broker, _create_topic
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    args = parser.parse_args(argv)  # fmt: skip
+    if args.bootstrap:
+        return _run(args.bootstrap, args.seconds, args.rate)
+    with Broker() as broker:
+        return _run(broker.bootstrap, args.seconds, args.rate)
+
+
+def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> None:
+    from kafka import KafkaProducer
+
+    from streamsgd.codec import encode_dense
+    from streamsgd.synthetic import SyntheticStream
+
+    X, y = SyntheticStream(20, seed=0).samples(0, n)
+    values = [encode_dense(X[i], y[i]) for i in range(n)]
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=0, acks=1)
+    for i, value in enumerate(values):
+        wait = start + i / rate - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+
+
+def _run(bootstrap: str, seconds: float, rate: float) -> int:
+    import numpy as np
+
+    from streamsgd import OnlineLogisticRegression
+    from streamsgd.codec import Decoder
+    from streamsgd.service import Sensor, ServiceConfig, TrainingService
+    from streamsgd.sources.kafka import KafkaSource
+
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    _create_topic(bootstrap, topic)
+    n = int(seconds * rate)
+    delays: list[tuple[float, float]] = []  # (wall time of the update, delay in s)
+    pending: dict[str, Any] = {"ts": None}
+
+    class Service(TrainingService):
+        def handle(self, record: Any) -> None:
+            pending["ts"] = record.timestamp_ms
+            super().handle(record)
+
+    class Timing(Sensor):
+        def batch_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
+            if pending["ts"] is not None:
+                now = time.time()
+                delays.append((now, now - pending["ts"] / 1000.0))
+
+    source = KafkaSource(bootstrap, topic, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+                         auto_offset_reset="earliest")  # fmt: skip
+    config = ServiceConfig(batch_size=1, max_samples=n, checkpoint_interval_seconds=1e9,
+                           poll_timeout_seconds=0.05)  # fmt: skip
+    service = Service(OnlineLogisticRegression(20, learning_rate=0.01), source, Decoder(20),
+                      config, sensors=[Timing()])  # fmt: skip
+    source.attach(service)
+    consumer = threading.Thread(target=service.run, daemon=True)
+    consumer.start()
+    time.sleep(2.0)  # let the consumer join the group before the first record
+
+    # The producer runs in its own process, so that it does not compete with the service for
+    # the interpreter lock (which would add its own delays to the measurement).
+    start = time.time() + 0.5
+    producer = multiprocessing.get_context("spawn").Process(
+        target=_produce, args=(bootstrap, topic, n, rate, start)
+    )
+    producer.start()
+    producer.join()
+    consumer.join(timeout=60)
+    service.request_stop()
+    source.close()
+    counted = np.array([d for t, d in delays if t >= start + 2.0])
+    if len(counted) == 0:
+        print("no updates observed", file=sys.stderr)
+        return 1
+    p50, p99, worst = np.percentile(counted, [50, 99, 100]) * 1000
+    result = {
+        "records": n, "rate": rate, "updates_counted": len(counted),
+        "p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2),
+        "max_ms": round(float(worst), 2),
+    }  # fmt: skip
+    print(json.dumps(result))
+    print(f"p99 record-timestamp → update: {p99:.1f} ms (target < 50 ms): "
+          f"{'met' if p99 < 50 else 'NOT met'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
