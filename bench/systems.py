@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.core.gradient_stats import BatchSums
-from streamsgd.core.losses import log_loss, sigmoid
+from streamsgd.core.losses import log_loss
 from streamsgd.core.model import BatchStats
 from streamsgd.core.sequential import learn_sequence
 from streamsgd.core.sparse import SparseRows
@@ -159,9 +159,11 @@ def streamsgd_sequence(
 class NoStatisticsModel(OnlineLogisticRegression):
     """The same step as :class:`OnlineLogisticRegression` with the gradient statistics removed.
 
-    Removed: the row norms ‖x_i‖² (a second pass over the batch), Σ‖g_i‖², ‖ḡ‖, tr Σ̂ and the
-    running-statistics update. Kept: validation, scoring, the loss, the misclassified count,
-    Σ g_i and the step — everything the model needs to learn and report its progressive loss.
+    ``batch_sums`` and ``learn_batch`` mirror streamsgd/core/model.py (as of the core step
+    that shares exp(−|z|) between σ and the loss) line for line, minus the statistics: no row
+    norms ‖x_i‖² (a second pass over the batch), no Σ‖g_i‖², ‖ḡ‖ or tr Σ̂, and no
+    running-statistics update. Validation, scoring, the loss, the misclassified count, Σ g_i
+    and the step are kept. Keep it in step with the core when the core step changes.
     """
 
     def __init__(self, n_features: int, **params: Any) -> None:
@@ -171,19 +173,32 @@ class NoStatisticsModel(OnlineLogisticRegression):
     def batch_sums(
         self, X: FloatArray | SparseRows, y: FloatArray, sample_weight: FloatArray | None = None
     ) -> BatchSums:
-        z = self._scores(X, self._theta)
-        r = sigmoid(z) - y
+        theta = self._theta
+        z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
+        z += theta[-1]
+        e = np.abs(z)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        positive = z >= 0.0
+        r = np.where(positive, 1.0, e)
+        r /= e + 1.0
+        r -= y
+        loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
+        n_misclassified = int(np.count_nonzero(positive != (y == 1.0)))
         if sample_weight is not None:
-            r = r * sample_weight
+            r *= sample_weight
         gradient_sum = np.empty(self.n_features + 1)
-        gradient_sum[:-1] = X.rmatvec(r) if isinstance(X, SparseRows) else r @ X
+        if isinstance(X, SparseRows):
+            gradient_sum[:-1] = X.rmatvec(r)
+        else:
+            np.matmul(r, X, out=gradient_sum[:-1])
         gradient_sum[-1] = r.sum()
         return BatchSums(
             n_samples=len(y),
             gradient_sum=gradient_sum,
             gradient_squared_norm_sum=math.nan,
-            loss_sum=float(log_loss(z, y).sum()),
-            n_misclassified=int(np.count_nonzero((z >= 0.0) != (y == 1.0))),
+            loss_sum=loss_sum,
+            n_misclassified=n_misclassified,
         )
 
     def learn_batch(self, X: Any, y: Any, sample_weight: Any = None) -> BatchStats:
@@ -194,11 +209,11 @@ class NoStatisticsModel(OnlineLogisticRegression):
             raise ValueError("bad batch")
         if np.any((y != 0.0) & (y != 1.0)):
             raise ValueError("labels must be 0 or 1")
-        sums = self.batch_sums(X, y, None)
-        eta, skipped = self.apply_step(sums)
-        return BatchStats(
-            m, sums.loss_sum / m, sums.n_misclassified, math.nan, math.nan, eta, skipped, sums
-        )
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = self.batch_sums(X, y, None)
+            eta, skipped = self.apply_step(sums)
+            return BatchStats(m, sums.loss_sum / m, sums.n_misclassified, math.nan, math.nan,
+                              eta, skipped, sums)  # fmt: skip
 
 
 def streamsgd_no_statistics(
