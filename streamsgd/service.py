@@ -46,6 +46,7 @@ class SourceRecord:
     topic: str | None = None
     kafka_partition: int | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    key: bytes | None = None
 
 
 class Source(Protocol):

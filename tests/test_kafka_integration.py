@@ -438,12 +438,6 @@ def test_bad_records_go_to_the_dead_letter_topic_and_never_reach_the_model(
     assert_checkpoint_equals_reference(final, reference, loss_sum)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KafkaDeadLetterSink.send forwards value=None without a key; kafka-python's "
-    "producer raises ValueError('Need at least one: key or value'), which is not a "
-    "KafkaError, so the trainer dies (exit 1) instead of dead-lettering the record",
-)
 def test_a_null_value_record_is_dead_lettered_not_fatal(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:
@@ -528,13 +522,6 @@ def test_four_partitions_every_record_learned_exactly_once(
     assert committed_offsets(kafka_bootstrap, group) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the commit in a rebalance's revocation runs inside kafka-python 3's rebalance "
-    "listener, on its IO thread, where the blocking KafkaConsumer.commit() fails ('Cannot "
-    "block on net.run() from the IO thread itself'): the checkpoint is saved, the offsets "
-    "are not committed",
-)
 def test_a_rebalance_checkpoints_then_commits_what_the_checkpoint_covers(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:

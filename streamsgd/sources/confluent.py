@@ -57,6 +57,7 @@ class ConfluentKafkaSource:
         lag_interval_seconds: float = 5.0,
         on_lag: Callable[[int], None] = lambda lag: None,
         clock: Callable[[], float] = time.monotonic,
+        group_instance_id: str | None = None,
     ) -> None:
         self.topic = topic
         self.lag_interval_seconds = lag_interval_seconds
@@ -77,6 +78,7 @@ class ConfluentKafkaSource:
                 "client.id": f"streamsgd-{group_id}",
                 "reconnect.backoff.max.ms": 2000,
                 "error_cb": self._on_error,
+                **({"group.instance.id": group_instance_id} if group_instance_id else {}),
                 **librdkafka_settings(security or {}),
             }
         )
@@ -142,6 +144,7 @@ class ConfluentKafkaSource:
                     topic=topic,
                     kafka_partition=partition,
                     headers=[(k, v) for k, v in pairs if isinstance(v, bytes)],
+                    key=msg.key(),
                 )
             )
         if records:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
@@ -24,6 +25,9 @@ log = logging.getLogger("streamsgd.kafka")
 
 MAX_POLL_RECORDS = 5000
 RECONNECT_BACKOFF_MAX_MS = 2000
+# A commit or close that cannot reach the broker gives up after this long (the checkpoint
+# is already on disk; the next checkpoint commits again), so SIGTERM exits promptly.
+COMMIT_TIMEOUT_MS = 5000
 
 
 def partition_key(topic: str, partition: int) -> str:
@@ -76,6 +80,7 @@ class KafkaSource:
         lag_interval_seconds: float = 5.0,
         on_lag: Callable[[int], None] = lambda lag: None,
         clock: Callable[[], float] = time.monotonic,
+        group_instance_id: str | None = None,
     ) -> None:
         self.topic = topic
         self._settings = {
@@ -89,6 +94,7 @@ class KafkaSource:
             "fetch_max_bytes": 64 * 1024 * 1024,
             "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             "client_id": f"streamsgd-{group_id}",
+            **({"group_instance_id": group_instance_id} if group_instance_id else {}),
             **(security or {}),
         }
         self.lag_interval_seconds = lag_interval_seconds
@@ -100,6 +106,7 @@ class KafkaSource:
         self._next_connect = 0.0
         self._next_lag = 0.0
         self._broker_ok = False
+        self._in_rebalance = False
 
     # ------------------------------------------------------------------ wiring
     def attach(self, handler: RebalanceHandler) -> None:
@@ -133,7 +140,13 @@ class KafkaSource:
         keys = {partition_key(tp.topic, tp.partition) for tp in revoked}
         log.info("partitions revoked: %s", sorted(keys))
         if self._handler is not None and keys:
-            self._handler.partitions_revoked(keys)
+            # kafka-python runs listeners on its IO thread, where a blocking commit is
+            # refused: the checkpoint is written here and its offsets committed async.
+            self._in_rebalance = True
+            try:
+                self._handler.partitions_revoked(keys)
+            finally:
+                self._in_rebalance = False
 
     def _assigned(self, assigned: Any) -> None:
         assert self._consumer is not None
@@ -172,6 +185,7 @@ class KafkaSource:
                         topic=tp.topic,
                         kafka_partition=tp.partition,
                         headers=list(msg.headers or []),
+                        key=msg.key,
                     )
                 )
         if records:
@@ -217,19 +231,25 @@ class KafkaSource:
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 offsets[tp] = OffsetAndMetadata(position.offset, "", -1)
-        if offsets:
-            consumer.commit(offsets)
+        if not offsets:
+            return
+        if self._in_rebalance:
+            consumer.commit_async(offsets)
+        else:
+            consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
 
     def close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close(autocommit=False)
+            self._consumer.close(autocommit=False, timeout_ms=COMMIT_TIMEOUT_MS)
             self._consumer = None
 
 
 class KafkaDeadLetterSink:
-    """Forwards rejected records, unchanged, to a dead-letter topic with headers
-    ``streamsgd.reason``, ``streamsgd.detail``, ``streamsgd.source.topic``,
+    """Forwards rejected records, key and value unchanged, to a dead-letter topic with
+    headers ``streamsgd.reason``, ``streamsgd.detail``, ``streamsgd.source.topic``,
     ``streamsgd.source.partition`` and ``streamsgd.source.offset`` (plus the original ones).
+    A tombstone (no key, no value) is forwarded with an empty value, as Kafka needs one of
+    the two.
 
     Sends that fail are kept and retried by :meth:`flush`, which raises while any is
     undelivered, so the service never commits an offset past an undelivered dead letter.
@@ -248,8 +268,8 @@ class KafkaDeadLetterSink:
             **(security or {}),
         }
         self._producer: KafkaProducer | None = None
-        self._unsent: list[tuple[bytes | None, list[tuple[str, bytes]]]] = []
-        self._in_flight: list[tuple[bytes | None, list[tuple[str, bytes]], Any]] = []
+        self._unsent: list[_DeadLetter] = []
+        self._in_flight: list[tuple[_DeadLetter, Any]] = []
 
     def _ensure(self) -> KafkaProducer:
         if self._producer is None:
@@ -265,16 +285,19 @@ class KafkaDeadLetterSink:
             ("streamsgd.source.offset", str(record.offset).encode()),
             *record.headers,
         ]
-        self._unsent.append((record.value, headers))
+        value = record.value if record.value is not None or record.key is not None else b""
+        self._unsent.append(_DeadLetter(record.key, value, headers))
         self._send_unsent()
 
     def _send_unsent(self) -> None:
         try:
             producer = self._ensure()
             while self._unsent:
-                value, headers = self._unsent[0]
-                future = producer.send(self.topic, value=value, headers=headers)
-                self._in_flight.append((value, headers, future))
+                letter = self._unsent[0]
+                future = producer.send(
+                    self.topic, key=letter.key, value=letter.value, headers=letter.headers
+                )
+                self._in_flight.append((letter, future))
                 self._unsent.pop(0)
         except KafkaError as exc:
             log.warning("dead-letter send failed (will retry): %s", exc)
@@ -285,7 +308,7 @@ class KafkaDeadLetterSink:
             raise KafkaError(f"{len(self._unsent)} dead letters not sent yet")
         if self._producer is not None:
             self._producer.flush(timeout=30)
-        failed = [(v, h) for v, h, f in self._in_flight if not f.succeeded()]
+        failed = [letter for letter, future in self._in_flight if not future.succeeded()]
         self._in_flight = []
         if failed:
             self._unsent[:0] = failed
@@ -295,3 +318,10 @@ class KafkaDeadLetterSink:
         if self._producer is not None:
             self._producer.close(timeout=10)
             self._producer = None
+
+
+@dataclass(frozen=True)
+class _DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
