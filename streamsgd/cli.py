@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every-updates",
         type=non_negative_int,
         default=0,
-        help="also checkpoint once this many updates accumulated (checked after each poll; 0 = off)",
+        help="also checkpoint once this many updates accumulated "
+        "(checked after each poll; 0 = off)",
     )
 
     kafka = train.add_argument_group("kafka")
