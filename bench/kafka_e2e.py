@@ -139,6 +139,9 @@ def run_streamsgd(bootstrap: str, topic: str, n: int, d: int, m: int) -> dict[st
         def batch_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
             marks["last_update"] = time.perf_counter()
 
+        def sequence_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
+            marks["last_update"] = time.perf_counter()
+
     class TimedSource(KafkaSource):
         def poll(self, timeout_seconds: float) -> list[Any]:
             marks.setdefault("first_poll", time.perf_counter())
@@ -146,7 +149,13 @@ def run_streamsgd(bootstrap: str, topic: str, n: int, d: int, m: int) -> dict[st
 
     source = TimedSource(bootstrap, topic, group_id=f"bench-{uuid.uuid4().hex[:8]}")
     model = OnlineLogisticRegression(d, learning_rate=0.01 if m == 1 else 0.1)
-    config = ServiceConfig(batch_size=m, max_samples=n, checkpoint_interval_seconds=1e9)
+    # m = 1 as the CLI runs it: consecutive steps in aligned learn_sequence blocks of 256.
+    config = ServiceConfig(
+        batch_size=m,
+        max_samples=n,
+        checkpoint_interval_seconds=1e9,
+        online_block_size=256 if m == 1 else 0,
+    )
     service = TrainingService(model, source, Decoder(d), config, sensors=[Timing()])
     source.attach(service)
     try:
