@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         model,
         "--online-block-size",
         type=non_negative_int,
-        default=256,
+        default=32,
         help="with --batch-size 1: apply the m=1 steps this many at a time (the same steps, "
         "several times faster; a sample may wait for its block or --max-wait-ms); "
         "0 = one learn_batch call per sample",

@@ -292,3 +292,14 @@ def test_state_round_trip_of_running_statistics():
             assert va.tobytes() == vb.tobytes()
         else:
             assert va == vb or (math.isnan(va) and math.isnan(vb)), key
+
+
+def test_smoothing_one_at_m1_reports_nan_instead_of_dividing_by_zero():
+    """α = 1 keeps a single step in every EWMA: there is no across-step variance."""
+    model = OnlineLogisticRegression(3, stats_smoothing=1.0)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    y = np.array([0.0, 1.0, 0.0, 1.0, 1.0])
+    for i in range(5):
+        model.learn_batch(X[i : i + 1], y[i : i + 1])
+    assert math.isnan(model.gradient_stats.per_sample_variance)
+    assert model.n_updates == 5

@@ -145,7 +145,9 @@ class RunningGradientStatistics:
         elif self.mean_gradient is not None:  # m = 1 and no larger batch seen yet
             c = a / (2.0 - a)
             mean_norm = float(self.mean_gradient @ self.mean_gradient)
-            trace = max(self.mean_squared_norm - mean_norm, 0.0) / (1.0 - c)
+            # At α = 1 the EWMAs hold one step only: no variance across steps to estimate.
+            spread = max(self.mean_squared_norm - mean_norm, 0.0)
+            trace = spread / (1.0 - c) if c < 1.0 else math.nan
             self.per_sample_variance = trace
             self.estimator_variance = trace
             self.true_gradient_squared_norm = mean_norm - c * trace
