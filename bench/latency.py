@@ -15,6 +15,7 @@ Target: p99 < 50 ms.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import multiprocessing
 import sys
@@ -35,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--online-block-size",
+        type=int,
+        default=32,
+        help="m = 1 block size, as the CLI flag (0 = one learn_batch per record)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     if args.bootstrap:
-        return _run(args.bootstrap, args.seconds, args.rate)
+        return _run(args.bootstrap, args.seconds, args.rate, args.online_block_size)
     with Broker() as broker:
-        return _run(broker.bootstrap, args.seconds, args.rate)
+        return _run(broker.bootstrap, args.seconds, args.rate, args.online_block_size)
 
 
 def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> None:
@@ -60,7 +67,7 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> N
     producer.close()
 
 
-def _run(bootstrap: str, seconds: float, rate: float) -> int:
+def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     import numpy as np
 
     from streamsgd import OnlineLogisticRegression
@@ -72,23 +79,30 @@ def _run(bootstrap: str, seconds: float, rate: float) -> int:
     _create_topic(bootstrap, topic)
     n = int(seconds * rate)
     delays: list[tuple[float, float]] = []  # (wall time of the update, delay in s)
-    pending: dict[str, Any] = {"ts": None}
+    # Kafka timestamps of the samples handed to the buffer and not yet learned, in order.
+    pending: collections.deque[float] = collections.deque()
 
     class Service(TrainingService):
         def handle(self, record: Any) -> None:
-            pending["ts"] = record.timestamp_ms
+            pending.append(record.timestamp_ms / 1000.0)
             super().handle(record)
+
+    def learned(n_samples: int) -> None:
+        now = time.time()
+        for _ in range(n_samples):
+            delays.append((now, now - pending.popleft()))
 
     class Timing(Sensor):
         def batch_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
-            if pending["ts"] is not None:
-                now = time.time()
-                delays.append((now, now - pending["ts"] / 1000.0))
+            learned(stats.n_samples)
+
+        def sequence_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
+            learned(stats.n_samples)
 
     source = KafkaSource(bootstrap, topic, group_id=f"bench-{uuid.uuid4().hex[:8]}",
                          auto_offset_reset="earliest")  # fmt: skip
     config = ServiceConfig(batch_size=1, max_samples=n, checkpoint_interval_seconds=1e9,
-                           poll_timeout_seconds=0.05)  # fmt: skip
+                           poll_timeout_seconds=0.05, online_block_size=block)  # fmt: skip
     service = Service(OnlineLogisticRegression(20, learning_rate=0.01), source, Decoder(20),
                       config, sensors=[Timing()])  # fmt: skip
     source.attach(service)
@@ -113,7 +127,8 @@ def _run(bootstrap: str, seconds: float, rate: float) -> int:
         return 1
     p50, p99, worst = np.percentile(counted, [50, 99, 100]) * 1000
     result = {
-        "records": n, "rate": rate, "updates_counted": len(counted),
+        "records": n, "rate": rate, "online_block_size": block,
+        "updates_counted": len(counted),
         "p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2),
         "max_ms": round(float(worst), 2),
     }  # fmt: skip

@@ -77,6 +77,9 @@ class ConfluentKafkaSource:
                 "auto.offset.reset": auto_offset_reset,
                 "client.id": f"streamsgd-{group_id}",
                 "reconnect.backoff.max.ms": 2000,
+                # Batched records are large: let one fetch carry many of them.
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
                 "error_cb": self._on_error,
                 **({"group.instance.id": group_instance_id} if group_instance_id else {}),
                 **librdkafka_settings(security or {}),

@@ -89,9 +89,10 @@ class KafkaSource:
             "enable_auto_commit": False,
             "auto_offset_reset": auto_offset_reset,
             "max_poll_records": MAX_POLL_RECORDS,
-            # Batched records are large: let one fetch carry many of them.
-            "max_partition_fetch_bytes": 16 * 1024 * 1024,
-            "fetch_max_bytes": 64 * 1024 * 1024,
+            # Batched records are large: let one fetch carry several of them (4 MiB, not the
+            # 1 MiB default; 16 MiB measured no faster and doubled the resident memory).
+            "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            "fetch_max_bytes": 16 * 1024 * 1024,
             "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             "client_id": f"streamsgd-{group_id}",
             **({"group_instance_id": group_instance_id} if group_instance_id else {}),
