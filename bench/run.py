@@ -250,7 +250,7 @@ def run_stats_cost(suite: Suite, d: data.DenseData) -> None:
             ),
             (
                 f"off{m}",
-                "same step, statistics removed (bench NoStatisticsModel)",
+                "same step, gradient_statistics=False",
                 "reference",
                 lambda m=m: systems.streamsgd_no_statistics(d.X, d.y, m, 1),
             ),

@@ -40,9 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamsgd import OnlineLogisticRegression
-from streamsgd.core.gradient_stats import BatchSums
 from streamsgd.core.losses import log_loss
-from streamsgd.core.model import BatchStats
 from streamsgd.core.sequential import learn_sequence
 from streamsgd.core.sparse import SparseRows
 
@@ -156,66 +154,6 @@ def streamsgd_sequence(
     return Measurement(times, loss, n, note=f"{chunk} samples per call")
 
 
-class NoStatisticsModel(OnlineLogisticRegression):
-    """The same step as :class:`OnlineLogisticRegression` with the gradient statistics removed.
-
-    ``batch_sums`` and ``learn_batch`` mirror streamsgd/core/model.py (as of the core step
-    that shares exp(−|z|) between σ and the loss) line for line, minus the statistics: no row
-    norms ‖x_i‖² (a second pass over the batch), no Σ‖g_i‖², ‖ḡ‖ or tr Σ̂, and no
-    running-statistics update. Validation, scoring, the loss, the misclassified count, Σ g_i
-    and the step are kept. Keep it in step with the core when the core step changes.
-    """
-
-    def __init__(self, n_features: int, **params: Any) -> None:
-        super().__init__(n_features, **params)
-        self.gradient_stats.update = lambda sums: None  # type: ignore[method-assign]
-
-    def batch_sums(
-        self, X: FloatArray | SparseRows, y: FloatArray, sample_weight: FloatArray | None = None
-    ) -> BatchSums:
-        theta = self._theta
-        z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
-        z += theta[-1]
-        e = np.abs(z)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        positive = z >= 0.0
-        r = np.where(positive, 1.0, e)
-        r /= e + 1.0
-        r -= y
-        loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
-        n_misclassified = int(np.count_nonzero(positive != (y == 1.0)))
-        if sample_weight is not None:
-            r *= sample_weight
-        gradient_sum = np.empty(self.n_features + 1)
-        if isinstance(X, SparseRows):
-            gradient_sum[:-1] = X.rmatvec(r)
-        else:
-            np.matmul(r, X, out=gradient_sum[:-1])
-        gradient_sum[-1] = r.sum()
-        return BatchSums(
-            n_samples=len(y),
-            gradient_sum=gradient_sum,
-            gradient_squared_norm_sum=math.nan,
-            loss_sum=loss_sum,
-            n_misclassified=n_misclassified,
-        )
-
-    def learn_batch(self, X: Any, y: Any, sample_weight: Any = None) -> BatchStats:
-        X = self._check_features(X)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        m = len(y)
-        if m == 0 or X.shape[0] != m:
-            raise ValueError("bad batch")
-        if np.any((y != 0.0) & (y != 1.0)):
-            raise ValueError("labels must be 0 or 1")
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = self.batch_sums(X, y, None)
-            eta, skipped = self.apply_step(sums)
-            return BatchStats(m, sums.loss_sum / m, sums.n_misclassified, math.nan, math.nan,
-                              eta, skipped, sums)  # fmt: skip
-
-
 def streamsgd_no_statistics(
     X: FloatArray, y: FloatArray, m: int, repeats: int, **params: Any
 ) -> Measurement:
@@ -223,7 +161,7 @@ def streamsgd_no_statistics(
     batches = [(X[lo : lo + m], y[lo : lo + m]) for lo in range(0, n, m)]
     times, loss = [], math.nan
     for _ in range(repeats):
-        model = NoStatisticsModel(X.shape[1], **params)
+        model = OnlineLogisticRegression(X.shape[1], gradient_statistics=False, **params)
         loss_sum = 0.0
         t0 = _now()
         for Xb, yb in batches:

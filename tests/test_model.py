@@ -373,3 +373,19 @@ def test_invalid_batches_raise_without_touching_the_model(X, y, sw):
 def test_invalid_parameters_are_rejected(kwargs):
     with pytest.raises(ValueError):
         OnlineLogisticRegression(**kwargs)
+
+
+@pytest.mark.parametrize("params", [{}, {"l2": 0.01, "l1": 0.001}, {"optimizer": "adagrad"}])
+def test_without_gradient_statistics_the_steps_are_identical(params):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(640, 7))
+    y = (rng.random(640) < 0.5).astype(float)
+    with_stats = OnlineLogisticRegression(7, **params)
+    without = OnlineLogisticRegression(7, gradient_statistics=False, **params)
+    for i in range(0, 640, 64):
+        a = with_stats.learn_batch(X[i : i + 64], y[i : i + 64])
+        b = without.learn_batch(X[i : i + 64], y[i : i + 64])
+        assert a.loss == b.loss and a.n_misclassified == b.n_misclassified
+        assert math.isnan(b.gradient_variance) and not math.isnan(a.gradient_variance)
+    assert np.array_equal(with_stats.parameters, without.parameters)
+    assert math.isnan(without.gradient_stats.per_sample_variance)

@@ -96,6 +96,10 @@ class OnlineLogisticRegression:
         ε of AdaGrad.
     stats_smoothing : float
         α of the EWMAs in :class:`RunningGradientStatistics` (window ≈ 1/α steps).
+    gradient_statistics : bool
+        Compute Σ‖g_i‖² and the running variance statistics (the default). False takes the
+        same steps without them (no row norms ‖x_i‖²): ``gradient_variance`` is then NaN
+        and the running statistics stay undefined.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class OnlineLogisticRegression:
         optimizer: str = "sgd",
         adagrad_epsilon: float = 1e-8,
         stats_smoothing: float = 0.05,
+        gradient_statistics: bool = True,
     ) -> None:
         if not (isinstance(n_features, int | np.integer) and n_features >= 1):
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
@@ -130,6 +135,7 @@ class OnlineLogisticRegression:
         self.reduction = reduction
         self.optimizer = optimizer
         self.adagrad_epsilon = float(adagrad_epsilon)
+        self.gradient_statistics = bool(gradient_statistics)
         # θ = [w ; b], replaced (never mutated) by each step so that a concurrent reader
         # always sees one consistent pair (w, b).
         self._theta: FloatArray = np.zeros(self.n_features + 1)
@@ -219,16 +225,22 @@ class OnlineLogisticRegression:
         gradient_sum = np.empty(self.n_features + 1)
         if isinstance(X, SparseRows):
             gradient_sum[:-1] = X.rmatvec(r)
-            row_sq = X.row_squared_norms()
         else:
             np.matmul(r, X, out=gradient_sum[:-1])
-            row_sq = np.einsum("ij,ij->i", X, X)
         gradient_sum[-1] = r.sum()
-        row_sq += 1.0  # ‖[x_i ; 1]‖²
+        squared_norm_sum = math.nan
+        if self.gradient_statistics:
+            # ‖g_i‖² = r_i² ‖[x_i ; 1]‖²: one more pass over X, for the row norms.
+            if isinstance(X, SparseRows):
+                row_sq = X.row_squared_norms()
+            else:
+                row_sq = np.einsum("ij,ij->i", X, X)
+            row_sq += 1.0
+            squared_norm_sum = float((r * r) @ row_sq)
         return BatchSums(
             n_samples=len(y),
             gradient_sum=gradient_sum,
-            gradient_squared_norm_sum=float((r * r) @ row_sq),
+            gradient_squared_norm_sum=squared_norm_sum,
             loss_sum=loss_sum,
             n_misclassified=n_misclassified,
         )
@@ -338,6 +350,7 @@ class OnlineLogisticRegression:
             "optimizer": self.optimizer,
             "adagrad_epsilon": self.adagrad_epsilon,
             "stats_smoothing": self.gradient_stats.smoothing,
+            "gradient_statistics": self.gradient_statistics,
         }
 
     def get_state(self) -> dict[str, Any]:
