@@ -162,6 +162,34 @@ class Decoder:
             raise RecordRejected("invalid_json", str(exc).splitlines()[0][:200]) from None
         return self.decode_object(obj)
 
+    def decode_dense_row(self, value: bytes | None) -> tuple[list[Any], float, float | None] | None:
+        """The fast lane for the commonest record, one dense sample ``{"x": [...], "y": ...}``:
+        its values as a Python list (validated except for finiteness, which the caller checks
+        for many rows at once), the label and the weight. None when the record has another
+        form (decode it with :meth:`decode`); raises :class:`RecordRejected` like
+        :meth:`decode`."""
+        if self.sparse or not value or len(value) > self.max_record_bytes:
+            return None
+        if value[:1] != b"{":
+            return None
+        try:
+            obj = json.loads(value.decode("utf-8"))
+        except (RecursionError, UnicodeDecodeError, ValueError):
+            return None  # the full decoder gives the reason
+        if not isinstance(obj, dict) or "x" not in obj or "X" in obj or "y" not in obj:
+            return None
+        # The same checks in the same order as decode_object, so the reasons agree.
+        label = _label(obj["y"])
+        weight = _weight(obj["weight"]) if "weight" in obj else None
+        x = obj["x"]
+        if not isinstance(x, list) or not _NUMBER_TYPES.issuperset(map(type, x)):
+            raise RecordRejected("invalid_schema", "x must be a flat list of numbers")
+        if len(x) != self.n_features:
+            raise RecordRejected(
+                "wrong_dimension", f"x has {len(x)} values, expected {self.n_features}"
+            )
+        return x, label, weight
+
     def decode_object(self, obj: Any) -> Samples:
         if not isinstance(obj, dict):
             raise RecordRejected("invalid_schema", "record must be a JSON object")

@@ -316,6 +316,77 @@ class TrainingService:
             return None
         return self.config.max_samples - self.totals.samples_consumed - len(self.buffer)
 
+    def reject(self, record: SourceRecord, exc: RecordRejected) -> None:
+        """Count, dead-letter and pass over a record that cannot be learned."""
+        self.totals.records_rejected += 1
+        for s in self.sensors:
+            s.record_rejected(exc.reason)
+        if self.dead_letter is not None:
+            self.dead_letter.send(record, exc.reason, exc.detail)
+            for s in self.sensors:
+                s.record_dead_lettered()
+        self.buffer.append_empty(record.partition, record.offset)
+        self._dirty = True
+
+    def handle_all(self, records: Sequence[SourceRecord]) -> None:
+        """Decode a poll's records into the buffer, learning every full minibatch.
+
+        Consecutive single-sample dense JSON records of one partition (the commonest
+        stream) take a fast lane: parsed one by one, converted to one array per run and
+        appended as one buffer chunk. Everything else goes through :meth:`handle`.
+        """
+        run: list[tuple[SourceRecord, list[Any], float, float | None]] = []
+        for record in records:
+            remaining = self._remaining()
+            if remaining is not None and remaining - len(run) <= 0:
+                break
+            row = None
+            if record.samples is None and record.partition not in self._skip:
+                try:
+                    row = self.decoder.decode_dense_row(record.value)
+                except RecordRejected as exc:
+                    self._flush_run(run)
+                    self.reject(record, exc)
+                    continue
+            if row is None:
+                self._flush_run(run)
+                self.handle(record)
+                self._learn_ready()
+                continue
+            if run and (
+                run[-1][0].partition != record.partition or run[-1][0].offset + 1 != record.offset
+            ):
+                self._flush_run(run)
+            run.append((record, *row))
+        self._flush_run(run)
+
+    def _flush_run(self, run: list[tuple[SourceRecord, list[Any], float, float | None]]) -> None:
+        if not run:
+            return
+        rows = [x for _, x, _, _ in run]
+        try:
+            X = np.array(rows, dtype=np.float64)
+        except OverflowError:  # an integer literal beyond float range: decode one by one
+            X = None
+        finite = None if X is None else np.isfinite(X).all(axis=1)
+        if finite is None or not finite.all():
+            records = [record for record, _, _, _ in run]
+            run.clear()
+            for record in records:
+                self.handle(record)  # the full decoder names each bad record's reason
+            self._learn_ready()
+            return
+        assert X is not None
+        y = np.array([label for _, _, label, _ in run])
+        weights = [w for _, _, _, w in run]
+        w = None
+        if any(v is not None for v in weights):
+            w = np.array([1.0 if v is None else v for v in weights])
+        first = run[0][0]
+        self.buffer.append_run(X, y, w, first.partition, first.offset)
+        run.clear()
+        self._learn_ready()
+
     def handle(self, record: SourceRecord) -> None:
         """Decode one record into the buffer, or reject (and dead-letter) it."""
         try:
@@ -323,15 +394,7 @@ class TrainingService:
                 record.samples if record.samples is not None else self.decoder.decode(record.value)
             )
         except RecordRejected as exc:
-            self.totals.records_rejected += 1
-            for s in self.sensors:
-                s.record_rejected(exc.reason)
-            if self.dead_letter is not None:
-                self.dead_letter.send(record, exc.reason, exc.detail)
-                for s in self.sensors:
-                    s.record_dead_lettered()
-            self.buffer.append_empty(record.partition, record.offset)
-            self._dirty = True
+            self.reject(record, exc)
             return
         first = 0
         skip = self._skip.get(record.partition)
@@ -435,11 +498,7 @@ class TrainingService:
                 if newest is not None:
                     for s in self.sensors:
                         s.record_timestamp(newest / 1000.0)
-                for record in records:
-                    self.handle(record)
-                    self._learn_ready()
-                    if self._done():
-                        break
+                self.handle_all(records)
             elif self.source.exhausted:
                 break
             wait = self.config.max_wait_seconds

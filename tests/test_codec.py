@@ -483,3 +483,61 @@ def test_reject_reasons_are_stable_metric_label_values():
     assert len(set(REJECT_REASONS)) == len(REJECT_REASONS)
     for reason in REJECT_REASONS:
         assert reason.replace("_", "").isalpha() and reason == reason.lower()
+
+
+def _fast_lane_agrees(decoder, record):
+    """decode_dense_row (the service's fast lane) must agree with decode: the same reason,
+    or the same single dense sample, or decline (None) and leave the record to decode. A
+    row it returns may still hold NaN/inf, which the caller checks, and decode must then
+    say non_finite."""
+    try:
+        full = decoder.decode(record)
+        full_reason = None
+    except RecordRejected as exc:
+        full, full_reason = None, exc.reason
+    try:
+        fast = decoder.decode_dense_row(record)
+    except RecordRejected as exc:
+        assert exc.reason == full_reason, (record, exc.reason, full_reason)
+        return
+    if fast is None:
+        return
+    x, label, weight = fast
+    try:
+        values = np.array(x, dtype=np.float64) if x else np.zeros(0)
+    except OverflowError:  # the caller then decodes the record with decode()
+        return
+    if not np.isfinite(values).all():
+        assert full_reason == "non_finite", (record, full_reason)
+        return
+    assert full_reason is None, (record, full_reason)
+    assert np.array_equal(full.X, values.reshape(1, -1))
+    assert full.y.tolist() == [label]
+    assert (full.weight is None and weight is None) or full.weight.tolist() == [weight]
+
+
+@pytest.mark.parametrize("record,kwargs,reason", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_fast_lane_gives_the_same_reason_as_the_full_decoder(record, kwargs, reason):
+    if "hash_bits" in kwargs:
+        decoder = Decoder(1 << kwargs["hash_bits"], **kwargs)
+    else:
+        decoder = Decoder(D, **kwargs)
+    _fast_lane_agrees(decoder, record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    x=st.lists(
+        st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=2)),
+        max_size=4,
+    ),
+    y=json_values,
+    weight=st.one_of(st.just("absent"), json_values),
+)
+def test_property_fast_lane_agrees_with_the_full_decoder(x, y, weight):
+    obj = {"x": x, "y": y}
+    if weight != "absent":
+        obj["weight"] = weight
+    record = json.dumps(obj).encode()
+    for n_features in (2, 3):
+        _fast_lane_agrees(Decoder(n_features), record)

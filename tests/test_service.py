@@ -237,3 +237,35 @@ def test_online_blocks_resume_bit_for_bit(tmp_path: Path) -> None:
     assert np.array_equal(final.model.coef_, straight.model.coef_)
     assert final.model.intercept_ == straight.model.intercept_
     assert final.model.n_samples_seen == 2000
+
+
+def test_fast_lane_handles_bad_rows_and_offset_gaps_like_the_full_decoder() -> None:
+    """Single-sample JSON records take the service's run fast lane; NaN, integers beyond
+    float range and offset gaps inside a run must give the per-record results."""
+    X, y = SyntheticStream(D, seed=21).samples(0, 300)
+    records = dense_records(X, y)
+    bad = {
+        40: b'{"x": [1, 2, NaN, 4, 5], "y": 1}',
+        41: b'{"x": [1, 2, 1' + b"0" * 400 + b', 4, 5], "y": 0}',
+        150: b'{"x": [1, 2, 3, 4, Infinity], "y": 1}',
+    }
+    for i in sorted(bad, reverse=True):
+        records.insert(i, bad[i])
+
+    class Gappy(MemorySource):
+        """Offsets jump by 5 after record 200 (as compacted topics or transaction markers)."""
+
+        def poll(self, timeout_seconds: float):  # type: ignore[no-untyped-def]
+            out = super().poll(timeout_seconds)
+            for r in out:
+                if r.offset >= 200:
+                    r.offset += 5
+            return out
+
+    registry = CollectorRegistry()
+    service = make_service(Gappy(records, per_poll=64), 16, registry)
+    service.run()
+    expected = reference_fit(X, y, 16, learning_rate=0.3)
+    assert np.array_equal(service.model.coef_, expected.coef_)
+    assert value(registry, "streamsgd_records_rejected_total", reason="non_finite") == 3
+    assert service.buffer.positions["mem"].offset == len(records) + 5

@@ -39,6 +39,9 @@ class _Chunk:
     offset: int
     first_sample: int
     record_size: int
+    # A run of single-sample records at offsets offset, offset + 1, ...: sample k of the
+    # chunk is record offset + k.
+    one_per_record: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -112,6 +115,22 @@ class MinibatchBuffer:
         )
         self.n_samples += len(y)
 
+    def append_run(
+        self,
+        X: Features,
+        y: FloatArray,
+        sample_weight: FloatArray | None,
+        partition: str,
+        first_offset: int,
+    ) -> None:
+        """Add single-sample records at consecutive offsets ``first_offset, ...`` at once
+        (one chunk instead of one per record)."""
+        if len(y):
+            self._chunks.append(
+                _Chunk(X, y, sample_weight, partition, first_offset, 0, 1, one_per_record=True)
+            )
+            self.n_samples += len(y)
+
     def append_empty(self, partition: str, offset: int) -> None:
         """A record that contributes no samples (rejected); it is handled in order."""
         self._chunks.append(_Chunk(None, np.zeros(0), None, partition, offset, 0, 0))
@@ -150,6 +169,11 @@ class MinibatchBuffer:
                 chunk.X = _slice(chunk.X, k, chunk.n_samples)
                 chunk.y = chunk.y[k:]
                 chunk.weight = None if chunk.weight is None else chunk.weight[k:]
+            if chunk.one_per_record:
+                chunk.offset += k
+                self.positions[chunk.partition] = Position(chunk.offset)
+                got += k
+                continue
             chunk.first_sample += k
             if chunk.first_sample == chunk.record_size:
                 self.positions[chunk.partition] = Position(chunk.offset + 1)
