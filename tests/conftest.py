@@ -7,8 +7,12 @@ reported as a failure: the integration tier is never optional there.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.kafka_helpers import Processes
 
 pytest_plugins = ["tests.kafka_fixtures"]
 
@@ -20,3 +24,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which counts as a failure: {report.longrepr}"
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Trainer, producer and feeder processes a test starts; killed at teardown if alive."""
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.cleanup()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,6 @@ from tests.kafka_helpers import (
 pytestmark = pytest.mark.kafka
 
 D = 6
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
 
 
 def args(bootstrap: str, topic: str, group: str, m: int, checkpoint: Path, n: int) -> list[str]:

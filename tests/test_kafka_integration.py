@@ -18,7 +18,6 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +46,6 @@ from tests.kafka_helpers import (
 pytestmark = pytest.mark.kafka
 
 D = 10  # features
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
 
 
 def group_name(prefix: str) -> str:

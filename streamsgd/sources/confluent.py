@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..core.buffer import Position
 from ..service import SourceRecord
-from .kafka import RebalanceHandler, partition_key
+from .group import ConsumerGroupSource, partition_key
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -41,7 +41,7 @@ def librdkafka_settings(security: dict[str, Any]) -> dict[str, Any]:
     return {_SECURITY_KEYS[k]: v for k, v in security.items()}
 
 
-class ConfluentKafkaSource:
+class ConfluentKafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
     Parameters are those of :class:`~streamsgd.sources.kafka.KafkaSource`.
@@ -59,15 +59,8 @@ class ConfluentKafkaSource:
         clock: Callable[[], float] = time.monotonic,
         group_instance_id: str | None = None,
     ) -> None:
-        self.topic = topic
-        self.lag_interval_seconds = lag_interval_seconds
-        self.on_lag = on_lag
-        self.clock = clock
-        self._handler: RebalanceHandler | None = None
-        self._start_positions: dict[str, Position] = {}
+        super().__init__(topic, lag_interval_seconds, on_lag, clock)
         self._assigned: list[TopicPartition] = []
-        self._broker_ok = False
-        self._next_lag = 0.0
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -86,16 +79,6 @@ class ConfluentKafkaSource:
             }
         )
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-
-    # ------------------------------------------------------------------ wiring
-    def attach(self, handler: RebalanceHandler) -> None:
-        self._handler = handler
-
-    def _positions(self) -> dict[str, Position]:
-        return self._handler.positions if self._handler is not None else self._start_positions
-
-    def seek(self, positions: dict[str, Position]) -> None:
-        self._start_positions = dict(positions)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
@@ -118,8 +101,7 @@ class ConfluentKafkaSource:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {partition_key(tp.topic, tp.partition) for tp in partitions}
         log.info("partitions revoked: %s", sorted(keys))
-        if self._handler is not None and keys:
-            self._handler.partitions_revoked(keys)
+        self._revoke(keys)
         consumer.unassign()
         self._assigned = []
 
@@ -152,36 +134,29 @@ class ConfluentKafkaSource:
             )
         if records:
             self._broker_ok = True
-        if self.clock() >= self._next_lag:
+        if self._lag_due():
             self._refresh_lag()
         return records
 
     def _refresh_lag(self) -> None:
-        self._next_lag = self.clock() + self.lag_interval_seconds
-        if not self._assigned:
+        assigned = {partition_key(tp.topic, tp.partition): tp for tp in self._assigned}
+        if not assigned:
             return
-        positions = self._positions()
-        lag = 0
         try:
-            for tp in self._assigned:
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=2.0)
-                position = positions.get(partition_key(tp.topic, tp.partition))
-                if position is None:
-                    current = self._consumer.position([tp])[0].offset
-                    applied = current if current >= 0 else high
-                else:
-                    applied = position.offset
-                lag += max(high - applied, 0)
+            ends = {
+                key: self._consumer.get_watermark_offsets(tp, timeout=2.0)[1]
+                for key, tp in assigned.items()
+            }
         except KafkaException as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
-        self._broker_ok = True
-        self.on_lag(lag)
 
-    @property
-    def exhausted(self) -> bool:
-        return False
+        def current(key: str) -> int:
+            offset = self._consumer.position([assigned[key]])[0].offset
+            return offset if offset >= 0 else ends[key]
+
+        self._report_lag(ends, current)
 
     @property
     def ready(self) -> bool:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
@@ -20,6 +20,7 @@ from kafka.structs import OffsetAndMetadata
 
 from ..core.buffer import Position
 from ..service import SourceRecord
+from .group import ConsumerGroupSource, partition_key
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -28,19 +29,6 @@ RECONNECT_BACKOFF_MAX_MS = 2000
 # A commit or close that cannot reach the broker gives up after this long (the checkpoint
 # is already on disk; the next checkpoint commits again), so SIGTERM exits promptly.
 COMMIT_TIMEOUT_MS = 5000
-
-
-def partition_key(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
-
-
-class RebalanceHandler(Protocol):
-    """What the source needs from the training service around a rebalance."""
-
-    @property
-    def positions(self) -> dict[str, Position]: ...
-
-    def partitions_revoked(self, partitions: set[str]) -> None: ...
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -54,7 +42,7 @@ class _Listener(ConsumerRebalanceListener):
         self.source._assigned(assigned)
 
 
-class KafkaSource:
+class KafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, with manual offset commits.
 
     Parameters
@@ -82,7 +70,7 @@ class KafkaSource:
         clock: Callable[[], float] = time.monotonic,
         group_instance_id: str | None = None,
     ) -> None:
-        self.topic = topic
+        super().__init__(topic, lag_interval_seconds, on_lag, clock)
         self._settings = {
             "bootstrap_servers": bootstrap_servers.split(","),
             "group_id": group_id,
@@ -98,26 +86,9 @@ class KafkaSource:
             **({"group_instance_id": group_instance_id} if group_instance_id else {}),
             **(security or {}),
         }
-        self.lag_interval_seconds = lag_interval_seconds
-        self.on_lag = on_lag
-        self.clock = clock
         self._consumer: KafkaConsumer | None = None
-        self._handler: RebalanceHandler | None = None
-        self._start_positions: dict[str, Position] = {}
         self._next_connect = 0.0
-        self._next_lag = 0.0
-        self._broker_ok = False
         self._in_rebalance = False
-
-    # ------------------------------------------------------------------ wiring
-    def attach(self, handler: RebalanceHandler) -> None:
-        self._handler = handler
-
-    def _positions(self) -> dict[str, Position]:
-        return self._handler.positions if self._handler is not None else self._start_positions
-
-    def seek(self, positions: dict[str, Position]) -> None:
-        self._start_positions = dict(positions)
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
@@ -140,14 +111,13 @@ class KafkaSource:
     def _revoked(self, revoked: Any) -> None:
         keys = {partition_key(tp.topic, tp.partition) for tp in revoked}
         log.info("partitions revoked: %s", sorted(keys))
-        if self._handler is not None and keys:
-            # kafka-python runs listeners on its IO thread, where a blocking commit is
-            # refused: the checkpoint is written here and its offsets committed async.
-            self._in_rebalance = True
-            try:
-                self._handler.partitions_revoked(keys)
-            finally:
-                self._in_rebalance = False
+        # kafka-python runs listeners on its IO thread, where a blocking commit is refused:
+        # the checkpoint is written here and its offsets committed async.
+        self._in_rebalance = True
+        try:
+            self._revoke(keys)
+        finally:
+            self._in_rebalance = False
 
     def _assigned(self, assigned: Any) -> None:
         assert self._consumer is not None
@@ -191,33 +161,24 @@ class KafkaSource:
                 )
         if records:
             self._broker_ok = True
-        if self.clock() >= self._next_lag:
+        if self._lag_due():
             self._refresh_lag(consumer)
         return records
 
     def _refresh_lag(self, consumer: KafkaConsumer) -> None:
-        self._next_lag = self.clock() + self.lag_interval_seconds
-        assigned = consumer.assignment()
+        assigned = {partition_key(tp.topic, tp.partition): tp for tp in consumer.assignment()}
         if not assigned:
             return
         try:
-            ends = consumer.end_offsets(list(assigned), timeout_ms=2000)
+            ends = consumer.end_offsets(list(assigned.values()), timeout_ms=2000)
         except KafkaError as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
-        self._broker_ok = True
-        positions = self._positions()
-        lag = 0
-        for tp, end in ends.items():
-            position = positions.get(partition_key(tp.topic, tp.partition))
-            applied = position.offset if position is not None else consumer.position(tp)
-            lag += max(int(end) - int(applied), 0)
-        self.on_lag(lag)
-
-    @property
-    def exhausted(self) -> bool:
-        return False
+        self._report_lag(
+            {partition_key(tp.topic, tp.partition): int(end) for tp, end in ends.items()},
+            lambda key: int(consumer.position(assigned[key])),
+        )
 
     @property
     def ready(self) -> bool:
