@@ -218,7 +218,11 @@ class OnlineLogisticRegression:
         r = np.where(positive, 1.0, e)
         r /= e + 1.0
         r -= y
-        loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
+        # Σ max((1 − 2y)·z, 0) = zᵀ[z ≥ 0] − yᵀz for y ∈ {0, 1}: two dot products. Only an
+        # overflowed score (z = ±inf) makes that inf − inf; the max form is exact there.
+        loss_sum = float(np.log1p(e).sum() + (z @ positive - y @ z))
+        if math.isnan(loss_sum):
+            loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
         n_misclassified = int(np.count_nonzero(positive != (y == 1.0)))
         if sample_weight is not None:
             r *= sample_weight
@@ -312,7 +316,8 @@ class OnlineLogisticRegression:
         m = len(y)
         if m == 0 or X.shape[0] != m:
             raise ValueError(f"X has {X.shape[0]} rows but y has {m} labels (need ≥ 1)")
-        if np.any((y != 0.0) & (y != 1.0)):
+        # y(1 − y) is 0 exactly for y ∈ {0, 1} (NaN and ±inf give non-zero): one pass.
+        if np.count_nonzero(y * (1.0 - y)):
             raise ValueError("labels must be 0 or 1")
         weights = None
         if sample_weight is not None:
