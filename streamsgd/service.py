@@ -19,10 +19,9 @@ import numpy as np
 
 from .checkpoint import CheckpointError
 from .codec import Decoder, RecordRejected, Samples
-from .core.buffer import MinibatchBuffer, Position
+from .core.buffer import MinibatchBuffer, Position, slice_rows
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats, learn_sequence
-from .core.sparse import SparseRows
 
 log = logging.getLogger("streamsgd.service")
 
@@ -207,7 +206,6 @@ class TrainingService:
         self._updates_at_checkpoint = 0
         self._last_checkpoint = clock()
         self._last_record = clock()
-        self.finished = False
 
     # ------------------------------------------------------------------ state
     def restore(self, state: dict[str, Any]) -> None:
@@ -405,7 +403,7 @@ class TrainingService:
         remaining = self._remaining()
         if remaining is not None:
             stop = min(stop, first + remaining)
-        X = samples.X if (first, stop) == (0, len(samples)) else _rows(samples.X, first, stop)
+        X = samples.X if (first, stop) == (0, len(samples)) else slice_rows(samples.X, first, stop)
         y = samples.y[first:stop]
         w = None if samples.weight is None else samples.weight[first:stop]
         self.buffer.append(
@@ -512,17 +510,10 @@ class TrainingService:
         # A bounded run ends with its last, possibly partial, minibatch applied.
         if not self._stop.is_set() and len(self.buffer):
             self._learn_rest()
-        self.finished = not self._stop.is_set()
         self.checkpoint()
         for s in self.sensors:
             s.buffered_samples(len(self.buffer))
             s.tick(self.model)
-
-
-def _rows(X: Any, start: int, stop: int) -> Any:
-    if isinstance(X, SparseRows):
-        return X.slice_rows(start, stop)
-    return np.asarray(X)[start:stop]
 
 
 def progressive_log_loss(totals: Totals, model: OnlineLogisticRegression) -> float:

@@ -69,7 +69,8 @@ def _concatenate(parts: list[Features]) -> Features:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
-def _slice(X: Features, start: int, stop: int) -> Features:
+def slice_rows(X: Features, start: int, stop: int) -> Features:
+    """Rows [start, stop) of a dense array or of :class:`SparseRows`."""
     if isinstance(X, SparseRows):
         return X.slice_rows(start, stop)
     return X[start:stop]
@@ -163,10 +164,10 @@ class MinibatchBuffer:
                 ys.append(chunk.y)
                 ws.append(chunk.weight)
             else:
-                xs.append(_slice(chunk.X, 0, k))
+                xs.append(slice_rows(chunk.X, 0, k))
                 ys.append(chunk.y[:k])
                 ws.append(None if chunk.weight is None else chunk.weight[:k])
-                chunk.X = _slice(chunk.X, k, chunk.n_samples)
+                chunk.X = slice_rows(chunk.X, k, chunk.n_samples)
                 chunk.y = chunk.y[k:]
                 chunk.weight = None if chunk.weight is None else chunk.weight[k:]
             if chunk.one_per_record:
