@@ -556,6 +556,11 @@ def _train(args: argparse.Namespace) -> int:
     if hasattr(source, "attach"):
         source.attach(service)
     failed = threading.Event()
+
+    def is_ready() -> bool:
+        return bool(source.ready) and not failed.is_set()
+
+    sensor.bind_readiness(is_ready)
     server = None
     if args.metrics_port is not None:
         try:
@@ -565,7 +570,7 @@ def _train(args: argparse.Namespace) -> int:
                 registry,
                 get_model=lambda: service.model,
                 decoder=decoder,
-                is_ready=lambda: bool(source.ready) and not failed.is_set(),
+                is_ready=is_ready,
                 is_healthy=lambda: not failed.is_set(),
                 model_extra=lambda: {
                     "progressive_log_loss": _none_if_nan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -283,5 +284,9 @@ class PrometheusSensor(Sensor):
     def set_consumer_lag(self, lag_records: int) -> None:
         self.consumer_lag_records.set(lag_records)
 
-    def set_ready(self, ready: bool) -> None:
-        self.ready.set(1 if ready else 0)
+    def bind_readiness(self, is_ready: Callable[[], bool]) -> None:
+        """``streamsgd_ready`` reads ``is_ready()`` at every scrape (as /readyz does)."""
+        self.ready.set_function(lambda: 1.0 if is_ready() else 0.0)
+
+    def model_loaded(self, model: OnlineLogisticRegression) -> None:
+        self.observe_model(model)

@@ -95,6 +95,9 @@ class Sensor:
         self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None: ...
 
+    def model_loaded(self, model: OnlineLogisticRegression) -> None:
+        """The model the run starts from (fresh, or restored from the checkpoint)."""
+
     def tick(self, model: OnlineLogisticRegression) -> None:
         """Called once per loop iteration (not per step) and at the end of a run."""
 
@@ -484,6 +487,8 @@ class TrainingService:
                     self.model.n_updates,
                     self.model.n_samples_seen,
                 )
+        for s in self.sensors:
+            s.model_loaded(self.model)
         self.source.seek(dict(self.buffer.positions))
         while not self._stop.is_set() and not self._done():
             records = self.source.poll(self.config.poll_timeout_seconds)

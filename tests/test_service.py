@@ -269,3 +269,29 @@ def test_fast_lane_handles_bad_rows_and_offset_gaps_like_the_full_decoder() -> N
     assert np.array_equal(service.model.coef_, expected.coef_)
     assert value(registry, "streamsgd_records_rejected_total", reason="non_finite") == 3
     assert service.buffer.positions["mem"].offset == len(records) + 5
+
+
+def test_gauges_describe_a_restored_model_before_its_first_update(tmp_path: Path) -> None:
+    X, y = SyntheticStream(D, seed=3).samples(0, 64)
+    store = DirectoryCheckpointStore(tmp_path)
+    make_service(MemorySource(dense_records(X, y)), 8, store=store).run()
+    registry = CollectorRegistry()
+    # The checkpoint covers every record: the restarted run makes no update at all.
+    restarted = make_service(MemorySource(dense_records(X, y)), 8, registry, store=store)
+    restarted.run()
+    assert restarted.model.n_updates == 8
+    assert value(registry, "streamsgd_model_features") == D
+    assert value(registry, "streamsgd_model_weight_norm") == pytest.approx(
+        float(np.linalg.norm(restarted.model.coef_)), rel=1e-12
+    )
+    assert value(registry, "streamsgd_updates_total") == 0
+
+
+def test_ready_gauge_follows_the_readiness_check() -> None:
+    registry = CollectorRegistry()
+    sensor = PrometheusSensor(registry, process_collectors=False)
+    ready = [False]
+    sensor.bind_readiness(lambda: ready[0])
+    assert value(registry, "streamsgd_ready") == 0
+    ready[0] = True
+    assert value(registry, "streamsgd_ready") == 1
