@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +29,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.kafka_helpers import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
 
@@ -109,19 +110,13 @@ def poll(
     procs: Processes,
     interval: float = 0.5,
 ) -> Any:
-    """Call `condition` until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = what() if callable(what) else what
-            pytest.fail(
-                f"timed out after {timeout:.0f}s waiting for {detail}\n{procs.logs()}",
-                pytrace=False,
-            )
-        time.sleep(interval)
+    """Call `condition` until it returns a truthy value; fail after `timeout` seconds with
+    what was awaited (``what`` may be a callable, evaluated only then) and the logs."""
+    if isinstance(what, str):
+        return wait_until(condition, timeout, what, procs.logs, interval)
+    return wait_until(
+        condition, timeout, "the condition below", lambda: f"{what()}\n{procs.logs()}", interval
+    )
 
 
 class PrometheusAPI:
