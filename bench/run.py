@@ -252,7 +252,7 @@ def run_stats_cost(suite: Suite, d: data.DenseData) -> None:
                 f"off{m}",
                 "same step, gradient_statistics=False",
                 "reference",
-                lambda m=m: systems.streamsgd_no_statistics(d.X, d.y, m, 1),
+                lambda m=m: systems.streamsgd_batches(d.X, d.y, m, 1, gradient_statistics=False),
             ),
             (
                 f"lean{m}",

@@ -154,24 +154,6 @@ def streamsgd_sequence(
     return Measurement(times, loss, n, note=f"{chunk} samples per call")
 
 
-def streamsgd_no_statistics(
-    X: FloatArray, y: FloatArray, m: int, repeats: int, **params: Any
-) -> Measurement:
-    n = len(y)
-    batches = [(X[lo : lo + m], y[lo : lo + m]) for lo in range(0, n, m)]
-    times, loss = [], math.nan
-    for _ in range(repeats):
-        model = OnlineLogisticRegression(X.shape[1], gradient_statistics=False, **params)
-        loss_sum = 0.0
-        t0 = _now()
-        for Xb, yb in batches:
-            stats = model.learn_batch(Xb, yb)
-            loss_sum += stats.loss * stats.n_samples
-        times.append(_since(t0))
-        loss = loss_sum / n
-    return Measurement(times, loss, n)
-
-
 # ---------------------------------------------------------------------- numpy references
 def numpy_loop(
     X: FloatArray, y: FloatArray, m: int, repeats: int, statistics: bool, eta: float = 0.1
