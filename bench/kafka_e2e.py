@@ -252,7 +252,8 @@ def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, f
     first_poll = time.perf_counter()
     first_record = None
     while got < n_records:
-        msgs = consumer.consume(num_messages=5000, timeout=0.2)
+        first = consumer.poll(0.2)  # then drain without waiting, as the source does
+        msgs = [] if first is None else [first, *consumer.consume(num_messages=4999, timeout=0)]
         if msgs and first_record is None:
             first_record = time.perf_counter()
         got += sum(1 for m in msgs if m.error() is None)
