@@ -333,8 +333,41 @@ class TrainingService:
         """Decode a poll's records into the buffer, learning every full minibatch.
 
         Consecutive single-sample dense JSON records of one partition (the commonest
-        stream) take a fast lane: parsed one by one, converted to one array per run and
-        appended as one buffer chunk. Everything else goes through :meth:`handle`.
+        stream) take a fast lane: a run of them is decoded at once
+        (:meth:`Decoder.decode_dense_rows`) and appended as one buffer chunk. A run with any
+        other record in it goes one record at a time (:meth:`handle_one_by_one`).
+        """
+        start, n_records = 0, len(records)
+        while start < n_records:
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                return
+            first = records[start]
+            end = start + 1
+            if first.samples is None and first.partition not in self._skip:
+                limit = n_records if remaining is None else min(n_records, start + remaining)
+                # Records of one partition at consecutive offsets: one buffer chunk.
+                while (
+                    end < limit
+                    and records[end].partition == first.partition
+                    and records[end].offset == first.offset + (end - start)
+                ):
+                    end += 1
+                decoded = self.decoder.decode_dense_rows([r.value for r in records[start:end]])
+                if decoded is not None:
+                    self.buffer.append_run(*decoded, None, first.partition, first.offset)
+                    self._learn_ready()
+                    start = end
+                    continue
+            self.handle_one_by_one(records[start:end])
+            start = end
+
+    def handle_one_by_one(self, records: Sequence[SourceRecord]) -> None:
+        """Decode records one at a time into the buffer, learning every full minibatch.
+
+        Single-sample dense records still share one buffer chunk per run
+        (:meth:`Decoder.decode_dense_row`); everything else goes through :meth:`handle`,
+        and a rejected record is dead-lettered with its reason.
         """
         run: list[tuple[SourceRecord, list[Any], float, float | None]] = []
         for record in records:

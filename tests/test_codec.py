@@ -19,6 +19,7 @@ from streamsgd.codec import (
     encode_binary,
     encode_dense,
     encode_dense_batch,
+    parse_json,
 )
 from streamsgd.core.sparse import SparseRows
 
@@ -436,6 +437,74 @@ def test_property_arbitrary_json_only_ever_raises_record_rejected(obj):
     _decode_never_crashes(Decoder(4, hash_bits=2), record)
 
 
+def _same_json(a, b):
+    """Equal as JSON values, with types (1 is not 1.0 nor True) and NaN equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(u, v) for u, v in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+# Only integers beyond 64 bits may differ (they come back as their float): kept in range
+# here, and checked by themselves below.
+json_values_64 = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["x", "y", "X"]) | st.text(max_size=3), children)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(obj=json_values_64, indent=st.sampled_from([None, 1]))
+def test_property_parse_json_is_json_loads(obj, indent):
+    text = json.dumps(obj, indent=indent)
+    expected = json.loads(text)
+    assert _same_json(parse_json(text.encode()), expected)
+    assert _same_json(parse_json(text), expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"x": [NaN, Infinity, -Infinity], "y": 1}',  # json accepts, orjson does not
+        '["\\ud800"]',  # lone surrogate
+        '{"a": 1, "a": 2}',  # duplicate key: last wins in both
+        "[1e400, -1e400]",  # float overflow: json gives inf, orjson refuses
+        "[" * 50 + "]" * 50,
+        "[-0, 0.0, -0.0, 5e-324, 1.7976931348623157e308, 2.4703282292062328e-324]",
+    ],
+)
+def test_parse_json_where_orjson_and_json_differ(text):
+    assert _same_json(parse_json(text.encode()), json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["[1,]", "{'x': 1}", '{"x": 1} 2', "\ufeff[1]", "", "[" * 5000])
+def test_parse_json_raises_what_json_raises(text):
+    with pytest.raises(Exception) as expected:
+        json.loads(text)
+    with pytest.raises(type(expected.value)):
+        parse_json(text.encode())
+
+
+def test_parse_json_integer_beyond_64_bits_is_its_float():
+    big = 123456789012345678901234567890
+    assert parse_json(f"[{big}]".encode())[0] == float(big)
+    samples = Decoder(2).decode(f'{{"x": [{big}, 1], "y": 1}}'.encode())
+    assert samples.X[0, 0] == float(big)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     x=st.one_of(
@@ -541,3 +610,82 @@ def test_property_fast_lane_agrees_with_the_full_decoder(x, y, weight):
     record = json.dumps(obj).encode()
     for n_features in (2, 3):
         _fast_lane_agrees(Decoder(n_features), record)
+
+
+def _run_lane_agrees(decoder, records):
+    """decode_dense_rows (the service's run lane) either declines (None) or gives exactly the
+    rows and labels of decode() record by record; it declines whenever decode() rejects one
+    record or a record has a weight, another form, or a key besides x and y."""
+    fast = decoder.decode_dense_rows(records)
+    try:
+        full = [decoder.decode(r) for r in records]
+    except RecordRejected:
+        assert fast is None, records
+        return
+    plain = all(
+        isinstance(o := json.loads(r), dict) and set(o) == {"x", "y"} and len(s) == 1
+        for r, s in zip(records, full, strict=True)
+    )
+    if fast is None:
+        assert not plain, records  # a run of plain dense records must take the lane
+        return
+    X, y = fast
+    assert np.array_equal(X, np.vstack([s.X for s in full])) and X.dtype == np.float64
+    assert np.array_equal(y, np.concatenate([s.y for s in full]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.lists(
+                st.one_of(st.integers(), st.floats(), st.booleans(), st.none()),
+                min_size=2,
+                max_size=3,
+            ),
+            st.one_of(st.sampled_from([0, 1, -1, True, False]), json_values),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_property_run_lane_agrees_with_the_full_decoder(rows):
+    records = [json.dumps({"x": x, "y": y}).encode() for x, y in rows]
+    _run_lane_agrees(Decoder(2), records)
+
+
+def test_run_lane_takes_a_run_of_valid_records_bit_exactly():
+    X = np.array([[0.1, -2.5e-300], [1e308, 3.0], [-0.0, 7.0]])
+    records = [encode_dense(x, label) for x, label in zip(X, [1, 0, 1], strict=True)]
+    records.append(b'{"y": -1, "x": [1, 2]}')  # key order, the label -1 and integers
+    records.append(b'{"x":[5e-324, 2], "y": true}')
+    fast = Decoder(2).decode_dense_rows(records)
+    assert fast is not None
+    _run_lane_agrees(Decoder(2), records)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        # Invalid alone, valid if the values were joined into one JSON array.
+        [b'{"x": [1, 2], "y": 1, "a": [0', b"0]}", b'{"x": [1, 2], "y": 1}, {"x": [3, 4], "y": 0}'],
+        [b'{"x": [1, 2], "y": 1}', None],  # a tombstone
+        [b'{"x": [1, 2], "y": 1}', b""],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2], "y": 1, "weight": 2}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2], "y": 1, "id": "a"}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [NaN, 2], "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1e400, 2], "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2, 3], "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, true], "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2], "y": 2}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2], "y": 1.0}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": "12", "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": {"1": 1, "2": 2}, "y": 1}'],
+        [b'{"x": [1, 2], "y": 1}', b'[{"x": [1, 2], "y": 1}]'],
+        [b'{"x": [1, 2], "y": 1}', b'{"X": [[1, 2]], "y": [1]}'],
+        [b'{"x": [1, 2], "y": 1}', b'{"x": [1, 2], "y": 1}' + b" " * 100],
+    ],
+)
+def test_run_lane_declines_any_run_with_a_record_it_cannot_take(records):
+    decoder = Decoder(2, max_record_bytes=64)
+    assert decoder.decode_dense_rows(records) is None

@@ -41,6 +41,13 @@ def librdkafka_settings(security: dict[str, Any]) -> dict[str, Any]:
     return {_SECURITY_KEYS[k]: v for k, v in security.items()}
 
 
+def _bytes_headers(
+    raw: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None],
+) -> list[tuple[str, bytes]]:
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v) for k, v in pairs if isinstance(v, bytes)]
+
+
 class ConfluentKafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
@@ -61,6 +68,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     ) -> None:
         super().__init__(topic, lag_interval_seconds, on_lag, clock)
         self._assigned: list[TopicPartition] = []
+        self._partition_keys: dict[tuple[str, int], str] = {}
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
@@ -121,6 +129,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if first is not None:
             messages.extend(self._consumer.consume(MAX_RECORDS_PER_POLL - 1, 0))
         records = []
+        keys = self._partition_keys
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -128,20 +137,23 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     log.warning("consume error: %s", error)
                 continue
             # A message without error always has topic, partition and offset.
-            topic, partition, offset = str(msg.topic()), int(msg.partition() or 0), msg.offset()
+            topic, partition = str(msg.topic()), int(msg.partition() or 0)
+            key = keys.get((topic, partition))
+            if key is None:
+                key = keys[topic, partition] = partition_key(topic, partition)
             kind, timestamp = msg.timestamp()
-            raw_headers = msg.headers() or []
-            pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+            raw_headers = msg.headers()
             records.append(
                 SourceRecord(
-                    partition_key(topic, partition),
-                    int(offset or 0),
-                    value=msg.value(),
-                    timestamp_ms=timestamp if kind else None,
-                    topic=topic,
-                    kafka_partition=partition,
-                    headers=[(k, v) for k, v in pairs if isinstance(v, bytes)],
-                    key=msg.key(),
+                    key,
+                    int(msg.offset() or 0),
+                    msg.value(),
+                    None,
+                    timestamp if kind else None,
+                    topic,
+                    partition,
+                    _bytes_headers(raw_headers) if raw_headers else [],
+                    msg.key(),
                 )
             )
         if records:
