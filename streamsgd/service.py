@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError
 from .codec import Decoder, RecordRejected, Samples
 from .core.buffer import MinibatchBuffer, Position, slice_rows
 from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from .core.sequential import SequenceStats, learn_sequence
 
 log = logging.getLogger("streamsgd.service")
@@ -485,6 +486,11 @@ class TrainingService:
         block = self.config.online_block_size
         if m == 1 and block > 0:
             while len(self.buffer) >= (due := block - self.totals.samples_consumed % block):
+                if due == block and block % SEQUENCE_BLOCK_SIZE == 0:
+                    # Every full block buffered, in one call: learn_sequence cuts it into
+                    # the same blocks of SEQUENCE_BLOCK_SIZE as one call per block would
+                    # (so the same weights, bit for bit), with its per-call cost paid once.
+                    due = len(self.buffer) // block * block
                 self.learn_block(due)
             return
         while len(self.buffer) >= m:

@@ -239,6 +239,35 @@ def test_online_blocks_resume_bit_for_bit(tmp_path: Path) -> None:
     assert final.model.n_samples_seen == 2000
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"learning_rate": 0.3},
+        {"learning_rate": 0.5, "learning_rate_schedule": "inverse_scaling", "l2": 0.01},
+    ],
+)
+@pytest.mark.parametrize("online_block_size", [32, 96, 48])
+def test_online_blocks_give_the_same_weights_however_polls_group_them(
+    params: dict[str, object], online_block_size: int
+) -> None:
+    """A backlog of many aligned blocks is learned in one learn_sequence call; the weights
+    must be those of one call per block (a poll of one record each), bit for bit."""
+    X, y = SyntheticStream(D, seed=14).samples(0, 3000)
+    models = []
+    for per_poll in (1, 1000, 333):
+        service = TrainingService(
+            OnlineLogisticRegression(D, **params),  # type: ignore[arg-type]
+            MemorySource(dense_records(X, y), per_poll=per_poll),
+            Decoder(D),
+            ServiceConfig(batch_size=1, online_block_size=online_block_size),
+        )
+        service.run()
+        models.append(service.model)
+    for model in models[1:]:
+        assert np.array_equal(model.parameters, models[0].parameters)
+        assert model.n_updates == 3000
+
+
 def test_fast_lane_handles_bad_rows_and_offset_gaps_like_the_full_decoder() -> None:
     """Single-sample JSON records take the service's run fast lane; NaN, integers beyond
     float range and offset gaps inside a run must give the per-record results."""
