@@ -254,18 +254,6 @@ def run_stats_cost(suite: Suite, d: data.DenseData) -> None:
                 "reference",
                 lambda m=m: systems.streamsgd_batches(d.X, d.y, m, 1, gradient_statistics=False),
             ),
-            (
-                f"lean{m}",
-                "proposed lean learn_batch, statistics on",
-                "reference",
-                lambda m=m: systems.proposed_lean_step(d.X, d.y, m, 1),
-            ),
-            (
-                f"leanoff{m}",
-                "proposed lean learn_batch, statistics removed",
-                "reference",
-                lambda m=m: systems.proposed_lean_step(d.X, d.y, m, 1, statistics=False),
-            ),
         ]
         merged: dict[str, Measurement] = {}
         for _ in range(repeats):
@@ -425,21 +413,6 @@ def targets(suite: Suite) -> list[tuple[str, str, str, str]]:
         check(f"1. statistics cost at m={m}", "≤ 15 %", 100 * v, v <= 0.15, "{:.1f} %")
     v = _ratio(g("dense", "lb256"), g("dense", "read"))
     check("1. m=256 share of the streaming-read limit", "≥ 40 %", 100 * v, v >= 0.40, "{:.1f} %")
-    lean, lean_off = g("stats", "lean256"), g("stats", "leanoff256")
-    v = _ratio(lean, g("dense", "river256"))
-    check("   (proposed lean step m=256 vs River learn_many)", "(info)", v, True)
-    v = _ratio(lean, g("dense", "skl256"))
-    check("   (proposed lean step m=256 vs scikit-learn m=256)", "(info)", v, True)
-    v = paired_cost(lean, lean_off)
-    check("   (proposed lean step: statistics cost at m=256)", "(info)", 100 * v, True, "{:.1f} %")
-    v = _ratio(lean, g("dense", "read"))
-    check(
-        "   (proposed lean step m=256: share of the read limit)",
-        "(info)",
-        100 * v,
-        True,
-        "{:.1f} %",
-    )
     for section, tol in (("dense", 0.002), ("sparse", 0.005)):
         q, vw = g(section, "quality"), g(section, "vwfile")
         v = q.loss - vw.loss if q and vw else math.nan

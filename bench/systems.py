@@ -390,23 +390,3 @@ def vw_bindings(lines_fn: Callable[[int, int], list[str]], n: int, repeats: int)
             vw.finish_example(ex)
     vw.finish()
     return Measurement(times, loss_sum / n, n, note="text lines built outside the timer")
-
-
-def proposed_lean_step(
-    X: FloatArray, y: FloatArray, m: int, repeats: int, statistics: bool = True, **params: Any
-) -> Measurement:
-    """bench/proposals/lean_step.py: the same step and statistics with fewer numpy calls."""
-    from bench.proposals.lean_step import lean_learn_batch
-
-    n = len(y)
-    batches = [(X[lo : lo + m], y[lo : lo + m]) for lo in range(0, n, m)]
-    times, loss = [], math.nan
-    for _ in range(repeats):
-        model = OnlineLogisticRegression(X.shape[1], **params)
-        loss_sum = 0.0
-        t0 = _now()
-        for Xb, yb in batches:
-            loss_sum += lean_learn_batch(model, Xb, yb, statistics)
-        times.append(_since(t0))
-        loss = loss_sum / n
-    return Measurement(times, loss, n, note="proposal, not in the core")

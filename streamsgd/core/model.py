@@ -218,12 +218,14 @@ class OnlineLogisticRegression:
         r = np.where(positive, 1.0, e)
         r /= e + 1.0
         r -= y
-        # Σ max((1 − 2y)·z, 0) = zᵀ[z ≥ 0] − yᵀz for y ∈ {0, 1}: two dot products. Only an
-        # overflowed score (z = ±inf) makes that inf − inf; the max form is exact there.
-        loss_sum = float(np.log1p(e).sum() + (z @ positive - y @ z))
+        # For y ∈ {0, 1}, δ = [z ≥ 0] − y is ±1 exactly on the misclassified samples and
+        # 0 elsewhere, and Σ max((1 − 2y)·z, 0) = zᵀδ: one vector for both. Only an
+        # overflowed score (z = ±inf) makes zᵀδ NaN (inf · 0); the max form is exact there.
+        wrong = positive - y
+        loss_sum = float(np.log1p(e).sum() + z @ wrong)
         if math.isnan(loss_sum):
             loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
-        n_misclassified = int(np.count_nonzero(positive != (y == 1.0)))
+        n_misclassified = int(np.count_nonzero(wrong))
         if sample_weight is not None:
             r *= sample_weight
         gradient_sum = np.empty(self.n_features + 1)
@@ -235,10 +237,7 @@ class OnlineLogisticRegression:
         squared_norm_sum = math.nan
         if self.gradient_statistics:
             # ‖g_i‖² = r_i² ‖[x_i ; 1]‖²: one more pass over X, for the row norms.
-            if isinstance(X, SparseRows):
-                row_sq = X.row_squared_norms()
-            else:
-                row_sq = np.einsum("ij,ij->i", X, X)
+            row_sq = X.row_squared_norms() if isinstance(X, SparseRows) else np.vecdot(X, X)
             row_sq += 1.0
             squared_norm_sum = float((r * r) @ row_sq)
         return BatchSums(

@@ -202,7 +202,7 @@ def _fold_statistics(
     stats = model.gradient_stats
     alpha = stats.smoothing
     r2 = residuals * residuals
-    squared_norms = r2 * np.einsum("ij,ij->i", X, X) + r2  # ‖g_t‖² = r_t² (‖x_t‖² + 1)
+    squared_norms = r2 * np.vecdot(X, X) + r2  # ‖g_t‖² = r_t² (‖x_t‖² + 1)
     kept = np.isfinite(squared_norms)
     if not kept.all():
         X, residuals, squared_norms = X[kept], residuals[kept], squared_norms[kept]
