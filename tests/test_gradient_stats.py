@@ -104,6 +104,49 @@ def test_batch_sums_are_additive(split, weighted):
     assert a.n_samples_seen == b.n_samples_seen == m
 
 
+def test_sparse_batch_sums_add_up_like_dense_ones():
+    """Sums of sparse batches (gradient kept at the touched columns) add with each other and
+    with dense sums into the sums of the union batch."""
+    from streamsgd import SparseRows
+
+    rng = np.random.default_rng(3)
+    d = 400  # nnz well below d: the sparse form
+    theta = rng.standard_normal(d + 1) * 0.3
+    parts = []
+    for cols in ([1, 5, 7], [5, 9], [0, 399, 7]):
+        rows = [(np.array(cols, dtype=np.int64), rng.standard_normal(len(cols))) for _ in range(4)]
+        parts.append((SparseRows.from_rows(rows, d), (rng.random(4) < 0.5).astype(float)))
+    model = _model_at(theta)
+    sparse = [model.batch_sums(S, y) for S, y in parts]
+    assert all(s.gradient_columns is not None for s in sparse)
+    dense = [model.batch_sums(S.to_dense(), y) for S, y in parts]
+    union = sparse[0] + sparse[1] + sparse[2]
+    mixed = sparse[0] + dense[1] + sparse[2]
+    want = dense[0] + dense[1] + dense[2]
+    for got in (union, mixed):
+        np.testing.assert_allclose(got.dense_gradient_sum(d), want.gradient_sum, rtol=1e-12)
+        assert got.n_samples == 12
+        assert got.gradient_variance == pytest.approx(want.gradient_variance, rel=1e-10)
+        assert got.mean_gradient_squared_norm == pytest.approx(
+            want.mean_gradient_squared_norm, rel=1e-12
+        )
+    assert np.array_equal(union.gradient_columns, [0, 1, 5, 7, 9, 399])
+
+
+def test_a_single_sample_batch_after_larger_ones_keeps_their_estimates():
+    """Once a batch with m ≥ 2 has been seen, a batch of one (a partial flush) has no
+    variance of its own: the within-batch estimates stand, they are not replaced by the
+    across-step estimate of the m = 1 regime."""
+    X, y, theta = _data(4, 65)
+    model = _model_at(theta, learning_rate=0.05)
+    model.learn_batch(X[:64], y[:64])
+    stats = model.gradient_stats
+    before = (stats.per_sample_variance, stats.estimator_variance)
+    model.learn_batch(X[64:], y[64:])
+    assert (stats.per_sample_variance, stats.estimator_variance) == before
+    assert stats.last_batch_size == 1
+
+
 def test_additivity_over_many_replicas():
     m = 90
     X, y, theta = _data(11, m)

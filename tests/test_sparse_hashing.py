@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,51 @@ def test_sparse_rows_operations_match_dense(n, d, duplicates):
     np.testing.assert_allclose(S.rmatvec(r), A.T @ r, rtol=1e-12, atol=1e-12)
     # ‖x_i‖² of the *matrix* (duplicate entries of one cell add up before squaring).
     np.testing.assert_allclose(S.row_squared_norms(), (A * A).sum(axis=1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("duplicates", [False, True], ids=["canonical", "duplicate-entries"])
+def test_rmatvec_columns_is_rmatvec_at_the_touched_columns_bit_for_bit(duplicates):
+    rng = np.random.default_rng(5)
+    S, A = _random_sparse(rng, 30, 400, density=0.02, duplicates=duplicates)
+    r = rng.standard_normal(30)
+    workspace = np.full(400, -7, dtype=np.intp)  # any contents
+    columns, sums = S.rmatvec_columns(r, workspace)
+    assert len(columns) == len(set(columns.tolist()))
+    assert np.array_equal(np.sort(columns), np.unique(S.indices))
+    full = S.rmatvec(r)
+    assert np.array_equal(sums, full[columns])
+    untouched = np.setdiff1d(np.arange(400), columns)
+    assert np.array_equal(full[untouched], np.zeros(len(untouched)))
+    assert np.array_equal(A[:, untouched], np.zeros((30, len(untouched))))
+
+
+@pytest.mark.parametrize(
+    "params", [dict(learning_rate=0.3), dict(learning_rate=0.2, optimizer="adagrad")]
+)
+def test_sparse_step_leaves_untouched_weights_bit_for_bit(params):
+    """A sparse minibatch moves only the columns it touches (and b); every other weight and
+    AdaGrad accumulator keeps its exact value, and the gradient stays sparse."""
+    rng = np.random.default_rng(9)
+    d = 1 << 14
+    S, _ = _random_sparse(rng, 64, d, density=0.0005)
+    y = (rng.random(64) < 0.5).astype(float)
+    model = OnlineLogisticRegression(d, **params)
+    state = model.get_state()
+    state["theta"] = rng.standard_normal(d + 1)
+    model = OnlineLogisticRegression.from_state(state)
+    before = model.get_state()
+    stats = model.learn_batch(S, y)
+    after = model.get_state()
+    touched = np.unique(S.indices)
+    assert np.array_equal(np.sort(stats.sums.gradient_columns), touched)
+    assert len(stats.sums.gradient_sum) == len(touched) + 1
+    rest = np.setdiff1d(np.arange(d), touched)
+    assert np.array_equal(after["theta"][rest], before["theta"][rest])
+    assert not np.any(after["theta"][touched] == before["theta"][touched])
+    if before["squared_gradient_sum"] is not None:
+        assert np.array_equal(
+            after["squared_gradient_sum"][rest], before["squared_gradient_sum"][rest]
+        )
 
 
 def test_sparse_rows_with_empty_rows_and_no_entries():
@@ -105,26 +151,37 @@ def test_slice_and_concatenate_match_dense(n, d, seed, data):
         dict(learning_rate=0.3, l2=0.02, l1=0.01),
         dict(learning_rate=0.2, optimizer="adagrad", l1=0.001),
         dict(learning_rate=0.5, learning_rate_schedule="inverse_scaling"),
+        dict(learning_rate=0.2, optimizer="adagrad"),
+        dict(learning_rate=0.01, optimizer="adagrad", reduction="sum"),
     ],
 )
 @pytest.mark.parametrize("m", [1, 8, 64])
-def test_training_on_sparse_equals_training_on_dense(params, m):
+@pytest.mark.parametrize(
+    "d,density", [(50, 0.1), (4096, 0.001)], ids=["dense-gradient", "column-gradient"]
+)
+def test_training_on_sparse_equals_training_on_dense(params, m, d, density):
+    """Both sparse steps (the gradient over all columns, or kept at the touched columns when
+    nnz ≪ d and there is no regulariser) against the same rows as a dense matrix."""
     rng = np.random.default_rng(m)
-    d, n_batches = 50, 12
-    S, A = _random_sparse(rng, m * n_batches, d, density=0.1)
+    n_batches = 12
+    S, A = _random_sparse(rng, m * n_batches, d, density=density)
     y = (rng.random(m * n_batches) < 0.4).astype(float)
     sw = rng.uniform(0, 2, m * n_batches)
     sparse_model = OnlineLogisticRegression(d, **params)
     dense_model = OnlineLogisticRegression(d, **params)
+    column_steps = 0
     for k in range(n_batches):
         lo, hi = k * m, (k + 1) * m
         a = sparse_model.learn_batch(S.slice_rows(lo, hi), y[lo:hi], sw[lo:hi])
+        column_steps += a.sums.gradient_columns is not None
         b = dense_model.learn_batch(A[lo:hi], y[lo:hi], sw[lo:hi])
         assert a.loss == pytest.approx(b.loss, rel=1e-12)
         assert a.n_misclassified == b.n_misclassified
         assert a.gradient_norm == pytest.approx(b.gradient_norm, rel=1e-12)
         if m > 1:
             assert a.gradient_variance == pytest.approx(b.gradient_variance, rel=1e-10)
+    regularised = params.get("l1") or params.get("l2")
+    assert column_steps == (n_batches if d == 4096 and m > 1 and not regularised else 0)
     np.testing.assert_allclose(sparse_model.coef_, dense_model.coef_, rtol=1e-12, atol=1e-15)
     assert sparse_model.intercept_ == pytest.approx(dense_model.intercept_, rel=1e-12)
     S_test, A_test = _random_sparse(rng, 10, d)
@@ -204,3 +261,45 @@ def test_feature_name_vw_style():
     assert feature_name("country", "FR") == ("country=FR", 1.0)
     assert feature_name("age", 31) == ("age", 31.0)
     assert feature_name("x", -0.5) == ("x", -0.5)
+
+
+def test_readers_in_other_threads_see_whole_sparse_steps():
+    """The sparse step writes θ in place; a reader's snapshot (``parameters``, what /predict
+    and /model use) must always be θ after some whole number of steps, never a mix. (Large
+    enough that numpy releases the GIL while copying and assigning: without the lock this
+    test sees torn snapshots.)"""
+    rng = np.random.default_rng(17)
+    d, m = 1 << 18, 2048  # nnz = 24,576 < d/8: the in-place column step
+    n_batches = 30
+    S = SparseRows(
+        np.arange(0, m * n_batches * 12 + 1, 12, dtype=np.int64),
+        rng.integers(0, d, m * n_batches * 12),
+        rng.standard_normal(m * n_batches * 12),
+        d,
+    )
+    y = (rng.random(m * n_batches) < 0.5).astype(float)
+    model = OnlineLogisticRegression(d, learning_rate=0.5)
+
+    def digest(theta: np.ndarray) -> bytes:
+        return hashlib.blake2b(theta.tobytes(), digest_size=16).digest()
+
+    states = {digest(model.parameters)}
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(digest(model.parameters))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for k in range(n_batches):
+            stats = model.learn_batch(S.slice_rows(k * m, (k + 1) * m), y[k * m : (k + 1) * m])
+            assert stats.sums.gradient_columns is not None
+            states.add(digest(model.parameters))
+    finally:
+        stop.set()
+        reader.join()
+    assert len(seen) > n_batches
+    assert set(seen) <= states

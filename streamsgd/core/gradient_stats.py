@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.int64]
 
 
 @dataclass
@@ -28,7 +29,7 @@ class BatchSums:
     ----------
     n_samples : int
         m.
-    gradient_sum : ndarray of shape (d + 1,)
+    gradient_sum : ndarray of shape (d + 1,), or (k + 1,) with ``gradient_columns``
         Σ_i g_i; the last entry is the intercept component Σ_i r_i.
     gradient_squared_norm_sum : float
         Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1).
@@ -36,6 +37,10 @@ class BatchSums:
         Σ_i ℓ_i (unweighted, pre-step weights).
     n_misclassified : int
         Number of samples with (z_i ≥ 0) ≠ y_i.
+    gradient_columns : ndarray of shape (k,), optional
+        Sparse batches (m ≥ 2, few entries): the distinct feature columns the batch touches;
+        ``gradient_sum[:-1]`` then holds Σ_i g_i at these columns only (every other column
+        of Σ_i g_i is exactly 0), so that a step costs O(k), not O(d).
     """
 
     n_samples: int
@@ -43,19 +48,48 @@ class BatchSums:
     gradient_squared_norm_sum: float
     loss_sum: float
     n_misclassified: int
+    gradient_columns: IndexArray | None = None
 
     def __add__(self, other: BatchSums) -> BatchSums:
+        columns = None
+        if self.gradient_columns is None and other.gradient_columns is None:
+            gradient = self.gradient_sum + other.gradient_sum
+        elif self.gradient_columns is not None and other.gradient_columns is not None:
+            both = np.concatenate((self.gradient_columns, other.gradient_columns))
+            columns, inverse = np.unique(both, return_inverse=True)
+            gradient = np.empty(len(columns) + 1)
+            gradient[:-1] = np.bincount(
+                inverse.reshape(-1),
+                weights=np.concatenate((self.gradient_sum[:-1], other.gradient_sum[:-1])),
+                minlength=len(columns),
+            )
+            gradient[-1] = self.gradient_sum[-1] + other.gradient_sum[-1]
+        else:
+            dense = other if self.gradient_columns is not None else self
+            d = len(dense.gradient_sum) - 1
+            gradient = self.dense_gradient_sum(d) + other.dense_gradient_sum(d)
         return BatchSums(
             self.n_samples + other.n_samples,
-            self.gradient_sum + other.gradient_sum,
+            gradient,
             self.gradient_squared_norm_sum + other.gradient_squared_norm_sum,
             self.loss_sum + other.loss_sum,
             self.n_misclassified + other.n_misclassified,
+            columns,
         )
+
+    def dense_gradient_sum(self, n_features: int) -> FloatArray:
+        """Σ_i g_i over all d = ``n_features`` columns and the intercept, shape (d + 1,)."""
+        if self.gradient_columns is None:
+            return self.gradient_sum
+        dense = np.zeros(n_features + 1)
+        dense[self.gradient_columns] = self.gradient_sum[:-1]
+        dense[-1] = self.gradient_sum[-1]
+        return dense
 
     @property
     def mean_gradient(self) -> FloatArray:
-        """ḡ = (1/m) Σ g_i, shape (d + 1,)."""
+        """ḡ = (1/m) Σ g_i, shape (d + 1,) (at ``gradient_columns`` and the intercept
+        when those are set)."""
         return self.gradient_sum / self.n_samples
 
     @cached_property
@@ -122,8 +156,8 @@ class RunningGradientStatistics:
         self.last_batch_size = m
         sq_norm = sums.mean_gradient_squared_norm
         # The across-step mean gradient only serves m = 1 before any larger batch: an O(d)
-        # vector update per step that is skipped once within-batch statistics exist.
-        if not self._within_batch_seen:
+        # vector update per step, made only while it can still be used.
+        if m == 1 and not self._within_batch_seen:
             g_mean = sums.mean_gradient
             self.mean_gradient = (
                 g_mean
@@ -142,7 +176,8 @@ class RunningGradientStatistics:
             self.true_gradient_squared_norm = _ewma(
                 self.true_gradient_squared_norm, sq_norm - trace / m, a
             )
-        elif self.mean_gradient is not None:  # m = 1 and no larger batch seen yet
+        elif not self._within_batch_seen and self.mean_gradient is not None:
+            # m = 1 and no larger batch seen yet (after one, its estimates stand)
             c = a / (2.0 - a)
             mean_norm = float(self.mean_gradient @ self.mean_gradient)
             # At α = 1 the EWMAs hold one step only: no variance across steps to estimate.

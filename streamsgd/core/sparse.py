@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,25 +43,59 @@ class SparseRows:
     def __len__(self) -> int:
         return self.n_samples
 
+    @cached_property
     def _row_ids(self) -> IndexArray:
+        """The row of each entry, shape (nnz,)."""
         return np.repeat(np.arange(self.n_samples), np.diff(self.indptr))
 
     def matvec(self, w: FloatArray) -> FloatArray:
         """X @ w, shape (n_samples,)."""
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
-            self._row_ids(), weights=self.values * w[self.indices], minlength=self.n_samples
+            self._row_ids, weights=self.values * w[self.indices], minlength=self.n_samples
         )
 
     def rmatvec(self, r: FloatArray) -> FloatArray:
         """Xᵀ @ r, shape (n_features,)."""
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
-            self.indices, weights=self.values * r[self._row_ids()], minlength=self.n_features
+            self.indices, weights=self.values * r[self._row_ids], minlength=self.n_features
         )
+
+    def rmatvec_columns(
+        self, r: FloatArray, workspace: NDArray[np.intp]
+    ) -> tuple[IndexArray, FloatArray]:
+        """Xᵀ @ r at the columns the rows touch, in O(nnz) whatever ``n_features``.
+
+        Parameters
+        ----------
+        r : ndarray of shape (n_samples,)
+        workspace : int ndarray of shape (n_features,)
+            Scratch space, overwritten; kept by the caller so that no O(n_features) array is
+            allocated per call.
+
+        Returns
+        -------
+        columns : ndarray of shape (k,)
+            The distinct columns of the entries (in the order of their last entry).
+        sums : ndarray of shape (k,)
+            (Xᵀr) at ``columns``, equal to :meth:`rmatvec` there bit for bit (each column
+            adds its entries in the same order); Xᵀr is 0 at every other column.
+        """
+        nnz = len(self.indices)
+        entry = np.arange(nnz)
+        workspace[self.indices] = entry  # the last entry of each column wins
+        columns = self.indices[workspace[self.indices] == entry]
+        workspace[columns] = np.arange(len(columns))
+        sums = np.bincount(
+            workspace[self.indices],
+            weights=self.values * r[self._row_ids],
+            minlength=len(columns),
+        )
+        return columns, sums  # type: ignore[return-value]  # float64 with weights
 
     def row_squared_norms(self) -> FloatArray:
         """‖x_i‖², shape (n_samples,). Entries repeating a (row, column) cell add up first,
         as in :meth:`to_dense`."""
-        rows = self._row_ids()
+        rows = self._row_ids
         values = self.values
         cells = rows * self.n_features + self.indices
         # Fast path: cells strictly increasing (rows with sorted, distinct columns) or at
@@ -81,7 +116,7 @@ class SparseRows:
 
     def to_dense(self) -> FloatArray:
         dense = np.zeros(self.shape)
-        np.add.at(dense, (self._row_ids(), self.indices), self.values)
+        np.add.at(dense, (self._row_ids, self.indices), self.values)
         return dense
 
     def slice_rows(self, start: int, stop: int) -> SparseRows:
