@@ -83,9 +83,10 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     pending: collections.deque[float] = collections.deque()
 
     class Service(TrainingService):
-        def handle(self, record: Any) -> None:
-            pending.append(record.timestamp_ms / 1000.0)
-            super().handle(record)
+        def handle_all(self, records: Any) -> None:
+            # Every record here holds one valid sample: all of them reach the buffer.
+            pending.extend(record.timestamp_ms / 1000.0 for record in records)
+            super().handle_all(records)
 
     def learned(n_samples: int) -> None:
         now = time.time()
