@@ -96,18 +96,38 @@ def _sparse_tables(seed: int) -> tuple[list[NDArray[np.int64]], list[FloatArray]
     return buckets, weights, probs
 
 
-def sparse_stream(n: int, seed: int = 0) -> SparseData:
-    """The first n samples of the hashed sparse stream (module docstring)."""
-    buckets, weights, cdfs = _sparse_tables(seed)
+def _sparse_draws(n: int, seed: int) -> tuple[NDArray[np.int64], FloatArray, FloatArray]:
+    """Category of every field of the first n samples, shape (n, fields); labels; true z."""
+    _, weights, cdfs = _sparse_tables(seed)
     rng = np.random.default_rng([seed, 1])
-    idx = np.empty((n, SPARSE_FIELDS), np.int64)
+    cats = np.empty((n, SPARSE_FIELDS), np.int64)
     z_true = np.full(n, SPARSE_INTERCEPT)
     for j in range(SPARSE_FIELDS):
         cat = np.searchsorted(cdfs[j], rng.random(n), side="right")
-        cat = np.minimum(cat, len(cdfs[j]) - 1)
-        idx[:, j] = buckets[j][cat]
-        z_true += weights[j][cat]
+        cats[:, j] = np.minimum(cat, len(cdfs[j]) - 1)
+        z_true += weights[j][cats[:, j]]
     y = (rng.random(n) < 1.0 / (1.0 + np.exp(-z_true))).astype(np.float64)
+    return cats, y, z_true
+
+
+def sparse_named_records(n: int, seed: int = 0) -> list[dict[str, object]]:
+    """The same samples as :func:`sparse_stream`, as the JSON records a producer would send:
+    ``{"features": {"f0": "17", ...}, "y": 1}`` (the decoder hashes "f0=17" into the same
+    bucket as the stream)."""
+    cats, y, _ = _sparse_draws(n, seed)
+    return [
+        {"features": {f"f{j}": str(v) for j, v in enumerate(row)}, "y": int(label)}
+        for row, label in zip(cats.tolist(), y.tolist(), strict=True)
+    ]
+
+
+def sparse_stream(n: int, seed: int = 0) -> SparseData:
+    """The first n samples of the hashed sparse stream (module docstring)."""
+    buckets, _, _ = _sparse_tables(seed)
+    cats, y, z_true = _sparse_draws(n, seed)
+    idx = np.empty((n, SPARSE_FIELDS), np.int64)
+    for j in range(SPARSE_FIELDS):
+        idx[:, j] = buckets[j][cats[:, j]]
     # Sort each row; merge the rare within-row hash collisions into one bucket of value 2.
     idx.sort(axis=1)
     keep = np.ones_like(idx, dtype=bool)

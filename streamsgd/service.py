@@ -333,9 +333,9 @@ class TrainingService:
     def handle_all(self, records: Sequence[SourceRecord]) -> None:
         """Decode a poll's records into the buffer, learning every full minibatch.
 
-        Consecutive single-sample dense JSON records of one partition (the commonest
-        stream) take a fast lane: a run of them is decoded at once
-        (:meth:`Decoder.decode_dense_rows`) and appended as one buffer chunk. A run with any
+        Consecutive single-sample JSON records of one partition (the commonest stream,
+        dense or named features) take a fast lane: a run of them is decoded at once
+        (:meth:`Decoder.decode_run`) and appended as one buffer chunk. A run with any
         other record in it goes one record at a time (:meth:`handle_one_by_one`).
         """
         start, n_records = 0, len(records)
@@ -354,7 +354,7 @@ class TrainingService:
                     and records[end].offset == first.offset + (end - start)
                 ):
                     end += 1
-                decoded = self.decoder.decode_dense_rows([r.value for r in records[start:end]])
+                decoded = self.decoder.decode_run([r.value for r in records[start:end]])
                 if decoded is not None:
                     self.buffer.append_run(*decoded, None, first.partition, first.offset)
                     self._learn_ready()

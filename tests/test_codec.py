@@ -613,10 +613,10 @@ def test_property_fast_lane_agrees_with_the_full_decoder(x, y, weight):
 
 
 def _run_lane_agrees(decoder, records):
-    """decode_dense_rows (the service's run lane) either declines (None) or gives exactly the
+    """decode_run (the service's run lane) either declines (None) or gives exactly the
     rows and labels of decode() record by record; it declines whenever decode() rejects one
     record or a record has a weight, another form, or a key besides x and y."""
-    fast = decoder.decode_dense_rows(records)
+    fast = decoder.decode_run(records)
     try:
         full = [decoder.decode(r) for r in records]
     except RecordRejected:
@@ -659,7 +659,7 @@ def test_run_lane_takes_a_run_of_valid_records_bit_exactly():
     records = [encode_dense(x, label) for x, label in zip(X, [1, 0, 1], strict=True)]
     records.append(b'{"y": -1, "x": [1, 2]}')  # key order, the label -1 and integers
     records.append(b'{"x":[5e-324, 2], "y": true}')
-    fast = Decoder(2).decode_dense_rows(records)
+    fast = Decoder(2).decode_run(records)
     assert fast is not None
     _run_lane_agrees(Decoder(2), records)
 
@@ -688,4 +688,91 @@ def test_run_lane_takes_a_run_of_valid_records_bit_exactly():
 )
 def test_run_lane_declines_any_run_with_a_record_it_cannot_take(records):
     decoder = Decoder(2, max_record_bytes=64)
-    assert decoder.decode_dense_rows(records) is None
+    assert decoder.decode_run(records) is None
+
+
+def _named_lane_agrees(decoder, records):
+    """decode_run with hashing: declines (None), or gives the rows of decode() record by
+    record exactly (the same CSR arrays, so the same columns in the same order)."""
+    fast = decoder.decode_run(records)
+    try:
+        full = [decoder.decode(r) for r in records]
+    except RecordRejected:
+        assert fast is None, records
+        return
+    plain = all(
+        isinstance(o := json.loads(r), dict) and set(o) == {"features", "y"} for r in records
+    )
+    if fast is None:
+        assert not plain, records
+        return
+    X, y = fast
+    want = SparseRows.concatenate([s.X for s in full])
+    assert np.array_equal(X.indptr, want.indptr)
+    assert np.array_equal(X.indices, want.indices)
+    assert np.array_equal(X.values, want.values)
+    assert np.array_equal(y, np.concatenate([s.y for s in full]))
+
+
+named_values = st.one_of(
+    st.text(max_size=3),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.dictionaries(st.text(max_size=3), named_values, max_size=6),
+            st.sampled_from([0, 1, -1, True, False, 2, 0.5]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_property_run_lane_named_features_agree_with_the_full_decoder(rows):
+    records = [json.dumps({"features": f, "y": y}).encode() for f, y in rows]
+    _named_lane_agrees(Decoder(1 << 3, hash_bits=3), records)  # 8 buckets: collisions
+
+
+def test_run_lane_takes_named_features_with_collisions_bit_exactly():
+    rng = np.random.default_rng(2)
+    records = [
+        json.dumps(
+            {
+                "features": {f"f{j}": f"v{int(rng.integers(0, 50))}" for j in range(12)}
+                | {"age": float(rng.normal()), "n": int(rng.integers(0, 9))},
+                "y": int(rng.integers(0, 2)),
+            }
+        ).encode()
+        for _ in range(200)
+    ]
+    decoder = Decoder(1 << 6, hash_bits=6)  # 64 buckets: many collisions within rows
+    assert decoder.decode_run(records) is not None
+    _named_lane_agrees(decoder, records)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"features": {"a": true}, "y": 1}',
+        b'{"features": {"a": null}, "y": 1}',
+        b'{"features": {"a": [1]}, "y": 1}',
+        b'{"features": {"a": 1e400}, "y": 1}',
+        b'{"features": {"a": NaN}, "y": 1}',
+        b'{"features": {"a": 1' + b"0" * 400 + b'}, "y": 1}',
+        b'{"features": [1, 2], "y": 1}',
+        b'{"features": {"a": 1}, "y": 1, "weight": 2}',
+        b'{"features": {"a": 1}, "y": 3}',
+        b'{"x": [1, 2, 3, 4], "y": 1}',
+    ],
+)
+def test_run_lane_declines_a_run_with_a_named_record_it_cannot_take(bad):
+    decoder = Decoder(1 << 2, hash_bits=2)
+    assert decoder.decode_run([b'{"features": {"a": "b"}, "y": 1}']) is not None
+    assert decoder.decode_run([b'{"features": {"a": "b"}, "y": 1}', bad]) is None

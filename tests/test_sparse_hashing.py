@@ -294,12 +294,17 @@ def test_readers_in_other_threads_see_whole_sparse_steps():
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for k in range(n_batches):
+        # Train (cycling over the batches) until the reader has taken 50 snapshots, so that
+        # reads overlap writes however the threads are scheduled.
+        for step in range(100 * n_batches):
+            if len(seen) >= 50:
+                break
+            k = step % n_batches
             stats = model.learn_batch(S.slice_rows(k * m, (k + 1) * m), y[k * m : (k + 1) * m])
             assert stats.sums.gradient_columns is not None
             states.add(digest(model.parameters))
     finally:
         stop.set()
         reader.join()
-    assert len(seen) > n_batches
+    assert len(seen) >= 50
     assert set(seen) <= states
