@@ -21,8 +21,8 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import add, is_, itemgetter
 from typing import Any
 
 import numpy as np
@@ -290,15 +290,24 @@ class Decoder:
         CSR as record by record: each row's columns sorted and distinct, a column hit k
         times within a row holding k (sums of ones are exact in any order)."""
         assert self.hash_bits is not None
-        names = [f"{key}={value}" for features in rows for key, value in features.items()]
+        # "key=value" for every feature of the run, iterated in C (keys and values of each
+        # dict come in the same order).
+        names = list(
+            map(
+                add,
+                map(add, chain.from_iterable(rows), repeat("=")),
+                chain.from_iterable(map(dict.values, rows)),
+            )
+        )
         bucket_of = self._bucket_of
         columns = list(map(bucket_of.get, names))
         if None in columns:
-            if len(bucket_of) + len(names) > BUCKET_CACHE_SIZE:
+            new_names = set(compress(names, map(is_, columns, repeat(None))))
+            if len(bucket_of) + len(new_names) > BUCKET_CACHE_SIZE:
                 bucket_of.clear()  # bounded memory under an unbounded vocabulary
-            for i, name in enumerate(names):
-                if columns[i] is None:
-                    columns[i] = bucket_of[name] = feature_index(name, self.hash_bits)
+            for name in new_names:
+                bucket_of[name] = feature_index(name, self.hash_bits)
+            columns = list(map(bucket_of.__getitem__, names))
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         row_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
         keys = np.sort(row_of * self.n_features + np.array(columns, dtype=np.int64))
