@@ -205,8 +205,10 @@ def run_streamsgd(
     }
 
 
-def run_baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
-    """kafka-python consumer, json.loads per record, River learn_one."""
+def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dict[str, float]:
+    """kafka-python consumer, json.loads per record, River learn_one. ``named``: the record
+    holds named features, given to River as it takes them (a dict of "field=value"
+    indicators, River's own one-hot form)."""
     from kafka import KafkaConsumer
     from river import linear_model
 
@@ -226,42 +228,10 @@ def run_baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
                 first_record = time.perf_counter()
             for msg in messages:
                 obj = json.loads(msg.value)
-                model.learn_one(dict(enumerate(obj["x"])), obj["y"] == 1)
-                learned += 1
-                if learned >= n:
-                    break
-        last = time.perf_counter()
-    consumer.close()
-    assert first_record is not None
-    return {
-        "from_first_poll": n / (last - first_poll),
-        "from_first_record": n / (last - first_record),
-    }
-
-
-def run_named_baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
-    """kafka-python consumer, json.loads per record, River learn_one on the named features
-    as River takes them (a dict of "field=value" indicators, River's own one-hot form)."""
-    from kafka import KafkaConsumer
-    from river import linear_model
-
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
-    )  # fmt: skip
-    model = linear_model.LogisticRegression()
-    learned = 0
-    first_poll = time.perf_counter()
-    first_record = None
-    last = first_poll
-    while learned < n:
-        batches = consumer.poll(timeout_ms=200)
-        for messages in batches.values():
-            if first_record is None and messages:
-                first_record = time.perf_counter()
-            for msg in messages:
-                obj = json.loads(msg.value)
-                x = {f"{k}={v}": 1.0 for k, v in obj["features"].items()}
+                if named:
+                    x = {f"{k}={v}": 1.0 for k, v in obj["features"].items()}
+                else:
+                    x = dict(enumerate(obj["x"]))
                 model.learn_one(x, obj["y"] == 1)
                 learned += 1
                 if learned >= n:
@@ -418,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             ("streamsgd service --kafka-client confluent, binary batched records d=100, m=256",
              run_streamsgd, (bootstrap, bin_topic, n_binary, 100, 256, "confluent"), 1),
             ("hand-written, named features: kafka-python + json.loads + River learn_one",
-             run_named_baseline, (bootstrap, named_topic, n_json), 1),
+             run_baseline, (bootstrap, named_topic, n_json, True), 1),
             ("streamsgd service, named features (20 fields, 2^18 buckets), m=256",
              run_streamsgd, (bootstrap, named_topic, n_json, 1 << 18, 256, "kafka-python", 18),
              1),

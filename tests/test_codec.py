@@ -614,23 +614,30 @@ def test_property_fast_lane_agrees_with_the_full_decoder(x, y, weight):
 
 def _run_lane_agrees(decoder, records):
     """decode_run (the service's run lane) either declines (None) or gives exactly the
-    rows and labels of decode() record by record; it declines whenever decode() rejects one
-    record or a record has a weight, another form, or a key besides x and y."""
+    rows and labels of decode() record by record (for named features the same CSR arrays);
+    it declines whenever decode() rejects one record or a record has a weight, another form,
+    or a key besides x (or, with hashing, features) and y."""
     fast = decoder.decode_run(records)
     try:
         full = [decoder.decode(r) for r in records]
     except RecordRejected:
         assert fast is None, records
         return
+    field = "features" if decoder.sparse else "x"
     plain = all(
-        isinstance(o := json.loads(r), dict) and set(o) == {"x", "y"} and len(s) == 1
+        isinstance(o := json.loads(r), dict) and set(o) == {field, "y"} and len(s) == 1
         for r, s in zip(records, full, strict=True)
     )
     if fast is None:
-        assert not plain, records  # a run of plain dense records must take the lane
+        assert not plain, records  # a run of plain single samples must take the lane
         return
     X, y = fast
-    assert np.array_equal(X, np.vstack([s.X for s in full])) and X.dtype == np.float64
+    if decoder.sparse:
+        want = SparseRows.concatenate([s.X for s in full])
+        for part in ("indptr", "indices", "values"):
+            assert np.array_equal(getattr(X, part), getattr(want, part)), part
+    else:
+        assert np.array_equal(X, np.vstack([s.X for s in full])) and X.dtype == np.float64
     assert np.array_equal(y, np.concatenate([s.y for s in full]))
 
 
@@ -691,29 +698,6 @@ def test_run_lane_declines_any_run_with_a_record_it_cannot_take(records):
     assert decoder.decode_run(records) is None
 
 
-def _named_lane_agrees(decoder, records):
-    """decode_run with hashing: declines (None), or gives the rows of decode() record by
-    record exactly (the same CSR arrays, so the same columns in the same order)."""
-    fast = decoder.decode_run(records)
-    try:
-        full = [decoder.decode(r) for r in records]
-    except RecordRejected:
-        assert fast is None, records
-        return
-    plain = all(
-        isinstance(o := json.loads(r), dict) and set(o) == {"features", "y"} for r in records
-    )
-    if fast is None:
-        assert not plain, records
-        return
-    X, y = fast
-    want = SparseRows.concatenate([s.X for s in full])
-    assert np.array_equal(X.indptr, want.indptr)
-    assert np.array_equal(X.indices, want.indices)
-    assert np.array_equal(X.values, want.values)
-    assert np.array_equal(y, np.concatenate([s.y for s in full]))
-
-
 named_values = st.one_of(
     st.text(max_size=3),
     st.integers(-(2**70), 2**70),
@@ -737,7 +721,7 @@ named_values = st.one_of(
 )
 def test_property_run_lane_named_features_agree_with_the_full_decoder(rows):
     records = [json.dumps({"features": f, "y": y}).encode() for f, y in rows]
-    _named_lane_agrees(Decoder(1 << 3, hash_bits=3), records)  # 8 buckets: collisions
+    _run_lane_agrees(Decoder(1 << 3, hash_bits=3), records)  # 8 buckets: collisions
 
 
 def test_run_lane_takes_named_features_with_collisions_bit_exactly():
@@ -754,7 +738,7 @@ def test_run_lane_takes_named_features_with_collisions_bit_exactly():
     ]
     decoder = Decoder(1 << 6, hash_bits=6)  # 64 buckets: many collisions within rows
     assert decoder.decode_run(records) is not None
-    _named_lane_agrees(decoder, records)
+    _run_lane_agrees(decoder, records)
 
 
 @pytest.mark.parametrize(
