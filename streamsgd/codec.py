@@ -376,8 +376,9 @@ class Decoder:
         return SparseRows.from_rows([(indices, values)], self.n_features)
 
     def _buckets(self, features: dict[str, Any]) -> dict[int, float]:
-        """Bucket → summed value of one record's named features (VW style: a string value v
-        of key k is the indicator "k=v" with value 1, see :func:`feature_name`)."""
+        """Bucket → summed value of one record's named features (VW style, as in
+        :mod:`.core.hashing`: a string value v of key k is the indicator "k=v" with value 1,
+        a number v the feature k with value v)."""
         assert self.hash_bits is not None
         bucket_of = self._bucket_of
         buckets: dict[int, float] = {}

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression, SparseRows
-from streamsgd.core.hashing import MAX_HASH_BITS, feature_hash, feature_index, feature_name
+from streamsgd.core.hashing import MAX_HASH_BITS, feature_hash, feature_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,12 +255,6 @@ def test_hash_is_stable_across_processes():
         salts.append(out[1])
     # The subprocesses really had different str hash salts (so Python's hash() would differ).
     assert salts[0] != salts[1]
-
-
-def test_feature_name_vw_style():
-    assert feature_name("country", "FR") == ("country=FR", 1.0)
-    assert feature_name("age", 31) == ("age", 31.0)
-    assert feature_name("x", -0.5) == ("x", -0.5)
 
 
 def test_readers_in_other_threads_see_whole_sparse_steps():

@@ -3,6 +3,10 @@
 The hash is the first 8 bytes of BLAKE2b of the UTF-8 feature name, so a name maps to the
 same bucket in every process, on every machine and in every language that has BLAKE2b
 (Python's built-in ``hash()`` is salted per process and must never be used for this).
+
+Names are Vowpal Wabbit style (the decoder builds them): a numeric value v of key k is the
+feature named k with value v; a string value v is the indicator feature named "k=v" with
+value 1.
 """
 
 from __future__ import annotations
@@ -23,14 +27,3 @@ def feature_hash(name: str) -> int:
 def feature_index(name: str, hash_bits: int) -> int:
     """Bucket of ``name`` in [0, 2**hash_bits)."""
     return feature_hash(name) & ((1 << hash_bits) - 1)
-
-
-def feature_name(key: str, value: object) -> tuple[str, float]:
-    """Name and value of one named feature, VW style.
-
-    A numeric value keeps the key as the name; a string value ``v`` becomes the indicator
-    feature ``"key=v"`` with value 1.0.
-    """
-    if isinstance(value, str):
-        return f"{key}={value}", 1.0
-    return key, float(value)  # type: ignore[arg-type]
