@@ -350,6 +350,17 @@ def _learn_dense(
             _fold_statistics(model, Xd[seg], residuals, seg_losses, missed)
         pending_from = upto
 
+    def replay(start: int, stop: int) -> None:
+        """Take the block's steps one by one by the definition (learn_batch per sample)."""
+        nonlocal pending_from, n_missed, n_skipped, last_eta
+        flush(start)
+        missed, skipped, last_eta = _per_sample_loop(
+            model, Xd, labels, weights, start, stop, losses
+        )
+        n_missed += missed
+        n_skipped += skipped
+        pending_from = stop
+
     # Gram matrices of many blocks at once (one batched matmul and one tolist per span).
     span = max(block_size, (_GRAM_SPAN // block_size) * block_size)
     span_start = span_stop = 0
@@ -388,13 +399,8 @@ def _learn_dense(
             gram = grams[j]
             factors = 1.0 - etas * l2
             if not np.all(factors > 0.0):
-                flush(start)
-                missed, skipped, last_eta = _per_sample_loop(
-                    model, Xd, labels, weights, start, stop, losses
-                )
-                n_missed += missed
-                n_skipped += skipped
-                pending_from = start = stop
+                replay(start, stop)
+                start = stop
                 continue
             log_p = np.zeros(k + 1)
             np.cumsum(np.log(factors), out=log_p[1:])  # L_t, t = 0..k
@@ -449,14 +455,8 @@ def _learn_dense(
         # inf/nan propagate through the sums: one check for every weight and score.
         # (A false alarm from finite values overflowing the sum only replays the block.)
         if not math.isfinite(float(new_theta.sum()) + sum(zs)):
-            # A step of this block would be skipped: replay it by the definition.
-            flush(start)
-            missed, skipped, last_eta = _per_sample_loop(
-                model, Xd, labels, weights, start, stop, losses
-            )
-            n_missed += missed
-            n_skipped += skipped
-            pending_from = start = stop
+            replay(start, stop)  # a step of this block would be skipped
+            start = stop
             continue
         z_all[start:stop] = zs
         model._theta = new_theta
