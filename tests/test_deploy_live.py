@@ -60,8 +60,9 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-class Processes:
-    """Subprocesses of this test, each with a log file; all stopped at the end."""
+class StackProcesses:
+    """The stack's subprocesses in this test, each with a log file; all stopped at the end.
+    (Not conftest's ``processes``, which starts trainers and producers for the Kafka tests.)"""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
@@ -107,7 +108,7 @@ def poll(
     condition: Callable[[], Any],
     timeout: float,
     what: Callable[[], str] | str,
-    procs: Processes,
+    procs: StackProcesses,
     interval: float = 0.5,
 ) -> Any:
     """Call `condition` until it returns a truthy value; fail after `timeout` seconds with
@@ -207,8 +208,8 @@ def produce_bad_records(bootstrap: str, topic: str) -> None:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
+def stack(tmp_path: Path) -> Iterator[StackProcesses]:
+    procs = StackProcesses(tmp_path)
     try:
         yield procs
     finally:
@@ -219,7 +220,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
-    kafka_bootstrap: str, kafka_topic: Callable[..., str], processes: Processes, tmp_path: Path
+    kafka_bootstrap: str, kafka_topic: Callable[..., str], stack: StackProcesses, tmp_path: Path
 ) -> None:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
@@ -234,14 +235,14 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     streamsgd = [sys.executable, "-m", "streamsgd"]
 
     # The producer: the same command the compose `producer` service runs, pointed here.
-    processes.start(
+    stack.start(
         "producer",
         [*streamsgd, "produce", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
          "--rate", "2000", "--progress", "never",
          "synthetic", "--n", "200000", "--n-features", str(N_FEATURES), "--seed", "1"],
         env=env,
     )  # fmt: skip
-    processes.start(
+    stack.start(
         "trainer",
         [*streamsgd, "train", "--source", "kafka", "--bootstrap-servers", kafka_bootstrap,
          "--topic", topic, "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--batch-size", "16",
@@ -254,7 +255,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
 
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(local_scrape_config(metrics_port)), encoding="utf-8")
-    processes.start(
+    stack.start(
         "prometheus",
         [prometheus, f"--config.file={config_file}",
          f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -264,7 +265,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
 
     # The Dockerfile's HEALTHCHECK command, run against the live trainer.
     def healthy() -> bool:
-        processes.check_running("trainer")
+        stack.check_running("trainer")
         check = subprocess.run(
             [sys.executable, *dockerfile_healthcheck()[1:]],
             env={**env, "STREAMSGD_METRICS_PORT": str(metrics_port)},
@@ -272,20 +273,20 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         )  # fmt: skip
         return check.returncode == 0
 
-    poll(healthy, 120, "the Dockerfile HEALTHCHECK to pass against the trainer", processes)
+    poll(healthy, 120, "the Dockerfile HEALTHCHECK to pass against the trainer", stack)
 
     def ready() -> bool:
-        processes.check_running("prometheus")
+        stack.check_running("prometheus")
         return api.ready()
 
-    poll(ready, 60, "Prometheus /-/ready", processes)
+    poll(ready, 60, "Prometheus /-/ready", stack)
 
     # Records that fail validation, so the rejected and dead-letter panels carry real counts.
     produce_bad_records(kafka_bootstrap, topic)
 
     # Several scrapes of a trainer that is learning.
     def scraped() -> bool:
-        processes.check_running("trainer", "prometheus")
+        stack.check_running("trainer", "prometheus")
         scrapes = api.scalar(f'count_over_time(up{{job="{JOB}"}}[5m])')
         up = api.scalar(f'up{{job="{JOB}"}}')
         learned = api.scalar(f'streamsgd_samples_learned_total{{job="{JOB}"}}')
@@ -299,7 +300,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             "8 scrapes of a learning trainer; targets: "
             + json.dumps(api.get("/api/v1/targets").get("data", {}).get("activeTargets", []))[:2000]
         ),
-        processes,
+        stack,
     )
 
     # Every dashboard expression returns at least one series.
@@ -307,7 +308,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     status: dict[str, str] = {}
 
     def all_have_data() -> bool:
-        processes.check_running("trainer", "prometheus")
+        stack.check_running("trainer", "prometheus")
         for name, expr in exprs:
             result = api.query(expr)
             if result.get("status") != "success":
@@ -325,7 +326,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             "every dashboard query to return data; failing:\n"
             + "\n".join(f"  {n}: {s}" for n, s in status.items() if s != "ok")
         ),
-        processes,
+        stack,
     )
 
     # The rejected records went through the pipeline and show up where the dashboard looks.
@@ -341,7 +342,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             f"{BAD_RECORDS} rejected and dead-lettered records; Prometheus has "
             + json.dumps(api.query('{__name__=~"streamsgd_(records_rejected|dead_letter).*"}'))
         ),
-        processes,
+        stack,
     )
 
     # Every alert expression parses and evaluates (an empty result is fine).
@@ -368,5 +369,5 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             "every alert rule evaluated with health ok: "
             + str(getattr(rules_evaluated, "last", {}))
         ),
-        processes,
+        stack,
     )
