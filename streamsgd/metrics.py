@@ -25,7 +25,8 @@ from . import __version__
 from .codec import REJECT_REASONS
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats
-from .service import SKIP_REASONS, Sensor
+from .ports import Sensor
+from .service import SKIP_REASONS
 
 UPDATE_DURATION_BUCKETS = (
     1e-5,

@@ -8,7 +8,7 @@ from typing import TextIO
 
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats
-from .service import Sensor
+from .ports import Sensor
 
 
 class ProgressReporter(Sensor):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamsgd.core.buffer import Position
-from streamsgd.service import SourceRecord
+from streamsgd.buffer import Position
+from streamsgd.ports import SourceRecord
 
 
 class MemorySource:

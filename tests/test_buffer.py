@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsgd.core.buffer import MinibatchBuffer, Position
+from streamsgd.buffer import MinibatchBuffer, Position
 from streamsgd.core.sparse import SparseRows
 
 D = 3

@@ -16,9 +16,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ..core.buffer import Position
-from ..service import SourceRecord
-from .group import ConsumerGroupSource, partition_key
+from ..buffer import Position
+from ..ports import SourceRecord
+from .group import ConsumerGroupSource, KafkaRecordMetadata, partition_key
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -154,10 +154,12 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     msg.value(),
                     None,
                     timestamp if kind else None,
-                    topic,
-                    partition,
-                    _bytes_headers(raw_headers) if raw_headers else [],
-                    msg.key(),
+                    KafkaRecordMetadata(
+                        topic,
+                        partition,
+                        msg.key(),
+                        _bytes_headers(raw_headers) if raw_headers else [],
+                    ),
                 )
             )
         if records:

@@ -9,8 +9,8 @@ import stat
 import sys
 from typing import BinaryIO
 
-from ..core.buffer import Position
-from ..service import SourceRecord
+from ..buffer import Position
+from ..ports import SourceRecord
 
 PARTITION = "file"
 LINES_PER_POLL = 4096

@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..core.buffer import Position
+from ..buffer import Position
+
+
+@dataclass(frozen=True)
+class KafkaRecordMetadata:
+    """What a Kafka record carries besides its value: ``SourceRecord.metadata`` of the Kafka
+    sources, read back by the dead-letter sink."""
+
+    topic: str
+    partition: int
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def partition_key(topic: str, partition: int) -> str:

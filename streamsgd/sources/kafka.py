@@ -18,9 +18,9 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from ..core.buffer import Position
-from ..service import SourceRecord
-from .group import ConsumerGroupSource, partition_key
+from ..buffer import Position
+from ..ports import SourceRecord
+from .group import ConsumerGroupSource, KafkaRecordMetadata, partition_key
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -153,10 +153,9 @@ class KafkaSource(ConsumerGroupSource):
                         msg.offset,
                         value=msg.value,
                         timestamp_ms=msg.timestamp,
-                        topic=tp.topic,
-                        kafka_partition=tp.partition,
-                        headers=list(msg.headers or []),
-                        key=msg.key,
+                        metadata=KafkaRecordMetadata(
+                            tp.topic, tp.partition, msg.key, list(msg.headers or [])
+                        ),
                     )
                 )
         if records:
@@ -239,16 +238,18 @@ class KafkaDeadLetterSink:
         return self._producer
 
     def send(self, record: SourceRecord, reason: str, detail: str) -> None:
+        origin = record.metadata if isinstance(record.metadata, KafkaRecordMetadata) else None
         headers = [
             ("streamsgd.reason", reason.encode()),
             ("streamsgd.detail", detail[:1000].encode()),
-            ("streamsgd.source.topic", (record.topic or record.partition).encode()),
-            ("streamsgd.source.partition", str(record.kafka_partition).encode()),
+            ("streamsgd.source.topic", (origin.topic if origin else record.partition).encode()),
+            ("streamsgd.source.partition", str(origin.partition if origin else None).encode()),
             ("streamsgd.source.offset", str(record.offset).encode()),
-            *record.headers,
+            *(origin.headers if origin else []),
         ]
-        value = record.value if record.value is not None or record.key is not None else b""
-        self._unsent.append(_DeadLetter(record.key, value, headers))
+        key = origin.key if origin else None
+        value = record.value if record.value is not None or key is not None else b""
+        self._unsent.append(_DeadLetter(key, value, headers))
         self._send_unsent()
 
     def _send_unsent(self) -> None:

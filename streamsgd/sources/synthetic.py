@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..buffer import Position
 from ..codec import Samples
-from ..core.buffer import Position
-from ..service import SourceRecord
+from ..ports import SourceRecord
 from ..synthetic import BLOCK_SIZE, SyntheticStream
 
 PARTITION = "synthetic"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .sparse import SparseRows
+from .core.sparse import SparseRows
 
 FloatArray = NDArray[np.float64]
 Features = FloatArray | SparseRows

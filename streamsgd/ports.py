@@ -1,0 +1,106 @@
+"""The ports of the run loop: what a source, a checkpoint store, a dead-letter sink and a
+sensor must offer. The loop (:mod:`streamsgd.service`) is written against these alone; the
+adapters (Kafka, files, Prometheus, the checkpoint directory) implement them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .buffer import Position
+from .codec import Samples
+from .core.model import BatchStats, OnlineLogisticRegression
+from .core.sequential import SequenceStats
+
+
+@dataclass
+class SourceRecord:
+    """One record from a source.
+
+    ``partition`` names the ordered log it came from (``"topic:3"`` for Kafka) and
+    ``offset`` its position there. Exactly one of ``value`` (raw bytes, to decode) and
+    ``samples`` (already decoded, for embedded sources) is set. ``metadata`` holds what only
+    the source (and its dead-letter sink) understands, e.g. a Kafka record's topic, partition
+    number, key and headers; the loop never reads it.
+    """
+
+    partition: str
+    offset: int
+    value: bytes | None = None
+    samples: Samples | None = None
+    timestamp_ms: int | None = None
+    metadata: Any = None
+
+
+class Source(Protocol):
+    def seek(self, positions: dict[str, Position]) -> None:
+        """Resume each partition at its checkpointed position (called before polling)."""
+
+    def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        """Records that arrived, in order per partition; may be empty."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True once a bounded source has delivered everything."""
+
+    @property
+    def ready(self) -> bool:
+        """True while the source can deliver (for /readyz)."""
+
+    def commit(self, positions: dict[str, Position]) -> None:
+        """Make positions durable upstream (Kafka offsets); called after a checkpoint."""
+
+    def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, record: SourceRecord, reason: str, detail: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class Sensor:
+    """Receives what the loop observes. The base class ignores everything; the Prometheus
+    sensor and the terminal progress reporter override what they need."""
+
+    def records_consumed(self, n_records: int) -> None: ...
+
+    def record_rejected(self, reason: str) -> None: ...
+
+    def record_dead_lettered(self) -> None: ...
+
+    def batch_applied(
+        self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None: ...
+
+    def model_loaded(self, model: OnlineLogisticRegression) -> None:
+        """The model the run starts from (fresh, or restored from the checkpoint)."""
+
+    def tick(self, model: OnlineLogisticRegression) -> None:
+        """Called once per loop iteration (not per step) and at the end of a run."""
+
+    def sequence_applied(
+        self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        """A block of consecutive m = 1 steps (``online_block_size``)."""
+
+    def update_skipped(self, reason: str, stats: BatchStats) -> None: ...
+
+    def buffered_samples(self, n_samples: int) -> None: ...
+
+    def record_timestamp(self, timestamp_seconds: float) -> None: ...
+
+    def checkpoint_saved(self, duration_seconds: float) -> None: ...
+
+    def checkpoint_failed(self) -> None: ...
+
+    def offsets_committed(self) -> None: ...
+
+    def offset_commit_failed(self) -> None: ...
