@@ -13,11 +13,10 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .core.sparse import SparseRows
+from .core.types import FloatArray
 
-FloatArray = NDArray[np.float64]
 Features = FloatArray | SparseRows
 
 

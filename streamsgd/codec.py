@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from numpy.typing import NDArray
 
 from .core.hashing import feature_index
 from .core.sparse import SparseRows
+from .core.types import FloatArray
 
-FloatArray = NDArray[np.float64]
 Features = FloatArray | SparseRows
 
 BINARY_MAGIC = b"SSGD"

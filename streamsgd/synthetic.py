@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
 
 from .core.losses import sigmoid
+from .core.types import FloatArray
 
-FloatArray = NDArray[np.float64]
 BLOCK_SIZE = 1024
 DRIFT_PERIOD_SAMPLES = 100_000
 

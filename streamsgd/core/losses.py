@@ -6,9 +6,8 @@ All functions are vectorised over a batch of linear scores ``z = X @ w + b``.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from .types import FloatArray
 
 
 def sigmoid(z: FloatArray) -> FloatArray:

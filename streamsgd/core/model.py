@@ -14,8 +14,8 @@ from .gradient_stats import BatchSums, RunningGradientStatistics
 from .losses import sigmoid
 from .schedules import LearningRateSchedule
 from .sparse import SparseRows
+from .types import FloatArray
 
-FloatArray = NDArray[np.float64]
 Features = FloatArray | SparseRows
 
 REDUCTIONS = ("mean", "sum")

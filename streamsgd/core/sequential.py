@@ -57,8 +57,7 @@ from .gradient_stats import BatchSums
 from .losses import log_loss, sigmoid
 from .model import OnlineLogisticRegression
 from .sparse import SparseRows
-
-FloatArray = NDArray[np.float64]
+from .types import FloatArray
 
 DEFAULT_BLOCK_SIZE = 32
 _GRAM_SPAN = 4096  # samples whose block Gram matrices are computed in one call
