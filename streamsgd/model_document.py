@@ -1,0 +1,103 @@
+"""The model as a JSON document: one definition for ``GET /model`` and ``streamsgd inspect``.
+
+Every number in the document is finite or ``null``: JSON has no NaN or Infinity, and a
+document that a strict parser refuses is worse than one that says "no value" (a model whose
+weights went non-finite shows ``null`` coefficients and its ``health`` reason).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .core.model import OnlineLogisticRegression
+from .core.types import FloatArray
+
+
+def model_health(model: OnlineLogisticRegression) -> str | None:
+    """None when the model is fit to serve, else the reason (``"non_finite"``,
+    ``"weight_norm"``): the model's own ``health()``, or, for a model without one, whether
+    every parameter θ = [w ; b] is finite."""
+    health = getattr(model, "health", None)
+    if callable(health):
+        reason = health()
+        return None if reason is None else str(reason)
+    return None if np.isfinite(model.parameters).all() else "non_finite"
+
+
+def finite_or_none(value: float | np.floating[Any]) -> float | None:
+    """``value`` as a float when finite, else None (JSON ``null``)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def finite_list(values: FloatArray) -> list[float | None]:
+    """A 1-D array as a list with each non-finite entry replaced by None."""
+    if np.isfinite(values).all():  # the usual case: one C pass, no per-element Python
+        return values.tolist()
+    return [finite_or_none(v) for v in values.tolist()]
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (also inside lists, tuples, dicts and numpy
+    arrays) replaced by None, and numpy scalars and arrays turned into Python ones."""
+    if isinstance(value, float | np.floating):
+        return finite_or_none(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, Mapping):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def model_document(
+    model: OnlineLogisticRegression, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The model as JSON-ready data: weights, counters, hyper-parameters, gradient
+    statistics and health, then the ``extra`` fields (for example the progressive loss, or
+    a checkpoint's offsets and totals), all finite or None.
+
+    Parameters
+    ----------
+    model : OnlineLogisticRegression
+        θ = [w ; b] with w of shape (n_features,).
+    extra : mapping, optional
+        Fields appended to the document (they may override none of the model's own).
+
+    Returns
+    -------
+    dict
+        ``coef`` (list of n_features), ``intercept``, ``n_features``, ``n_updates``,
+        ``n_samples_seen``, ``params``, ``gradient_statistics``, ``health`` (None when
+        healthy, else the reason) and the extra fields.
+    """
+    theta = model.parameters
+    stats = model.gradient_stats
+    document: dict[str, Any] = {
+        "coef": finite_list(theta[:-1]),
+        "intercept": finite_or_none(theta[-1]),
+        "n_features": model.n_features,
+        "n_updates": model.n_updates,
+        "n_samples_seen": model.n_samples_seen,
+        "params": json_ready(model.get_params()),
+        "gradient_statistics": {
+            "gradient_variance": finite_or_none(stats.per_sample_variance),
+            "gradient_estimator_variance": finite_or_none(stats.estimator_variance),
+            "true_gradient_squared_norm": finite_or_none(stats.true_gradient_squared_norm),
+            "gradient_noise_scale": finite_or_none(stats.noise_scale),
+            "norm_test_ratio": finite_or_none(stats.norm_test_ratio),
+        },
+        "health": model_health(model),
+    }
+    clash = document.keys() & (extra or {}).keys()
+    if clash:
+        raise ValueError(f"extra fields would replace the model's own: {sorted(clash)}")
+    document.update(json_ready(dict(extra or {})))
+    return document
