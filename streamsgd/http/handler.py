@@ -46,6 +46,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     """One connection of a :class:`BoundedHTTPServer`."""
 
     server_version = "streamsgd"
+    # A request line without a version (HTTP/0.9) is answered with a status line and
+    # headers too, so that every refusal is a readable HTTP/1.0 answer with a JSON body.
+    default_request_version = "HTTP/1.0"
     _discard_input = False
 
     @property
