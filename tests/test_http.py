@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder
 from streamsgd.core.hashing import feature_index
-from streamsgd.http import HttpServer
+from streamsgd.http import HttpServer, model_document
 from streamsgd.metrics import PrometheusSensor
 from streamsgd.synthetic import SyntheticStream
 
@@ -25,6 +25,7 @@ class App:
     def __init__(self, n_features: int, hash_bits: int | None = None) -> None:
         self.model = OnlineLogisticRegression(n_features, learning_rate=0.5)
         self.ready = False
+        self.healthy = True
         self.registry = CollectorRegistry()
         self.sensor = PrometheusSensor(self.registry)
         self.server = HttpServer(
@@ -34,7 +35,7 @@ class App:
             get_model=lambda: self.model,
             decoder=Decoder(n_features, hash_bits),
             is_ready=lambda: self.ready,
-            is_healthy=lambda: True,
+            is_healthy=lambda: self.healthy,
             model_extra=lambda: {"progressive_log_loss": 0.5},
             max_body_bytes=4096,
         ).start()
@@ -185,3 +186,62 @@ def test_predictions_under_load_do_not_change_training() -> None:
     assert answers and all(0.0 < p < 1.0 for p in answers)
     assert np.array_equal(app.model.coef_, quiet.coef_)
     assert app.model.intercept_ == quiet.intercept_
+
+
+class _HealthReportingModel(OnlineLogisticRegression):
+    """A model that reports itself unhealthy through ``health()`` (the core's contract)."""
+
+    def health(self) -> str | None:
+        return "weight_norm"
+
+
+def test_healthz_reports_the_service_and_the_model_health(app: App) -> None:
+    status, body, _ = app.request("/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    app.model = _HealthReportingModel(4)
+    status, body, _ = app.request("/healthz")
+    assert status == 503
+    assert json.loads(body) == {
+        "status": "unhealthy",
+        "reason": "weight_norm",
+        "error": "model unhealthy: weight_norm",
+    }
+    status, body, _ = app.request("/predict", b'{"x": [1, 2, 3, 4]}')
+    assert status == 503 and json.loads(body)["reason"] == "model_unhealthy"
+
+
+def test_healthz_fails_when_the_service_failed(app: App) -> None:
+    app.healthy = False
+    status, body, _ = app.request("/healthz")
+    assert status == 503
+    assert json.loads(body) == {
+        "status": "failed",
+        "reason": "service_failed",
+        "error": "the training loop has failed",
+    }
+
+
+def test_head_sends_the_headers_of_get_without_a_body(app: App) -> None:
+    _, get_body, _ = app.request("/model")
+    req = urllib.request.Request(app.url + "/model", method="HEAD")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+        assert int(resp.headers["Content-Length"]) == len(get_body)
+        assert resp.read() == b""
+
+
+def test_model_document_is_finite_or_null_and_keeps_its_own_fields() -> None:
+    state = OnlineLogisticRegression(3).get_state()
+    state["theta"] = np.array([1.5, np.nan, -np.inf, np.inf])
+    model = OnlineLogisticRegression.from_state(state)
+    document = model_document(
+        model,
+        {"loss": np.float64("nan"), "nested": {"a": [1.0, float("inf")], "b": np.arange(2)}},
+    )
+    assert document["coef"] == [1.5, None, None] and document["intercept"] is None
+    assert document["health"] == "non_finite"
+    assert document["loss"] is None
+    assert document["nested"] == {"a": [1.0, None], "b": [0, 1]}
+    json.dumps(document, allow_nan=False)  # raises on any NaN or Infinity left
+    with pytest.raises(ValueError, match="coef"):
+        model_document(model, {"coef": []})
