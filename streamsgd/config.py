@@ -76,7 +76,7 @@ SOURCE_KINDS = ("auto", "synthetic", "file", "kafka")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SourceConfig(SyntheticStreamOptions):
+class _SourceChoice(Section):
     source: str = option(
         "auto",
         "where samples come from; auto = kafka when --bootstrap-servers is set, "
@@ -84,6 +84,13 @@ class SourceConfig(SyntheticStreamOptions):
         choices=SOURCE_KINDS,
     )
     path: str | None = option(None, "JSON Lines file for --source file ('-' = stdin)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig(SyntheticStreamOptions, _SourceChoice):
+    """Where samples come from (fields in this order: source, path, the synthetic stream's,
+    then these)."""
+
     max_samples: int | None = option(None, "stop after this many samples in total", POSITIVE_INT)
     max_record_bytes: int = option(16 * 1024 * 1024, "reject larger records", POSITIVE_INT)
 

@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from streamsgd.cli import build_parser, build_service
@@ -344,3 +345,29 @@ def test_json_log_format_is_one_object_per_line() -> None:
         assert PROGRESS_KEYS <= set(document), document
         assert document["level"] == "INFO" and document["samples"] > 0
     assert progress[-1]["samples"] >= progress[0]["samples"]
+
+
+def test_progress_log_paces_its_lines_and_reports_the_lag(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamsgd.progress import ProgressLog
+
+    now = [0.0]
+    progress = ProgressLog(10.0, clock=lambda: now[0])
+    model = OnlineLogisticRegression(2)
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    stats = model.learn_batch(X, np.array([1.0, 0.0]))
+    progress.batch_applied(stats, model, 0.0)
+    with caplog.at_level(logging.INFO, logger="streamsgd.progress"):
+        now[0] = 9.9
+        progress.tick(model)
+        assert not caplog.records
+        now[0] = 10.0
+        progress.set_consumer_lag(1234)
+        progress.tick(model)
+    (record,) = caplog.records
+    assert "lag 1,234 records" in record.getMessage()
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["samples"] == 2 and fields["updates"] == 1 and fields["lag_records"] == 1234
+    assert fields["samples_per_second"] == pytest.approx(0.2)
+    assert fields["progressive_log_loss"] == pytest.approx(stats.sums.loss_sum / 2)
