@@ -70,10 +70,10 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> N
 def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     import numpy as np
 
-    from streamsgd import OnlineLogisticRegression
-    from streamsgd.codec import Decoder
-    from streamsgd.service import Sensor, ServiceConfig, TrainingService
-    from streamsgd.sources.kafka import KafkaSource
+    from streamsgd.cli import build_service
+    from streamsgd.config import train_config
+    from streamsgd.ports import Sensor
+    from streamsgd.service import TrainingService
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)
@@ -100,13 +100,17 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
         def sequence_applied(self, stats: Any, model: Any, duration_seconds: float) -> None:
             learned(stats.n_samples)
 
-    source = KafkaSource(bootstrap, topic, group_id=f"bench-{uuid.uuid4().hex[:8]}",
-                         auto_offset_reset="earliest")  # fmt: skip
-    config = ServiceConfig(batch_size=1, max_samples=n, checkpoint_interval_seconds=1e9,
-                           poll_timeout_seconds=0.05, online_block_size=block)  # fmt: skip
-    service = Service(OnlineLogisticRegression(20, learning_rate=0.01), source, Decoder(20),
-                      config, sensors=[Timing()])  # fmt: skip
-    source.attach(service)
+    config = train_config(
+        source="kafka", bootstrap_servers=bootstrap, topic=topic,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest", n_features=20,
+        learning_rate=0.01, batch_size=1, online_block_size=block, max_samples=n,
+        checkpoint_interval_seconds=1e9, progress="never", log_interval_seconds=0,
+    )  # fmt: skip
+    service, resources = build_service(
+        config, sensors=[Timing()], metrics=False, service_class=Service
+    )
+    # A shorter poll than the service's default, so the poll wait adds little to the delay.
+    service.config.poll_timeout_seconds = 0.05
     consumer = threading.Thread(target=service.run, daemon=True)
     consumer.start()
     time.sleep(2.0)  # let the consumer join the group before the first record
@@ -121,7 +125,7 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     producer.join()
     consumer.join(timeout=60)
     service.request_stop()
-    source.close()
+    resources.close()
     counted = np.array([d for t, d in delays if t >= start + 2.0])
     if len(counted) == 0:
         print("no updates observed", file=sys.stderr)

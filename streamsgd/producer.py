@@ -7,7 +7,6 @@ same seed, so a Kafka-fed model can be compared with an embedded one.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -19,9 +18,14 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .codec import encode_binary, encode_dense, encode_dense_batch
+from .config import ProduceConfig, ProduceSynthetic
 from .synthetic import SyntheticStream
 
 log = logging.getLogger("streamsgd.produce")
+
+
+class ProducerError(RuntimeError):
+    """Kafka cannot be reached to create the topic or to send (one-line message)."""
 
 
 def ensure_topic(
@@ -73,30 +77,23 @@ def file_records(path: str) -> Iterator[bytes]:
             fh.close()
 
 
-def produce(args: argparse.Namespace, security: dict[str, Any]) -> int:
-    """Send the records; waits for every delivery. Returns 0, or 1 if any failed."""
-    from .cli import UsageError
+def produce(config: ProduceConfig) -> int:
+    """Send the records ``config`` describes; waits for every delivery. Returns 0, or 1 if
+    any failed.
 
-    if not args.bootstrap_servers:
-        raise UsageError("produce needs --bootstrap-servers")
-    if args.kind == "synthetic":
-        stream = SyntheticStream(args.n_features, args.seed, args.label_noise, args.drift)
-        records = synthetic_records(
-            stream, args.n, args.samples_per_record, args.format == "binary"
-        )
-        total: int | None = -(-args.n // args.samples_per_record)
-    else:
-        try:
-            open(args.path, "rb").close() if args.path != "-" else None
-        except OSError as exc:
-            raise UsageError(f"cannot open {args.path}: {exc.strerror}") from None
-        records = file_records(args.path)
-        total = None
+    Raises
+    ------
+    ProducerError
+        The brokers cannot be reached to create the topic or to start the producer.
+    """
+    records, total = _records(config)
+    assert config.bootstrap_servers is not None  # ProduceConfig checks it
+    security = config.security()
     try:
-        if ensure_topic(args.bootstrap_servers, args.topic, args.partitions, security):
-            log.info("created topic %s with %d partitions", args.topic, args.partitions)
+        if ensure_topic(config.bootstrap_servers, config.topic, config.partitions, security):
+            log.info("created topic %s with %d partitions", config.topic, config.partitions)
         producer = KafkaProducer(
-            bootstrap_servers=args.bootstrap_servers.split(","),
+            bootstrap_servers=config.bootstrap_servers.split(","),
             acks="all",
             linger_ms=10,
             batch_size=256 * 1024,
@@ -104,20 +101,19 @@ def produce(args: argparse.Namespace, security: dict[str, Any]) -> int:
             **security,
         )
     except KafkaError as exc:
-        raise UsageError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
-
+        raise ProducerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from None
     failures: list[BaseException] = []
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    show = config.progress == "always" or (config.progress == "auto" and sys.stderr.isatty())
     start = time.monotonic()
     last_shown = start
     sent = 0
     for value in records:
-        if args.rate:
+        if config.rate:
             # Pace to the requested rate: record k goes out no earlier than start + k / rate.
-            delay = start + sent / args.rate - time.monotonic()
+            delay = start + sent / config.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        producer.send(args.topic, value=value).add_errback(failures.append)
+        producer.send(config.topic, value=value).add_errback(failures.append)
         sent += 1
         if show and time.monotonic() - last_shown >= 0.5:
             last_shown = time.monotonic()
@@ -129,12 +125,22 @@ def produce(args: argparse.Namespace, security: dict[str, Any]) -> int:
     producer.close()
     if show:
         sys.stderr.write("\n")
-    elapsed = time.monotonic() - start
     if failures:
         print(
             f"streamsgd: {len(failures)} of {sent} records failed: {failures[0]}",
             file=sys.stderr,
         )
         return 1
-    log.info("sent %d records to %s in %.2f s", sent, args.topic, elapsed)
+    log.info("sent %d records to %s in %.2f s", sent, config.topic, time.monotonic() - start)
     return 0
+
+
+def _records(config: ProduceConfig) -> tuple[Iterator[bytes], int | None]:
+    """The records to send and their number if known."""
+    spec = config.records
+    if isinstance(spec, ProduceSynthetic):
+        stream = SyntheticStream(spec.n_features, spec.seed, spec.label_noise, spec.drift)
+        binary = config.format == "binary"
+        records = synthetic_records(stream, spec.n, config.samples_per_record, binary)
+        return records, -(-spec.n // config.samples_per_record)
+    return file_records(spec.path), None

@@ -68,12 +68,13 @@ class ServiceConfig:
     poll_timeout_seconds : float
     """
 
-    batch_size: int = 1
+    # Defaults equal streamsgd.config's (tests/test_config.py checks it).
+    batch_size: int = 32
     max_samples: int | None = None
     max_wait_seconds: float | None = None
     checkpoint_interval_seconds: float = 10.0
     checkpoint_every_updates: int = 0
-    online_block_size: int = 0
+    online_block_size: int = 32
     poll_timeout_seconds: float = 0.2
 
 

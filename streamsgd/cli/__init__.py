@@ -1,0 +1,23 @@
+"""Command line: ``streamsgd train | inspect | produce``, and the composition root.
+
+One module per command (:mod:`.train`, :mod:`.inspect`, :mod:`.produce`); the parsers are
+generated from :mod:`streamsgd.config` (:mod:`.parser`); :func:`build_service` wires a
+service from a configuration for the CLI, bench/ and tests (:mod:`.build`).
+"""
+
+from .build import Resources, build_model, build_service, serve_http, service_config
+from .errors import UsageError
+from .main import entry_point, main
+from .parser import build_parser
+
+__all__ = [
+    "Resources",
+    "UsageError",
+    "build_model",
+    "build_parser",
+    "build_service",
+    "entry_point",
+    "main",
+    "serve_http",
+    "service_config",
+]

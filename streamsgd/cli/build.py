@@ -1,0 +1,286 @@
+"""The composition root: a :class:`TrainConfig` becomes a wired :class:`TrainingService`.
+
+Used by ``streamsgd train``, by bench/ and by tests, so that they all run the service the
+same way::
+
+    service, resources = build_service(train_config(source="file", path="s.jsonl", n_features=6))
+    try:
+        service.run()
+    finally:
+        resources.close()
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from prometheus_client import CollectorRegistry
+
+from ..checkpoint import DirectoryCheckpointStore
+from ..codec import Decoder
+from ..config import TrainConfig
+from ..core.model import OnlineLogisticRegression
+from ..http import HttpServer
+from ..metrics import PrometheusSensor
+from ..ports import DeadLetterSink, Sensor, Source
+from ..progress import ProgressLog, ProgressReporter
+from ..service import ServiceConfig, TrainingService, progressive_log_loss
+from ..sources.file import FileSource
+from ..sources.synthetic import SyntheticSource
+from ..synthetic import SyntheticStream
+from .errors import UsageError
+
+log = logging.getLogger("streamsgd")
+
+
+@dataclass
+class Resources:
+    """What :func:`build_service` opened besides the service; :meth:`close` releases it.
+
+    Attributes
+    ----------
+    registry, metrics : the Prometheus registry and sensor (None with ``metrics=False``).
+    source, decoder, dead_letter : the service's adapters.
+    progress : the status line or the progress log sensor, if any.
+    failed : set when the run failed (``/healthz`` and ``/readyz`` then fail).
+    http : the HTTP server once :func:`serve_http` started it.
+    """
+
+    source: Source
+    decoder: Decoder
+    registry: CollectorRegistry | None = None
+    metrics: PrometheusSensor | None = None
+    dead_letter: Any = None
+    progress: ProgressReporter | ProgressLog | None = None
+    failed: threading.Event = field(default_factory=threading.Event)
+    http: HttpServer | None = None
+
+    def is_ready(self) -> bool:
+        return bool(self.source.ready) and not self.failed.is_set()
+
+    def close(self) -> None:
+        """Stop the HTTP server, end the status line, close the source and dead-letter sink."""
+        if isinstance(self.progress, ProgressReporter):
+            self.progress.close()
+        self.source.close()
+        if self.dead_letter is not None:
+            self.dead_letter.close()
+        if self.http is not None:
+            self.http.stop()
+
+
+def build_model(config: TrainConfig) -> OnlineLogisticRegression:
+    """The model of ``config.model``. ``clip_norm_ratio`` and ``max_weight_norm`` are passed
+    only to a model that takes them (they arrive with the core's robustness work)."""
+    m = config.model
+    keywords: dict[str, Any] = {
+        "learning_rate": m.learning_rate,
+        "learning_rate_schedule": m.learning_rate_schedule,
+        "decay": m.learning_rate_decay,
+        "power": m.learning_rate_power,
+        "l2": m.l2,
+        "l1": m.l1,
+        "reduction": m.reduction,
+        "optimizer": m.optimizer,
+        "stats_smoothing": m.stats_smoothing,
+    }
+    accepted = inspect.signature(OnlineLogisticRegression).parameters
+    for name in ("clip_norm_ratio", "max_weight_norm"):
+        if name in accepted:
+            keywords[name] = getattr(m, name)
+    return OnlineLogisticRegression(config.n_features, **keywords)
+
+
+def service_config(config: TrainConfig) -> ServiceConfig:
+    """The loop's settings taken from ``config``."""
+    wait_ms = config.minibatch.max_wait_ms
+    return ServiceConfig(
+        batch_size=config.minibatch.batch_size,
+        max_samples=config.source.max_samples,
+        max_wait_seconds=None if wait_ms is None else wait_ms / 1000.0,
+        checkpoint_interval_seconds=config.checkpoint.checkpoint_interval_seconds,
+        checkpoint_every_updates=config.checkpoint.checkpoint_every_updates,
+        online_block_size=config.minibatch.online_block_size,
+    )
+
+
+def build_service(
+    config: TrainConfig,
+    *,
+    sensors: Sequence[Sensor] = (),
+    metrics: bool = True,
+    service_class: type[TrainingService] = TrainingService,
+    stderr: TextIO | None = None,
+) -> tuple[TrainingService, Resources]:
+    """Wire the service ``config`` describes; nothing runs and no port is opened yet.
+
+    Parameters
+    ----------
+    sensors : extra sensors (e.g. a benchmark's timing), after the built-in ones.
+    metrics : False leaves out the Prometheus sensor and registry (no /metrics).
+    service_class : a :class:`TrainingService` subclass (benchmarks instrument the loop).
+    stderr : where the status line goes and whose ``isatty()`` chooses it (sys.stderr).
+
+    Raises
+    ------
+    UsageError : the file cannot be opened, or the confluent client is not installed.
+    """
+    stderr = sys.stderr if stderr is None else stderr
+    registry = CollectorRegistry() if metrics else None
+    sensor = PrometheusSensor(registry) if registry is not None else None
+    progress = _progress(config, stderr)
+    lag_listeners: list[Callable[[int], None]] = []
+    if sensor is not None:
+        lag_listeners.append(sensor.set_consumer_lag)
+    if isinstance(progress, ProgressLog):
+        lag_listeners.append(progress.set_consumer_lag)
+
+    def on_lag(lag_records: int) -> None:
+        for listener in lag_listeners:
+            listener(lag_records)
+
+    source, dead_letter, description = _source(config, on_lag)
+    decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
+    directory = config.checkpoint.checkpoint_dir
+    built = [s for s in (sensor, progress) if s is not None]
+    service = service_class(
+        build_model(config),
+        source,
+        decoder,
+        service_config(config),
+        checkpoint_store=DirectoryCheckpointStore(directory) if directory else None,
+        dead_letter=dead_letter,
+        sensors=[*built, *sensors],
+        source_description=description,
+    )
+    if hasattr(source, "attach"):
+        source.attach(service)
+    resources = Resources(source, decoder, registry, sensor, dead_letter, progress)
+    if sensor is not None:
+        sensor.bind_readiness(resources.is_ready)
+    return service, resources
+
+
+def _progress(config: TrainConfig, stderr: TextIO) -> ProgressReporter | ProgressLog | None:
+    """The status line on a terminal (or with --progress always); else the progress log."""
+    mode = config.logging.progress
+    if mode == "always" or (mode == "auto" and stderr.isatty()):
+        return ProgressReporter(stderr)
+    if config.logging.log_interval_seconds > 0:
+        return ProgressLog(config.logging.log_interval_seconds)
+    return None
+
+
+def _source(
+    config: TrainConfig, on_lag: Callable[[int], None]
+) -> tuple[Source, DeadLetterSink | None, dict[str, Any]]:
+    """The source, the dead-letter sink and the source's description for the checkpoint."""
+    kind = config.source_kind
+    description: dict[str, Any] = {"kind": kind}
+    s = config.source
+    if kind == "synthetic":
+        if s.source == "auto":
+            log.info("no --bootstrap-servers: training on the embedded synthetic stream")
+        stream = SyntheticStream(config.n_features, s.seed, s.label_noise, s.drift)
+        description.update(seed=s.seed, label_noise=s.label_noise, drift=s.drift)
+        return SyntheticSource(stream), None, description
+    if kind == "file":
+        assert s.path is not None  # TrainConfig checks it
+        try:
+            source = FileSource(s.path)
+        except OSError as exc:
+            raise UsageError(f"cannot open {s.path}: {exc.strerror}") from None
+        description.update(path=s.path)
+        return source, None, description
+    return _kafka_source(config, on_lag, description)
+
+
+def _kafka_source(
+    config: TrainConfig, on_lag: Callable[[int], None], description: dict[str, Any]
+) -> tuple[Source, DeadLetterSink | None, dict[str, Any]]:
+    from ..sources.kafka import KafkaDeadLetterSink, KafkaSource
+
+    k = config.kafka
+    source_class: Any = KafkaSource
+    if k.kafka_client == "confluent":
+        try:
+            from ..sources.confluent import ConfluentKafkaSource
+        except ImportError:
+            raise UsageError(
+                "--kafka-client confluent needs confluent-kafka: pip install 'streamsgd[confluent]'"
+            ) from None
+        source_class = ConfluentKafkaSource
+    assert k.bootstrap_servers is not None and k.topic is not None  # TrainConfig checks them
+    source = source_class(
+        bootstrap_servers=k.bootstrap_servers,
+        topic=k.topic,
+        group_id=k.group_id,
+        auto_offset_reset=k.auto_offset_reset,
+        security=k.security(),
+        lag_interval_seconds=k.lag_interval_seconds,
+        on_lag=on_lag,
+        group_instance_id=k.group_instance_id,
+        **_protocol_debug(source_class, k.kafka_protocol_debug),
+    )
+    dead_letter = None
+    if k.dead_letter_topic:
+        dead_letter = KafkaDeadLetterSink(
+            k.bootstrap_servers,
+            k.dead_letter_topic,
+            k.security(),
+            **_protocol_debug(KafkaDeadLetterSink, k.kafka_protocol_debug),
+        )
+    description.update(topic=k.topic, group_id=k.group_id)
+    return source, dead_letter, description
+
+
+def _protocol_debug(adapter: Any, enabled: bool) -> dict[str, bool]:
+    # The Kafka adapters take protocol_debug= once the kafka/ package lands; until then the
+    # logging set-up alone decides what their loggers print.
+    accepted = inspect.signature(adapter).parameters
+    return {"protocol_debug": enabled} if "protocol_debug" in accepted else {}
+
+
+def serve_http(service: TrainingService, resources: Resources, config: TrainConfig) -> HttpServer:
+    """Start /metrics /healthz /readyz /model /predict on ``config.serve``.
+
+    Raises
+    ------
+    UsageError : the address cannot be bound.
+    """
+    host, port = config.serve.metrics_host, config.serve.metrics_port
+    if resources.registry is None:
+        raise ValueError("serve_http needs a service built with metrics=True")
+    failed = resources.failed
+    try:
+        server = HttpServer(
+            host,
+            port,
+            resources.registry,
+            get_model=lambda: service.model,
+            decoder=resources.decoder,
+            is_ready=resources.is_ready,
+            is_healthy=lambda: not failed.is_set(),
+            model_extra=lambda: {
+                "progressive_log_loss": _none_if_nan(
+                    progressive_log_loss(service.totals, service.model)
+                ),
+                "offsets": {p: pos.offset for p, pos in service.buffer.positions.items()},
+            },
+        ).start()
+    except OSError as exc:
+        raise UsageError(f"cannot serve HTTP on {host}:{port}: {exc.strerror}") from None
+    resources.http = server
+    log.info("serving /metrics /healthz /readyz /model /predict on http://%s:%d", host, server.port)
+    return server
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value

@@ -1,0 +1,51 @@
+"""``streamsgd inspect DIR [--json]``: print a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..checkpoint import CheckpointError, DirectoryCheckpointStore
+from .errors import UsageError
+
+
+def checkpoint_document(directory: str) -> dict[str, Any]:
+    """The checkpoint in ``directory`` as the JSON document ``inspect --json`` prints."""
+    try:
+        state = DirectoryCheckpointStore(directory).load()
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    if state is None:
+        raise UsageError(f"no checkpoint in {directory}")
+    model = state["model"]
+    theta = model["theta"]
+    return {
+        "coef": theta[:-1].tolist(),
+        "intercept": float(theta[-1]),
+        "n_updates": model["n_updates"],
+        "n_samples_seen": model["n_samples_seen"],
+        "offsets": state["offsets"],
+        "positions": state["positions"],
+        "params": model["params"],
+        "totals": state["totals"],
+        "source": state["source"],
+        "batch_size": state["batch_size"],
+    }
+
+
+def run(directory: str, as_json: bool) -> int:
+    document = checkpoint_document(directory)
+    if as_json:
+        print(json.dumps(document, indent=2, allow_nan=True))
+        return 0
+    n = document["n_samples_seen"]
+    loss = document["totals"]["progressive_loss_sum"] / n if n else math.nan
+    print(f"checkpoint      {directory}")
+    print(f"features        {document['params']['n_features']}")
+    print(f"updates         {document['n_updates']}")
+    print(f"samples         {n}")
+    print(f"progressive loss {loss:.6f}")
+    print(f"intercept       {document['intercept']:.6g}")
+    print(f"offsets         {json.dumps(document['offsets'])}")
+    return 0

@@ -1,0 +1,104 @@
+"""Where option values come from besides flags: the ``--config`` TOML file and the
+environment; and the TOML the effective configuration is printed as (``--print-config``).
+
+Both readers return ``{option name: value}`` with every value already checked, so the
+parser can use them as defaults: built-in < file < environment < command line.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..config import SECTIONS, TrainConfig, train_options
+from ..options import MASK, ConfigError, OptionSpec
+from .errors import UsageError
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The options set in the TOML file ``path`` (tables = the sections of TrainConfig).
+
+    Raises
+    ------
+    UsageError
+        One line naming the file and the problem: unreadable, not TOML, an unknown table or
+        key, a value of the wrong type or out of range.
+    """
+    try:
+        with open(path, "rb") as fh:
+            document = tomllib.load(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    options = {section: {s.name: s for s in specs} for section, specs in _by_section().items()}
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        if section not in options or not isinstance(table, dict):
+            known = ", ".join(f"[{name}]" for name in SECTIONS)
+            raise UsageError(f"{path}: unknown section {section!r} (sections: {known})")
+        for key, value in table.items():
+            spec = options[section].get(key)
+            if spec is None:
+                raise UsageError(f"{path}: unknown key {key!r} in [{section}]")
+            try:
+                spec.check(value)
+            except ConfigError as exc:
+                raise UsageError(f"{path}: [{section}] {key}: {exc}") from None
+            values[key] = value
+    return values
+
+
+def environment_values(options: Iterable[OptionSpec], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options set through ``STREAMSGD_<NAME>`` variables, parsed and checked."""
+    values: dict[str, Any] = {}
+    for spec in options:
+        raw = environ.get(spec.env_var)
+        if raw is None:
+            continue
+        try:
+            values[spec.name] = spec.parse(raw)
+        except ConfigError as exc:
+            detail = str(exc).removeprefix(f"{spec.flag}: ")
+            if spec.secret:
+                detail = detail.replace(raw, MASK)
+            raise UsageError(f"{spec.env_var} ({spec.flag}): {detail}") from None
+    return values
+
+
+def render_toml(config: TrainConfig) -> str:
+    """``config`` as a TOML document that ``--config`` reads back; secrets are masked and
+    unset options are comments."""
+    lines = [
+        "# streamsgd train: effective configuration "
+        "(defaults < --config file < environment < flags)"
+    ]
+    for section, specs in _by_section().items():
+        lines += ["", f"[{section}]"]
+        for spec in specs:
+            value = getattr(getattr(config, section), spec.name)
+            if value is None:
+                lines.append(f"# {spec.name} is not set")
+            elif spec.secret:
+                lines.append(f"{spec.name} = {json.dumps(MASK)}")
+            else:
+                lines.append(f"{spec.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    # JSON string escapes (\" \\ \n \uXXXX) are valid in TOML basic strings.
+    return json.dumps(str(value))
+
+
+def _by_section() -> dict[str, list[OptionSpec]]:
+    grouped: dict[str, list[OptionSpec]] = {section: [] for section in SECTIONS}
+    for section, spec in train_options():
+        grouped[section].append(spec)
+    return grouped

@@ -1,0 +1,77 @@
+"""``main(argv) -> int`` and the console entry point.
+
+``main`` never raises for user mistakes: a wrong flag, value, environment variable or config
+file, an unreadable checkpoint, prints one line ``streamsgd: error: ...`` and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from ..logs import configure_logging
+from ..options import ConfigError
+from . import inspect, produce, train
+from .layers import read_config_file
+from .parser import build_parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; for ``train --config FILE`` (or ``STREAMSGD_CONFIG``) parse again with
+    the file's values under the environment's and the flags'."""
+    args = build_parser().parse_args(argv)
+    if args.command == "train" and args.config:
+        args = build_parser(read_config_file(args.config)).parse_args(argv)
+    return args
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "inspect":
+        configure_logging()
+        return inspect.run(args.directory, args.json)
+    if args.command == "produce":
+        config = produce.config_from_args(args)
+        configure_logging(secrets=config.secrets())
+        return produce.run(config)
+    train_config = train.config_from_args(args)
+    if args.print_config:
+        return train.print_config(train_config)
+    settings = train_config.logging
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        kafka_protocol_debug=train_config.kafka.kafka_protocol_debug,
+        secrets=train_config.kafka.secrets(),
+    )
+    return train.run(train_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    try:
+        return _dispatch(parse(argv))
+    except ConfigError as exc:  # UsageError included
+        print(f"streamsgd: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        # In-process callers (tests) get their logging back as it was.
+        for handler in root.handlers[:]:
+            if handler not in handlers_before:
+                root.removeHandler(handler)
+
+
+def entry_point() -> None:
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (e.g. `streamsgd inspect DIR --json | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

@@ -1,0 +1,166 @@
+"""The argparse parsers, generated from the option declarations of :mod:`streamsgd.config`.
+
+``streamsgd train``: one argument group per configuration section; every flag's default is
+the built-in default, overridden by the ``--config`` file, overridden by ``STREAMSGD_<NAME>``
+(all already checked); a flag on the command line wins over all of them.
+``streamsgd produce``: the same generation; only the passwords come from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .. import __version__
+from ..config import (
+    PRODUCE_OPTIONS_AFTER_SOURCE,
+    SECTIONS,
+    ProduceConfig,
+    ProduceFile,
+    ProduceSynthetic,
+    train_options,
+)
+from ..options import BOOLEAN, TEXT, OptionSpec, Section, option, specs
+from .errors import UsageError
+from .layers import environment_values
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainCommandOptions(Section):
+    """Options of ``streamsgd train`` that are not configuration."""
+
+    config: str | None = option(
+        None,
+        "TOML file of options: tables are the sections printed by --print-config, keys "
+        "the option names; precedence: defaults < file < environment < flags",
+        metavar="FILE",
+    )
+    print_config: bool = option(
+        False,
+        "print the effective configuration as TOML (secrets masked) and exit",
+        BOOLEAN,
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+class _EnvHelpFormatter(argparse.HelpFormatter):
+    """Shows each flag's environment variable and its built-in default, never the value
+    taken from the environment or a file (which may be a secret)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        spec: OptionSpec | None = getattr(action, "spec", None)
+        if spec is None:
+            return text
+        if getattr(action, "env_var", None):
+            text += f" [env: {spec.env_var}]"
+        if spec.default not in (None, False) and not spec.secret:
+            text += f" (default: {spec.default})"
+        return text
+
+
+def _value_parser(spec: OptionSpec) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return spec.value_type.parse(text)
+        except ValueError as exc:  # ConfigError: argparse prefixes the flag
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = spec.value_type.name
+    return parse
+
+
+def add_option(
+    group: Any, spec: OptionSpec, default: Any, *, env: bool, hide_default: bool = False
+) -> argparse.Action:
+    """Add ``spec`` to ``group`` with ``default`` (already resolved from file/environment)."""
+    kwargs: dict[str, Any] = {
+        "help": spec.help,
+        "default": argparse.SUPPRESS if hide_default else default,
+    }
+    if spec.value_type is BOOLEAN:
+        kwargs["action"] = "store_true"
+    else:
+        if spec.value_type is not TEXT:
+            kwargs["type"] = _value_parser(spec)
+        kwargs["choices"] = spec.choices
+        kwargs["metavar"] = spec.metavar
+    if spec.positional:
+        kwargs.pop("default")
+        action: argparse.Action = group.add_argument(spec.name, **kwargs)
+    else:
+        kwargs["required"] = spec.required
+        action = group.add_argument(spec.flag, **kwargs)
+    action.spec = spec  # type: ignore[attr-defined]
+    action.env_var = spec.env_var if env else None  # type: ignore[attr-defined]
+    return action
+
+
+def build_parser(
+    file_values: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.ArgumentParser:
+    """The full parser. ``file_values``: options from a ``--config`` file; ``environ``:
+    the environment to read (default ``os.environ``). Raises :class:`UsageError` for a bad
+    environment value."""
+    environ = os.environ if environ is None else environ
+    parser = _Parser(
+        prog="streamsgd",
+        description="Streaming online logistic regression with minibatch-averaged SGD.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamsgd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    _add_train(commands, file_values or {}, environ)
+    inspect = commands.add_parser("inspect", help="print a checkpoint")
+    inspect.add_argument("directory", help="checkpoint directory")
+    inspect.add_argument("--json", action="store_true", help="print the whole checkpoint as JSON")
+    _add_produce(commands, environ)
+    return parser
+
+
+def _add_train(commands: Any, file_values: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train on a stream and serve metrics",
+        formatter_class=_EnvHelpFormatter,
+        description="Train on a stream. Every flag can also be set with the environment "
+        "variable shown next to it, or in a --config file.",
+    )
+    every = [spec for _, spec in train_options()]
+    command_options = list(specs(TrainCommandOptions))
+    defaults = {spec.name: spec.default for spec in every + command_options}
+    defaults.update(file_values)
+    defaults.update(environment_values(every + command_options, environ))
+    groups = {section: train.add_argument_group(section) for section in SECTIONS}
+    for section, spec in train_options():
+        add_option(groups[section], spec, defaults[spec.name], env=True)
+    for spec in command_options:
+        add_option(train, spec, defaults[spec.name], env=True)
+
+
+def _add_produce(commands: Any, environ: Mapping[str, str]) -> None:
+    produce = commands.add_parser(
+        "produce", help="write samples to a Kafka topic", formatter_class=_EnvHelpFormatter
+    )
+    own = [s for s in specs(ProduceConfig)]
+    secrets = environment_values([s for s in own if s.secret], environ)
+    for spec in own:
+        add_option(produce, spec, secrets.get(spec.name, spec.default), env=spec.secret)
+    kinds = produce.add_subparsers(dest="kind", metavar="SOURCE", parser_class=_Parser)
+    kinds.required = True
+    helps = {"synthetic": "the seeded synthetic stream", "file": "JSON Lines records, one per line"}
+    by_name = {spec.name: spec for spec in own}
+    for kind, section in (("synthetic", ProduceSynthetic), ("file", ProduceFile)):
+        sub = kinds.add_parser(kind, help=helps[kind], formatter_class=_EnvHelpFormatter)
+        for spec in specs(section):
+            add_option(sub, spec, spec.default, env=False)
+        # SUPPRESS: a value given before the source name is not overwritten by a default.
+        for name in PRODUCE_OPTIONS_AFTER_SOURCE[kind]:
+            add_option(sub, by_name[name], None, env=False, hide_default=True)

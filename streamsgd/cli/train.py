@@ -1,0 +1,69 @@
+"""``streamsgd train``: build the service from the configuration, serve HTTP, run until the
+stream ends, ``--max-samples`` is reached or SIGTERM/SIGINT asks to stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from typing import Any
+
+from ..checkpoint import CheckpointError
+from ..config import TrainConfig, train_config, train_options
+from ..service import progressive_log_loss
+from .build import build_service, serve_http
+from .errors import UsageError
+from .layers import render_toml
+
+log = logging.getLogger("streamsgd")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of a parsed ``train`` command line."""
+    return train_config({spec.name: getattr(args, spec.name) for _, spec in train_options()})
+
+
+def print_config(config: TrainConfig) -> int:
+    """``--print-config``: the effective configuration as TOML on stdout, secrets masked."""
+    sys.stdout.write(render_toml(config))
+    return 0
+
+
+def run(config: TrainConfig) -> int:
+    """Train as ``config`` says; returns the exit code (0)."""
+    service, resources = build_service(config)
+    try:
+        serve_http(service, resources, config)
+    except BaseException:
+        resources.close()
+        raise
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info(
+            "received %s: finishing the current step, checkpointing, committing",
+            signal.Signals(signum).name,
+        )
+        service.request_stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.run()
+    except CheckpointError as exc:
+        resources.failed.set()
+        raise UsageError(str(exc)) from None
+    except BaseException:
+        resources.failed.set()
+        raise
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        resources.close()
+    log.info(
+        "done: %d samples in %d updates, progressive log loss %.6f, %d records rejected",
+        service.model.n_samples_seen,
+        service.model.n_updates,
+        progressive_log_loss(service.totals, service.model),
+        service.totals.records_rejected,
+    )
+    return 0
