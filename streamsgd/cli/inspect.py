@@ -7,6 +7,8 @@ import math
 from typing import Any
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
+from ..core.model import OnlineLogisticRegression
+from ..model_document import model_document
 from .errors import UsageError
 
 
@@ -18,26 +20,14 @@ def checkpoint_document(directory: str) -> dict[str, Any]:
         raise UsageError(str(exc)) from None
     if state is None:
         raise UsageError(f"no checkpoint in {directory}")
-    model = state["model"]
-    theta = model["theta"]
-    return {
-        "coef": theta[:-1].tolist(),
-        "intercept": float(theta[-1]),
-        "n_updates": model["n_updates"],
-        "n_samples_seen": model["n_samples_seen"],
-        "offsets": state["offsets"],
-        "positions": state["positions"],
-        "params": model["params"],
-        "totals": state["totals"],
-        "source": state["source"],
-        "batch_size": state["batch_size"],
-    }
+    extra = {key: state[key] for key in ("offsets", "positions", "totals", "source", "batch_size")}
+    return model_document(OnlineLogisticRegression.from_state(state["model"]), extra)
 
 
 def run(directory: str, as_json: bool) -> int:
     document = checkpoint_document(directory)
     if as_json:
-        print(json.dumps(document, indent=2, allow_nan=True))
+        print(json.dumps(document, indent=2))
         return 0
     n = document["n_samples_seen"]
     loss = document["totals"]["progressive_loss_sum"] / n if n else math.nan
@@ -46,6 +36,6 @@ def run(directory: str, as_json: bool) -> int:
     print(f"updates         {document['n_updates']}")
     print(f"samples         {n}")
     print(f"progressive loss {loss:.6f}")
-    print(f"intercept       {document['intercept']:.6g}")
+    print(f"intercept       {document['intercept']}")
     print(f"offsets         {json.dumps(document['offsets'])}")
     return 0
