@@ -469,6 +469,10 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--source {source_kind} needs --n-features (or --hash-bits)")
     if source_kind == "synthetic" and args.hash_bits is not None:
         raise UsageError("the synthetic source is dense: drop --hash-bits")
+    try:  # first: a second trainer on the directory refuses before connecting anywhere
+        store = DirectoryCheckpointStore(args.checkpoint_dir) if args.checkpoint_dir else None
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
 
     model = OnlineLogisticRegression(
         n_features,
@@ -534,7 +538,6 @@ def _train(args: argparse.Namespace) -> int:
             )
         description.update(topic=args.topic, group_id=args.group_id)
 
-    store = DirectoryCheckpointStore(args.checkpoint_dir) if args.checkpoint_dir else None
     config = ServiceConfig(
         batch_size=args.batch_size,
         max_samples=args.max_samples,
@@ -615,6 +618,8 @@ def _train(args: argparse.Namespace) -> int:
             dead_letter.close()
         if server is not None:
             server.stop()
+        if store is not None:
+            store.close()
     loss = progressive_log_loss(service.totals, service.model)
     log.info(
         "done: %d samples in %d updates, progressive log loss %.6f, %d records rejected",
@@ -635,7 +640,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError, DirectoryCheckpointStore
 
     try:
-        state = DirectoryCheckpointStore(args.directory).load()
+        state = DirectoryCheckpointStore(args.directory, read_only=True).load()
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     if state is None:
