@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError
-from .validation import validate_state
+from .validation import field, validate_state
 
 log = logging.getLogger("streamsgd.checkpoint")
 
@@ -76,17 +76,11 @@ def _decode_array(value: dict[str, Any], where: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=ARRAY_DTYPE).reshape(shape).astype(np.float64)
 
 
-def _field(where: str, key: str) -> str:
-    """``where.key``, with odd keys quoted so that a message stays on one line."""
-    plain = key.isidentifier() and key.isascii()
-    return f"{where}.{key}" if plain else f"{where}[{key!r:.60}]"
-
-
 def _decode(value: Any, where: str = "state") -> Any:
     if isinstance(value, dict):
         if "__ndarray__" in value:
             return _decode_array(value, where)
-        return {k: _decode(v, _field(where, k)) for k, v in value.items()}
+        return {k: _decode(v, field(where, k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value

@@ -10,6 +10,12 @@ from ..core.model import STATE_FORMAT
 from .errors import CheckpointError
 
 
+def field(where: str, key: str) -> str:
+    """``where.key``, with odd keys quoted so that a message stays on one line."""
+    plain = key.isidentifier() and key.isascii()
+    return f"{where}.{key}" if plain else f"{where}[{key!r:.60}]"
+
+
 def _fail(where: str, problem: str) -> CheckpointError:
     return CheckpointError(f"{where}: {problem}")
 
@@ -54,6 +60,24 @@ def _vector(value: Any, where: str, length: int | None, finite: bool) -> np.ndar
     return value
 
 
+def _plain(value: Any, where: str, scalars_only: bool = False) -> None:
+    """JSON values only (no arrays): they are compared, logged and printed as they are."""
+    if value is None or type(value) in (bool, int, float, str):
+        return
+    if scalars_only:
+        raise _fail(
+            where, f"expected a number, string, boolean or null, got {type(value).__name__}"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _plain(item, field(where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain(item, f"{where}[{i}]")
+    else:
+        raise _fail(where, f"expected a JSON value, got {type(value).__name__}")
+
+
 def _validate_gradient_stats(stats: Any, where: str) -> None:
     real_keys = (
         "per_sample_variance",
@@ -84,6 +108,8 @@ def _validate_model(model: Any) -> None:
     if model["format"] != STATE_FORMAT:
         raise _fail("model.format", f"{model['format']!r:.60} is not {STATE_FORMAT!r}")
     params = _mapping(model["params"], "model.params", ("n_features",))
+    for key, value in params.items():
+        _plain(value, field("model.params", key), scalars_only=True)
     n_features = _count(params["n_features"], "model.params.n_features", minimum=1)
     _vector(model["theta"], "model.theta", n_features + 1, finite=True)
     accumulators = model["squared_gradient_sum"]
@@ -107,7 +133,7 @@ _COUNTER_TOTALS = (
 def _validate_positions(positions: Any, offsets: Any) -> None:
     positions = _mapping(positions, "positions")
     for partition, position in positions.items():
-        where = f"positions[{partition!r:.60}]"
+        where = field("positions", partition)
         if not (isinstance(position, list) and len(position) == 2):
             raise _fail(where, "expected [offset, skip_samples]")
         _count(position[0], f"{where}[0]")
@@ -136,8 +162,8 @@ def validate_state(state: Any) -> None:
     totals = _mapping(state["totals"], "totals", (*_COUNTER_TOTALS, "progressive_loss_sum"))
     for key, value in totals.items():
         if key in _COUNTER_TOTALS:
-            _count(value, f"totals.{key}")
-        elif _real(value, f"totals.{key}") < 0.0:
-            raise _fail(f"totals.{key}", "is negative")
-    _mapping(state["source"], "source")
+            _count(value, field("totals", key))
+        elif _real(value, field("totals", key)) < 0.0:
+            raise _fail(field("totals", key), "is negative")
+    _plain(_mapping(state["source"], "source"), "source")
     _count(state["batch_size"], "batch_size", minimum=1)
