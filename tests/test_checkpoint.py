@@ -331,7 +331,7 @@ REPLACEMENTS = st.sampled_from(
 )  # fmt: skip
 
 
-@FUZZ
+@settings(FUZZ, max_examples=500)
 @given(st.data())
 def test_fuzz_restructured_checkpoints_are_refused_or_usable(data: st.DataObject) -> None:
     """Delete or retype any field of a real checkpoint's JSON tree and sign it again (so the

@@ -105,6 +105,7 @@ def _validate_model(model: Any) -> None:
     """What :meth:`OnlineLogisticRegression.from_state` and the service's restore() read."""
     required = ("format", "params", "theta", "squared_gradient_sum", "n_updates")
     model = _mapping(model, "model", (*required, "n_samples_seen", "gradient_stats"))
+    _plain(model["format"], "model.format", scalars_only=True)  # an array would not compare
     if model["format"] != STATE_FORMAT:
         raise _fail("model.format", f"{model['format']!r:.60} is not {STATE_FORMAT!r}")
     params = _mapping(model["params"], "model.params", ("n_features",))
@@ -139,6 +140,8 @@ def _validate_positions(positions: Any, offsets: Any) -> None:
         _count(position[0], f"{where}[0]")
         _count(position[1], f"{where}[1]")
     offsets = _mapping(offsets, "offsets")
+    for partition, offset in offsets.items():
+        _count(offset, field("offsets", partition))
     # The service writes offsets as the positions' offsets: anything else is not its file.
     if offsets != {p: pos[0] for p, pos in positions.items()}:
         raise _fail("offsets", "do not match the offsets of positions")
