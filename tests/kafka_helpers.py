@@ -117,7 +117,7 @@ def load_checkpoint(directory: Path) -> dict[str, Any] | None:
     """The checkpoint as the trainer wrote it (arrays bit-exact); None before the first save.
 
     Safe while a trainer runs: saves replace the file atomically."""
-    return DirectoryCheckpointStore(directory).load()
+    return DirectoryCheckpointStore(directory, read_only=True).load()
 
 
 def checkpoint_where(

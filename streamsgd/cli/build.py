@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry
 
-from ..checkpoint import DirectoryCheckpointStore
+from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..codec import Decoder
 from ..config import TrainConfig
 from ..core.model import OnlineLogisticRegression
@@ -61,6 +61,7 @@ class Resources:
     progress: ProgressReporter | ProgressLog | None = None
     failed: threading.Event = field(default_factory=threading.Event)
     http: HttpServer | None = None
+    checkpoint_store: DirectoryCheckpointStore | None = None
 
     def is_ready(self) -> bool:
         return bool(self.source.ready) and not self.failed.is_set()
@@ -74,6 +75,8 @@ class Resources:
             self.dead_letter.close()
         if self.http is not None:
             self.http.stop()
+        if self.checkpoint_store is not None:
+            self.checkpoint_store.close()  # releases the directory's writer lock
 
 
 def build_model(config: TrainConfig) -> OnlineLogisticRegression:
@@ -133,6 +136,7 @@ def build_service(
     UsageError : the file cannot be opened, or the confluent client is not installed.
     """
     stderr = sys.stderr if stderr is None else stderr
+    store = _checkpoint_store(config)
     registry = CollectorRegistry() if metrics else None
     sensor = PrometheusSensor(registry) if registry is not None else None
     progress = _progress(config, stderr)
@@ -146,16 +150,20 @@ def build_service(
         for listener in lag_listeners:
             listener(lag_records)
 
-    source, dead_letter, description = _source(config, on_lag)
+    try:
+        source, dead_letter, description = _source(config, on_lag)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
-    directory = config.checkpoint.checkpoint_dir
     built = [s for s in (sensor, progress) if s is not None]
     service = service_class(
         build_model(config),
         source,
         decoder,
         service_config(config),
-        checkpoint_store=DirectoryCheckpointStore(directory) if directory else None,
+        checkpoint_store=store,
         dead_letter=dead_letter,
         sensors=[*built, *sensors],
         source_description=description,
@@ -163,9 +171,22 @@ def build_service(
     if hasattr(source, "attach"):
         source.attach(service)
     resources = Resources(source, decoder, registry, sensor, dead_letter, progress)
+    resources.checkpoint_store = store
     if sensor is not None:
         sensor.bind_readiness(resources.is_ready)
     return service, resources
+
+
+def _checkpoint_store(config: TrainConfig) -> DirectoryCheckpointStore | None:
+    """The writer of ``--checkpoint-dir``, taken first: a second trainer on the directory
+    refuses (one line, exit 2) before it connects anywhere."""
+    directory = config.checkpoint.checkpoint_dir
+    if not directory:
+        return None
+    try:
+        return DirectoryCheckpointStore(directory)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _progress(config: TrainConfig, stderr: TextIO) -> ProgressReporter | ProgressLog | None:

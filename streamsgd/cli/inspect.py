@@ -15,7 +15,7 @@ from .errors import UsageError
 def checkpoint_document(directory: str) -> dict[str, Any]:
     """The checkpoint in ``directory`` as the JSON document ``inspect --json`` prints."""
     try:
-        state = DirectoryCheckpointStore(directory).load()
+        state = DirectoryCheckpointStore(directory, read_only=True).load()
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
     if state is None:

@@ -1,0 +1,29 @@
+"""Atomic, versioned, checksummed checkpoints: one JSON file per directory, never pickle.
+
+* :mod:`.document` — the file format (``dumps``/``loads``): canonical JSON, a SHA-256 over
+  the state's bytes, format 2 (format 1 without checksum is read with a warning).
+* :mod:`.validation` — ``validate_state``: everything the run loop and the model read, so a
+  malformed, torn or non-finite checkpoint is refused with one line, never a traceback.
+* :mod:`.store` — ``DirectoryCheckpointStore``: one writer per directory (an exclusive
+  ``flock`` on ``DIR/.lock`` held until ``close()`` or the process dies, even by SIGKILL);
+  saves go to a unique temp file, fsync, rename over ``checkpoint.json``, fsync of the
+  directory, so a crash leaves the previous or the new checkpoint. ``read_only=True``
+  stores (``streamsgd inspect``) take no lock: renames are atomic.
+"""
+
+from .document import FORMAT_VERSION, dumps, loads
+from .errors import CheckpointError, CheckpointLocked
+from .store import FILE_NAME, LOCK_NAME, DirectoryCheckpointStore
+from .validation import validate_state
+
+__all__ = [
+    "FILE_NAME",
+    "FORMAT_VERSION",
+    "LOCK_NAME",
+    "CheckpointError",
+    "CheckpointLocked",
+    "DirectoryCheckpointStore",
+    "dumps",
+    "loads",
+    "validate_state",
+]
