@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from operator import mul
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .losses import sigmoid_scalar
 from .types import FloatArray
@@ -103,7 +104,7 @@ class BlockTerms:
 
 def l2_block_terms(
     gram: FloatArray,
-    lower: tuple[FloatArray, FloatArray],
+    lower: tuple[NDArray[np.intp], NDArray[np.intp]],
     u: FloatArray,
     b0: float,
     factors: FloatArray,

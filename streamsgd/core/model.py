@@ -18,13 +18,7 @@ from .losses import sigmoid
 from .row_scale import initial_scale, next_scale
 from .schedules import LearningRateSchedule
 from .sparse import SparseRows
-from .step import (
-    SPARSE_STEP_MAX_DENSITY,
-    BatchStats,
-    batch_sums,
-    proposed_column_weights,
-    proposed_weights,
-)
+from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums, propose_step
 from .types import FloatArray
 from .validation import Features, check_batch, check_features
 
@@ -240,40 +234,27 @@ class OnlineLogisticRegression:
         """
         m = sums.n_samples
         eta = self.schedule(self.n_updates)
-        mean = self.reduction == "mean"
-        if sums.gradient_columns is not None:
-            # The columns the batch touched and the intercept: the only entries that move
-            # (no regulariser on this path).
-            active = np.append(sums.gradient_columns, self.n_features)
-            accumulator = self._squared_gradient_sum
-            moved, accumulated = proposed_column_weights(
-                self._theta[active],
-                sums.gradient_sum / m if mean else sums.gradient_sum,
-                eta,
-                squared_gradient_active=None if accumulator is None else accumulator[active],
-                adagrad_epsilon=self.adagrad_epsilon,
-            )
-            if not np.isfinite(moved).all():
-                return eta, True
-            with self._lock:  # in place: a copy of θ would cost O(n_features)
-                self._theta[active] = moved
-            if accumulator is not None and accumulated is not None:
-                accumulator[active] = accumulated
+        proposal = propose_step(
+            self._theta,
+            sums,
+            eta,
+            reduction=self.reduction,
+            l1=self.l1,
+            l2=self.l2,
+            squared_gradient_sum=self._squared_gradient_sum,
+            adagrad_epsilon=self.adagrad_epsilon,
+        )
+        if not np.isfinite(proposal.values).all():
+            return eta, True
+        if proposal.active is None:
+            self._theta = proposal.values
+            if proposal.accumulated is not None:
+                self._squared_gradient_sum = proposal.accumulated
         else:
-            new_theta, accumulated = proposed_weights(
-                self._theta,
-                sums.gradient_sum / m if mean else sums.gradient_sum.copy(),
-                eta,
-                l1=self.l1 if mean else self.l1 * m,
-                l2=self.l2 if mean else self.l2 * m,
-                squared_gradient_sum=self._squared_gradient_sum,
-                adagrad_epsilon=self.adagrad_epsilon,
-            )
-            if not np.isfinite(new_theta).all():
-                return eta, True
-            self._theta = new_theta
-            if accumulated is not None:
-                self._squared_gradient_sum = accumulated
+            with self._lock:  # in place: a copy of θ would cost O(n_features)
+                self._theta[proposal.active] = proposal.values
+            if self._squared_gradient_sum is not None and proposal.accumulated is not None:
+                self._squared_gradient_sum[proposal.active] = proposal.accumulated
         self.n_updates += 1
         self.n_samples_seen += m
         if self.clip_norm_ratio > 0.0:

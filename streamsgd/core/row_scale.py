@@ -67,7 +67,9 @@ def _row_values(X: Features, i: int) -> FloatArray:
         return X[i]
     lo, hi = int(X.indptr[i]), int(X.indptr[i + 1])
     columns, inverse = np.unique(X.indices[lo:hi], return_inverse=True)
-    return np.bincount(inverse.reshape(-1), weights=X.values[lo:hi], minlength=len(columns))
+    return np.bincount(  # type: ignore[return-value]  # float64 with weights
+        inverse.reshape(-1), weights=X.values[lo:hi], minlength=len(columns)
+    )
 
 
 def magnitudes(X: Features, rows: IndexArray) -> tuple[FloatArray, FloatArray]:

@@ -21,7 +21,7 @@ from .gradient_stats import BatchSums
 from .losses import logistic_terms
 from .row_scale import augmented_norms, clip_rows, squared_row_norms
 from .sparse import SparseRows
-from .types import FloatArray
+from .types import FloatArray, IndexArray
 from .validation import Features
 
 # A sparse minibatch keeps its gradient at the columns it touches while nnz < this × d;
@@ -129,24 +129,7 @@ def batch_sums(
     r, loss_sum, n_misclassified = logistic_terms(z, y)
     if sample_weight is not None:
         r *= sample_weight
-    columns = None
-    if (
-        column_workspace is not None
-        and isinstance(X, SparseRows)
-        and m >= 2
-        and SPARSE_STEP_MAX_DENSITY * X.n_features > len(X.indices)
-    ):
-        # Only the columns the batch touches move (no regulariser reaches the others):
-        # keep the gradient at those columns, so the step costs O(nnz), not O(n_features).
-        columns, column_sums = X.rmatvec_columns(r, column_workspace)
-        gradient_sum = np.empty(len(columns) + 1)
-        gradient_sum[:-1] = column_sums
-    else:
-        gradient_sum = np.empty(X.shape[1] + 1)
-        if isinstance(X, SparseRows):
-            gradient_sum[:-1] = X.rmatvec(r)
-        else:
-            np.matmul(r, X, out=gradient_sum[:-1])
+    columns, gradient_sum = _gradient_sum(X, r, column_workspace)
     gradient_sum[-1] = r.sum() if intercept_inputs is None else r @ intercept_inputs
     squared_norm_sum = math.nan
     if gradient_statistics:
@@ -166,25 +149,83 @@ def batch_sums(
     )
 
 
-def proposed_weights(
+def _gradient_sum(
+    X: Features, r: FloatArray, column_workspace: NDArray[np.intp] | None
+) -> tuple[IndexArray | None, FloatArray]:
+    """(columns, Σ_i r_i x_i at those columns + a slot for the intercept), or (None, Xᵀr
+    over all d columns + the slot). Only a sparse batch with a workspace and few entries
+    keeps its columns: then the step costs O(nnz), not O(n_features)."""
+    if (
+        column_workspace is not None
+        and isinstance(X, SparseRows)
+        and len(r) >= 2
+        and SPARSE_STEP_MAX_DENSITY * X.n_features > len(X.indices)
+    ):
+        columns, column_sums = X.rmatvec_columns(r, column_workspace)
+        gradient_sum = np.empty(len(columns) + 1)
+        gradient_sum[:-1] = column_sums
+        return columns, gradient_sum
+    gradient_sum = np.empty(X.shape[1] + 1)
+    if isinstance(X, SparseRows):
+        gradient_sum[:-1] = X.rmatvec(r)
+    else:
+        np.matmul(r, X, out=gradient_sum[:-1])
+    return None, gradient_sum
+
+
+@dataclass(frozen=True)
+class StepProposal:
+    """The entries of θ after one step, before the model adopts them.
+
+    Attributes
+    ----------
+    active : ndarray of shape (k + 1,), or None
+        The entries of θ that move (a sparse batch's columns and the intercept); None: all.
+    values : ndarray of shape (d + 1,) or (k + 1,)
+        New θ, or new θ[active].
+    accumulated : ndarray, or None
+        The new AdaGrad accumulator (at ``active`` when set); None for plain SGD.
+    """
+
+    active: IndexArray | None
+    values: FloatArray
+    accumulated: FloatArray | None
+
+
+def propose_step(
     theta: FloatArray,
-    direction: FloatArray,
+    sums: BatchSums,
     eta: float,
     *,
+    reduction: str,
     l1: float,
     l2: float,
     squared_gradient_sum: FloatArray | None,
     adagrad_epsilon: float,
-) -> tuple[FloatArray, FloatArray | None]:
-    """θ after one dense step on ``direction`` = ḡ (or Σ g for ``reduction="sum"``).
+) -> StepProposal:
+    """θ after one step on ``sums`` (nothing is modified in place).
 
-    Plain SGD: θ − η (ḡ + λ₂ [w ; 0]), then the L1 prox on w. AdaGrad (when
-    ``squared_gradient_sum`` is given) scales each coordinate by 1/(√(G + ḡ²) + ε) and
-    the L1 threshold the same way. Returns (new θ, new AdaGrad accumulator or None);
-    nothing is modified in place.
+    ``reduction="mean"`` steps on ḡ = Σ g_i / m with λ₁, λ₂; ``"sum"`` on Σ g_i with m λ₁,
+    m λ₂. Plain SGD: θ − η (ḡ + λ₂ [w ; 0]), then the L1 prox on w. AdaGrad (when
+    ``squared_gradient_sum`` is given) scales each coordinate by 1/(√(G + ḡ²) + ε) and the
+    L1 threshold the same way. A gradient kept at a sparse batch's columns (no L1, no L2)
+    moves only those columns and the intercept: the same arithmetic on the only entries
+    the dense step would change.
     """
-    if l2:
-        direction = direction.copy()
+    m = sums.n_samples
+    if reduction == "mean":
+        direction = sums.gradient_sum / m
+    else:
+        direction = sums.gradient_sum.copy() if l2 else sums.gradient_sum
+        l1, l2 = l1 * m, l2 * m
+    active = None
+    if sums.gradient_columns is not None:
+        assert not (l1 or l2)
+        active = np.append(sums.gradient_columns, len(theta) - 1)
+        theta = theta[active]
+        if squared_gradient_sum is not None:
+            squared_gradient_sum = squared_gradient_sum[active]
+    elif l2:
         direction[:-1] += l2 * theta[:-1]
     if squared_gradient_sum is not None:
         accumulated = squared_gradient_sum + direction * direction
@@ -197,22 +238,4 @@ def proposed_weights(
         threshold = (step_size[:-1] if isinstance(step_size, np.ndarray) else step_size) * l1
         w = new_theta[:-1]
         new_theta[:-1] = np.sign(w) * np.maximum(np.abs(w) - threshold, 0.0)
-    return new_theta, accumulated
-
-
-def proposed_column_weights(
-    theta_active: FloatArray,
-    direction: FloatArray,
-    eta: float,
-    *,
-    squared_gradient_active: FloatArray | None,
-    adagrad_epsilon: float,
-) -> tuple[FloatArray, FloatArray | None]:
-    """:func:`proposed_weights` at the columns a sparse batch touched and the intercept
-    (no L1, no L2: the only entries the dense step would change). Returns (moved entries,
-    their new AdaGrad accumulator or None)."""
-    if squared_gradient_active is None:
-        return theta_active - eta * direction, None
-    accumulated = squared_gradient_active + direction * direction
-    step_size = eta / (np.sqrt(accumulated) + adagrad_epsilon)
-    return theta_active - step_size * direction, accumulated
+    return StepProposal(active, new_theta, accumulated)
