@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from .gradient_stats import BatchSums
 from .losses import logistic_terms
-from .row_scale import augmented_norms, clip_rows, squared_row_norms
+from .row_scale import clip_rows, squared_row_norms
 from .sparse import SparseRows
 from .types import FloatArray, IndexArray
 from .validation import Features
@@ -118,8 +118,7 @@ def batch_sums(
     capped_norm_sum = 0.0
     if clip_norm_ratio > 0.0:
         assert augmented_sq is not None
-        norms = augmented_norms(X, augmented_sq)
-        clip, capped_norm_sum = clip_rows(X, norms, row_scale, clip_norm_ratio)
+        clip, capped_norm_sum = clip_rows(X, augmented_sq, row_scale, clip_norm_ratio)
     intercept_inputs = None
     if clip is not None:
         X = clip.scaled_features(X)
