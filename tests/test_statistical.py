@@ -1,4 +1,4 @@
-"""Statistical properties of the minibatch gradient (DESIGN §2), over many seeded minibatches
+"""Statistical properties of the minibatch gradient (docs/design.md, The math), over many seeded minibatches
 drawn uniformly *with replacement* from a fixed finite dataset, at fixed weights:
 
 * E[ḡ] = G, the full-data gradient (unbiased);
