@@ -140,6 +140,7 @@ def test_one_record_cannot_capture_the_scale(value):
     assert model.health() is None
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # in the sums of squares (handled)
 def test_norms_do_not_overflow_for_finite_rows():
     biggest = np.finfo(np.float64).max
     X = np.array([[biggest, 0.0, 0.0], [1e300, 1e300, 0.0], [3.0, 4.0, 0.0], [1e-300, 0, 0]])

@@ -180,11 +180,8 @@ class OnlineLogisticRegression:
         w = theta[:-1]
         # ‖w‖ via the largest entry first: the plain sum of squares overflows above 1e154.
         largest = float(np.max(np.abs(w)))
-        if largest > self.max_weight_norm:
-            return "weight_norm"
-        if largest > 0.0 and largest * float(np.linalg.norm(w / largest)) > self.max_weight_norm:
-            return "weight_norm"
-        return None
+        norm = largest * float(np.linalg.norm(w / largest)) if largest > 0.0 else 0.0
+        return "weight_norm" if norm > self.max_weight_norm else None
 
     # ------------------------------------------------------------------ inference
     @staticmethod
@@ -211,7 +208,13 @@ class OnlineLogisticRegression:
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None = None
     ) -> BatchSums:
         """Per-batch sums under the current weights and row scale (see :class:`BatchSums`
-        and :func:`.step.batch_sums`). O(m·d)."""
+        and :func:`.step.batch_sums`). O(m·d). Extreme rows overflow quietly (handled)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._batch_sums(X, y, sample_weight)
+
+    def _batch_sums(
+        self, X: Features, y: FloatArray, sample_weight: FloatArray | None
+    ) -> BatchSums:
         sparse_columns = isinstance(X, SparseRows) and len(y) >= 2 and not (self.l1 or self.l2)
         if sparse_columns and self._column_workspace is None:
             self._column_workspace = np.empty(self.n_features, dtype=np.intp)
@@ -318,7 +321,7 @@ class OnlineLogisticRegression:
         # Overflow to inf/nan is expected on extreme input and handled: such a step is
         # skipped (apply_step checks), so it must not also raise or warn.
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = self.batch_sums(X, y, weights)
+            sums = self._batch_sums(X, y, weights)
             eta, skipped = self.apply_step(sums)
             return BatchStats(
                 n_samples=m,

@@ -56,9 +56,9 @@ def next_scale(scale: float, mean_capped_norm: float) -> float:
 
 def squared_row_norms(X: Features) -> FloatArray:
     """‖x_i‖², shape (m,) (+inf where the sum of squares overflows: expected for extreme
-    rows, which :func:`augmented_norms` measures again without overflow)."""
-    with np.errstate(over="ignore"):
-        return X.row_squared_norms() if isinstance(X, SparseRows) else np.vecdot(X, X)
+    rows, which :func:`augmented_norms` measures again without overflow; the caller
+    silences that overflow, once per step)."""
+    return X.row_squared_norms() if isinstance(X, SparseRows) else np.vecdot(X, X)
 
 
 def _row_values(X: Features, i: int) -> FloatArray:
