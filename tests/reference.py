@@ -1,8 +1,8 @@
 """Brute-force numpy references for the unit tests.
 
 Written from docs/design.md (The math) and the documented API only; nothing here imports the
-code under test, so the tests compare two independent implementations. Everything is per sample and
-unvectorised where that makes the formula more obvious: speed is not a goal.
+code under test, so the tests compare two independent implementations. Everything is per
+sample and unvectorised where that makes the formula more obvious: speed is not a goal.
 """
 
 from __future__ import annotations
