@@ -1,8 +1,8 @@
 """Brute-force numpy references for the unit tests.
 
-Written from DESIGN.md §2 and the documented API only; nothing here imports the code under
-test, so the tests compare two independent implementations. Everything is per sample and
-unvectorised where that makes the formula more obvious: speed is not a goal.
+Written from docs/design.md (The math) and the documented API only; nothing here imports the
+code under test, so the tests compare two independent implementations. Everything is per
+sample and unvectorised where that makes the formula more obvious: speed is not a goal.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def soft_threshold(v: np.ndarray, tau) -> np.ndarray:
 
 
 class ReferenceLearner:
-    """Minibatch SGD for logistic regression exactly as DESIGN §2 writes it:
+    """Minibatch SGD for logistic regression exactly as docs/design.md (The math) writes it:
 
         ḡ = (1/m) Σ_i g_i,   w ← prox_{η_t λ₁}(w − η_t (ḡ_w + λ₂ w)),   b ← b − η_t ḡ_b
 

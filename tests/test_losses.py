@@ -240,7 +240,8 @@ def test_gradient_is_finite_at_huge_scores():
     X = np.array([[1000.0], [-1000.0], [1000.0], [-1000.0]])
     y = np.array([0.0, 1.0, 1.0, 0.0])
     with _StrictFloats():
-        sums = _model_at(np.ones(1), 0.0).batch_sums(X, y)
+        # κ = 0: the scores themselves must be huge here, not clipped to the row scale.
+        sums = _model_at(np.ones(1), 0.0, clip_norm_ratio=0.0).batch_sums(X, y)
     # r = σ(z) − y is +1, −1, 0, 0 → g = r·[x; 1].
     np.testing.assert_array_equal(sums.gradient_sum, [2000.0, 0.0])
     assert sums.loss_sum == 2000.0

@@ -1,5 +1,5 @@
 """OnlineLogisticRegression.learn_batch against the brute-force ReferenceLearner
-(tests/reference.py), written independently from DESIGN §2."""
+(tests/reference.py), written independently from docs/design.md (The math)."""
 
 from __future__ import annotations
 
@@ -245,8 +245,11 @@ def _full_state(model):
     ids=["sum-overflow", "step-overflow", "weight-overflow", "nan-input"],
 )
 def test_step_skipped_when_weights_would_be_non_finite(X, y, sw, eta):
+    """The non-finite step guard itself, without the clipping in front of it (κ = 0):
+    with clipping, the finite rows here are scaled down and learned instead
+    (tests/test_influence.py)."""
     rng = np.random.default_rng(0)
-    model = OnlineLogisticRegression(2, learning_rate=eta, l2=0.01)
+    model = OnlineLogisticRegression(2, learning_rate=eta, l2=0.01, clip_norm_ratio=0.0)
     Xg = rng.standard_normal((8, 2))
     yg = rng.integers(0, 2, 8).astype(float)
     model.learn_batch(Xg, yg)
@@ -263,7 +266,7 @@ def test_step_skipped_when_weights_would_be_non_finite(X, y, sw, eta):
     assert np.all(np.isfinite(model.coef_))
     assert _full_state(model) == before  # optimiser state and statistics untouched too
     # The model still learns afterwards, exactly like a model that never saw the bad batch.
-    twin = OnlineLogisticRegression(2, learning_rate=eta, l2=0.01)
+    twin = OnlineLogisticRegression(2, learning_rate=eta, l2=0.01, clip_norm_ratio=0.0)
     twin.learn_batch(Xg, yg)
     twin.learn_batch(Xg[:3], yg[:3])
     model.learn_batch(Xg, yg)

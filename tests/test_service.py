@@ -32,11 +32,12 @@ def make_service(
     batch_size: int,
     registry: CollectorRegistry | None = None,
     store: DirectoryCheckpointStore | None = None,
+    model: OnlineLogisticRegression | None = None,
     **config: object,
 ) -> TrainingService:
     sensors = [PrometheusSensor(registry, process_collectors=False)] if registry is not None else []
     return TrainingService(
-        OnlineLogisticRegression(D, learning_rate=0.3),
+        model or OnlineLogisticRegression(D, learning_rate=0.3),
         source,
         Decoder(D),
         ServiceConfig(batch_size=batch_size, **config),  # type: ignore[arg-type]
@@ -112,7 +113,10 @@ def test_non_finite_step_is_skipped_and_counted() -> None:
     for i in range(4):
         records[i] = encode_dense(np.full(D, 1.7e308), 0.0)
     registry = CollectorRegistry()
-    service = make_service(MemorySource(records), 8, registry)
+    # κ = 0: the non-finite step guard itself (with clipping these rows are scaled down and
+    # learned; tests/faults/test_influence_faults.py).
+    unclipped = OnlineLogisticRegression(D, learning_rate=0.3, clip_norm_ratio=0.0)
+    service = make_service(MemorySource(records), 8, registry, model=unclipped)
     service.run()
     assert value(registry, "streamsgd_updates_skipped_total", reason="non_finite") == 1
     assert value(registry, "streamsgd_updates_total") == 7

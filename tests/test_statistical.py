@@ -1,5 +1,5 @@
-"""Statistical properties of the minibatch gradient (DESIGN §2), over many seeded minibatches
-drawn uniformly *with replacement* from a fixed finite dataset, at fixed weights:
+"""Statistical properties of the minibatch gradient (docs/design.md, The math), over many
+seeded minibatches drawn uniformly *with replacement* from a fixed finite dataset, at fixed weights:
 
 * E[ḡ] = G, the full-data gradient (unbiased);
 * Cov(ḡ) = Σ/m, with Σ the population (ddof = 0) covariance of one per-sample gradient;

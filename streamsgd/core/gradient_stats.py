@@ -1,7 +1,7 @@
 """Per-minibatch sums of per-sample gradients and the variance statistics derived from them.
 
-Notation (DESIGN §2): g_i = r_i · [x_i ; 1] ∈ R^(d+1) is the per-sample gradient of the loss
-with respect to (w, b), m the batch size, ḡ = (1/m) Σ_i g_i.
+Notation (docs/design.md, The math): g_i = r_i · [x_i ; 1] ∈ R^(d+1) is the per-sample
+gradient of the loss with respect to (w, b), m the batch size, ḡ = (1/m) Σ_i g_i.
 
 Everything is derived from the additive sums in :class:`BatchSums`, so the sums of several
 replicas' batches can be added and give exactly the statistics of the union batch.
@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .types import FloatArray, IndexArray
 
@@ -30,7 +31,7 @@ class BatchSums:
     gradient_sum : ndarray of shape (d + 1,), or (k + 1,) with ``gradient_columns``
         Σ_i g_i; the last entry is the intercept component Σ_i r_i.
     gradient_squared_norm_sum : float
-        Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1).
+        Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1) (with a clipped row: r_i² (κ s)²).
     loss_sum : float
         Σ_i ℓ_i (unweighted, pre-step weights).
     n_misclassified : int
@@ -39,6 +40,11 @@ class BatchSums:
         Sparse batches (m ≥ 2, few entries): the distinct feature columns the batch touches;
         ``gradient_sum[:-1]`` then holds Σ_i g_i at these columns only (every other column
         of Σ_i g_i is exactly 0), so that a step costs O(k), not O(d).
+    capped_norm_sum : float
+        Σ_i min(‖[x_i ; 1]‖, κ s), the batch's contribution to the running row scale s
+        (:mod:`.row_scale`); 0 when clipping is disabled.
+    n_clipped : int
+        Samples whose row was scaled down to norm κ s.
     """
 
     n_samples: int
@@ -47,6 +53,8 @@ class BatchSums:
     loss_sum: float
     n_misclassified: int
     gradient_columns: IndexArray | None = None
+    capped_norm_sum: float = 0.0
+    n_clipped: int = 0
 
     def __add__(self, other: BatchSums) -> BatchSums:
         columns = None
@@ -73,6 +81,8 @@ class BatchSums:
             self.loss_sum + other.loss_sum,
             self.n_misclassified + other.n_misclassified,
             columns,
+            self.capped_norm_sum + other.capped_norm_sum,
+            self.n_clipped + other.n_clipped,
         )
 
     def dense_gradient_sum(self, n_features: int) -> FloatArray:
@@ -109,6 +119,57 @@ class BatchSums:
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
     return value if math.isnan(previous) else previous + smoothing * (value - previous)
+
+
+def ewma_closed_form(
+    previous: FloatArray | float | None, values: FloatArray, alpha: float
+) -> FloatArray | float:
+    """EWMA q ← q + α (v_t − q) over the rows of ``values`` (shape (n,) or (n, k)), n ≥ 1.
+
+    ``previous`` None or NaN means undefined: the average then starts at ``values[0]``.
+    Result: (1 − α)^n q₀ + Σ_t α (1 − α)^(n−1−t) v_t, or without q₀ the first weight is
+    (1 − α)^(n−1).
+    """
+    n = values.shape[0]
+    decay = 1.0 - alpha
+    weights = alpha * np.power(decay, np.arange(n - 1, -1, -1, dtype=np.float64))
+    undefined = previous is None or (np.ndim(previous) == 0 and math.isnan(float(previous)))
+    if undefined:
+        weights[0] = decay ** (n - 1)
+        return weights @ values
+    return decay**n * previous + weights @ values
+
+
+@dataclass(frozen=True)
+class SingleSteps:
+    """n consecutive applied m = 1 steps, as the running statistics see them.
+
+    Step t learned the row x_t with the gradient g_t = a_t [x_t ; 1], where
+    a_t = s_t (σ(z_t) − y_t) c_t (c_t the clipping factor).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n, d)
+        x_t.
+    gradient_scales : ndarray of shape (n,)
+        a_t.
+    squared_norms : ndarray of shape (n,)
+        ‖g_t‖² (+inf when it overflows: that step is left out of the statistics, as
+        ``apply_step`` leaves it out).
+    losses : ndarray of shape (n,)
+        ℓ_t.
+    misclassified : bool ndarray of shape (n,)
+    """
+
+    features: FloatArray
+    gradient_scales: FloatArray
+    squared_norms: FloatArray
+    losses: FloatArray
+    misclassified: NDArray[np.bool_]
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.gradient_scales)
 
 
 @dataclass
@@ -184,6 +245,53 @@ class RunningGradientStatistics:
             self.per_sample_variance = trace
             self.estimator_variance = trace
             self.true_gradient_squared_norm = mean_norm - c * trace
+
+    def fold_single_steps(self, steps: SingleSteps) -> None:
+        """Fold n consecutive applied m = 1 steps exactly as n calls of :meth:`update` would
+        (up to round-off), in O(n d) numpy work: all but the last in closed form
+        (:func:`ewma_closed_form`), the last through :meth:`update` itself, so that every
+        derived quantity is the one that method computes."""
+        alpha = self.smoothing
+        kept = np.isfinite(steps.squared_norms)
+        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
+        if not kept.all():
+            X, scales, squared_norms = X[kept], scales[kept], squared_norms[kept]
+        n = len(scales)
+        if n == 0:
+            return
+        head = n - 1
+        if head > 0:
+            # As in update: the across-step mean gradient is only kept until a batch with
+            # m ≥ 2 has been seen.
+            if not self._within_batch_seen:
+                gradients = np.empty((head, X.shape[1] + 1))
+                np.multiply(X[:head], scales[:head, None], out=gradients[:, :-1])
+                gradients[:, -1] = scales[:head]
+                self.mean_gradient = np.asarray(
+                    ewma_closed_form(self.mean_gradient, gradients, alpha), dtype=np.float64
+                )
+            self.mean_squared_norm = float(
+                ewma_closed_form(self.mean_squared_norm, squared_norms[:head], alpha)
+            )
+            self.mean_gradient_squared_norm = float(
+                ewma_closed_form(self.mean_gradient_squared_norm, squared_norms[:head], alpha)
+            )
+        # The last step through the method itself: it also sets last_batch_size and the
+        # across-step variance estimates, which depend only on the state after the step.
+        last = float(scales[-1])
+        gradient = np.empty(X.shape[1] + 1)
+        gradient[:-1] = last * X[-1]
+        gradient[-1] = last
+        index = np.flatnonzero(kept)[-1]
+        self.update(
+            BatchSums(
+                n_samples=1,
+                gradient_sum=gradient,
+                gradient_squared_norm_sum=float(squared_norms[-1]),
+                loss_sum=float(steps.losses[index]),
+                n_misclassified=int(steps.misclassified[index]),
+            )
+        )
 
     @property
     def noise_scale(self) -> float:

@@ -1,69 +1,32 @@
-"""Online logistic regression trained by minibatch-averaged SGD."""
+"""Online logistic regression trained by minibatch-averaged SGD: the estimator and its state.
+
+The step arithmetic lives in :mod:`.step`, the bounded-influence row scale in
+:mod:`.row_scale`, the input checks in :mod:`.validation`.
+"""
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .gradient_stats import BatchSums, RunningGradientStatistics
+from .gradient_stats import BatchSums, RunningGradientStatistics, SingleSteps
 from .losses import sigmoid
+from .row_scale import initial_scale, next_scale
 from .schedules import LearningRateSchedule
 from .sparse import SparseRows
+from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums, propose_step
 from .types import FloatArray
+from .validation import Features, check_batch, check_features
 
-Features = FloatArray | SparseRows
+__all__ = ["SPARSE_STEP_MAX_DENSITY", "BatchStats", "Features", "OnlineLogisticRegression"]
 
 REDUCTIONS = ("mean", "sum")
 OPTIMIZERS = ("sgd", "adagrad")
 STATE_FORMAT = "streamsgd.OnlineLogisticRegression/1"
-# A sparse minibatch keeps its gradient at the columns it touches while nnz < this × d;
-# measured at d = 2^18: O(nnz) column sums cost ≈ 6 ns per entry, the dense step ≈ 1.5 ns
-# per column.
-SPARSE_STEP_MAX_DENSITY = 0.125
-
-
-@dataclass(frozen=True)
-class BatchStats:
-    """What one call of :meth:`OnlineLogisticRegression.learn_batch` measured.
-
-    Attributes
-    ----------
-    n_samples : int
-        m, the number of samples in the minibatch.
-    loss : float
-        Mean log loss of the batch under the pre-step weights (progressive validation).
-    n_misclassified : int
-        Samples whose pre-step prediction (z ≥ 0 ↔ class 1) differs from the label.
-    gradient_norm : float
-        ‖ḡ‖ over (w, b), the loss part only (no regulariser).
-    gradient_variance : float
-        tr Σ̂ of the per-sample loss gradients over (w, b), ddof = 1; NaN when m = 1.
-    learning_rate : float
-        η_t used by the step.
-    skipped : bool
-        True when the step would have made the weights non-finite and was not applied.
-    sums : BatchSums
-        The additive per-batch sums everything above is derived from.
-    """
-
-    n_samples: int
-    loss: float
-    n_misclassified: int
-    gradient_norm: float
-    gradient_variance: float
-    learning_rate: float
-    skipped: bool
-    sums: BatchSums
-
-    @property
-    def estimator_variance(self) -> float:
-        """tr Σ̂ / m: variance of the averaged gradient ḡ that the step uses."""
-        return self.gradient_variance / self.n_samples
 
 
 class OnlineLogisticRegression:
@@ -82,6 +45,20 @@ class OnlineLogisticRegression:
 
     ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
+
+    Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
+    every sample is scored and learned as c_i [x_i ; 1] (the intercept's input scaled too),
+
+        c_i = min(1, κ s / ‖[x_i ; 1]‖),
+        s ← (1 − α_s) s + α_s (1/m) Σ_i min(‖[x_i ; 1]‖, κ s)   after each applied step,
+
+    with α_s = 0.05 per step and s₀ = √(d + 1). A record with finite but extreme values
+    (1e300, or 10⁶ × the typical scale) thus moves θ by at most η κ s, like an ordinary
+    sample of norm κ s, and one step grows s by at most the factor 1 − α_s + α_s κ. The
+    norms never overflow for finite input. κ = 0 disables clipping (and keeps s fixed).
+    A step that would make θ non-finite is skipped (``BatchStats.skipped``); :meth:`health`
+    reports a model that is nevertheless not finite or whose ‖w‖ exceeded
+    ``max_weight_norm``.
 
     Parameters
     ----------
@@ -105,6 +82,10 @@ class OnlineLogisticRegression:
         Compute Σ‖g_i‖² and the running variance statistics (the default). False takes the
         same steps without them (no row norms ‖x_i‖²): ``gradient_variance`` is then NaN
         and the running statistics stay undefined.
+    clip_norm_ratio : float
+        κ ≥ 0 of the bounded-influence clipping above (0 disables it).
+    max_weight_norm : float
+        ‖w‖ above which :meth:`health` reports ``"weight_norm"``.
     """
 
     def __init__(
@@ -122,6 +103,8 @@ class OnlineLogisticRegression:
         adagrad_epsilon: float = 1e-8,
         stats_smoothing: float = 0.05,
         gradient_statistics: bool = True,
+        clip_norm_ratio: float = 10.0,
+        max_weight_norm: float = 1e6,
     ) -> None:
         if not (isinstance(n_features, int | np.integer) and n_features >= 1):
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
@@ -133,6 +116,10 @@ class OnlineLogisticRegression:
             raise ValueError("l2 and l1 must be >= 0")
         if not adagrad_epsilon > 0.0:
             raise ValueError("adagrad_epsilon must be > 0")
+        if not 0.0 <= clip_norm_ratio < math.inf:
+            raise ValueError(f"clip_norm_ratio must be finite and >= 0, got {clip_norm_ratio}")
+        if not max_weight_norm > 0.0:
+            raise ValueError(f"max_weight_norm must be > 0, got {max_weight_norm}")
         self.n_features = int(n_features)
         self.schedule = LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power)
         self.l2 = float(l2)
@@ -141,6 +128,9 @@ class OnlineLogisticRegression:
         self.optimizer = optimizer
         self.adagrad_epsilon = float(adagrad_epsilon)
         self.gradient_statistics = bool(gradient_statistics)
+        self.clip_norm_ratio = float(clip_norm_ratio)
+        self.max_weight_norm = float(max_weight_norm)
+        self.row_scale = initial_scale(self.n_features)  # s of the clipping
         # θ = [w ; b]. A dense step replaces it; a sparse step writes its few columns in
         # place under _lock, which readers in other threads (HTTP, metrics) take for their
         # snapshot (``parameters``), so that they always see one consistent θ.
@@ -181,17 +171,19 @@ class OnlineLogisticRegression:
         snapshot.flags.writeable = False
         return snapshot
 
-    # ------------------------------------------------------------------ inference
-    def _check_features(self, X: ArrayLike | SparseRows) -> Features:
-        if isinstance(X, SparseRows):
-            if X.n_features != self.n_features:
-                raise ValueError(f"X has {X.n_features} features, expected {self.n_features}")
-            return X
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"X must have shape (n, {self.n_features}), got {X.shape}")
-        return X
+    def health(self) -> str | None:
+        """None when the model is usable, else why not: ``"non_finite"`` (a weight or the
+        intercept is NaN or infinite) or ``"weight_norm"`` (‖w‖ > ``max_weight_norm``)."""
+        theta = self._snapshot()
+        if not np.isfinite(theta).all():
+            return "non_finite"
+        w = theta[:-1]
+        # ‖w‖ via the largest entry first: the plain sum of squares overflows above 1e154.
+        largest = float(np.max(np.abs(w)))
+        norm = largest * float(np.linalg.norm(w / largest)) if largest > 0.0 else 0.0
+        return "weight_norm" if norm > self.max_weight_norm else None
 
+    # ------------------------------------------------------------------ inference
     @staticmethod
     def _scores(X: Features, theta: FloatArray) -> FloatArray:
         w, b = theta[:-1], theta[-1]
@@ -201,7 +193,7 @@ class OnlineLogisticRegression:
 
     def decision_function(self, X: ArrayLike | SparseRows) -> FloatArray:
         """z = X w + b, shape (n,)."""
-        return self._scores(self._check_features(X), self._snapshot())
+        return self._scores(check_features(X, self.n_features), self._snapshot())
 
     def predict_proba(self, X: ArrayLike | SparseRows) -> FloatArray:
         """p(y = 1 | x) for each row, shape (n,)."""
@@ -215,137 +207,92 @@ class OnlineLogisticRegression:
     def batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None = None
     ) -> BatchSums:
-        """Per-batch sums under the current weights (see :class:`BatchSums`). O(m·d).
+        """Per-batch sums under the current weights and row scale (see :class:`BatchSums`
+        and :func:`.step.batch_sums`). O(m·d). Extreme rows overflow quietly (handled)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._batch_sums(X, y, sample_weight)
 
-        σ(z) and ℓ share e = exp(−|z|): σ(z) = [z ≥ 0 ? 1 : e] / (1 + e) and, for
-        y ∈ {0, 1}, ℓ = log1p(e) + max((1 − 2y)·z, 0) (the forms of :mod:`.losses`). At
-        m = 256 the step is bound by the number of numpy calls, not by arithmetic.
-        """
-        theta = self._theta
-        z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
-        z += theta[-1]
-        e = np.abs(z)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        positive = z >= 0.0
-        r = np.where(positive, 1.0, e)
-        r /= e + 1.0
-        r -= y
-        # For y ∈ {0, 1}, δ = [z ≥ 0] − y is ±1 exactly on the misclassified samples and
-        # 0 elsewhere, and Σ max((1 − 2y)·z, 0) = zᵀδ: one vector for both. Only an
-        # overflowed score (z = ±inf) makes zᵀδ NaN (inf · 0); the max form is exact there.
-        wrong = positive - y
-        loss_sum = float(np.log1p(e).sum() + z @ wrong)
-        if math.isnan(loss_sum):
-            loss_sum = float(np.log1p(e).sum() + np.maximum((1.0 - 2.0 * y) * z, 0.0).sum())
-        n_misclassified = int(np.count_nonzero(wrong))
-        if sample_weight is not None:
-            r *= sample_weight
-        columns = None
-        if (
-            isinstance(X, SparseRows)
-            and len(y) >= 2
-            and not (self.l1 or self.l2)
-            and SPARSE_STEP_MAX_DENSITY * self.n_features > len(X.indices)
-        ):
-            # Only the columns the batch touches move (no regulariser reaches the others):
-            # keep the gradient at those columns, so the step costs O(nnz), not
-            # O(n_features). (A dense pass is cheaper once nnz nears n_features.)
-            if self._column_workspace is None:
-                self._column_workspace = np.empty(self.n_features, dtype=np.intp)
-            columns, column_sums = X.rmatvec_columns(r, self._column_workspace)
-            gradient_sum = np.empty(len(columns) + 1)
-            gradient_sum[:-1] = column_sums
-        else:
-            gradient_sum = np.empty(self.n_features + 1)
-            if isinstance(X, SparseRows):
-                gradient_sum[:-1] = X.rmatvec(r)
-            else:
-                np.matmul(r, X, out=gradient_sum[:-1])
-        gradient_sum[-1] = r.sum()
-        squared_norm_sum = math.nan
-        if self.gradient_statistics:
-            # ‖g_i‖² = r_i² ‖[x_i ; 1]‖²: one more pass over X, for the row norms.
-            row_sq = X.row_squared_norms() if isinstance(X, SparseRows) else np.vecdot(X, X)
-            row_sq += 1.0
-            squared_norm_sum = float((r * r) @ row_sq)
-        return BatchSums(
-            n_samples=len(y),
-            gradient_sum=gradient_sum,
-            gradient_squared_norm_sum=squared_norm_sum,
-            loss_sum=loss_sum,
-            n_misclassified=n_misclassified,
-            gradient_columns=columns,
+    def _batch_sums(
+        self, X: Features, y: FloatArray, sample_weight: FloatArray | None
+    ) -> BatchSums:
+        sparse_columns = isinstance(X, SparseRows) and len(y) >= 2 and not (self.l1 or self.l2)
+        if sparse_columns and self._column_workspace is None:
+            self._column_workspace = np.empty(self.n_features, dtype=np.intp)
+        return batch_sums(
+            self._theta,
+            X,
+            y,
+            sample_weight,
+            row_scale=self.row_scale,
+            clip_norm_ratio=self.clip_norm_ratio,
+            gradient_statistics=self.gradient_statistics,
+            column_workspace=self._column_workspace if sparse_columns else None,
         )
 
     def apply_step(self, sums: BatchSums) -> tuple[float, bool]:
         """Take one step from the batch sums; returns (η_t, skipped).
 
-        The step is skipped (weights, counters and statistics unchanged) when it would
-        make any weight non-finite.
+        The step is skipped (weights, counters, row scale and statistics unchanged) when it
+        would make any weight non-finite.
         """
         m = sums.n_samples
         eta = self.schedule(self.n_updates)
-        if sums.gradient_columns is not None:
-            return eta, self._apply_sparse_step(sums, eta)
-        theta = self._theta
-        if self.reduction == "mean":
-            direction = sums.gradient_sum / m
-            l2, l1 = self.l2, self.l1
-        else:
-            direction = sums.gradient_sum.copy()
-            l2, l1 = self.l2 * m, self.l1 * m
-        if l2:
-            direction[:-1] += l2 * theta[:-1]
-        if self._squared_gradient_sum is not None:
-            accumulated = self._squared_gradient_sum + direction * direction
-            step_size: FloatArray | float = eta / (np.sqrt(accumulated) + self.adagrad_epsilon)
-        else:
-            accumulated = None
-            step_size = eta
-        new_theta = theta - step_size * direction
-        if l1:
-            threshold = (step_size[:-1] if isinstance(step_size, np.ndarray) else step_size) * l1
-            w = new_theta[:-1]
-            new_theta[:-1] = np.sign(w) * np.maximum(np.abs(w) - threshold, 0.0)
-        if not np.isfinite(new_theta).all():
+        proposal = propose_step(
+            self._theta,
+            sums,
+            eta,
+            reduction=self.reduction,
+            l1=self.l1,
+            l2=self.l2,
+            squared_gradient_sum=self._squared_gradient_sum,
+            adagrad_epsilon=self.adagrad_epsilon,
+        )
+        if not np.isfinite(proposal.values).all():
             return eta, True
-        self._theta = new_theta
-        if accumulated is not None:
-            self._squared_gradient_sum = accumulated
+        if proposal.active is None:
+            self._theta = proposal.values
+            if proposal.accumulated is not None:
+                self._squared_gradient_sum = proposal.accumulated
+        else:
+            with self._lock:  # in place: a copy of θ would cost O(n_features)
+                self._theta[proposal.active] = proposal.values
+            if self._squared_gradient_sum is not None and proposal.accumulated is not None:
+                self._squared_gradient_sum[proposal.active] = proposal.accumulated
         self.n_updates += 1
         self.n_samples_seen += m
+        if self.clip_norm_ratio > 0.0:
+            self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         if math.isfinite(sums.gradient_squared_norm_sum):
             self.gradient_stats.update(sums)
         return eta, False
 
-    def _apply_sparse_step(self, sums: BatchSums, eta: float) -> bool:
-        """:meth:`apply_step` for a gradient kept at its columns (no L1, no L2): the same
-        arithmetic on those columns and the intercept, which are the only entries the
-        dense step changes. Returns ``skipped``."""
-        assert sums.gradient_columns is not None and not (self.l1 or self.l2)
-        m = sums.n_samples
-        active = np.append(sums.gradient_columns, self.n_features)  # + the intercept
-        direction = sums.gradient_sum / m if self.reduction == "mean" else sums.gradient_sum
-        theta = self._theta
-        if self._squared_gradient_sum is not None:
-            accumulated = self._squared_gradient_sum[active] + direction * direction
-            step_size = eta / (np.sqrt(accumulated) + self.adagrad_epsilon)
-            moved = theta[active] - step_size * direction
-        else:
-            moved = theta[active] - eta * direction
-        if not np.isfinite(moved).all():
-            return True
-        with self._lock:  # in place: a copy of θ would cost O(n_features)
-            theta[active] = moved
-        if self._squared_gradient_sum is not None:
-            self._squared_gradient_sum[active] = accumulated
-        self.n_updates += 1
-        self.n_samples_seen += m
-        if math.isfinite(sums.gradient_squared_norm_sum):
-            self.gradient_stats.update(sums)
-        return False
+    def apply_block(
+        self, theta: FloatArray, n_steps: int, row_scale: float, steps: SingleSteps | None
+    ) -> None:
+        """Adopt n consecutive m = 1 steps computed outside the model (the block recursion
+        of :mod:`.sequential`): the one way such a result enters the model.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (d + 1,)
+            θ after the n steps (finite: the caller replays a non-finite block instead).
+        n_steps : int
+            n.
+        row_scale : float
+            s after the n steps.
+        steps : SingleSteps, optional
+            The n steps' per-sample gradient terms, folded into the running statistics
+            as n single-sample :meth:`apply_step` calls would fold them (None when the
+            model keeps no gradient statistics).
+        """
+        with self._lock:
+            self._theta = theta
+        self.n_updates += n_steps
+        self.n_samples_seen += n_steps
+        self.row_scale = row_scale
+        if steps is not None and self.gradient_statistics:
+            self.gradient_stats.fold_single_steps(steps)
 
     def learn_batch(
         self,
@@ -369,23 +316,12 @@ class OnlineLogisticRegression:
         BatchStats
             Pre-step loss and gradient statistics of this batch, and the η used.
         """
-        X = self._check_features(X)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        X, y, weights = check_batch(X, y, sample_weight, self.n_features, allow_empty=False)
         m = len(y)
-        if m == 0 or X.shape[0] != m:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {m} labels (need ≥ 1)")
-        # y(1 − y) is 0 exactly for y ∈ {0, 1} (NaN and ±inf give non-zero): one pass.
-        if np.count_nonzero(y * (1.0 - y)):
-            raise ValueError("labels must be 0 or 1")
-        weights = None
-        if sample_weight is not None:
-            weights = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-            if weights.shape != (m,) or np.any(~(weights >= 0.0)) or np.any(np.isinf(weights)):
-                raise ValueError("sample_weight must be finite, >= 0 and of shape (m,)")
         # Overflow to inf/nan is expected on extreme input and handled: such a step is
         # skipped (apply_step checks), so it must not also raise or warn.
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = self.batch_sums(X, y, weights)
+            sums = self._batch_sums(X, y, weights)
             eta, skipped = self.apply_step(sums)
             return BatchStats(
                 n_samples=m,
@@ -396,6 +332,7 @@ class OnlineLogisticRegression:
                 learning_rate=eta,
                 skipped=skipped,
                 sums=sums,
+                n_clipped=sums.n_clipped,
             )
 
     # ------------------------------------------------------------------ state
@@ -414,6 +351,8 @@ class OnlineLogisticRegression:
             "adagrad_epsilon": self.adagrad_epsilon,
             "stats_smoothing": self.gradient_stats.smoothing,
             "gradient_statistics": self.gradient_statistics,
+            "clip_norm_ratio": self.clip_norm_ratio,
+            "max_weight_norm": self.max_weight_norm,
         }
 
     def get_state(self) -> dict[str, Any]:
@@ -429,6 +368,7 @@ class OnlineLogisticRegression:
             "n_updates": self.n_updates,
             "n_samples_seen": self.n_samples_seen,
             "gradient_stats": self.gradient_stats.get_state(),
+            "row_scale": self.row_scale,
         }
 
     @classmethod
@@ -450,4 +390,9 @@ class OnlineLogisticRegression:
         model.n_samples_seen = int(state["n_samples_seen"])
         model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])
         model.gradient_stats.smoothing = float(state["params"]["stats_smoothing"])
+        # States written before clipping existed have no s: start it as a new model would.
+        row_scale = float(state.get("row_scale", model.row_scale))
+        if not (math.isfinite(row_scale) and row_scale > 0.0):
+            raise ValueError(f"model state has an invalid row scale {row_scale!r}")
+        model.row_scale = row_scale
         return model

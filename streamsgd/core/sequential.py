@@ -4,63 +4,42 @@ Calling :meth:`OnlineLogisticRegression.learn_batch` once per sample costs a few
 calls per sample (≈ 30 µs). :func:`learn_sequence` takes the *same* steps — one SGD step per
 sample, each sample scored with the weights before its own step — but processes the samples in
 blocks of K and needs only a handful of numpy calls per block, plus a short pure-Python scalar
-recursion per sample.
+recursion per sample (the block algebra is in :mod:`.block`).
 
-The block recursion (plain SGD, no L1; DESIGN §2 with m = 1)
------------------------------------------------------------
-One m = 1 step on sample t (importance weight s_t, 1-based step counter of the schedule
-t₀ + t) is::
-
-    r_t = s_t (σ(z_t) − y_t),   q_t = η_t r_t,   a_t = 1 − η_t λ₂
-    w_{t+1} = a_t w_t − q_t x_t,                 b_{t+1} = b_t − q_t
-
-Unrolled over a block that starts from (w₀, b₀), with P_t = Π_{u<t} a_u and
-c_{t,s} = Π_{s<u<t} a_u = P_t / P_{s+1}::
-
-    w_t = P_t w₀ − Σ_{s<t} q_s c_{t,s} x_s
-    z_t = x_tᵀ w_t + b_t
-        = P_t (x_tᵀ w₀) + b₀ − Σ_{s<t} q_s (c_{t,s} x_tᵀ x_s + 1)
-
-so inside a block the scores need only the K × K Gram matrix G = X_B X_Bᵀ and the K
-projections X_B w₀: O(K d) numpy work per block, O(K) scalar work per sample. After the block
-w_K = P_K w₀ − X_Bᵀ (q ∘ c_K) and b_K = b₀ − Σ q_s. The products are taken in log space
-(c_{t,s} = exp(L_t − L_{s+1}), L_t = Σ_{u<t} log a_u), so neither overflows.
+The row scale s of the bounded-influence clipping (:mod:`.row_scale`) depends on the row
+norms only, never on the weights: the clipping factors c_t of a block are computed before its
+recursion, with the same arithmetic as the per-sample steps.
 
 The running gradient statistics of the m = 1 steps are exponentially weighted moving
-averages (EWMA, smoothing α) of g_t = r_t [x_t ; 1] and of ‖g_t‖² = r_t² (‖x_t‖² + 1). Over
-n steps each one unrolls to::
-
-    ḡ_n = (1 − α)^n ḡ₀ + Σ_t α (1 − α)^(n−1−t) g_t
-
-(started at the first value when it was still undefined), computed here for all but the last
-step in closed form; the last step goes through
-:meth:`RunningGradientStatistics.update` itself so that every derived quantity is exactly the
-one that method computes.
+averages (EWMA, smoothing α) of g_t = r_t c_t [x_t ; 1] and of ‖g_t‖²; the whole run of steps
+is folded in at once by :meth:`RunningGradientStatistics.fold_single_steps`, and the result
+enters the model through :meth:`OnlineLogisticRegression.apply_block`.
 
 Configurations the recursion does not cover — ``optimizer="adagrad"``, ``l1 > 0``, sparse
-features (:class:`SparseRows`), or a factor a_t ≤ 0 — fall back to calling ``learn_batch``
-once per sample, which is the definition. A block whose result is not finite (a step the model
-would skip) is undone and replayed the same way, so skipped steps are counted exactly as in the
-per-sample loop.
+features (:class:`SparseRows`), a factor a_t ≤ 0, or a row beyond
+:data:`.row_scale.EXTREME_NORM` — fall back to calling ``learn_batch`` once per sample, which
+is the definition. A block whose result is not finite (a step the model would skip) is undone
+and replayed the same way, so skipped steps are counted exactly as in the per-sample loop.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from operator import mul
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
-from .gradient_stats import BatchSums
+from .block import BlockTerms, GramSpans, block_steps, l2_block_terms
+from .gradient_stats import SingleSteps
 from .losses import log_loss, sigmoid
 from .model import OnlineLogisticRegression
+from .row_scale import augmented_norms, scale_sequence
 from .sparse import SparseRows
 from .types import FloatArray
+from .validation import Features, check_batch
 
 DEFAULT_BLOCK_SIZE = 32
-_GRAM_SPAN = 4096  # samples whose block Gram matrices are computed in one call
 
 
 @dataclass(frozen=True)
@@ -84,6 +63,8 @@ class SequenceStats:
         False when the whole call fell back to the per-sample ``learn_batch`` loop.
     losses : ndarray of shape (n,)
         The per-sample pre-step losses ℓ_t.
+    n_clipped : int
+        Samples whose row norm exceeded κ s and that were scaled down to it.
     """
 
     n_samples: int
@@ -93,11 +74,23 @@ class SequenceStats:
     learning_rate: float
     fast_path: bool
     losses: FloatArray
+    n_clipped: int = 0
 
     @property
     def loss(self) -> float:
         """Mean progressive loss Σ ℓ_t / n (NaN when n = 0)."""
         return self.loss_sum / self.n_samples if self.n_samples else math.nan
+
+    @property
+    def n_steps_skipped(self) -> int:
+        """Steps not applied (= :attr:`n_skipped`; as :attr:`BatchStats.n_steps_skipped`)."""
+        return self.n_skipped
+
+    @property
+    def n_samples_skipped(self) -> int:
+        """Samples not learned because their step was skipped: with m = 1, one per skipped
+        step (as :attr:`BatchStats.n_samples_skipped` counts a skipped minibatch's m)."""
+        return self.n_skipped
 
 
 def fast_path_unsupported(model: OnlineLogisticRegression, X: object) -> str | None:
@@ -123,125 +116,39 @@ def fast_path_unsupported(model: OnlineLogisticRegression, X: object) -> str | N
     return None
 
 
-def _validate(
-    model: OnlineLogisticRegression,
-    X: ArrayLike | SparseRows,
-    y: ArrayLike,
-    sample_weight: ArrayLike | None,
-) -> tuple[FloatArray | SparseRows, FloatArray, FloatArray | None]:
-    features = model._check_features(X)
-    labels = np.asarray(y, dtype=np.float64).reshape(-1)
-    if features.shape[0] != len(labels):
-        raise ValueError(f"X has {features.shape[0]} rows but y has {len(labels)} labels")
-    if np.any((labels != 0.0) & (labels != 1.0)):
-        raise ValueError("labels must be 0 or 1")
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if weights.shape != labels.shape or np.any(~(weights >= 0.0)) or np.any(np.isinf(weights)):
-            raise ValueError("sample_weight must be finite, >= 0 and of shape (n,)")
-    return features, labels, weights
+@dataclass
+class _LoopCounts:
+    """Counts of the per-sample loop."""
+
+    missed: int = 0
+    skipped: int = 0
+    clipped: int = 0
+    last_eta: float = math.nan
 
 
 def _per_sample_loop(
     model: OnlineLogisticRegression,
-    X: FloatArray | SparseRows,
+    X: Features,
     y: FloatArray,
     weights: FloatArray | None,
     start: int,
     stop: int,
     losses: FloatArray,
-) -> tuple[int, int, float]:
+) -> _LoopCounts:
     """The definition: ``learn_batch`` on each single sample of [start, stop).
 
-    Writes the per-sample losses into ``losses``; returns (misclassified, skipped, last η).
+    Writes the per-sample losses into ``losses``.
     """
-    missed = skipped = 0
-    eta = math.nan
+    counts = _LoopCounts()
     for i in range(start, stop):
         xi = X.slice_rows(i, i + 1) if isinstance(X, SparseRows) else X[i : i + 1]
         stats = model.learn_batch(xi, y[i : i + 1], None if weights is None else weights[i : i + 1])
         losses[i] = stats.loss
-        missed += stats.n_misclassified
-        skipped += int(stats.skipped)
-        eta = stats.learning_rate
-    return missed, skipped, eta
-
-
-def _ewma_closed_form(
-    previous: FloatArray | float | None, values: FloatArray, alpha: float
-) -> FloatArray | float:
-    """EWMA q ← q + α (v_t − q) over the rows of ``values`` (shape (n,) or (n, k)), n ≥ 1.
-
-    ``previous`` None or NaN means undefined: the average then starts at ``values[0]``.
-    Result: (1 − α)^n q₀ + Σ_t α (1 − α)^(n−1−t) v_t, or without q₀ the first weight is
-    (1 − α)^(n−1).
-    """
-    n = values.shape[0]
-    decay = 1.0 - alpha
-    weights = alpha * np.power(decay, np.arange(n - 1, -1, -1, dtype=np.float64))
-    undefined = previous is None or (np.ndim(previous) == 0 and math.isnan(float(previous)))
-    if undefined:
-        weights[0] = decay ** (n - 1)
-        return weights @ values
-    return decay**n * previous + weights @ values
-
-
-def _fold_statistics(
-    model: OnlineLogisticRegression,
-    X: FloatArray,
-    residuals: FloatArray,
-    losses: FloatArray,
-    misclassified: NDArray[np.bool_],
-) -> None:
-    """Fold n consecutive applied m = 1 steps (rows of X with residuals
-    r_t = s_t(σ(z_t) − y_t)) into ``model.gradient_stats`` exactly as the per-step
-    ``apply_step`` would: a step whose ‖g_t‖² overflows is applied but left out of the
-    statistics, the others go through the EWMAs in order."""
-    stats = model.gradient_stats
-    alpha = stats.smoothing
-    r2 = residuals * residuals
-    squared_norms = r2 * np.vecdot(X, X) + r2  # ‖g_t‖² = r_t² (‖x_t‖² + 1)
-    kept = np.isfinite(squared_norms)
-    if not kept.all():
-        X, residuals, squared_norms = X[kept], residuals[kept], squared_norms[kept]
-        losses, misclassified = losses[kept], misclassified[kept]
-    n = len(residuals)
-    if n == 0:
-        return
-    head = n - 1
-    if head > 0:
-        # Like RunningGradientStatistics.update: the across-step mean gradient is only
-        # kept until a batch with m ≥ 2 has been seen.
-        if not stats._within_batch_seen:
-            r = residuals[:head]
-            gradients = np.empty((head, X.shape[1] + 1))
-            np.multiply(X[:head], r[:, None], out=gradients[:, :-1])
-            gradients[:, -1] = r
-            stats.mean_gradient = np.asarray(
-                _ewma_closed_form(stats.mean_gradient, gradients, alpha), dtype=np.float64
-            )
-        stats.mean_squared_norm = float(
-            _ewma_closed_form(stats.mean_squared_norm, squared_norms[:head], alpha)
-        )
-        stats.mean_gradient_squared_norm = float(
-            _ewma_closed_form(stats.mean_gradient_squared_norm, squared_norms[:head], alpha)
-        )
-    # The last step through the method itself: it also sets last_batch_size and the
-    # across-step variance estimates, which depend only on the state after the step.
-    r_last = float(residuals[-1])
-    gradient = np.empty(X.shape[1] + 1)
-    gradient[:-1] = r_last * X[-1]
-    gradient[-1] = r_last
-    stats.update(
-        BatchSums(
-            n_samples=1,
-            gradient_sum=gradient,
-            gradient_squared_norm_sum=float(squared_norms[-1]),
-            loss_sum=float(losses[-1]),
-            n_misclassified=int(misclassified[-1]),
-        )
-    )
+        counts.missed += stats.n_misclassified
+        counts.skipped += int(stats.skipped)
+        counts.clipped += stats.n_clipped
+        counts.last_eta = stats.learning_rate
+    return counts
 
 
 def learn_sequence(
@@ -254,16 +161,17 @@ def learn_sequence(
 ) -> SequenceStats:
     """Apply n consecutive pure-online (m = 1) steps to ``model``, one per row of X.
 
-    The result — weights, step and sample counters, running gradient statistics — is the
-    one of ``for i in range(n): model.learn_batch(X[i:i+1], y[i:i+1], sample_weight[i:i+1])``
+    The result — weights, row scale, step and sample counters, running gradient
+    statistics — is the one of
+    ``for i in range(n): model.learn_batch(X[i:i+1], y[i:i+1], sample_weight[i:i+1])``
     up to floating-point round-off, but for plain SGD without L1 on dense features it is
     computed in blocks of K = ``block_size`` samples with the Gram-matrix recursion::
 
-        z_t = P_t x_tᵀw₀ + b₀ − Σ_{s<t} η_s r_s (c_{t,s} x_tᵀx_s + 1),
-        r_t = s_t (σ(z_t) − y_t)
+        z_t = c_t [P_t x_tᵀw₀ + b₀ − Σ_{s<t} q_s (c_{t,s} x_tᵀx_s + 1)],
+        q_t = η_t s_t c_t (σ(z_t) − y_t)
 
-    (module docstring), which handles both learning-rate schedules, L2 and both reductions
-    exactly. Other configurations run the per-sample ``learn_batch`` loop.
+    (:mod:`.block`), which handles both learning-rate schedules, L2, both reductions and
+    the clipping exactly. Other configurations run the per-sample ``learn_batch`` loop.
 
     Unlike that loop, the whole input is validated before the first step: a bad label or
     weight anywhere raises ``ValueError`` and leaves the model untouched.
@@ -271,7 +179,8 @@ def learn_sequence(
     Parameters
     ----------
     model : OnlineLogisticRegression
-        Updated in place (``_theta``, ``n_updates``, ``n_samples_seen``, ``gradient_stats``).
+        Updated in place (through :meth:`~OnlineLogisticRegression.apply_block` or
+        ``learn_batch``).
     X : ndarray of shape (n, d), or SparseRows
     y : array of shape (n,)
         Labels in {0, 1}.
@@ -283,170 +192,136 @@ def learn_sequence(
     Returns
     -------
     SequenceStats
-        Progressive (pre-step) losses, misclassified and skipped counts.
+        Progressive (pre-step) losses, misclassified, skipped and clipped counts.
     """
     if block_size < 1:
         raise ValueError("block_size must be >= 1")
-    features, labels, weights = _validate(model, X, y, sample_weight)
+    features, labels, weights = check_batch(X, y, sample_weight, model.n_features, allow_empty=True)
     n = len(labels)
     losses = np.zeros(n)
     if n == 0:
         return SequenceStats(0, 0.0, 0, 0, math.nan, True, losses)
-
     if fast_path_unsupported(model, features) is not None:
-        missed, skipped, eta = _per_sample_loop(model, features, labels, weights, 0, n, losses)
-        return SequenceStats(n, float(losses.sum()), missed, skipped, eta, False, losses)
-
+        c = _per_sample_loop(model, features, labels, weights, 0, n, losses)
+        return SequenceStats(
+            n, float(losses.sum()), c.missed, c.skipped, c.last_eta, False, losses, c.clipped
+        )
     assert isinstance(features, np.ndarray)
     # Overflow to inf/nan on extreme input is expected and handled (the block is replayed
     # step by step, or the statistics leave the step out), as in learn_batch.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _learn_dense(model, np.ascontiguousarray(features), labels, weights, block_size)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        run = _DenseSequence(model, np.ascontiguousarray(features), labels, weights, block_size)
+        return run.learn()
 
 
-def _learn_dense(
-    model: OnlineLogisticRegression,
-    Xd: FloatArray,
-    labels: FloatArray,
-    weights: FloatArray | None,
-    block_size: int,
-) -> SequenceStats:
-    """The block recursion for plain SGD without L1 on dense features (module docstring)."""
-    n = len(labels)
-    losses = np.zeros(n)
-    schedule = model.schedule
-    l2 = model.l2  # for m = 1, reduction "sum" scales λ₂ by m = 1: the same step
-    constant = schedule.kind == "constant"
-    eta0 = schedule.learning_rate
-    exp = math.exp
+class _DenseSequence:
+    """One :func:`learn_sequence` call on dense features with plain SGD without L1.
 
-    # η for the steps n_updates, n_updates + 1, …; a block indexes it by its first step.
-    first_update = model.n_updates
-    if constant:
-        all_etas = np.full(n, eta0)
-    else:
-        steps = np.arange(first_update, first_update + n, dtype=np.float64)
-        all_etas = eta0 / (1.0 + schedule.decay * steps) ** schedule.power
-    all_eta_list = all_etas.tolist()
-    label_list = labels.tolist()
-    weight_list = None if weights is None else weights.tolist()
-    z_all = np.empty(n)
-    n_missed = n_skipped = 0
-    last_eta = math.nan
-    pending_from = 0  # first fast-path sample whose statistics are not folded in yet
+    The blocks' results are kept here (θ, the step counter, s) and handed to the model by
+    :meth:`OnlineLogisticRegression.apply_block` at each :meth:`flush`: before a block is
+    replayed by the per-sample definition, and at the end.
+    """
 
-    def flush(upto: int) -> None:
-        nonlocal pending_from, n_missed
-        if upto > pending_from:
-            seg = slice(pending_from, upto)
-            seg_losses = log_loss(z_all[seg], labels[seg])
-            losses[seg] = seg_losses
-            missed = (z_all[seg] >= 0.0) != (labels[seg] == 1.0)
-            n_missed += int(np.count_nonzero(missed))
-            residuals = sigmoid(z_all[seg]) - labels[seg]
-            if weights is not None:
-                residuals *= weights[seg]
-            _fold_statistics(model, Xd[seg], residuals, seg_losses, missed)
-        pending_from = upto
+    def __init__(
+        self,
+        model: OnlineLogisticRegression,
+        X: FloatArray,
+        labels: FloatArray,
+        weights: FloatArray | None,
+        block_size: int,
+    ) -> None:
+        n = len(labels)
+        self.model, self.X, self.labels, self.weights = model, X, labels, weights
+        self.block_size = block_size
+        self.losses = np.zeros(n)
+        self.z = np.empty(n)  # the pre-step (clipped) scores of the fast-path samples
+        self.clip_factors = np.ones(n)
+        self.clip_caps = np.full(n, math.nan)  # κ s_t of the clipped rows
+        self.counts = _LoopCounts()
+        self.pending_from = 0  # first fast-path sample not handed to the model yet
+        schedule = model.schedule
+        # η for the steps n_updates, n_updates + 1, …; a block indexes it by its first step.
+        self.first_update = model.n_updates
+        if schedule.kind == "constant":
+            self.etas = np.full(n, schedule.learning_rate)
+        else:
+            steps = np.arange(self.first_update, self.first_update + n, dtype=np.float64)
+            self.etas = schedule.learning_rate / (1.0 + schedule.decay * steps) ** schedule.power
+        self.eta_list = self.etas.tolist()
+        self.label_list = labels.tolist()
+        self.weight_list = None if weights is None else weights.tolist()
+        self.squared_norms: FloatArray | None = None  # ‖x_t‖², when needed
+        self.norm_list: list[float] | None = None  # ‖[x_t ; 1]‖, when clipping
+        if model.clip_norm_ratio > 0.0 or model.gradient_statistics:
+            self.squared_norms = np.vecdot(X, X)
+        if model.clip_norm_ratio > 0.0:
+            assert self.squared_norms is not None
+            self.norm_list = augmented_norms(X, self.squared_norms + 1.0).tolist()
+        self.grams = GramSpans(X, block_size, with_lists=not model.l2)
+        self._load()
 
-    def replay(start: int, stop: int) -> None:
-        """Take the block's steps one by one by the definition (learn_batch per sample)."""
-        nonlocal pending_from, n_missed, n_skipped, last_eta
-        flush(start)
-        missed, skipped, last_eta = _per_sample_loop(
-            model, Xd, labels, weights, start, stop, losses
+    def _load(self) -> None:
+        """Start from the model's current state (at the start and after a replay)."""
+        self.theta = self.model.parameters.copy()
+        self.n_updates = self.model.n_updates
+        self.row_scale = self.model.row_scale
+
+    def learn(self) -> SequenceStats:
+        n = len(self.labels)
+        start = 0
+        while start < n:
+            stop = min(start + self.block_size, n)
+            if not self._fast_block(start, stop):
+                self._replay(start, stop)
+            start = stop
+        self.flush(n)
+        c = self.counts
+        return SequenceStats(
+            n_samples=n,
+            loss_sum=float(self.losses.sum()),
+            n_misclassified=c.missed,
+            n_skipped=c.skipped,
+            learning_rate=c.last_eta,
+            fast_path=True,
+            losses=self.losses,
+            n_clipped=c.clipped,
         )
-        n_missed += missed
-        n_skipped += skipped
-        pending_from = stop
 
-    # Gram matrices of many blocks at once (one batched matmul and one tolist per span).
-    span = max(block_size, (_GRAM_SPAN // block_size) * block_size)
-    span_start = span_stop = 0
-    grams: FloatArray = np.empty((0, block_size, block_size))
-    gram_lists: list[list[float]] = []
-    # Strictly lower triangle (s < t), row-major: row t is the t entries s = 0 … t−1.
-    lower = np.tril_indices(block_size, -1)
-
-    start = 0
-    while start < n:
-        stop = min(start + block_size, n)
-        k = stop - start
-        Xb = Xd[start:stop]
-        if start >= span_stop:
-            span_start, span_stop = start, min(start + span, n)
-            full = (span_stop - span_start) // block_size
-            blocks = Xd[span_start : span_start + full * block_size].reshape(
-                full, block_size, Xd.shape[1]
+    def _fast_block(self, start: int, stop: int) -> bool:
+        """The steps of [start, stop) by the block recursion; False (nothing changed) when
+        the block must be replayed by the per-sample definition instead."""
+        model, k = self.model, stop - start
+        Xb = self.X[start:stop]
+        offset = self.n_updates - self.first_update  # ≤ start; smaller after skipped steps
+        scales = None
+        if self.norm_list is not None:
+            scales = scale_sequence(
+                self.norm_list[start:stop], self.row_scale, model.clip_norm_ratio
             )
-            grams = np.matmul(blocks, blocks.transpose(0, 2, 1))
-            if span_start + full * block_size < span_stop:
-                last = Xd[span_start + full * block_size : span_stop]
-                tail_gram = np.zeros((1, block_size, block_size))
-                tail_gram[0, : len(last), : len(last)] = last @ last.T
-                grams = np.concatenate((grams, tail_gram))
-            if not l2:
-                gram_lists = (grams[:, lower[0], lower[1]] + 1.0).tolist()
-        j = (start - span_start) // block_size
-        theta = model._theta
-        w0, b0 = theta[:-1], float(theta[-1])
-        n0 = model.n_updates
-        offset = n0 - first_update  # ≤ start; smaller after skipped steps
-        etas = all_etas[offset : offset + k]
+            if scales.extreme:
+                return False
+        j = self.grams.block(start)
+        w0, b0 = self.theta[:-1], float(self.theta[-1])
         u = Xb @ w0
-        if l2:
-            gram = grams[j]
-            factors = 1.0 - etas * l2
+        if model.l2:  # for m = 1, reduction "sum" scales λ₂ by m = 1: the same step
+            factors = 1.0 - self.etas[offset : offset + k] * model.l2
             if not np.all(factors > 0.0):
-                replay(start, stop)
-                start = stop
-                continue
-            log_p = np.zeros(k + 1)
-            np.cumsum(np.log(factors), out=log_p[1:])  # L_t, t = 0..k
-            # c_{t,s} = exp(L_t − L_{s+1}) for s < t (entries s ≥ t are never read).
-            decay = np.exp(np.minimum(log_p[:k, None] - log_p[None, 1:], 0.0))
-            rows, cols = lower[0][: k * (k - 1) // 2], lower[1][: k * (k - 1) // 2]
-            coupling = (gram[rows, cols] * decay[rows, cols] + 1.0).tolist()
-            base = (np.exp(log_p[:k]) * u + b0).tolist()
-            tail = np.exp(log_p[k] - log_p[1:])  # c_{K,s}
-            shrink = math.exp(log_p[k])  # P_K
+                return False
+            terms = l2_block_terms(self.grams.grams[j], self.grams.lower, u, b0, factors)
         else:
-            coupling = gram_lists[j]  # x_tᵀx_s + 1 for s < t, row after row
             u += b0
-            base = u.tolist()
-            tail = None
-            shrink = 1.0
-        ys = label_list[start:stop]
-        eta_list = all_eta_list[offset : offset + k]
-        qs: list[float] = []
-        zs: list[float] = []
-        append_q, append_z = qs.append, zs.append
-        # map() stops at the end of qs (t items) before drawing from ``entries``, so row t
-        # of the triangle is consumed exactly by step t.
-        entries = iter(coupling)
-        # The scalar recursion: z_t from the block's start and the earlier q_s, then
-        # q_t = η_t s_t (σ(z_t) − y_t), with σ from e = exp(−|z_t|) (never overflows).
-        if weight_list is None:
-            for t in range(k):
-                zt = base[t] - sum(map(mul, qs, entries))
-                e = exp(-abs(zt))
-                if zt >= 0.0:
-                    append_q(eta_list[t] * (1.0 / (1.0 + e) - ys[t]))
-                else:
-                    append_q(eta_list[t] * (e / (1.0 + e) - ys[t]))
-                append_z(zt)
-        else:
-            sws = weight_list[start:stop]
-            for t in range(k):
-                zt = base[t] - sum(map(mul, qs, entries))
-                e = exp(-abs(zt))
-                p = 1.0 / (1.0 + e) if zt >= 0.0 else e / (1.0 + e)
-                append_q(eta_list[t] * ((p - ys[t]) * sws[t]))
-                append_z(zt)
-        coef = np.array(qs) if tail is None else np.array(qs) * tail
-        new_theta = np.empty_like(theta)
-        if shrink != 1.0:
-            np.multiply(w0, shrink, out=new_theta[:-1])
+            terms = BlockTerms(u.tolist(), self.grams.lists[j], None, 1.0)
+        qs, zs = block_steps(
+            terms,
+            self.eta_list[offset : offset + k],
+            self.label_list[start:stop],
+            None if self.weight_list is None else self.weight_list[start:stop],
+            None if scales is None else scales.factors,
+        )
+        coef = np.array(qs) if terms.tail is None else np.array(qs) * terms.tail
+        new_theta = np.empty_like(self.theta)
+        if terms.shrink != 1.0:
+            np.multiply(w0, terms.shrink, out=new_theta[:-1])
             new_theta[:-1] -= coef @ Xb
         else:
             np.subtract(w0, coef @ Xb, out=new_theta[:-1])
@@ -454,22 +329,56 @@ def _learn_dense(
         # inf/nan propagate through the sums: one check for every weight and score.
         # (A false alarm from finite values overflowing the sum only replays the block.)
         if not math.isfinite(float(new_theta.sum()) + sum(zs)):
-            replay(start, stop)  # a step of this block would be skipped
-            start = stop
-            continue
-        z_all[start:stop] = zs
-        model._theta = new_theta
-        model.n_updates = n0 + k
-        model.n_samples_seen += k
-        last_eta = eta_list[-1]
-        start = stop
-    flush(n)
-    return SequenceStats(
-        n_samples=n,
-        loss_sum=float(losses.sum()),
-        n_misclassified=n_missed,
-        n_skipped=n_skipped,
-        learning_rate=last_eta,
-        fast_path=True,
-        losses=losses,
-    )
+            return False
+        self.z[start:stop] = zs
+        if scales is not None:
+            self.row_scale = scales.scale
+            if scales.factors is not None and scales.caps is not None:
+                self.clip_factors[start:stop] = scales.factors
+                self.clip_caps[start:stop] = scales.caps
+                self.counts.clipped += k - int(np.isnan(self.clip_caps[start:stop]).sum())
+        self.theta = new_theta
+        self.n_updates += k
+        self.counts.last_eta = self.eta_list[offset + k - 1]
+        return True
+
+    def _replay(self, start: int, stop: int) -> None:
+        """Take the block's steps one by one by the definition (learn_batch per sample)."""
+        self.flush(start)
+        c = _per_sample_loop(
+            self.model, self.X, self.labels, self.weights, start, stop, self.losses
+        )
+        self.counts.missed += c.missed
+        self.counts.skipped += c.skipped
+        self.counts.clipped += c.clipped
+        self.counts.last_eta = c.last_eta
+        self.pending_from = stop
+        self._load()
+
+    def flush(self, upto: int) -> None:
+        """Hand the fast-path steps [pending_from, upto) to the model, with their losses
+        and gradient statistics."""
+        seg = slice(self.pending_from, upto)
+        if upto <= self.pending_from:
+            return
+        z, labels = self.z[seg], self.labels[seg]
+        losses = log_loss(z, labels)
+        self.losses[seg] = losses
+        missed = (z >= 0.0) != (labels == 1.0)
+        self.counts.missed += int(np.count_nonzero(missed))
+        steps = None
+        if self.model.gradient_statistics:
+            assert self.squared_norms is not None
+            residuals = sigmoid(z) - labels
+            if self.weights is not None:
+                residuals *= self.weights[seg]
+            r2 = residuals * residuals
+            squared_norms = r2 * self.squared_norms[seg] + r2  # r_t² (‖x_t‖² + 1)
+            caps = self.clip_caps[seg]
+            clipped = ~np.isnan(caps)
+            if clipped.any():  # ‖g_t‖² = r_t² (κ s_t)², g_t = r_t c_t [x_t ; 1]
+                squared_norms[clipped] = r2[clipped] * caps[clipped] ** 2
+                residuals *= self.clip_factors[seg]
+            steps = SingleSteps(self.X[seg], residuals, squared_norms, losses, missed)
+        self.model.apply_block(self.theta, upto - self.pending_from, self.row_scale, steps)
+        self.pending_from = upto

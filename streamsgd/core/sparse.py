@@ -43,20 +43,20 @@ class SparseRows:
         return self.n_samples
 
     @cached_property
-    def _row_ids(self) -> IndexArray:
+    def entry_rows(self) -> IndexArray:
         """The row of each entry, shape (nnz,)."""
         return np.repeat(np.arange(self.n_samples), np.diff(self.indptr))
 
     def matvec(self, w: FloatArray) -> FloatArray:
         """X @ w, shape (n_samples,)."""
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
-            self._row_ids, weights=self.values * w[self.indices], minlength=self.n_samples
+            self.entry_rows, weights=self.values * w[self.indices], minlength=self.n_samples
         )
 
     def rmatvec(self, r: FloatArray) -> FloatArray:
         """Xᵀ @ r, shape (n_features,)."""
         return np.bincount(  # type: ignore[return-value]  # float64 with weights
-            self.indices, weights=self.values * r[self._row_ids], minlength=self.n_features
+            self.indices, weights=self.values * r[self.entry_rows], minlength=self.n_features
         )
 
     def rmatvec_columns(
@@ -86,7 +86,7 @@ class SparseRows:
         workspace[columns] = np.arange(len(columns))
         sums = np.bincount(
             workspace[self.indices],
-            weights=self.values * r[self._row_ids],
+            weights=self.values * r[self.entry_rows],
             minlength=len(columns),
         )
         return columns, sums  # type: ignore[return-value]  # float64 with weights
@@ -94,7 +94,7 @@ class SparseRows:
     def row_squared_norms(self) -> FloatArray:
         """‖x_i‖², shape (n_samples,). Entries repeating a (row, column) cell add up first,
         as in :meth:`to_dense`."""
-        rows = self._row_ids
+        rows = self.entry_rows
         values = self.values
         cells = rows * self.n_features + self.indices
         # Fast path: cells strictly increasing (rows with sorted, distinct columns) or at
@@ -115,7 +115,7 @@ class SparseRows:
 
     def to_dense(self) -> FloatArray:
         dense = np.zeros(self.shape)
-        np.add.at(dense, (self._row_ids, self.indices), self.values)
+        np.add.at(dense, (self.entry_rows, self.indices), self.values)
         return dense
 
     def slice_rows(self, start: int, stop: int) -> SparseRows:
