@@ -143,8 +143,7 @@ def test_python_api_shares_the_defaults() -> None:
     ]  # fmt: skip
     for name in shared:
         keyword = renamed.get(name, name)
-        if keyword in model_defaults:  # clip_norm_ratio, max_weight_norm: with the core's work
-            assert model_defaults[keyword] == getattr(config.model, name), name
+        assert model_defaults[keyword] == getattr(config.model, name), name
     decoder_default = inspect.signature(Decoder).parameters["max_record_bytes"].default
     assert decoder_default == config.source.max_record_bytes
 

@@ -80,25 +80,22 @@ class Resources:
 
 
 def build_model(config: TrainConfig) -> OnlineLogisticRegression:
-    """The model of ``config.model``. ``clip_norm_ratio`` and ``max_weight_norm`` are passed
-    only to a model that takes them (they arrive with the core's robustness work)."""
+    """The model of ``config.model``."""
     m = config.model
-    keywords: dict[str, Any] = {
-        "learning_rate": m.learning_rate,
-        "learning_rate_schedule": m.learning_rate_schedule,
-        "decay": m.learning_rate_decay,
-        "power": m.learning_rate_power,
-        "l2": m.l2,
-        "l1": m.l1,
-        "reduction": m.reduction,
-        "optimizer": m.optimizer,
-        "stats_smoothing": m.stats_smoothing,
-    }
-    accepted = inspect.signature(OnlineLogisticRegression).parameters
-    for name in ("clip_norm_ratio", "max_weight_norm"):
-        if name in accepted:
-            keywords[name] = getattr(m, name)
-    return OnlineLogisticRegression(config.n_features, **keywords)
+    return OnlineLogisticRegression(
+        config.n_features,
+        learning_rate=m.learning_rate,
+        learning_rate_schedule=m.learning_rate_schedule,
+        decay=m.learning_rate_decay,
+        power=m.learning_rate_power,
+        l2=m.l2,
+        l1=m.l1,
+        reduction=m.reduction,
+        optimizer=m.optimizer,
+        stats_smoothing=m.stats_smoothing,
+        clip_norm_ratio=m.clip_norm_ratio,
+        max_weight_norm=m.max_weight_norm,
+    )
 
 
 def service_config(config: TrainConfig) -> ServiceConfig:
