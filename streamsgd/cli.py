@@ -446,7 +446,7 @@ def _train(args: argparse.Namespace) -> int:
     from .service import ServiceConfig, Source, TrainingService, progressive_log_loss
     from .sources.file import FileSource
     from .sources.synthetic import SyntheticSource
-    from .synthetic import SyntheticStream
+    from .synthetic import demo_stream
 
     source_kind = args.source
     if source_kind == "auto":
@@ -495,7 +495,7 @@ def _train(args: argparse.Namespace) -> int:
     description: dict[str, Any] = {"kind": source_kind}
     source: Source
     if source_kind == "synthetic":
-        stream = SyntheticStream(n_features, args.seed, args.label_noise, args.drift)
+        stream = demo_stream(n_features, args.seed, args.label_noise, args.drift)
         source = SyntheticSource(stream)
         description.update(seed=args.seed, label_noise=args.label_noise, drift=args.drift)
     elif source_kind == "file":

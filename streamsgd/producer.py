@@ -19,7 +19,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .codec import encode_binary, encode_dense, encode_dense_batch
-from .synthetic import SyntheticStream
+from .synthetic import SyntheticStream, demo_stream
 
 log = logging.getLogger("streamsgd.produce")
 
@@ -80,7 +80,7 @@ def produce(args: argparse.Namespace, security: dict[str, Any]) -> int:
     if not args.bootstrap_servers:
         raise UsageError("produce needs --bootstrap-servers")
     if args.kind == "synthetic":
-        stream = SyntheticStream(args.n_features, args.seed, args.label_noise, args.drift)
+        stream = demo_stream(args.n_features, args.seed, args.label_noise, args.drift)
         records = synthetic_records(
             stream, args.n, args.samples_per_record, args.format == "binary"
         )
