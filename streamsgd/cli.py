@@ -500,7 +500,7 @@ def _train(args: argparse.Namespace) -> int:
         description.update(seed=args.seed, label_noise=args.label_noise, drift=args.drift)
     elif source_kind == "file":
         try:
-            source = FileSource(args.path)
+            source = FileSource(args.path, args.max_record_bytes)
         except OSError as exc:
             raise UsageError(f"cannot open {args.path}: {exc.strerror}") from None
         description.update(path=args.path)

@@ -220,7 +220,8 @@ class PrometheusSensor(Sensor):
         """Model-level gauges; also called once at start-up (after a restore)."""
         theta = model.parameters
         w = theta[:-1]
-        self.model_weight_norm.set(math.sqrt(float(w @ w)))
+        with np.errstate(over="ignore"):  # an exploded model reads +Inf, not a warning
+            self.model_weight_norm.set(math.sqrt(float(w @ w)))
         self.model_features.set(model.n_features)
         self.model_healthy.set(0.0 if model_health(model) else 1.0)
         stats = model.gradient_stats
