@@ -5,6 +5,9 @@ the middle of a record. The buffer therefore tracks, per partition, the *positio
 last sample it has handed out: the next record offset to read and how many samples of that
 record are already consumed. Records with no samples (rejected ones) advance the position
 once every sample before them has been handed out.
+
+After a restart inside a record (``skip_samples`` > 0), the buffer drops that record's
+samples already learned when the record is read again (:meth:`MinibatchBuffer.append_decoded`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codec import DecodedRun
 from .core.sparse import SparseRows
 from .core.types import FloatArray
 
@@ -87,6 +91,8 @@ class MinibatchBuffer:
         self._chunks: deque[_Chunk] = deque()
         self.n_samples = 0
         self.positions: dict[str, Position] = dict(positions or {})
+        # Records partly learned before a restart, per partition: skip their first samples.
+        self._partial = {p: pos for p, pos in self.positions.items() if pos.skip_samples}
 
     def __len__(self) -> int:
         return self.n_samples
@@ -197,3 +203,55 @@ class MinibatchBuffer:
         self._chunks = deque(kept)
         self.n_samples = sum(c.n_samples for c in kept)
         self._pass_empty()
+        for partition in partitions:
+            position = self.positions.get(partition)
+            if position is not None and position.skip_samples:
+                self._partial[partition] = position
+
+    # ------------------------------------------------------------------ decoded records
+    def append_decoded(self, run: DecodedRun, max_samples: int | None = None) -> None:
+        """Add a decoded run (:func:`streamsgd.codec.decode_poll`), at most ``max_samples``
+        of its samples (None: all); a record cut short by the limit stays unfinished."""
+        if run.one_per_record:
+            self._append_records(run, max_samples)
+            return
+        first = 0
+        partial = self._partial.get(run.partition)
+        if partial is not None and partial.offset == run.first_offset:
+            first = partial.skip_samples
+            del self._partial[run.partition]
+        n = run.n_samples
+        stop = n if max_samples is None else min(n, first + max_samples)
+        part = run if (first, stop) == (0, n) else _rows(run, first, stop)
+        self.append(
+            part.X, part.y, part.weight, run.partition, run.first_offset,
+            first_sample=first, record_size=n,
+        )  # fmt: skip
+
+    def _append_records(self, run: DecodedRun, max_samples: int | None) -> None:
+        """Single-sample records at consecutive offsets: one chunk."""
+        n = run.n_samples if max_samples is None else min(run.n_samples, max_samples)
+        partial = self._partial.get(run.partition)
+        if partial is not None and run.first_offset <= partial.offset < run.first_offset + n:
+            # A one-sample record cannot be partly learned: the partial position came from
+            # another value at that offset, so that record is passed over.
+            k = partial.offset - run.first_offset
+            del self._partial[run.partition]
+            self._append_records(_rows(run, 0, k), None)
+            self.append_empty(run.partition, partial.offset)
+            self._append_records(_rows(run, k + 1, n), None)
+        elif n:
+            part = run if n == run.n_samples else _rows(run, 0, n)
+            self.append_run(part.X, part.y, part.weight, run.partition, run.first_offset)
+
+
+def _rows(run: DecodedRun, start: int, stop: int) -> DecodedRun:
+    """Samples [start, stop) of a run (offsets shift with them for one sample per record)."""
+    return DecodedRun(
+        run.partition,
+        run.first_offset + (start if run.one_per_record else 0),
+        slice_rows(run.X, start, stop),
+        run.y[start:stop],
+        None if run.weight is None else run.weight[start:stop],
+        run.one_per_record,
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -26,7 +27,7 @@ from .codec import REJECT_REASONS
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats
 from .ports import Sensor
-from .service import SKIP_REASONS
+from .totals import CLIP_REASONS, SKIP_REASONS
 
 UPDATE_DURATION_BUCKETS = (
     1e-5,
@@ -45,137 +46,32 @@ UPDATE_DURATION_BUCKETS = (
 )
 
 
+def model_health(model: OnlineLogisticRegression) -> str | None:
+    """None when the model is healthy, else why not: ``model.health()`` when the model has
+    it (``"non_finite"``, ``"weight_norm"``), else ``"non_finite"`` when a weight or the
+    intercept is NaN or infinite."""
+    health = getattr(model, "health", None)
+    if callable(health):
+        reason: str | None = health()
+        return reason
+    return None if np.isfinite(model.parameters).all() else "non_finite"
+
+
 class PrometheusSensor(Sensor):
     """Exports what the training loop observes as ``streamsgd_*`` metrics."""
 
     def __init__(self, registry: CollectorRegistry, *, process_collectors: bool = True) -> None:
         self.registry = registry
-        r = registry
         if process_collectors:
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
-        build = Gauge(
-            "streamsgd_build_info",
-            "streamsgd build; value 1",
-            ["version", "python_version"],
-            registry=r,
-        )
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        build = self._gauge("streamsgd_build_info", "streamsgd build; value 1",
+                            ["version", "python_version"])  # fmt: skip
         build.labels(__version__, platform.python_version()).set(1)
-
-        self.records_consumed_total = Counter(
-            "streamsgd_records_consumed", "Records read from the source.", registry=r
-        )
-        self.records_rejected_total = Counter(
-            "streamsgd_records_rejected",
-            "Records that could not be decoded or validated, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        for reason in REJECT_REASONS:
-            self.records_rejected_total.labels(reason)
-        self.dead_letter_records_total = Counter(
-            "streamsgd_dead_letter_records",
-            "Rejected records sent to the dead-letter topic.",
-            registry=r,
-        )
-        self.samples_learned_total = Counter(
-            "streamsgd_samples_learned", "Samples in applied SGD steps.", registry=r
-        )
-        self.updates_total = Counter("streamsgd_updates", "SGD steps applied.", registry=r)
-        self.updates_skipped_total = Counter(
-            "streamsgd_updates_skipped",
-            "Minibatches whose step was not applied, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        for reason in SKIP_REASONS:
-            self.updates_skipped_total.labels(reason)
-        self.progressive_log_loss_total = Counter(
-            "streamsgd_progressive_log_loss",
-            "Sum of per-sample log losses under the pre-step weights (progressive validation).",
-            registry=r,
-        )
-        self.progressive_misclassified_total = Counter(
-            "streamsgd_progressive_misclassified",
-            "Samples misclassified by the pre-step weights.",
-            registry=r,
-        )
-
-        def gauge(name: str, doc: str) -> Gauge:
-            return Gauge(name, doc, registry=r)
-
-        self.batch_loss = gauge(
-            "streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch."
-        )
-        self.batch_size = gauge("streamsgd_batch_size", "Samples in the last minibatch (m).")
-        self.learning_rate = gauge("streamsgd_learning_rate", "Learning rate of the last step.")
-        self.gradient_norm = gauge(
-            "streamsgd_gradient_norm",
-            "Norm of the last minibatch's mean loss gradient over (w, b).",
-        )
-        self.gradient_variance = gauge(
-            "streamsgd_gradient_variance",
-            "Smoothed trace of the per-sample gradient covariance, tr Sigma.",
-        )
-        self.gradient_estimator_variance = gauge(
-            "streamsgd_gradient_estimator_variance",
-            "Smoothed variance of the averaged minibatch gradient, tr Sigma / m.",
-        )
-        self.gradient_noise_scale = gauge(
-            "streamsgd_gradient_noise_scale",
-            "Gradient noise scale B_noise = tr Sigma / |G|^2 (ratio of smoothed estimates).",
-        )
-        self.gradient_true_norm_squared = gauge(
-            "streamsgd_gradient_true_norm_squared",
-            "Smoothed unbiased estimate of the true squared gradient norm |G|^2.",
-        )
-        self.gradient_norm_test_ratio = gauge(
-            "streamsgd_gradient_norm_test_ratio",
-            "Smoothed (tr Sigma / m) / |g_bar|^2; the norm test passes when <= theta^2.",
-        )
-        self.model_weight_norm = gauge("streamsgd_model_weight_norm", "Euclidean norm of w.")
-        self.model_features = gauge("streamsgd_model_features", "Number of model inputs d.")
-        self.minibatch_buffered_samples = gauge(
-            "streamsgd_minibatch_buffered_samples", "Samples waiting in the minibatch buffer."
-        )
-        self.last_update_timestamp_seconds = gauge(
-            "streamsgd_last_update_timestamp_seconds", "Unix time of the last applied step."
-        )
-        self.last_record_timestamp_seconds = gauge(
-            "streamsgd_last_record_timestamp_seconds",
-            "Source timestamp of the newest record read (Kafka record time).",
-        )
-        self.update_duration_seconds = Histogram(
-            "streamsgd_update_duration_seconds",
-            "Time of one learn_batch call.",
-            buckets=UPDATE_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.checkpoint_saves_total = Counter(
-            "streamsgd_checkpoint_saves", "Checkpoints written.", registry=r
-        )
-        self.checkpoint_save_failures_total = Counter(
-            "streamsgd_checkpoint_save_failures", "Checkpoints that failed to write.", registry=r
-        )
-        self.checkpoint_save_duration_seconds = Histogram(
-            "streamsgd_checkpoint_save_duration_seconds",
-            "Time to write one checkpoint.",
-            registry=r,
-        )
-        self.last_checkpoint_timestamp_seconds = gauge(
-            "streamsgd_last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint."
-        )
-        self.offset_commits_total = Counter(
-            "streamsgd_offset_commits", "Offset commits after a checkpoint.", registry=r
-        )
-        self.offset_commit_failures_total = Counter(
-            "streamsgd_offset_commit_failures", "Offset commits that failed.", registry=r
-        )
-        self.consumer_lag_records = gauge(
-            "streamsgd_consumer_lag_records",
-            "Records behind the end of the assigned partitions (sum over partitions).",
-        )
-        self.ready = gauge("streamsgd_ready", "1 when the source can deliver records.")
+        self._init_records()
+        self._init_steps()
+        self._init_gradients()
+        self._init_checkpoints()
         self._pending_samples = 0
         self._pending_updates = 0
         self._pending_misclassified = 0
@@ -183,13 +79,151 @@ class PrometheusSensor(Sensor):
         self._last_stats: BatchStats | None = None
         self._last_sequence: SequenceStats | None = None
 
+    def _counter(
+        self, name: str, doc: str, labels: Sequence[str] = (), values: Sequence[str] = ()
+    ) -> Counter:
+        """A counter; with a label, its series for every value in ``values`` exist at once
+        (so they read 0 rather than being absent)."""
+        counter = Counter(name, doc, list(labels), registry=self.registry)
+        for value in values:
+            counter.labels(value)
+        return counter
+
+    def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, doc, list(labels), registry=self.registry)
+
+    def _init_records(self) -> None:
+        self.records_consumed_total = self._counter(
+            "streamsgd_records_consumed", "Records read from the source."
+        )
+        self.records_rejected_total = self._counter(
+            "streamsgd_records_rejected",
+            "Records that could not be decoded or validated, by reason.",
+            ["reason"],
+            REJECT_REASONS,
+        )
+        self.dead_letter_records_total = self._counter(
+            "streamsgd_dead_letter_records", "Rejected records sent to the dead-letter topic."
+        )
+        self.minibatch_buffered_samples = self._gauge(
+            "streamsgd_minibatch_buffered_samples", "Samples waiting in the minibatch buffer."
+        )
+        self.last_record_timestamp_seconds = self._gauge(
+            "streamsgd_last_record_timestamp_seconds",
+            "Source timestamp of the newest record read (Kafka record time).",
+        )
+        self.consumer_lag_records = self._gauge(
+            "streamsgd_consumer_lag_records",
+            "Records behind the end of the assigned partitions (sum over partitions).",
+        )
+        self.ready = self._gauge("streamsgd_ready", "1 when the source can deliver records.")
+
+    def _init_steps(self) -> None:
+        c = self._counter
+        self.samples_learned_total = c("streamsgd_samples_learned", "Samples in applied SGD steps.")
+        self.updates_total = c("streamsgd_updates", "SGD steps applied.")
+        self.updates_skipped_total = c(
+            "streamsgd_updates_skipped",
+            "Steps (minibatches, or m = 1 steps) not applied, by reason.",
+            ["reason"],
+            SKIP_REASONS,
+        )
+        self.samples_skipped_total = c(
+            "streamsgd_samples_skipped",
+            "Samples in steps that were not applied (consumed, not learned), by reason.",
+            ["reason"],
+            SKIP_REASONS,
+        )
+        self.samples_clipped_total = c(
+            "streamsgd_samples_clipped",
+            "Samples scaled down before learning (feature norm far above the typical), by reason.",
+            ["reason"],
+            CLIP_REASONS,
+        )
+        self.progressive_log_loss_total = c(
+            "streamsgd_progressive_log_loss",
+            "Sum of per-sample log losses under the pre-step weights (progressive validation).",
+        )
+        self.progressive_misclassified_total = c(
+            "streamsgd_progressive_misclassified", "Samples misclassified by the pre-step weights."
+        )
+        g = self._gauge
+        self.batch_loss = g("streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch.")
+        self.batch_size = g("streamsgd_batch_size", "Samples in the last minibatch (m).")
+        self.learning_rate = g("streamsgd_learning_rate", "Learning rate of the last step.")
+        self.last_update_timestamp_seconds = g(
+            "streamsgd_last_update_timestamp_seconds", "Unix time of the last applied step."
+        )
+        self.update_duration_seconds = Histogram(
+            "streamsgd_update_duration_seconds",
+            "Time of one learn_batch call.",
+            buckets=UPDATE_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+
+    def _init_gradients(self) -> None:
+        g = self._gauge
+        self.gradient_norm = g(
+            "streamsgd_gradient_norm",
+            "Norm of the last minibatch's mean loss gradient over (w, b).",
+        )
+        self.gradient_variance = g(
+            "streamsgd_gradient_variance",
+            "Smoothed trace of the per-sample gradient covariance, tr Sigma.",
+        )
+        self.gradient_estimator_variance = g(
+            "streamsgd_gradient_estimator_variance",
+            "Smoothed variance of the averaged minibatch gradient, tr Sigma / m.",
+        )
+        self.gradient_noise_scale = g(
+            "streamsgd_gradient_noise_scale",
+            "Gradient noise scale B_noise = tr Sigma / |G|^2 (ratio of smoothed estimates).",
+        )
+        self.gradient_true_norm_squared = g(
+            "streamsgd_gradient_true_norm_squared",
+            "Smoothed unbiased estimate of the true squared gradient norm |G|^2.",
+        )
+        self.gradient_norm_test_ratio = g(
+            "streamsgd_gradient_norm_test_ratio",
+            "Smoothed (tr Sigma / m) / |g_bar|^2; the norm test passes when <= theta^2.",
+        )
+        self.model_weight_norm = g("streamsgd_model_weight_norm", "Euclidean norm of w.")
+        self.model_features = g("streamsgd_model_features", "Number of model inputs d.")
+        self.model_healthy = g(
+            "streamsgd_model_healthy",
+            "1 while the model is healthy (finite, weight norm within its limit), else 0.",
+        )
+
+    def _init_checkpoints(self) -> None:
+        c = self._counter
+        self.checkpoint_saves_total = c("streamsgd_checkpoint_saves", "Checkpoints written.")
+        self.checkpoint_save_failures_total = c(
+            "streamsgd_checkpoint_save_failures", "Checkpoints that failed to write."
+        )
+        self.checkpoint_save_duration_seconds = Histogram(
+            "streamsgd_checkpoint_save_duration_seconds",
+            "Time to write one checkpoint.",
+            registry=self.registry,
+        )
+        self.last_checkpoint_timestamp_seconds = self._gauge(
+            "streamsgd_last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint."
+        )
+        self.offset_commits_total = c(
+            "streamsgd_offset_commits", "Offset commits after a checkpoint."
+        )
+        self.offset_commit_failures_total = c(
+            "streamsgd_offset_commit_failures", "Offset commits that failed."
+        )
+
     # ------------------------------------------------------------------ Sensor
     def observe_model(self, model: OnlineLogisticRegression) -> None:
         """Model-level gauges; also called once at start-up (after a restore)."""
         theta = model.parameters
         w = theta[:-1]
-        self.model_weight_norm.set(math.sqrt(float(w @ w)))
+        with np.errstate(over="ignore"):  # an exploded model reads +Inf, not a warning
+            self.model_weight_norm.set(math.sqrt(float(w @ w)))
         self.model_features.set(model.n_features)
+        self.model_healthy.set(0.0 if model_health(model) else 1.0)
         stats = model.gradient_stats
         self.gradient_variance.set(stats.per_sample_variance)
         self.gradient_estimator_variance.set(stats.estimator_variance)
@@ -220,13 +254,12 @@ class PrometheusSensor(Sensor):
     def sequence_applied(
         self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None:
+        # Skipped steps reach steps_skipped (as on the minibatch path), not these counters.
         applied = stats.n_samples - stats.n_skipped
         self._pending_samples += applied
         self._pending_updates += applied
         self._pending_loss += stats.loss_sum
         self._pending_misclassified += stats.n_misclassified
-        if stats.n_skipped:
-            self.updates_skipped_total.labels("non_finite").inc(stats.n_skipped)
         if stats.n_samples:
             # One observation per block, of the mean time of its steps.
             self.update_duration_seconds.observe(duration_seconds / stats.n_samples)
@@ -234,6 +267,8 @@ class PrometheusSensor(Sensor):
 
     def tick(self, model: OnlineLogisticRegression) -> None:
         if not self._pending_updates:
+            # Health follows the model once per tick even when nothing was learned.
+            self.model_healthy.set(0.0 if model_health(model) else 1.0)
             return
         self.samples_learned_total.inc(self._pending_samples)
         self.updates_total.inc(self._pending_updates)
@@ -259,8 +294,12 @@ class PrometheusSensor(Sensor):
         self.last_update_timestamp_seconds.set(time.time())
         self.observe_model(model)
 
-    def update_skipped(self, reason: str, stats: BatchStats) -> None:
-        self.updates_skipped_total.labels(reason).inc()
+    def steps_skipped(self, reason: str, n_steps: int, n_samples: int) -> None:
+        self.updates_skipped_total.labels(reason).inc(n_steps)
+        self.samples_skipped_total.labels(reason).inc(n_samples)
+
+    def samples_clipped(self, reason: str, n_samples: int) -> None:
+        self.samples_clipped_total.labels(reason).inc(n_samples)
 
     def buffered_samples(self, n_samples: int) -> None:
         self.minibatch_buffered_samples.set(n_samples)

@@ -20,9 +20,11 @@ class SourceRecord:
 
     ``partition`` names the ordered log it came from (``"topic:3"`` for Kafka) and
     ``offset`` its position there. Exactly one of ``value`` (raw bytes, to decode) and
-    ``samples`` (already decoded, for embedded sources) is set. ``metadata`` holds what only
-    the source (and its dead-letter sink) understands, e.g. a Kafka record's topic, partition
-    number, key and headers; the loop never reads it.
+    ``samples`` (already decoded, for embedded sources) is set. ``original_size_bytes`` is
+    set when ``value`` holds only the first bytes of a value too large to hold (a line over
+    the record limit): the decoder rejects such a record as ``too_large``. ``metadata`` holds
+    what only the source (and its dead-letter sink) understands, e.g. a Kafka record's topic,
+    partition number, key and headers; the loop never reads it.
     """
 
     partition: str
@@ -31,6 +33,7 @@ class SourceRecord:
     samples: Samples | None = None
     timestamp_ms: int | None = None
     metadata: Any = None
+    original_size_bytes: int | None = None
 
 
 class Source(Protocol):
@@ -91,7 +94,12 @@ class Sensor:
     ) -> None:
         """A block of consecutive m = 1 steps (``online_block_size``)."""
 
-    def update_skipped(self, reason: str, stats: BatchStats) -> None: ...
+    def steps_skipped(self, reason: str, n_steps: int, n_samples: int) -> None:
+        """Steps not applied (the same call for minibatch and m = 1 block steps): their
+        ``n_samples`` samples are consumed but not learned."""
+
+    def samples_clipped(self, reason: str, n_samples: int) -> None:
+        """Samples the model scaled down before learning them (``"row_norm"``)."""
 
     def buffered_samples(self, n_samples: int) -> None: ...
 

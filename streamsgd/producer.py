@@ -19,7 +19,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .codec import encode_binary, encode_dense, encode_dense_batch
 from .config import ProduceConfig, ProduceSynthetic
-from .synthetic import SyntheticStream
+from .synthetic import SyntheticStream, demo_stream
 
 log = logging.getLogger("streamsgd.produce")
 
@@ -139,7 +139,7 @@ def _records(config: ProduceConfig) -> tuple[Iterator[bytes], int | None]:
     """The records to send and their number if known."""
     spec = config.records
     if isinstance(spec, ProduceSynthetic):
-        stream = SyntheticStream(spec.n_features, spec.seed, spec.label_noise, spec.drift)
+        stream = demo_stream(spec.n_features, spec.seed, spec.label_noise, spec.drift)
         binary = config.format == "binary"
         records = synthetic_records(stream, spec.n, config.samples_per_record, binary)
         return records, -(-spec.n // config.samples_per_record)

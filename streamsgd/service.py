@@ -1,44 +1,41 @@
 """The run loop: poll → decode → buffer → learn → metrics → checkpoint → commit.
 
-Written against the ports of :mod:`streamsgd.ports` (source, checkpoint store, sensor,
-dead-letter sink) so that embedded sources, Kafka, Prometheus and the checkpoint directory
-plug in without the loop knowing any library.
+Written against the ports of :mod:`streamsgd.ports`, so embedded sources, Kafka,
+Prometheus and the checkpoint directory plug in without the loop knowing any library.
+Decoding is one call per poll (:func:`~streamsgd.codec.decode_poll`): the loop routes its
+runs to the buffer and its rejections to the dead-letter sink. A skipped step (one that
+would make the weights non-finite) is accounted alike on both learning paths, per step and
+per sample (``Totals.updates_skipped`` / ``samples_skipped``, :meth:`Sensor.steps_skipped`):
+its samples are consumed, not learned.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .buffer import MinibatchBuffer, Position, slice_rows
+from .buffer import MinibatchBuffer, Position
 from .checkpoint import CheckpointError
-from .codec import Decoder, RecordRejected
+from .codec import Decoder, RecordRejected, Rejection, decode_poll
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from .core.sequential import SequenceStats, learn_sequence
 from .ports import CheckpointStore, DeadLetterSink, Sensor, Source, SourceRecord
+from .totals import Totals, progressive_log_loss
 
 log = logging.getLogger("streamsgd.service")
 
-__all__ = [
-    "CheckpointStore",
-    "DeadLetterSink",
-    "Sensor",
-    "ServiceConfig",
-    "Source",
-    "SourceRecord",
-    "Totals",
-    "TrainingService",
-]
+__all__ = ["CheckpointStore", "DeadLetterSink", "FinalCheckpointError", "Sensor",
+           "ServiceConfig", "Source", "SourceRecord", "Totals", "TrainingService",
+           "progressive_log_loss"]  # fmt: skip
 
-SKIP_REASONS = ("non_finite",)
+
+class FinalCheckpointError(RuntimeError):
+    """The checkpoint that ends a run could not be written: the run's model is not saved."""
 
 
 @dataclass
@@ -78,17 +75,6 @@ class ServiceConfig:
     poll_timeout_seconds: float = 0.2
 
 
-@dataclass
-class Totals:
-    """Counters kept in the checkpoint, so they survive restarts exactly."""
-
-    samples_consumed: int = 0
-    progressive_loss_sum: float = 0.0
-    progressive_misclassified: int = 0
-    records_rejected: int = 0
-    updates_skipped: int = 0
-
-
 class TrainingService:
     """Owns the model and drives one source into it.
 
@@ -124,12 +110,12 @@ class TrainingService:
         self.source_description = source_description or {}
         self.totals = Totals()
         self.buffer = MinibatchBuffer()
-        self._skip: dict[str, Position] = {}
         self._stop = threading.Event()
         self._dirty = False
         self._updates_at_checkpoint = 0
         self._last_checkpoint = clock()
         self._last_record = clock()
+        self.last_checkpoint_error: str | None = None
 
     # ------------------------------------------------------------------ state
     def restore(self, state: dict[str, Any]) -> None:
@@ -146,10 +132,9 @@ class TrainingService:
             log.warning("hyper-parameters changed since the checkpoint (old, new): %s", changed)
         restored = OnlineLogisticRegression.from_state({**state["model"], "params": params})
         self.model = restored
-        self.totals = Totals(**state["totals"])
+        self.totals = Totals.from_state(state["totals"])
         positions = {p: Position(int(o), int(s)) for p, (o, s) in state["positions"].items()}
         self.buffer = MinibatchBuffer(positions)
-        self._skip = {p: pos for p, pos in positions.items() if pos.skip_samples}
         self._updates_at_checkpoint = self.model.n_updates
 
     def state(self) -> dict[str, Any]:
@@ -174,44 +159,40 @@ class TrainingService:
         revoked partitions (they are re-read from the checkpointed position if they return)."""
         self.checkpoint()
         self.buffer.discard_partitions(partitions)
-        for partition in partitions:
-            position = self.buffer.positions.get(partition)
-            if position is not None and position.skip_samples:
-                self._skip[partition] = position
 
     def checkpoint(self) -> bool:
-        """Save a checkpoint, then commit the offsets it covers. Returns False on failure.
+        """Save a checkpoint, then commit the offsets it covers. Returns False on failure
+        (counted by the sensors, logged, and kept in ``last_checkpoint_error``).
 
         Dead letters are flushed first: an offset is never committed past a rejected record
         whose dead letter is not yet delivered.
         """
         self._last_checkpoint = self.clock()
-        if self.dead_letter is not None:
-            try:
-                self.dead_letter.flush()
-            except Exception as exc:
-                log.error("dead-letter delivery failed, not checkpointing yet: %s", exc)
-                for s in self.sensors:
-                    s.checkpoint_failed()
-                return False
-        if self.checkpoint_store is None:
-            self._dirty = False
-            self._commit()
-            return True
-        start = time.perf_counter()
         try:
-            self.checkpoint_store.save(self.state())
-        except OSError as exc:
-            log.error("checkpoint failed: %s", exc)
+            if self.dead_letter is not None:
+                self.dead_letter.flush()
+        except Exception as exc:
+            return self._checkpoint_failed(f"dead-letter delivery failed: {exc}")
+        if self.checkpoint_store is not None:
+            start = time.perf_counter()
+            try:
+                self.checkpoint_store.save(self.state())
+            except OSError as exc:
+                return self._checkpoint_failed(f"checkpoint failed: {exc}")
             for s in self.sensors:
-                s.checkpoint_failed()
-            return False
-        for s in self.sensors:
-            s.checkpoint_saved(time.perf_counter() - start)
+                s.checkpoint_saved(time.perf_counter() - start)
+            self._updates_at_checkpoint = self.model.n_updates
         self._dirty = False
-        self._updates_at_checkpoint = self.model.n_updates
+        self.last_checkpoint_error = None
         self._commit()
         return True
+
+    def _checkpoint_failed(self, message: str) -> bool:
+        log.error("%s (not committing offsets)", message)
+        self.last_checkpoint_error = message
+        for s in self.sensors:
+            s.checkpoint_failed()
+        return False
 
     def _commit(self) -> None:
         try:
@@ -224,14 +205,10 @@ class TrainingService:
         for s in self.sensors:
             s.offsets_committed()
 
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ records
     def request_stop(self) -> None:
         """Finish the current step, checkpoint, commit and return from run()."""
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def _remaining(self) -> int | None:
         if self.config.max_samples is None:
@@ -253,132 +230,28 @@ class TrainingService:
     def handle_all(self, records: Sequence[SourceRecord]) -> None:
         """Decode a poll's records into the buffer, learning every full minibatch.
 
-        Consecutive single-sample JSON records of one partition (the commonest stream,
-        dense or named features) take a fast lane: a run of them is decoded at once
-        (:meth:`Decoder.decode_run`) and appended as one buffer chunk. A run with any
-        other record in it goes one record at a time (:meth:`handle_one_by_one`).
+        Records past ``max_samples`` are left unread (their positions do not advance).
         """
-        start, n_records = 0, len(records)
-        while start < n_records:
+        for item in decode_poll(self.decoder, records):
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return
-            first = records[start]
-            end = start + 1
-            if first.samples is None and first.partition not in self._skip:
-                limit = n_records if remaining is None else min(n_records, start + remaining)
-                # Records of one partition at consecutive offsets: one buffer chunk.
-                while (
-                    end < limit
-                    and records[end].partition == first.partition
-                    and records[end].offset == first.offset + (end - start)
-                ):
-                    end += 1
-                decoded = self.decoder.decode_run([r.value for r in records[start:end]])
-                if decoded is not None:
-                    self.buffer.append_run(*decoded, None, first.partition, first.offset)
-                    self._learn_ready()
-                    start = end
-                    continue
-            self.handle_one_by_one(records[start:end])
-            start = end
-
-    def handle_one_by_one(self, records: Sequence[SourceRecord]) -> None:
-        """Decode records one at a time into the buffer, learning every full minibatch.
-
-        Single-sample dense records still share one buffer chunk per run
-        (:meth:`Decoder.decode_dense_row`); everything else goes through :meth:`handle`,
-        and a rejected record is dead-lettered with its reason.
-        """
-        run: list[tuple[SourceRecord, list[Any], float, float | None]] = []
-        for record in records:
-            remaining = self._remaining()
-            if remaining is not None and remaining - len(run) <= 0:
-                break
-            row = None
-            if record.samples is None and record.partition not in self._skip:
-                try:
-                    row = self.decoder.decode_dense_row(record.value)
-                except RecordRejected as exc:
-                    self._flush_run(run)
-                    self.reject(record, exc)
-                    continue
-            if row is None:
-                self._flush_run(run)
-                self.handle(record)
-                self._learn_ready()
-                continue
-            if run and (
-                run[-1][0].partition != record.partition or run[-1][0].offset + 1 != record.offset
-            ):
-                self._flush_run(run)
-            run.append((record, *row))
-        self._flush_run(run)
-
-    def _flush_run(self, run: list[tuple[SourceRecord, list[Any], float, float | None]]) -> None:
-        if not run:
-            return
-        rows = [x for _, x, _, _ in run]
-        try:
-            X = np.array(rows, dtype=np.float64)
-        except OverflowError:  # an integer literal beyond float range: decode one by one
-            X = None
-        finite = None if X is None else np.isfinite(X).all(axis=1)
-        if finite is None or not finite.all():
-            records = [record for record, _, _, _ in run]
-            run.clear()
-            for record in records:
-                self.handle(record)  # the full decoder names each bad record's reason
+            if isinstance(item, Rejection):
+                self.reject(item.record, item.error)
+            else:
+                self.buffer.append_decoded(item, remaining)
             self._learn_ready()
-            return
-        assert X is not None
-        y = np.array([label for _, _, label, _ in run])
-        weights = [w for _, _, _, w in run]
-        w = None
-        if any(v is not None for v in weights):
-            w = np.array([1.0 if v is None else v for v in weights])
-        first = run[0][0]
-        self.buffer.append_run(X, y, w, first.partition, first.offset)
-        run.clear()
-        self._learn_ready()
 
-    def handle(self, record: SourceRecord) -> None:
-        """Decode one record into the buffer, or reject (and dead-letter) it."""
-        try:
-            samples = (
-                record.samples if record.samples is not None else self.decoder.decode(record.value)
-            )
-        except RecordRejected as exc:
-            self.reject(record, exc)
-            return
-        first = 0
-        skip = self._skip.get(record.partition)
-        if skip is not None and skip.offset == record.offset:
-            first = skip.skip_samples
-            del self._skip[record.partition]
-        stop = len(samples)
-        remaining = self._remaining()
-        if remaining is not None:
-            stop = min(stop, first + remaining)
-        X = samples.X if (first, stop) == (0, len(samples)) else slice_rows(samples.X, first, stop)
-        y = samples.y[first:stop]
-        w = None if samples.weight is None else samples.weight[first:stop]
-        self.buffer.append(
-            X, y, w, record.partition, record.offset, first_sample=first, record_size=len(samples)
-        )
-
+    # ------------------------------------------------------------------ learning
     def learn(self, n_samples: int) -> BatchStats:
+        """One minibatch step on the next ``n_samples`` buffered samples."""
         batch = self.buffer.take(n_samples)
         start = time.perf_counter()
         stats = self.model.learn_batch(batch.X, batch.y, batch.sample_weight)
         duration = time.perf_counter() - start
-        self.totals.samples_consumed += batch.n_samples
-        self._dirty = True
-        if stats.skipped:
-            self.totals.updates_skipped += 1
-            for s in self.sensors:
-                s.update_skipped("non_finite", stats)
-        else:
+        skipped = batch.n_samples if stats.skipped else 0
+        self._account(batch.n_samples, int(stats.skipped), skipped, _n_clipped(stats))
+        if not stats.skipped:
             self.totals.progressive_loss_sum += stats.sums.loss_sum
             self.totals.progressive_misclassified += stats.n_misclassified
             for s in self.sensors:
@@ -391,14 +264,28 @@ class TrainingService:
         start = time.perf_counter()
         stats = learn_sequence(self.model, batch.X, batch.y, batch.sample_weight)
         duration = time.perf_counter() - start
-        self.totals.samples_consumed += batch.n_samples
-        self.totals.updates_skipped += stats.n_skipped
+        # m = 1: every skipped step is one skipped sample.
+        self._account(batch.n_samples, stats.n_skipped, stats.n_skipped, _n_clipped(stats))
         self.totals.progressive_loss_sum += stats.loss_sum
         self.totals.progressive_misclassified += stats.n_misclassified
-        self._dirty = True
         for s in self.sensors:
             s.sequence_applied(stats, self.model, duration)
         return stats
+
+    def _account(
+        self, n_samples: int, skipped_steps: int, skipped_samples: int, clipped: int
+    ) -> None:
+        """What every step (or block of steps) adds to the totals and the sensors."""
+        self.totals.samples_consumed += n_samples
+        self._dirty = True
+        if skipped_steps:
+            self.totals.updates_skipped += skipped_steps
+            self.totals.samples_skipped += skipped_samples
+            for s in self.sensors:
+                s.steps_skipped("non_finite", skipped_steps, skipped_samples)
+        if clipped:
+            for s in self.sensors:
+                s.samples_clipped("row_norm", clipped)
 
     def _learn_ready(self) -> None:
         """Apply every full minibatch (or full aligned m = 1 block) in the buffer."""
@@ -423,6 +310,7 @@ class TrainingService:
         else:
             self.learn(len(self.buffer))
 
+    # ------------------------------------------------------------------ loop
     def _checkpoint_due(self) -> bool:
         if not self._dirty:
             return False
@@ -435,8 +323,7 @@ class TrainingService:
         remaining = self._remaining()
         return remaining is not None and remaining <= 0
 
-    def run(self) -> None:
-        """Train until the source is exhausted, max_samples is reached or stop is requested."""
+    def _resume(self) -> None:
         if self.checkpoint_store is not None:
             state = self.checkpoint_store.load()
             if state is not None:
@@ -449,38 +336,59 @@ class TrainingService:
         for s in self.sensors:
             s.model_loaded(self.model)
         self.source.seek(dict(self.buffer.positions))
-        while not self._stop.is_set() and not self._done():
-            records = self.source.poll(self.config.poll_timeout_seconds)
-            now = self.clock()
-            if records:
-                self._last_record = now
-                for s in self.sensors:
-                    s.records_consumed(len(records))
-                newest = records[-1].timestamp_ms
-                if newest is not None:
-                    for s in self.sensors:
-                        s.record_timestamp(newest / 1000.0)
-                self.handle_all(records)
-            elif self.source.exhausted:
-                break
-            wait = self.config.max_wait_seconds
-            if wait is not None and len(self.buffer) and now - self._last_record >= wait:
-                self._learn_rest()
+
+    def _poll_once(self) -> bool:
+        """One loop iteration; False once a bounded source is exhausted."""
+        records = self.source.poll(self.config.poll_timeout_seconds)
+        now = self.clock()
+        if records:
+            self._last_record = now
             for s in self.sensors:
-                s.buffered_samples(len(self.buffer))
-                s.tick(self.model)
-            if self._checkpoint_due():
-                self.checkpoint()
-        # A bounded run ends with its last, possibly partial, minibatch applied.
-        if not self._stop.is_set() and len(self.buffer):
+                s.records_consumed(len(records))
+            newest = records[-1].timestamp_ms
+            if newest is not None:
+                for s in self.sensors:
+                    s.record_timestamp(newest / 1000.0)
+            self.handle_all(records)
+        elif self.source.exhausted:
+            return False
+        wait = self.config.max_wait_seconds
+        if wait is not None and len(self.buffer) and now - self._last_record >= wait:
             self._learn_rest()
-        self.checkpoint()
+        self._tick()
+        if self._checkpoint_due():
+            self.checkpoint()  # a failure is counted and logged; the run goes on
+        return True
+
+    def _tick(self) -> None:
         for s in self.sensors:
             s.buffered_samples(len(self.buffer))
             s.tick(self.model)
 
+    def run(self) -> None:
+        """Train until the source is exhausted, max_samples is reached or stop is requested.
 
-def progressive_log_loss(totals: Totals, model: OnlineLogisticRegression) -> float:
-    """Mean pre-step log loss over every sample learned so far."""
-    n = model.n_samples_seen
-    return totals.progressive_loss_sum / n if n else math.nan
+        Raises
+        ------
+        FinalCheckpointError
+            When the checkpoint that ends the run cannot be written (or the dead letters
+            before it delivered): the caller must not report success.
+        """
+        self._resume()
+        while not self._stop.is_set() and not self._done():
+            if not self._poll_once():
+                break
+        # A bounded run ends with its last, possibly partial, minibatch applied.
+        if not self._stop.is_set() and len(self.buffer):
+            self._learn_rest()
+        saved = self.checkpoint()
+        self._tick()
+        if not saved:
+            raise FinalCheckpointError(
+                f"the final checkpoint of the run was not written: {self.last_checkpoint_error}"
+            )
+
+
+def _n_clipped(stats: BatchStats | SequenceStats) -> int:
+    """Samples the step scaled down (``n_clipped``, from the core's robust scaling)."""
+    return int(getattr(stats, "n_clipped", 0))

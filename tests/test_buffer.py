@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamsgd.buffer import MinibatchBuffer, Position
+from streamsgd.codec import DecodedRun
 from streamsgd.core.sparse import SparseRows
 
 D = 3
@@ -202,3 +203,59 @@ def test_discard_partitions_drops_their_samples_and_keeps_positions():
     batch = buf.take(10)
     np.testing.assert_array_equal(batch.X[:, 0], [2, 3, 5])
     assert buf.positions == {"a": Position(0, 1), "b": Position(2), "c": Position(1)}
+
+
+# ------------------------------------------------------------------ decoded runs
+
+
+def _run(partition: str, first_offset: int, n: int, one_per_record: bool) -> DecodedRun:
+    X = np.arange(n * D, dtype=np.float64).reshape(n, D)
+    return DecodedRun(partition, first_offset, X, np.arange(n) % 2.0, None, one_per_record)
+
+
+def test_append_decoded_skips_the_samples_learned_before_a_restart() -> None:
+    """A record restarted at Position(5, 3) gives only its samples 3.. ; later records of the
+    partition and other partitions are whole."""
+    buf = MinibatchBuffer({"a": Position(5, 3)})
+    buf.append_decoded(_run("a", 5, 7, one_per_record=False))
+    buf.append_decoded(_run("a", 6, 2, one_per_record=False))
+    assert len(buf) == 4 + 2
+    batch = buf.take(4)
+    assert np.array_equal(batch.X, _run("a", 5, 7, False).X[3:])
+    assert buf.positions["a"] == Position(6)
+    buf.take(2)
+    assert buf.positions["a"] == Position(7)
+
+
+def test_append_decoded_stops_at_the_sample_limit_and_leaves_the_record_unfinished() -> None:
+    buf = MinibatchBuffer()
+    buf.append_decoded(_run("a", 0, 5, one_per_record=False), max_samples=2)
+    buf.append_decoded(_run("b", 10, 5, one_per_record=True), max_samples=3)
+    assert len(buf) == 5
+    buf.take(5)
+    assert buf.positions == {"a": Position(0, 2), "b": Position(13)}
+
+
+def test_append_decoded_passes_over_a_single_sample_record_at_a_partial_position() -> None:
+    """A partial position can only come from a many-sample record; if that offset now holds
+    a single sample, it is passed over (as its samples up to the partial one were learned)."""
+    buf = MinibatchBuffer({"a": Position(12, 1)})
+    buf.append_decoded(_run("a", 10, 5, one_per_record=True))
+    assert len(buf) == 4
+    batch = buf.take(4)
+    assert np.array_equal(batch.X, np.delete(_run("a", 10, 5, True).X, 2, axis=0))
+    assert buf.positions["a"] == Position(15)
+
+
+def test_revoked_partition_keeps_its_partial_position_for_a_later_assignment() -> None:
+    """Samples 3 and 4 of record 5 are learned, the partition is revoked and comes back:
+    the re-read record gives only its samples 5 and 6."""
+    buf = MinibatchBuffer({"a": Position(5, 3)})
+    buf.append_decoded(_run("a", 5, 7, one_per_record=False))
+    buf.take(2)
+    assert buf.positions["a"] == Position(5, 5)
+    buf.discard_partitions({"a"})
+    assert len(buf) == 0
+    buf.append_decoded(_run("a", 5, 7, one_per_record=False))
+    assert len(buf) == 2
+    assert np.array_equal(buf.take(2).X, _run("a", 5, 7, False).X[5:])

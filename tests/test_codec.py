@@ -760,3 +760,159 @@ def test_run_lane_declines_a_run_with_a_named_record_it_cannot_take(bad):
     decoder = Decoder(1 << 2, hash_bits=2)
     assert decoder.decode_run([b'{"features": {"a": "b"}, "y": 1}']) is not None
     assert decoder.decode_run([b'{"features": {"a": "b"}, "y": 1}', bad]) is None
+
+
+# ------------------------------------------------------------------------------ decode_poll
+
+
+def _poll_agrees(decoder, values, *, partition_every=None, gap_at=None):
+    """decode_poll (the service's one decode entry) must give, record by record, exactly
+    what decode() gives: the same samples (bit for bit) or the same reason, every record in
+    exactly one item, in order."""
+    from streamsgd.codec import DecodedRun, Rejection, decode_poll
+    from streamsgd.ports import SourceRecord
+
+    records, offset = [], 0
+    for i, v in enumerate(values):
+        partition = "p" if partition_every is None else f"p{i // partition_every}"
+        offset += 5 if gap_at == i else 1
+        records.append(SourceRecord(partition, offset, value=v))
+    items = decode_poll(decoder, records)
+    got = []  # per record: ("ok", X row(s), y, w) or ("rejected", reason)
+    for item in items:
+        if isinstance(item, Rejection):
+            got.append((item.record, ("rejected", item.reason)))
+            continue
+        assert isinstance(item, DecodedRun)
+        k = item.n_samples if item.one_per_record else 1
+        for j in range(k):
+            rows = slice(j, j + 1) if item.one_per_record else slice(None)
+            X = (
+                item.X.slice_rows(rows.start or 0, rows.stop or item.n_samples)
+                if decoder.sparse
+                else item.X[rows]
+            )
+            w = None if item.weight is None else item.weight[rows].tolist()
+            record = next(
+                r
+                for r in records
+                if (r.partition, r.offset) == (item.partition, item.first_offset + j)
+            )
+            got.append((record, ("ok", X, item.y[rows].tolist(), w)))
+    assert [r for r, _ in got] == records  # every record once, in order
+    for record, result in got:
+        try:
+            want = decoder.decode(record.value)
+        except RecordRejected as exc:
+            assert result == ("rejected", exc.reason), (record.value, result, exc.reason)
+            continue
+        assert result[0] == "ok", (record.value, result)
+        _, X, y, w = result
+        if decoder.sparse:
+            for part in ("indptr", "indices", "values"):
+                assert np.array_equal(getattr(X, part), getattr(want.X, part)), part
+        else:
+            assert np.array_equal(X, want.X) and X.dtype == np.float64
+        assert y == want.y.tolist()
+        assert w == (None if want.weight is None else want.weight.tolist()) or (
+            want.weight is None and w == [1.0] * len(y)
+        )
+    return items
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.tuples(
+                st.lists(
+                    st.one_of(st.integers(), st.floats(), st.booleans()), min_size=1, max_size=3
+                ),
+                st.sampled_from([0, 1, -1, True, 2]),
+                st.sampled_from(["absent", 1.0, 0.5, -1]),
+            ).map(
+                lambda t: json.dumps(
+                    {"x": t[0], "y": t[1]} | ({} if t[2] == "absent" else {"weight": t[2]})
+                ).encode()
+            ),
+            st.sampled_from(
+                [
+                    b"",
+                    b"{oops",
+                    b"SSGD\x01",
+                    _j({"X": [[1, 2], [3, 4]], "y": [1, 0]}),
+                    _binary(np.ones((2, 2)), [1, 0]),
+                    b'{"x": [1, 2, 1' + b"0" * 400 + b'], "y": 1}',
+                ]
+            ),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    split=st.sampled_from([None, 3]),
+    gap=st.sampled_from([None, 2]),
+)
+def test_property_decode_poll_agrees_with_decode_record_by_record(rows, split, gap):
+    _poll_agrees(Decoder(2, max_record_bytes=400), rows, partition_every=split, gap_at=gap)
+
+
+def test_decode_poll_takes_a_clean_run_as_one_item_and_isolates_a_bad_row():
+    from streamsgd.codec import DecodedRun, Rejection
+
+    X = np.arange(12.0).reshape(6, 2)
+    values = [encode_dense(x, i % 2) for i, x in enumerate(X)]
+    items = _poll_agrees(Decoder(2), values)
+    assert len(items) == 1 and isinstance(items[0], DecodedRun) and items[0].one_per_record
+    values[3] = b'{"x": [1, NaN], "y": 1}'  # not strict JSON: the row lane
+    items = _poll_agrees(Decoder(2), values)
+    assert [type(i) for i in items] == [DecodedRun, Rejection, DecodedRun]
+    assert items[1].reason == "non_finite" and items[2].first_offset == 5
+
+
+def test_decode_poll_named_features_agree_with_decode():
+    values = [
+        _j({"features": {"a": "b", "n": 2.5}, "y": 1}),
+        _j({"features": {"a": "c"}, "y": 0, "weight": 2.0}),
+        _j({"features": {"a": True}, "y": 1}),
+        _j({"x": [0, 1.5, 0, 0], "y": 1}),
+        _j({"features": {"a": "b"}, "y": 0}),
+    ]
+    _poll_agrees(Decoder(1 << 2, hash_bits=2), values)
+
+
+def test_a_record_the_source_could_not_hold_is_too_large_without_parsing():
+    """A value the source truncated (original_size_bytes set) is rejected as too_large even
+    though its kept bytes are within the limit, and its neighbours decode normally."""
+    from streamsgd.codec import DecodedRun, Rejection, decode_poll
+    from streamsgd.ports import SourceRecord
+
+    good = encode_dense(np.array([1.0, 2.0]), 1)
+    records = [
+        SourceRecord("f", 0, value=good),
+        SourceRecord(
+            "f", 1, value=b'{"x": [1, 2], "y": 1, "pad": "aaaa', original_size_bytes=10**9
+        ),
+        SourceRecord("f", 2, value=good),
+    ]
+    items = decode_poll(Decoder(2, max_record_bytes=40), records)
+    assert [type(i) for i in items] == [DecodedRun, Rejection, DecodedRun]
+    assert items[1].reason == "too_large" and "1000000000 bytes" in items[1].detail
+
+
+def test_one_order_of_checks_for_every_dense_form():
+    """Schema, then dimension, then finiteness, whichever form carries the rows."""
+    decoder = Decoder(2)
+    for record, reason in [
+        (b'{"x": [NaN], "y": 1}', "wrong_dimension"),
+        (b'{"X": [[NaN]], "y": [1]}', "wrong_dimension"),
+        (b'{"x": [true, NaN], "y": 1}', "invalid_schema"),
+        (b'{"X": [[1, NaN]], "y": [1]}', "non_finite"),
+        (b'{"X": [[1, 1' + b"0" * 400 + b']], "y": [1]}', "non_finite"),
+    ]:
+        with pytest.raises(RecordRejected) as info:
+            decoder.decode(record)
+        assert info.value.reason == reason, record
+        _poll_agrees(decoder, [record])
+    with pytest.raises(RecordRejected) as info:
+        decoder.decode_unlabelled({"x": [float("nan")]})
+    assert info.value.reason == "wrong_dimension"

@@ -13,8 +13,13 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import REJECT_REASONS, Decoder, encode_binary, encode_dense
-from streamsgd.metrics import PrometheusSensor
-from streamsgd.service import ServiceConfig, TrainingService
+from streamsgd.metrics import PrometheusSensor, model_health
+from streamsgd.service import (
+    FinalCheckpointError,
+    ServiceConfig,
+    TrainingService,
+    progressive_log_loss,
+)
 from streamsgd.synthetic import SyntheticStream
 
 from .helpers import reference_fit
@@ -328,3 +333,174 @@ def test_ready_gauge_follows_the_readiness_check() -> None:
     assert value(registry, "streamsgd_ready") == 0
     ready[0] = True
     assert value(registry, "streamsgd_ready") == 1
+
+
+# ------------------------------------------------------------------ failures and accounting
+
+
+class FailingStore:
+    """A checkpoint store whose saves fail (as a read-only or full directory does) while
+    ``failing`` is true; counts the attempts."""
+
+    def __init__(self, failing: bool = True) -> None:
+        self.failing = failing
+        self.saves = 0
+        self.saved: dict[str, object] | None = None
+
+    def load(self) -> dict[str, object] | None:
+        return None
+
+    def save(self, state: dict[str, object]) -> None:
+        self.saves += 1
+        if self.failing:
+            raise OSError(28, "No space left on device")
+        self.saved = state
+
+
+def test_failed_final_checkpoint_raises_final_checkpoint_error() -> None:
+    """A run whose last checkpoint cannot be written must not end as a success."""
+    X, y = SyntheticStream(D, seed=30).samples(0, 100)
+    registry = CollectorRegistry()
+    store = FailingStore()
+    service = make_service(MemorySource(dense_records(X, y)), 10, registry, store=store)  # type: ignore[arg-type]
+    with pytest.raises(FinalCheckpointError, match="No space left"):
+        service.run()
+    assert isinstance(FinalCheckpointError("x"), RuntimeError)
+    assert service.model.n_samples_seen == 100  # the model was learned, only not saved
+    assert value(registry, "streamsgd_checkpoint_save_failures_total") == store.saves >= 1
+
+
+def test_failed_periodic_checkpoints_are_counted_and_the_run_goes_on() -> None:
+    """Periodic saves fail for a while, then the disk recovers: every failure is counted,
+    the run learns every sample and its final checkpoint succeeds."""
+    X, y = SyntheticStream(D, seed=31).samples(0, 400)
+    registry = CollectorRegistry()
+    store = FailingStore()
+
+    class Recovering(MemorySource):
+        def poll(self, timeout_seconds: float):  # type: ignore[no-untyped-def]
+            if self.polls == 30:
+                store.failing = False
+            return super().poll(timeout_seconds)
+
+    service = make_service(
+        Recovering(dense_records(X, y), per_poll=10),
+        10,
+        registry,
+        store=store,  # type: ignore[arg-type]
+        checkpoint_every_updates=1,
+    )
+    service.run()
+    failures = value(registry, "streamsgd_checkpoint_save_failures_total")
+    assert failures >= 20 and store.saved is not None
+    assert value(registry, "streamsgd_checkpoint_saves_total") >= 1
+    assert service.model.n_samples_seen == 400
+    assert service.last_checkpoint_error is None
+
+
+def _unbounded(learning_rate: float = 0.3) -> OnlineLogisticRegression:
+    """A model without the influence bound, which would scale the overflowing rows below
+    down instead of letting their steps overflow (the skip path is what these tests test)."""
+    return OnlineLogisticRegression(D, learning_rate=learning_rate, clip_norm_ratio=0.0)
+
+
+def _overflowing_records() -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """64 valid samples whose first 4 overflow a step from w = 0 (as in the test above)."""
+    X, y = SyntheticStream(D, seed=4).samples(0, 64)
+    records = dense_records(X, y)
+    for i in range(4):
+        records[i] = encode_dense(np.full(D, 1.7e308), 0.0)
+    return records, X, y
+
+
+@pytest.mark.parametrize("online_block_size", [0, 32])
+def test_skipped_steps_count_their_samples_alike_on_both_paths(online_block_size: int) -> None:
+    """m = 1 one learn_batch per sample (block 0) and through learn_sequence blocks: the same
+    skipped steps, skipped samples, learned samples and updates, in Totals and metrics."""
+    records, _, _ = _overflowing_records()
+    registry = CollectorRegistry()
+    service = TrainingService(
+        # η = 4: one 1.7e308 sample alone overflows the step from w = 0 (4 · 0.5 · 1.7e308).
+        _unbounded(learning_rate=4.0),
+        MemorySource(records),
+        Decoder(D),
+        ServiceConfig(batch_size=1, online_block_size=online_block_size),
+        sensors=[PrometheusSensor(registry, process_collectors=False)],
+    )
+    service.run()
+    skipped = service.totals.updates_skipped
+    assert skipped == 4  # the four 1.7e308 samples, each from w = 0
+    assert service.totals.samples_skipped == skipped  # m = 1: one sample per step
+    assert service.totals.samples_consumed == 64
+    assert service.model.n_samples_seen == 64 - skipped
+    assert value(registry, "streamsgd_updates_skipped_total", reason="non_finite") == skipped
+    assert value(registry, "streamsgd_samples_skipped_total", reason="non_finite") == skipped
+    assert value(registry, "streamsgd_samples_learned_total") == 64 - skipped
+    assert value(registry, "streamsgd_updates_total") == 64 - skipped
+
+
+def test_a_skipped_minibatch_counts_all_its_samples() -> None:
+    records, _, _ = _overflowing_records()
+    registry = CollectorRegistry()
+    service = make_service(MemorySource(records), 8, registry, model=_unbounded())
+    service.run()
+    assert service.totals.updates_skipped == 1 and service.totals.samples_skipped == 8
+    assert value(registry, "streamsgd_samples_skipped_total", reason="non_finite") == 8
+    assert value(registry, "streamsgd_samples_learned_total") == 56
+
+
+def test_samples_skipped_survive_a_restart_and_old_checkpoints_load(tmp_path: Path) -> None:
+    records, _, _ = _overflowing_records()
+    store = DirectoryCheckpointStore(tmp_path)
+    make_service(MemorySource(records[:32]), 8, store=store, model=_unbounded()).run()
+    state = store.load()
+    assert state is not None and state["totals"]["samples_skipped"] == 8
+    restarted = make_service(MemorySource(records), 8, store=store, model=_unbounded())
+    restarted.run()
+    assert restarted.totals.samples_skipped == 8 and restarted.totals.samples_consumed == 64
+    # A checkpoint written before samples_skipped existed still loads (as 0).
+    del state["totals"]["samples_skipped"]
+    old = make_service(MemorySource(records), 8, model=_unbounded())
+    old.restore(state)
+    assert old.totals.samples_skipped == 0 and old.totals.updates_skipped == 1
+
+
+def test_clipped_samples_and_model_health_reach_the_metrics() -> None:
+    """Samples the influence bound scales down feed the clipped counter; the health gauge
+    follows the model at every tick."""
+    X, y = SyntheticStream(D, seed=32).samples(0, 80)
+    X[[3, 40, 77]] *= 1e6  # three rows a million times the typical scale
+    registry = CollectorRegistry()
+    service = make_service(MemorySource(dense_records(X, y)), 16, registry)
+    service.run()
+    assert value(registry, "streamsgd_samples_clipped_total", reason="row_norm") == 3
+    assert value(registry, "streamsgd_model_healthy") == 1
+
+
+def test_labelled_series_and_health_exist_from_the_start() -> None:
+    registry = CollectorRegistry()
+    sensor = PrometheusSensor(registry, process_collectors=False)
+    assert value(registry, "streamsgd_samples_skipped_total", reason="non_finite") == 0
+    assert value(registry, "streamsgd_samples_clipped_total", reason="row_norm") == 0
+    assert value(registry, "streamsgd_updates_skipped_total", reason="non_finite") == 0
+    state = OnlineLogisticRegression(D).get_state()
+    state["theta"] = np.full(D + 1, np.nan)
+    sensor.model_loaded(OnlineLogisticRegression.from_state(state))
+    assert value(registry, "streamsgd_model_healthy") == 0
+    sensor.tick(OnlineLogisticRegression(D))  # no step since: health still follows the model
+    assert value(registry, "streamsgd_model_healthy") == 1
+    assert model_health(OnlineLogisticRegression(D)) is None
+
+
+def test_progressive_log_loss_is_the_learned_samples_mean() -> None:
+    X, y = SyntheticStream(D, seed=33).samples(0, 96)
+    service = make_service(MemorySource(dense_records(X, y)), 32)
+    assert math.isnan(progressive_log_loss(service.totals, service.model))
+    service.run()
+    reference = OnlineLogisticRegression(D, learning_rate=0.3)
+    total = sum(
+        reference.learn_batch(X[i : i + 32], y[i : i + 32]).sums.loss_sum for i in (0, 32, 64)
+    )
+    assert progressive_log_loss(service.totals, service.model) == pytest.approx(
+        total / 96, rel=1e-12
+    )

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsgd.synthetic import BLOCK_SIZE, DRIFT_PERIOD_SAMPLES, SyntheticStream
+from streamsgd.synthetic import (
+    BLOCK_SIZE,
+    DEMO_REGIME_SAMPLES,
+    DRIFT_PERIOD_SAMPLES,
+    SyntheticStream,
+    demo_stream,
+)
 from tests.reference import sigmoid_ref
 
 N = 20_000
@@ -172,3 +178,62 @@ def test_drifted_labels_follow_the_current_weights():
     assert abs(resid.mean()) <= 5 * se
     assert np.corrcoef(y, z_now)[0, 1] > 0.3
     assert np.corrcoef(y, X @ s.true_weights(0))[0, 1] < -0.3
+
+
+def _progressive_losses(
+    X: np.ndarray, y: np.ndarray, batch_size: int = 32, window: int = 2048
+) -> tuple[list[float], list[float]]:
+    """Mean pre-step loss and the smoothed per-sample gradient variance of the CLI's default
+    model (η = 0.1) per window of samples, at minibatches of the compose default m = 32."""
+    from streamsgd import OnlineLogisticRegression
+
+    model = OnlineLogisticRegression(X.shape[1], learning_rate=0.1)
+    losses, variances, loss_sum = [], [], 0.0
+    for i in range(0, len(y), batch_size):
+        loss_sum += model.learn_batch(X[i : i + batch_size], y[i : i + batch_size]).sums.loss_sum
+        if (i + batch_size) % window == 0:
+            losses.append(loss_sum / window)
+            variances.append(model.gradient_stats.per_sample_variance)
+            loss_sum = 0.0
+    return losses, variances
+
+
+def test_demo_stream_makes_the_model_visibly_learn_in_each_regime():
+    """The demo stream (the CLI's embedded source and `produce synthetic`) must let the
+    progressive loss and the gradient variance move: the loss falls from the start, and at
+    every regime change (each minute at 500 records/s) loss and variance jump, then the
+    loss falls again. The stationary stream shows no such jump."""
+    n = 2 * DEMO_REGIME_SAMPLES
+    X, y = demo_stream(20, seed=1).samples(0, n)
+    losses, variances = _progressive_losses(X, y)
+    switch = DEMO_REGIME_SAMPLES // 2048  # the window holding the regime change
+    assert losses[0] > losses[switch - 1] + 0.04  # learning from w = 0
+    assert losses[switch] > losses[switch - 1] + 0.08  # the jump ...
+    assert losses[switch + 3] < losses[switch] - 0.08  # ... and the relearning
+    assert variances[switch] > 1.3 * variances[switch - 1]
+    flat, _ = _progressive_losses(*SyntheticStream(20, seed=1).samples(0, n))
+    assert max(flat[2:]) < losses[switch] - 0.05  # no jump without regimes
+
+
+def test_demo_stream_is_the_stationary_stream_until_its_first_regime_change():
+    """Short demo runs (and every test that seeds the stationary stream for the CLI) see the
+    same samples; afterwards the true weights are a fresh direction of the same norm."""
+    demo, still = demo_stream(5, seed=3, drift=0.5), SyntheticStream(5, seed=3, drift=0.5)
+    np.testing.assert_array_equal(
+        demo.samples(0, DEMO_REGIME_SAMPLES)[1], still.samples(0, DEMO_REGIME_SAMPLES)[1]
+    )
+    after = demo.true_weights(np.array([DEMO_REGIME_SAMPLES, 2 * DEMO_REGIME_SAMPLES]))
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), still.weight_norm, rtol=1e-12)
+    assert abs(float(after[0] @ still.true_weights(DEMO_REGIME_SAMPLES))) < 0.9 * 2.0**2
+    np.testing.assert_allclose(
+        demo.true_weights(DEMO_REGIME_SAMPLES + 7),
+        demo.true_weights(np.array([DEMO_REGIME_SAMPLES + 7]))[0],
+        rtol=1e-15,
+    )
+    # Chunking-independent across a regime change, like every stream.
+    a = demo.samples(DEMO_REGIME_SAMPLES - 700, DEMO_REGIME_SAMPLES + 700)
+    b = [demo.samples(DEMO_REGIME_SAMPLES - 700, DEMO_REGIME_SAMPLES + 5),
+         demo.samples(DEMO_REGIME_SAMPLES + 5, DEMO_REGIME_SAMPLES + 700)]  # fmt: skip
+    np.testing.assert_array_equal(a[1], np.concatenate([b[0][1], b[1][1]]))
+    with pytest.raises(ValueError):
+        SyntheticStream(2, regime_samples=-1)

@@ -34,7 +34,7 @@ from ..progress import ProgressLog, ProgressReporter
 from ..service import ServiceConfig, TrainingService, progressive_log_loss
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
-from ..synthetic import SyntheticStream
+from ..synthetic import demo_stream
 from .errors import UsageError
 
 log = logging.getLogger("streamsgd")
@@ -206,13 +206,13 @@ def _source(
     if kind == "synthetic":
         if s.source == "auto":
             log.info("no --bootstrap-servers: training on the embedded synthetic stream")
-        stream = SyntheticStream(config.n_features, s.seed, s.label_noise, s.drift)
+        stream = demo_stream(config.n_features, s.seed, s.label_noise, s.drift)
         description.update(seed=s.seed, label_noise=s.label_noise, drift=s.drift)
         return SyntheticSource(stream), None, description
     if kind == "file":
         assert s.path is not None  # TrainConfig checks it
         try:
-            source = FileSource(s.path)
+            source = FileSource(s.path, s.max_record_bytes)
         except OSError as exc:
             raise UsageError(f"cannot open {s.path}: {exc.strerror}") from None
         description.update(path=s.path)

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError
 from ..config import TrainConfig, train_config, train_options
-from ..service import progressive_log_loss
+from ..service import FinalCheckpointError, progressive_log_loss
 from .build import build_service, serve_http
 from .errors import UsageError
 from .layers import render_toml
@@ -31,7 +31,8 @@ def print_config(config: TrainConfig) -> int:
 
 
 def run(config: TrainConfig) -> int:
-    """Train as ``config`` says; returns the exit code (0)."""
+    """Train as ``config`` says; returns the exit code: 0, or 1 when the run's final
+    checkpoint could not be written (the model of the run would be lost)."""
     service, resources = build_service(config)
     try:
         serve_http(service, resources, config)
@@ -52,6 +53,10 @@ def run(config: TrainConfig) -> int:
     except CheckpointError as exc:
         resources.failed.set()
         raise UsageError(str(exc)) from None
+    except FinalCheckpointError as exc:
+        resources.failed.set()
+        print(f"streamsgd: error: {exc}", file=sys.stderr)
+        return 1
     except BaseException:
         resources.failed.set()
         raise

@@ -262,3 +262,31 @@ def test_uncreatable_checkpoint_directory_exits_2_with_one_line(tmp_path: Path) 
     write_jsonl(samples, *SyntheticStream(D, seed=1).samples(0, 50))
     result = _streamsgd(*TRAIN, "--path", samples, "--checkpoint-dir", tmp_path / "file" / "c")
     assert "cannot use checkpoint directory" in _one_error_line(result)
+
+
+def test_a_failed_final_checkpoint_exits_1_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Injects: the disk fills up (ENOSPC) for every save of a file run. Must hold: the run
+    does not exit 0 (its model is not on disk), it says why in one line, and no traceback."""
+    import errno
+
+    from streamsgd.checkpoint import DirectoryCheckpointStore
+    from streamsgd.cli import main
+
+    def full_disk(self: DirectoryCheckpointStore, state: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(DirectoryCheckpointStore, "save", full_disk)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"x": [{i % 7}.0, 1.0], "y": {i % 2}}}\n' for i in range(100)))
+    code = main(
+        ["train", "--source", "file", "--path", str(data), "--n-features", "2",
+         "--checkpoint-dir", str(tmp_path / "state"), "--metrics-port", "0",
+         "--log-level", "ERROR"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("streamsgd: error: ")]
+    assert len(errors) == 1 and "No space left" in errors[0], err
+    assert "Traceback" not in err
