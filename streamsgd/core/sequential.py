@@ -62,7 +62,8 @@ class SequenceStats:
     fast_path : bool
         False when the whole call fell back to the per-sample ``learn_batch`` loop.
     losses : ndarray of shape (n,)
-        The per-sample pre-step losses ℓ_t.
+        The per-sample pre-step losses ℓ_t (0 for a skipped step: its sample is not learned
+        and, as on the minibatch path, not counted in the progressive loss).
     n_clipped : int
         Samples whose row norm exceeded κ s and that were scaled down to it.
     """
@@ -137,15 +138,19 @@ def _per_sample_loop(
 ) -> _LoopCounts:
     """The definition: ``learn_batch`` on each single sample of [start, stop).
 
-    Writes the per-sample losses into ``losses``.
+    Writes the per-sample losses into ``losses``: 0 for a skipped step, whose sample is
+    neither learned nor counted in the progressive loss (as a skipped minibatch's are not).
     """
     counts = _LoopCounts()
     for i in range(start, stop):
         xi = X.slice_rows(i, i + 1) if isinstance(X, SparseRows) else X[i : i + 1]
         stats = model.learn_batch(xi, y[i : i + 1], None if weights is None else weights[i : i + 1])
-        losses[i] = stats.loss
-        counts.missed += stats.n_misclassified
-        counts.skipped += int(stats.skipped)
+        if stats.skipped:
+            losses[i] = 0.0
+            counts.skipped += 1
+        else:
+            losses[i] = stats.loss
+            counts.missed += stats.n_misclassified
         counts.clipped += stats.n_clipped
         counts.last_eta = stats.learning_rate
     return counts
