@@ -1,8 +1,9 @@
 """The deployment against real services: Kafka broker, streamsgd, producer and Prometheus.
 
-A real Kafka broker (tests/kafka_fixtures.py) feeds a running ``streamsgd train`` through
-``streamsgd produce``; a real Prometheus server (Debian package ``prometheus``) scrapes it with a
-config derived from deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml.
+A real Kafka broker (tests/kafka_fixtures.py) feeds a running ``streamsgd train`` (with the Kafka
+client compose configures) through ``streamsgd produce``; a real Prometheus server of the version
+compose deploys (built by scripts/install-prometheus) scrapes it with a config derived from
+deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml.
 Then every expression of the Grafana dashboard must return at least one series, and every alert
 expression must parse and evaluate. Nothing here sleeps for a fixed time: each wait polls a
 condition until a deadline and then fails with what it saw.
@@ -14,7 +15,6 @@ import copy
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.kafka_helpers import wait_until
+from tests.test_deploy_static import compose, environment_of, prometheus_tool
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
 
@@ -222,11 +223,8 @@ def stack(tmp_path: Path) -> Iterator[StackProcesses]:
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     kafka_bootstrap: str, kafka_topic: Callable[..., str], stack: StackProcesses, tmp_path: Path
 ) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail(
-            "prometheus not found on PATH: install the Debian package `prometheus`", pytrace=False
-        )
+    prometheus = prometheus_tool("prometheus")
+    kafka_client = environment_of(compose()["services"]["streamsgd"])["STREAMSGD_KAFKA_CLIENT"]
     topic = kafka_topic(partitions=1)
     dead_letter_topic = kafka_topic(partitions=1)
     metrics_port = free_port()
@@ -245,7 +243,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     stack.start(
         "trainer",
         [*streamsgd, "train", "--source", "kafka", "--bootstrap-servers", kafka_bootstrap,
-         "--topic", topic, "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--batch-size", "16",
+         "--topic", topic, "--kafka-client", kafka_client,
+         "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--batch-size", "16",
          "--n-features", str(N_FEATURES), "--metrics-host", "127.0.0.1",
          "--metrics-port", str(metrics_port), "--checkpoint-dir", str(tmp_path / "checkpoints"),
          "--dead-letter-topic", dead_letter_topic, "--checkpoint-interval-seconds", "1",

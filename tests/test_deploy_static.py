@@ -6,7 +6,8 @@
 * cross-checks between compose, the Prometheus config, the Grafana provisioning, the Dockerfile,
   the dashboard, the alert rules and the ``streamsgd`` CLI and metrics themselves.
 
-promtool comes from the Debian package ``prometheus``; a missing promtool fails these tests.
+promtool must be the version that compose deploys: ``scripts/install-prometheus`` builds it and
+``scripts/test`` puts it first on PATH; a missing or other-version promtool fails these tests.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -42,6 +44,9 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 SCHEMA = REPO / "tests" / "data" / "compose-spec.json"
 SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
+KAFKA_POM = REPO / "scripts" / "kafka" / "pom.xml"
+PROMETHEUS_INSTALLER = REPO / "scripts" / "install-prometheus"
+PYPROJECT = REPO / "pyproject.toml"
 ENV_PREFIX = "STREAMSGD_"
 
 # The dashboard must chart each of these (issue 4, "The dashboard").
@@ -63,9 +68,13 @@ REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_update_duration_seconds_bucket",
     "streamsgd_last_checkpoint_timestamp_seconds",
     "streamsgd_updates_skipped_total",
+    # issue 9: bounded influence of one sample, lost samples, model health
+    "streamsgd_samples_clipped_total",
+    "streamsgd_samples_skipped_total",
+    "streamsgd_model_healthy",
 }
 
-# Alert rules required by issue 4 (name -> a metric its expression must use).
+# Alert rules required by issues 4 and 9 (name -> a metric its expression must use).
 REQUIRED_ALERTS = {
     "StreamsgdLearningStalled": "streamsgd_samples_learned_total",
     "StreamsgdProgressiveLossRegressed": "streamsgd_progressive_log_loss_total",
@@ -73,6 +82,11 @@ REQUIRED_ALERTS = {
     "StreamsgdRejectedRecordRatioHigh": "streamsgd_records_rejected_total",
     "StreamsgdCheckpointStale": "streamsgd_last_checkpoint_timestamp_seconds",
     "StreamsgdUpdatesSkipped": "streamsgd_updates_skipped_total",
+    # issue 9: an unhealthy model, failed periodic checkpoints, lost and clipped samples
+    "StreamsgdModelUnhealthy": "streamsgd_model_healthy",
+    "StreamsgdCheckpointSaveFailing": "streamsgd_checkpoint_save_failures_total",
+    "StreamsgdSamplesSkipped": "streamsgd_samples_skipped_total",
+    "StreamsgdSamplesClippedRateHigh": "streamsgd_samples_clipped_total",
 }
 
 METRIC_TOKEN = re.compile(r"\bstreamsgd_[a-zA-Z0-9_]+")
@@ -136,14 +150,39 @@ def host_path(service: dict[str, Any], container_path: str) -> Path | None:
     return host.joinpath(*path.relative_to(target).parts)
 
 
-def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
-    if promtool is None:
+def compose_prometheus_version() -> str:
+    """The Prometheus version compose deploys: prom/prometheus:v3.5.0 -> "3.5.0"."""
+    image = compose()["services"]["prometheus"]["image"]
+    tag = image.rpartition(":")[2]
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"not a release tag: {image}"
+    return tag[1:]
+
+
+def prometheus_tool(name: str) -> str:
+    """Path of `prometheus` or `promtool` on PATH, checked to be the version compose deploys
+    (scripts/test puts the one scripts/install-prometheus builds first on PATH)."""
+    hint = (
+        f"run the tests through scripts/test, or put the {name} that scripts/install-prometheus "
+        'builds first on PATH: PATH="$(scripts/install-prometheus):$PATH"'
+    )
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found on PATH: {hint}", pytrace=False)
+    result = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    found = re.search(r"version (\S+)", result.stdout + result.stderr)
+    version = found.group(1) if found else "unknown"
+    expected = compose_prometheus_version()
+    if version != expected:
         pytest.fail(
-            "promtool not found on PATH: install the Debian package `prometheus` "
-            "(apt-get install -y prometheus); .ci/run installs it",
-            pytrace=False,
+            f"{path} is Prometheus {version}, compose deploys {expected}: {hint}", pytrace=False
         )
+    return path
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    promtool = prometheus_tool("promtool")
     return subprocess.run(
         [promtool, *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
@@ -243,15 +282,27 @@ def test_promtool_test_rules():
     assert "SUCCESS" in result.stdout + result.stderr
 
 
-def test_promtool_test_rules_can_fail(tmp_path):
-    """The unit tests are not vacuous: a rule with a threshold ten times too lax fails them."""
-    text = ALERTS.read_text(encoding="utf-8")
-    assert "> 0.05" in text
-    (tmp_path / "alerts.yml").write_text(text.replace("> 0.05", "> 0.5"), encoding="utf-8")
+@pytest.mark.parametrize(
+    ("alert", "condition", "lax_condition"),
+    [
+        ("StreamsgdRejectedRecordRatioHigh", "> 0.05", "> 0.5"),
+        ("StreamsgdSamplesSkipped", "> 0.01", "> 0.1"),
+        ("StreamsgdSamplesClippedRateHigh", "> 0.01", "> 0.1"),
+        ("StreamsgdModelUnhealthy", "== 0", "< 0"),
+    ],
+)
+def test_promtool_test_rules_can_fail(tmp_path, alert, condition, lax_condition):
+    """The unit tests are not vacuous: the rule with a threshold ten times too lax (or one
+    that can never hold) fails them, and promtool names it."""
+    rules = load_yaml(ALERTS)
+    [rule] = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert]
+    assert rule["expr"].count(condition) == 1, rule["expr"]
+    rule["expr"] = rule["expr"].replace(condition, lax_condition)
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     shutil.copy(ALERTS_TEST, tmp_path / "alerts_test.yml")
     result = run_promtool("test", "rules", str(tmp_path / "alerts_test.yml"))
     assert result.returncode != 0
-    assert "StreamsgdRejectedRecordRatioHigh" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- compose schema
@@ -425,8 +476,82 @@ def test_producer_command_parses_with_the_cli(monkeypatch):
     assert args.n_features == int(trainer["STREAMSGD_N_FEATURES"]), (
         "producer and trainer disagree on d"
     )
-    assert producer.get("build") == services["streamsgd"].get("build")
+    assert producer["image"] == services["streamsgd"]["image"]
     assert producer.get("healthcheck", {}).get("disable") is True
+
+
+def test_exactly_one_service_builds_the_image():
+    """Two services building one tag race in a parallel build on a clean machine: the trainer
+    builds, every other user of the tag runs it and never tries to pull it."""
+    services = compose()["services"]
+    builders = [name for name, service in services.items() if service.get("build")]
+    assert builders == ["streamsgd"], f"services that build: {builders}"
+    built_image = services["streamsgd"]["image"]
+    assert services["streamsgd"].get("pull_policy") == "build"
+    users = [name for name, s in services.items() if s.get("image") == built_image]
+    assert "producer" in users
+    for name in users:
+        if name == "streamsgd":
+            continue
+        service = services[name]
+        assert service.get("pull_policy") == "never", f"{name} would pull {built_image}"
+        assert "streamsgd" in (service.get("depends_on") or {}), f"{name} may start first"
+
+
+def duration_seconds(text: str) -> float:
+    """A compose duration ("30s", "1m30s", "1.5s") in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
+def test_trainer_gets_a_stop_grace_period_above_its_shutdown_bound():
+    """SIGTERM ends a trainer within 5 s even with the broker down (issue 9); Docker's default
+    10 s grace leaves too little margin for the final checkpoint on a slow disk."""
+    grace = compose()["services"]["streamsgd"].get("stop_grace_period")
+    assert grace, "the trainer has no stop_grace_period (Docker's default is 10 s)"
+    assert duration_seconds(str(grace)) >= 3 * 5
+
+
+def test_image_installs_the_confluent_client_and_compose_uses_it():
+    import tomllib
+
+    extras = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("confluent-kafka") for dep in extras["confluent"])
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    installs = re.findall(r"pip install\s+(.+?)(?:\s+&&|$)", text, flags=re.M)
+    assert any(re.fullmatch(r"'?\.\[(\w+,)*confluent(,\w+)*\]'?", arg) for arg in installs), (
+        f"the image does not install the confluent extra: {installs}"
+    )
+    trainer = environment_of(compose()["services"]["streamsgd"])
+    assert trainer.get("STREAMSGD_KAFKA_CLIENT") == "confluent"
+
+
+def test_kafka_image_is_the_broker_version_the_tests_run():
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.parse(KAFKA_POM).getroot()
+    version = root.findtext("m:properties/m:kafka.version", namespaces=namespace)
+    assert version and re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    services = compose()["services"]
+    for name in ("kafka", "kafka-init"):
+        assert services[name]["image"] == f"apache/kafka:{version}", (
+            f"{name} runs {services[name]['image']}, the tests run Kafka {version}"
+        )
+
+
+def test_prometheus_image_is_the_version_the_tests_run():
+    """compose's prom/prometheus tag, the version scripts/install-prometheus builds, and the
+    promtool these tests run are one version."""
+    expected = compose_prometheus_version()
+    pinned = re.findall(
+        r"^PROMETHEUS_VERSION=(\S+)$", PROMETHEUS_INSTALLER.read_text(encoding="utf-8"), re.M
+    )
+    assert pinned == [expected], f"scripts/install-prometheus builds {pinned}, compose {expected}"
+    prometheus_tool("promtool")
+    prometheus_tool("prometheus")
 
 
 def test_topics_created_by_the_init_step_are_the_ones_used():
