@@ -155,12 +155,12 @@ def run_streamsgd(
 ) -> dict[str, float]:
     from streamsgd import OnlineLogisticRegression
     from streamsgd.codec import Decoder
+    from streamsgd.kafka.source import KafkaSource
     from streamsgd.service import Sensor, ServiceConfig, TrainingService
-    from streamsgd.sources.kafka import KafkaSource
 
     base: Any = KafkaSource
     if client == "confluent":
-        from streamsgd.sources.confluent import ConfluentKafkaSource
+        from streamsgd.kafka.confluent import ConfluentKafkaSource
 
         base = ConfluentKafkaSource
 

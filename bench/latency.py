@@ -72,8 +72,8 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
 
     from streamsgd import OnlineLogisticRegression
     from streamsgd.codec import Decoder
+    from streamsgd.kafka.source import KafkaSource
     from streamsgd.service import Sensor, ServiceConfig, TrainingService
-    from streamsgd.sources.kafka import KafkaSource
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)

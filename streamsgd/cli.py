@@ -505,13 +505,14 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot open {args.path}: {exc.strerror}") from None
         description.update(path=args.path)
     else:
-        from .sources.kafka import KafkaDeadLetterSink, KafkaSource
+        from .kafka.dead_letter import KafkaDeadLetterSink
+        from .kafka.source import KafkaSource
 
         security = _kafka_security(args)
         source_class: Any = KafkaSource
         if args.kafka_client == "confluent":
             try:
-                from .sources.confluent import ConfluentKafkaSource
+                from .kafka.confluent import ConfluentKafkaSource
             except ImportError:
                 raise UsageError(
                     "--kafka-client confluent needs confluent-kafka: "
