@@ -144,6 +144,8 @@ class KafkaDeadLetterSink:
         self._send_unsent()
 
     def _send_unsent(self) -> None:
+        if not self._unsent:
+            return  # creating the producer would wait for an unreachable broker for nothing
         try:
             producer = self._ensure()
             while self._unsent:
