@@ -8,8 +8,9 @@ everything they log through one handler that
 * replaces every spelling of a registered secret (the password as text, inside a bytes
   repr, in base64, and the PLAIN authentication bytes) and any ``auth_bytes=...`` field by
   ``***``, in the message and in a traceback, whatever the level and the flag;
-* drops the clients' start-up noise (event-loop timing warnings, "no partition metadata"
-  before the first metadata arrives) unless protocol logs are asked for.
+* drops the clients' noise (event-loop timing warnings under load, "no partition metadata"
+  before the first metadata arrives, a metadata-retry line several times a second while
+  the broker is away) unless protocol logs are asked for.
 
 The handler forwards to the root logger's handlers, so the application's format (text or
 JSON) applies. Every source, sink and producer calls :func:`guard_client_logs` when it is
@@ -35,6 +36,8 @@ _NOISE = (
     ("kafka.net.selector", "left RUNNING after step"),
     ("kafka.coordinator.assignors", "No partition metadata for topic"),
     ("kafka.cluster", "is not available during auto-create"),
+    # Repeated several times a second while the broker is away; the connection errors say it.
+    ("kafka.cluster", "No node available for metadata refresh"),
 )
 
 
@@ -75,7 +78,6 @@ def _is_noise(logger_name: str, message: str) -> bool:
 
 _lock = threading.Lock()
 _handler: _GuardHandler | None = None
-_capped: set[str] = set()  # loggers whose level the guard set (and may lift again)
 
 
 def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ()) -> None:
@@ -85,8 +87,9 @@ def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ())
     ----------
     protocol_debug : bool
         False: the clients' loggers are capped at INFO (their DEBUG output, which holds the
-        requests, responses and records, is never produced). True: the level is left to the
-        application, so ``--log-level DEBUG`` shows the protocol; secrets are still redacted.
+        requests, responses and records, is never produced). True: they follow the
+        application's level (any level set on them before is cleared), so
+        ``--log-level DEBUG`` shows the protocol; secrets are still redacted.
     secrets : iterable of str
         Strings never to print (see :meth:`KafkaSecurity.secrets`); added to those already
         registered.
@@ -103,9 +106,7 @@ def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ())
         _handler.protocol_debug = protocol_debug
         for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
             logger = logging.getLogger(name)
-            if not protocol_debug and logger.getEffectiveLevel() < logging.INFO:
+            if protocol_debug:
+                logger.setLevel(logging.NOTSET)  # follow the application's level
+            elif logger.getEffectiveLevel() < logging.INFO:
                 logger.setLevel(logging.INFO)
-                _capped.add(name)
-            elif protocol_debug and name in _capped:
-                logger.setLevel(logging.NOTSET)  # lift the cap set earlier
-                _capped.discard(name)

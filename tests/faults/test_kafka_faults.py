@@ -160,6 +160,50 @@ def test_protocol_debug_lets_protocol_logs_through_with_credentials_redacted(
         assert spelling not in text, f"a protocol log shows the secret as {spelling!r}"
 
 
+def test_the_guard_caps_client_debug_logs_and_redacts_every_spelling_at_any_level() -> None:
+    """Injects (in-process, no broker): a kafka-python logger writing the SASL/PLAIN
+    request at DEBUG and the password in every spelling at WARNING, with the root logger at
+    DEBUG. Must hold: the DEBUG line never appears; the WARNING appears with each spelling
+    replaced by ``***``; with ``protocol_debug`` the DEBUG line appears, redacted."""
+    from streamsgd.kafka.settings import KafkaSecurity
+
+    user, password = "alice", "s3cr3t-pw-0042"
+    spellings = secret_spellings(user, password)
+    security = KafkaSecurity(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username=user,
+        sasl_plain_password=password,
+    )
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(self.format(record))
+
+    root, client = logging.getLogger(), logging.getLogger("kafka.net.connection")
+    keep, level = Keep(logging.DEBUG), root.level
+    root.addHandler(keep)
+    root.setLevel(logging.DEBUG)
+    auth = b"\0" + user.encode() + b"\0" + password.encode()
+    try:
+        guard_client_logs(False, security.secrets())
+        client.debug("Request 3: SaslAuthenticateRequest(auth_bytes=%r)", auth)
+        client.warning("seen: %s", " | ".join(spellings))
+        assert len(messages) == 1, messages
+        assert messages[0].count("***") == len(spellings)
+        guard_client_logs(True, ())
+        client.debug("Request 3: SaslAuthenticateRequest(auth_bytes=%r)", auth)
+        assert len(messages) == 2 and "auth_bytes=***" in messages[1]
+    finally:
+        guard_client_logs(False, ())
+        root.removeHandler(keep)
+        root.setLevel(level)
+    for message in messages:
+        for spelling in spellings:
+            assert spelling not in message
+
+
 # --------------------------------------------------------------------------- item 11
 
 
