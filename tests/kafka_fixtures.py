@@ -12,6 +12,9 @@ Fixtures
     kafka_topic      (function) make(partitions: int = 1) -> str: creates a fresh, uniquely named
                                 topic and returns once its metadata (every partition with a
                                 leader) is visible.
+    kafka_sasl       (session)  SaslListener: the session broker's second listener,
+                                SASL_PLAINTEXT with mechanism PLAIN on its own port, one user
+                                with a random password (fails with an external cluster).
 
 Helpers for other tests (they act on the session broker)
     broker_stop()    stop the session broker (SIGTERM; data dir and port are kept)
@@ -37,12 +40,14 @@ import json
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -55,7 +60,24 @@ ENV_REPLICATION = "STREAMSGD_TEST_REPLICATION_FACTOR"
 ENV_START_TIMEOUT = "STREAMSGD_TEST_KAFKA_START_TIMEOUT"
 
 # Variables of kafka-local that the harness sets itself; inherited values must not leak in.
-_HARNESS_VARS = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR", "KAFKA_STATE_DIR")
+_HARNESS_VARS = (
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "KAFKA_DATA_DIR",
+    "KAFKA_STATE_DIR",
+    "KAFKA_SASL_PORT",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+)
+
+
+@dataclass(frozen=True)
+class SaslListener:
+    """The broker's SASL_PLAINTEXT listener (mechanism PLAIN) and its one user."""
+
+    bootstrap_servers: str
+    username: str
+    password: str = field(repr=False)
 
 
 # --------------------------------------------------------------------------- ports, processes
@@ -163,6 +185,7 @@ class KafkaBroker:
             self.controller_port: int | None = None
             self.state_dir: Path | None = None
             self.data_dir: Path | None = None
+            self.sasl: SaslListener | None = None
             return
         if base_dir is None:
             raise ValueError("a local KafkaBroker needs base_dir")
@@ -170,6 +193,12 @@ class KafkaBroker:
         self.port = port or free_port()
         self.controller_port = controller_port or free_port(exclude=(self.port,))
         self.bootstrap_servers = f"{HOST}:{self.port}"
+        # A second listener with SASL/PLAIN, for the tests that log in (issue 9: no secret
+        # in the logs). The password is random: a test can search all output for it.
+        sasl_port = free_port(exclude=(self.port, self.controller_port))
+        self.sasl = SaslListener(
+            f"{HOST}:{sasl_port}", "streamsgd-test", f"pw-{secrets.token_hex(12)}"
+        )
         self.state_dir = Path(base_dir) / "state"
         self.data_dir = Path(base_dir) / "data"
 
@@ -221,6 +250,12 @@ class KafkaBroker:
             KAFKA_DATA_DIR=str(self.data_dir),
             KAFKA_STATE_DIR=str(self.state_dir),
         )
+        if self.sasl is not None:
+            env.update(
+                KAFKA_SASL_PORT=self.sasl.bootstrap_servers.rsplit(":", 1)[1],
+                KAFKA_SASL_USERNAME=self.sasl.username,
+                KAFKA_SASL_PASSWORD=self.sasl.password,
+            )
         env.update(overrides)
         return env
 
@@ -450,6 +485,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
     return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_broker: KafkaBroker) -> SaslListener:
+    if kafka_broker.sasl is None:
+        kafka_broker._require_local("log in with SASL to")
+    assert kafka_broker.sasl is not None
+    return kafka_broker.sasl
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -247,9 +247,13 @@ def _child_env() -> dict[str, str]:
 
 
 class Trainer:
-    """``python -m streamsgd train ...`` as a subprocess, its output in a log file."""
+    """``python -m streamsgd train ...`` as a subprocess, its output in a log file.
 
-    def __init__(self, args: Sequence[object], log_path: Path) -> None:
+    ``env``: variables added to the child's environment (e.g. STREAMSGD_SASL_PASSWORD)."""
+
+    def __init__(
+        self, args: Sequence[object], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.args = [str(a) for a in args]
         self.log_path = log_path
         self._log = open(log_path, "ab")
@@ -259,7 +263,7 @@ class Trainer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env=_child_env(),
+            env={**_child_env(), **(env or {})},
         )
         self._port: int | None = None
 
@@ -387,9 +391,9 @@ class Processes:
         self.feeders.append(feeder)
         return feeder
 
-    def trainer(self, args: Sequence[object]) -> Trainer:
+    def trainer(self, args: Sequence[object], env: Mapping[str, str] | None = None) -> Trainer:
         self._count += 1
-        trainer = Trainer(args, self.directory / f"trainer-{self._count}.log")
+        trainer = Trainer(args, self.directory / f"trainer-{self._count}.log", env)
         self.started.append(trainer)
         return trainer
 

@@ -12,7 +12,6 @@ same way::
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import sys
@@ -223,13 +222,14 @@ def _source(
 def _kafka_source(
     config: TrainConfig, on_lag: Callable[[int], None], description: dict[str, Any]
 ) -> tuple[Source, DeadLetterSink | None, dict[str, Any]]:
-    from ..sources.kafka import KafkaDeadLetterSink, KafkaSource
+    from ..kafka.dead_letter import KafkaDeadLetterSink
+    from ..kafka.source import KafkaSource
 
     k = config.kafka
     source_class: Any = KafkaSource
     if k.kafka_client == "confluent":
         try:
-            from ..sources.confluent import ConfluentKafkaSource
+            from ..kafka.confluent import ConfluentKafkaSource
         except ImportError:
             raise UsageError(
                 "--kafka-client confluent needs confluent-kafka: pip install 'streamsgd[confluent]'"
@@ -245,7 +245,7 @@ def _kafka_source(
         lag_interval_seconds=k.lag_interval_seconds,
         on_lag=on_lag,
         group_instance_id=k.group_instance_id,
-        **_protocol_debug(source_class, k.kafka_protocol_debug),
+        protocol_debug=k.kafka_protocol_debug,
     )
     dead_letter = None
     if k.dead_letter_topic:
@@ -253,17 +253,10 @@ def _kafka_source(
             k.bootstrap_servers,
             k.dead_letter_topic,
             k.security(),
-            **_protocol_debug(KafkaDeadLetterSink, k.kafka_protocol_debug),
+            protocol_debug=k.kafka_protocol_debug,
         )
     description.update(topic=k.topic, group_id=k.group_id)
     return source, dead_letter, description
-
-
-def _protocol_debug(adapter: Any, enabled: bool) -> dict[str, bool]:
-    # The Kafka adapters take protocol_debug= once the kafka/ package lands; until then the
-    # logging set-up alone decides what their loggers print.
-    accepted = inspect.signature(adapter).parameters
-    return {"protocol_debug": enabled} if "protocol_debug" in accepted else {}
 
 
 def serve_http(service: TrainingService, resources: Resources, config: TrainConfig) -> HttpServer:

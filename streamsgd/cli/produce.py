@@ -1,13 +1,13 @@
 """``streamsgd produce``: the parsed command line becomes a :class:`ProduceConfig`, which
-:func:`streamsgd.producer.produce` sends."""
+:func:`streamsgd.kafka.producer.produce` sends."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..config import ProduceConfig, ProduceFile, ProduceSynthetic
+from ..kafka.producer import ProducerError, produce
 from ..options import specs
-from ..producer import ProducerError, produce
 from .errors import UsageError
 
 

@@ -1,6 +1,5 @@
 """``streamsgd produce``: write the synthetic stream or a JSON Lines file to a topic.
 
-The only module that imports kafka-python's producer and admin sides for feeding topics.
 The synthetic producer writes exactly the samples of the embedded synthetic source with the
 same seed, so a Kafka-fed model can be compared with an embedded one.
 """
@@ -11,37 +10,22 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
-from .codec import encode_binary, encode_dense, encode_dense_batch
-from .config import ProduceConfig, ProduceSynthetic
-from .synthetic import SyntheticStream, demo_stream
+from ..codec import encode_binary, encode_dense, encode_dense_batch
+from ..config import ProduceConfig, ProduceSynthetic
+from ..synthetic import SyntheticStream, demo_stream
+from .dead_letter import ensure_topic
+from .logs import guard_client_logs
+from .settings import KafkaSecurity
 
 log = logging.getLogger("streamsgd.produce")
 
 
 class ProducerError(RuntimeError):
     """Kafka cannot be reached to create the topic or to send (one-line message)."""
-
-
-def ensure_topic(
-    bootstrap_servers: str, topic: str, partitions: int, security: dict[str, Any]
-) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), **security)
-    try:
-        if topic in admin.list_topics():
-            return False
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-        return True
-    except TopicAlreadyExistsError:
-        return False
-    finally:
-        admin.close()
 
 
 def synthetic_records(
@@ -88,9 +72,11 @@ def produce(config: ProduceConfig) -> int:
     """
     records, total = _records(config)
     assert config.bootstrap_servers is not None  # ProduceConfig checks it
-    security = config.security()
+    security = KafkaSecurity.of(config.security())
+    # Before any client exists: at DEBUG kafka-python would log the SASL password.
+    guard_client_logs(protocol_debug=False, secrets=security.secrets())
     try:
-        if ensure_topic(config.bootstrap_servers, config.topic, config.partitions, security):
+        if ensure_topic(config.bootstrap_servers, config.topic, security, config.partitions):
             log.info("created topic %s with %d partitions", config.topic, config.partitions)
         producer = KafkaProducer(
             bootstrap_servers=config.bootstrap_servers.split(","),
@@ -98,7 +84,7 @@ def produce(config: ProduceConfig) -> int:
             linger_ms=10,
             batch_size=256 * 1024,
             max_request_size=32 * 1024 * 1024,
-            **security,
+            **security.kafka_python(),
         )
     except KafkaError as exc:
         raise ProducerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from None
