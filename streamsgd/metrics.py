@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    generate_latest,
 )
 
 from . import __version__
@@ -55,6 +57,11 @@ def model_health(model: OnlineLogisticRegression) -> str | None:
         reason: str | None = health()
         return reason
     return None if np.isfinite(model.parameters).all() else "non_finite"
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """``registry`` in the Prometheus text format, and its content type (for ``/metrics``)."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class PrometheusSensor(Sensor):

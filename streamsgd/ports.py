@@ -14,6 +14,12 @@ from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, damaged, locked by another writer, or of
+    another model (one line, for the user). Raised by a :class:`CheckpointStore` and by the
+    loop when it adopts a checkpoint."""
+
+
 @dataclass
 class SourceRecord:
     """One record from a source.
@@ -58,9 +64,13 @@ class Source(Protocol):
 
 
 class CheckpointStore(Protocol):
-    def load(self) -> dict[str, Any] | None: ...
+    def load(self) -> dict[str, Any] | None:
+        """The newest checkpoint, None when there is none; raises :class:`CheckpointError`
+        for one that cannot be used."""
 
-    def save(self, state: dict[str, Any]) -> None: ...
+    def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` atomically; raises ``OSError`` when it cannot (the previous
+        checkpoint then stays)."""
 
 
 class DeadLetterSink(Protocol):

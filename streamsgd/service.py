@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .buffer import MinibatchBuffer, Position
-from .checkpoint import CheckpointError
 from .codec import Decoder, RecordRejected, Rejection, decode_poll
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from .core.sequential import SequenceStats, learn_sequence
-from .ports import CheckpointStore, DeadLetterSink, Sensor, Source, SourceRecord
+from .ports import CheckpointError, CheckpointStore, DeadLetterSink, Sensor, Source, SourceRecord
 from .totals import Totals, progressive_log_loss
 
 log = logging.getLogger("streamsgd.service")
@@ -65,7 +64,7 @@ class ServiceConfig:
     poll_timeout_seconds : float
     """
 
-    # Defaults equal streamsgd.config's (tests/test_config.py checks it).
+    # Defaults equal streamsgd.config's (tests/unit/test_config.py checks it).
     batch_size: int = 32
     max_samples: int | None = None
     max_wait_seconds: float | None = None

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_helpers import Processes
+from tests.support.kafka_helpers import Processes
 
-pytest_plugins = ["tests.kafka_fixtures"]
+pytest_plugins = ["tests.support.kafka_fixtures"]
 
 
 @pytest.hookimpl(hookwrapper=True)

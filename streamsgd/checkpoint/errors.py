@@ -1,10 +1,14 @@
-"""The exceptions of the checkpoint store (one-line messages, shown to the user as is)."""
+"""The exceptions of the checkpoint store (one-line messages, shown to the user as is).
+
+:class:`CheckpointError` is the port's error type (:mod:`streamsgd.ports`): the run loop raises
+it too, for a checkpoint of another model, without knowing this store.
+"""
 
 from __future__ import annotations
 
+from ..ports import CheckpointError
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read, is malformed, or does not fit this run (one line)."""
+__all__ = ["CheckpointError", "CheckpointLocked"]
 
 
 class CheckpointLocked(CheckpointError):

@@ -20,14 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from prometheus_client import CollectorRegistry
-
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..codec import Decoder
 from ..config import TrainConfig
 from ..core.model import OnlineLogisticRegression
 from ..http import HttpServer
-from ..metrics import PrometheusSensor
+from ..metrics import CollectorRegistry, PrometheusSensor
 from ..ports import DeadLetterSink, Sensor, Source
 from ..progress import ProgressLog, ProgressReporter
 from ..service import ServiceConfig, TrainingService, progressive_log_loss

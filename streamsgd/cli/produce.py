@@ -1,13 +1,17 @@
 """``streamsgd produce``: the parsed command line becomes a :class:`ProduceConfig`, which
-:func:`streamsgd.kafka.producer.produce` sends."""
+:func:`streamsgd.kafka.producer.produce` sends (the synthetic stream or a file's lines)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
 
 from ..config import ProduceConfig, ProduceFile, ProduceSynthetic
-from ..kafka.producer import ProducerError, produce
+from ..kafka.producer import ProducerError, file_records, produce, synthetic_records
+from ..kafka.settings import KafkaSecurity
 from ..options import specs
+from ..synthetic import demo_stream
 from .errors import UsageError
 
 
@@ -33,7 +37,30 @@ def run(config: ProduceConfig) -> int:
             open(records.path, "rb").close()
         except OSError as exc:
             raise UsageError(f"cannot open {records.path}: {exc.strerror}") from None
+    assert config.bootstrap_servers is not None  # ProduceConfig checks it
+    values, total = _records(config)
+    show = config.progress == "always" or (config.progress == "auto" and sys.stderr.isatty())
     try:
-        return produce(config)
+        return produce(
+            values,
+            bootstrap_servers=config.bootstrap_servers,
+            topic=config.topic,
+            security=KafkaSecurity.of(config.security()),
+            partitions=config.partitions,
+            rate=config.rate,
+            show_progress=show,
+            total=total,
+        )
     except ProducerError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _records(config: ProduceConfig) -> tuple[Iterator[bytes], int | None]:
+    """The records to send and their number if known."""
+    spec = config.records
+    if isinstance(spec, ProduceSynthetic):
+        stream = demo_stream(spec.n_features, spec.seed, spec.label_noise, spec.drift)
+        binary = config.format == "binary"
+        records = synthetic_records(stream, spec.n, config.samples_per_record, binary)
+        return records, -(-spec.n // config.samples_per_record)
+    return file_records(spec.path), None

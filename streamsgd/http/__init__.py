@@ -19,10 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
+from ..metrics import CollectorRegistry
 from ..model_document import model_document, model_health
 from .handler import RequestHandler
 from .server import BoundedHTTPServer, Endpoints, Limits

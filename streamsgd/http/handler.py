@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..codec import RecordRejected, parse_json
 from ..core.types import FloatArray
+from ..metrics import exposition
 from ..model_document import model_document, model_health
 from .server import BoundedHTTPServer, Endpoints
 
@@ -170,7 +170,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ GET endpoints
     def _get_metrics(self) -> None:
-        self._send(200, generate_latest(self._endpoints.registry), CONTENT_TYPE_LATEST)
+        self._send(200, *exposition(self._endpoints.registry))
 
     def _get_healthz(self) -> None:
         endpoints = self._endpoints

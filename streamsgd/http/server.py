@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
+from ..metrics import CollectorRegistry
 
 log = logging.getLogger("streamsgd.http")
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ..codec import encode_binary, encode_dense, encode_dense_batch
-from ..config import ProduceConfig, ProduceSynthetic
-from ..synthetic import SyntheticStream, demo_stream
+from ..synthetic import SyntheticStream
 from .dead_letter import ensure_topic
 from .logs import guard_client_logs
 from .settings import KafkaSecurity
@@ -61,25 +60,34 @@ def file_records(path: str) -> Iterator[bytes]:
             fh.close()
 
 
-def produce(config: ProduceConfig) -> int:
-    """Send the records ``config`` describes; waits for every delivery. Returns 0, or 1 if
-    any failed.
+def produce(
+    records: Iterable[bytes],
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    security: KafkaSecurity,
+    partitions: int = 1,
+    rate: float | None = None,
+    show_progress: bool = False,
+    total: int | None = None,
+) -> int:
+    """Send ``records`` to ``topic`` (created with ``partitions`` if missing), paced to
+    ``rate`` records/s; waits for every delivery. Returns 0, or 1 if any failed.
+
+    ``show_progress`` draws a status line on stderr (``total`` records expected, if known).
 
     Raises
     ------
     ProducerError
         The brokers cannot be reached to create the topic or to start the producer.
     """
-    records, total = _records(config)
-    assert config.bootstrap_servers is not None  # ProduceConfig checks it
-    security = KafkaSecurity.of(config.security())
     # Before any client exists: at DEBUG kafka-python would log the SASL password.
     guard_client_logs(protocol_debug=False, secrets=security.secrets())
     try:
-        if ensure_topic(config.bootstrap_servers, config.topic, security, config.partitions):
-            log.info("created topic %s with %d partitions", config.topic, config.partitions)
+        if ensure_topic(bootstrap_servers, topic, security, partitions):
+            log.info("created topic %s with %d partitions", topic, partitions)
         producer = KafkaProducer(
-            bootstrap_servers=config.bootstrap_servers.split(","),
+            bootstrap_servers=bootstrap_servers.split(","),
             acks="all",
             linger_ms=10,
             batch_size=256 * 1024,
@@ -87,25 +95,25 @@ def produce(config: ProduceConfig) -> int:
             **security.kafka_python(),
         )
     except KafkaError as exc:
-        raise ProducerError(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from None
+        raise ProducerError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
     failures: list[BaseException] = []
-    show = config.progress == "always" or (config.progress == "auto" and sys.stderr.isatty())
+    show = show_progress
     start = time.monotonic()
     last_shown = start
     sent = 0
     for value in records:
-        if config.rate:
+        if rate:
             # Pace to the requested rate: record k goes out no earlier than start + k / rate.
-            delay = start + sent / config.rate - time.monotonic()
+            delay = start + sent / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        producer.send(config.topic, value=value).add_errback(failures.append)
+        producer.send(topic, value=value).add_errback(failures.append)
         sent += 1
         if show and time.monotonic() - last_shown >= 0.5:
             last_shown = time.monotonic()
             of = f"/{total:,}" if total else ""
-            rate = sent / (last_shown - start)
-            sys.stderr.write(f"\r{sent:,}{of} records  {rate:,.0f} records/s ")
+            sent_rate = sent / (last_shown - start)
+            sys.stderr.write(f"\r{sent:,}{of} records  {sent_rate:,.0f} records/s ")
             sys.stderr.flush()
     producer.flush()
     producer.close()
@@ -117,16 +125,5 @@ def produce(config: ProduceConfig) -> int:
             file=sys.stderr,
         )
         return 1
-    log.info("sent %d records to %s in %.2f s", sent, config.topic, time.monotonic() - start)
+    log.info("sent %d records to %s in %.2f s", sent, topic, time.monotonic() - start)
     return 0
-
-
-def _records(config: ProduceConfig) -> tuple[Iterator[bytes], int | None]:
-    """The records to send and their number if known."""
-    spec = config.records
-    if isinstance(spec, ProduceSynthetic):
-        stream = demo_stream(spec.n_features, spec.seed, spec.label_noise, spec.drift)
-        binary = config.format == "binary"
-        records = synthetic_records(stream, spec.n, config.samples_per_record, binary)
-        return records, -(-spec.n // config.samples_per_record)
-    return file_records(spec.path), None

@@ -24,10 +24,9 @@ from streamsgd.checkpoint import (
 )
 from streamsgd.cli import main
 from streamsgd.synthetic import SyntheticStream
-
-from ..helpers import write_jsonl
-from ..kafka_helpers import wait_until
-from ..test_checkpoint import STATES, array, one_line, signed
+from tests.support.helpers import write_jsonl
+from tests.support.kafka_helpers import wait_until
+from tests.unit.test_checkpoint import STATES, array, one_line, signed
 
 REPO = Path(__file__).resolve().parents[2]
 D = 4

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder, RecordRejected
 from streamsgd.http import HttpServer
-from tests.kafka_helpers import wait_until
+from tests.support.kafka_helpers import wait_until
 
 N_FEATURES = 4
 # Generous bounds for a loaded 2-core machine; they only limit how long a failure takes.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streamsgd.synthetic import SyntheticStream
-from tests.helpers import write_jsonl
+from tests.support.helpers import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 N_FEATURES = 5

@@ -19,8 +19,8 @@ import pytest
 
 from streamsgd.kafka.logs import guard_client_logs
 from streamsgd.kafka.source import KafkaSource, resume_interrupted_rebalance
-from tests.kafka_fixtures import KafkaBroker, SaslListener
-from tests.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
+from tests.support.kafka_fixtures import KafkaBroker, SaslListener
+from tests.support.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
 
 pytestmark = pytest.mark.kafka
 

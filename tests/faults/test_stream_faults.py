@@ -31,7 +31,7 @@ from streamsgd.service import ServiceConfig, TrainingService
 from streamsgd.sources import file as file_source
 from streamsgd.sources.file import READ_BYTES, FileSource, LineSplitter
 from streamsgd.synthetic import SyntheticStream
-from tests.helpers import reference_fit, write_jsonl
+from tests.support.helpers import reference_fit, write_jsonl
 
 MiB = 1 << 20
 D = 5

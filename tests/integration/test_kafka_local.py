@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from tests.kafka_fixtures import (
+from tests.support.kafka_fixtures import (
     HOST,
     KAFKA_LOCAL,
     KafkaBroker,

@@ -40,8 +40,7 @@ from streamsgd.logs import configure_logging
 from streamsgd.options import BOOLEAN, HASH_BITS, PORT, TEXT, OptionSpec, specs
 from streamsgd.ports import Sensor
 from streamsgd.service import ServiceConfig
-
-from .test_cli import REPO, run_cli
+from tests.unit.test_cli import REPO, run_cli
 
 SPECS = [spec for _, spec in train_options()]
 

@@ -25,7 +25,7 @@ import pytest
 
 from streamsgd.codec import encode_binary
 from streamsgd.synthetic import SyntheticStream
-from tests.kafka_helpers import (
+from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
     checkpoint_where,

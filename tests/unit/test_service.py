@@ -21,9 +21,8 @@ from streamsgd.service import (
     progressive_log_loss,
 )
 from streamsgd.synthetic import SyntheticStream
-
-from .helpers import reference_fit
-from .memory_source import MemorySource
+from tests.support.helpers import reference_fit
+from tests.support.memory_source import MemorySource
 
 D = 5
 

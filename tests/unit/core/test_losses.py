@@ -12,7 +12,7 @@ import pytest
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.core.losses import log_loss, residual, sigmoid
-from tests.reference import (
+from tests.support.reference import (
     decimal_log_loss,
     decimal_sigmoid,
     mean_loss_ref,

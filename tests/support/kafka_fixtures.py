@@ -1,6 +1,6 @@
 """pytest plugin: a real Apache Kafka broker for the integration tier.
 
-Load it from the top-level conftest with ``pytest_plugins = ["tests.kafka_fixtures"]``.
+Load it from the top-level conftest with ``pytest_plugins = ["tests.support.kafka_fixtures"]``.
 
 Fixtures
     kafka_broker     (session)  KafkaBroker: the broker the tests talk to. Started through
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KAFKA_LOCAL = REPO / "scripts" / "kafka-local"
 HOST = "127.0.0.1"
 ENV_BOOTSTRAP = "STREAMSGD_TEST_BOOTSTRAP_SERVERS"

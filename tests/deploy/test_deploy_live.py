@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kafka_helpers import wait_until
-from tests.test_deploy_static import compose, environment_of, prometheus_tool
+from tests.deploy.test_deploy_static import compose, environment_of, prometheus_tool
+from tests.support.kafka_helpers import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PROM_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD_DIR = REPO / "deploy" / "grafana" / "dashboards"

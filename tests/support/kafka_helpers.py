@@ -1,4 +1,4 @@
-"""Helpers for the real-broker integration tests (tests/test_kafka_integration.py).
+"""Helpers for the real-broker integration tests (tests/integration/test_kafka_integration.py).
 
 Trainer processes are real subprocesses (``python -m streamsgd train``) so they can be killed;
 producing, inspecting and reference training run in-process. Nothing here sleeps to
@@ -28,7 +28,7 @@ from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.cli import main
 from streamsgd.core.model import OnlineLogisticRegression
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 

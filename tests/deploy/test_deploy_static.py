@@ -30,7 +30,7 @@ import yaml
 
 pytestmark = pytest.mark.prometheus
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DEPLOY = REPO / "deploy"
 PROM_DIR = DEPLOY / "prometheus"

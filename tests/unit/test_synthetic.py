@@ -18,7 +18,7 @@ from streamsgd.synthetic import (
     SyntheticStream,
     demo_stream,
 )
-from tests.reference import sigmoid_ref
+from tests.support.reference import sigmoid_ref
 
 N = 20_000
 

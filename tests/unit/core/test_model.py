@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamsgd import OnlineLogisticRegression
-from tests.reference import (
+from tests.support.reference import (
     ReferenceLearner,
     mean_loss_ref,
     per_sample_gradients,
@@ -247,7 +247,7 @@ def _full_state(model):
 def test_step_skipped_when_weights_would_be_non_finite(X, y, sw, eta):
     """The non-finite step guard itself, without the clipping in front of it (κ = 0):
     with clipping, the finite rows here are scaled down and learned instead
-    (tests/test_influence.py)."""
+    (tests/unit/core/test_influence.py)."""
     rng = np.random.default_rng(0)
     model = OnlineLogisticRegression(2, learning_rate=eta, l2=0.01, clip_norm_ratio=0.0)
     Xg = rng.standard_normal((8, 2))

@@ -41,9 +41,8 @@ from streamsgd.cli import main
 from streamsgd.codec import Decoder, encode_dense
 from streamsgd.service import ServiceConfig, TrainingService
 from streamsgd.synthetic import SyntheticStream
-
-from .kafka_helpers import wait_until
-from .memory_source import MemorySource
+from tests.support.kafka_helpers import wait_until
+from tests.support.memory_source import MemorySource
 
 D = 4
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,10 +14,9 @@ import pytest
 
 from streamsgd.cli import build_parser, main
 from streamsgd.synthetic import SyntheticStream
+from tests.support.helpers import reference_fit, write_jsonl
 
-from .helpers import reference_fit, write_jsonl
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def inspect_json(directory: Path, capsys: pytest.CaptureFixture[str]) -> dict:

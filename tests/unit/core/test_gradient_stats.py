@@ -11,7 +11,7 @@ import pytest
 
 from streamsgd import BatchSums, OnlineLogisticRegression
 from streamsgd.core.gradient_stats import RunningGradientStatistics
-from tests.reference import per_sample_gradients, sigmoid_ref, trace_cov_ddof1
+from tests.support.reference import per_sample_gradients, sigmoid_ref, trace_cov_ddof1
 
 EPS = np.finfo(np.float64).eps
 

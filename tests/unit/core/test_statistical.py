@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from streamsgd import OnlineLogisticRegression
-from tests.reference import per_sample_gradients, sigmoid_ref
+from tests.support.reference import per_sample_gradients, sigmoid_ref
 
 N, D = 300, 4
 N_DRAWS = 3000

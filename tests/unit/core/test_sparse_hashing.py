@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from streamsgd import OnlineLogisticRegression, SparseRows
 from streamsgd.core.hashing import MAX_HASH_BITS, feature_hash, feature_index
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _random_sparse(rng, n, d, density=0.3, duplicates=False):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamsgd.synthetic import SyntheticStream
-from tests.kafka_helpers import (
+from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
     cli,
