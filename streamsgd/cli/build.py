@@ -150,7 +150,12 @@ def build_service(
         if store is not None:
             store.close()
         raise
-    decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
+    decoder = Decoder(
+        config.n_features,
+        config.model.hash_bits,
+        config.source.max_record_bytes,
+        config.source.max_sample_weight,
+    )
     built = [s for s in (sensor, progress) if s is not None]
     service = service_class(
         build_model(config),

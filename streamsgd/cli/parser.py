@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..config import (
+from ..config import SECTIONS, train_options
+from ..options import BOOLEAN, TEXT, OptionSpec, Section, option, specs
+from ..produce_config import (
     PRODUCE_OPTIONS_AFTER_SOURCE,
-    SECTIONS,
     ProduceConfig,
     ProduceFile,
     ProduceSynthetic,
-    train_options,
 )
-from ..options import BOOLEAN, TEXT, OptionSpec, Section, option, specs
 from .errors import UsageError
 from .layers import environment_values
 

@@ -7,10 +7,10 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from ..config import ProduceConfig, ProduceFile, ProduceSynthetic
 from ..kafka.producer import ProducerError, file_records, produce, synthetic_records
 from ..kafka.settings import KafkaSecurity
 from ..options import specs
+from ..produce_config import ProduceConfig, ProduceFile, ProduceSynthetic
 from ..synthetic import demo_stream
 from .errors import UsageError
 

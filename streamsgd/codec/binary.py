@@ -9,14 +9,14 @@ import struct
 import numpy as np
 
 from ..core.types import FloatArray
-from .records import RecordRejected
+from .records import DEFAULT_MAX_SAMPLE_WEIGHT, RecordRejected
 
 BINARY_MAGIC = b"SSGD"
 BINARY_HEADER = struct.Struct("<4sBBHII")
 
 
 def decode_binary(
-    value: bytes, n_features: int
+    value: bytes, n_features: int, max_weight: float = DEFAULT_MAX_SAMPLE_WEIGHT
 ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """X of shape (n, d), labels of shape (n,) and weights of shape (n,) or None.
 
@@ -49,8 +49,8 @@ def decode_binary(
     weight = None
     if has_weight:
         weight = np.frombuffer(value, dtype="<f8", count=n, offset=at).astype(np.float64)
-        if not (np.isfinite(weight).all() and (weight >= 0).all()):
-            raise RecordRejected("invalid_weight", "weights must be finite and >= 0")
+        if not ((weight >= 0).all() and (weight <= max_weight).all()):  # NaN fails both
+            raise RecordRejected("invalid_weight", f"weights must be in [0, {max_weight:g}]")
     return X.astype(np.float64), labels.astype(np.float64), weight
 
 

@@ -17,6 +17,7 @@ from .binary import BINARY_MAGIC, decode_binary
 from .hashed import FeatureHasher
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_SAMPLE_WEIGHT,
     Features,
     RecordRejected,
     Samples,
@@ -50,12 +51,14 @@ class Decoder:
         n_features: int,
         hash_bits: int | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_sample_weight: float = DEFAULT_MAX_SAMPLE_WEIGHT,
     ) -> None:
         if hash_bits is not None and n_features != 1 << hash_bits:
             raise ValueError("with hash_bits, n_features must be 2**hash_bits")
         self.n_features = n_features
         self.hash_bits = hash_bits
         self.max_record_bytes = max_record_bytes
+        self.max_sample_weight = max_sample_weight
         self._hasher = None if hash_bits is None else FeatureHasher(hash_bits)
 
     @property
@@ -83,7 +86,7 @@ class Decoder:
     def decode(self, value: bytes | None) -> Samples:
         """Decode one record value; raises :class:`RecordRejected`."""
         if value and len(value) <= self.max_record_bytes and value[:4] == BINARY_MAGIC:
-            X, y, w = decode_binary(value, self.n_features)
+            X, y, w = decode_binary(value, self.n_features, self.max_sample_weight)
             return Samples(self._maybe_sparse(X), y, w)
         return self.decode_object(self.parse(value))
 
@@ -96,7 +99,11 @@ class Decoder:
         if "y" not in obj:
             raise RecordRejected("missing_label", "record has no 'y'")
         y = np.array([label(obj["y"])])
-        w = None if "weight" not in obj else np.array([weight(obj["weight"])])
+        w = (
+            None
+            if "weight" not in obj
+            else np.array([weight(obj["weight"], self.max_sample_weight)])
+        )
         if "x" in obj:
             return Samples(self._maybe_sparse(dense_rows([obj["x"]], self.n_features, "x")), y, w)
         if "features" in obj:
@@ -125,7 +132,7 @@ class Decoder:
             return None
         # The checks of decode_object in its order, so the reasons agree.
         y = label(obj["y"])
-        w = weight(obj["weight"]) if "weight" in obj else None
+        w = weight(obj["weight"], self.max_sample_weight) if "weight" in obj else None
         x = obj["x"]
         check_dense_row(x, self.n_features, "x")
         return x, y, w
@@ -214,7 +221,7 @@ class Decoder:
             ws = obj["weight"]
             if not isinstance(ws, list) or len(ws) != len(rows):
                 raise RecordRejected("invalid_weight", "'weight' must be a list as long as 'X'")
-            w = np.array([weight(v) for v in ws])
+            w = np.array([weight(v, self.max_sample_weight) for v in ws])
         return Samples(self._maybe_sparse(X), y, w)
 
     def _maybe_sparse(self, X: FloatArray) -> Features:

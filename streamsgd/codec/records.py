@@ -10,7 +10,6 @@ record gets the same reason whichever path decodes it. The order of the checks i
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -92,16 +91,23 @@ def label(value: Any) -> float:
     raise RecordRejected("invalid_label", f"label must be 0, 1, true, false or -1, got {value!r}")
 
 
-def weight(value: Any) -> float:
-    """An importance weight: a finite number ≥ 0 (not a bool); else ``invalid_weight``."""
+DEFAULT_MAX_SAMPLE_WEIGHT = 1000.0
+"""Largest importance weight accepted. A weight multiplies its sample's gradient by design, so
+this bounds how many ordinary samples' worth one record can move the model (the influence
+bound of the core limits the row itself)."""
+
+
+def weight(value: Any, max_weight: float = DEFAULT_MAX_SAMPLE_WEIGHT) -> float:
+    """An importance weight: a number in [0, ``max_weight``] (not a bool); else
+    ``invalid_weight``."""
     try:
         # float() of a JSON integer beyond the float range raises OverflowError.
-        ok = type(value) in (int, float) and math.isfinite(float(value)) and value >= 0
+        ok = type(value) in (int, float) and 0.0 <= float(value) <= max_weight
     except OverflowError:
         ok = False
     if not ok:
         raise RecordRejected(
-            "invalid_weight", f"weight must be a finite number >= 0, got {value!r}"
+            "invalid_weight", f"weight must be a number in [0, {max_weight:g}], got {value!r}"
         )
     return float(value)
 

@@ -33,7 +33,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.evaluation",
         ),
     ),
-    ("composition", ("streamsgd.options", "streamsgd.config", "streamsgd.cli")),
+    (
+        "composition",
+        ("streamsgd.options", "streamsgd.config", "streamsgd.produce_config", "streamsgd.cli"),
+    ),
     ("package", ("streamsgd.__init__", "streamsgd.__main__")),
 ]
 

@@ -187,6 +187,11 @@ BAD = [
     ),
     ("binary-weight-negative", _binary([[1.0, 2.0, 3.0]], [1], [-1.0]), {}, "invalid_weight"),
     ("binary-weight-nan", _binary([[1.0, 2.0, 3.0]], [1], [np.nan]), {}, "invalid_weight"),
+    # Above --max-sample-weight (default 1000): one record may not count as 1e300 samples.
+    ("weight-1e300", _j({"x": [1, 2, 3], "y": 1, "weight": 1e300}), {}, "invalid_weight"),
+    ("weight-1001", _j({"x": [1, 2, 3], "y": 1, "weight": 1001}), {}, "invalid_weight"),
+    ("batch-weight-huge", _j({"X": [[1, 2, 3]], "y": [1], "weight": [1e9]}), {}, "invalid_weight"),
+    ("binary-weight-huge", _binary([[1.0, 2.0, 3.0]], [1], [1e300]), {}, "invalid_weight"),
     # --- hashing
     ("named-without-hashing", _j({"features": {"age": 31.0}, "y": 0}), {}, "hashing_disabled"),
     # --- binary framing
@@ -239,7 +244,7 @@ def test_accepted_labels(label, expected):
     assert s.weight is None
 
 
-@pytest.mark.parametrize("weight", [0, 0.0, 2, 0.25, 1e300])
+@pytest.mark.parametrize("weight", [0, 0.0, 2, 0.25, 1000])  # up to --max-sample-weight
 def test_accepted_weights(weight):
     s = Decoder(D).decode(_j({"x": [1, 2, 3], "y": 1, "weight": weight}))
     np.testing.assert_array_equal(s.weight, [float(weight)])
@@ -359,7 +364,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 @given(
     x=st.lists(finite, min_size=1, max_size=12),
     y=st.sampled_from([0, 1]),
-    w=st.none() | st.floats(min_value=0.0, allow_infinity=False, allow_nan=False),
+    w=st.none() | st.floats(min_value=0.0, max_value=1000.0),  # up to --max-sample-weight
 )
 def test_property_dense_round_trip_is_bit_exact(x, y, w):
     x = np.array(x)
@@ -381,7 +386,7 @@ def test_property_batch_round_trips_are_bit_exact(shape, data):
     n, d = shape
     X = np.array(data.draw(st.lists(finite, min_size=n * d, max_size=n * d))).reshape(n, d)
     y = np.array(data.draw(st.lists(st.sampled_from([0, 1]), min_size=n, max_size=n)))
-    w = data.draw(st.none() | st.lists(st.floats(0.0, 1e300), min_size=n, max_size=n))
+    w = data.draw(st.none() | st.lists(st.floats(0.0, 1000.0), min_size=n, max_size=n))
     dec = Decoder(d)
     s = dec.decode(encode_dense_batch(X, y))
     assert _bits(s.X) == _bits(X) and np.array_equal(s.y, y)
@@ -397,14 +402,14 @@ def _decode_never_crashes(decoder: Decoder, record: bytes) -> None:
     except RecordRejected as exc:
         assert exc.reason in REJECT_REASONS
         return
-    # Anything accepted is learnable: finite features, labels 0/1, weights finite ≥ 0.
+    # Anything accepted is learnable: finite features, labels 0/1, weights in [0, limit].
     X = s.X.to_dense() if isinstance(s.X, SparseRows) else s.X
     assert X.shape == (len(s), decoder.n_features) and len(s) >= 1
     assert np.all(np.isfinite(X)) and X.dtype == np.float64
     assert np.all((s.y == 0) | (s.y == 1))
     if s.weight is not None:
         assert s.weight.shape == (len(s),)
-        assert np.all(np.isfinite(s.weight)) and np.all(s.weight >= 0)
+        assert np.all(s.weight >= 0) and np.all(s.weight <= decoder.max_sample_weight)
 
 
 @settings(max_examples=400, deadline=None)
@@ -916,3 +921,16 @@ def test_one_order_of_checks_for_every_dense_form():
     with pytest.raises(RecordRejected) as info:
         decoder.decode_unlabelled({"x": [float("nan")]})
     assert info.value.reason == "wrong_dimension"
+
+
+def test_the_weight_limit_is_the_decoders_and_inclusive() -> None:
+    """--max-sample-weight: the limit itself is accepted, above it is rejected, and a
+    decoder built with another limit applies its own on every path (JSON and binary)."""
+    record = _j({"x": [1, 2, 3], "y": 1, "weight": 1000})
+    assert Decoder(3).decode(record).weight is not None
+    strict = Decoder(3, max_sample_weight=10.0)
+    for value in (record, _binary([[1.0, 2.0, 3.0]], [1], [11.0])):
+        with pytest.raises(RecordRejected) as caught:
+            strict.decode(value)
+        assert caught.value.reason == "invalid_weight"
+    assert strict.decode(_binary([[1.0, 2.0, 3.0]], [1], [10.0])).weight is not None

@@ -27,18 +27,12 @@ from streamsgd.cli import build_parser, build_service
 from streamsgd.cli.main import parse
 from streamsgd.cli.train import config_from_args
 from streamsgd.codec import Decoder
-from streamsgd.config import (
-    ProduceConfig,
-    ProduceSynthetic,
-    TrainConfig,
-    flatten,
-    train_config,
-    train_options,
-)
+from streamsgd.config import TrainConfig, flatten, train_config, train_options
 from streamsgd.core.model import OnlineLogisticRegression
 from streamsgd.logs import configure_logging
 from streamsgd.options import BOOLEAN, HASH_BITS, PORT, TEXT, OptionSpec, specs
 from streamsgd.ports import Sensor
+from streamsgd.produce_config import ProduceConfig, ProduceSynthetic
 from streamsgd.service import ServiceConfig
 from tests.unit.test_cli import REPO, run_cli
 
@@ -145,6 +139,8 @@ def test_python_api_shares_the_defaults() -> None:
         assert model_defaults[keyword] == getattr(config.model, name), name
     decoder_default = inspect.signature(Decoder).parameters["max_record_bytes"].default
     assert decoder_default == config.source.max_record_bytes
+    weight_default = inspect.signature(Decoder).parameters["max_sample_weight"].default
+    assert weight_default == config.source.max_sample_weight
 
 
 def write(tmp_path: Path, text: str) -> str:
