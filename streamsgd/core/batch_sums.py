@@ -189,3 +189,21 @@ class SingleSteps:
     @property
     def n_steps(self) -> int:
         return len(self.gradient_scales)
+
+
+def next_weight_square_sum(weight_square_sum: float, alpha: float) -> float:
+    """v after one more EWMA step: (1 − α)² v + α², or 1 for the first value."""
+    if math.isnan(weight_square_sum):
+        return 1.0
+    return (1.0 - alpha) ** 2 * weight_square_sum + alpha * alpha
+
+
+def weight_square_sum_after(weight_square_sum: float, alpha: float, n: int) -> float:
+    """v after n more EWMA steps with a constant α (the closed form of ``_next_weight``)."""
+    if n == 0:
+        return weight_square_sum
+    if math.isnan(weight_square_sum):
+        weight_square_sum, n = 1.0, n - 1
+    decay = (1.0 - alpha) ** 2
+    geometric = n if decay == 1.0 else (1.0 - decay**n) / (1.0 - decay)
+    return float(decay**n * weight_square_sum + alpha * alpha * geometric)

@@ -26,13 +26,14 @@ independent steps, and 1/v is the effective number of steps averaged.
 * Norm test (Byrd et al. 2012): ratio = smoothed(T/m) / smoothed(‖ḡ + ρ‖²), passes at ≤ θ².
 
 Window widening: after each applied step with m ≥ 2 (and after every 32nd m = 1 step, then
-from the loss part of Ḡ², see ``_window_estimate``) α is re-chosen as the largest α₀/2^k (k = 0, 1, …, α₀ = ``smoothing``) with m(2 − α)/α ≥ B̂,
-i.e. α ≤ 2m/(B̂ + m), but not below α_min = ``min_smoothing`` (default 0.002), where
-B̂ = T̄/(Ḡ² + z·SE) is the *smallest* noise scale the estimates support (B̂ = ∞ when that
-is ≤ 0; undefined: α₀). The window depends on past estimates, which biases Ḡ² downwards
-(a low estimate widens the window and is kept longer); choosing it from the upper bound
-keeps that bias inside the estimate's standard error (tests/test_gradient_stats.py). A noisy problem (B ≫ m, in particular m = 1) thus averages up to
-≈ 2m/α_min samples; α grows back as soon as B̂ falls.
+from the loss part of Ḡ², see ``_window_estimate``) α is re-chosen as the largest α₀/2^k
+(k = 0, 1, …; α₀ = ``smoothing``) with m(2 − α)/α ≥ B̂, i.e. α ≤ 2m/(B̂ + m), but not below
+α_min = ``min_smoothing`` (default 0.002), where B̂ = T̄/(Ḡ² + z·SE) is the *smallest*
+noise scale the estimates support (B̂ = ∞ when that is ≤ 0; undefined: α = α₀). A noisy
+problem (B ≫ m, in particular m = 1) thus averages up to ≈ 2m/α_min samples; α grows back
+as soon as B̂ falls. The window depends on past estimates, which biases Ḡ² downwards (a low
+estimate widens the window and is kept longer); choosing it from the upper bound keeps
+that bias within the estimate's standard error (tests/test_gradient_stats.py).
 
 m = 1 (no within-batch variance, until a batch with m ≥ 2 is seen): EWMAs M of g_t and
 S of ‖g_t‖² (same weights, so E M = E g, Var M = v Σ) give T̄ = (S − ‖M‖²)/(1 − v) and
@@ -59,7 +60,13 @@ from typing import Any
 
 import numpy as np
 
-from .batch_sums import BatchSums, SingleSteps, ewma_closed_form
+from .batch_sums import (
+    BatchSums,
+    SingleSteps,
+    ewma_closed_form,
+    next_weight_square_sum,
+    weight_square_sum_after,
+)
 from .types import FloatArray
 
 __all__ = ["BatchSums", "RunningGradientStatistics", "SingleSteps", "ewma_closed_form"]
@@ -72,24 +79,6 @@ SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
     return value if math.isnan(previous) else previous + smoothing * (value - previous)
-
-
-def _next_weight(weight_square_sum: float, alpha: float) -> float:
-    """v after one more EWMA step: (1 − α)² v + α², or 1 for the first value."""
-    if math.isnan(weight_square_sum):
-        return 1.0
-    return (1.0 - alpha) ** 2 * weight_square_sum + alpha * alpha
-
-
-def _closed_weight(weight_square_sum: float, alpha: float, n: int) -> float:
-    """v after n more EWMA steps with a constant α (the closed form of ``_next_weight``)."""
-    if n == 0:
-        return weight_square_sum
-    if math.isnan(weight_square_sum):
-        weight_square_sum, n = 1.0, n - 1
-    decay = (1.0 - alpha) ** 2
-    geometric = n if decay == 1.0 else (1.0 - decay**n) / (1.0 - decay)
-    return float(decay**n * weight_square_sum + alpha * alpha * geometric)
 
 
 _STATE_FLOATS = (
@@ -183,7 +172,7 @@ class RunningGradientStatistics:
                 if self.mean_gradient is None
                 else self.mean_gradient + a * (g_mean - self.mean_gradient)
             )
-            self.weight_square_sum = _next_weight(self.weight_square_sum, a)
+            self.weight_square_sum = next_weight_square_sum(self.weight_square_sum, a)
             self._across_step_estimates(regularization)
         if m >= 2:
             self._choose_window(m, self.true_gradient_squared_norm)
@@ -216,7 +205,7 @@ class RunningGradientStatistics:
             self.objective_gradient_squared_norm, objective, a
         )
         self.true_gradient_squared_norm = _ewma(previous, estimate, a)
-        self.weight_square_sum = _next_weight(v, a)
+        self.weight_square_sum = next_weight_square_sum(v, a)
         self.window_batch_size = m
 
     def _across_step_estimates(self, regularization: FloatArray | None) -> None:
@@ -298,7 +287,9 @@ class RunningGradientStatistics:
                 self.mean_gradient = np.asarray(
                     ewma_closed_form(self.mean_gradient, gradients, alpha), dtype=np.float64
                 )
-                self.weight_square_sum = _closed_weight(self.weight_square_sum, alpha, head)
+                self.weight_square_sum = weight_square_sum_after(
+                    self.weight_square_sum, alpha, head
+                )
             self.mean_squared_norm = float(
                 ewma_closed_form(self.mean_squared_norm, squared_norms[:head], alpha)
             )
