@@ -6,14 +6,16 @@ sums over samples or functions of the replicated state, so N replicas that add t
 :class:`BatchSums` take identical decisions.
 
 Batch size (norm test: Byrd, Chin, Nocedal, Wu 2012; Bollapragada, Byrd, Nocedal 2018).
-The step's ḡ passes the norm test E‖ḡ − G‖² ≤ θ²‖G‖² when tr Σ/m ≤ θ² |G|², i.e. for
+The norm test in the form the statistics measure (``norm_test_ratio`` ≤ θ²) is
+E‖ḡ − G‖² ≤ θ² E‖ḡ‖², i.e. tr Σ/m ≤ θ² (|G|² + tr Σ/m), which holds for m ≥
 
-    m* = B (1 − θ²)/θ²,    B = T̄/Ḡ²
+    m* = B (1 − θ²)/θ²,    B = T̄/Ḡ²   (the trusted noise scale).
 
-(with θ² on the expected ‖ḡ‖² = |G|² + tr Σ/m: tr Σ/m ≤ θ² (|G|² + tr Σ/m)). The target
-m* is clipped to [m_min, m_max]; after each applied step, and only when the statistics are
-trusted, m doubles when m* > 2m and halves when m* < m/4 (within [m_min, m_max]); otherwise
-m stays. m = 1 is never used (m_min ≥ 2: the within-batch variance needs two samples).
+After each
+applied step, and only when the statistics are trusted, m doubles when m* > 2m and halves
+when m* < m/4, staying within [m_min, m_max]; otherwise m stays (so m settles within
+[m*/2, 4m*], clipped to the bounds). The suggestion exported is m* clipped to the bounds.
+m = 1 is never used (m_min ≥ 2: the within-batch variance needs two samples).
 
 Learning rate (AdaScale: Johnson, Agrawal, Gu, Guestrin 2020). With the base batch size
 m₀ (``base_batch_size``; m_min under ``--batch-size auto``, the fixed m otherwise) and
@@ -208,8 +210,7 @@ class NoiseController:
             self.suggested_batch_size = math.nan
             return
         target = norm_test_batch_size(stats.noise_scale, self.norm_test_theta)
-        target = min(max(target, self.min_batch_size), self.max_batch_size)
-        self.suggested_batch_size = target
+        self.suggested_batch_size = min(max(target, self.min_batch_size), self.max_batch_size)
         if not self.adaptive_batch_size:
             return
         m = self.batch_size

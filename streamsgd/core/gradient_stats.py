@@ -27,13 +27,20 @@ independent steps, and 1/v is the effective number of steps averaged.
 
 Window widening: after each applied step with m ≥ 2 (and after every 32nd m = 1 step, then
 from the loss part of Ḡ², see ``_window_estimate``) α is re-chosen as the largest α₀/2^k
-(k = 0, 1, …; α₀ = ``smoothing``) with m(2 − α)/α ≥ B̂, i.e. α ≤ 2m/(B̂ + m), but not below
-α_min = ``min_smoothing`` (default 0.002), where B̂ = T̄/(Ḡ² + z·SE) is the *smallest*
-noise scale the estimates support (B̂ = ∞ when that is ≤ 0; undefined: α = α₀). A noisy
-problem (B ≫ m, in particular m = 1) thus averages up to ≈ 2m/α_min samples; α grows back
-as soon as B̂ falls. The window depends on past estimates, which biases Ḡ² downwards (a low
-estimate widens the window and is kept longer); choosing it from the upper bound keeps
-that bias within the estimate's standard error (tests/test_gradient_stats.py).
+(k = 0, 1, …; α₀ = ``smoothing``), not below α_min = ``min_smoothing`` (default 0.002), with
+
+* m(2 − α)/α ≥ B̂ = T̄/(Ḡ² + z·SE), the *smallest* noise scale the estimates support (the
+  window covers the noise scale; B̂ = ∞ when Ḡ² + z·SE ≤ 0), and
+* Ḡ² > 2·z·SE_α, SE_α = SE·√(v_α/v), v_α = α/(2 − α): at that window Ḡ² would be
+  significant with a margin of 2 (Ḡ² ≤ 0: never, so α = α_min).
+
+A noisy problem (B ≫ m, in particular m = 1, or the neighbourhood of the optimum) thus
+averages up to ≈ 2m/α_min samples; α grows back as soon as the estimate is clearly
+significant. The window depends on past estimates, which biases Ḡ² downwards (a low estimate
+widens the window and is kept longer); the margins keep that bias within the estimate's
+standard error (tests/test_gradient_stats.py). The trusted gate selects estimates above
+z·SE, which biases a barely trusted B̂ downwards; the margin of 2 in the window rule makes
+trusted estimates typically well above the gate.
 
 m = 1 (no within-batch variance, until a batch with m ≥ 2 is seen): EWMAs M of g_t and
 S of ‖g_t‖² (same weights, so E M = E g, Var M = v Σ) give T̄ = (S − ‖M‖²)/(1 − v) and
@@ -81,6 +88,12 @@ def _ewma(previous: float, value: float, smoothing: float) -> float:
     return value if math.isnan(previous) else previous + smoothing * (value - previous)
 
 
+def _significant(alpha: float, g2: float, se: float, v: float) -> bool:
+    """Whether a window of smoothing α (v_α = α/(2 − α)) would give g2 > 2·z·SE_α, with
+    SE_α = SE·√(v_α/v) the standard error scaled from the current window's v."""
+    return g2 > 0.0 and alpha / (2.0 - alpha) * (2.0 * TRUST_Z * se) ** 2 <= v * g2 * g2
+
+
 _STATE_FLOATS = (
     "per_sample_variance",
     "estimator_variance",
@@ -98,39 +111,19 @@ _STATE_FLOATS = (
 class RunningGradientStatistics:
     """Exponentially weighted running estimates of the gradient noise across steps (the
     formulas, the trusted gate and the window rule are in the module docstring).
-
-    Attributes
-    ----------
-    smoothing, min_smoothing : float
-        α₀ (the narrowest window, ≈ 1/α₀ steps) and α_min (the widest).
-    per_sample_variance : float
-        T̄, smoothed tr Σ (per sample).
-    estimator_variance : float
-        Smoothed tr Σ̂/m, the variance of the step's ḡ.
-    mean_gradient_squared_norm : float
-        Smoothed ‖ḡ‖² of the loss part only (no L2 term).
-    objective_gradient_squared_norm : float
-        Smoothed ‖ḡ + ρ‖² of the objective (the norm test's denominator).
-    true_gradient_squared_norm : float
-        Ḡ², the smoothed unbiased estimate of |G|² = |∇J(w)|² of the objective.
-    squared_deviation : float
-        D (m ≥ 2), the smoothed squared deviation of e_t.
-    weight_square_sum : float
-        v = Σ ω_k² of the EWMA of e_t (m = 1: of g_t).
-    window_smoothing : float
-        α used by the next step.
+    Fields hold the smoothed estimates (T̄, Ḡ², D, v of the module docstring).
     """
 
-    smoothing: float = 0.05
-    min_smoothing: float = MIN_SMOOTHING
-    per_sample_variance: float = math.nan
-    estimator_variance: float = math.nan
-    mean_gradient_squared_norm: float = math.nan
-    objective_gradient_squared_norm: float = math.nan
-    true_gradient_squared_norm: float = math.nan
-    squared_deviation: float = math.nan
-    weight_square_sum: float = math.nan
-    window_smoothing: float = math.nan
+    smoothing: float = 0.05  # α₀, the narrowest window (≈ 1/α₀ steps)
+    min_smoothing: float = MIN_SMOOTHING  # α_min, the widest
+    per_sample_variance: float = math.nan  # T̄, smoothed tr Σ (per sample)
+    estimator_variance: float = math.nan  # smoothed tr Σ̂/m, the variance of the step's ḡ
+    mean_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ‖², loss part only (no L2)
+    objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
+    true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
+    squared_deviation: float = math.nan  # D (m ≥ 2)
+    weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
+    window_smoothing: float = math.nan  # α of the next step
     # Across-step moments, kept for m = 1.
     mean_gradient: FloatArray | None = None
     mean_squared_norm: float = math.nan
@@ -233,15 +226,18 @@ class RunningGradientStatistics:
         return float(mean @ mean) - self.weight_square_sum * self.per_sample_variance
 
     def _choose_window(self, m: int, g2: float) -> None:
-        """α ← the largest α₀/2^k ≥ α_min with m(2 − α)/α ≥ B̂ = T̄/g2 (module docstring)."""
-        trace = self.per_sample_variance
-        alpha = self.smoothing
+        """α ← the largest α₀/2^k ≥ α_min whose window covers B̂ = T̄/(g2 + z·SE) and
+        would make g2 significant with a margin of 2 (module docstring)."""
+        trace, alpha = self.per_sample_variance, self.smoothing
         self.single_steps = 0
         if not (math.isnan(trace) or math.isnan(g2)):
-            se = self.standard_error
-            g2 = g2 + TRUST_Z * se if math.isfinite(se) else g2
-            bound = 2.0 * m * g2 / (trace + m * g2) if g2 > 0.0 else 0.0
-            while alpha > bound and alpha / 2.0 >= self.min_smoothing:
+            se, v = self.standard_error, self.weight_square_sum
+            known = math.isfinite(se) and math.isfinite(v)
+            upper = g2 + TRUST_Z * se if known else g2
+            bound = 2.0 * m * upper / (trace + m * upper) if upper > 0.0 else 0.0
+            while alpha / 2.0 >= self.min_smoothing and (
+                alpha > bound or (known and not _significant(alpha, g2, se, v))
+            ):
                 alpha /= 2.0
         self.window_smoothing = alpha
 
