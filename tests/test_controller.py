@@ -21,12 +21,16 @@ from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.checkpoint.document import dumps, loads
 from streamsgd.cli import main
 from streamsgd.cli.build import build_service
+from streamsgd.codec import Decoder, encode_dense
 from streamsgd.config import ConfigError, train_config
 from streamsgd.core.controller import NoiseController, norm_test_batch_size
 from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
 from streamsgd.core.schedules import LearningRateSchedule
+from streamsgd.service import ServiceConfig, TrainingService
 from streamsgd.synthetic import SyntheticStream
 from streamsgd.totals import Totals
+
+from .memory_source import MemorySource
 
 THETA = 0.9
 K = 10
@@ -296,3 +300,34 @@ def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.Monk
 def test_bad_auto_combinations_are_one_line_errors(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         train_config(**values)
+
+
+def _controlled_service(source: MemorySource, store: DirectoryCheckpointStore) -> TrainingService:
+    model = OnlineLogisticRegression(
+        5, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+    config = ServiceConfig(batch_size=8, checkpoint_every_updates=1)
+    return TrainingService(model, source, Decoder(5), config, checkpoint_store=store)
+
+
+def test_service_follows_the_controller_and_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """The loop reads m from the controller after every step; crashes (checkpoints after
+    every update) and restarts end with exactly the weights and controller state of one
+    uninterrupted run."""
+    X, y = SyntheticStream(5, seed=9, label_noise=0.05, drift=3.0).samples(0, 12000)
+    records = [encode_dense(X[i], float(y[i])) for i in range(len(y))]
+    straight = _controlled_service(MemorySource(records, per_poll=50), None)  # type: ignore[arg-type]
+    straight.run()
+    assert straight.model.controller is not None
+    assert straight.model.controller.batch_size != 8  # m moved during the run
+    store = DirectoryCheckpointStore(tmp_path)
+    for fail_after in (40, 60, 50):
+        crashing = _controlled_service(MemorySource(records, 50, fail_after), store)
+        with pytest.raises(KeyboardInterrupt):
+            crashing.run()
+    final = _controlled_service(MemorySource(records, per_poll=50), store)
+    final.run()
+    assert final.model.parameters.tobytes() == straight.model.parameters.tobytes()
+    assert final.model.n_updates == straight.model.n_updates
+    a, b = final.model.controller.get_state(), straight.model.controller.get_state()  # type: ignore[union-attr]
+    assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
