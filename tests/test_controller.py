@@ -59,8 +59,8 @@ def _drive(
     return sizes
 
 
-def _direction(norm: float) -> np.ndarray:
-    G = np.zeros(K)
+def _direction(norm: float, k: int = K) -> np.ndarray:
+    G = np.zeros(k)
     G[0] = norm
     return G
 
@@ -331,3 +331,24 @@ def test_service_follows_the_controller_and_resumes_bit_for_bit(tmp_path: Path) 
     assert final.model.n_updates == straight.model.n_updates
     a, b = final.model.controller.get_state(), straight.model.controller.get_state()  # type: ignore[union-attr]
     assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def test_batch_size_grows_only_while_the_step_size_can_grow_with_it() -> None:
+    """A trusted target far above m doubles m, unless the curvature cap leaves no room for
+    the gain at 2m (η₀ = 1 with a cap of 0.1: a larger m would take the same capped step)."""
+    sizes = {}
+    for capped in (False, True):
+        rng = np.random.default_rng(10)
+        controller = NoiseController.create("auto")
+        stats = RunningGradientStatistics()
+        schedule = LearningRateSchedule(1.0)
+        G = _direction(math.sqrt(200 / 300.0), 200)  # B = 300, m* = 70
+        for _ in range(1500):
+            sums = _gradient_sums(rng, G, 1.0, controller.batch_size)
+            sums.row_squared_norm_sum = 40.0 * sums.n_samples  # S̄ = 40: cap = 1/10
+            eta, gain = controller.step_size(sums, stats, schedule, l2=0.0, curvature_cap=capped)
+            stats.update(sums)
+            controller.step_applied(sums, stats, eta, gain)
+        assert stats.trusted and controller.suggested_batch_size > 32
+        sizes[capped] = controller.batch_size
+    assert sizes[False] >= 32 and sizes[True] == 8

@@ -12,8 +12,10 @@ E‖ḡ − G‖² ≤ θ² E‖ḡ‖², i.e. tr Σ/m ≤ θ² (|G|² + tr Σ/m
     m* = B (1 − θ²)/θ²,    B = T̄/Ḡ²   (the trusted noise scale).
 
 After each
-applied step, and only when the statistics are trusted, m doubles when m* > 2m and halves
-when m* < m/4, staying within [m_min, m_max]; otherwise m stays (so m settles within
+applied step, and only when the statistics are trusted, m doubles when m* > 2m and the
+gain at 2m, r(2m), still fits under the curvature cap (r(2m)·η₀(τ) ≤ η_max: a larger batch
+whose step size cannot grow with it only spends more samples per step), and halves when
+m* < m/4, staying within [m_min, m_max]; otherwise m stays (so m settles within
 [m*/2, 4m*], clipped to the bounds). The suggestion exported is m* clipped to the bounds.
 m = 1 is never used (m_min ≥ 2: the within-batch variance needs two samples).
 
@@ -36,7 +38,11 @@ batches' mean weighted squared row norm (1/m) Σ_i s_i ‖c_i [x_i ; 1]‖² (th
 step already computes, clipping included). η_max = c/L̂ with c = 1 (``curvature_factor``):
 with η ≤ 1/L a full-gradient step never increases J. With ``--learning-rate auto``,
 η₀ = c₀/L̂ with c₀ = ½ (``AUTO_BASE_FRACTION``): half the cap at m₀, so the gain can at
-most double η before the cap binds. With a given learning rate, η₀ is that rate.
+most double η before the cap binds (and m grows only while it can). With a given learning
+rate, η₀ is that rate. On the demo stream (d = 20, 300k samples, drift 1 rad/100k) this
+reached a progressive log loss of 0.4757 with 19.8k updates, against 0.4840 for the
+default fixed m = 32, η = 0.1 (9.4k updates) and 0.4755 for m = 8, η = 0.095 (37.5k);
+c₀ = ⅛ (room for a gain of 8) gave 0.4884 with 6.5k updates.
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ class NoiseController:
             raise ValueError(f"norm_test_theta must be in (0, 1), got {self.norm_test_theta}")
         if not self.curvature_factor > 0.0:
             raise ValueError("curvature_factor must be > 0")
+        self._gain_headroom = math.inf  # set by step_size, read by step_applied
 
     @classmethod
     def create(
@@ -195,7 +202,10 @@ class NoiseController:
             base = AUTO_BASE_FRACTION * cap if math.isfinite(cap) else schedule.learning_rate
         else:
             base = schedule.learning_rate
-        eta = r * base * schedule.decay_factor(self.progress)
+        base *= schedule.decay_factor(self.progress)
+        # The largest gain the cap leaves room for, for step_applied's doubling rule.
+        self._gain_headroom = cap / base if curvature_cap else math.inf
+        eta = r * base
         return (min(eta, cap) if curvature_cap else eta), r
 
     def step_applied(
@@ -214,7 +224,7 @@ class NoiseController:
         if not self.adaptive_batch_size:
             return
         m = self.batch_size
-        if target > 2 * m:
+        if target > 2 * m and self.gain_for(stats, 2 * m) <= self._gain_headroom:
             self.batch_size = min(2 * m, self.max_batch_size)
         elif target < m / 4:
             self.batch_size = max(m // 2, self.min_batch_size)
