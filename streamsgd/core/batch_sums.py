@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -207,3 +208,12 @@ def weight_square_sum_after(weight_square_sum: float, alpha: float, n: int) -> f
     decay = (1.0 - alpha) ** 2
     geometric = n if decay == 1.0 else (1.0 - decay**n) / (1.0 - decay)
     return float(decay**n * weight_square_sum + alpha * alpha * geometric)
+
+
+def state_count(value: Any) -> int:
+    """A count read from a state document: a non-negative integer (ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"expected a count, got {value!r}")
+    if not float(value).is_integer():
+        raise ValueError(f"expected a count, got {value!r}")
+    return int(value)

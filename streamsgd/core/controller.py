@@ -52,7 +52,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .batch_sums import BatchSums
-from .gradient_stats import RunningGradientStatistics
+from .gradient_stats import RunningGradientStatistics, state_count
 from .schedules import LearningRateSchedule
 
 __all__ = ["NoiseController", "norm_test_batch_size"]
@@ -125,8 +125,10 @@ class NoiseController:
                 f"need 2 <= min_batch_size <= max_batch_size, got "
                 f"{self.min_batch_size} and {self.max_batch_size}"
             )
-        if not (self.batch_size >= 2 and self.base_batch_size >= 1):
-            raise ValueError("the controller needs batch_size >= 2 and base_batch_size >= 1")
+        if not (self.min_batch_size <= self.batch_size <= self.max_batch_size):
+            raise ValueError("the controller's batch_size must be within its bounds")
+        if not self.base_batch_size >= 1:
+            raise ValueError("the controller needs base_batch_size >= 1")
         if not 0.0 < self.norm_test_theta < 1.0:
             raise ValueError(f"norm_test_theta must be in (0, 1), got {self.norm_test_theta}")
         if not self.curvature_factor > 0.0:
@@ -236,13 +238,18 @@ class NoiseController:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NoiseController:
-        kinds = {f.name: f.type for f in fields(cls)}
+        """The controller of a state document (ValueError or KeyError for a malformed one)."""
         values: dict[str, Any] = {}
-        for name, kind in kinds.items():
-            value = state[name]
-            values[name] = (
-                bool(value) if kind == "bool" else int(value) if kind == "int" else (float(value))
-            )
+        for f in fields(cls):
+            value = state[f.name]
+            if f.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"controller {f.name}: expected true or false")
+                values[f.name] = value
+            elif f.type == "int":
+                values[f.name] = state_count(value)
+            else:
+                values[f.name] = float(value)
         return cls(**values)
 
     def same_configuration(self, other: NoiseController) -> bool:

@@ -72,11 +72,18 @@ from .batch_sums import (
     SingleSteps,
     ewma_closed_form,
     next_weight_square_sum,
+    state_count,
     weight_square_sum_after,
 )
 from .types import FloatArray
 
-__all__ = ["BatchSums", "RunningGradientStatistics", "SingleSteps", "ewma_closed_form"]
+__all__ = [
+    "BatchSums",
+    "RunningGradientStatistics",
+    "SingleSteps",
+    "ewma_closed_form",
+    "state_count",
+]
 
 TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
 MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
@@ -133,7 +140,7 @@ class RunningGradientStatistics:
     _within_batch_seen: bool = field(default=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.smoothing <= 1.0:
+        if not (0.0 < self.smoothing <= 1.0 and self.min_smoothing > 0.0):
             raise ValueError(f"stats_smoothing must be in (0, 1], got {self.smoothing}")
         self.min_smoothing = min(self.min_smoothing, self.smoothing)
         if math.isnan(self.window_smoothing):
@@ -216,10 +223,8 @@ class RunningGradientStatistics:
         self.window_batch_size = 1
 
     def _window_estimate(self) -> float:
-        """The |G|² the window of m = 1 steps is chosen from: without ρ across steps (ρ is
-        taken at the weights after the last step, which a block of steps only knows at
-        its end), so that :meth:`fold_single_steps` chooses the same windows as
-        :meth:`update`; the within-batch estimate once a batch with m ≥ 2 was seen."""
+        """|G|² for the window of m = 1 steps: without ρ (known to a block of steps only at
+        its end), so that fold_single_steps chooses the windows update would choose."""
         if self._within_batch_seen or self.mean_gradient is None:
             return self.true_gradient_squared_norm
         mean = self.mean_gradient
@@ -315,25 +320,30 @@ class RunningGradientStatistics:
     def window_samples(self) -> float:
         """W = m/v, the samples the |G|² estimate effectively averages (NaN before any)."""
         v = self.weight_square_sum
-        if math.isnan(v) or not self.window_batch_size:
+        if not (v > 0.0 and self.window_batch_size):
             return math.nan
         return self.window_batch_size / v
 
     @property
     def standard_error(self) -> float:
-        """SE of Ḡ² (module docstring); NaN until defined."""
-        v, g2 = self.weight_square_sum, self.true_gradient_squared_norm
+        """SE of Ḡ² (module docstring); NaN until defined (or for a state that is not)."""
+        v, g2, trace = (
+            self.weight_square_sum,
+            self.true_gradient_squared_norm,
+            self.per_sample_variance,
+        )
         if self._within_batch_seen:
-            return math.sqrt(self.squared_deviation * v)
-        trace = self.per_sample_variance
-        return math.sqrt(2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace)
+            variance = self.squared_deviation * v
+        else:
+            variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
+        return math.sqrt(variance) if variance >= 0.0 else math.nan
 
     @property
     def trusted(self) -> bool:
         """Ḡ² > 2·SE, T̄ > 0, 1/v ≥ 10 and W ≥ B (module docstring)."""
         trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
         v, se = self.weight_square_sum, self.standard_error
-        if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or math.isnan(v):
+        if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
             return False
         if not (trace > 0.0 and g2 > TRUST_Z * se and 1.0 / v >= MIN_EFFECTIVE_STEPS):
             return False
@@ -371,8 +381,7 @@ class RunningGradientStatistics:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RunningGradientStatistics:
-        """The statistics of ``state``; keys added since (window, SE) default to a restart
-        of those estimates."""
+        """The statistics of ``state`` (keys added since default to a restart of those)."""
         stats = cls(
             smoothing=float(state["smoothing"]),
             min_smoothing=float(state.get("min_smoothing", MIN_SMOOTHING)),
@@ -385,7 +394,7 @@ class RunningGradientStatistics:
         mean = state["mean_gradient"]
         stats.mean_gradient = None if mean is None else np.asarray(mean, dtype=np.float64)
         stats.last_batch_size = int(state["last_batch_size"])
-        stats.window_batch_size = int(state.get("window_batch_size", stats.last_batch_size))
-        stats.single_steps = int(state.get("single_steps", 0))
+        stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
+        stats.single_steps = state_count(state.get("single_steps", 0))
         stats._within_batch_seen = bool(state["within_batch_seen"])
         return stats
