@@ -363,3 +363,24 @@ def test_smoothing_one_at_m1_reports_nan_instead_of_dividing_by_zero():
         model.learn_batch(X[i : i + 1], y[i : i + 1])
     assert math.isnan(model.gradient_stats.per_sample_variance)
     assert model.n_updates == 5
+
+
+def test_standard_error_matches_the_spread_of_the_smoothed_estimate_across_runs():
+    """SE = √(D·v) estimates the sd of Ḡ² itself: over R independent stationary runs (fixed
+    window α = 0.05, per-sample gradients N(G, I_k), m = 8) the mean reported SE is within
+    15 % of the empirical sd of the final Ḡ² (whose own relative error is ≈ 1/√(2R) = 5 %),
+    and the mean Ḡ² is |G|² within 5 of those sds over √R."""
+    k, m, R, steps = 10, 8, 200, 400
+    G = np.full(k, 0.1)
+    finals, ses = np.empty(R), np.empty(R)
+    for r in range(R):
+        rng = np.random.default_rng([31, r])
+        stats = RunningGradientStatistics(smoothing=0.05, min_smoothing=0.05)
+        for _ in range(steps):
+            g = G + rng.standard_normal((m, k))
+            stats.update(BatchSums(m, g.sum(axis=0), float(np.einsum("ij,ij->", g, g)), 0.0, 0))
+        finals[r], ses[r] = stats.true_gradient_squared_norm, stats.standard_error
+        assert stats.window_smoothing == 0.05  # no widening below the minimum
+    spread = finals.std(ddof=1)
+    assert abs(ses.mean() / spread - 1.0) < 0.15, (ses.mean(), spread)
+    assert abs(finals.mean() - float(G @ G)) < 5 * spread / math.sqrt(R)
