@@ -46,7 +46,7 @@ class ServiceConfig:
     Attributes
     ----------
     batch_size : int
-        m ≥ 1.
+        m ≥ 1; unused when the model has a controller (its ``batch_size`` is m then).
     max_samples : int or None
         Stop after this many samples in total (restored ones included); the last
         minibatch may be smaller than m.
