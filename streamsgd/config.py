@@ -22,7 +22,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config_minibatch import MinibatchConfig
 from .options import (
+    AUTO,
     BOOLEAN,
     HASH_BITS,
     INTEGER,
@@ -30,6 +32,7 @@ from .options import (
     NON_NEGATIVE_INT,
     PORT,
     POSITIVE_FLOAT,
+    POSITIVE_FLOAT_OR_AUTO,
     POSITIVE_INT,
     PROBABILITY,
     SMOOTHING,
@@ -183,7 +186,11 @@ class ModelConfig(Section):
         POSITIVE_INT,
     )
     hash_bits: int | None = option(None, "hash named features into 2^B dimensions", HASH_BITS)
-    learning_rate: float = option(0.1, "learning rate eta0", POSITIVE_FLOAT)
+    learning_rate: float | str = option(
+        0.1,
+        "learning rate eta0; auto = chosen from the curvature bound, with the AdaScale gain",
+        POSITIVE_FLOAT_OR_AUTO,
+    )
     learning_rate_schedule: str = option(
         "constant",
         "inverse_scaling: eta_t = eta0 / (1 + decay*t)^power",
@@ -210,21 +217,6 @@ class ModelConfig(Section):
     )
     max_weight_norm: float = option(
         1e6, "the model is unhealthy when ||w|| exceeds this", POSITIVE_FLOAT
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class MinibatchConfig(Section):
-    batch_size: int = option(32, "minibatch size m", POSITIVE_INT)
-    online_block_size: int = option(
-        32,
-        "with --batch-size 1: apply the m=1 steps this many at a time (the same steps, "
-        "several times faster; a sample may wait for its block or --max-wait-ms); "
-        "0 = one learn_batch call per sample",
-        NON_NEGATIVE_INT,
-    )
-    max_wait_ms: int | None = option(
-        None, "apply a partial minibatch after this long without new records", POSITIVE_INT
     )
 
 
@@ -301,6 +293,17 @@ class TrainConfig:
                 raise ConfigError("the synthetic source is dense: drop --hash-bits")
         elif model.n_features is None and kind != "synthetic":
             raise ConfigError(f"--source {kind} needs --n-features (or --hash-bits)")
+        if self.controlled and model.reduction != "mean":
+            raise ConfigError("--batch-size auto and --learning-rate auto need --reduction mean")
+        if model.learning_rate == AUTO and model.optimizer != "sgd":
+            raise ConfigError("--learning-rate auto needs --optimizer sgd")
+        if model.learning_rate == AUTO and self.minibatch.batch_size == 1:
+            raise ConfigError("--learning-rate auto needs --batch-size >= 2 (or auto)")
+
+    @property
+    def controlled(self) -> bool:
+        """Whether the noise controller runs (``auto`` batch size or learning rate)."""
+        return AUTO in (self.minibatch.batch_size, self.model.learning_rate)
 
     @property
     def source_kind(self) -> str:

@@ -2,7 +2,9 @@
 
 Names are a contract with the Grafana dashboard and the alert rules (README, "Metrics").
 Every metric lives on an injected :class:`CollectorRegistry`; labelled series are created
-at start-up so they read 0 rather than being absent.
+at start-up so they read 0 rather than being absent. No gauge exports ±Inf: a value that is
+not finite (an overflowed norm or loss, an undefined ratio) is exported as NaN, which
+Prometheus and Grafana show as a gap.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from prometheus_client import (
 
 from . import __version__
 from .codec import REJECT_REASONS
+from .core.controller import norm_test_batch_size
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import SequenceStats
 from .ports import Sensor
@@ -46,6 +49,19 @@ UPDATE_DURATION_BUCKETS = (
     0.1,
     1.0,
 )
+
+
+def _finite(value: float) -> float:
+    """``value``, or NaN when it is ±Inf (so that no gauge ever reads ±Inf)."""
+    return value if math.isfinite(value) else math.nan
+
+
+def _weight_norm(w: np.ndarray) -> float:
+    """‖w‖ without overflow (via the largest entry); NaN when w is not finite."""
+    if not np.isfinite(w).all():
+        return math.nan
+    largest = float(np.max(np.abs(w), initial=0.0))
+    return largest * float(np.linalg.norm(w / largest)) if largest > 0.0 else 0.0
 
 
 def model_health(model: OnlineLogisticRegression) -> str | None:
@@ -172,7 +188,8 @@ class PrometheusSensor(Sensor):
         g = self._gauge
         self.gradient_norm = g(
             "streamsgd_gradient_norm",
-            "Norm of the last minibatch's mean loss gradient over (w, b).",
+            "Norm of the last minibatch's mean loss gradient over (w, b): the loss part only "
+            "(no L2 term).",
         )
         self.gradient_variance = g(
             "streamsgd_gradient_variance",
@@ -184,15 +201,31 @@ class PrometheusSensor(Sensor):
         )
         self.gradient_noise_scale = g(
             "streamsgd_gradient_noise_scale",
-            "Gradient noise scale B_noise = tr Sigma / |G|^2 (ratio of smoothed estimates).",
+            "Gradient noise scale B_noise = tr Sigma / |G|^2 of the objective (ratio of "
+            "smoothed estimates); NaN unless streamsgd_gradient_statistics_trusted is 1.",
+        )
+        self.gradient_statistics_trusted = g(
+            "streamsgd_gradient_statistics_trusted",
+            "1 when |G|^2 is more than 2 standard errors above 0 and the averaging window "
+            "covers the noise scale, else 0.",
+        )
+        self.suggested_batch_size = g(
+            "streamsgd_suggested_batch_size",
+            "Norm-test batch size B (1 - theta^2) / theta^2 (clipped to the controller's "
+            "bounds); NaN unless the statistics are trusted.",
+        )
+        self.learning_rate_gain = g(
+            "streamsgd_learning_rate_gain",
+            "AdaScale gain r of the last step (1 without a controller).",
         )
         self.gradient_true_norm_squared = g(
             "streamsgd_gradient_true_norm_squared",
-            "Smoothed unbiased estimate of the true squared gradient norm |G|^2.",
+            "Smoothed unbiased estimate of the objective's squared gradient norm |G|^2 "
+            "(loss + L2 term).",
         )
         self.gradient_norm_test_ratio = g(
             "streamsgd_gradient_norm_test_ratio",
-            "Smoothed (tr Sigma / m) / |g_bar|^2; the norm test passes when <= theta^2.",
+            "Smoothed (tr Sigma / m) / |g_bar + l2 w|^2; the norm test passes when <= theta^2.",
         )
         self.model_weight_norm = g("streamsgd_model_weight_norm", "Euclidean norm of w.")
         self.model_features = g("streamsgd_model_features", "Number of model inputs d.")
@@ -225,18 +258,24 @@ class PrometheusSensor(Sensor):
     # ------------------------------------------------------------------ Sensor
     def observe_model(self, model: OnlineLogisticRegression) -> None:
         """Model-level gauges; also called once at start-up (after a restore)."""
-        theta = model.parameters
-        w = theta[:-1]
-        with np.errstate(over="ignore"):  # an exploded model reads +Inf, not a warning
-            self.model_weight_norm.set(math.sqrt(float(w @ w)))
+        with np.errstate(over="ignore", invalid="ignore"):  # an exploded model reads NaN
+            self.model_weight_norm.set(_weight_norm(model.parameters[:-1]))
         self.model_features.set(model.n_features)
         self.model_healthy.set(0.0 if model_health(model) else 1.0)
         stats = model.gradient_stats
-        self.gradient_variance.set(stats.per_sample_variance)
-        self.gradient_estimator_variance.set(stats.estimator_variance)
-        self.gradient_true_norm_squared.set(stats.true_gradient_squared_norm)
-        self.gradient_noise_scale.set(stats.noise_scale)
-        self.gradient_norm_test_ratio.set(stats.norm_test_ratio)
+        self.gradient_variance.set(_finite(stats.per_sample_variance))
+        self.gradient_estimator_variance.set(_finite(stats.estimator_variance))
+        self.gradient_true_norm_squared.set(_finite(stats.true_gradient_squared_norm))
+        self.gradient_noise_scale.set(_finite(stats.noise_scale))
+        self.gradient_norm_test_ratio.set(_finite(stats.norm_test_ratio))
+        self.gradient_statistics_trusted.set(1.0 if stats.trusted else 0.0)
+        controller = getattr(model, "controller", None)
+        if controller is None:
+            self.suggested_batch_size.set(_finite(norm_test_batch_size(stats.noise_scale)))
+            self.learning_rate_gain.set(1.0)
+        else:
+            self.suggested_batch_size.set(_finite(controller.suggested_batch_size))
+            self.learning_rate_gain.set(_finite(controller.gain))
 
     def records_consumed(self, n_records: int) -> None:
         self.records_consumed_total.inc(n_records)
@@ -285,17 +324,17 @@ class PrometheusSensor(Sensor):
         self._pending_loss = 0.0
         stats = self._last_stats
         if stats is not None:
-            self.batch_loss.set(stats.loss)
+            self.batch_loss.set(_finite(stats.loss))
             self.batch_size.set(stats.n_samples)
-            self.learning_rate.set(stats.learning_rate)
-            self.gradient_norm.set(stats.gradient_norm)
+            self.learning_rate.set(_finite(stats.learning_rate))
+            self.gradient_norm.set(_finite(stats.gradient_norm))
         sequence = self._last_sequence
         if sequence is not None:
-            self.batch_loss.set(float(sequence.losses[-1]))
+            self.batch_loss.set(_finite(float(sequence.losses[-1])))
             self.batch_size.set(1)
-            self.learning_rate.set(sequence.learning_rate)
+            self.learning_rate.set(_finite(sequence.learning_rate))
             # No per-step gradient is kept on this path: the smoothed ‖g‖ stands in.
-            self.gradient_norm.set(math.sqrt(model.gradient_stats.mean_squared_norm))
+            self.gradient_norm.set(_finite(math.sqrt(model.gradient_stats.mean_squared_norm)))
         self._last_stats = None
         self._last_sequence = None
         self.last_update_timestamp_seconds.set(time.time())

@@ -15,6 +15,7 @@ from typing import Any
 
 ENV_PREFIX = "STREAMSGD_"
 MASK = "***"
+AUTO = "auto"  # the value of an option chosen by the noise controller
 
 
 class ConfigError(ValueError):
@@ -29,9 +30,12 @@ class ValueType:
     name: str
     kind: type
     test: Callable[[Any], bool] = lambda value: True
+    auto: bool = False  # the word "auto" is a value too
 
     def accepts(self, value: Any) -> bool:
         """True if ``value`` (already a Python value, e.g. from TOML) is valid."""
+        if self.auto and isinstance(value, str):
+            return value == AUTO
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
@@ -42,6 +46,8 @@ class ValueType:
 
     def parse(self, text: str) -> Any:
         """The value written as ``text`` (a flag or an environment variable)."""
+        if self.auto and text.strip().lower() == AUTO:
+            return AUTO
         if self.kind is bool:
             word = text.strip().lower()
             if word in ("1", "true", "yes", "on"):
@@ -69,6 +75,9 @@ POSITIVE_FLOAT = ValueType("a number > 0", float, lambda v: v > 0)
 NON_NEGATIVE_FLOAT = ValueType("a number >= 0", float, lambda v: v >= 0)
 PROBABILITY = ValueType("a number in [0, 0.5]", float, lambda v: 0 <= v <= 0.5)
 SMOOTHING = ValueType("a number in (0, 1]", float, lambda v: 0 < v <= 1)
+OPEN_UNIT = ValueType("a number in (0, 1)", float, lambda v: 0 < v < 1)
+POSITIVE_INT_OR_AUTO = ValueType("a positive integer or auto", int, lambda v: v >= 1, auto=True)
+POSITIVE_FLOAT_OR_AUTO = ValueType("a number > 0 or auto", float, lambda v: v > 0, auto=True)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .buffer import MinibatchBuffer, Position
 from .codec import Decoder, RecordRejected, Rejection, decode_poll
+from .core.controller import NoiseController
 from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from .core.sequential import SequenceStats, learn_sequence
@@ -44,7 +45,7 @@ class ServiceConfig:
     Attributes
     ----------
     batch_size : int
-        m ≥ 1.
+        m ≥ 1; unused when the model has a controller (its ``batch_size`` is m then).
     max_samples : int or None
         Stop after this many samples in total (restored ones included); the last
         minibatch may be smaller than m.
@@ -130,6 +131,7 @@ class TrainingService:
         if changed:
             log.warning("hyper-parameters changed since the checkpoint (old, new): %s", changed)
         restored = OnlineLogisticRegression.from_state({**state["model"], "params": params})
+        restored.controller = NoiseController.resume(self.model.controller, restored.controller)
         self.model = restored
         self.totals = Totals.from_state(state["totals"])
         positions = {p: Position(int(o), int(s)) for p, (o, s) in state["positions"].items()}
@@ -145,8 +147,14 @@ class TrainingService:
             "offsets": {p: pos.offset for p, pos in positions.items()},
             "totals": vars(self.totals).copy(),
             "source": self.source_description,
-            "batch_size": self.config.batch_size,
+            "batch_size": self.batch_size,
         }
+
+    @property
+    def batch_size(self) -> int:
+        """m of the next minibatch (the model's controller's, if any): read at every step."""
+        controller = self.model.controller
+        return controller.batch_size if controller else self.config.batch_size
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -249,7 +257,7 @@ class TrainingService:
         stats = self.model.learn_batch(batch.X, batch.y, batch.sample_weight)
         duration = time.perf_counter() - start
         skipped = batch.n_samples if stats.skipped else 0
-        self._account(batch.n_samples, int(stats.skipped), skipped, _n_clipped(stats))
+        self._account(batch.n_samples, int(stats.skipped), skipped, stats.n_clipped)
         if not stats.skipped:
             self.totals.progressive_loss_sum += stats.sums.loss_sum
             self.totals.progressive_misclassified += stats.n_misclassified
@@ -264,7 +272,7 @@ class TrainingService:
         stats = learn_sequence(self.model, batch.X, batch.y, batch.sample_weight)
         duration = time.perf_counter() - start
         # m = 1: every skipped step is one skipped sample.
-        self._account(batch.n_samples, stats.n_skipped, stats.n_skipped, _n_clipped(stats))
+        self._account(batch.n_samples, stats.n_skipped, stats.n_skipped, stats.n_clipped)
         self.totals.progressive_loss_sum += stats.loss_sum
         self.totals.progressive_misclassified += stats.n_misclassified
         for s in self.sensors:
@@ -288,8 +296,7 @@ class TrainingService:
 
     def _learn_ready(self) -> None:
         """Apply every full minibatch (or full aligned m = 1 block) in the buffer."""
-        m = self.config.batch_size
-        block = self.config.online_block_size
+        m, block = self.batch_size, self.config.online_block_size
         if m == 1 and block > 0:
             while len(self.buffer) >= (due := block - self.totals.samples_consumed % block):
                 if due == block and block % SEQUENCE_BLOCK_SIZE == 0:
@@ -299,12 +306,12 @@ class TrainingService:
                     due = len(self.buffer) // block * block
                 self.learn_block(due)
             return
-        while len(self.buffer) >= m:
+        while len(self.buffer) >= (m := self.batch_size):
             self.learn(m)
 
     def _learn_rest(self) -> None:
         """Apply whatever is buffered as one (partial) minibatch or block."""
-        if self.config.batch_size == 1 and self.config.online_block_size > 0:
+        if self.batch_size == 1 and self.config.online_block_size > 0:
             self.learn_block(len(self.buffer))
         else:
             self.learn(len(self.buffer))
@@ -386,8 +393,3 @@ class TrainingService:
             raise FinalCheckpointError(
                 f"the final checkpoint of the run was not written: {self.last_checkpoint_error}"
             )
-
-
-def _n_clipped(stats: BatchStats | SequenceStats) -> int:
-    """Samples the step scaled down (``n_clipped``, from the core's robust scaling)."""
-    return int(getattr(stats, "n_clipped", 0))

@@ -23,9 +23,11 @@ from typing import Any, TextIO
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..codec import Decoder
 from ..config import TrainConfig
+from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
 from ..http import HttpServer
 from ..metrics import CollectorRegistry, PrometheusSensor
+from ..options import AUTO
 from ..ports import DeadLetterSink, Sensor, Source
 from ..progress import ProgressLog, ProgressReporter
 from ..service import ServiceConfig, TrainingService, progressive_log_loss
@@ -35,6 +37,7 @@ from ..synthetic import demo_stream
 from .errors import UsageError
 
 log = logging.getLogger("streamsgd")
+DEFAULT_LEARNING_RATE = 0.1
 
 
 @dataclass
@@ -76,12 +79,31 @@ class Resources:
             self.checkpoint_store.close()  # releases the directory's writer lock
 
 
+def build_controller(config: TrainConfig) -> NoiseController | None:
+    """The noise controller of ``--batch-size auto`` / ``--learning-rate auto`` (None when
+    neither is auto). ``--learning-rate X --batch-size auto``: η₀ = X at m₀ =
+    ``--min-batch-size``, with the AdaScale gain; ``--learning-rate auto --batch-size N``:
+    m fixed at N (= m₀, so the gain is 1), η₀ from the curvature bound."""
+    if not config.controlled:
+        return None
+    b = config.minibatch
+    return NoiseController.create(
+        b.batch_size,
+        adaptive_learning_rate=config.model.learning_rate == AUTO,
+        min_batch_size=b.min_batch_size,
+        max_batch_size=b.max_batch_size,
+        norm_test_theta=b.norm_test_theta,
+    )
+
+
 def build_model(config: TrainConfig) -> OnlineLogisticRegression:
-    """The model of ``config.model``."""
+    """The model of ``config.model`` (with its controller, see :func:`build_controller`)."""
     m = config.model
+    # With --learning-rate auto the schedule's η₀ is a stand-in the controller replaces.
+    learning_rate = DEFAULT_LEARNING_RATE if m.learning_rate == AUTO else float(m.learning_rate)
     return OnlineLogisticRegression(
         config.n_features,
-        learning_rate=m.learning_rate,
+        learning_rate=learning_rate,
         learning_rate_schedule=m.learning_rate_schedule,
         decay=m.learning_rate_decay,
         power=m.learning_rate_power,
@@ -92,14 +114,17 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
         stats_smoothing=m.stats_smoothing,
         clip_norm_ratio=m.clip_norm_ratio,
         max_weight_norm=m.max_weight_norm,
+        controller=build_controller(config),
     )
 
 
 def service_config(config: TrainConfig) -> ServiceConfig:
     """The loop's settings taken from ``config``."""
     wait_ms = config.minibatch.max_wait_ms
+    batch_size = config.minibatch.batch_size
     return ServiceConfig(
-        batch_size=config.minibatch.batch_size,
+        # With auto the model's controller gives m; this is only its starting value.
+        batch_size=config.minibatch.min_batch_size if batch_size == AUTO else int(batch_size),
         max_samples=config.source.max_samples,
         max_wait_seconds=None if wait_ms is None else wait_ms / 1000.0,
         checkpoint_interval_seconds=config.checkpoint.checkpoint_interval_seconds,

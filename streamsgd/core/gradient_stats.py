@@ -1,265 +1,283 @@
-"""Per-minibatch sums of per-sample gradients and the variance statistics derived from them.
+"""Running estimates of the gradient noise: tr Σ, |G|², the noise scale, the norm test.
 
-Notation (docs/design.md, The math): g_i = r_i · [x_i ; 1] ∈ R^(d+1) is the per-sample
-gradient of the loss with respect to (w, b), m the batch size, ḡ = (1/m) Σ_i g_i.
+Notation (docs/design.md, The math): g_i ∈ R^(d+1) is the per-sample gradient of the loss
+(importance weights included, normalised by m: see :mod:`.batch_sums`), ḡ = (1/m) Σ_i g_i,
+ρ = λ₂ [w ; 0] the gradient of the L2 term (the intercept is not regularised). The
+statistics are those of the *objective* J(w) = E ℓ + λ₂‖w‖²/2, whose per-sample gradient is
+g_i + ρ: G = ∇J(w) = E g + ρ, Σ = Cov(g_i) (unchanged by ρ, the same for every sample).
 
-Everything is derived from the additive sums in :class:`BatchSums`, so the sums of several
-replicas' batches can be added and give exactly the statistics of the union batch.
+Per step t with m ≥ 2 (within-batch, unbiased when the m samples are i.i.d. draws)::
+
+    T_t = tr Σ̂ = (Σ‖g_i‖² − m‖ḡ‖²)/(m − 1)          E T_t = tr Σ
+    e_t = ‖ḡ + ρ‖² − T_t/m                           E e_t = |G|²
+
+and each is smoothed by an EWMA q̄ ← q̄ + α_t (q − q̄), started at its first value. The
+weights ω_k of the EWMA sum to 1; v = Σ ω_k² is tracked exactly (v ← (1 − α)² v + α²,
+v = 1 after the first step; v → α/(2 − α) for a constant α), so Var(q̄) = v·Var(q) for
+independent steps, and 1/v is the effective number of steps averaged.
+
+* Noise scale (McCandlish et al. 2018): B = T̄ / Ḡ² (ratio of the smoothed estimates).
+* Standard error of Ḡ² = ē: SE = √(D·v), D the EWMA of (e_t − ē_{t−1})²/(1 + v_{t−1})
+  (the divisor removes the variance of ē_{t−1} from the squared deviation).
+* Trusted (:attr:`RunningGradientStatistics.trusted`) when Ḡ² > z·SE with z = 2
+  (one-sided, ≈ 2.3 % false alarms on pure noise per independent window), T̄ > 0, at
+  least 10 effective steps (1/v ≥ 10), and the window covers the noise scale:
+  W = m/v samples ≥ B (W = m(2 − α)/α for a constant α). Only then is B reported; else NaN.
+* Norm test (Byrd et al. 2012): ratio = smoothed(T/m) / smoothed(‖ḡ + ρ‖²), passes at ≤ θ².
+
+Window widening: after each applied step with m ≥ 2 (and after every 32nd m = 1 step, then
+from the loss part of Ḡ², see ``_window_estimate``) α is re-chosen as the largest α₀/2^k
+(k = 0, 1, …; α₀ = ``smoothing``), not below α_min = ``min_smoothing`` (default 0.002), with
+
+* m(2 − α)/α ≥ B̂ = T̄/(Ḡ² + z·SE), the *smallest* noise scale the estimates support (the
+  window covers the noise scale; B̂ = ∞ when Ḡ² + z·SE ≤ 0), and
+* Ḡ² > 2·z·SE_α, SE_α = SE·√(v_α/v), v_α = α/(2 − α): at that window Ḡ² would be
+  significant with a margin of 2 (Ḡ² ≤ 0: never, so α = α_min).
+
+A noisy problem (B ≫ m, in particular m = 1, or the neighbourhood of the optimum) thus
+averages up to ≈ 2m/α_min samples; α grows back as soon as the estimate is clearly
+significant. The window depends on past estimates, which biases Ḡ² downwards (a low estimate
+widens the window and is kept longer); the margins keep that bias within the estimate's
+standard error (tests/test_gradient_stats.py). The trusted gate selects estimates above
+z·SE, which biases a barely trusted B̂ downwards; the margin of 2 in the window rule makes
+trusted estimates typically well above the gate.
+
+m = 1 (no within-batch variance, until a batch with m ≥ 2 is seen): EWMAs M of g_t and
+S of ‖g_t‖² (same weights, so E M = E g, Var M = v Σ) give T̄ = (S − ‖M‖²)/(1 − v) and
+Ḡ² = ‖M + ρ‖² − v·T̄ (unbiased for stationary g_t; ρ at the weights after the step), with
+SE² = 2 v² T̄² + 4 v max(Ḡ², 0) T̄ (a Gaussian bound on Var‖M‖²: tr Σ² ≤ (tr Σ)²,
+GᵀΣG ≤ |G|² tr Σ), and ‖ḡ + ρ‖² smoothed = Ḡ² + T̄.
+
+Assumptions and their failure modes:
+
+* i.i.d.: the samples of a batch, and the steps of a window, are independent draws from
+  one distribution. A stream ordered by time or label (a file read in order) violates it.
+* Lag under drift: the estimates average ≈ 1/v steps (up to 2/α_min); after a change of the
+  data they move with time constant ≈ 1/α steps, faster as B̂ falls and α grows back.
+* The weights move during a window: G, Σ are a blend over the window's weights.
+* A file read once without replacement (N samples): relative to the file's own objective,
+  E e_t = |G|² − tr Σ/(N − 1) (finite-population correction), a relative bias of B/(N − 1).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from .types import FloatArray, IndexArray
+from .batch_sums import (
+    BatchSums,
+    SingleSteps,
+    ewma_closed_form,
+    next_weight_square_sum,
+    state_count,
+    weight_square_sum_after,
+)
+from .types import FloatArray
 
+__all__ = [
+    "BatchSums",
+    "RunningGradientStatistics",
+    "SingleSteps",
+    "ewma_closed_form",
+    "state_count",
+]
 
-@dataclass
-class BatchSums:
-    """Additive sums over the samples of one minibatch.
-
-    Attributes
-    ----------
-    n_samples : int
-        m.
-    gradient_sum : ndarray of shape (d + 1,), or (k + 1,) with ``gradient_columns``
-        Σ_i g_i; the last entry is the intercept component Σ_i r_i.
-    gradient_squared_norm_sum : float
-        Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1) (with a clipped row: r_i² (κ s)²).
-    loss_sum : float
-        Σ_i ℓ_i (unweighted, pre-step weights).
-    n_misclassified : int
-        Number of samples with (z_i ≥ 0) ≠ y_i.
-    gradient_columns : ndarray of shape (k,), optional
-        Sparse batches (m ≥ 2, few entries): the distinct feature columns the batch touches;
-        ``gradient_sum[:-1]`` then holds Σ_i g_i at these columns only (every other column
-        of Σ_i g_i is exactly 0), so that a step costs O(k), not O(d).
-    capped_norm_sum : float
-        Σ_i min(‖[x_i ; 1]‖, κ s), the batch's contribution to the running row scale s
-        (:mod:`.row_scale`); 0 when clipping is disabled.
-    n_clipped : int
-        Samples whose row was scaled down to norm κ s.
-    """
-
-    n_samples: int
-    gradient_sum: FloatArray
-    gradient_squared_norm_sum: float
-    loss_sum: float
-    n_misclassified: int
-    gradient_columns: IndexArray | None = None
-    capped_norm_sum: float = 0.0
-    n_clipped: int = 0
-
-    def __add__(self, other: BatchSums) -> BatchSums:
-        columns = None
-        if self.gradient_columns is None and other.gradient_columns is None:
-            gradient = self.gradient_sum + other.gradient_sum
-        elif self.gradient_columns is not None and other.gradient_columns is not None:
-            both = np.concatenate((self.gradient_columns, other.gradient_columns))
-            columns, inverse = np.unique(both, return_inverse=True)
-            gradient = np.empty(len(columns) + 1)
-            gradient[:-1] = np.bincount(
-                inverse.reshape(-1),
-                weights=np.concatenate((self.gradient_sum[:-1], other.gradient_sum[:-1])),
-                minlength=len(columns),
-            )
-            gradient[-1] = self.gradient_sum[-1] + other.gradient_sum[-1]
-        else:
-            dense = other if self.gradient_columns is not None else self
-            d = len(dense.gradient_sum) - 1
-            gradient = self.dense_gradient_sum(d) + other.dense_gradient_sum(d)
-        return BatchSums(
-            self.n_samples + other.n_samples,
-            gradient,
-            self.gradient_squared_norm_sum + other.gradient_squared_norm_sum,
-            self.loss_sum + other.loss_sum,
-            self.n_misclassified + other.n_misclassified,
-            columns,
-            self.capped_norm_sum + other.capped_norm_sum,
-            self.n_clipped + other.n_clipped,
-        )
-
-    def dense_gradient_sum(self, n_features: int) -> FloatArray:
-        """Σ_i g_i over all d = ``n_features`` columns and the intercept, shape (d + 1,)."""
-        if self.gradient_columns is None:
-            return self.gradient_sum
-        dense = np.zeros(n_features + 1)
-        dense[self.gradient_columns] = self.gradient_sum[:-1]
-        dense[-1] = self.gradient_sum[-1]
-        return dense
-
-    @property
-    def mean_gradient(self) -> FloatArray:
-        """ḡ = (1/m) Σ g_i, shape (d + 1,) (at ``gradient_columns`` and the intercept
-        when those are set)."""
-        return self.gradient_sum / self.n_samples
-
-    @cached_property
-    def mean_gradient_squared_norm(self) -> float:
-        """‖ḡ‖² = ‖Σ g_i‖² / m²."""
-        g = self.gradient_sum
-        return float(g @ g) / (self.n_samples * self.n_samples)
-
-    @cached_property
-    def gradient_variance(self) -> float:
-        """tr Σ̂ = (1/(m−1)) (Σ‖g_i‖² − m‖ḡ‖²), the unbiased (ddof = 1) trace of the
-        per-sample gradient covariance; NaN for m = 1. Clipped at 0 against round-off."""
-        m = self.n_samples
-        if m < 2:
-            return math.nan
-        centred = self.gradient_squared_norm_sum - m * self.mean_gradient_squared_norm
-        return max(centred, 0.0) / (m - 1)
+TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
+MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
+MIN_SMOOTHING = 0.002  # α_min, the widest window
+SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
     return value if math.isnan(previous) else previous + smoothing * (value - previous)
 
 
-def ewma_closed_form(
-    previous: FloatArray | float | None, values: FloatArray, alpha: float
-) -> FloatArray | float:
-    """EWMA q ← q + α (v_t − q) over the rows of ``values`` (shape (n,) or (n, k)), n ≥ 1.
-
-    ``previous`` None or NaN means undefined: the average then starts at ``values[0]``.
-    Result: (1 − α)^n q₀ + Σ_t α (1 − α)^(n−1−t) v_t, or without q₀ the first weight is
-    (1 − α)^(n−1).
-    """
-    n = values.shape[0]
-    decay = 1.0 - alpha
-    weights = alpha * np.power(decay, np.arange(n - 1, -1, -1, dtype=np.float64))
-    undefined = previous is None or (np.ndim(previous) == 0 and math.isnan(float(previous)))
-    if undefined:
-        weights[0] = decay ** (n - 1)
-        return weights @ values
-    return decay**n * previous + weights @ values
+def _significant(alpha: float, g2: float, se: float, v: float) -> bool:
+    """Whether a window of smoothing α (v_α = α/(2 − α)) would give g2 > 2·z·SE_α, with
+    SE_α = SE·√(v_α/v) the standard error scaled from the current window's v."""
+    return g2 > 0.0 and alpha / (2.0 - alpha) * (2.0 * TRUST_Z * se) ** 2 <= v * g2 * g2
 
 
-@dataclass(frozen=True)
-class SingleSteps:
-    """n consecutive applied m = 1 steps, as the running statistics see them.
-
-    Step t learned the row x_t with the gradient g_t = a_t [x_t ; 1], where
-    a_t = s_t (σ(z_t) − y_t) c_t (c_t the clipping factor).
-
-    Attributes
-    ----------
-    features : ndarray of shape (n, d)
-        x_t.
-    gradient_scales : ndarray of shape (n,)
-        a_t.
-    squared_norms : ndarray of shape (n,)
-        ‖g_t‖² (+inf when it overflows: that step is left out of the statistics, as
-        ``apply_step`` leaves it out).
-    losses : ndarray of shape (n,)
-        ℓ_t.
-    misclassified : bool ndarray of shape (n,)
-    """
-
-    features: FloatArray
-    gradient_scales: FloatArray
-    squared_norms: FloatArray
-    losses: FloatArray
-    misclassified: NDArray[np.bool_]
-
-    @property
-    def n_steps(self) -> int:
-        return len(self.gradient_scales)
+_STATE_FLOATS = (
+    "per_sample_variance",
+    "estimator_variance",
+    "mean_gradient_squared_norm",
+    "objective_gradient_squared_norm",
+    "true_gradient_squared_norm",
+    "squared_deviation",
+    "weight_square_sum",
+    "window_smoothing",
+    "mean_squared_norm",
+)
 
 
 @dataclass
 class RunningGradientStatistics:
-    """Exponentially weighted running estimates of the gradient noise across steps.
-
-    Each quantity q is smoothed as q̄ ← q̄ + α (q − q̄), started at its first value, with
-    α = ``smoothing`` (an effective window of about 1/α steps).
-
-    With m ≥ 2 the per-step inputs are within-batch unbiased estimates:
-    tr Σ̂ (per-sample variance), tr Σ̂ / m (variance of ḡ), ‖ḡ‖² and
-    |G|²_est = ‖ḡ‖² − tr Σ̂ / m. The noise scale B_noise = tr Σ / |G|² (McCandlish et al.
-    2018) is the ratio of the *separately smoothed* numerator and denominator; the norm-test
-    ratio (Byrd et al. 2012) is smoothed(tr Σ̂/m) / smoothed(‖ḡ‖²), and the batch is large
-    enough for the step when it is ≤ θ².
-
-    With m = 1 there is no within-batch variance. Then the estimate is across steps: EWMAs of
-    g and of ‖g‖² give tr Σ ≈ (E‖g‖² − ‖E g‖²) / (1 − c) and |G|² ≈ ‖E g‖² − c · tr Σ,
-    where c = α / (2 − α) is the variance of an EWMA relative to one draw (stationarity
-    assumed; the weights move between steps, so this is an estimate across steps).
-    The within-batch estimates are used as soon as any batch has m ≥ 2.
+    """Exponentially weighted running estimates of the gradient noise across steps (the
+    formulas, the trusted gate and the window rule are in the module docstring).
+    Fields hold the smoothed estimates (T̄, Ḡ², D, v of the module docstring).
     """
 
-    smoothing: float = 0.05
-    per_sample_variance: float = math.nan
-    estimator_variance: float = math.nan
-    mean_gradient_squared_norm: float = math.nan
-    true_gradient_squared_norm: float = math.nan
+    smoothing: float = 0.05  # α₀, the narrowest window (≈ 1/α₀ steps)
+    min_smoothing: float = MIN_SMOOTHING  # α_min, the widest
+    per_sample_variance: float = math.nan  # T̄, smoothed tr Σ (per sample)
+    estimator_variance: float = math.nan  # smoothed tr Σ̂/m, the variance of the step's ḡ
+    mean_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ‖², loss part only (no L2)
+    objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
+    true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
+    squared_deviation: float = math.nan  # D (m ≥ 2)
+    weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
+    window_smoothing: float = math.nan  # α of the next step
     # Across-step moments, kept for m = 1.
     mean_gradient: FloatArray | None = None
     mean_squared_norm: float = math.nan
     last_batch_size: int = 0
+    window_batch_size: int = 0  # m of the steps the |G|² estimate averages
+    single_steps: int = 0  # m = 1 steps since α was last re-chosen
     _within_batch_seen: bool = field(default=False)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.smoothing <= 1.0:
+        if not (0.0 < self.smoothing <= 1.0 and self.min_smoothing > 0.0):
             raise ValueError(f"stats_smoothing must be in (0, 1], got {self.smoothing}")
+        self.min_smoothing = min(self.min_smoothing, self.smoothing)
+        if math.isnan(self.window_smoothing):
+            self.window_smoothing = self.smoothing
 
-    def update(self, sums: BatchSums) -> None:
-        """Fold one applied minibatch into the running estimates. O(d)."""
-        a = self.smoothing
+    def update(self, sums: BatchSums, regularization: FloatArray | None = None) -> None:
+        """Fold one applied minibatch into the running estimates. O(d).
+
+        ``regularization`` is ρ = λ₂ [w ; 0] (None without an L2 term): for m ≥ 2 at the
+        weights the batch was scored with, for m = 1 at the weights after the step.
+        """
+        a = self.window_smoothing
         m = sums.n_samples
         self.last_batch_size = m
-        sq_norm = sums.mean_gradient_squared_norm
-        # The across-step mean gradient only serves m = 1 before any larger batch: an O(d)
-        # vector update per step, made only while it can still be used.
-        if m == 1 and not self._within_batch_seen:
+        self.mean_squared_norm = _ewma(
+            self.mean_squared_norm, sums.gradient_squared_norm_sum / m, a
+        )
+        self.mean_gradient_squared_norm = _ewma(
+            self.mean_gradient_squared_norm, sums.mean_gradient_squared_norm, a
+        )
+        if m >= 2:
+            self._update_within_batch(sums, regularization, a)
+        elif not self._within_batch_seen:
+            # The across-step mean gradient only serves m = 1 before any larger batch: an
+            # O(d) vector update per step, made only while it can still be used.
             g_mean = sums.mean_gradient
             self.mean_gradient = (
                 g_mean
                 if self.mean_gradient is None
                 else self.mean_gradient + a * (g_mean - self.mean_gradient)
             )
-        self.mean_squared_norm = _ewma(
-            self.mean_squared_norm, sums.gradient_squared_norm_sum / m, a
-        )
-        self.mean_gradient_squared_norm = _ewma(self.mean_gradient_squared_norm, sq_norm, a)
+            self.weight_square_sum = next_weight_square_sum(self.weight_square_sum, a)
+            self._across_step_estimates(regularization)
         if m >= 2:
-            trace = sums.gradient_variance
-            self._within_batch_seen = True
-            self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
-            self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
-            self.true_gradient_squared_norm = _ewma(
-                self.true_gradient_squared_norm, sq_norm - trace / m, a
-            )
-        elif not self._within_batch_seen and self.mean_gradient is not None:
-            # m = 1 and no larger batch seen yet (after one, its estimates stand)
-            c = a / (2.0 - a)
-            mean_norm = float(self.mean_gradient @ self.mean_gradient)
-            # At α = 1 the EWMAs hold one step only: no variance across steps to estimate.
-            spread = max(self.mean_squared_norm - mean_norm, 0.0)
-            trace = spread / (1.0 - c) if c < 1.0 else math.nan
-            self.per_sample_variance = trace
-            self.estimator_variance = trace
-            self.true_gradient_squared_norm = mean_norm - c * trace
+            self._choose_window(m, self.true_gradient_squared_norm)
+        else:
+            self.single_steps += 1
+            if self.single_steps >= SINGLE_STEP_REFRESH:
+                self._choose_window(self.window_batch_size or 1, self._window_estimate())
 
-    def fold_single_steps(self, steps: SingleSteps) -> None:
+    def _update_within_batch(
+        self, sums: BatchSums, regularization: FloatArray | None, a: float
+    ) -> None:
+        m = sums.n_samples
+        if not self._within_batch_seen:
+            # The within-batch estimates start afresh (the across-step ones are another
+            # estimator, with other weights).
+            self._within_batch_seen = True
+            self.per_sample_variance = self.estimator_variance = math.nan
+            self.true_gradient_squared_norm = self.objective_gradient_squared_norm = math.nan
+            self.weight_square_sum = self.squared_deviation = math.nan
+        trace = sums.gradient_variance
+        objective = sums.objective_gradient_squared_norm(regularization)
+        estimate = objective - trace / m
+        previous, v = self.true_gradient_squared_norm, self.weight_square_sum
+        if not math.isnan(previous):
+            deviation = (estimate - previous) ** 2 / (1.0 + v)
+            self.squared_deviation = _ewma(self.squared_deviation, deviation, a)
+        self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
+        self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
+        self.objective_gradient_squared_norm = _ewma(
+            self.objective_gradient_squared_norm, objective, a
+        )
+        self.true_gradient_squared_norm = _ewma(previous, estimate, a)
+        self.weight_square_sum = next_weight_square_sum(v, a)
+        self.window_batch_size = m
+
+    def _across_step_estimates(self, regularization: FloatArray | None) -> None:
+        """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (module docstring)."""
+        assert self.mean_gradient is not None
+        v = self.weight_square_sum
+        mean = self.mean_gradient
+        shifted = mean if regularization is None else mean + regularization
+        # At v = 1 (α = 1, or one step so far) there is no variance across steps to see.
+        spread = max(self.mean_squared_norm - float(mean @ mean), 0.0)
+        trace = spread / (1.0 - v) if v < 1.0 else math.nan
+        self.per_sample_variance = self.estimator_variance = trace
+        self.true_gradient_squared_norm = float(shifted @ shifted) - v * trace
+        self.objective_gradient_squared_norm = self.true_gradient_squared_norm + trace
+        self.window_batch_size = 1
+
+    def _window_estimate(self) -> float:
+        """|G|² for the window of m = 1 steps: without ρ (known to a block of steps only at
+        its end), so that fold_single_steps chooses the windows update would choose."""
+        if self._within_batch_seen or self.mean_gradient is None:
+            return self.true_gradient_squared_norm
+        mean = self.mean_gradient
+        return float(mean @ mean) - self.weight_square_sum * self.per_sample_variance
+
+    def _choose_window(self, m: int, g2: float) -> None:
+        """α ← the largest α₀/2^k ≥ α_min whose window covers B̂ = T̄/(g2 + z·SE) and
+        would make g2 significant with a margin of 2 (module docstring)."""
+        trace, alpha = self.per_sample_variance, self.smoothing
+        self.single_steps = 0
+        if not (math.isnan(trace) or math.isnan(g2)):
+            se, v = self.standard_error, self.weight_square_sum
+            known = math.isfinite(se) and math.isfinite(v)
+            upper = g2 + TRUST_Z * se if known else g2
+            bound = 2.0 * m * upper / (trace + m * upper) if upper > 0.0 else 0.0
+            while alpha / 2.0 >= self.min_smoothing and (
+                alpha > bound or (known and not _significant(alpha, g2, se, v))
+            ):
+                alpha /= 2.0
+        self.window_smoothing = alpha
+
+    def fold_single_steps(
+        self, steps: SingleSteps, regularization: FloatArray | None = None
+    ) -> None:
         """Fold n consecutive applied m = 1 steps exactly as n calls of :meth:`update` would
-        (up to round-off), in O(n d) numpy work: all but the last in closed form
-        (:func:`ewma_closed_form`), the last through :meth:`update` itself, so that every
-        derived quantity is the one that method computes."""
-        alpha = self.smoothing
+        (up to round-off), in O(n d) numpy work. The steps are cut where α is re-chosen
+        (every 32nd step); in each piece all but the last step are folded in closed form
+        (:func:`ewma_closed_form`, α constant), the last through :meth:`update` itself, so
+        that every derived quantity is the one that method computes. ``regularization``:
+        ρ at the weights after the n steps."""
         kept = np.isfinite(steps.squared_norms)
         X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
+        losses, missed = steps.losses, steps.misclassified
         if not kept.all():
             X, scales, squared_norms = X[kept], scales[kept], squared_norms[kept]
-        n = len(scales)
-        if n == 0:
-            return
-        head = n - 1
+            losses, missed = losses[kept], missed[kept]
+        start, n = 0, len(scales)
+        while start < n:
+            stop = min(n, start + SINGLE_STEP_REFRESH - self.single_steps)
+            piece = SingleSteps(
+                X[start:stop],
+                scales[start:stop],
+                squared_norms[start:stop],
+                losses[start:stop],
+                missed[start:stop],
+            )
+            self._fold_piece(piece, regularization)
+            start = stop
+
+    def _fold_piece(self, steps: SingleSteps, regularization: FloatArray | None) -> None:
+        alpha = self.window_smoothing
+        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
+        head = steps.n_steps - 1
         if head > 0:
             # As in update: the across-step mean gradient is only kept until a batch with
             # m ≥ 2 has been seen.
@@ -270,71 +288,113 @@ class RunningGradientStatistics:
                 self.mean_gradient = np.asarray(
                     ewma_closed_form(self.mean_gradient, gradients, alpha), dtype=np.float64
                 )
+                self.weight_square_sum = weight_square_sum_after(
+                    self.weight_square_sum, alpha, head
+                )
             self.mean_squared_norm = float(
                 ewma_closed_form(self.mean_squared_norm, squared_norms[:head], alpha)
             )
             self.mean_gradient_squared_norm = float(
                 ewma_closed_form(self.mean_gradient_squared_norm, squared_norms[:head], alpha)
             )
-        # The last step through the method itself: it also sets last_batch_size and the
-        # across-step variance estimates, which depend only on the state after the step.
+            self.single_steps += head
+        # The last step through the method itself: it also sets last_batch_size, the
+        # across-step estimates and α, which depend only on the state after the step.
         last = float(scales[-1])
         gradient = np.empty(X.shape[1] + 1)
         gradient[:-1] = last * X[-1]
         gradient[-1] = last
-        index = np.flatnonzero(kept)[-1]
         self.update(
             BatchSums(
                 n_samples=1,
                 gradient_sum=gradient,
                 gradient_squared_norm_sum=float(squared_norms[-1]),
-                loss_sum=float(steps.losses[index]),
-                n_misclassified=int(steps.misclassified[index]),
-            )
+                loss_sum=float(steps.losses[-1]),
+                n_misclassified=int(steps.misclassified[-1]),
+            ),
+            regularization,
         )
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def window_samples(self) -> float:
+        """W = m/v, the samples the |G|² estimate effectively averages (NaN before any)."""
+        v = self.weight_square_sum
+        if not (v > 0.0 and self.window_batch_size):
+            return math.nan
+        return self.window_batch_size / v
+
+    @property
+    def standard_error(self) -> float:
+        """SE of Ḡ² (module docstring); NaN until defined (or for a state that is not)."""
+        v, g2, trace = (
+            self.weight_square_sum,
+            self.true_gradient_squared_norm,
+            self.per_sample_variance,
+        )
+        if self._within_batch_seen:
+            variance = self.squared_deviation * v
+        else:
+            variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
+        return math.sqrt(variance) if variance >= 0.0 else math.nan
+
+    @property
+    def trusted(self) -> bool:
+        """Ḡ² > 2·SE, T̄ > 0, 1/v ≥ 10 and W ≥ B (module docstring)."""
+        trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
+        v, se = self.weight_square_sum, self.standard_error
+        if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
+            return False
+        if not (trace > 0.0 and g2 > TRUST_Z * se and 1.0 / v >= MIN_EFFECTIVE_STEPS):
+            return False
+        return self.window_samples >= trace / g2
 
     @property
     def noise_scale(self) -> float:
-        """B_noise = smoothed tr Σ / smoothed |G|²; NaN until defined, inf when |G|² ≤ 0."""
-        trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
-        if math.isnan(trace) or math.isnan(g2):
+        """B = T̄/Ḡ² when :attr:`trusted` (then finite and > 0), else NaN."""
+        if not self.trusted:
             return math.nan
-        return trace / g2 if g2 > 0.0 else math.inf
+        return self.per_sample_variance / self.true_gradient_squared_norm
 
     @property
     def norm_test_ratio(self) -> float:
-        """smoothed(tr Σ̂/m) / smoothed(‖ḡ‖²); the Byrd norm test passes when ≤ θ²."""
-        num, den = self.estimator_variance, self.mean_gradient_squared_norm
-        if math.isnan(num) or math.isnan(den):
+        """smoothed(tr Σ̂/m) / smoothed(‖ḡ + ρ‖²); the Byrd norm test passes when ≤ θ².
+        NaN until defined or when the denominator is 0 (never infinite)."""
+        num, den = self.estimator_variance, self.objective_gradient_squared_norm
+        if math.isnan(num) or math.isnan(den) or not den > 0.0:
             return math.nan
-        return num / den if den > 0.0 else math.inf
+        ratio = num / den
+        return ratio if math.isfinite(ratio) else math.nan
 
+    # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:
-        return {
-            "smoothing": self.smoothing,
-            "per_sample_variance": self.per_sample_variance,
-            "estimator_variance": self.estimator_variance,
-            "mean_gradient_squared_norm": self.mean_gradient_squared_norm,
-            "true_gradient_squared_norm": self.true_gradient_squared_norm,
-            "mean_gradient": self.mean_gradient,
-            "mean_squared_norm": self.mean_squared_norm,
-            "last_batch_size": self.last_batch_size,
-            "within_batch_seen": self._within_batch_seen,
-        }
+        state: dict[str, Any] = {"smoothing": self.smoothing, "min_smoothing": self.min_smoothing}
+        state.update({key: getattr(self, key) for key in _STATE_FLOATS})
+        state.update(
+            mean_gradient=self.mean_gradient,
+            last_batch_size=self.last_batch_size,
+            window_batch_size=self.window_batch_size,
+            single_steps=self.single_steps,
+            within_batch_seen=self._within_batch_seen,
+        )
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RunningGradientStatistics:
-        stats = cls(smoothing=float(state["smoothing"]))
-        for key in (
-            "per_sample_variance",
-            "estimator_variance",
-            "mean_gradient_squared_norm",
-            "true_gradient_squared_norm",
-            "mean_squared_norm",
-        ):
-            setattr(stats, key, float(state[key]))
+        """The statistics of ``state`` (keys added since default to a restart of those)."""
+        stats = cls(
+            smoothing=float(state["smoothing"]),
+            min_smoothing=float(state.get("min_smoothing", MIN_SMOOTHING)),
+        )
+        for key in _STATE_FLOATS:
+            if key in state:
+                setattr(stats, key, float(state[key]))
+        if "objective_gradient_squared_norm" not in state:
+            stats.objective_gradient_squared_norm = stats.mean_gradient_squared_norm
         mean = state["mean_gradient"]
         stats.mean_gradient = None if mean is None else np.asarray(mean, dtype=np.float64)
         stats.last_batch_size = int(state["last_batch_size"])
+        stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
+        stats.single_steps = state_count(state.get("single_steps", 0))
         stats._within_batch_seen = bool(state["within_batch_seen"])
         return stats

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .controller import NoiseController
 from .gradient_stats import BatchSums, RunningGradientStatistics, SingleSteps
 from .losses import sigmoid
 from .row_scale import initial_scale, next_scale
@@ -47,15 +48,9 @@ class OnlineLogisticRegression:
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
 
     Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
-    every sample is scored and learned as c_i [x_i ; 1] (the intercept's input scaled too),
-
-        c_i = min(1, κ s / ‖[x_i ; 1]‖),
-        s ← (1 − α_s) s + α_s (1/m) Σ_i min(‖[x_i ; 1]‖, κ s)   after each applied step,
-
-    with α_s = 0.05 per step and s₀ = √(d + 1). A record with finite but extreme values
-    (1e300, or 10⁶ × the typical scale) thus moves θ by at most η κ s, like an ordinary
-    sample of norm κ s, and one step grows s by at most the factor 1 − α_s + α_s κ. The
-    norms never overflow for finite input. κ = 0 disables clipping (and keeps s fixed).
+    every sample is scored and learned as c_i [x_i ; 1] with c_i = min(1, κ s / ‖[x_i ; 1]‖),
+    s a robust running typical row norm, so that one record moves θ by at most η κ s like an
+    ordinary sample of norm κ s; κ = 0 disables clipping (and keeps s fixed).
     A step that would make θ non-finite is skipped (``BatchStats.skipped``); :meth:`health`
     reports a model that is nevertheless not finite or whose ‖w‖ exceeded
     ``max_weight_norm``.
@@ -77,7 +72,8 @@ class OnlineLogisticRegression:
     adagrad_epsilon : float
         ε of AdaGrad.
     stats_smoothing : float
-        α of the EWMAs in :class:`RunningGradientStatistics` (window ≈ 1/α steps).
+        α₀ of the EWMAs in :class:`RunningGradientStatistics` (window ≈ 1/α₀ steps, widened
+        while the noise scale exceeds it).
     gradient_statistics : bool
         Compute Σ‖g_i‖² and the running variance statistics (the default). False takes the
         same steps without them (no row norms ‖x_i‖²): ``gradient_variance`` is then NaN
@@ -86,6 +82,9 @@ class OnlineLogisticRegression:
         κ ≥ 0 of the bounded-influence clipping above (0 disables it).
     max_weight_norm : float
         ‖w‖ above which :meth:`health` reports ``"weight_norm"``.
+    controller : NoiseController, optional
+        Chooses η per step and the next batch size (:mod:`.controller`; ``reduction="mean"``
+        only). None (the default): η_t = schedule(n_updates).
     """
 
     def __init__(
@@ -105,6 +104,7 @@ class OnlineLogisticRegression:
         gradient_statistics: bool = True,
         clip_norm_ratio: float = 10.0,
         max_weight_norm: float = 1e6,
+        controller: NoiseController | None = None,
     ) -> None:
         if not (isinstance(n_features, int | np.integer) and n_features >= 1):
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
@@ -120,16 +120,16 @@ class OnlineLogisticRegression:
             raise ValueError(f"clip_norm_ratio must be finite and >= 0, got {clip_norm_ratio}")
         if not max_weight_norm > 0.0:
             raise ValueError(f"max_weight_norm must be > 0, got {max_weight_norm}")
+        if controller is not None and not (reduction == "mean" and gradient_statistics):
+            raise ValueError("a controller needs reduction='mean' and gradient_statistics")
+        self.controller = controller
         self.n_features = int(n_features)
         self.schedule = LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power)
-        self.l2 = float(l2)
-        self.l1 = float(l1)
-        self.reduction = reduction
-        self.optimizer = optimizer
+        self.l2, self.l1 = float(l2), float(l1)
+        self.reduction, self.optimizer = reduction, optimizer
         self.adagrad_epsilon = float(adagrad_epsilon)
         self.gradient_statistics = bool(gradient_statistics)
-        self.clip_norm_ratio = float(clip_norm_ratio)
-        self.max_weight_norm = float(max_weight_norm)
+        self.clip_norm_ratio, self.max_weight_norm = float(clip_norm_ratio), float(max_weight_norm)
         self.row_scale = initial_scale(self.n_features)  # s of the clipping
         # θ = [w ; b]. A dense step replaces it; a sparse step writes its few columns in
         # place under _lock, which readers in other threads (HTTP, metrics) take for their
@@ -139,8 +139,7 @@ class OnlineLogisticRegression:
         self._squared_gradient_sum: FloatArray | None = (
             np.zeros(self.n_features + 1) if optimizer == "adagrad" else None
         )
-        self.n_updates = 0
-        self.n_samples_seen = 0
+        self.n_updates = self.n_samples_seen = 0
         self.gradient_stats = RunningGradientStatistics(smoothing=stats_smoothing)
         self._column_workspace: NDArray[np.intp] | None = None  # see batch_sums
 
@@ -235,8 +234,12 @@ class OnlineLogisticRegression:
         The step is skipped (weights, counters, row scale and statistics unchanged) when it
         would make any weight non-finite.
         """
-        m = sums.n_samples
-        eta = self.schedule(self.n_updates)
+        m, controller = sums.n_samples, self.controller
+        eta, gain = (self.schedule(self.n_updates), 1.0) if controller is None else (
+            controller.step_size(sums, self.gradient_stats, self.schedule, l2=self.l2,
+                                 curvature_cap=self.optimizer == "sgd")
+        )  # fmt: skip
+        regularization = self._regularization() if m >= 2 else None  # ρ before the step
         proposal = propose_step(
             self._theta,
             sums,
@@ -264,35 +267,31 @@ class OnlineLogisticRegression:
             self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         if math.isfinite(sums.gradient_squared_norm_sum):
-            self.gradient_stats.update(sums)
+            self.gradient_stats.update(sums, self._regularization() if m < 2 else regularization)
+        if controller is not None:
+            controller.step_applied(sums, self.gradient_stats, eta, gain)
         return eta, False
+
+    def _regularization(self) -> FloatArray | None:
+        """ρ = λ₂ [w ; 0] at the current weights (None without an L2 term)."""
+        return np.append(self.l2 * self._theta[:-1], 0.0) if self.l2 else None
 
     def apply_block(
         self, theta: FloatArray, n_steps: int, row_scale: float, steps: SingleSteps | None
     ) -> None:
-        """Adopt n consecutive m = 1 steps computed outside the model (the block recursion
-        of :mod:`.sequential`): the one way such a result enters the model.
-
-        Parameters
-        ----------
-        theta : ndarray of shape (d + 1,)
-            θ after the n steps (finite: the caller replays a non-finite block instead).
-        n_steps : int
-            n.
-        row_scale : float
-            s after the n steps.
-        steps : SingleSteps, optional
-            The n steps' per-sample gradient terms, folded into the running statistics
-            as n single-sample :meth:`apply_step` calls would fold them (None when the
-            model keeps no gradient statistics).
-        """
+        """Adopt n = ``n_steps`` consecutive m = 1 steps computed outside the model (the
+        block recursion of :mod:`.sequential`): θ (shape (d + 1,), finite) and s after them,
+        and their per-sample gradient terms ``steps``, folded into the running statistics as
+        n :meth:`apply_step` calls would fold them (None without gradient statistics)."""
+        if self.controller is not None:
+            raise ValueError("a model with a controller learns through learn_batch only")
         with self._lock:
             self._theta = theta
         self.n_updates += n_steps
         self.n_samples_seen += n_steps
         self.row_scale = row_scale
         if steps is not None and self.gradient_statistics:
-            self.gradient_stats.fold_single_steps(steps)
+            self.gradient_stats.fold_single_steps(steps, self._regularization())
 
     def learn_batch(
         self,
@@ -369,6 +368,7 @@ class OnlineLogisticRegression:
             "n_samples_seen": self.n_samples_seen,
             "gradient_stats": self.gradient_stats.get_state(),
             "row_scale": self.row_scale,
+            "controller": None if self.controller is None else self.controller.get_state(),
         }
 
     @classmethod
@@ -395,4 +395,6 @@ class OnlineLogisticRegression:
         if not (math.isfinite(row_scale) and row_scale > 0.0):
             raise ValueError(f"model state has an invalid row scale {row_scale!r}")
         model.row_scale = row_scale
+        stored = state.get("controller")
+        model.controller = None if stored is None else NoiseController.from_state(stored)
         return model

@@ -1,4 +1,10 @@
-"""Learning-rate schedules η_t, where t is the number of updates applied so far."""
+"""Learning-rate schedules η_t.
+
+Without a controller t is the number of updates applied so far. With the noise controller
+(:mod:`.controller`) t is τ, the samples-equivalent progress in units of m₀-sample steps
+(τ ← τ + r per step, r the AdaScale gain), so that changing m does not change the schedule
+per sample.
+"""
 
 from __future__ import annotations
 
@@ -44,3 +50,9 @@ class LearningRateSchedule:
         if self.kind == "constant":
             return self.learning_rate
         return float(self.learning_rate / (1.0 + self.decay * n_updates) ** self.power)
+
+    def decay_factor(self, progress: float) -> float:
+        """η_τ / η₀ at the (possibly fractional) progress τ ≥ 0: 1, or (1 + decay·τ)^−power."""
+        if self.kind == "constant":
+            return 1.0
+        return float(1.0 / (1.0 + self.decay * progress) ** self.power)

@@ -130,12 +130,15 @@ def batch_sums(
         r *= sample_weight
     columns, gradient_sum = _gradient_sum(X, r, column_workspace)
     gradient_sum[-1] = r.sum() if intercept_inputs is None else r @ intercept_inputs
-    squared_norm_sum = math.nan
+    squared_norm_sum = row_squared_norm_sum = math.nan
     if gradient_statistics:
         assert augmented_sq is not None
         if clip is not None:
             augmented_sq[clip.rows] = clip.cap * clip.cap  # ‖c_i [x_i ; 1]‖² = (κ s)²
         squared_norm_sum = float((r * r) @ augmented_sq)  # ‖g_i‖² = r_i² ‖[x_i ; 1]‖²
+        row_squared_norm_sum = float(
+            augmented_sq.sum() if sample_weight is None else sample_weight @ augmented_sq
+        )
     return BatchSums(
         n_samples=m,
         gradient_sum=gradient_sum,
@@ -145,6 +148,7 @@ def batch_sums(
         gradient_columns=columns,
         capped_norm_sum=capped_norm_sum,
         n_clipped=0 if clip is None else len(clip.rows),
+        row_squared_norm_sum=row_squared_norm_sum,
     )
 
 

@@ -72,6 +72,10 @@ REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_samples_clipped_total",
     "streamsgd_samples_skipped_total",
     "streamsgd_model_healthy",
+    # issue 10: trustworthy noise statistics and the controller
+    "streamsgd_gradient_statistics_trusted",
+    "streamsgd_suggested_batch_size",
+    "streamsgd_learning_rate_gain",
 }
 
 # Alert rules required by issues 4 and 9 (name -> a metric its expression must use).
@@ -728,6 +732,24 @@ def test_dashboard_queries_use_exported_metrics_only():
         and "streamsgd_samples_learned_total" in e
         for _t, e in exprs
     )
+
+
+def test_trusted_flag_sits_next_to_the_noise_scale_panel():
+    """The noise scale is NaN while the statistics are untrusted: the flag that says so is
+    the panel right beside it (same row, adjacent on the grid)."""
+
+    def panel_of(panels: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+        (found,) = [p for p in panels if any(t["expr"] == metric for t in p.get("targets", []))]
+        return found
+
+    for _path, dash in dashboards():
+        panels = all_panels(dash)
+        noise = panel_of(panels, "streamsgd_gradient_noise_scale")
+        flag = panel_of(panels, "streamsgd_gradient_statistics_trusted")
+        a, b = noise["gridPos"], flag["gridPos"]
+        assert a["y"] == b["y"] and b["x"] == a["x"] + a["w"]
+        exprs = [t["expr"] for t in noise["targets"]]
+        assert "streamsgd_suggested_batch_size" in exprs and "streamsgd_batch_size" in exprs
 
 
 # --------------------------------------------------------------------------- alerts

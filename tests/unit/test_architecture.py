@@ -35,7 +35,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "composition",
-        ("streamsgd.options", "streamsgd.config", "streamsgd.produce_config", "streamsgd.cli"),
+        (
+            "streamsgd.options",
+            "streamsgd.config",
+            "streamsgd.config_minibatch",
+            "streamsgd.produce_config",
+            "streamsgd.cli",
+        ),
     ),
     ("package", ("streamsgd.__init__", "streamsgd.__main__")),
 ]

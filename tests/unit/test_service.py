@@ -99,7 +99,10 @@ def test_metrics_read_back_from_injected_registry() -> None:
     stats = reference.gradient_stats
     assert value(registry, "streamsgd_gradient_variance") == stats.per_sample_variance
     assert value(registry, "streamsgd_gradient_estimator_variance") == stats.estimator_variance
-    assert value(registry, "streamsgd_gradient_noise_scale") == stats.noise_scale
+    # NaN (not trusted, as after these 63 steps) reads back as NaN.
+    noise_scale = value(registry, "streamsgd_gradient_noise_scale")
+    both_nan = math.isnan(noise_scale) and math.isnan(stats.noise_scale)
+    assert noise_scale == stats.noise_scale or both_nan
     assert value(registry, "streamsgd_model_weight_norm") == pytest.approx(
         np.linalg.norm(reference.coef_), rel=1e-12
     )

@@ -181,6 +181,7 @@ def test_running_statistics_follow_the_ewma_recursion(m, alpha):
     # A small learning rate keeps |G|² clearly positive, so B_noise is a finite ratio here
     # (the ≤ 0 case is tested separately).
     model = OnlineLogisticRegression(d, learning_rate=0.01, stats_smoothing=alpha)
+    model.gradient_stats.min_smoothing = alpha  # a fixed window: the plain recursion
     traces, g2s = [], []
     for _ in range(n_steps):
         X = rng.standard_normal((m, d)) + 0.5
@@ -201,7 +202,10 @@ def test_running_statistics_follow_the_ewma_recursion(m, alpha):
     assert s.mean_gradient_squared_norm == pytest.approx(want_g2, rel=1e-9)
     assert s.true_gradient_squared_norm == pytest.approx(want_G2, rel=1e-9)
     assert want_G2 > 0
-    assert s.noise_scale == pytest.approx(want_tr / want_G2, rel=1e-8)
+    assert s.per_sample_variance / s.true_gradient_squared_norm == pytest.approx(
+        want_tr / want_G2, rel=1e-8
+    )
+    assert s.noise_scale == pytest.approx(want_tr / want_G2, rel=1e-8) or not s.trusted
     assert s.norm_test_ratio == pytest.approx(want_est / want_g2, rel=1e-9)
     assert s.last_batch_size == m
 
@@ -221,12 +225,14 @@ def test_noise_scale_is_a_ratio_of_ewmas_not_an_ewma_of_ratios():
     b1, b2 = sums([math.sqrt(3.0), 0.0], 4.0), sums([0.0, math.sqrt(5.0)], 4.0)
     assert b1.gradient_variance == pytest.approx(4.0) and b2.gradient_variance == pytest.approx(4.0)
     stats.update(b1)
-    assert stats.noise_scale == pytest.approx(4.0)
     stats.update(b2)
     assert stats.per_sample_variance == pytest.approx(4.0)
     assert stats.true_gradient_squared_norm == pytest.approx(2.0)
-    assert stats.noise_scale == pytest.approx(2.0, rel=1e-12)
-    assert abs(stats.noise_scale - 8.0 / 3.0) > 0.5
+    ratio = stats.per_sample_variance / stats.true_gradient_squared_norm
+    assert ratio == pytest.approx(2.0, rel=1e-12)
+    assert abs(ratio - 8.0 / 3.0) > 0.5
+    # Two steps are not enough to trust anything: the exported noise scale is NaN.
+    assert not stats.trusted and math.isnan(stats.noise_scale)
     # Norm-test ratio: smoothed(tr/m) / smoothed(‖ḡ‖²) = 2 / 4.
     assert stats.norm_test_ratio == pytest.approx(0.5, rel=1e-12)
 
@@ -234,24 +240,34 @@ def test_noise_scale_is_a_ratio_of_ewmas_not_an_ewma_of_ratios():
 def test_noise_scale_edge_cases():
     s = RunningGradientStatistics(smoothing=0.1)
     assert math.isnan(s.noise_scale) and math.isnan(s.norm_test_ratio)
-    # A batch whose |G|² estimate is ≤ 0 (pure noise): B_noise is infinite, not negative.
+    # A batch whose |G|² estimate is ≤ 0 (pure noise): no noise scale (NaN, never ±inf),
+    # and a zero ‖ḡ‖² gives a NaN norm-test ratio, not inf.
     s.update(BatchSums(2, np.zeros(3), 2.0, 0.0, 0))
-    assert s.noise_scale == math.inf
+    assert math.isnan(s.noise_scale) and not s.trusted
+    assert math.isnan(s.norm_test_ratio)
+    # Ḡ² ≤ 0 widens the window (α halves, down to α_min).
+    assert s.window_smoothing < s.smoothing
 
 
 def test_single_sample_across_step_recursion_by_hand():
-    """m = 1: hand-computed EWMAs of g and ‖g‖², and tr Σ = (E‖g‖² − ‖E g‖²)/(1 − c),
-    |G|² = ‖E g‖² − c·tr Σ with c = α/(2 − α)."""
+    """m = 1: hand-computed EWMAs of g and ‖g‖², and tr Σ = (E‖g‖² − ‖E g‖²)/(1 − v),
+    |G|² = ‖E g‖² − v·tr Σ with v = Σ ω_k² of the EWMA weights (→ α/(2 − α))."""
     a = 0.2
-    c = a / (2 - a)
     rng = np.random.default_rng(3)
     gs = rng.standard_normal((12, 3))
     stats = RunningGradientStatistics(smoothing=a)
-    M, S = None, None
+    M, S, v = None, None, 1.0
     for k, g in enumerate(gs):
         stats.update(BatchSums(1, g.copy(), float(g @ g), 0.0, 0))
         M = g.copy() if M is None else M + a * (g - M)
         S = float(g @ g) if S is None else S + a * (float(g @ g) - S)
+        weights = np.array([a * (1 - a) ** (k - j) for j in range(1, k + 1)] + [(1 - a) ** k])
+        v = float(weights @ weights)
+        assert stats.weight_square_sum == pytest.approx(v, rel=1e-12)
+        c = v
+        if k == 0:
+            assert math.isnan(stats.per_sample_variance)  # one draw: no spread to see
+            continue
         trace = (S - float(M @ M)) / (1 - c)
         assert stats.per_sample_variance == pytest.approx(trace, rel=1e-9, abs=1e-15)
         assert stats.estimator_variance == pytest.approx(trace, rel=1e-9, abs=1e-15)
@@ -267,7 +283,8 @@ def test_single_sample_estimate_through_the_model_is_positive_after_a_few_steps(
         model.learn_batch(rng.standard_normal((1, 3)), [float(rng.integers(0, 2))])
     v = model.gradient_stats.per_sample_variance
     assert math.isfinite(v) and v > 0
-    assert math.isfinite(model.gradient_stats.noise_scale)
+    # Three steps are far from enough to trust the estimates.
+    assert math.isnan(model.gradient_stats.noise_scale)
 
 
 @pytest.mark.parametrize("alpha,t,R", [(0.05, 200, 100), (0.5, 40, 400)])
@@ -346,3 +363,24 @@ def test_smoothing_one_at_m1_reports_nan_instead_of_dividing_by_zero():
         model.learn_batch(X[i : i + 1], y[i : i + 1])
     assert math.isnan(model.gradient_stats.per_sample_variance)
     assert model.n_updates == 5
+
+
+def test_standard_error_matches_the_spread_of_the_smoothed_estimate_across_runs():
+    """SE = √(D·v) estimates the sd of Ḡ² itself: over R independent stationary runs (fixed
+    window α = 0.05, per-sample gradients N(G, I_k), m = 8) the mean reported SE is within
+    15 % of the empirical sd of the final Ḡ² (whose own relative error is ≈ 1/√(2R) = 5 %),
+    and the mean Ḡ² is |G|² within 5 of those sds over √R."""
+    k, m, R, steps = 10, 8, 200, 400
+    G = np.full(k, 0.1)
+    finals, ses = np.empty(R), np.empty(R)
+    for r in range(R):
+        rng = np.random.default_rng([31, r])
+        stats = RunningGradientStatistics(smoothing=0.05, min_smoothing=0.05)
+        for _ in range(steps):
+            g = G + rng.standard_normal((m, k))
+            stats.update(BatchSums(m, g.sum(axis=0), float(np.einsum("ij,ij->", g, g)), 0.0, 0))
+        finals[r], ses[r] = stats.true_gradient_squared_norm, stats.standard_error
+        assert stats.window_smoothing == 0.05  # no widening below the minimum
+    spread = finals.std(ddof=1)
+    assert abs(ses.mean() / spread - 1.0) < 0.15, (ses.mean(), spread)
+    assert abs(finals.mean() - float(G @ G)) < 5 * spread / math.sqrt(R)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from streamsgd import OnlineLogisticRegression
+from streamsgd.core.gradient_stats import RunningGradientStatistics
 from tests.support.reference import per_sample_gradients, sigmoid_ref
 
 N, D = 300, 4
@@ -56,7 +57,7 @@ def problem():
             gbar[k] = sums.mean_gradient
             trace_hat[k] = sums.gradient_variance
         draws[m] = (gbar, trace_hat)
-    return dict(G=G, tr_sigma=tr_sigma, draws=draws)
+    return dict(G=G, tr_sigma=tr_sigma, draws=draws, X=X, y=y, theta=theta)
 
 
 @pytest.mark.parametrize("m", MS)
@@ -129,3 +130,109 @@ def test_unbiased_squared_gradient_norm(problem, m):
     # ... while ‖ḡ‖² is biased upward by exactly tr Σ/m, and detectably so.
     assert abs(sq.mean() - (G2 + tr_sigma / m)) <= 5 * se_sq
     assert sq.mean() - G2 > 5 * se_sq
+
+
+# ------------------------------------------------------------------ the objective's |G|²
+L2 = 0.3
+
+
+def _model_at(theta: np.ndarray, **params: float) -> OnlineLogisticRegression:
+    state = OnlineLogisticRegression(len(theta) - 1, **params).get_state()  # type: ignore[arg-type]
+    state["theta"] = theta.copy()
+    return OnlineLogisticRegression.from_state(state)
+
+
+@pytest.mark.parametrize("m", [4, 16])
+def test_objective_squared_gradient_norm_is_unbiased_with_l2(problem, m):
+    """With λ₂ > 0 the per-step estimate the model folds in, e = ‖ḡ + λ₂[w;0]‖² − tr Σ̂/m at
+    the pre-step w (the first step's e is the smoothed value itself), has mean |∇J(w)|² =
+    ‖G + λ₂[w;0]‖², J = mean loss + λ₂‖w‖²/2 on the full data (brute force); the
+    loss-only target ‖G‖² is detectably different."""
+    X, y, theta, G = problem["X"], problem["y"], problem["theta"], problem["G"]
+    target = G + np.append(L2 * theta[:-1], 0.0)
+    base = _model_at(theta, l2=L2, learning_rate=0.01, clip_norm_ratio=0.0).get_state()
+    rng = np.random.default_rng([17, m])
+    estimates = np.empty(N_DRAWS)
+    for k in range(N_DRAWS):
+        model = OnlineLogisticRegression.from_state(base)
+        idx = rng.integers(0, N, m)
+        model.learn_batch(X[idx], y[idx])
+        estimates[k] = model.gradient_stats.true_gradient_squared_norm
+    se = estimates.std(ddof=1) / math.sqrt(N_DRAWS)
+    assert abs(estimates.mean() - float(target @ target)) <= 5 * se
+    assert abs(float(G @ G) - float(target @ target)) > 5 * se
+
+
+def _regularised_optimum(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """θ* of mean loss + λ₂‖w‖²/2 by full-batch steps of the model (to convergence)."""
+    model = OnlineLogisticRegression(X.shape[1], learning_rate=1.0, l2=L2, clip_norm_ratio=0.0)
+    for _ in range(400):
+        model.learn_batch(X, y)
+    return model.parameters.copy()
+
+
+def test_statistics_at_the_regularised_optimum_report_no_gradient(problem):
+    """At θ* the objective's |∇J|² is < 1e-24 while the loss part alone is ‖λ₂ w*‖² ≈ 0.015.
+    Minibatches (m = 16, with replacement) at θ*: Ḡ² is 0 within its standard error and
+    the statistics are not trusted (no noise scale), where the loss-only |G|² of the
+    issue's measurement would read ‖λ₂ w*‖², more than 4 standard errors: trusted."""
+    X, y = problem["X"], problem["y"]
+    theta = _regularised_optimum(X, y)
+    G_all = per_sample_gradients(X, y, theta[:-1], theta[-1])
+    rho = np.append(L2 * theta[:-1], 0.0)
+    grad_J = G_all.mean(axis=0) + rho
+    assert float(grad_J @ grad_J) < 1e-24
+    model = _model_at(theta, l2=L2, clip_norm_ratio=0.0)
+    stats = RunningGradientStatistics()
+    rng = np.random.default_rng(5)
+    trusted = 0
+    for _ in range(3000):
+        idx = rng.integers(0, N, 16)
+        stats.update(model.batch_sums(X[idx], y[idx]), rho)
+        trusted += stats.trusted
+    assert not stats.trusted and math.isnan(stats.noise_scale)
+    assert trusted <= 30  # ≤ 1 % of the steps
+    assert abs(stats.true_gradient_squared_norm) <= 3 * stats.standard_error
+    assert float(rho @ rho) > 4 * stats.standard_error
+
+
+def _population_sums(rng, model, w_true, m):
+    X = rng.standard_normal((m, len(w_true)))
+    if w_true is None or not np.any(w_true):
+        y = (rng.random(m) < 0.5).astype(float)
+    else:
+        y = (rng.random(m) < sigmoid_ref(X @ w_true)).astype(float)
+    return model.batch_sums(X, y)
+
+
+def test_trusted_gate_is_false_on_pure_noise():
+    """Labels independent of x, at the optimum w = 0, b = 0 of the population (G = 0
+    exactly), fresh i.i.d. batches: the gate stays shut (≤ 1 % of the steps)."""
+    rng = np.random.default_rng(6)
+    model, stats = OnlineLogisticRegression(4), RunningGradientStatistics()
+    trusted = 0
+    for _ in range(3000):
+        stats.update(_population_sums(rng, model, np.zeros(4), 16))
+        trusted += stats.trusted
+    assert trusted <= 30 and not stats.trusted
+    assert math.isnan(stats.noise_scale)
+
+
+def test_trusted_gate_is_true_on_a_known_signal():
+    """w = 0 far from w_true: the gate opens within 100 steps and B is within a factor 2
+    of tr Σ/|G|² measured on 200 000 fresh samples (brute force)."""
+    rng = np.random.default_rng(7)
+    w_true = np.array([2.0, -1.0, 1.0, 0.5])
+    model, stats = OnlineLogisticRegression(4), RunningGradientStatistics()
+    opened = None
+    for step in range(300):
+        stats.update(_population_sums(rng, model, w_true, 16))
+        if opened is None and stats.trusted:
+            opened = step
+    assert opened is not None and opened < 100 and stats.trusted
+    X = rng.standard_normal((200_000, 4))
+    y = (rng.random(200_000) < sigmoid_ref(X @ w_true)).astype(float)
+    G_all = per_sample_gradients(X, y, np.zeros(4), 0.0)
+    G = G_all.mean(axis=0)
+    noise_scale = float(np.trace(np.cov(G_all, rowvar=False))) / float(G @ G)
+    assert noise_scale / 2 <= stats.noise_scale <= 2 * noise_scale

@@ -1,0 +1,219 @@
+"""Additive per-minibatch sums of per-sample gradients (:class:`BatchSums`), and the
+per-step terms of a run of m = 1 steps (:class:`SingleSteps`).
+
+Notation (docs/design.md, The math): g_i = s_i r_i c_i [x_i ; 1] ∈ R^(d+1) is the per-sample
+gradient of the loss with respect to (w, b) (s_i the importance weight, 1 without weights;
+c_i the clipping factor), m the batch size, ḡ = (1/m) Σ_i g_i. Importance weights are
+normalised by m, not by Σ s_i (as River's ``learn_many``): the statistics are those of the
+weighted per-sample gradients s_i g_i.
+
+Every field is a sum over the batch's samples, so the sums of several replicas' batches
+add up to exactly the sums of the union batch (``+``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .types import FloatArray, IndexArray
+
+
+@dataclass
+class BatchSums:
+    """Additive sums over the samples of one minibatch.
+
+    Attributes
+    ----------
+    n_samples : int
+        m.
+    gradient_sum : ndarray of shape (d + 1,), or (k + 1,) with ``gradient_columns``
+        Σ_i g_i; the last entry is the intercept component Σ_i r_i.
+    gradient_squared_norm_sum : float
+        Σ_i ‖g_i‖² = Σ_i r_i² (‖x_i‖² + 1) (with a clipped row: r_i² (κ s)²).
+    loss_sum : float
+        Σ_i ℓ_i (unweighted, pre-step weights).
+    n_misclassified : int
+        Number of samples with (z_i ≥ 0) ≠ y_i.
+    gradient_columns : ndarray of shape (k,), optional
+        Sparse batches (m ≥ 2, few entries): the distinct feature columns the batch touches;
+        ``gradient_sum[:-1]`` then holds Σ_i g_i at these columns only (every other column
+        of Σ_i g_i is exactly 0), so that a step costs O(k), not O(d).
+    capped_norm_sum : float
+        Σ_i min(‖[x_i ; 1]‖, κ s), the batch's contribution to the running row scale s
+        (:mod:`.row_scale`); 0 when clipping is disabled.
+    n_clipped : int
+        Samples whose row was scaled down to norm κ s.
+    row_squared_norm_sum : float
+        Σ_i s_i ‖c_i [x_i ; 1]‖², the curvature bound of the step (logistic loss:
+        ∇²ℓ_i ⪯ ¼ s_i ‖c_i [x_i ; 1]‖² I); NaN when the row norms were not computed.
+    """
+
+    n_samples: int
+    gradient_sum: FloatArray
+    gradient_squared_norm_sum: float
+    loss_sum: float
+    n_misclassified: int
+    gradient_columns: IndexArray | None = None
+    capped_norm_sum: float = 0.0
+    n_clipped: int = 0
+    row_squared_norm_sum: float = math.nan
+
+    def __add__(self, other: BatchSums) -> BatchSums:
+        columns = None
+        if self.gradient_columns is None and other.gradient_columns is None:
+            gradient = self.gradient_sum + other.gradient_sum
+        elif self.gradient_columns is not None and other.gradient_columns is not None:
+            both = np.concatenate((self.gradient_columns, other.gradient_columns))
+            columns, inverse = np.unique(both, return_inverse=True)
+            gradient = np.empty(len(columns) + 1)
+            gradient[:-1] = np.bincount(
+                inverse.reshape(-1),
+                weights=np.concatenate((self.gradient_sum[:-1], other.gradient_sum[:-1])),
+                minlength=len(columns),
+            )
+            gradient[-1] = self.gradient_sum[-1] + other.gradient_sum[-1]
+        else:
+            dense = other if self.gradient_columns is not None else self
+            d = len(dense.gradient_sum) - 1
+            gradient = self.dense_gradient_sum(d) + other.dense_gradient_sum(d)
+        return BatchSums(
+            self.n_samples + other.n_samples,
+            gradient,
+            self.gradient_squared_norm_sum + other.gradient_squared_norm_sum,
+            self.loss_sum + other.loss_sum,
+            self.n_misclassified + other.n_misclassified,
+            columns,
+            self.capped_norm_sum + other.capped_norm_sum,
+            self.n_clipped + other.n_clipped,
+            self.row_squared_norm_sum + other.row_squared_norm_sum,
+        )
+
+    def dense_gradient_sum(self, n_features: int) -> FloatArray:
+        """Σ_i g_i over all d = ``n_features`` columns and the intercept, shape (d + 1,)."""
+        if self.gradient_columns is None:
+            return self.gradient_sum
+        dense = np.zeros(n_features + 1)
+        dense[self.gradient_columns] = self.gradient_sum[:-1]
+        dense[-1] = self.gradient_sum[-1]
+        return dense
+
+    @property
+    def mean_gradient(self) -> FloatArray:
+        """ḡ = (1/m) Σ g_i, shape (d + 1,) (at ``gradient_columns`` and the intercept
+        when those are set)."""
+        return self.gradient_sum / self.n_samples
+
+    @cached_property
+    def mean_gradient_squared_norm(self) -> float:
+        """‖ḡ‖² = ‖Σ g_i‖² / m²."""
+        g = self.gradient_sum
+        return float(g @ g) / (self.n_samples * self.n_samples)
+
+    def objective_gradient_squared_norm(self, regularization: FloatArray | None) -> float:
+        """‖ḡ + ρ‖² with ρ = λ₂ [w ; 0] the gradient of the L2 term at the weights the batch
+        was scored with (None: no L2 term, the loss part ‖ḡ‖² itself).
+
+        ρ is the same for every sample (a function of the replicated w), so this is still a
+        function of the sums; it needs the dense gradient (an L2 term never keeps columns).
+        """
+        if regularization is None:
+            return self.mean_gradient_squared_norm
+        g = self.gradient_sum / self.n_samples + regularization
+        return float(g @ g)
+
+    @cached_property
+    def gradient_variance(self) -> float:
+        """tr Σ̂ = (1/(m−1)) (Σ‖g_i‖² − m‖ḡ‖²), the unbiased (ddof = 1) trace of the
+        per-sample gradient covariance; NaN for m = 1. Clipped at 0 against round-off.
+
+        The same for the objective's gradients g_i + λ₂ [w ; 0]: a deterministic L2 term
+        shifts every g_i by the same vector, which leaves the covariance unchanged."""
+        m = self.n_samples
+        if m < 2:
+            return math.nan
+        centred = self.gradient_squared_norm_sum - m * self.mean_gradient_squared_norm
+        return max(centred, 0.0) / (m - 1)
+
+
+def ewma_closed_form(
+    previous: FloatArray | float | None, values: FloatArray, alpha: float
+) -> FloatArray | float:
+    """EWMA q ← q + α (v_t − q) over the rows of ``values`` (shape (n,) or (n, k)), n ≥ 1.
+
+    ``previous`` None or NaN means undefined: the average then starts at ``values[0]``.
+    Result: (1 − α)^n q₀ + Σ_t α (1 − α)^(n−1−t) v_t, or without q₀ the first weight is
+    (1 − α)^(n−1).
+    """
+    n = values.shape[0]
+    decay = 1.0 - alpha
+    weights = alpha * np.power(decay, np.arange(n - 1, -1, -1, dtype=np.float64))
+    undefined = previous is None or (np.ndim(previous) == 0 and math.isnan(float(previous)))
+    if undefined:
+        weights[0] = decay ** (n - 1)
+        return weights @ values
+    return decay**n * previous + weights @ values
+
+
+@dataclass(frozen=True)
+class SingleSteps:
+    """n consecutive applied m = 1 steps, as the running statistics see them.
+
+    Step t learned the row x_t with the gradient g_t = a_t [x_t ; 1], where
+    a_t = s_t (σ(z_t) − y_t) c_t (c_t the clipping factor).
+
+    Attributes
+    ----------
+    features : ndarray of shape (n, d)
+        x_t.
+    gradient_scales : ndarray of shape (n,)
+        a_t.
+    squared_norms : ndarray of shape (n,)
+        ‖g_t‖² (+inf when it overflows: that step is left out of the statistics, as
+        ``apply_step`` leaves it out).
+    losses : ndarray of shape (n,)
+        ℓ_t.
+    misclassified : bool ndarray of shape (n,)
+    """
+
+    features: FloatArray
+    gradient_scales: FloatArray
+    squared_norms: FloatArray
+    losses: FloatArray
+    misclassified: NDArray[np.bool_]
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.gradient_scales)
+
+
+def next_weight_square_sum(weight_square_sum: float, alpha: float) -> float:
+    """v after one more EWMA step: (1 − α)² v + α², or 1 for the first value."""
+    if math.isnan(weight_square_sum):
+        return 1.0
+    return (1.0 - alpha) ** 2 * weight_square_sum + alpha * alpha
+
+
+def weight_square_sum_after(weight_square_sum: float, alpha: float, n: int) -> float:
+    """v after n more EWMA steps with a constant α (the closed form of ``_next_weight``)."""
+    if n == 0:
+        return weight_square_sum
+    if math.isnan(weight_square_sum):
+        weight_square_sum, n = 1.0, n - 1
+    decay = (1.0 - alpha) ** 2
+    geometric = n if decay == 1.0 else (1.0 - decay**n) / (1.0 - decay)
+    return float(decay**n * weight_square_sum + alpha * alpha * geometric)
+
+
+def state_count(value: Any) -> int:
+    """A count read from a state document: a non-negative integer (ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"expected a count, got {value!r}")
+    if not float(value).is_integer():
+        raise ValueError(f"expected a count, got {value!r}")
+    return int(value)

@@ -1,0 +1,353 @@
+"""The noise controller (streamsgd.core.controller): batch size from the norm test, learning
+rate from the AdaScale gain with a τ-indexed schedule, its state in checkpoints, and the
+``auto`` settings of the CLI with their gauges.
+
+Streams with a known noise scale are synthetic per-sample gradients g_i ~ N(G, σ² I_k):
+tr Σ = k σ², |G|² = ‖G‖², so B = k σ² / ‖G‖² exactly, and the norm-test target is
+m* = B (1 − θ²)/θ².
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+
+from streamsgd import OnlineLogisticRegression
+from streamsgd.checkpoint import DirectoryCheckpointStore
+from streamsgd.checkpoint.document import dumps, loads
+from streamsgd.cli import main
+from streamsgd.cli.build import build_service
+from streamsgd.codec import Decoder, encode_dense
+from streamsgd.config import ConfigError, train_config
+from streamsgd.core.controller import NoiseController, norm_test_batch_size
+from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
+from streamsgd.core.schedules import LearningRateSchedule
+from streamsgd.service import ServiceConfig, TrainingService
+from streamsgd.synthetic import SyntheticStream
+from streamsgd.totals import Totals
+from tests.support.memory_source import MemorySource
+
+THETA = 0.9
+K = 10
+
+
+def _gradient_sums(rng: np.random.Generator, G: np.ndarray, sigma: float, m: int) -> BatchSums:
+    g = G + sigma * rng.standard_normal((m, len(G)))
+    return BatchSums(m, g.sum(axis=0), float(np.einsum("ij,ij->", g, g)), 0.0, 0)
+
+
+def _drive(
+    controller: NoiseController,
+    stats: RunningGradientStatistics,
+    rng: np.random.Generator,
+    G: np.ndarray,
+    sigma: float,
+    n_steps: int,
+) -> list[int]:
+    """n_steps of the loop: draw m = controller.batch_size gradients, fold them in, advance."""
+    sizes = []
+    for _ in range(n_steps):
+        sums = _gradient_sums(rng, G, sigma, controller.batch_size)
+        stats.update(sums)
+        controller.step_applied(sums, stats, 0.1, 1.0)
+        sizes.append(controller.batch_size)
+    return sizes
+
+
+def _direction(norm: float, k: int = K) -> np.ndarray:
+    G = np.zeros(k)
+    G[0] = norm
+    return G
+
+
+@pytest.mark.parametrize("noise_scale", [200.0, 2000.0])
+def test_target_batch_size_on_a_stream_with_known_noise_scale(noise_scale: float) -> None:
+    """The suggested m* is within a factor 2 of B(1 − θ²)/θ², and m settles where the
+    hysteresis leaves it: m* /2 ≤ m ≤ 4 m* (doubling stops once m ≥ m*/2)."""
+    sigma = 1.0
+    G = _direction(math.sqrt(K * sigma**2 / noise_scale))
+    controller = NoiseController.create("auto", norm_test_theta=THETA)
+    stats = RunningGradientStatistics()
+    sizes = _drive(controller, stats, np.random.default_rng(1), G, sigma, 3000)
+    target = norm_test_batch_size(noise_scale, THETA)
+    assert stats.trusted
+    assert target / 2 <= controller.suggested_batch_size <= 2 * target
+    assert target / 2 <= controller.batch_size <= 4 * target
+    assert sizes[0] == 8 and all(np.log2(s).is_integer() for s in sizes)  # powers of two
+    # Not vacuous: m moved away from its start.
+    assert controller.batch_size >= 4 * 8
+
+
+def test_batch_size_halves_after_a_drift() -> None:
+    """A quiet phase (B = 500) grows m; then the true gradient jumps (a change of the true
+    weights: |G|² × 100, B = 5) and m halves within a bounded number of steps, down to
+    m_min (the target 1.2 is below it)."""
+    rng = np.random.default_rng(2)
+    controller = NoiseController.create("auto", norm_test_theta=THETA)
+    stats = RunningGradientStatistics()
+    _drive(controller, stats, rng, _direction(math.sqrt(K / 500.0)), 1.0, 3000)
+    before = controller.batch_size
+    assert before >= 64
+    after = _drive(controller, stats, rng, _direction(math.sqrt(K / 5.0)), 1.0, 200)
+    halved_at = next(i for i, m in enumerate(after) if m <= before // 2)
+    assert halved_at < 50
+    assert after[-1] == 8
+
+
+def test_untrusted_estimates_keep_the_batch_size() -> None:
+    """Pure noise (G = 0): the statistics are never trusted, so m never moves."""
+    controller = NoiseController.create("auto")
+    stats = RunningGradientStatistics()
+    sizes = _drive(controller, stats, np.random.default_rng(3), np.zeros(K), 1.0, 500)
+    assert set(sizes) == {8}
+    assert math.isnan(controller.suggested_batch_size)
+
+
+def _stats(trace: float, g2: float) -> RunningGradientStatistics:
+    return RunningGradientStatistics(per_sample_variance=trace, true_gradient_squared_norm=g2)
+
+
+def test_gain_is_one_at_the_base_batch_size_and_linear_when_noise_dominates() -> None:
+    controller = NoiseController(batch_size=8, base_batch_size=8)
+    assert controller.gain_for(_stats(3.0, 0.7), 8) == 1.0
+    # B = 1e6 ≫ m: r → m/m₀.
+    assert controller.gain_for(_stats(1e6, 1.0), 256) == pytest.approx(256 / 8, rel=1e-3)
+    # B = 0.01 ≪ m₀: r → 1.
+    assert controller.gain_for(_stats(0.01, 1.0), 256) == pytest.approx(1.0, rel=1e-2)
+    # In between, the formula (T/m₀ + |G|²)/(T/m + |G|²).
+    assert controller.gain_for(_stats(64.0, 1.0), 64) == pytest.approx((8 + 1) / (1 + 1))
+    # A negative |G|² estimate counts as 0 and the gain stays within [1, m/m₀].
+    assert controller.gain_for(_stats(5.0, -3.0), 32) == 4.0
+    assert controller.gain_for(RunningGradientStatistics(), 32) == 1.0
+
+
+def _per_sample_steps(controller: NoiseController, sizes: list[int]) -> dict[int, float]:
+    """η/m of each step, keyed by the samples seen before it, with |G|² = 0 (gain m/m₀)."""
+    schedule = LearningRateSchedule(0.5, "inverse_scaling", decay=0.01, power=0.5)
+    stats = _stats(1.0, 0.0)
+    steps, seen = {}, 0
+    for m in sizes:
+        controller.batch_size = m
+        sums = BatchSums(m, np.zeros(3), 0.0, 0.0, 0)
+        eta, gain = controller.step_size(sums, stats, schedule, l2=0.0, curvature_cap=False)
+        assert gain == m / 8
+        controller.step_applied(sums, stats, eta, gain)
+        steps[seen] = eta / m
+        seen += m
+    return steps
+
+
+def test_tau_indexed_schedule_is_the_same_per_sample_whatever_m() -> None:
+    """In the noise-dominated regime the gain is r = m/m₀, so τ advances by m/m₀ per step:
+    τ = samples seen / m₀, and the per-sample step η/m = η₀(τ)/m₀ at a given number of
+    samples seen is the same for m = 8, m = 32 and a run that switches from 8 to 32."""
+    small = _per_sample_steps(NoiseController(adaptive_batch_size=False), [8] * 64)
+    large = _per_sample_steps(NoiseController(adaptive_batch_size=False), [32] * 16)
+    mixed = _per_sample_steps(NoiseController(adaptive_batch_size=False), [8] * 16 + [32] * 12)
+    assert large.keys() <= small.keys() and mixed.keys() <= small.keys()
+    for seen, step in [*large.items(), *mixed.items()]:
+        assert step == pytest.approx(small[seen], rel=1e-12), seen
+    # Not vacuous: the schedule decays over the run, and indexed by updates it would differ.
+    assert large[480] < 0.8 * large[0]
+    by_updates = LearningRateSchedule(0.5, "inverse_scaling", decay=0.01, power=0.5)
+    assert by_updates(15) * 4 / 32 != pytest.approx(large[480], rel=1e-3)
+
+
+def test_fixed_settings_take_exactly_the_steps_of_no_controller() -> None:
+    """--learning-rate X with a fixed m and no auto: no controller; and a controller at
+    m = m₀ with a constant schedule and no curvature cap takes the plain step η₀."""
+    controller = NoiseController(adaptive_batch_size=False, batch_size=16, base_batch_size=16)
+    sums = BatchSums(16, np.zeros(3), 0.0, 0.0, 0)
+    eta, gain = controller.step_size(
+        sums, _stats(2.0, 0.1), LearningRateSchedule(0.3), l2=0.0, curvature_cap=False
+    )
+    assert (eta, gain) == (0.3, 1.0)
+    assert train_config(batch_size=16, learning_rate=0.3).controlled is False
+
+
+def test_learning_rate_is_capped_by_the_curvature_bound() -> None:
+    """η ≤ 1/(¼ mean‖[x;1]‖² + λ₂); --learning-rate auto takes half of it at m₀."""
+    rng = np.random.default_rng(4)
+    X, y = 3.0 * rng.standard_normal((64, 5)), (rng.random(64) < 0.5).astype(float)
+    mean_row = float(np.mean(np.sum(X * X, axis=1) + 1.0))
+    cap = 1.0 / (0.25 * mean_row + 0.01)
+    fixed = OnlineLogisticRegression(
+        5, learning_rate=10.0, l2=0.01, clip_norm_ratio=0.0, controller=NoiseController()
+    )
+    assert fixed.learn_batch(X, y).learning_rate == pytest.approx(cap, rel=1e-12)
+    auto = OnlineLogisticRegression(
+        5, l2=0.01, clip_norm_ratio=0.0, controller=NoiseController(adaptive_learning_rate=True)
+    )
+    assert auto.learn_batch(X, y).learning_rate == pytest.approx(cap / 2, rel=1e-12)
+
+
+def _controlled_model() -> OnlineLogisticRegression:
+    return OnlineLogisticRegression(
+        6, l2=1e-3, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+
+
+def test_controller_state_survives_a_checkpoint_round_trip() -> None:
+    X, y = SyntheticStream(6, seed=8, label_noise=0.05).samples(0, 30000)
+    straight, resumed = _controlled_model(), _controlled_model()
+    cut = 0
+    for model in (straight, resumed):
+        start = 0
+        while start < len(y):
+            if model is resumed and cut == 0 and start >= 15000:
+                cut = start
+                document = {"model": resumed.get_state(), "positions": {}, "offsets": {},
+                            "totals": vars(Totals()), "source": {}, "batch_size": 8}  # fmt: skip
+                model = resumed = OnlineLogisticRegression.from_state(
+                    loads(dumps(document))["model"]
+                )
+            m = model.controller.batch_size
+            model.learn_batch(X[start : start + m], y[start : start + m])
+            start += m
+    assert resumed.parameters.tobytes() == straight.parameters.tobytes()
+    a, b = resumed.controller.get_state(), straight.controller.get_state()
+    assert a.keys() == b.keys()
+    assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    assert a["batch_size"] != 8 or a["progress"] > 0  # the controller did something
+
+
+def _scrape(config_values: dict[str, object]) -> tuple[dict[str, float], object]:
+    config = train_config(
+        source="synthetic", n_features=8, progress="never", log_interval_seconds=0, **config_values
+    )
+    service, resources = build_service(config)
+    try:
+        service.run()
+    finally:
+        resources.close()
+    assert resources.registry is not None
+    values = {}
+    for line in generate_latest(resources.registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values, service
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"batch_size": 1},
+        {"batch_size": 32},
+        {"batch_size": "auto", "learning_rate": "auto"},
+        {"batch_size": "auto", "learning_rate": 0.05, "l2": 1e-3},
+    ],
+)
+def test_no_gauge_reads_infinite_after_a_run(settings: dict[str, object]) -> None:
+    """Every sample on /metrics (the registry's text) is finite or NaN, never ±Inf (bucket
+    labels le="+Inf" are labels, not values), in each mode."""
+    values, _ = _scrape({"max_samples": 6000, **settings})
+    assert values["streamsgd_samples_learned_total"] == 6000
+    infinite = [name for name, value in values.items() if math.isinf(value)]
+    assert not infinite
+    for gauge in ("streamsgd_gradient_statistics_trusted", "streamsgd_suggested_batch_size",
+                  "streamsgd_learning_rate_gain"):  # fmt: skip
+        assert gauge in values
+
+
+def test_auto_run_exports_the_controller_gauges() -> None:
+    values, service = _scrape({"batch_size": "auto", "learning_rate": "auto", "seed": 3,
+                               "max_samples": 40000})  # fmt: skip
+    controller = service.model.controller
+    assert controller is not None and controller.batch_size != 8  # m moved
+    assert values["streamsgd_learning_rate_gain"] == controller.gain >= 1.0
+    assert values["streamsgd_learning_rate"] == controller.learning_rate
+    assert values["streamsgd_gradient_statistics_trusted"] in (0.0, 1.0)
+    suggested = values["streamsgd_suggested_batch_size"]
+    assert math.isnan(suggested) == math.isnan(controller.suggested_batch_size)
+
+
+def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    common = ["train", "--source", "synthetic", "--n-features", "5", "--metrics-port", "0",
+              "--progress", "never", "--max-samples", "20000"]  # fmt: skip
+    directory = tmp_path / "flags"
+    args = ["--batch-size", "auto", "--learning-rate", "auto", "--checkpoint-dir", str(directory)]
+    assert main([*common, *args]) == 0
+    state = DirectoryCheckpointStore(directory, read_only=True).load()
+    assert state is not None and state["model"]["controller"]["adaptive_learning_rate"] is True
+    assert state["batch_size"] == state["model"]["controller"]["batch_size"]
+    monkeypatch.setenv("STREAMSGD_BATCH_SIZE", "auto")
+    monkeypatch.setenv("STREAMSGD_MIN_BATCH_SIZE", "4")
+    assert main([*common, "--checkpoint-dir", str(tmp_path / "env")]) == 0
+    state = DirectoryCheckpointStore(tmp_path / "env", read_only=True).load()
+    assert state is not None
+    stored = state["model"]["controller"]
+    assert stored["adaptive_batch_size"] is True and stored["min_batch_size"] == 4
+    assert stored["adaptive_learning_rate"] is False
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"learning_rate": "auto", "optimizer": "adagrad"}, "needs --optimizer sgd"),
+        ({"batch_size": "auto", "reduction": "sum"}, "need --reduction mean"),
+        ({"learning_rate": "auto", "batch_size": 1}, "--batch-size >= 2"),
+        ({"batch_size": "auto", "min_batch_size": 1}, "--min-batch-size >= 2"),
+        ({"batch_size": "auto", "min_batch_size": 64, "max_batch_size": 32}, "must not exceed"),
+        ({"batch_size": "many"}, "positive integer or auto"),
+    ],
+)
+def test_bad_auto_combinations_are_one_line_errors(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train_config(**values)
+
+
+def _controlled_service(source: MemorySource, store: DirectoryCheckpointStore) -> TrainingService:
+    model = OnlineLogisticRegression(
+        5, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+    config = ServiceConfig(batch_size=8, checkpoint_every_updates=1)
+    return TrainingService(model, source, Decoder(5), config, checkpoint_store=store)
+
+
+def test_service_follows_the_controller_and_resumes_bit_for_bit(tmp_path: Path) -> None:
+    """The loop reads m from the controller after every step; crashes (checkpoints after
+    every update) and restarts end with exactly the weights and controller state of one
+    uninterrupted run."""
+    X, y = SyntheticStream(5, seed=9, label_noise=0.05, drift=3.0).samples(0, 12000)
+    records = [encode_dense(X[i], float(y[i])) for i in range(len(y))]
+    straight = _controlled_service(MemorySource(records, per_poll=50), None)  # type: ignore[arg-type]
+    straight.run()
+    assert straight.model.controller is not None
+    assert straight.model.controller.batch_size != 8  # m moved during the run
+    store = DirectoryCheckpointStore(tmp_path)
+    for fail_after in (40, 60, 50):
+        crashing = _controlled_service(MemorySource(records, 50, fail_after), store)
+        with pytest.raises(KeyboardInterrupt):
+            crashing.run()
+    final = _controlled_service(MemorySource(records, per_poll=50), store)
+    final.run()
+    assert final.model.parameters.tobytes() == straight.model.parameters.tobytes()
+    assert final.model.n_updates == straight.model.n_updates
+    a, b = final.model.controller.get_state(), straight.model.controller.get_state()  # type: ignore[union-attr]
+    assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def test_batch_size_grows_only_while_the_step_size_can_grow_with_it() -> None:
+    """A trusted target far above m doubles m, unless the curvature cap leaves no room for
+    the gain at 2m (η₀ = 1 with a cap of 0.1: a larger m would take the same capped step)."""
+    sizes = {}
+    for capped in (False, True):
+        rng = np.random.default_rng(10)
+        controller = NoiseController.create("auto")
+        stats = RunningGradientStatistics()
+        schedule = LearningRateSchedule(1.0)
+        G = _direction(math.sqrt(200 / 300.0), 200)  # B = 300, m* = 70
+        for _ in range(1500):
+            sums = _gradient_sums(rng, G, 1.0, controller.batch_size)
+            sums.row_squared_norm_sum = 40.0 * sums.n_samples  # S̄ = 40: cap = 1/10
+            eta, gain = controller.step_size(sums, stats, schedule, l2=0.0, curvature_cap=capped)
+            stats.update(sums)
+            controller.step_applied(sums, stats, eta, gain)
+        assert stats.trusted and controller.suggested_batch_size > 32
+        sizes[capped] = controller.batch_size
+    assert sizes[False] >= 32 and sizes[True] == 8
