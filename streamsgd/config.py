@@ -209,6 +209,12 @@ class ModelConfig(Section):
     max_weight_norm: float = option(
         1e6, "the model is unhealthy when ||w|| exceeds this", POSITIVE_FLOAT
     )
+    standardize: bool = option(
+        False,
+        "learn on features standardised online by their running mean and standard deviation "
+        "(dense features only; weights are reported for raw features)",
+        BOOLEAN,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -297,6 +303,8 @@ class TrainConfig:
                 )
             if kind == "synthetic":
                 raise ConfigError("the synthetic source is dense: drop --hash-bits")
+            if model.standardize:
+                raise ConfigError("--standardize needs dense features: drop --hash-bits")
         elif model.n_features is None and kind != "synthetic":
             raise ConfigError(f"--source {kind} needs --n-features (or --hash-bits)")
 

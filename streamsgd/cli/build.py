@@ -95,6 +95,7 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
         stats_smoothing=m.stats_smoothing,
         clip_norm_ratio=m.clip_norm_ratio,
         max_weight_norm=m.max_weight_norm,
+        standardize=m.standardize,
     )
 
 

@@ -26,11 +26,12 @@ per-batch sums of deviations from the shift K = μ (the mean before the batch)::
     n' = n + m,   μ' = K + S₁ / n',   M2' = M2 + S₂ − S₁² / n'
 
 which is exact for any split of the data (the shifted-data form of Chan, Golub and LeVeque
-1979: M2 of the union = M2 + M2_batch + n m (μ_batch − μ)² / n'), and numerically stable
-because the deviations are taken from the running mean. N replicas that share the state
-add their (m, S₁, S₂) (:class:`MomentSums` ``+``) before one fold. σ_j = √(M2_j / (n − 1)).
-The very first batch is shifted by K = 0: a feature whose |mean| exceeds its standard
-deviation by a factor F loses about 2 log₁₀ F digits of M2 in that batch only.
+1979, :meth:`Standardizer.fold`), and numerically stable because the deviations are taken
+from the running mean. N replicas that share the state add their (m, S₁, S₂)
+(:class:`MomentSums` ``+``) before one fold. σ_j = √(M2_j / (n − 1)). The model's very
+first batch is shifted by the prior centre K = 0 (a first row as the shift could be a
+hostile one): a feature whose |mean| exceeds its standard deviation by a factor F loses
+about 2 log₁₀ F digits of M2 in that batch only.
 
 Bounded influence: x̃_i is the row as the model learned it — with κ = ``clip_norm_ratio``
 > 0, z_i scaled by the row clip c_i = min(1, κ s / ‖[z_i ; 1]‖) of :mod:`.row_scale`
@@ -79,6 +80,8 @@ class MomentSums:
     ----------
     n_samples : int
         m.
+    shift : ndarray of shape (d,)
+        K.
     deviation_sum : ndarray of shape (d,)
         S₁ = Σ_i (x̃_i − K).
     squared_deviation_sum : ndarray of shape (d,)
@@ -86,24 +89,33 @@ class MomentSums:
     """
 
     n_samples: int
+    shift: FloatArray
     deviation_sum: FloatArray
     squared_deviation_sum: FloatArray
 
     @classmethod
-    def from_deviations(cls, deviations: FloatArray) -> MomentSums:
+    def from_deviations(cls, deviations: FloatArray, shift: FloatArray) -> MomentSums:
         """The sums of an (m, d) array of deviations x̃_i − K."""
         return cls(
             len(deviations),
+            shift,
             deviations.sum(axis=0),
             np.einsum("ij,ij->j", deviations, deviations),
         )
 
     def __add__(self, other: MomentSums) -> MomentSums:
-        """The sums of both batches (taken from the same shift K)."""
+        """The sums of both batches, from this one's shift: a plain sum when the shifts are
+        equal (replicas that share the state), else ``other`` re-centred by Δ = K_o − K:
+        S₁ + m_o Δ and S₂ + 2 Δ S₁ + m_o Δ² (accurate while Δ is of the order of σ)."""
+        s1, s2 = other.deviation_sum, other.squared_deviation_sum
+        if not np.array_equal(other.shift, self.shift):
+            delta = other.shift - self.shift
+            s1, s2 = s1 + other.n_samples * delta, s2 + (2.0 * s1 + other.n_samples * delta) * delta
         return MomentSums(
             self.n_samples + other.n_samples,
-            self.deviation_sum + other.deviation_sum,
-            self.squared_deviation_sum + other.squared_deviation_sum,
+            self.shift,
+            self.deviation_sum + s1,
+            self.squared_deviation_sum + s2,
         )
 
 
@@ -262,7 +274,7 @@ class Standardizer(InputFrame):
             with np.errstate(over="ignore", invalid="ignore"):
                 raw = X[:, frame.unscaled] - frame.mean[frame.unscaled]
             deviations[:, frame.unscaled] = np.clip(raw, -cap, cap)
-        return MomentSums.from_deviations(deviations)
+        return MomentSums.from_deviations(deviations, frame.mean)
 
     def commit(self) -> None:
         """Fold the batch of the last :meth:`prepare` (called once its step is applied)."""
@@ -271,25 +283,35 @@ class Standardizer(InputFrame):
             self._pending = None
 
     def fold(self, sums: MomentSums) -> None:
-        """n' = n + m, μ' = μ + S₁/n', M2' = M2 + max(S₂ − S₁²/n', 0) (sums taken from the
-        current μ); sums that are not finite are left out. Replaces :attr:`frame`."""
-        s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
-        if sums.n_samples == 0:
+        """Merge a batch's sums into (n, μ, M2) (Chan, Golub and LeVeque 1979)::
+
+            μ_b = K + S₁/m,  M2_b = max(S₂ − S₁²/m, 0),  δ = μ_b − μ,  n' = n + m,
+            μ' = μ + δ m/n',  M2' = M2 + M2_b + δ² n m/n'
+
+        (with K = μ this is μ' = μ + S₁/n', M2' = M2 + S₂ − S₁²/n'). Sums that are not
+        finite are left out. Replaces :attr:`frame`.
+        """
+        m = sums.n_samples
+        if m == 0:
             return
         with np.errstate(over="ignore", invalid="ignore"):
-            if not (np.isfinite(s1).all() and np.isfinite(s2).all()):
+            s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
+            batch_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)  # ≥ 0 exactly; round-off
+            delta = sums.shift + s1 / m - self.mean
+            n_total = self.n_samples + m
+            mean = self.mean + delta * (m / n_total)
+            m2 = self.squared_deviations + batch_m2 + delta * delta * (self.n_samples * m / n_total)
+            if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
                 return
-            n_total = self.n_samples + sums.n_samples
-            increment = np.maximum(s2 - s1 * s1 / n_total, 0.0)  # ≥ 0 exactly; round-off
-        self.n_samples = n_total
-        self.mean = self.mean + s1 / n_total
-        self.squared_deviations = self.squared_deviations + increment
-        self.frame = frame_of(self.n_samples, self.mean, self.squared_deviations)
+        self.n_samples, self.mean, self.squared_deviations = n_total, mean, m2
+        self.frame = frame_of(n_total, mean, m2)
 
     def deviation_sums(self, rows: FloatArray) -> MomentSums:
-        """(m, S₁, S₂) of given rows (already bounded) from the current μ: what a replica
-        sends; ``fold(a + b)`` equals folding the union's rows."""
-        return MomentSums.from_deviations(rows - self.mean)
+        """(m, K, S₁, S₂) of given rows (already bounded): K = μ, or the first row while
+        n = 0 (so that even the first batch is summed from a shift inside its own spread).
+        What a replica sends; ``fold(a + b)`` equals folding the union's rows."""
+        shift = self.mean if self.n_samples or not len(rows) else rows[0].copy()
+        return MomentSums.from_deviations(rows - shift, shift)
 
     @property
     def scale(self) -> FloatArray:
