@@ -209,12 +209,7 @@ class ModelConfig(Section):
     max_weight_norm: float = option(
         1e6, "the model is unhealthy when ||w|| exceeds this", POSITIVE_FLOAT
     )
-    standardize: bool = option(
-        False,
-        "learn on features standardised online by their running mean and standard deviation "
-        "(dense features only; weights are reported for raw features)",
-        BOOLEAN,
-    )
+    standardize: bool = option(False, "learn on features standardised online (dense only)", BOOLEAN)
 
 
 @dataclass(frozen=True, kw_only=True)
