@@ -63,6 +63,9 @@ from .validation import Features
 RELATIVE_SCALE_FLOOR = 1e-7
 """σ_j ≤ this × |μ_j| counts as constant (1/σ_j := 0)."""
 
+MIN_SCALE = 1e-300
+"""σ_j ≤ this counts as constant too (1/σ_j would overflow)."""
+
 SCORE_LIMIT = 1e300
 """|z_j| of a finite input is capped here (x far beyond σ overflows (x − μ)/σ otherwise);
 the row clip then bounds the row. Non-finite inputs stay non-finite (their step is skipped)."""
@@ -143,16 +146,19 @@ class Frame:
 
 
 def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -> Frame:
-    """μ, σ = √(M2 / (n − 1)) and 1/σ from the running statistics (see the module doc)."""
+    """μ, σ = √(M2 / (n − 1)) and 1/σ from the running statistics (see the module doc).
+
+    σ is usable when σ > ``RELATIVE_SCALE_FLOOR`` |μ| + ``MIN_SCALE`` (so 1/σ is finite).
+    """
     if n_samples < 2:
-        scale = np.zeros_like(mean)
-    else:
-        scale = np.sqrt(squared_deviations / (n_samples - 1))
-    with np.errstate(divide="ignore", over="ignore"):
-        inverse = 1.0 / scale
-    usable = (scale > RELATIVE_SCALE_FLOOR * np.abs(mean)) & np.isfinite(inverse)
+        zeros = np.zeros_like(mean)
+        return Frame(mean, zeros, zeros, np.arange(len(mean), dtype=np.int64))
+    scale = np.sqrt(squared_deviations * (1.0 / (n_samples - 1)))
+    usable = scale > RELATIVE_SCALE_FLOOR * np.abs(mean) + MIN_SCALE
+    if usable.all():  # the usual case once warm: three array operations
+        return Frame(mean, scale, 1.0 / scale, np.empty(0, dtype=np.int64))
     scale = np.where(usable, scale, 0.0)
-    inverse_scale = np.where(usable, inverse, 0.0)
+    inverse_scale = np.divide(1.0, scale, out=np.zeros_like(scale), where=usable)
     return Frame(mean, scale, inverse_scale, np.flatnonzero(~usable).astype(np.int64))
 
 
@@ -228,8 +234,10 @@ class Standardizer(InputFrame):
         frame = self.frame
         with np.errstate(over="ignore", invalid="ignore"):
             Z = (X - frame.mean) * frame.inverse_scale
-            overflowed = np.isinf(Z) & np.isfinite(X)
-            if overflowed.any():
+            # One sum tells whether anything is not finite (rarely a false alarm: finite
+            # values whose sum overflows); only then look for the entries to cap.
+            if not math.isfinite(float(Z.sum())):
+                overflowed = np.isinf(Z) & np.isfinite(X)
                 Z[overflowed] = np.copysign(SCORE_LIMIT, Z[overflowed])
         return Z
 
@@ -294,15 +302,22 @@ class Standardizer(InputFrame):
         m = sums.n_samples
         if m == 0:
             return
+        s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
+        n_total = self.n_samples + m
         with np.errstate(over="ignore", invalid="ignore"):
-            s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
-            batch_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)  # ≥ 0 exactly; round-off
-            delta = sums.shift + s1 / m - self.mean
-            n_total = self.n_samples + m
-            mean = self.mean + delta * (m / n_total)
-            m2 = self.squared_deviations + batch_m2 + delta * delta * (self.n_samples * m / n_total)
-            if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
-                return
+            if sums.shift is self.mean:  # the model's batches: K = μ, the short form
+                mean = self.mean + s1 * (1.0 / n_total)
+                increment = np.maximum(s2 - s1 * s1 * (1.0 / n_total), 0.0)  # ≥ 0 exactly
+                m2 = self.squared_deviations + increment
+            else:
+                batch_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)  # ≥ 0 exactly; round-off
+                delta = sums.shift + s1 / m - self.mean
+                mean = self.mean + delta * (m / n_total)
+                shift_term = delta * delta * (self.n_samples * m / n_total)
+                m2 = self.squared_deviations + batch_m2 + shift_term
+            if not math.isfinite(float(mean.sum() + m2.sum())):
+                if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
+                    return
         self.n_samples, self.mean, self.squared_deviations = n_total, mean, m2
         self.frame = frame_of(n_total, mean, m2)
 
