@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,9 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression, SparseRows
+from streamsgd.cli.build import build_model
+from streamsgd.cli.main import parse
+from streamsgd.cli.train import config_from_args
 from streamsgd.core.losses import sigmoid
 from streamsgd.core.sequential import fast_path_unsupported, learn_sequence
 from streamsgd.core.standardize import InputFrame, Standardizer
+from streamsgd.model_document import model_document
 
 D = 6
 SCALES = np.logspace(-3, 3, D)  # per-feature scales 1e-3 … 1e3
@@ -302,3 +308,33 @@ def test_off_by_default_and_states_without_it_still_load():
         {**state, "params": {**state["params"], "standardize": True}}
     )
     assert isinstance(switched.inputs, Standardizer) and switched.inputs.n_samples == 0
+
+
+def test_model_document_reports_raw_space_coefficients():
+    model, _ = _trained(n=160)
+    document = model_document(model)
+    assert document["coef"] == model.coef_.tolist()
+    assert document["intercept"] == model.intercept_
+    assert document["params"]["standardize"] is True
+    assert document["coef"] != model._theta[:-1].tolist()  # not the standardised weights
+
+
+HASHED_FILE_SOURCE = ["--hash-bits", "8", "--source", "file", "--path", "-"]
+
+
+def test_the_flag_builds_a_standardising_model_and_is_refused_with_hashing(monkeypatch):
+    monkeypatch.delenv("STREAMSGD_STANDARDIZE", raising=False)
+    assert not build_model(config_from_args(parse(["train"]))).inputs.enabled
+    assert build_model(config_from_args(parse(["train", "--standardize"]))).inputs.enabled
+    monkeypatch.setenv("STREAMSGD_STANDARDIZE", "true")
+    assert build_model(config_from_args(parse(["train"]))).inputs.enabled
+    result = subprocess.run(
+        [sys.executable, "-m", "streamsgd", "train", "--standardize", *HASHED_FILE_SOURCE],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().splitlines() == [
+        "streamsgd: error: --standardize needs dense features: drop --hash-bits"
+    ]
