@@ -42,6 +42,10 @@ moves μ_j by at most κ s σ_j / n' and adds at most (κ s σ_j)² to M2_j, wha
 units of κ s, e.g. a year, thus starts with a too large σ that decays as 1/n). With κ = 0
 nothing is clipped, and a batch whose sums overflow is left out of the statistics.
 
+Importance weights weight the gradient, not the statistics (every learned row counts once).
+:func:`.sequential.learn_sequence` runs the per-sample ``learn_batch`` loop with
+standardisation (μ, σ move after every step: no fixed Gram recursion).
+
 Sparse hashed features (:class:`SparseRows`) are not supported: centring destroys their
 sparsity, and their per-coordinate scale is what AdaGrad (or VW's normalised updates,
 Ross, Mineiro and Langford 2013) already adapts to.
