@@ -218,6 +218,7 @@ class ModelConfig(Section):
     max_weight_norm: float = option(
         1e6, "the model is unhealthy when ||w|| exceeds this", POSITIVE_FLOAT
     )
+    standardize: bool = option(False, "learn on features standardised online (dense only)", BOOLEAN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,6 +292,8 @@ class TrainConfig:
                 )
             if kind == "synthetic":
                 raise ConfigError("the synthetic source is dense: drop --hash-bits")
+            if model.standardize:
+                raise ConfigError("--standardize needs dense features: drop --hash-bits")
         elif model.n_features is None and kind != "synthetic":
             raise ConfigError(f"--source {kind} needs --n-features (or --hash-bits)")
         if self.controlled and model.reduction != "mean":

@@ -30,6 +30,7 @@ from . import __version__
 from .codec import REJECT_REASONS
 from .core.controller import norm_test_batch_size
 from .core.model import BatchStats, OnlineLogisticRegression
+from .core.row_scale import vector_norm
 from .core.sequential import SequenceStats
 from .ports import Sensor
 from .totals import CLIP_REASONS, SKIP_REASONS
@@ -54,14 +55,6 @@ UPDATE_DURATION_BUCKETS = (
 def _finite(value: float) -> float:
     """``value``, or NaN when it is ±Inf (so that no gauge ever reads ±Inf)."""
     return value if math.isfinite(value) else math.nan
-
-
-def _weight_norm(w: np.ndarray) -> float:
-    """‖w‖ without overflow (via the largest entry); NaN when w is not finite."""
-    if not np.isfinite(w).all():
-        return math.nan
-    largest = float(np.max(np.abs(w), initial=0.0))
-    return largest * float(np.linalg.norm(w / largest)) if largest > 0.0 else 0.0
 
 
 def model_health(model: OnlineLogisticRegression) -> str | None:
@@ -259,7 +252,7 @@ class PrometheusSensor(Sensor):
     def observe_model(self, model: OnlineLogisticRegression) -> None:
         """Model-level gauges; also called once at start-up (after a restore)."""
         with np.errstate(over="ignore", invalid="ignore"):  # an exploded model reads NaN
-            self.model_weight_norm.set(_weight_norm(model.parameters[:-1]))
+            self.model_weight_norm.set(vector_norm(model.parameters[:-1]))
         self.model_features.set(model.n_features)
         self.model_healthy.set(0.0 if model_health(model) else 1.0)
         stats = model.gradient_stats

@@ -124,9 +124,12 @@ def _validate_model(model: Any) -> None:
     try:  # the model must rebuild from it (inspect and the service's restore() do)
         OnlineLogisticRegression.from_state(model)
     except KeyError as exc:
-        raise _fail("model.params", f"misses {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise _fail("model.params", str(exc).splitlines()[0][:200]) from None
+        raise _fail("model", f"misses {exc}") from None
+    # Any other failure to rebuild (a mistyped controller or standardiser state, say) makes
+    # the checkpoint unusable just the same; its message names the part.
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise _fail("model", detail) from None
 
 
 _COUNTER_TOTALS = (

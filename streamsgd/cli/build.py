@@ -115,6 +115,7 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
         clip_norm_ratio=m.clip_norm_ratio,
         max_weight_norm=m.max_weight_norm,
         controller=build_controller(config),
+        standardize=m.standardize,
     )
 
 

@@ -16,9 +16,10 @@ from numpy.typing import ArrayLike, NDArray
 from .controller import NoiseController
 from .gradient_stats import BatchSums, RunningGradientStatistics, SingleSteps
 from .losses import sigmoid
-from .row_scale import initial_scale, next_scale
+from .row_scale import initial_scale, next_scale, vector_norm
 from .schedules import LearningRateSchedule
 from .sparse import SparseRows
+from .standardize import InputFrame, input_frame
 from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums, propose_step
 from .types import FloatArray
 from .validation import Features, check_batch, check_features
@@ -85,6 +86,8 @@ class OnlineLogisticRegression:
     controller : NoiseController, optional
         Chooses η per step and the next batch size (:mod:`.controller`; ``reduction="mean"``
         only). None (the default): η_t = schedule(n_updates).
+    standardize : bool
+        Learn on standardised dense features (:mod:`.standardize`); θ reported for raw ones.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class OnlineLogisticRegression:
         clip_norm_ratio: float = 10.0,
         max_weight_norm: float = 1e6,
         controller: NoiseController | None = None,
+        standardize: bool = False,
     ) -> None:
         if not (isinstance(n_features, int | np.integer) and n_features >= 1):
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
@@ -142,6 +146,7 @@ class OnlineLogisticRegression:
         self.n_updates = self.n_samples_seen = 0
         self.gradient_stats = RunningGradientStatistics(smoothing=stats_smoothing)
         self._column_workspace: NDArray[np.intp] | None = None  # see batch_sums
+        self.inputs: InputFrame = input_frame(self.n_features, bool(standardize))
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -154,19 +159,18 @@ class OnlineLogisticRegression:
 
     @property
     def coef_(self) -> FloatArray:
-        """w, shape (n_features,)."""
-        return self._snapshot()[:-1]
+        """w (for raw features), shape (n_features,)."""
+        return self.inputs.raw_parameters(self._snapshot())[:-1]
 
     @property
     def intercept_(self) -> float:
-        """b."""
-        return float(self._theta[-1])
+        """b (for raw features)."""
+        return float(self.inputs.raw_parameters(self._snapshot())[-1])
 
     @property
     def parameters(self) -> FloatArray:
-        """θ = [w ; b], shape (n_features + 1,): a read-only copy of the current weights,
-        consistent even while another thread trains the model."""
-        snapshot = self._snapshot()
+        """θ = [w ; b] for raw features, shape (d + 1,): a read-only copy, thread-consistent."""
+        snapshot = self.inputs.raw_parameters(self._snapshot())
         snapshot.flags.writeable = False
         return snapshot
 
@@ -176,23 +180,12 @@ class OnlineLogisticRegression:
         theta = self._snapshot()
         if not np.isfinite(theta).all():
             return "non_finite"
-        w = theta[:-1]
-        # ‖w‖ via the largest entry first: the plain sum of squares overflows above 1e154.
-        largest = float(np.max(np.abs(w)))
-        norm = largest * float(np.linalg.norm(w / largest)) if largest > 0.0 else 0.0
-        return "weight_norm" if norm > self.max_weight_norm else None
+        return "weight_norm" if vector_norm(theta[:-1]) > self.max_weight_norm else None
 
     # ------------------------------------------------------------------ inference
-    @staticmethod
-    def _scores(X: Features, theta: FloatArray) -> FloatArray:
-        w, b = theta[:-1], theta[-1]
-        if isinstance(X, SparseRows):
-            return X.matvec(w) + b
-        return X @ w + b
-
     def decision_function(self, X: ArrayLike | SparseRows) -> FloatArray:
-        """z = X w + b, shape (n,)."""
-        return self._scores(check_features(X, self.n_features), self._snapshot())
+        """z = X w + b, shape (n,) (standardize: w, b applied to the standardised X)."""
+        return self.inputs.scores(check_features(X, self.n_features), self._snapshot())
 
     def predict_proba(self, X: ArrayLike | SparseRows) -> FloatArray:
         """p(y = 1 | x) for each row, shape (n,)."""
@@ -214,6 +207,7 @@ class OnlineLogisticRegression:
     def _batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
+        X = self.inputs.prepare(X, self.row_scale, self.clip_norm_ratio)
         sparse_columns = isinstance(X, SparseRows) and len(y) >= 2 and not (self.l1 or self.l2)
         if sparse_columns and self._column_workspace is None:
             self._column_workspace = np.empty(self.n_features, dtype=np.intp)
@@ -263,6 +257,7 @@ class OnlineLogisticRegression:
                 self._squared_gradient_sum[proposal.active] = proposal.accumulated
         self.n_updates += 1
         self.n_samples_seen += m
+        self.inputs.commit()
         if self.clip_norm_ratio > 0.0:
             self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
@@ -352,6 +347,7 @@ class OnlineLogisticRegression:
             "gradient_statistics": self.gradient_statistics,
             "clip_norm_ratio": self.clip_norm_ratio,
             "max_weight_norm": self.max_weight_norm,
+            "standardize": self.inputs.enabled,
         }
 
     def get_state(self) -> dict[str, Any]:
@@ -369,6 +365,7 @@ class OnlineLogisticRegression:
             "gradient_stats": self.gradient_stats.get_state(),
             "row_scale": self.row_scale,
             "controller": None if self.controller is None else self.controller.get_state(),
+            "standardizer": self.inputs.get_state(),
         }
 
     @classmethod
@@ -397,4 +394,5 @@ class OnlineLogisticRegression:
         model.row_scale = row_scale
         stored = state.get("controller")
         model.controller = None if stored is None else NoiseController.from_state(stored)
+        model.inputs = model.inputs.restored(state.get("standardizer"))
         return model

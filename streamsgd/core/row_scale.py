@@ -54,6 +54,15 @@ def next_scale(scale: float, mean_capped_norm: float) -> float:
     return (1.0 - SCALE_SMOOTHING) * scale + SCALE_SMOOTHING * mean_capped_norm
 
 
+def vector_norm(vector: FloatArray) -> float:
+    """‖v‖ without overflow for any finite v (M ‖v / M‖ with M = max |v_j|; the plain sum of
+    squares overflows above 1e154); NaN when v is not finite."""
+    if not np.isfinite(vector).all():
+        return math.nan
+    largest = float(np.max(np.abs(vector), initial=0.0))
+    return largest * float(np.linalg.norm(vector / largest)) if largest > 0.0 else 0.0
+
+
 def squared_row_norms(X: Features) -> FloatArray:
     """‖x_i‖², shape (m,) (+inf where the sum of squares overflows: expected for extreme
     rows, which :func:`augmented_norms` measures again without overflow; the caller

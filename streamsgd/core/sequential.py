@@ -16,7 +16,7 @@ is folded in at once by :meth:`RunningGradientStatistics.fold_single_steps`, and
 enters the model through :meth:`OnlineLogisticRegression.apply_block`.
 
 Configurations the recursion does not cover — ``optimizer="adagrad"``, ``l1 > 0``, sparse
-features (:class:`SparseRows`), a factor a_t ≤ 0, or a row beyond
+features (:class:`SparseRows`), ``standardize=True``, a factor a_t ≤ 0, or a row beyond
 :data:`.row_scale.EXTREME_NORM` — fall back to calling ``learn_batch`` once per sample, which
 is the definition. A block whose result is not finite (a step the model would skip) is undone
 and replayed the same way, so skipped steps are counted exactly as in the per-sample loop.
@@ -105,8 +105,8 @@ def fast_path_unsupported(model: OnlineLogisticRegression, X: object) -> str | N
     Returns
     -------
     str or None
-        A short reason (``"adagrad"``, ``"l1"``, ``"sparse"``), None when the block
-        recursion applies.
+        A short reason (``"adagrad"``, ``"l1"``, ``"sparse"``, ``"standardize"``), None
+        when the block recursion applies.
     """
     if model.optimizer != "sgd":
         return model.optimizer
@@ -114,6 +114,8 @@ def fast_path_unsupported(model: OnlineLogisticRegression, X: object) -> str | N
         return "l1"
     if isinstance(X, SparseRows):
         return "sparse"
+    if model.inputs.enabled:  # μ, σ move after every step: no fixed Gram matrix
+        return "standardize"
     return None
 
 
