@@ -574,7 +574,7 @@ def test_a_rebalance_checkpoints_then_commits_what_the_checkpoint_covers(
 def test_sigterm_exits_cleanly_with_a_final_checkpoint_and_matching_commits(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:
-    """SIGTERM while the topic is still being written: exit 0, a final checkpoint whose
+    """SIGTERM mid-stream (more records follow after it): exit 0, a final checkpoint whose
     position is exactly after the last applied step, committed offsets equal to it. Resuming
     from it (same group) up to N gives the uninterrupted model bit-for-bit: the shutdown lost
     and repeated nothing."""
@@ -598,7 +598,10 @@ def test_sigterm_exits_cleanly_with_a_final_checkpoint_and_matching_commits(
     trainer.wait_for(
         lambda: samples_seen(load_checkpoint(checkpoint)) >= 2000, 90, "progress past 2000"
     )
-    assert feeder.sent_samples() < n - 2000, "the stream should still be being written"
+    # The gate holds the last 2000 samples back until after the stop, so the stream goes on
+    # past SIGTERM whatever the machine's speed. (Asserting that the feeder is still sending
+    # at this moment raced the trainer: on a loaded machine the feeder reached its gate
+    # before the trainer had learned 2000 samples.)
     trainer.send(signal.SIGTERM)
     assert trainer.wait_exit(60) == 0, trainer.diagnostics()
     assert "received SIGTERM" in trainer.log_text()
