@@ -193,8 +193,8 @@ class ProgressiveValidation:
     model : OnlineLogisticRegression
         Learns in place.
     batch_size : int or callable returning int
-        m of the next step, asked before every step, so a controller may change it during the
-        run (``--batch-size auto``); an int is a fixed m.
+        m of the next step, asked once per step (after the previous step), so a controller
+        may change it during the run (``--batch-size auto``); an int is a fixed m.
     max_samples : int, optional
         Take at most this many samples from the stream.
     on_step : callable, optional
@@ -216,6 +216,7 @@ class ProgressiveValidation:
     _labels: list[FloatArray] = field(default_factory=list)
     _step_sizes: list[int] = field(default_factory=list)
     _last_batch_size: int = 0
+    _pending_batch_size: int | None = None
     _last_learning_rate: float = math.nan
     _updates_before: int | None = None
 
@@ -273,9 +274,14 @@ class ProgressiveValidation:
     def _steps(self, *, final: bool) -> None:
         """Steps while a full minibatch is buffered (``final``: also a last partial one)."""
         while len(self.buffer):
-            m = self.next_batch_size()
+            # m is decided once per step, after the previous one, and kept while the
+            # buffer fills: the source of m is asked exactly once per step.
+            if self._pending_batch_size is None:
+                self._pending_batch_size = self.next_batch_size()
+            m = self._pending_batch_size
             if len(self.buffer) < m and not final:
                 return
+            self._pending_batch_size = None
             self._step(m)
 
     def _step(self, m: int) -> None:
