@@ -103,15 +103,22 @@ def _source(config: TrainConfig) -> Source:
         raise UsageError(f"cannot open {s.path}: {exc.strerror}") from None
 
 
+def validation(config: TrainConfig) -> ProgressiveValidation:
+    """The runner of ``config``: its model (:func:`.build.build_model`, as train builds it),
+    its m for every step and the step observer (:func:`batch_size_source`), its sample limit.
+    bench/ feeds it decoded runs directly, so it measures exactly what evaluate measures."""
+    model = build_model(config)
+    batch_size, on_step = batch_size_source(config, model)
+    return ProgressiveValidation(
+        model, batch_size, max_samples=config.source.max_samples, on_step=on_step
+    )
+
+
 def evaluate(config: TrainConfig) -> ProgressiveResult:
     """Progressive validation of the stream ``config`` names, with the model it configures."""
     check_config(config)
-    model = build_model(config)
-    batch_size, on_step = batch_size_source(config, model)
+    runner = validation(config)
     decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
-    runner = ProgressiveValidation(
-        model, batch_size, max_samples=config.source.max_samples, on_step=on_step
-    )
     source = _source(config)
     try:
         while not (source.exhausted or runner.done):
