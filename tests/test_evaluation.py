@@ -297,3 +297,35 @@ def test_cli_mistakes_are_one_line_exit_2(tmp_path: Path, args: list[str], messa
     assert len(lines) == 1 and lines[0].startswith("streamsgd: error: ") and message in lines[0]
     assert result.stdout == b""
     assert not (tmp_path / "c").exists()
+
+
+def test_controller_hook_sets_m_per_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook of --batch-size auto: a model carrying a controller chooses each step's m
+    and observes each step (a stand-in controller that doubles m after every step)."""
+    from streamsgd.cli import evaluate as evaluate_command
+
+    class Doubling:
+        batch_size = 1
+
+        def observe(self, stats: object) -> None:
+            self.batch_size *= 2
+
+    real_build = evaluate_command.build_model
+
+    def build_with_controller(config: object) -> OnlineLogisticRegression:
+        model = real_build(config)  # type: ignore[arg-type]
+        model.controller = Doubling()  # type: ignore[attr-defined]
+        return model
+
+    monkeypatch.setattr(evaluate_command, "build_model", build_with_controller)
+    X, y = SyntheticStream(3).samples(0, 100)
+    path = tmp_path / "s.jsonl"
+    write_jsonl(path, X, y)
+    capsys.readouterr()
+    argv = ["evaluate", "--source", "file", "--path", str(path), "--n-features", "3", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    # m = 1, 2, 4, 8, 16, 32, then the last 37 samples in a partial step asked as 64.
+    assert out["n_updates"] == 7 and out["batch_size"] == 64
