@@ -76,11 +76,12 @@ def batch_size_source(
 ) -> tuple[int | Callable[[], int], Callable[[BatchStats], None] | None]:
     """m of the next step, and the observer of each step.
 
-    HOOK(issue 10, controller): with ``--batch-size auto`` the controller chooses m from the
-    measured gradient noise. When it lands, return here its current m as a callable and its
-    update as the observer (the runner asks for m before every step and reports every step's
-    :class:`BatchStats`), e.g. ``lambda: controller.batch_size, controller.observe``. Until
-    then (and for a fixed m) the configured batch size, no observer.
+    HOOK(issue 10, controller): with ``--batch-size auto`` the model that
+    :func:`.build.build_model` builds carries a controller (``model.controller``, the
+    ``NoiseController`` of the statistics work) that the model's own ``learn_batch`` updates
+    after each step; its ``batch_size`` is the m of the next step, read by the runner once per
+    step. A controller that wants to be told about each step instead may offer
+    ``observe(stats: BatchStats)``. Without a controller: the configured fixed batch size.
     """
     controller = getattr(model, "controller", None)
     if controller is not None and hasattr(controller, "batch_size"):
