@@ -329,3 +329,22 @@ def test_controller_hook_sets_m_per_step(
     out = json.loads(capsys.readouterr().out)
     # m = 1, 2, 4, 8, 16, 32, then the last 37 samples in a partial step asked as 64.
     assert out["n_updates"] == 7 and out["batch_size"] == 64
+
+
+def test_empty_stream_reports_nulls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"not json\n")
+    capsys.readouterr()
+    argv = ["evaluate", "--source", "file", "--path", str(path), "--n-features", "2", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "n_samples": 0,
+        "n_updates": 0,
+        "n_rejected": 1,
+        "accuracy": None,
+        "log_loss": None,
+        "roc_auc": None,
+        "batch_size": 32,
+        "learning_rate": None,
+    }
