@@ -179,7 +179,8 @@ def _updates_to(result: ProgressiveResult, target: float | None) -> int | None:
     early (the first steps' loss at θ = 0 is log 2) and rise again."""
     if target is None:
         return None
-    above = np.flatnonzero(result.loss_trace() > target)
+    # rtol: the target is another run's trace end, summed in the same order; equal runs tie.
+    above = np.flatnonzero(result.loss_trace() > target * (1 + 1e-12))
     if not len(above):
         return 1
     last_above = int(above[-1])
@@ -295,7 +296,7 @@ def grid(ds: Dataset) -> list[tuple[int, float]]:
 
 def run_dataset(ds: Dataset, repeats: int, log: Callable[[str], None]) -> list[Row]:
     target_run = streamsgd_result(ds, {"batch_size": TARGET_M, "learning_rate": TARGET_ETA})
-    target = target_run.log_loss
+    target = float(target_run.loss_trace()[-1])
     rows = []
     for m, eta in grid(ds):
         rows.append(streamsgd_row(ds, "grid", {"batch_size": m, "learning_rate": eta}, target))
