@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.cli import main
-from streamsgd.codec import Decoder, decode_poll
+from streamsgd.codec import DecodedRun, Decoder, decode_poll
 from streamsgd.core.losses import log_loss, sigmoid
 from streamsgd.evaluation import ProgressiveValidation, accuracy, mean_log_loss, roc_auc
 from streamsgd.sources.file import FileSource
@@ -299,12 +299,14 @@ def test_cli_mistakes_are_one_line_exit_2(tmp_path: Path, args: list[str], messa
     assert not (tmp_path / "c").exists()
 
 
-def test_controller_hook_sets_m_per_step(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The hook of --batch-size auto: a model carrying a controller chooses each step's m
-    and observes each step (a stand-in controller that doubles m after every step)."""
-    from streamsgd.cli import evaluate as evaluate_command
+def test_controller_hook_sets_m_per_step(tmp_path: Path) -> None:
+    """The hook of --batch-size auto: when the built model carries a controller, its
+    ``batch_size`` is each step's m (asked once per step) and its ``observe`` sees each step.
+    A stand-in controller that doubles m after every step, on a model that does not use it."""
+    from types import SimpleNamespace
+
+    from streamsgd.cli.evaluate import batch_size_source
+    from streamsgd.config import train_config
 
     class Doubling:
         batch_size = 1
@@ -312,23 +314,17 @@ def test_controller_hook_sets_m_per_step(
         def observe(self, stats: object) -> None:
             self.batch_size *= 2
 
-    real_build = evaluate_command.build_model
-
-    def build_with_controller(config: object) -> OnlineLogisticRegression:
-        model = real_build(config)  # type: ignore[arg-type]
-        model.controller = Doubling()  # type: ignore[attr-defined]
-        return model
-
-    monkeypatch.setattr(evaluate_command, "build_model", build_with_controller)
+    config = train_config(source="file", path=str(tmp_path / "unused"), n_features=3)
+    assert batch_size_source(config, OnlineLogisticRegression(3)) == (32, None)
+    controller = Doubling()
+    batch_size, on_step = batch_size_source(config, SimpleNamespace(controller=controller))  # type: ignore[arg-type]
     X, y = SyntheticStream(3).samples(0, 100)
-    path = tmp_path / "s.jsonl"
-    write_jsonl(path, X, y)
-    capsys.readouterr()
-    argv = ["evaluate", "--source", "file", "--path", str(path), "--n-features", "3", "--json"]
-    assert main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
+    runner = ProgressiveValidation(OnlineLogisticRegression(3), batch_size, on_step=on_step)
+    runner.feed([DecodedRun("p", 0, X, y, None, False)])
+    result = runner.finish()
     # m = 1, 2, 4, 8, 16, 32, then the last 37 samples in a partial step asked as 64.
-    assert out["n_updates"] == 7 and out["batch_size"] == 64
+    assert result.step_sizes.tolist() == [1, 2, 4, 8, 16, 32, 37]
+    assert result.batch_size == 64 and controller.batch_size == 128
 
 
 def test_empty_stream_reports_nulls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
