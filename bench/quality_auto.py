@@ -311,11 +311,11 @@ def run_dataset(ds: Dataset, repeats: int, log: Callable[[str], None]) -> list[R
 
 
 # ---------------------------------------------------------------------------- report
-def _fmt(value: Any, digits: int = 4) -> str:
+def _fmt(value: Any, digits: int = 4, style: str = "f") -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+        return "nan" if math.isnan(value) else f"{value:.{digits}{style}}"
     return str(value)
 
 
@@ -379,7 +379,7 @@ def markdown(rows: list[Row], described: dict[str, str]) -> str:
             out.append(
                 f"| {name} | {settings} | {_fmt(r.log_loss)} | {_fmt(r.accuracy)} "
                 f"| {_fmt(r.roc_auc)} | {_fmt(r.n_updates)} | {_fmt(r.final_batch_size)} "
-                f"| {_fmt(r.final_learning_rate, 3)} | {_fmt(r.updates_to_target)} "
+                f"| {_fmt(r.final_learning_rate, 3, 'g')} | {_fmt(r.updates_to_target)} "
                 f"| {_fmt(r.cpu_seconds, 2)} |"
             )
         out += ["", "Grid (progressive log loss; rows m, columns η):", ""]
