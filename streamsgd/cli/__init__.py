@@ -1,8 +1,8 @@
-"""Command line: ``streamsgd train | inspect | produce``, and the composition root.
+"""Command line: ``streamsgd train | evaluate | inspect | produce``, and the composition root.
 
-One module per command (:mod:`.train`, :mod:`.inspect`, :mod:`.produce`); the parsers are
-generated from :mod:`streamsgd.config` (:mod:`.parser`); :func:`build_service` wires a
-service from a configuration for the CLI, bench/ and tests (:mod:`.build`).
+One module per command (:mod:`.train`, :mod:`.evaluate`, :mod:`.inspect`, :mod:`.produce`);
+the parsers are generated from :mod:`streamsgd.config` (:mod:`.parser`); :func:`build_service`
+wires a service from a configuration for the CLI, bench/ and tests (:mod:`.build`).
 """
 
 from .build import Resources, build_model, build_service, serve_http, service_config

@@ -1,4 +1,4 @@
-"""``main(argv) -> int`` and the console entry point.
+"""``main(argv) -> int`` and the console entry point (``train | evaluate | inspect | produce``).
 
 ``main`` never raises for user mistakes: a wrong flag, value, environment variable or config
 file, an unreadable checkpoint, prints one line ``streamsgd: error: ...`` and returns 2.
@@ -14,16 +14,16 @@ from collections.abc import Sequence
 
 from ..logs import configure_logging
 from ..options import ConfigError
-from . import inspect, produce, train
+from . import evaluate, inspect, produce, train
 from .layers import read_config_file
 from .parser import build_parser
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse ``argv``; for ``train --config FILE`` (or ``STREAMSGD_CONFIG``) parse again with
-    the file's values under the environment's and the flags'."""
+    """Parse ``argv``; for ``train|evaluate --config FILE`` (or ``STREAMSGD_CONFIG``) parse
+    again with the file's values under the environment's and the flags'."""
     args = build_parser().parse_args(argv)
-    if args.command == "train" and args.config:
+    if args.command in ("train", "evaluate") and args.config:
         args = build_parser(read_config_file(args.config)).parse_args(argv)
     return args
 
@@ -40,6 +40,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.print_config:
         return train.print_config(train_config)
     settings = train_config.logging
+    if args.command == "evaluate":
+        configure_logging(settings.log_level, settings.log_format)
+        return evaluate.run(train_config, args.json, args.predictions)
     configure_logging(
         settings.log_level,
         settings.log_format,

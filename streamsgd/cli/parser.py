@@ -3,6 +3,8 @@
 ``streamsgd train``: one argument group per configuration section; every flag's default is
 the built-in default, overridden by the ``--config`` file, overridden by ``STREAMSGD_<NAME>``
 (all already checked); a flag on the command line wins over all of them.
+``streamsgd evaluate``: the options of train (same generation, same sources of values),
+plus ``--json`` and ``--predictions``.
 ``streamsgd produce``: the same generation; only the passwords come from the environment.
 """
 
@@ -24,6 +26,7 @@ from ..produce_config import (
     ProduceSynthetic,
 )
 from .errors import UsageError
+from .evaluate import add_arguments as add_evaluate_arguments
 from .layers import environment_values
 
 
@@ -117,6 +120,7 @@ def build_parser(
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_train(commands, file_values or {}, environ)
+    _add_evaluate(commands, file_values or {}, environ)
     inspect = commands.add_parser("inspect", help="print a checkpoint")
     inspect.add_argument("directory", help="checkpoint directory")
     inspect.add_argument("--json", action="store_true", help="print the whole checkpoint as JSON")
@@ -132,6 +136,30 @@ def _add_train(commands: Any, file_values: Mapping[str, Any], environ: Mapping[s
         description="Train on a stream. Every flag can also be set with the environment "
         "variable shown next to it, or in a --config file.",
     )
+    _add_train_options(train, file_values, environ)
+
+
+def _add_evaluate(
+    commands: Any, file_values: Mapping[str, Any], environ: Mapping[str, str]
+) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="progressive validation (test-then-train) of a labelled stream",
+        formatter_class=_EnvHelpFormatter,
+        description="Score every sample with the weights before the step that learns it, "
+        "then learn it; print accuracy, log loss and ROC AUC of those scores. Takes every "
+        "flag of train (environment variables and --config too); reads --source file or "
+        "synthetic (with --max-samples); writes no checkpoint and serves nothing.",
+    )
+    _add_train_options(evaluate, file_values, environ)
+    add_evaluate_arguments(evaluate)
+
+
+def _add_train_options(
+    command: argparse.ArgumentParser, file_values: Mapping[str, Any], environ: Mapping[str, str]
+) -> None:
+    """Every configuration option of train (grouped by section) and --config/--print-config."""
+    train = command
     every = [spec for _, spec in train_options()]
     command_options = list(specs(TrainCommandOptions))
     defaults = {spec.name: spec.default for spec in every + command_options}

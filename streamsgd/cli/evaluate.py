@@ -1,0 +1,179 @@
+"""``streamsgd evaluate``: progressive validation of a labelled stream.
+
+Takes every flag of ``streamsgd train`` (the same generated parser; the model and the
+minibatch size come from the same configuration through :func:`.build.build_model`), reads
+``--source file`` (``--path -`` = stdin) or the synthetic stream (then ``--max-samples`` is
+required: the stream is endless) and prints::
+
+    n_samples  n_updates  n_rejected  accuracy  log_loss  roc_auc  batch_size  learning_rate
+
+``--json`` prints them as one JSON object (a value that is not finite, e.g. the AUC of a
+one-class stream, is ``null``). ``--predictions PATH`` writes each sample's pre-step
+probability σ(z), one per line in stream order (``%.17g``, exact), for the samples that were
+scored: a rejected record has no line. Nothing else is written: no checkpoint (``--checkpoint-dir``
+is refused), no HTTP, no Kafka (a progressive evaluation reads a bounded stream once).
+See :mod:`streamsgd.evaluation` for what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from ..codec import Decoder, decode_poll
+from ..config import TrainConfig
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..evaluation import ProgressiveResult, ProgressiveValidation
+from ..ports import Source
+from ..sources.file import FileSource
+from ..sources.synthetic import SyntheticSource
+from ..synthetic import demo_stream
+from .build import build_model
+from .errors import UsageError
+
+POLL_TIMEOUT_SECONDS = 1.0
+
+REPORT_KEYS = (
+    "n_samples",
+    "n_updates",
+    "n_rejected",
+    "accuracy",
+    "log_loss",
+    "roc_auc",
+    "batch_size",
+    "learning_rate",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``evaluate`` besides the train flags."""
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--predictions",
+        metavar="PATH",
+        help="write each sample's pre-step probability p(y=1|x), one per line in stream "
+        "order (rejected records have no line)",
+    )
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse what evaluate cannot honour (one line, exit 2)."""
+    kind = config.source_kind
+    if kind == "kafka":
+        raise UsageError("evaluate reads --source file or synthetic, not kafka")
+    if kind == "synthetic" and config.source.max_samples is None:
+        raise UsageError("evaluate on the synthetic stream needs --max-samples (it is endless)")
+    if config.checkpoint.checkpoint_dir:
+        raise UsageError("evaluate neither reads nor writes checkpoints: drop --checkpoint-dir")
+
+
+def batch_size_source(
+    config: TrainConfig, model: OnlineLogisticRegression
+) -> tuple[int | Callable[[], int], Callable[[BatchStats], None] | None]:
+    """m of the next step, and the observer of each step.
+
+    HOOK(issue 10, controller): with ``--batch-size auto`` the model that
+    :func:`.build.build_model` builds carries a controller (``model.controller``, the
+    ``NoiseController`` of the statistics work) that the model's own ``learn_batch`` updates
+    after each step; its ``batch_size`` is the m of the next step, read by the runner once per
+    step. A controller that wants to be told about each step instead may offer
+    ``observe(stats: BatchStats)``. Without a controller: the configured fixed batch size.
+    """
+    controller = getattr(model, "controller", None)
+    if controller is not None and hasattr(controller, "batch_size"):
+        observe = getattr(controller, "observe", None)
+        return (lambda: int(controller.batch_size)), observe
+    batch_size = config.minibatch.batch_size
+    if not isinstance(batch_size, int):
+        raise UsageError(f"evaluate does not support --batch-size {batch_size} yet")
+    return batch_size, None
+
+
+def _source(config: TrainConfig) -> Source:
+    s = config.source
+    if config.source_kind == "synthetic":
+        return SyntheticSource(demo_stream(config.n_features, s.seed, s.label_noise, s.drift))
+    assert s.path is not None  # TrainConfig checks it
+    try:
+        return FileSource(s.path, s.max_record_bytes)
+    except OSError as exc:
+        raise UsageError(f"cannot open {s.path}: {exc.strerror}") from None
+
+
+def validation(config: TrainConfig) -> ProgressiveValidation:
+    """The runner of ``config``: its model (:func:`.build.build_model`, as train builds it),
+    its m for every step and the step observer (:func:`batch_size_source`), its sample limit.
+    bench/ feeds it decoded runs directly, so it measures exactly what evaluate measures."""
+    model = build_model(config)
+    batch_size, on_step = batch_size_source(config, model)
+    return ProgressiveValidation(
+        model, batch_size, max_samples=config.source.max_samples, on_step=on_step
+    )
+
+
+def evaluate(config: TrainConfig) -> ProgressiveResult:
+    """Progressive validation of the stream ``config`` names, with the model it configures."""
+    check_config(config)
+    runner = validation(config)
+    decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
+    source = _source(config)
+    try:
+        while not (source.exhausted or runner.done):
+            runner.feed(decode_poll(decoder, source.poll(POLL_TIMEOUT_SECONDS)))
+    finally:
+        source.close()
+    return runner.finish()
+
+
+def report(result: ProgressiveResult) -> dict[str, Any]:
+    """The printed values by name (non-finite floats as None)."""
+    values: dict[str, Any] = {
+        "n_samples": result.n_samples,
+        "n_updates": result.n_updates,
+        "n_rejected": result.n_rejected,
+        "accuracy": result.accuracy,
+        "log_loss": result.log_loss,
+        "roc_auc": result.roc_auc,
+        "batch_size": result.batch_size,
+        "learning_rate": result.learning_rate,
+    }
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()
+    }
+
+
+def _open_predictions(path: str | None) -> TextIO | None:
+    """The predictions file, opened before the run so that a bad path fails at once."""
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="ascii")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def run(config: TrainConfig, as_json: bool, predictions: str | None) -> int:
+    """``streamsgd evaluate``; returns the exit code."""
+    check_config(config)
+    out = _open_predictions(predictions)
+    try:
+        result = evaluate(config)
+        if out is not None:
+            # One pre-step probability per line, in stream order; %.17g reads back exactly.
+            out.writelines(f"{p:.17g}\n" for p in result.probabilities.tolist())
+    finally:
+        if out is not None:
+            out.close()
+    values = report(result)
+    if as_json:
+        sys.stdout.write(json.dumps(values, allow_nan=False) + "\n")
+        return 0
+    for key in REPORT_KEYS:
+        value = values[key]
+        text = "nan" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
+        sys.stdout.write(f"{key:<14} {text}\n")
+    return 0
