@@ -119,6 +119,16 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
     )
 
 
+def build_decoder(config: TrainConfig) -> Decoder:
+    """The wire-format decoder of ``config`` (dimension, hashing, size and weight limits)."""
+    return Decoder(
+        config.n_features,
+        config.model.hash_bits,
+        config.source.max_record_bytes,
+        config.source.max_sample_weight,
+    )
+
+
 def service_config(config: TrainConfig) -> ServiceConfig:
     """The loop's settings taken from ``config``."""
     wait_ms = config.minibatch.max_wait_ms
@@ -176,12 +186,7 @@ def build_service(
         if store is not None:
             store.close()
         raise
-    decoder = Decoder(
-        config.n_features,
-        config.model.hash_bits,
-        config.source.max_record_bytes,
-        config.source.max_sample_weight,
-    )
+    decoder = build_decoder(config)
     built = [s for s in (sensor, progress) if s is not None]
     service = service_class(
         build_model(config),

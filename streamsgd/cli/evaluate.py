@@ -24,15 +24,15 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ..codec import Decoder, decode_poll
+from ..codec import decode_poll
 from ..config import TrainConfig
-from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.model import OnlineLogisticRegression
 from ..evaluation import ProgressiveResult, ProgressiveValidation
 from ..ports import Source
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
 from ..synthetic import demo_stream
-from .build import build_model
+from .build import build_decoder, build_model
 from .errors import UsageError
 
 POLL_TIMEOUT_SECONDS = 1.0
@@ -73,24 +73,16 @@ def check_config(config: TrainConfig) -> None:
 
 def batch_size_source(
     config: TrainConfig, model: OnlineLogisticRegression
-) -> tuple[int | Callable[[], int], Callable[[BatchStats], None] | None]:
-    """m of the next step, and the observer of each step.
-
-    HOOK(issue 10, controller): with ``--batch-size auto`` the model that
-    :func:`.build.build_model` builds carries a controller (``model.controller``, the
-    ``NoiseController`` of the statistics work) that the model's own ``learn_batch`` updates
-    after each step; its ``batch_size`` is the m of the next step, read by the runner once per
-    step. A controller that wants to be told about each step instead may offer
-    ``observe(stats: BatchStats)``. Without a controller: the configured fixed batch size.
-    """
-    controller = getattr(model, "controller", None)
-    if controller is not None and hasattr(controller, "batch_size"):
-        observe = getattr(controller, "observe", None)
-        return (lambda: int(controller.batch_size)), observe
+) -> int | Callable[[], int]:
+    """m of the next step: with ``--batch-size auto`` the model's noise controller (which its
+    own ``learn_batch`` updates after each step) says it, read once per step; otherwise the
+    configured fixed batch size."""
+    controller = model.controller
+    if controller is not None:
+        return lambda: int(controller.batch_size)
     batch_size = config.minibatch.batch_size
-    if not isinstance(batch_size, int):
-        raise UsageError(f"evaluate does not support --batch-size {batch_size} yet")
-    return batch_size, None
+    assert isinstance(batch_size, int)  # "auto" always comes with a controller
+    return batch_size
 
 
 def _source(config: TrainConfig) -> Source:
@@ -106,20 +98,18 @@ def _source(config: TrainConfig) -> Source:
 
 def validation(config: TrainConfig) -> ProgressiveValidation:
     """The runner of ``config``: its model (:func:`.build.build_model`, as train builds it),
-    its m for every step and the step observer (:func:`batch_size_source`), its sample limit.
+    its m for every step (:func:`batch_size_source`) and its sample limit.
     bench/ feeds it decoded runs directly, so it measures exactly what evaluate measures."""
     model = build_model(config)
-    batch_size, on_step = batch_size_source(config, model)
-    return ProgressiveValidation(
-        model, batch_size, max_samples=config.source.max_samples, on_step=on_step
-    )
+    batch_size = batch_size_source(config, model)
+    return ProgressiveValidation(model, batch_size, max_samples=config.source.max_samples)
 
 
 def evaluate(config: TrainConfig) -> ProgressiveResult:
     """Progressive validation of the stream ``config`` names, with the model it configures."""
     check_config(config)
     runner = validation(config)
-    decoder = Decoder(config.n_features, config.model.hash_bits, config.source.max_record_bytes)
+    decoder = build_decoder(config)
     source = _source(config)
     try:
         while not (source.exhausted or runner.done):

@@ -18,13 +18,12 @@ from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.cli import main
-from streamsgd.codec import DecodedRun, Decoder, decode_poll
+from streamsgd.codec import Decoder, decode_poll
 from streamsgd.core.losses import log_loss, sigmoid
 from streamsgd.evaluation import ProgressiveValidation, accuracy, mean_log_loss, roc_auc
 from streamsgd.sources.file import FileSource
-from streamsgd.synthetic import SyntheticStream
-
-from .helpers import write_jsonl
+from streamsgd.synthetic import SyntheticStream, demo_stream
+from tests.support.helpers import write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -299,32 +298,23 @@ def test_cli_mistakes_are_one_line_exit_2(tmp_path: Path, args: list[str], messa
     assert not (tmp_path / "c").exists()
 
 
-def test_controller_hook_sets_m_per_step(tmp_path: Path) -> None:
-    """The hook of --batch-size auto: when the built model carries a controller, its
-    ``batch_size`` is each step's m (asked once per step) and its ``observe`` sees each step.
-    A stand-in controller that doubles m after every step, on a model that does not use it."""
-    from types import SimpleNamespace
-
-    from streamsgd.cli.evaluate import batch_size_source
+def test_auto_batch_size_takes_each_steps_m_from_the_models_controller() -> None:
+    """--batch-size auto: every step's m is what the model's noise controller says before
+    that step (replayed on a second model built from the same configuration)."""
+    from streamsgd.cli.build import build_model
+    from streamsgd.cli.evaluate import evaluate
     from streamsgd.config import train_config
 
-    class Doubling:
-        batch_size = 1
-
-        def observe(self, stats: object) -> None:
-            self.batch_size *= 2
-
-    config = train_config(source="file", path=str(tmp_path / "unused"), n_features=3)
-    assert batch_size_source(config, OnlineLogisticRegression(3)) == (32, None)
-    controller = Doubling()
-    batch_size, on_step = batch_size_source(config, SimpleNamespace(controller=controller))  # type: ignore[arg-type]
-    X, y = SyntheticStream(3).samples(0, 100)
-    runner = ProgressiveValidation(OnlineLogisticRegression(3), batch_size, on_step=on_step)
-    runner.feed([DecodedRun("p", 0, X, y, None, False)])
-    result = runner.finish()
-    # m = 1, 2, 4, 8, 16, 32, then the last 37 samples in a partial step asked as 64.
-    assert result.step_sizes.tolist() == [1, 2, 4, 8, 16, 32, 37]
-    assert result.batch_size == 64 and controller.batch_size == 128
+    config = train_config(source="synthetic", max_samples=30_000, n_features=5, batch_size="auto")
+    result = evaluate(config)
+    replay = build_model(config)
+    assert replay.controller is not None
+    X, y = demo_stream(5, config.source.seed).samples(0, 30_000)
+    start = 0
+    for m in result.step_sizes.tolist()[:-1]:  # the last step may be a partial one
+        assert m == replay.controller.batch_size
+        replay.learn_batch(X[start : start + m], y[start : start + m])
+        start += m
 
 
 def test_empty_stream_reports_nulls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
