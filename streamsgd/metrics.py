@@ -262,7 +262,7 @@ class PrometheusSensor(Sensor):
         self.gradient_noise_scale.set(_finite(stats.noise_scale))
         self.gradient_norm_test_ratio.set(_finite(stats.norm_test_ratio))
         self.gradient_statistics_trusted.set(1.0 if stats.trusted else 0.0)
-        controller = getattr(model, "controller", None)
+        controller = model.controller
         if controller is None:
             self.suggested_batch_size.set(_finite(norm_test_batch_size(stats.noise_scale)))
             self.learning_rate_gain.set(1.0)
