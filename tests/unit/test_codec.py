@@ -1,5 +1,6 @@
-"""Wire format (docs/design.md, Wire format; docs/operations.md, Bad records): every bad record is rejected with its exact reason, never
-with any other exception; accepted forms decode exactly; encoders round-trip bit for bit."""
+"""Wire format (docs/design.md, Wire format; docs/operations.md, Bad records): every bad
+record is rejected with its exact reason, never with any other exception; accepted forms
+decode exactly; encoders round-trip bit for bit."""
 
 from __future__ import annotations
 
