@@ -52,6 +52,11 @@ class BatchSums:
     row_squared_norm_sum : float
         Σ_i s_i ‖c_i [x_i ; 1]‖², the curvature bound of the step (logistic loss:
         ∇²ℓ_i ⪯ ¼ s_i ‖c_i [x_i ; 1]‖² I); NaN when the row norms were not computed.
+    curvature_product_sum : ndarray of shape (d + 1,), optional
+        Σ_i s_i σ'(z_i) v_i (v_iᵀ u) with v_i = c_i [x_i ; 1] and σ'(z) = σ(z)(1 − σ(z)):
+        m times the loss Hessian of the batch applied to the controller's unit vector u
+        (:mod:`.curvature`); None without a controller. Batches scored with the same u
+        (replicas share it) add exactly.
     """
 
     n_samples: int
@@ -63,6 +68,7 @@ class BatchSums:
     capped_norm_sum: float = 0.0
     n_clipped: int = 0
     row_squared_norm_sum: float = math.nan
+    curvature_product_sum: FloatArray | None = None
 
     def __add__(self, other: BatchSums) -> BatchSums:
         columns = None
@@ -92,6 +98,9 @@ class BatchSums:
             self.capped_norm_sum + other.capped_norm_sum,
             self.n_clipped + other.n_clipped,
             self.row_squared_norm_sum + other.row_squared_norm_sum,
+            None
+            if self.curvature_product_sum is None or other.curvature_product_sum is None
+            else self.curvature_product_sum + other.curvature_product_sum,
         )
 
     def dense_gradient_sum(self, n_features: int) -> FloatArray:

@@ -33,12 +33,15 @@ decay f (:meth:`LearningRateSchedule.decay_factor`) is indexed by τ, so that a 
 does not change the schedule per sample.
 
 Curvature cap (``optimizer="sgd"`` only). The logistic loss has ∇²ℓ_i ⪯ ¼‖[x_i ; 1]‖² I, so
-the objective's curvature is at most L̂ = ¼ S̄ + λ₂ with S̄ the EWMA (α = 0.05) of the
-batches' mean weighted squared row norm (1/m) Σ_i s_i ‖c_i [x_i ; 1]‖² (the row norms the
-step already computes, clipping included). η_max = c/L̂ with c = 1 (``curvature_factor``):
-with η ≤ 1/L a full-gradient step never increases J. With ``--learning-rate auto``,
-η₀ = c₀/L̂ with c₀ = ½ (``AUTO_BASE_FRACTION``): half the cap at m₀, so the gain can at
-most double η before the cap binds (and m grows only while it can). With a given learning
+the objective's curvature is at most the trace bound T = ¼ S̄ + λ₂ with S̄ the EWMA
+(α = 0.05) of the batches' mean weighted squared row norm (1/m) Σ_i s_i ‖c_i [x_i ; 1]‖²
+(the row norms the step already computes, clipping included). T is loose by up to a factor
+d + 1; the cap uses the tighter L̂ ∈ [T/(d + 1), T] of :mod:`.curvature` (a power iteration
+on ¼ E[s v vᵀ] + λ₂ D, from sums over samples). η_max = c/L̂ with c = 1
+(``curvature_factor``): with η ≤ 1/L a full-gradient step never increases J. With
+``--learning-rate auto``, η₀ = c₀/T with c₀ = ½ (``AUTO_BASE_FRACTION``): the base rate at
+m₀ is what it was with the trace bound, and the gain can grow η up to c/L̂ (m grows only
+while it can). With a given learning
 rate, η₀ is that rate. On the demo stream (d = 20, 300k samples, drift 1 rad/100k) this
 reached a progressive log loss of 0.4757 with 19.8k updates, against 0.4840 for the
 default fixed m = 32, η = 0.1 (9.4k updates) and 0.4755 for m = 8, η = 0.095 (37.5k);
@@ -48,12 +51,14 @@ c₀ = ⅛ (room for a gain of 8) gave 0.4884 with 6.5k updates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .batch_sums import BatchSums
+from .curvature import CurvatureEstimate
 from .gradient_stats import RunningGradientStatistics, state_count
 from .schedules import LearningRateSchedule
+from .types import FloatArray
 
 __all__ = ["NoiseController", "norm_test_batch_size"]
 
@@ -101,8 +106,9 @@ class NoiseController:
         c of the cap η ≤ c/L̂.
 
     State (in the model state and the checkpoint): ``batch_size``, ``progress`` τ,
-    ``row_squared_norm`` S̄, and the last ``gain`` r, ``learning_rate`` η and
-    ``suggested_batch_size`` (clipped m*, NaN when untrusted) for the gauges.
+    ``row_squared_norm`` S̄, the power iteration ``curvature`` (:mod:`.curvature`), and the
+    last ``gain`` r, ``learning_rate`` η and ``suggested_batch_size`` (clipped m*, NaN when
+    untrusted) for the gauges.
     """
 
     adaptive_batch_size: bool = True
@@ -118,6 +124,7 @@ class NoiseController:
     gain: float = 1.0
     learning_rate: float = math.nan
     suggested_batch_size: float = math.nan
+    curvature: CurvatureEstimate = field(default_factory=CurvatureEstimate)
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_batch_size <= self.max_batch_size:
@@ -196,12 +203,16 @@ class NoiseController:
     ) -> tuple[float, float]:
         """(η, r) for the step on ``sums``; nothing is changed (see :meth:`step_applied`)."""
         r = self.gain_for(stats, sums.n_samples)
-        curvature = self.curvature_bound(self._row_norm_after(sums), l2)
+        trace_bound = self.curvature_bound(self._row_norm_after(sums), l2)
+        curvature = self.curvature.bound(sums, l2, trace_bound)
         cap = self.curvature_factor / curvature if curvature > 0.0 else math.inf
         if self.adaptive_learning_rate:
-            # Until a row norm is known (never, without gradient statistics) the given
-            # rate stands in for η₀.
-            base = AUTO_BASE_FRACTION * cap if math.isfinite(cap) else schedule.learning_rate
+            # η₀ stays c₀/(trace bound): the tighter L̂ only makes room for the gain (η₀ from
+            # L̂ itself diverged on the dense stream). Until a row norm is known (never,
+            # without gradient statistics) the given rate stands in for η₀.
+            trace_cap = self.curvature_factor / trace_bound if trace_bound > 0.0 else math.inf
+            known = math.isfinite(trace_cap)
+            base = AUTO_BASE_FRACTION * trace_cap if known else schedule.learning_rate
         else:
             base = schedule.learning_rate
         base *= schedule.decay_factor(self.progress)
@@ -211,13 +222,20 @@ class NoiseController:
         return (min(eta, cap) if curvature_cap else eta), r
 
     def step_applied(
-        self, sums: BatchSums, stats: RunningGradientStatistics, eta: float, gain: float
+        self,
+        sums: BatchSums,
+        stats: RunningGradientStatistics,
+        eta: float,
+        gain: float,
+        *,
+        l2: float = 0.0,
     ) -> None:
         """Advance after an applied step: τ ← τ + r, S̄, and the next m from ``stats`` (the
         statistics already updated with this step)."""
         self.progress += gain
         self.gain, self.learning_rate = gain, eta
         self.row_squared_norm = self._row_norm_after(sums)
+        self.curvature.update(sums, l2)
         if not stats.trusted:
             self.suggested_batch_size = math.nan
             return
@@ -232,15 +250,24 @@ class NoiseController:
             self.batch_size = max(m // 2, self.min_batch_size)
 
     # ------------------------------------------------------------------ state
+    def curvature_direction(self, theta: FloatArray) -> FloatArray:
+        """u of the power iteration, shape (d + 1,) = ``theta.shape`` (:mod:`.curvature`)."""
+        return self.curvature.direction(len(theta))
+
     def get_state(self) -> dict[str, Any]:
-        """Configuration and state, JSON scalars only."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Configuration and state, JSON values only."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["curvature"] = self.curvature.get_state()
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NoiseController:
         """The controller of a state document (ValueError or KeyError for a malformed one)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name == "curvature":  # absent from checkpoints written before it existed
+                values[f.name] = CurvatureEstimate.from_state(state.get(f.name))
+                continue
             value = state[f.name]
             if f.type == "bool":
                 if not isinstance(value, bool):

@@ -208,6 +208,7 @@ class OnlineLogisticRegression:
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
         X = self.inputs.prepare(X, self.row_scale, self.clip_norm_ratio)
+        controller = self.controller
         sparse_columns = isinstance(X, SparseRows) and len(y) >= 2 and not (self.l1 or self.l2)
         if sparse_columns and self._column_workspace is None:
             self._column_workspace = np.empty(self.n_features, dtype=np.intp)
@@ -220,6 +221,7 @@ class OnlineLogisticRegression:
             clip_norm_ratio=self.clip_norm_ratio,
             gradient_statistics=self.gradient_statistics,
             column_workspace=self._column_workspace if sparse_columns else None,
+            curvature_direction=controller.curvature_direction(self._theta) if controller else None,
         )
 
     def apply_step(self, sums: BatchSums) -> tuple[float, bool]:
@@ -264,7 +266,7 @@ class OnlineLogisticRegression:
         if math.isfinite(sums.gradient_squared_norm_sum):
             self.gradient_stats.update(sums, self._regularization() if m < 2 else regularization)
         if controller is not None:
-            controller.step_applied(sums, self.gradient_stats, eta, gain)
+            controller.step_applied(sums, self.gradient_stats, eta, gain, l2=self.l2)
         return eta, False
 
     def _regularization(self) -> FloatArray | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .curvature import curvature_product_sum
 from .gradient_stats import BatchSums
 from .losses import logistic_terms
 from .row_scale import clip_rows, squared_row_norms
@@ -93,6 +94,7 @@ def batch_sums(
     clip_norm_ratio: float,
     gradient_statistics: bool,
     column_workspace: NDArray[np.intp] | None,
+    curvature_direction: FloatArray | None = None,
 ) -> BatchSums:
     """Per-batch sums under the weights θ (see :class:`BatchSums`). O(m·d).
 
@@ -109,6 +111,9 @@ def batch_sums(
     column_workspace : int ndarray of shape (d,), optional
         Given when a sparse batch may keep its gradient at the columns it touches (no
         regulariser): scratch space of :meth:`SparseRows.rmatvec_columns`.
+    curvature_direction : ndarray of shape (d + 1,), optional
+        The controller's unit vector u: also sum Σ_i s_i σ'(z_i) v_i (v_iᵀ u)
+        (:func:`.curvature.curvature_product_sum`); None: not computed.
     """
     m = len(y)
     augmented_sq = None
@@ -126,6 +131,11 @@ def batch_sums(
     z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
     z += theta[-1] if intercept_inputs is None else theta[-1] * intercept_inputs
     r, loss_sum, n_misclassified = logistic_terms(z, y)
+    curvature = None
+    if curvature_direction is not None:
+        # ¼ s_i, the largest σ'(z) = σ(z)(1 − σ(z)): a bound for every w (see .curvature).
+        hessian_weights = np.full(m, 0.25) if sample_weight is None else 0.25 * sample_weight
+        curvature = curvature_product_sum(X, intercept_inputs, hessian_weights, curvature_direction)
     if sample_weight is not None:
         r *= sample_weight
     columns, gradient_sum = _gradient_sum(X, r, column_workspace)
@@ -149,6 +159,7 @@ def batch_sums(
         capped_norm_sum=capped_norm_sum,
         n_clipped=0 if clip is None else len(clip.rows),
         row_squared_norm_sum=row_squared_norm_sum,
+        curvature_product_sum=curvature,
     )
 
 

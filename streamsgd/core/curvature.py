@@ -1,0 +1,185 @@
+"""A running estimate of the objective's largest curvature, for the noise controller's
+step-size cap (:mod:`.controller`).
+
+The objective J(θ) = (1/m) Σ_i s_i ℓ_i + ½ λ₂ ‖w‖² of a logistic model has the Hessian
+H(θ) = (1/m) Σ_i s_i σ'(z_i) v_i v_iᵀ + λ₂ D, v_i = c_i [x_i ; 1], D = diag(1, …, 1, 0), and
+σ' = σ(1 − σ) ≤ ¼, so for every θ
+
+    H(θ) ⪯ ¼ M + λ₂ D,    M = E[s v vᵀ],    L = ¼ λ_max(M) + λ₂ ≤ T = ¼ tr M + λ₂,
+
+T being the trace bound ¼ S̄ + λ₂ the controller used alone before (loose by up to a factor
+d + 1 when M is far from isotropic). L is the smoothness constant of J over all θ (σ' is
+replaced by its maximum ¼ on purpose: a σ'-weighted, local estimate shrinks as the weights
+grow, which lets η grow, which grows the weights — it diverged on the dense benchmark).
+
+Stochastic power iteration on ¼ M + λ₂ D, one more X u and Xᵀ(·) per step, O(m d)
+(O(nnz + d) for sparse rows):
+
+* each batch, scored with the current unit vector u, adds P = Σ_i ¼ s_i v_i (v_iᵀ u)
+  (:attr:`BatchSums.curvature_product_sum`: a sum over samples, so replicas that share u and
+  add their sums stay exact); H_B u = P/m + λ₂ D u;
+* q = uᵀ H_B u, the batch's Rayleigh quotient (u is fixed before the batch is seen, so q is
+  an unbiased sample of uᵀ(¼ M + λ₂ D)u ≤ L); λ̂ ← λ̂ + α (q − λ̂), α = 0.05;
+* y ← y + β (H_B u − y), β = ¼, and u = y/‖y‖: power iteration on the smoothed product
+  (β < 1 averages the rank-m batch products, so u settles on the top eigenvector of M
+  rather than following each batch).
+
+u starts at [1, …, 1]/√(d + 1); everything is deterministic and kept in the checkpoint.
+
+The safe rule. λ̂ is a Rayleigh quotient, an underestimate of L until u has converged, and
+noisy; the controller therefore uses, after ``WARMUP_STEPS`` = 40 steps (T before that and
+whenever λ̂ is not finite),
+
+    L̂ = min( T,  max( ρ λ̂,  (T − λ₂)/(d + 1) + λ₂ ) ),   ρ = 2 (``SAFETY_FACTOR``),
+
+and caps η ≤ c/L̂ (c = 1: half of gradient descent's stability limit 2/L once λ̂ has
+converged, and ≤ 1/L as long as λ̂ ≥ L/2). The floor is a lower bound of L itself
+(λ_max ≥ tr/(d + 1)), so c/T ≤ η_max ≤ (d + 1) c/T: the cap is never tighter than the trace
+bound's and never more than d + 1 times looser.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .batch_sums import BatchSums, state_count
+from .sparse import SparseRows
+from .types import FloatArray
+from .validation import Features
+
+__all__ = ["CurvatureEstimate", "curvature_product_sum"]
+
+CURVATURE_SMOOTHING = 0.05  # α of the EWMA λ̂ of the batches' Rayleigh quotients
+DIRECTION_SMOOTHING = 0.25  # β of the EWMA y of the products H_B u
+WARMUP_STEPS = 40  # steps before λ̂ replaces the trace bound
+SAFETY_FACTOR = 2.0  # ρ of L̂ = ρ λ̂
+
+
+def curvature_product_sum(
+    X: Features,
+    intercept_inputs: FloatArray | None,
+    hessian_weights: FloatArray,
+    direction: FloatArray,
+) -> FloatArray:
+    """P = Σ_i h_i v_i (v_iᵀ u), shape (d + 1,), with v_i = [x_i ; c_i].
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, d), or SparseRows
+        The rows as the step learns them (already scaled by their clipping factor c_i).
+    intercept_inputs : ndarray of shape (m,), optional
+        c_i, the intercept input of each row (None: all 1).
+    hessian_weights : ndarray of shape (m,)
+        h_i = s_i σ'(z_i).
+    direction : ndarray of shape (d + 1,)
+        u.
+    """
+    projection = X.matvec(direction[:-1]) if isinstance(X, SparseRows) else X @ direction[:-1]
+    projection += direction[-1] if intercept_inputs is None else direction[-1] * intercept_inputs
+    projection *= hessian_weights  # h_i (v_iᵀ u)
+    product = np.empty(len(direction))
+    product[:-1] = X.rmatvec(projection) if isinstance(X, SparseRows) else projection @ X
+    product[-1] = projection.sum() if intercept_inputs is None else projection @ intercept_inputs
+    return product
+
+
+@dataclass
+class CurvatureEstimate:
+    """λ̂, y and the step count of the power iteration (formulas: module docstring).
+
+    Attributes
+    ----------
+    rayleigh_quotient : float
+        λ̂, the EWMA of the batches' uᵀ H_B u (NaN before the first step).
+    product : ndarray of shape (d + 1,), optional
+        y, the EWMA of H_B u (None before the first step); u = y/‖y‖.
+    n_steps : int
+        Steps folded in.
+    """
+
+    rayleigh_quotient: float = math.nan
+    product: FloatArray | None = None
+    n_steps: int = 0
+
+    def direction(self, n_parameters: int) -> FloatArray:
+        """u, shape (``n_parameters``,) = (d + 1,)."""
+        if self.product is not None and len(self.product) == n_parameters:
+            norm = float(np.linalg.norm(self.product))
+            if math.isfinite(norm) and norm > 0.0:
+                return self.product / norm
+        return np.full(n_parameters, 1.0 / math.sqrt(n_parameters))
+
+    def _batch_terms(self, sums: BatchSums, l2: float) -> tuple[FloatArray, float] | None:
+        """(H_B u, uᵀ H_B u) of a batch, or None when it has no finite product."""
+        product = sums.curvature_product_sum
+        if product is None:
+            return None
+        u = self.direction(len(product))
+        hu = product / sums.n_samples
+        if l2:
+            hu = hu.copy()
+            hu[:-1] += l2 * u[:-1]
+        quotient = float(u @ hu)
+        if not (math.isfinite(quotient) and np.isfinite(hu).all()):
+            return None
+        return hu, quotient
+
+    def quotient_after(self, sums: BatchSums, l2: float) -> float:
+        """λ̂ including this batch (nothing is changed; NaN while unknown)."""
+        terms = self._batch_terms(sums, l2)
+        if terms is None:
+            return self.rayleigh_quotient
+        previous, q = self.rayleigh_quotient, terms[1]
+        return q if math.isnan(previous) else previous + CURVATURE_SMOOTHING * (q - previous)
+
+    def bound(self, sums: BatchSums, l2: float, trace_bound: float) -> float:
+        """L̂ = min(T, max(ρ λ̂, (T − λ₂)/(d + 1) + λ₂)) after the warm-up, else T (the
+        trace bound ``trace_bound`` = ¼ S̄ + λ₂); T itself while λ̂ is not finite."""
+        product = sums.curvature_product_sum
+        if self.n_steps < WARMUP_STEPS or product is None or not math.isfinite(trace_bound):
+            return trace_bound
+        quotient = self.quotient_after(sums, l2)
+        if not math.isfinite(quotient):
+            return trace_bound
+        # λ_max(M) ≥ tr(M)/(d + 1): a floor that holds for the exact λ_max as well.
+        floor = (trace_bound - l2) / len(product) + l2
+        return min(trace_bound, max(SAFETY_FACTOR * quotient, floor))
+
+    def update(self, sums: BatchSums, l2: float) -> None:
+        """Fold in an applied step's batch: λ̂, y (and so u) and the count."""
+        terms = self._batch_terms(sums, l2)
+        if terms is None:
+            return
+        self.rayleigh_quotient = self.quotient_after(sums, l2)
+        hu = terms[0]
+        if self.product is None or len(self.product) != len(hu):
+            self.product = hu
+        else:
+            self.product = self.product + DIRECTION_SMOOTHING * (hu - self.product)
+        self.n_steps += 1
+
+    def get_state(self) -> dict[str, Any]:
+        """λ̂, y (an array; None before the first step) and the count."""
+        return {
+            "rayleigh_quotient": self.rayleigh_quotient,
+            "product": None if self.product is None else self.product.copy(),
+            "n_steps": self.n_steps,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> CurvatureEstimate:
+        """The estimate of a state document (None: a fresh one, as checkpoints written
+        before it existed resume); ValueError for a malformed one."""
+        if state is None:
+            return cls()
+        n_steps = state_count(state["n_steps"])
+        product = state["product"]
+        if product is not None:
+            product = np.asarray(product, dtype=np.float64).copy()
+            if product.ndim != 1 or not np.isfinite(product).all():
+                raise ValueError("curvature product: expected a finite vector")
+        return cls(float(state["rayleigh_quotient"]), product, n_steps)
