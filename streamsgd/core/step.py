@@ -113,7 +113,7 @@ def batch_sums(
         regulariser): scratch space of :meth:`SparseRows.rmatvec_columns`.
     curvature_direction : ndarray of shape (d + 1,), optional
         The controller's unit vector u: also sum Σ_i s_i σ'(z_i) v_i (v_iᵀ u)
-        (:func:`.curvature.curvature_product_sum`); None: not computed.
+        (:func:`.curvature.curvature_product_sum`; dense rows only); None: not computed.
     """
     m = len(y)
     augmented_sq = None
@@ -132,7 +132,7 @@ def batch_sums(
     z += theta[-1] if intercept_inputs is None else theta[-1] * intercept_inputs
     r, loss_sum, n_misclassified = logistic_terms(z, y)
     curvature = None
-    if curvature_direction is not None:
+    if curvature_direction is not None and not isinstance(X, SparseRows):  # see .curvature
         # ¼ s_i, the largest σ'(z) = σ(z)(1 − σ(z)): a bound for every w (see .curvature).
         hessian_weights = np.full(m, 0.25) if sample_weight is None else 0.25 * sample_weight
         curvature = curvature_product_sum(X, intercept_inputs, hessian_weights, curvature_direction)
