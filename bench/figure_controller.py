@@ -64,7 +64,10 @@ def draw(data: dict[str, np.ndarray], out: Path) -> None:
     x = data["samples"]
     fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
     window = 50
-    loss = np.convolve(data["loss"], np.ones(window) / window, mode="same")
+    # A trailing mean (no zero padding at the ends, which would draw a false dip).
+    cumulative = np.cumsum(np.insert(data["loss"], 0, 0.0))
+    counts = np.minimum(np.arange(1, len(x) + 1), window)
+    loss = (cumulative[1:] - cumulative[np.arange(len(x)) + 1 - counts]) / counts
     panels = [
         (data["m"], "batch size m", "step"),
         (data["eta"], "learning rate η", "line"),
