@@ -57,17 +57,6 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def model_health(model: OnlineLogisticRegression) -> str | None:
-    """None when the model is healthy, else why not: ``model.health()`` when the model has
-    it (``"non_finite"``, ``"weight_norm"``), else ``"non_finite"`` when a weight or the
-    intercept is NaN or infinite."""
-    health = getattr(model, "health", None)
-    if callable(health):
-        reason: str | None = health()
-        return reason
-    return None if np.isfinite(model.parameters).all() else "non_finite"
-
-
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """``registry`` in the Prometheus text format, and its content type (for ``/metrics``)."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -254,7 +243,7 @@ class PrometheusSensor(Sensor):
         with np.errstate(over="ignore", invalid="ignore"):  # an exploded model reads NaN
             self.model_weight_norm.set(vector_norm(model.parameters[:-1]))
         self.model_features.set(model.n_features)
-        self.model_healthy.set(0.0 if model_health(model) else 1.0)
+        self.model_healthy.set(0.0 if model.health() else 1.0)
         stats = model.gradient_stats
         self.gradient_variance.set(_finite(stats.per_sample_variance))
         self.gradient_estimator_variance.set(_finite(stats.estimator_variance))
@@ -307,7 +296,7 @@ class PrometheusSensor(Sensor):
     def tick(self, model: OnlineLogisticRegression) -> None:
         if not self._pending_updates:
             # Health follows the model once per tick even when nothing was learned.
-            self.model_healthy.set(0.0 if model_health(model) else 1.0)
+            self.model_healthy.set(0.0 if model.health() else 1.0)
             return
         self.samples_learned_total.inc(self._pending_samples)
         self.updates_total.inc(self._pending_updates)

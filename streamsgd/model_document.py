@@ -17,17 +17,6 @@ from .core.model import OnlineLogisticRegression
 from .core.types import FloatArray
 
 
-def model_health(model: OnlineLogisticRegression) -> str | None:
-    """None when the model is fit to serve, else the reason (``"non_finite"``,
-    ``"weight_norm"``): the model's own ``health()``, or, for a model without one, whether
-    every parameter θ = [w ; b] is finite."""
-    health = getattr(model, "health", None)
-    if callable(health):
-        reason = health()
-        return None if reason is None else str(reason)
-    return None if np.isfinite(model.parameters).all() else "non_finite"
-
-
 def finite_or_none(value: float | np.floating[Any]) -> float | None:
     """``value`` as a float when finite, else None (JSON ``null``)."""
     number = float(value)
@@ -94,7 +83,7 @@ def model_document(
             "gradient_noise_scale": finite_or_none(stats.noise_scale),
             "norm_test_ratio": finite_or_none(stats.norm_test_ratio),
         },
-        "health": model_health(model),
+        "health": model.health(),
     }
     clash = document.keys() & (extra or {}).keys()
     if clash:

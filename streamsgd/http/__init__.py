@@ -22,11 +22,11 @@ from typing import Any
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
 from ..metrics import CollectorRegistry
-from ..model_document import model_document, model_health
+from ..model_document import model_document
 from .handler import RequestHandler
 from .server import BoundedHTTPServer, Endpoints, Limits
 
-__all__ = ["HttpServer", "model_document", "model_health"]
+__all__ = ["HttpServer", "model_document"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 64
@@ -49,7 +49,7 @@ class HttpServer:
         Parses /predict bodies (dense or hashed named features), as it parses the stream.
     is_ready, is_healthy : callable
         Back /readyz and /healthz (/healthz also fails while the model is unhealthy, see
-        :func:`streamsgd.model_document.model_health`).
+        :meth:`OnlineLogisticRegression.health`).
     model_extra : callable
         Extra fields for /model (for example the progressive loss).
     max_body_bytes : int

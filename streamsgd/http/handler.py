@@ -20,7 +20,7 @@ import orjson
 from ..codec import RecordRejected, parse_json
 from ..core.types import FloatArray
 from ..metrics import exposition
-from ..model_document import model_document, model_health
+from ..model_document import model_document
 from .server import BoundedHTTPServer, Endpoints
 
 log = logging.getLogger("streamsgd.http")
@@ -184,7 +184,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 },
             )
             return
-        reason = model_health(endpoints.get_model())
+        reason = endpoints.get_model().health()
         if reason is not None:
             self._json(
                 503,
@@ -240,7 +240,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._error(400, exc.reason, exc.detail)
             return
         model = endpoints.get_model()
-        health = model_health(model)
+        health = model.health()
         probabilities: FloatArray | None = None
         if health is None:
             probabilities = model.predict_proba(features)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import REJECT_REASONS, Decoder, encode_binary, encode_dense
-from streamsgd.metrics import PrometheusSensor, model_health
+from streamsgd.metrics import PrometheusSensor
 from streamsgd.service import (
     FinalCheckpointError,
     ServiceConfig,
@@ -491,7 +491,6 @@ def test_labelled_series_and_health_exist_from_the_start() -> None:
     assert value(registry, "streamsgd_model_healthy") == 0
     sensor.tick(OnlineLogisticRegression(D))  # no step since: health still follows the model
     assert value(registry, "streamsgd_model_healthy") == 1
-    assert model_health(OnlineLogisticRegression(D)) is None
 
 
 def test_progressive_log_loss_is_the_learned_samples_mean() -> None:
