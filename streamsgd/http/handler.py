@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..codec import RecordRejected, parse_json
+from ..codec import RecordRejected
 from ..core.types import FloatArray
 from ..metrics import exposition
 from ..model_document import model_document
@@ -235,7 +235,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         endpoints = self._endpoints
         try:
-            features = endpoints.decoder.decode_unlabelled(parse_request_json(body))
+            # The stream's own parsing, so a body is refused for the same reasons as a record.
+            features = endpoints.decoder.decode_unlabelled(endpoints.decoder.parse(body))
         except RecordRejected as exc:
             self._error(400, exc.reason, exc.detail)
             return
@@ -250,18 +251,3 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._error(503, "model_unhealthy", f"the model is not fit to serve: {health}")
             return
         self._json(200, {"probabilities": probabilities})
-
-
-def parse_request_json(body: bytes) -> Any:
-    """A request body parsed exactly as the stream parses a record value
-    (:meth:`streamsgd.codec.Decoder.decode`): UTF-8 only, no byte-order mark, the same
-    reasons for a refusal (``empty``, ``too_deep``, ``invalid_json``); raises
-    :class:`RecordRejected`. tests/faults/test_http_faults.py checks the two agree."""
-    if not body:
-        raise RecordRejected("empty", "empty record")
-    try:
-        return parse_json(body)
-    except RecursionError:
-        raise RecordRejected("too_deep", "JSON nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RecordRejected("invalid_json", str(exc).splitlines()[0][:200]) from None
