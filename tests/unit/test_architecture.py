@@ -18,7 +18,7 @@ MAX_MODULE_LINES = 400
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("streamsgd.core",)),
     ("stream", ("streamsgd.codec", "streamsgd.buffer", "streamsgd.synthetic")),
-    ("loop", ("streamsgd.ports", "streamsgd.totals", "streamsgd.service")),
+    ("loop", ("streamsgd.ports", "streamsgd.totals", "streamsgd.collective", "streamsgd.service")),
     (
         "adapters",
         (
@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.progress",
             "streamsgd.logs",
             "streamsgd.evaluation",
+            "streamsgd.mpi",
         ),
     ),
     (
@@ -51,7 +52,7 @@ LIBRARY_OWNERS = {
     "kafka": ("streamsgd.kafka.source", "streamsgd.kafka.dead_letter", "streamsgd.kafka.producer"),
     "confluent_kafka": ("streamsgd.kafka.confluent",),
     "prometheus_client": ("streamsgd.metrics",),
-    "mpi4py": (),
+    "mpi4py": ("streamsgd.mpi",),
 }
 CORE_ALLOWED = {"numpy", "__future__"}  # plus the standard library
 
