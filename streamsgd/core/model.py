@@ -313,23 +313,12 @@ class OnlineLogisticRegression:
             Pre-step loss and gradient statistics of this batch, and the η used.
         """
         X, y, weights = check_batch(X, y, sample_weight, self.n_features, allow_empty=False)
-        m = len(y)
         # Overflow to inf/nan is expected on extreme input and handled: such a step is
         # skipped (apply_step checks), so it must not also raise or warn.
         with np.errstate(over="ignore", invalid="ignore"):
             sums = self._batch_sums(X, y, weights)
             eta, skipped = self.apply_step(sums)
-            return BatchStats(
-                n_samples=m,
-                loss=sums.loss_sum / m,
-                n_misclassified=sums.n_misclassified,
-                gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
-                gradient_variance=sums.gradient_variance,
-                learning_rate=eta,
-                skipped=skipped,
-                sums=sums,
-                n_clipped=sums.n_clipped,
-            )
+            return BatchStats.of(sums, eta, skipped)
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:

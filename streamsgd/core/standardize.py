@@ -173,6 +173,7 @@ class InputFrame:
     """
 
     enabled = False
+    pending: MomentSums | None = None  # replicas replace it by their sum before commit()
 
     def transform(self, X: Features) -> Features:
         """The features the model scores, shape (m, d): X itself."""
@@ -223,7 +224,7 @@ class Standardizer(InputFrame):
         self.mean: FloatArray = np.zeros(n_features)
         self.squared_deviations: FloatArray = np.zeros(n_features)  # M2
         self.frame = frame_of(0, self.mean, self.squared_deviations)
-        self._pending: MomentSums | None = None
+        self.pending: MomentSums | None = None  # the prepared batch's, until commit()
 
     def transform(self, X: Features) -> Features:
         """z = (x − μ) ⊙ (1/σ) per row, shape (m, d), with the current frame.
@@ -262,7 +263,7 @@ class Standardizer(InputFrame):
         """
         Z = self.transform(X)
         assert isinstance(Z, np.ndarray) and isinstance(X, np.ndarray)
-        self._pending = self._batch_sums(X, Z, row_scale, clip_norm_ratio)
+        self.pending = self._batch_sums(X, Z, row_scale, clip_norm_ratio)
         return Z
 
     def _batch_sums(
@@ -290,9 +291,9 @@ class Standardizer(InputFrame):
 
     def commit(self) -> None:
         """Fold the batch of the last :meth:`prepare` (called once its step is applied)."""
-        if self._pending is not None:
-            self.fold(self._pending)
-            self._pending = None
+        if self.pending is not None:
+            self.fold(self.pending)
+            self.pending = None
 
     def fold(self, sums: MomentSums) -> None:
         """Merge a batch's sums into (n, μ, M2) (Chan, Golub and LeVeque 1979)::

@@ -68,6 +68,22 @@ class BatchStats:
     sums: BatchSums
     n_clipped: int = 0
 
+    @classmethod
+    def of(cls, sums: BatchSums, learning_rate: float, skipped: bool) -> BatchStats:
+        """The statistics of a step taken (or skipped) on ``sums`` (m ≥ 1) with η_t."""
+        m = sums.n_samples
+        return cls(
+            n_samples=m,
+            loss=sums.loss_sum / m,
+            n_misclassified=sums.n_misclassified,
+            gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
+            gradient_variance=sums.gradient_variance,
+            learning_rate=learning_rate,
+            skipped=skipped,
+            sums=sums,
+            n_clipped=sums.n_clipped,
+        )
+
     @property
     def estimator_variance(self) -> float:
         """tr Σ̂ / m: variance of the averaged gradient ḡ that the step uses."""
