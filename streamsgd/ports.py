@@ -122,3 +122,39 @@ class Sensor:
     def offsets_committed(self) -> None: ...
 
     def offset_commit_failed(self) -> None: ...
+
+    def collective_step(
+        self, global_step: int, allreduce_seconds: float, wait_seconds: float
+    ) -> None:
+        """Replicas exchanged one step's sums: the exchange took ``allreduce_seconds`` here,
+        of which ``wait_seconds`` waiting for the slowest replica (scale-out)."""
+
+    def membership(self, rank: int, world_size: int, changes: int) -> None:
+        """This replica's rank and the number of replicas, at the start and after every
+        membership change (``changes`` so far)."""
+
+
+class PartitionedSource(Source, Protocol):
+    """A source whose partitions a replica is *assigned* (scale-out): no group rebalancing;
+    the loop chooses the partitions and their positions."""
+
+    def partitions(self, timeout_seconds: float) -> list[str]:
+        """Every partition of the source (e.g. ``"topic:3"``)."""
+
+    def assign(self, keys: list[str], positions: dict[str, Position]) -> dict[str, Position]:
+        """Read exactly ``keys`` from now on, each from its position in ``positions`` or, for
+        one without, from the source's own start (e.g. ``auto_offset_reset``); returns the
+        start position of every key."""
+
+
+class ManifestLog(Protocol):
+    """The durable record of which samples each step took (:mod:`streamsgd.manifest`)."""
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        """Add entries durably (before the checkpoint covering them is written)."""
+
+    def truncate(self, n_steps: int) -> None:
+        """Drop the entries of steps after ``n_steps`` (written before a crash, past the
+        checkpoint the run resumes from)."""
+
+    def read(self) -> list[dict[str, Any]]: ...

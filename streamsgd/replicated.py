@@ -1,0 +1,399 @@
+"""N replicas of one trainer holding one model: synchronous data-parallel steps through a
+:class:`~streamsgd.collective.Collective` (docs/design.md, Scaling out).
+
+Each replica reads the partitions :func:`~streamsgd.partitions.assign_partitions` gives its
+rank (never group rebalancing), fills its share of the global minibatch of M samples (or
+waits at most ``max_wait_seconds``), and contributes the sums of its share with the next
+position of every partition it owns to ONE allreduce per step (:mod:`.exchange`). Every
+replica then applies the identical step: the single-trainer step on the union batch, so the
+replicas stay byte-identical, and every statistic, total and position is global.
+
+Failures: when a replica dies inside the collective, the survivors :meth:`~Collective.
+recover`, agree on the last step every one of them applied (an allreduce may have completed
+on some only: the state is taken from a survivor that did not apply it, which rolls the
+step back), re-assign the partitions and seek them to the replicated positions; records
+fetched but not learned are read again. A replacement (``--respawn``) receives the state
+in the same broadcast.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .buffer import MinibatchBuffer, Position
+from .codec import RecordRejected
+from .collective import Collective, ReplicaFailure
+from .core.reduction import local_sums, reduced_sums
+from .core.step import BatchStats
+from .exchange import Control, Exchange, ExchangeLayout, ordered, sample_share, waits
+from .manifest import start_entry, step_entry
+from .partitions import assign_partitions
+from .ports import ManifestLog, PartitionedSource, SourceRecord
+from .service import FinalCheckpointError, TrainingService
+
+log = logging.getLogger("streamsgd.replicated")
+
+DEFAULT_MAX_WAIT_SECONDS = 0.5  # a replica with few records holds the others this long at most
+PARTITIONS_TIMEOUT_SECONDS = 60.0
+
+
+class ReplicatedService(TrainingService):
+    """A :class:`TrainingService` whose steps are taken by all members of ``collective``.
+
+    Parameters (besides those of :class:`TrainingService`)
+    ----------
+    source : PartitionedSource
+    collective : Collective
+    open_checkpoint_store : callable, optional
+        Opens the checkpoint store; called by whichever replica is rank 0 (at the start, or
+        after rank 0 failed). The checkpoint holds the state of all replicas.
+    manifest : ManifestLog, optional
+        Rank 0 appends the step manifest there before each checkpoint.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        collective: Collective,
+        open_checkpoint_store: Any = None,
+        manifest: ManifestLog | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if self.batch_size == 1:
+            raise ValueError(
+                "--batch-size 1 cannot be replicated: every sample would cost one collective "
+                "round trip between replicas; use a batch size of at least 2"
+            )
+        self.source: PartitionedSource = self.source
+        self.collective = collective
+        self.open_checkpoint_store = open_checkpoint_store
+        self.manifest = manifest
+        self.global_positions: dict[str, Position] = {}
+        self.partitions: tuple[str, ...] = ()
+        self.owned: list[str] = []
+        self._starts: dict[str, Position] = {}
+        self._pending_entries: list[dict[str, Any]] = []
+        self._rejected_since_step = 0
+        self._dead_letters_unflushed = 0
+        self._undelivered = False
+        self._exchange_seconds = 0.0
+        self._sync_round = True  # the first exchange after a (re)start takes no sample
+        self._needs_start = False
+        self._replicas_undelivered = False
+        self._layout: ExchangeLayout | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def global_step(self) -> int:
+        """Steps taken by the job (applied or skipped), the same on every replica."""
+        return self.model.n_updates + self.totals.updates_skipped
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        return self.global_positions
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        positions = self.global_positions
+        state["positions"] = {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()}
+        state["offsets"] = {p: pos.offset for p, pos in positions.items()}
+        state["global_step"] = self.global_step
+        return state
+
+    def _replica_state(self) -> dict[str, Any]:
+        """What a survivor sends the others (and a replacement) after a membership change."""
+        return {
+            "state": self.state(),
+            "pending_entries": self._pending_entries,
+            "needs_start": self._needs_start,
+        }
+
+    def _adopt(self, replica_state: dict[str, Any]) -> None:
+        if replica_state["state"] is not None:
+            self.restore(replica_state["state"])
+            self.global_positions = dict(self.buffer.positions)
+        self._pending_entries = list(replica_state["pending_entries"])
+        self._needs_start = bool(replica_state["needs_start"])
+        self._sync_round = True
+        for s in self.sensors:
+            s.model_loaded(self.model)
+
+    # ------------------------------------------------------------------ membership
+    def _start(self) -> None:
+        """Agree on the starting state: rank 0's checkpoint (if any), broadcast to all."""
+        self.partitions = ordered(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+        mine: dict[str, Any] | None = None
+        if self.collective.rank == 0:
+            self._open_store()
+            state = None if self.checkpoint_store is None else self.checkpoint_store.load()
+            if state is not None and self.manifest is not None:
+                self.manifest.truncate(int(state.get("global_step", state["model"]["n_updates"])))
+            mine = {"state": state, "pending_entries": [], "needs_start": state is None}
+        self._adopt(self.collective.broadcast(mine))
+        self._assign()
+
+    def _open_store(self) -> None:
+        if self.checkpoint_store is None and self.open_checkpoint_store is not None:
+            self.checkpoint_store = self.open_checkpoint_store()
+
+    def _assign(self) -> None:
+        """Read this rank's partitions from the replicated positions."""
+        c = self.collective
+        self.owned = assign_partitions(c.rank, c.size, self.partitions)
+        known = {p: self.global_positions[p] for p in self.owned if p in self.global_positions}
+        self._starts = self.source.assign(self.owned, known)
+        self.buffer = MinibatchBuffer({**self.global_positions, **self._starts})
+        self._layout = None
+        if not self.owned:
+            log.warning(
+                "replica %d of %d has no partition (%d partitions): it idles and takes part "
+                "in every step with an empty batch", c.rank, c.size, len(self.partitions),
+            )  # fmt: skip
+        for s in self.sensors:
+            s.membership(c.rank, c.size, c.membership_changes)
+
+    def _recover(self) -> None:
+        """Exclude the failed replicas and agree on the state, until that succeeds."""
+        while True:
+            try:
+                self.collective.recover()
+                self._resynchronise()
+                return
+            except ReplicaFailure as exc:
+                log.warning("another replica failed during recovery (%s): recovering again", exc)
+
+    def _resynchronise(self) -> None:
+        """The state of the lowest-ranked survivor at the lowest step held by any, to all."""
+        c = self.collective
+        steps = np.zeros(c.size)
+        if not c.joined:
+            steps[c.rank] = self.global_step + 1  # 0 means "no state" (a replacement)
+        held = c.allreduce_sum(steps)
+        lowest = float(held[held > 0].min())
+        root = int(np.flatnonzero(held == lowest)[0])
+        replica = c.broadcast(self._replica_state() if c.rank == root else None, root=root)
+        self._adopt(replica)
+        if c.rank == 0:
+            self._open_store()
+        log.warning(
+            "membership changed: now %d replicas, this one rank %d, resuming at step %d",
+            c.size, c.rank, self.global_step,
+        )  # fmt: skip
+        self._assign()
+
+    # ------------------------------------------------------------------ records
+    def reject(self, record: SourceRecord, exc: RecordRejected) -> None:
+        """As a single trainer, but the count becomes global through the next exchange."""
+        before = self.totals.records_rejected
+        super().reject(record, exc)
+        self.totals.records_rejected = before
+        self._rejected_since_step += 1
+        if self.dead_letter is not None:
+            self._dead_letters_unflushed += 1
+
+    def _learn_ready(self) -> None:
+        """Nothing: a replica learns only in the exchange (:meth:`_step`)."""
+
+    def _local_target(self) -> int:
+        """This replica's share of the global minibatch M (and of ``max_samples``)."""
+        if self._sync_round or not self.owned:
+            return 0
+        c = self.collective
+        n_active = min(c.size, len(self.partitions))
+        target = math.ceil(self.batch_size / n_active)
+        if self.config.max_samples is not None:
+            remaining = max(self.config.max_samples - self.totals.samples_consumed, 0)
+            target = min(target, sample_share(remaining, c.rank, n_active))
+        return target
+
+    def _fill(self, target: int) -> None:
+        """Poll until ``target`` samples are buffered, ``max_wait_seconds`` passed, a stop is
+        requested or the (bounded) source is exhausted."""
+        wait = self.config.max_wait_seconds
+        deadline = self.clock() + (DEFAULT_MAX_WAIT_SECONDS if wait is None else wait)
+        while len(self.buffer) < target and not self._stop.is_set():
+            left = deadline - self.clock()
+            if left <= 0 or self.source.exhausted:
+                return
+            records = self.source.poll(min(self.config.poll_timeout_seconds, left))
+            if records:
+                for s in self.sensors:
+                    s.records_consumed(len(records))
+                self.handle_all(records)
+            self._tick()
+
+    def _remaining(self) -> int | None:
+        return None  # buffering is not capped; _local_target caps what a step takes
+
+    def _flush_dead_letters(self) -> None:
+        """Deliver this replica's dead letters before its positions pass them: a checkpoint
+        (rank 0) must not cover a rejected record whose dead letter is lost."""
+        if not self._dead_letters_unflushed or self.dead_letter is None:
+            return
+        try:
+            self.dead_letter.flush()
+        except Exception as exc:
+            log.error("dead-letter delivery failed: %s (no checkpoint until it succeeds)", exc)
+            self._undelivered = True
+            return
+        self._dead_letters_unflushed = 0
+        self._undelivered = False
+
+    # ------------------------------------------------------------------ steps
+    def _exchange_layout(self, sums_size: int) -> ExchangeLayout:
+        if self._layout is None or self._layout.sums_size != sums_size:
+            self._layout = ExchangeLayout(sums_size, self.collective.size, self.partitions)
+        return self._layout
+
+    def _step(self, target: int) -> bool:
+        """One exchange and the step it gives; True when the replicas agreed to stop."""
+        n_take = min(len(self.buffer), target)
+        batch = self.buffer.take(n_take) if n_take else None
+        sums = (
+            local_sums(self.model, batch.X, batch.y, batch.sample_weight)
+            if batch is not None
+            else local_sums(self.model, None, None)
+        )
+        self._flush_dead_letters()
+        owned = {
+            p: self.buffer.positions.get(p, self._starts.get(p, Position(0))) for p in self.owned
+        }
+        control = Control(
+            rejected=self._rejected_since_step,
+            stop=int(self._stop.is_set()),
+            exhausted=int(self.source.exhausted and not len(self.buffer)),
+            checkpoint=int(self.collective.rank == 0 and self._checkpoint_due()),
+            undelivered=int(self._undelivered),
+        )
+        c = self.collective
+        layout = self._exchange_layout(len(sums))
+        vector = layout.pack(sums, control, c.rank, self._exchange_seconds, owned)
+        started = time.perf_counter()
+        reduced = layout.unpack(c.allreduce_sum(vector))
+        self._exchange_seconds = time.perf_counter() - started
+        self._rejected_since_step = 0
+        self._apply(reduced, time.perf_counter() - started)
+        return self._after_step(reduced)
+
+    def _apply(self, exchange: Exchange, exchange_seconds: float) -> None:
+        """The step every replica takes from the reduced sums, and the global accounting."""
+        before = dict(self.global_positions)
+        self.global_positions = dict(exchange.positions)
+        self.totals.records_rejected += exchange.control.rejected
+        if exchange.control.rejected:
+            self._dirty = True
+        if self._needs_start:
+            self._pending_entries.append(start_entry(self.global_positions))
+            self._needs_start = False
+        sums = reduced_sums(self.model, exchange.sums)
+        self._sync_round = False
+        if sums is None:
+            return
+        start = time.perf_counter()
+        eta, skipped = self.model.apply_step(sums)
+        stats = BatchStats.of(sums, eta, skipped)
+        duration = time.perf_counter() - start
+        self._account(
+            sums.n_samples, int(skipped), sums.n_samples if skipped else 0, sums.n_clipped
+        )
+        self._pending_entries.append(
+            step_entry(self.global_step, sums.n_samples, before, self.global_positions)
+        )
+        if not skipped:
+            self.totals.progressive_loss_sum += sums.loss_sum
+            self.totals.progressive_misclassified += sums.n_misclassified
+            for s in self.sensors:
+                s.batch_applied(stats, self.model, duration)
+        wait = waits(exchange.exchange_seconds)
+        for s in self.sensors:
+            s.collective_step(self.global_step, exchange_seconds, float(wait[self.collective.rank]))
+
+    def _after_step(self, exchange: Exchange) -> bool:
+        control = exchange.control
+        limit = self.config.max_samples
+        stop = (
+            control.stop > 0
+            or (limit is not None and self.totals.samples_consumed >= limit)
+            or (control.exhausted == self.collective.size and int(exchange.sums[0]) == 0)
+        )
+        self._replicas_undelivered = control.undelivered > 0
+        if self.collective.rank == 0 and control.checkpoint and not stop:
+            self.checkpoint()
+        self._tick()
+        return stop
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> bool:
+        """Rank 0: append the manifest, save the state of the job, commit every partition."""
+        if self.collective.rank != 0:
+            return True
+        if self._replicas_undelivered:
+            return self._checkpoint_failed("a replica's dead letters are not delivered yet")
+        if self.manifest is not None and self._pending_entries:
+            try:
+                self.manifest.append(self._pending_entries)
+            except OSError as exc:
+                return self._checkpoint_failed(f"step manifest not written: {exc}")
+            self._pending_entries = []
+        return super().checkpoint()
+
+    def _commit(self) -> None:
+        saved, self.buffer.positions = self.buffer.positions, self.global_positions
+        try:
+            super()._commit()
+        finally:
+            self.buffer.positions = saved
+
+    def partitions_revoked(self, partitions: set[str]) -> None:
+        raise AssertionError("replicas are assigned their partitions; nothing revokes them")
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        """Step with the other replicas until they agree to stop; rank 0 then writes the
+        final checkpoint (raises :class:`~streamsgd.service.FinalCheckpointError` there
+        when it cannot)."""
+        self._join()
+        while True:
+            try:
+                if self._step_once():
+                    break
+            except ReplicaFailure as exc:
+                log.warning("a replica failed (%s): recovering", exc)
+                self._recover()
+        self._finish()
+
+    def _join(self) -> None:
+        while True:
+            try:
+                if self.collective.joined:
+                    self.partitions = ordered(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+                    self._resynchronise()
+                else:
+                    self._start()
+                return
+            except ReplicaFailure as exc:
+                log.warning("a replica failed while starting (%s): recovering", exc)
+                self._recover()
+                return
+
+    def _step_once(self) -> bool:
+        target = self._local_target()
+        self._fill(target)
+        return self._step(target)
+
+    def _finish(self) -> None:
+        if self.collective.rank != 0:
+            self._tick()
+            return
+        saved = self.checkpoint()
+        self._tick()
+        if not saved:
+            raise FinalCheckpointError(
+                f"the final checkpoint of the run was not written: {self.last_checkpoint_error}"
+            )
