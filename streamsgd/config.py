@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config_distributed import DistributedConfig
 from .config_minibatch import MinibatchConfig
 from .options import (
     AUTO,
@@ -46,6 +47,7 @@ from .options import (
 __all__ = [
     "CheckpointConfig",
     "ConfigError",
+    "DistributedConfig",
     "KafkaConfig",
     "KafkaConnection",
     "LoggingConfig",
@@ -277,10 +279,19 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         kind = self.source_kind
         model = self.model
+        if self.distributed.distributed != "none":
+            if kind != "kafka":
+                raise ConfigError("--distributed mpi needs --source kafka (partitions by rank)")
+            if self.minibatch.batch_size == 1:
+                raise ConfigError(
+                    "--distributed mpi needs --batch-size >= 2: with 1, every sample costs a "
+                    "round trip between replicas"
+                )
         if kind == "file" and not self.source.path:
             raise ConfigError("--source file needs --path (a JSON Lines file, or - for stdin)")
         if kind == "kafka" and not (self.kafka.bootstrap_servers and self.kafka.topic):

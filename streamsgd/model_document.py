@@ -7,6 +7,7 @@ weights went non-finite shows ``null`` coefficients and its ``health`` reason).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -65,7 +66,7 @@ def model_document(
     dict
         ``coef`` (list of n_features), ``intercept``, ``n_features``, ``n_updates``,
         ``n_samples_seen``, ``params``, ``gradient_statistics``, ``health`` (None when
-        healthy, else the reason) and the extra fields.
+        healthy, else the reason), ``digest`` (:func:`weights_digest`) and the extra fields.
     """
     theta = model.parameters
     stats = model.gradient_stats
@@ -84,9 +85,16 @@ def model_document(
             "norm_test_ratio": finite_or_none(stats.norm_test_ratio),
         },
         "health": model.health(),
+        "digest": weights_digest(theta),
     }
     clash = document.keys() & (extra or {}).keys()
     if clash:
         raise ValueError(f"extra fields would replace the model's own: {sorted(clash)}")
     document.update(json_ready(dict(extra or {})))
     return document
+
+
+def weights_digest(theta: FloatArray) -> str:
+    """sha256 (hex) of θ = [w ; b]'s bytes as little-endian float64: replicas that hold the
+    same model, bit for bit, show the same digest."""
+    return hashlib.sha256(np.ascontiguousarray(theta, dtype="<f8").tobytes()).hexdigest()

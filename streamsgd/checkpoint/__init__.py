@@ -9,10 +9,12 @@
   saves go to a unique temp file, fsync, rename over ``checkpoint.json``, fsync of the
   directory, so a crash leaves the previous or the new checkpoint. ``read_only=True``
   stores (``streamsgd inspect``) take no lock: renames are atomic.
+* :mod:`.manifest` — ``ManifestFile``: a replicated run's step manifest, ``DIR/manifest.jsonl``.
 """
 
 from .document import FORMAT_VERSION, dumps, loads
 from .errors import CheckpointError, CheckpointLocked
+from .manifest import MANIFEST_NAME, ManifestFile
 from .store import FILE_NAME, LOCK_NAME, DirectoryCheckpointStore
 from .validation import validate_state
 
@@ -20,9 +22,11 @@ __all__ = [
     "FILE_NAME",
     "FORMAT_VERSION",
     "LOCK_NAME",
+    "MANIFEST_NAME",
     "CheckpointError",
     "CheckpointLocked",
     "DirectoryCheckpointStore",
+    "ManifestFile",
     "dumps",
     "loads",
     "validate_state",

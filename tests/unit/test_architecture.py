@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.options",
             "streamsgd.config",
             "streamsgd.config_minibatch",
+            "streamsgd.config_distributed",
             "streamsgd.produce_config",
             "streamsgd.cli",
         ),
