@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -150,6 +151,10 @@ class ReplicatedService(TrainingService):
         self._starts = self.source.assign(self.owned, known)
         self.buffer = MinibatchBuffer({**self.global_positions, **self._starts})
         self._layout = None
+        log.info(
+            "replica rank %d of %d (pid %d) reads %s", c.rank, c.size, os.getpid(),
+            ", ".join(self.owned) or "no partition",
+        )  # fmt: skip
         if not self.owned:
             log.warning(
                 "replica %d of %d has no partition (%d partitions): it idles and takes part "
@@ -358,15 +363,20 @@ class ReplicatedService(TrainingService):
         """Step with the other replicas until they agree to stop; rank 0 then writes the
         final checkpoint (raises :class:`~streamsgd.service.FinalCheckpointError` there
         when it cannot)."""
-        self._join()
-        while True:
-            try:
-                if self._step_once():
-                    break
-            except ReplicaFailure as exc:
-                log.warning("a replica failed (%s): recovering", exc)
-                self._recover()
-        self._finish()
+        try:
+            self._join()
+            while True:
+                try:
+                    if self._step_once():
+                        break
+                except ReplicaFailure as exc:
+                    log.warning("a replica failed (%s): recovering", exc)
+                    self._recover()
+            self._finish()
+        finally:
+            store = self.checkpoint_store
+            if store is not None and self.open_checkpoint_store is not None:
+                store.close()  # type: ignore[attr-defined]  # the writer lock this replica took
 
     def _join(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..codec import Decoder
+from ..collective import Collective
 from ..config import TrainConfig
 from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
@@ -30,11 +31,13 @@ from ..metrics import CollectorRegistry, PrometheusSensor
 from ..options import AUTO
 from ..ports import DeadLetterSink, Sensor, Source
 from ..progress import ProgressLog, ProgressReporter
+from ..replicated import ReplicatedService
 from ..service import ServiceConfig, TrainingService, progressive_log_loss
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
 from ..synthetic import demo_stream
 from .errors import UsageError
+from .replicas import build_collective, replica_arguments, replica_port
 
 log = logging.getLogger("streamsgd")
 DEFAULT_LEARNING_RATE = 0.1
@@ -62,6 +65,7 @@ class Resources:
     failed: threading.Event = field(default_factory=threading.Event)
     http: HttpServer | None = None
     checkpoint_store: DirectoryCheckpointStore | None = None
+    collective: Collective | None = None
 
     def is_ready(self) -> bool:
         return bool(self.source.ready) and not self.failed.is_set()
@@ -77,6 +81,8 @@ class Resources:
             self.http.stop()
         if self.checkpoint_store is not None:
             self.checkpoint_store.close()  # releases the directory's writer lock
+        if self.collective is not None:
+            self.collective.close()
 
 
 def build_controller(config: TrainConfig) -> NoiseController | None:
@@ -166,7 +172,9 @@ def build_service(
     UsageError : the file cannot be opened, or the confluent client is not installed.
     """
     stderr = sys.stderr if stderr is None else stderr
-    store = _checkpoint_store(config)
+    collective = build_collective(config)
+    # A replica opens the checkpoint directory when it is rank 0 (ReplicatedService).
+    store = _checkpoint_store(config) if collective is None else None
     registry = CollectorRegistry() if metrics else None
     sensor = PrometheusSensor(registry) if registry is not None else None
     progress = _progress(config, stderr)
@@ -181,13 +189,17 @@ def build_service(
             listener(lag_records)
 
     try:
-        source, dead_letter, description = _source(config, on_lag)
+        source, dead_letter, description = _source(config, on_lag, assigned=collective is not None)
     except BaseException:
         if store is not None:
             store.close()
         raise
     decoder = build_decoder(config)
     built = [s for s in (sensor, progress) if s is not None]
+    extra: dict[str, Any] = {}
+    if collective is not None:
+        service_class = ReplicatedService
+        extra = replica_arguments(config, collective)
     service = service_class(
         build_model(config),
         source,
@@ -197,11 +209,13 @@ def build_service(
         dead_letter=dead_letter,
         sensors=[*built, *sensors],
         source_description=description,
+        **extra,
     )
     if hasattr(source, "attach"):
         source.attach(service)
     resources = Resources(source, decoder, registry, sensor, dead_letter, progress)
     resources.checkpoint_store = store
+    resources.collective = collective
     if sensor is not None:
         sensor.bind_readiness(resources.is_ready)
     return service, resources
@@ -230,7 +244,7 @@ def _progress(config: TrainConfig, stderr: TextIO) -> ProgressReporter | Progres
 
 
 def _source(
-    config: TrainConfig, on_lag: Callable[[int], None]
+    config: TrainConfig, on_lag: Callable[[int], None], *, assigned: bool = False
 ) -> tuple[Source, DeadLetterSink | None, dict[str, Any]]:
     """The source, the dead-letter sink and the source's description for the checkpoint."""
     kind = config.source_kind
@@ -250,11 +264,14 @@ def _source(
             raise UsageError(f"cannot open {s.path}: {exc.strerror}") from None
         description.update(path=s.path)
         return source, None, description
-    return _kafka_source(config, on_lag, description)
+    return _kafka_source(config, on_lag, description, assigned)
 
 
 def _kafka_source(
-    config: TrainConfig, on_lag: Callable[[int], None], description: dict[str, Any]
+    config: TrainConfig,
+    on_lag: Callable[[int], None],
+    description: dict[str, Any],
+    assigned: bool = False,
 ) -> tuple[Source, DeadLetterSink | None, dict[str, Any]]:
     from ..kafka.dead_letter import KafkaDeadLetterSink
     from ..kafka.source import KafkaSource
@@ -280,6 +297,7 @@ def _kafka_source(
         on_lag=on_lag,
         group_instance_id=k.group_instance_id,
         protocol_debug=k.kafka_protocol_debug,
+        **({"assigned": True} if assigned else {}),
     )
     dead_letter = None
     if k.dead_letter_topic:
@@ -300,7 +318,8 @@ def serve_http(service: TrainingService, resources: Resources, config: TrainConf
     ------
     UsageError : the address cannot be bound.
     """
-    host, port = config.serve.metrics_host, config.serve.metrics_port
+    host = config.serve.metrics_host
+    port = replica_port(config.serve.metrics_port, resources.collective)
     if resources.registry is None:
         raise ValueError("serve_http needs a service built with metrics=True")
     failed = resources.failed
@@ -317,7 +336,7 @@ def serve_http(service: TrainingService, resources: Resources, config: TrainConf
                 "progressive_log_loss": _none_if_nan(
                     progressive_log_loss(service.totals, service.model)
                 ),
-                "offsets": {p: pos.offset for p, pos in service.buffer.positions.items()},
+                "offsets": {p: pos.offset for p, pos in service.positions.items()},
             },
         ).start()
     except OSError as exc:

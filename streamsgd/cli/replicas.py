@@ -1,0 +1,68 @@
+"""``--distributed mpi``: the pieces :func:`~streamsgd.cli.build.build_service` adds to make
+this process one replica of a job started by ``mpiexec`` (docs/design.md, Scaling out)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
+from ..collective import Collective
+from ..config import TrainConfig
+from .errors import UsageError
+
+MPI_MISSING = (
+    "--distributed mpi needs mpi4py and Open MPI: pip install 'streamsgd[mpi]', then start "
+    "the replicas with mpiexec -n N streamsgd train --distributed mpi ..."
+)
+
+
+def build_collective(config: TrainConfig) -> Collective | None:
+    """The collective of ``--distributed`` (None for a single process)."""
+    d = config.distributed
+    if d.distributed == "none":
+        return None
+    try:
+        from ..mpi import MpiCollective
+    except ImportError:
+        raise UsageError(MPI_MISSING) from None
+    return MpiCollective(
+        timeout_seconds=d.replica_timeout_seconds,
+        respawn=d.respawn,
+        # A replacement runs this very command line.
+        spawn_argv=[sys.executable, "-m", "streamsgd", *sys.argv[1:]],
+    )
+
+
+def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointStore] | None:
+    """Opens the checkpoint directory's writer for whichever replica is rank 0."""
+    directory = config.checkpoint.checkpoint_dir
+    if not directory:
+        return None
+
+    def open_store() -> DirectoryCheckpointStore:
+        try:
+            return DirectoryCheckpointStore(directory)
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from None
+
+    return open_store
+
+
+def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, Any]:
+    """The keyword arguments of :class:`~streamsgd.replicated.ReplicatedService`."""
+    directory = config.checkpoint.checkpoint_dir
+    return {
+        "collective": collective,
+        "open_checkpoint_store": checkpoint_opener(config),
+        "manifest": ManifestFile(directory) if directory else None,
+    }
+
+
+def replica_port(base_port: int, collective: Collective | None) -> int:
+    """Replica r serves HTTP on ``--metrics-port`` + r (its slot, which a replacement
+    inherits); 0 stays "any free port"."""
+    if collective is None or base_port == 0:
+        return base_port
+    return base_port + int(getattr(collective, "slot", collective.rank))
