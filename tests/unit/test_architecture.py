@@ -18,7 +18,16 @@ MAX_MODULE_LINES = 400
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("streamsgd.core",)),
     ("stream", ("streamsgd.codec", "streamsgd.buffer", "streamsgd.synthetic")),
-    ("loop", ("streamsgd.ports", "streamsgd.totals", "streamsgd.collective", "streamsgd.service")),
+    (
+        "loop",
+        (
+            "streamsgd.ports",
+            "streamsgd.totals",
+            "streamsgd.collective",
+            "streamsgd.service",
+            "streamsgd.partitions",
+        ),
+    ),
     (
         "adapters",
         (
