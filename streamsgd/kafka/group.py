@@ -72,13 +72,18 @@ class ConsumerGroupSource:
     caller lists the topic's partitions (:meth:`partitions`), picks its share (e.g.
     :func:`streamsgd.partitions.assign_partitions`) and assigns it with the positions to
     start at (:meth:`assign`), again whenever the share changes. Committed offsets are
-    written (:meth:`commit`, for any partition given) but never read.
+    written (:meth:`commit`, for any partition given) but never read. Such commits carry no
+    group generation, which the broker accepts only while the group has no member: a
+    group-mode consumer under the same group id makes them fail (UNKNOWN_MEMBER_ID).
+    ``ready`` means the broker answered (after :meth:`partitions`, a fetch or a lag
+    refresh); a source with no partition assigned is ready and idle.
 
     Parameters
     ----------
     bootstrap_servers, topic, group_id, auto_offset_reset, group_instance_id,
-    lag_interval_seconds, protocol_debug
-        See :class:`~streamsgd.kafka.settings.ConsumerSettings`.
+    lag_interval_seconds, protocol_debug, assigned
+        See :class:`~streamsgd.kafka.settings.ConsumerSettings`. A group instance id is
+        refused with ``assigned`` (there is no membership).
     security : KafkaSecurity or mapping in kafka-python's names, optional
     on_lag : callable
         Receives the summed lag in records.
@@ -191,7 +196,7 @@ class ConsumerGroupSource:
             if time.monotonic() + METADATA_RETRY_SECONDS > deadline:
                 raise PartitionsUnavailableError(
                     f"no partitions of topic {self.topic!r} at "
-                    f"{self.settings.bootstrap_servers} after {timeout_seconds:.0f} s: {reason}"
+                    f"{self.settings.bootstrap_servers} after {timeout_seconds:g} s: {reason}"
                 )
             time.sleep(METADATA_RETRY_SECONDS)  # pacing metadata requests
 
