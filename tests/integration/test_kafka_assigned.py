@@ -338,3 +338,16 @@ def test_assigned_consumers_never_join_the_group(
     assert described["members"] == []
     assert described["group_state"] == "Empty"
     assert committed_offsets(kafka_bootstrap, group) == {key: 10 for key in every}
+
+
+# --------------------------------------------------------------------------- misuse
+def test_misuse_is_refused_with_a_clear_error(make_source: MakeSource) -> None:
+    with pytest.raises(ValueError, match="static membership"):
+        make_source("orders", group_name(), group_instance_id="trainer-0")
+    with pytest.raises(RuntimeError, match="assigned=True"):
+        make_source("orders", group_name(), assigned=False).assign(["orders:0"], {})
+    source = make_source("orders", group_name())
+    with pytest.raises(ValueError, match="not a partition of topic 'orders'"):
+        source.assign(["payments:0"], {"payments:0": Position(0)})
+    with pytest.raises(ValueError, match="topic:N"):
+        source.assign(["orders"], {"orders": Position(0)})
