@@ -16,7 +16,6 @@ have exactly one owner — otherwise two replicas read it (split brain) or nobod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,13 +136,3 @@ def sample_share(remaining: int, index: int, n_active: int) -> int:
     if n_active <= 0 or index >= n_active:
         return 0
     return remaining // n_active + (1 if index < remaining % n_active else 0)
-
-
-def ordered(partitions: Sequence[str]) -> tuple[str, ...]:
-    """Partitions in the exchange's fixed order: by topic, then partition number."""
-
-    def key(partition: str) -> tuple[str, int, str]:
-        topic, _, number = partition.rpartition(":")
-        return (topic, int(number), "") if number.isdigit() else (partition, -1, partition)
-
-    return tuple(sorted(partitions, key=key))

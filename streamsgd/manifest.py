@@ -10,7 +10,7 @@ previous position (the ``start`` entry's, or its last ``ends``) to its new one, 
 position is the next record to read and how many of its samples were already taken
 (:class:`~streamsgd.buffer.Position`; rejected records in a range contribute nothing).
 Partitions a step did not move are left out. The union batch of step k is those ranges'
-samples, partitions in the exchange's order (:func:`~streamsgd.exchange.ordered`).
+samples, partitions in the exchange's order (:func:`~streamsgd.partitions.sorted_partitions`).
 
 :func:`replay_manifest` learns the entries' batches in one process: the model a replicated
 run must equal (up to the order of floating-point additions) — the tests' oracle.
@@ -24,7 +24,7 @@ from typing import Any
 from .buffer import MinibatchBuffer, Position, slice_rows
 from .codec import Decoder, Rejection, decode_poll
 from .core.model import OnlineLogisticRegression
-from .exchange import ordered
+from .partitions import sorted_partitions
 from .ports import SourceRecord
 
 # Records of one partition with offsets first ≤ offset ≤ last, in order.
@@ -69,7 +69,7 @@ def replay_manifest(
     positions = {p: Position(*v) for p, v in entries[0]["start"].items()}
     for entry in entries[1:]:
         batch = MinibatchBuffer()
-        for partition in ordered(list(entry["ends"])):
+        for partition in sorted_partitions(list(entry["ends"])):
             end = Position(*entry["ends"][partition])
             begin = positions.get(partition, Position(0))
             _append_range(batch, read_records, decoder, partition, begin, end)

@@ -19,7 +19,6 @@ in the same broadcast.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -27,29 +26,29 @@ from typing import Any
 import numpy as np
 
 from .buffer import MinibatchBuffer, Position
-from .codec import RecordRejected
 from .collective import Collective, ReplicaFailure
 from .core.reduction import local_sums, reduced_sums
 from .core.step import BatchStats
-from .exchange import Control, Exchange, ExchangeLayout, ordered, sample_share, waits
+from .exchange import Control, Exchange, ExchangeLayout, waits
 from .manifest import start_entry, step_entry
-from .partitions import assign_partitions
-from .ports import ManifestLog, PartitionedSource, SourceRecord
-from .service import FinalCheckpointError, TrainingService
+from .partitions import assign_partitions, sorted_partitions
+from .ports import ManifestLog
+from .replica_intake import ReplicaIntake
+from .service import FinalCheckpointError
 
 log = logging.getLogger("streamsgd.replicated")
 
-DEFAULT_MAX_WAIT_SECONDS = 0.5  # a replica with few records holds the others this long at most
 PARTITIONS_TIMEOUT_SECONDS = 60.0
 
 
-class ReplicatedService(TrainingService):
+class ReplicatedService(ReplicaIntake):
     """A :class:`TrainingService` whose steps are taken by all members of ``collective``.
 
     Parameters (besides those of :class:`TrainingService`)
     ----------
     source : PartitionedSource
     collective : Collective
+        (:class:`~streamsgd.replica_intake.ReplicaIntake`: each replica's own records.)
     open_checkpoint_store : callable, optional
         Opens the checkpoint store; called by whichever replica is rank 0 (at the start, or
         after rank 0 failed). The checkpoint holds the state of all replicas.
@@ -65,26 +64,13 @@ class ReplicatedService(TrainingService):
         manifest: ManifestLog | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        if self.batch_size == 1:
-            raise ValueError(
-                "--batch-size 1 cannot be replicated: every sample would cost one collective "
-                "round trip between replicas; use a batch size of at least 2"
-            )
-        self.source: PartitionedSource = self.source
-        self.collective = collective
+        super().__init__(*args, collective=collective, **kwargs)
         self.open_checkpoint_store = open_checkpoint_store
         self.manifest = manifest
         self.global_positions: dict[str, Position] = {}
-        self.partitions: tuple[str, ...] = ()
-        self.owned: list[str] = []
         self._starts: dict[str, Position] = {}
         self._pending_entries: list[dict[str, Any]] = []
-        self._rejected_since_step = 0
-        self._dead_letters_unflushed = 0
-        self._undelivered = False
         self._exchange_seconds = 0.0
-        self._sync_round = True  # the first exchange after a (re)start takes no sample
         self._needs_start = False
         self._replicas_undelivered = False
         self._layout: ExchangeLayout | None = None
@@ -128,7 +114,9 @@ class ReplicatedService(TrainingService):
     # ------------------------------------------------------------------ membership
     def _start(self) -> None:
         """Agree on the starting state: rank 0's checkpoint (if any), broadcast to all."""
-        self.partitions = ordered(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+        self.partitions = tuple(
+            sorted_partitions(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+        )
         mine: dict[str, Any] | None = None
         if self.collective.rank == 0:
             self._open_store()
@@ -138,6 +126,10 @@ class ReplicatedService(TrainingService):
             mine = {"state": state, "pending_entries": [], "needs_start": state is None}
         self._adopt(self.collective.broadcast(mine))
         self._assign()
+
+    def _read_partitions(self) -> None:
+        found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
+        self.partitions = tuple(sorted_partitions(found))
 
     def _open_store(self) -> None:
         if self.checkpoint_store is None and self.open_checkpoint_store is not None:
@@ -191,64 +183,6 @@ class ReplicatedService(TrainingService):
             c.size, c.rank, self.global_step,
         )  # fmt: skip
         self._assign()
-
-    # ------------------------------------------------------------------ records
-    def reject(self, record: SourceRecord, exc: RecordRejected) -> None:
-        """As a single trainer, but the count becomes global through the next exchange."""
-        before = self.totals.records_rejected
-        super().reject(record, exc)
-        self.totals.records_rejected = before
-        self._rejected_since_step += 1
-        if self.dead_letter is not None:
-            self._dead_letters_unflushed += 1
-
-    def _learn_ready(self) -> None:
-        """Nothing: a replica learns only in the exchange (:meth:`_step`)."""
-
-    def _local_target(self) -> int:
-        """This replica's share of the global minibatch M (and of ``max_samples``)."""
-        if self._sync_round or not self.owned:
-            return 0
-        c = self.collective
-        n_active = min(c.size, len(self.partitions))
-        target = math.ceil(self.batch_size / n_active)
-        if self.config.max_samples is not None:
-            remaining = max(self.config.max_samples - self.totals.samples_consumed, 0)
-            target = min(target, sample_share(remaining, c.rank, n_active))
-        return target
-
-    def _fill(self, target: int) -> None:
-        """Poll until ``target`` samples are buffered, ``max_wait_seconds`` passed, a stop is
-        requested or the (bounded) source is exhausted."""
-        wait = self.config.max_wait_seconds
-        deadline = self.clock() + (DEFAULT_MAX_WAIT_SECONDS if wait is None else wait)
-        while len(self.buffer) < target and not self._stop.is_set():
-            left = deadline - self.clock()
-            if left <= 0 or self.source.exhausted:
-                return
-            records = self.source.poll(min(self.config.poll_timeout_seconds, left))
-            if records:
-                for s in self.sensors:
-                    s.records_consumed(len(records))
-                self.handle_all(records)
-            self._tick()
-
-    def _remaining(self) -> int | None:
-        return None  # buffering is not capped; _local_target caps what a step takes
-
-    def _flush_dead_letters(self) -> None:
-        """Deliver this replica's dead letters before its positions pass them: a checkpoint
-        (rank 0) must not cover a rejected record whose dead letter is lost."""
-        if not self._dead_letters_unflushed or self.dead_letter is None:
-            return
-        try:
-            self.dead_letter.flush()
-        except Exception as exc:
-            log.error("dead-letter delivery failed: %s (no checkpoint until it succeeds)", exc)
-            self._undelivered = True
-            return
-        self._dead_letters_unflushed = 0
-        self._undelivered = False
 
     # ------------------------------------------------------------------ steps
     def _exchange_layout(self, sums_size: int) -> ExchangeLayout:
@@ -382,7 +316,9 @@ class ReplicatedService(TrainingService):
         while True:
             try:
                 if self.collective.joined:
-                    self.partitions = ordered(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+                    self.partitions = tuple(
+                        sorted_partitions(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
+                    )
                     self._resynchronise()
                 else:
                     self._start()

@@ -1,12 +1,18 @@
 """Kafka adapters: the consumer-group sources (kafka-python in :mod:`.source`, confluent-kafka
-in :mod:`.confluent`), the dead-letter sink (:mod:`.dead_letter`), their shared base
+in :mod:`.confluent`; partitions from the group's rebalances, or, with ``assigned=True``,
+given by the caller), the dead-letter sink (:mod:`.dead_letter`), their shared base
 (:mod:`.group`), settings and constants (:mod:`.settings`) and the guard that keeps
 credentials and record contents out of the clients' logs (:mod:`.logs`).
 
 Importing this package imports no Kafka library; each client module imports one.
 """
 
-from .group import ConsumerGroupSource, KafkaRecordMetadata, partition_key
+from .group import (
+    ConsumerGroupSource,
+    KafkaRecordMetadata,
+    PartitionsUnavailableError,
+    partition_key,
+)
 from .logs import guard_client_logs
 from .settings import ConsumerSettings, KafkaSecurity
 
@@ -15,6 +21,7 @@ __all__ = [
     "ConsumerSettings",
     "KafkaRecordMetadata",
     "KafkaSecurity",
+    "PartitionsUnavailableError",
     "guard_client_logs",
     "partition_key",
 ]

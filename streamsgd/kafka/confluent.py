@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..buffer import Position
 from ..ports import SourceRecord
-from .group import ConsumerGroupSource, KafkaRecordMetadata, partition_key
+from .group import (
+    ConsumerGroupSource,
+    KafkaRecordMetadata,
+    PartitionsUnavailableError,
+    partition_key,
+)
 from .logs import LIBRDKAFKA_LOGGER
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -43,7 +49,8 @@ def _bytes_headers(
 class ConfluentKafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
-    Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`.
+    Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
+    mode the client never subscribes; it reads nothing until :meth:`assign`.
     """
 
     def _start(self) -> None:
@@ -82,9 +89,10 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if settings.group_instance_id:
             config["group.instance.id"] = settings.group_instance_id
         self._consumer = Consumer(config)
-        self._consumer.subscribe(
-            [settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        if not settings.assigned:
+            self._consumer.subscribe(
+                [settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
@@ -107,6 +115,60 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         consumer.unassign()
         self._assigned = []
 
+    # ------------------------------------------------------------------ assigned mode
+    def _read_partitions(self, timeout_seconds: float) -> list[int]:
+        try:
+            # Names the topic: librdkafka's consumer asks for it without creating it.
+            metadata = self._consumer.list_topics(self.topic, timeout=max(timeout_seconds, 0.1))
+        except KafkaException as exc:
+            raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            return []
+        return sorted(topic.partitions)
+
+    def _list_offsets(
+        self, numbers: list[int], latest: bool, timeout_seconds: float
+    ) -> dict[int, int]:
+        deadline = time.monotonic() + timeout_seconds
+        found = {}
+        for number in numbers:
+            remaining = max(deadline - time.monotonic(), 0.1)
+            try:
+                watermarks = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, number), timeout=remaining
+                )
+            except KafkaException as exc:
+                watermarks, error = None, str(exc)
+            else:
+                error = "no answer in time"
+            if watermarks is None:
+                raise PartitionsUnavailableError(
+                    f"cannot read the {'end' if latest else 'beginning'} offset of "
+                    f"{partition_key(self.topic, number)} ({error})"
+                )
+            low, high = watermarks
+            found[number] = high if latest else low
+        return found
+
+    def _assign_at(self, offsets: dict[int, int]) -> None:
+        partitions = [TopicPartition(self.topic, n, offsets[n]) for n in sorted(offsets)]
+        # assign() replaces the assignment; librdkafka discards what it fetched for the
+        # partitions it drops, and poll() filters on the keys below as well.
+        self._consumer.assign(partitions)
+        self._assigned = partitions
+        self._partition_keys = {(self.topic, n): partition_key(self.topic, n) for n in offsets}
+
+    def _seek_assigned(self, offsets: dict[int, int]) -> None:
+        # One assign() with every partition's offset rather than seek(): seek() needs the
+        # partition to be fetching, which it may not be yet right after an assignment.
+        # Partitions not sought keep their position (or their start, if nothing was read).
+        current = {tp.partition: tp.offset for tp in self._assigned}
+        for tp in self._consumer.position(self._assigned):
+            if tp.offset >= 0:
+                current[tp.partition] = tp.offset
+        self._assign_at({**current, **offsets})
+
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
@@ -118,6 +180,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             messages.extend(self._consumer.consume(MAX_POLL_RECORDS - 1, 0))
         records = []
         keys = self._partition_keys
+        assigned_mode = self.settings.assigned
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -128,6 +191,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             topic, partition = str(msg.topic()), int(msg.partition() or 0)
             key = keys.get((topic, partition))
             if key is None:
+                if assigned_mode:
+                    continue  # fetched before a re-assignment took the partition away
                 key = keys[topic, partition] = partition_key(topic, partition)
             kind, timestamp = msg.timestamp()
             raw_headers = msg.headers()
@@ -148,7 +213,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             )
         if records:
             self._broker_ok = True
-        if not self._assigned:
+        if not assigned_mode and not self._assigned:
             self._notice_waiting()
         if self._lag_due():
             self._refresh_lag()
@@ -156,9 +221,15 @@ class ConfluentKafkaSource(ConsumerGroupSource):
 
     def _refresh_lag(self) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in self._assigned}
-        if not assigned:
-            return
         try:
+            if not assigned:
+                if (probe := self._idle_probe()) is not None:
+                    # An idle replica: is the broker still there?
+                    self._consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, probe), timeout=2.0
+                    )
+                    self._report_lag({}, lambda key: 0)
+                return
             ends = {
                 key: self._consumer.get_watermark_offsets(tp, timeout=2.0)[1]
                 for key, tp in assigned.items()
@@ -176,19 +247,29 @@ class ConfluentKafkaSource(ConsumerGroupSource):
 
     @property
     def ready(self) -> bool:
-        return self._broker_ok and bool(self._assigned)
+        """Group mode: the broker answers and partitions are assigned. Assigned mode: the
+        broker answers (an empty assignment is ready, and idle)."""
+        return self._broker_ok and (self.settings.assigned or bool(self._assigned))
 
     def commit(self, positions: dict[str, Position]) -> None:
-        """Commit synchronously, giving up after ``COMMIT_TIMEOUT_SECONDS``.
+        """Commit synchronously, giving up after ``COMMIT_TIMEOUT_SECONDS``: the positions
+        of the assigned partitions (group mode), or of every partition of the topic in
+        ``positions`` (assigned mode).
 
         librdkafka's synchronous commit has no timeout: with the broker unreachable it
         waits for the coordinator (90 s measured), so it runs in a helper thread. While one
         is still waiting, later commits are refused rather than piled up."""
-        offsets = []
-        for tp in self._assigned:
-            position = positions.get(partition_key(tp.topic, tp.partition))
-            if position is not None:
-                offsets.append(TopicPartition(tp.topic, tp.partition, position.offset))
+        if self.settings.assigned:  # every partition given, assigned here or not
+            offsets = [
+                TopicPartition(self.topic, number, offset)
+                for number, offset in self._commit_offsets(positions).items()
+            ]
+        else:
+            offsets = [
+                TopicPartition(tp.topic, tp.partition, positions[key].offset)
+                for tp in self._assigned
+                if (key := partition_key(tp.topic, tp.partition)) in positions
+            ]
         if not offsets:
             return
         if self._pending_commit is not None and self._pending_commit.is_alive():

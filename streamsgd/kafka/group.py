@@ -1,6 +1,7 @@
 """What the two Kafka clients' sources share: the constructor and its settings, partition
-names, the rebalance hand-off to the training service, resume positions, the lag timer and
-the notice that says why a consumer waits for partitions. No Kafka library is imported here.
+names, the rebalance hand-off to the training service, resume positions, the lag timer, the
+notice that says why a consumer waits for partitions, and the assigned mode (partitions
+given by the caller, no group membership). No Kafka library is imported here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..buffer import Position
+from ..partitions import partition_number, sorted_partitions
 from .logs import guard_client_logs
 from .settings import (
     CLOSE_TIMEOUT_SECONDS,
     CLOSE_TIMEOUT_UNREACHABLE_SECONDS,
+    LIST_OFFSETS_TIMEOUT_SECONDS,
+    METADATA_RETRY_SECONDS,
     PARTITION_WAIT_NOTICE_SECONDS,
     SESSION_TIMEOUT_MS,
     ConsumerSettings,
@@ -41,6 +45,12 @@ def partition_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
+class PartitionsUnavailableError(RuntimeError):
+    """The broker did not tell in time what an assigned-mode source asked: the topic's
+    partitions (the topic does not exist, or the broker does not answer) or the beginning
+    or end offsets of partitions to start at. One line, for the user."""
+
+
 class RebalanceHandler(Protocol):
     """What a source needs from the training service around a rebalance."""
 
@@ -58,11 +68,22 @@ class ConsumerGroupSource:
     the checkpoint's position, so the model state is exactly-once even though Kafka delivery
     is at-least-once. Subclasses build their client in :meth:`_start` from ``self.settings``.
 
+    With ``assigned=True`` the consumer never subscribes and never joins the group: the
+    caller lists the topic's partitions (:meth:`partitions`), picks its share (e.g.
+    :func:`streamsgd.partitions.assign_partitions`) and assigns it with the positions to
+    start at (:meth:`assign`), again whenever the share changes. Committed offsets are
+    written (:meth:`commit`, for any partition given) but never read. Such commits carry no
+    group generation, which the broker accepts only while the group has no member: a
+    group-mode consumer under the same group id makes them fail (UNKNOWN_MEMBER_ID).
+    ``ready`` means the broker answered (after :meth:`partitions`, a fetch or a lag
+    refresh); a source with no partition assigned is ready and idle.
+
     Parameters
     ----------
     bootstrap_servers, topic, group_id, auto_offset_reset, group_instance_id,
-    lag_interval_seconds, protocol_debug
-        See :class:`~streamsgd.kafka.settings.ConsumerSettings`.
+    lag_interval_seconds, protocol_debug, assigned
+        See :class:`~streamsgd.kafka.settings.ConsumerSettings`. A group instance id is
+        refused with ``assigned`` (there is no membership).
     security : KafkaSecurity or mapping in kafka-python's names, optional
     on_lag : callable
         Receives the summed lag in records.
@@ -82,7 +103,13 @@ class ConsumerGroupSource:
         clock: Callable[[], float] = time.monotonic,
         group_instance_id: str | None = None,
         protocol_debug: bool = False,
+        assigned: bool = False,
     ) -> None:
+        if assigned and group_instance_id:
+            raise ValueError(
+                "a group instance id (static membership) has no meaning when partitions are "
+                "assigned by rank: the consumer never joins the group"
+            )
         self.settings = ConsumerSettings(
             bootstrap_servers,
             topic,
@@ -92,6 +119,7 @@ class ConsumerGroupSource:
             group_instance_id,
             lag_interval_seconds,
             protocol_debug,
+            assigned,
         )
         guard_client_logs(protocol_debug, self.settings.security.secrets())
         self.topic = topic
@@ -102,7 +130,12 @@ class ConsumerGroupSource:
         self._next_lag = 0.0
         self._broker_ok = False
         self._commit_failed = False
-        self._waiting_since: float | None = clock()
+        # The group-mode notice "no partitions assigned": an assigned source never waits
+        # for a group, so its clock never starts.
+        self._waiting_since: float | None = None if assigned else clock()
+        self._assignment: dict[str, int] = {}  # assigned mode: key -> partition number
+        self._known_partitions: list[int] = []  # from the last partitions()
+        self._said_idle = False
         self._start()
 
     def _start(self) -> None:
@@ -113,7 +146,17 @@ class ConsumerGroupSource:
         self._handler = handler
 
     def seek(self, positions: dict[str, Position]) -> None:
+        """Resume each partition at its position: at the next assignment (group mode), and
+        at once for the partitions assigned now (assigned mode)."""
         self._start_positions = dict(positions)
+        if self.settings.assigned:
+            offsets = {
+                number: positions[key].offset
+                for key, number in self._assignment.items()
+                if key in positions
+            }
+            if offsets:
+                self._seek_assigned(offsets)
 
     def _positions(self) -> dict[str, Position]:
         return self._handler.positions if self._handler is not None else self._start_positions
@@ -129,6 +172,124 @@ class ConsumerGroupSource:
         """How long closing may wait: short when the last commit failed (the broker is
         unreachable and there is no group to leave)."""
         return CLOSE_TIMEOUT_UNREACHABLE_SECONDS if self._commit_failed else CLOSE_TIMEOUT_SECONDS
+
+    # ------------------------------------------------------------------ assigned mode
+    def partitions(self, timeout_seconds: float) -> list[str]:
+        """Every partition of the topic (``"topic:N"``, by partition number), from the
+        broker's metadata; waits up to ``timeout_seconds`` for the broker to answer and the
+        topic to exist. Raises :class:`PartitionsUnavailableError` when it cannot."""
+        deadline = time.monotonic() + timeout_seconds
+        reason = "the topic does not exist"
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                numbers = self._read_partitions(max(remaining, 0.0))
+            except PartitionsUnavailableError as exc:
+                reason = str(exc)
+                self._broker_ok = False
+            else:
+                self._broker_ok = True
+                if numbers:
+                    self._known_partitions = sorted(numbers)
+                    return [partition_key(self.topic, n) for n in self._known_partitions]
+                reason = "the topic does not exist"
+            if time.monotonic() + METADATA_RETRY_SECONDS > deadline:
+                raise PartitionsUnavailableError(
+                    f"no partitions of topic {self.topic!r} at "
+                    f"{self.settings.bootstrap_servers} after {timeout_seconds:g} s: {reason}"
+                )
+            time.sleep(METADATA_RETRY_SECONDS)  # pacing metadata requests
+
+    def assign(
+        self,
+        keys: list[str],
+        positions: Mapping[str, Position],
+        timeout_seconds: float = LIST_OFFSETS_TIMEOUT_SECONDS,
+    ) -> dict[str, Position]:
+        """Read exactly the partitions ``keys`` from now on (replacing the previous
+        assignment; records already fetched for other partitions are dropped).
+
+        A partition with a position in ``positions`` starts at its offset. One without
+        starts at its beginning or end offset, after ``auto_offset_reset`` ("earliest" /
+        "latest"); the group's committed offset is never read. Returns the start position
+        of every assigned partition, so that the caller can hold them in its state.
+
+        Raises :class:`PartitionsUnavailableError` when the offsets of partitions without a
+        position cannot be read within ``timeout_seconds``, ``ValueError`` for a key that is
+        not a partition of this topic, ``RuntimeError`` in group mode.
+        """
+        if not self.settings.assigned:
+            raise RuntimeError("assign() needs a Kafka source built with assigned=True")
+        numbers = {key: self._number_of(key) for key in sorted_partitions(keys)}
+        missing = [n for key, n in numbers.items() if key not in positions]
+        resolved: dict[int, int] = {}
+        if missing:
+            latest = self.settings.auto_offset_reset == "latest"
+            resolved = self._list_offsets(missing, latest, timeout_seconds)
+            self._broker_ok = True
+        starts = {
+            key: positions[key] if key in positions else Position(resolved[n])
+            for key, n in numbers.items()
+        }
+        self._assign_at({n: starts[key].offset for key, n in numbers.items()})
+        self._assignment = numbers
+        self._announce_assignment(list(numbers))
+        return starts
+
+    def _number_of(self, key: str) -> int:
+        topic, number = partition_number(key)
+        if topic != self.topic:
+            raise ValueError(f"{key!r} is not a partition of topic {self.topic!r}")
+        return number
+
+    def _commit_offsets(self, positions: Mapping[str, Position]) -> dict[int, int]:
+        """Assigned mode: the offset to commit of every partition of the topic in
+        ``positions``, assigned here or not (one replica commits for all)."""
+        offsets = {}
+        for key, position in positions.items():
+            topic, number = partition_number(key)
+            if topic == self.topic:
+                offsets[number] = position.offset
+        return offsets
+
+    def _announce_assignment(self, keys: list[str]) -> None:
+        if keys:
+            log.info("partitions assigned by rank: %s", keys)
+            self._said_idle = False
+        elif not self._said_idle:
+            self._said_idle = True
+            log.info(
+                "no partition of %s is assigned to this consumer: it idles until a new "
+                "assignment gives it some (more replicas than partitions)",
+                self.topic,
+            )
+
+    def _idle_probe(self) -> int | None:
+        """Assigned mode with no partition: one partition of the topic whose end offset the
+        lag timer reads instead, to see that the broker still answers (``ready``)."""
+        if self.settings.assigned and self._known_partitions:
+            return self._known_partitions[0]
+        return None
+
+    def _read_partitions(self, timeout_seconds: float) -> list[int]:
+        """The topic's partition numbers, [] if the topic does not exist; raises
+        :class:`PartitionsUnavailableError` if the broker did not answer in time."""
+        raise NotImplementedError
+
+    def _list_offsets(
+        self, numbers: list[int], latest: bool, timeout_seconds: float
+    ) -> dict[int, int]:
+        """Per partition number, its end offset (``latest``) or its beginning offset;
+        raises :class:`PartitionsUnavailableError` if the broker did not answer in time."""
+        raise NotImplementedError
+
+    def _assign_at(self, offsets: dict[int, int]) -> None:
+        """Make the client read exactly these partitions, each from its offset."""
+        raise NotImplementedError
+
+    def _seek_assigned(self, offsets: dict[int, int]) -> None:
+        """Move these assigned partitions to the offsets; the others keep their place."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ waiting notice
     def _assigned_now(self, keys: list[str]) -> None:
@@ -183,7 +344,10 @@ class ConsumerGroupSource:
         """Sum over partitions of end offset − applied position (``current`` for a partition
         without a position yet); marks the broker reachable."""
         self._broker_ok = True
-        positions = self._positions()
+        # Assigned mode without a handler: the consumer's own position (the start positions
+        # given to assign() are behind once records were read).
+        use_given = self._handler is not None or not self.settings.assigned
+        positions = self._positions() if use_given else {}
         lag = 0
         for key, end in ends.items():
             position = positions.get(key)

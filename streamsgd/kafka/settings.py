@@ -35,6 +35,12 @@ DEAD_LETTER_CLOSE_TIMEOUT_SECONDS = 0.5
 ADMIN_TIMEOUT_SECONDS = 5.0
 # With no partition assigned this long, the source says why it waits (once per wait).
 PARTITION_WAIT_NOTICE_SECONDS = 5.0
+# Partitions assigned by rank (issue 11): how long ``assign`` may wait for the beginning or
+# end offsets of partitions without a position, how long one attempt to reach the broker may
+# block, and the pause between attempts while ``partitions`` waits for the topic.
+LIST_OFFSETS_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+METADATA_RETRY_SECONDS = 0.2
 
 # kafka-python's names (the keys of KafkaSecurity) -> librdkafka's.
 _LIBRDKAFKA_NAMES = {
@@ -124,7 +130,8 @@ class ConsumerSettings:
         ``host:port[,host:port...]``.
     topic, group_id : str
     auto_offset_reset : {"earliest", "latest"}
-        Used only when a partition has neither a checkpoint position nor a committed offset.
+        Used only when a partition has neither a checkpoint position nor a committed offset
+        (with ``assigned``: when it has no position; committed offsets are never read).
     security : KafkaSecurity
     group_instance_id : str or None
         Static membership (KIP-345): a restarted member with the same id takes its
@@ -133,6 +140,10 @@ class ConsumerSettings:
         How often to refresh the consumer lag (end offsets minus applied positions).
     protocol_debug : bool
         Let the client's protocol logs through at DEBUG (credentials are still redacted).
+    assigned : bool
+        False: subscribe and let the consumer group assign partitions (rebalances). True:
+        never join the group; the caller assigns partitions (``assign``) and the group id
+        only names where offsets are committed.
     """
 
     bootstrap_servers: str
@@ -143,6 +154,7 @@ class ConsumerSettings:
     group_instance_id: str | None = None
     lag_interval_seconds: float = 5.0
     protocol_debug: bool = False
+    assigned: bool = False
 
     @property
     def client_id(self) -> str:

@@ -11,15 +11,21 @@ import logging
 import time
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ..buffer import Position
 from ..ports import SourceRecord
-from .group import ConsumerGroupSource, KafkaRecordMetadata, partition_key
+from .group import (
+    ConsumerGroupSource,
+    KafkaRecordMetadata,
+    PartitionsUnavailableError,
+    partition_key,
+)
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
     MAX_PARTITION_FETCH_BYTES,
     MAX_POLL_RECORDS,
@@ -72,7 +78,9 @@ def resume_interrupted_rebalance(consumer: KafkaConsumer) -> bool:
 class KafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, read with kafka-python.
 
-    Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`.
+    Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
+    mode the client is created without a subscription, by the first of
+    :meth:`partitions`, :meth:`assign`, :meth:`poll` and :meth:`commit`.
     """
 
     def _start(self) -> None:
@@ -103,8 +111,7 @@ class KafkaSource(ConsumerGroupSource):
         if now < self._next_connect:
             return None
         try:
-            consumer = KafkaConsumer(**self._config)
-            consumer.subscribe([self.topic], listener=_Listener(self))
+            consumer = self._new_consumer(CONNECT_TIMEOUT_SECONDS)
         except KafkaError as exc:
             self._next_connect = now + 1.0
             self._broker_ok = False
@@ -112,6 +119,69 @@ class KafkaSource(ConsumerGroupSource):
             return None
         self._consumer = consumer
         return consumer
+
+    def _new_consumer(self, connect_timeout_seconds: float) -> KafkaConsumer:
+        """A subscribed consumer (group mode), or one without any assignment (assigned mode,
+        where creating it waits at most ``connect_timeout_seconds`` for the broker)."""
+        if not self.settings.assigned:
+            consumer = KafkaConsumer(**self._config)
+            consumer.subscribe([self.topic], listener=_Listener(self))
+            return consumer
+        config = dict(self._config)
+        # kafka-python 3 waits for the broker in the constructor (30 s by default); 2.x has
+        # no such setting and gives up by itself.
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
+            config["bootstrap_timeout_ms"] = max(int(connect_timeout_seconds * 1000), 1)
+        return KafkaConsumer(**config)
+
+    def _assigned_consumer(self, timeout_seconds: float) -> KafkaConsumer:
+        """The client, created now if need be; raises PartitionsUnavailableError if the
+        broker cannot be reached."""
+        if self._consumer is None:
+            try:
+                self._consumer = self._new_consumer(min(timeout_seconds, CONNECT_TIMEOUT_SECONDS))
+            except KafkaError as exc:
+                raise PartitionsUnavailableError(f"Kafka not reachable ({exc})") from exc
+        return self._consumer
+
+    # ------------------------------------------------------------------ assigned mode
+    def _read_partitions(self, timeout_seconds: float) -> list[int]:
+        consumer = self._assigned_consumer(timeout_seconds)
+        try:
+            return sorted(consumer.partitions_for_topic(self.topic) or ())
+        except KafkaError as exc:
+            raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
+
+    def _list_offsets(
+        self, numbers: list[int], latest: bool, timeout_seconds: float
+    ) -> dict[int, int]:
+        consumer = self._assigned_consumer(timeout_seconds)
+        tps = [TopicPartition(self.topic, n) for n in numbers]
+        timeout_ms = int(timeout_seconds * 1000)
+        try:
+            if latest:
+                found = consumer.end_offsets(tps, timeout_ms=timeout_ms)
+            else:
+                found = consumer.beginning_offsets(tps, timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise PartitionsUnavailableError(
+                f"cannot read the {'end' if latest else 'beginning'} offsets of "
+                f"{self.topic} partitions {numbers} ({exc})"
+            ) from exc
+        return {tp.partition: int(offset) for tp, offset in found.items()}
+
+    def _assign_at(self, offsets: dict[int, int]) -> None:
+        consumer = self._assigned_consumer(CONNECT_TIMEOUT_SECONDS)
+        tps = [TopicPartition(self.topic, n) for n in sorted(offsets)]
+        # assign([]) unsubscribes: no partition, nothing fetched, still no group.
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, offsets[tp.partition])
+
+    def _seek_assigned(self, offsets: dict[int, int]) -> None:
+        consumer = self._assigned_consumer(CONNECT_TIMEOUT_SECONDS)
+        for number, offset in offsets.items():
+            consumer.seek(TopicPartition(self.topic, number), offset)
 
     # ------------------------------------------------------------------ rebalance
     def _revoked(self, revoked: Any) -> None:
@@ -144,10 +214,14 @@ class KafkaSource(ConsumerGroupSource):
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
             return []
-        resume_interrupted_rebalance(consumer)
+        assigned_mode = self.settings.assigned
+        if not assigned_mode:
+            resume_interrupted_rebalance(consumer)
         records = []
         for tp, messages in batches.items():
             key = partition_key(tp.topic, tp.partition)
+            if assigned_mode and key not in self._assignment:
+                continue  # fetched before a re-assignment took the partition away
             for msg in messages:
                 records.append(
                     SourceRecord(
@@ -162,7 +236,7 @@ class KafkaSource(ConsumerGroupSource):
                 )
         if records:
             self._broker_ok = True
-        if not consumer.assignment():
+        if not assigned_mode and not consumer.assignment():
             self._notice_waiting()
         if self._lag_due():
             self._refresh_lag(consumer)
@@ -170,32 +244,51 @@ class KafkaSource(ConsumerGroupSource):
 
     def _refresh_lag(self, consumer: KafkaConsumer) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in consumer.assignment()}
-        if not assigned:
+        asked = list(assigned.values())
+        if not asked and (probe := self._idle_probe()) is not None:
+            asked = [TopicPartition(self.topic, probe)]  # an idle replica: is the broker there?
+        if not asked:
             return
         try:
-            ends = consumer.end_offsets(list(assigned.values()), timeout_ms=2000)
+            ends = consumer.end_offsets(asked, timeout_ms=2000)
         except KafkaError as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
         self._report_lag(
-            {partition_key(tp.topic, tp.partition): int(end) for tp, end in ends.items()},
+            {
+                key: int(end)
+                for tp, end in ends.items()
+                if (key := partition_key(tp.topic, tp.partition)) in assigned
+            },
             lambda key: int(consumer.position(assigned[key])),
         )
 
     @property
     def ready(self) -> bool:
-        return self._consumer is not None and self._broker_ok and bool(self._consumer.assignment())
+        """Group mode: the broker answers and partitions are assigned. Assigned mode: the
+        broker answers (an empty assignment is ready, and idle)."""
+        if self._consumer is None or not self._broker_ok:
+            return False
+        return self.settings.assigned or bool(self._consumer.assignment())
 
     def commit(self, positions: dict[str, Position]) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        offsets = {}
-        for tp in consumer.assignment():
-            position = positions.get(partition_key(tp.topic, tp.partition))
-            if position is not None:
-                offsets[tp] = OffsetAndMetadata(position.offset, "", -1)
+        """Commit the positions of the assigned partitions (group mode), or of every
+        partition of the topic in ``positions`` (assigned mode), with the group id."""
+        if self.settings.assigned:
+            consumer = self._assigned_consumer(COMMIT_TIMEOUT_SECONDS)
+            offsets = {
+                TopicPartition(self.topic, number): OffsetAndMetadata(offset, "", -1)
+                for number, offset in self._commit_offsets(positions).items()
+            }
+        else:
+            if (consumer := self._consumer) is None:
+                return
+            offsets = {}
+            for tp in consumer.assignment():
+                position = positions.get(partition_key(tp.topic, tp.partition))
+                if position is not None:
+                    offsets[tp] = OffsetAndMetadata(position.offset, "", -1)
         if not offsets:
             return
         if self._in_rebalance:

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.exchange",
             "streamsgd.service",
             "streamsgd.manifest",
+            "streamsgd.replica_intake",
             "streamsgd.replicated",
         ),
     ),

@@ -150,5 +150,3 @@ def test_batch_size_one_is_refused() -> None:
             ServiceConfig(batch_size=1),
             collective=room.member(0),
         )
-
-
