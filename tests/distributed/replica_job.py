@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from tests.support.mpi import mpi_env, mpiexec_command
 
 from streamsgd.checkpoint import DirectoryCheckpointStore, ManifestFile
 from streamsgd.cli.build import build_decoder, build_model
@@ -26,6 +25,7 @@ from streamsgd.manifest import replay_manifest
 from streamsgd.ports import SourceRecord
 from tests.support.kafka_fixtures import port_is_free
 from tests.support.kafka_helpers import REPO, _child_env, wait_until
+from tests.support.mpi import mpi_env, mpiexec_command
 
 T = TypeVar("T")
 N_FEATURES = 6
