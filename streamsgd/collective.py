@@ -30,6 +30,11 @@ class CollectiveTimeout(RuntimeError):
     taking part). The job cannot go on without it; the caller stops the run."""
 
 
+class Unsupervised(RuntimeError):
+    """The launcher that started the job (``mpiexec``) is gone: a replica stops rather than
+    train unsupervised."""
+
+
 class Collective(Protocol):
     """The members of one training job and the collective calls between them."""
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .buffer import MinibatchBuffer, Position
-from .collective import Collective, ReplicaFailure
+from .collective import Collective, ReplicaFailure, Unsupervised
 from .core.reduction import local_sums, reduced_sums
 from .core.step import BatchStats
 from .exchange import Control, Exchange, ExchangeLayout, waits
@@ -329,6 +329,9 @@ class ReplicatedService(ReplicaIntake):
                 return
 
     def _step_once(self) -> bool:
+        supervised = getattr(self.collective, "supervised", None)
+        if supervised is not None and not supervised():
+            raise Unsupervised("mpiexec is gone: this replica stops (no unsupervised training)")
         target = self._local_target()
         self._fill(target)
         return self._step(target)

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ..checkpoint import CheckpointError
+from ..collective import CollectiveTimeout, Unsupervised
 from ..config import TrainConfig, train_config, train_options
 from ..service import FinalCheckpointError, progressive_log_loss
 from .build import build_service, serve_http
@@ -47,13 +48,15 @@ def run(config: TrainConfig) -> int:
         )
         service.request_stop()
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGUSR1 too: mpiexec forwards it to every replica (it kills them on SIGTERM).
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+    previous = {s: signal.signal(s, stop) for s in stop_signals}
     try:
         service.run()
     except CheckpointError as exc:
         resources.failed.set()
         raise UsageError(str(exc)) from None
-    except FinalCheckpointError as exc:
+    except (FinalCheckpointError, CollectiveTimeout, Unsupervised) as exc:
         resources.failed.set()
         print(f"streamsgd: error: {exc}", file=sys.stderr)
         return 1

@@ -139,8 +139,9 @@ class ReplicaJob:
         return found
 
     def stop(self, timeout: float = JOB_TIMEOUT_SECONDS) -> int:
-        """SIGTERM to mpiexec (it forwards it to every rank); the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
+        """SIGUSR1 to mpiexec, which forwards it to every rank (on SIGTERM it kills them):
+        a graceful stop with a final checkpoint; the exit code."""
+        self.proc.send_signal(signal.SIGUSR1)
         return self.wait_exit(timeout)
 
     def wait_exit(self, timeout: float = JOB_TIMEOUT_SECONDS) -> int:
