@@ -91,6 +91,9 @@ class MinibatchBuffer:
         self._chunks: deque[_Chunk] = deque()
         self.n_samples = 0
         self.positions: dict[str, Position] = dict(positions or {})
+        # Empty (rejected) records whose position was passed: a replica reports them with
+        # the step whose positions cover them, so a rolled-back step does not count them.
+        self.passed_empty = 0
         # Records partly learned before a restart, per partition: skip their first samples.
         self._partial = {p: pos for p, pos in self.positions.items() if pos.skip_samples}
 
@@ -146,6 +149,7 @@ class MinibatchBuffer:
         while self._chunks and self._chunks[0].n_samples == 0:
             chunk = self._chunks.popleft()
             self.positions[chunk.partition] = Position(chunk.offset + 1)
+            self.passed_empty += 1
 
     def take(self, n_samples: int) -> Minibatch:
         """Remove and return the first ``min(n_samples, len(self))`` samples (≥ 1)."""
@@ -161,6 +165,7 @@ class MinibatchBuffer:
             if chunk.X is None:  # an empty (rejected) record between samples
                 self._chunks.popleft()
                 self.positions[chunk.partition] = Position(chunk.offset + 1)
+                self.passed_empty += 1
                 continue
             k = min(chunk.n_samples, want - got)
             if k == chunk.n_samples:

@@ -43,18 +43,13 @@ class ReplicaIntake(TrainingService):
         self.collective = collective
         self.partitions: tuple[str, ...] = ()
         self.owned: list[str] = []
-        self._rejected_since_step = 0
         self._dead_letters_unflushed = 0
         self._undelivered = False
         self._sync_round = True  # the first exchange after a (re)start takes no sample
 
     # ------------------------------------------------------------------ records
     def reject(self, record: SourceRecord, exc: RecordRejected) -> None:
-        """As a single trainer, but the count becomes global through the next exchange."""
-        before = self.totals.records_rejected
         super().reject(record, exc)
-        self.totals.records_rejected = before
-        self._rejected_since_step += 1
         if self.dead_letter is not None:
             self._dead_letters_unflushed += 1
 

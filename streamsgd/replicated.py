@@ -185,6 +185,13 @@ class ReplicatedService(ReplicaIntake):
         self._assign()
 
     # ------------------------------------------------------------------ steps
+    def _count_passed(self) -> None:
+        """Nothing: a replica's passed rejections become global through the exchange."""
+
+    def _take_passed(self) -> int:
+        passed, self.buffer.passed_empty = self.buffer.passed_empty, 0
+        return passed
+
     def _exchange_layout(self, sums_size: int) -> ExchangeLayout:
         if self._layout is None or self._layout.sums_size != sums_size:
             self._layout = ExchangeLayout(sums_size, self.collective.size, self.partitions)
@@ -204,7 +211,7 @@ class ReplicatedService(ReplicaIntake):
             p: self.buffer.positions.get(p, self._starts.get(p, Position(0))) for p in self.owned
         }
         control = Control(
-            rejected=self._rejected_since_step,
+            rejected=self._take_passed(),
             stop=int(self._stop.is_set()),
             exhausted=int(self.source.exhausted and not len(self.buffer)),
             checkpoint=int(self.collective.rank == 0 and self._checkpoint_due()),
@@ -216,7 +223,6 @@ class ReplicatedService(ReplicaIntake):
         started = time.perf_counter()
         reduced = layout.unpack(c.allreduce_sum(vector))
         self._exchange_seconds = time.perf_counter() - started
-        self._rejected_since_step = 0
         self._apply(reduced, time.perf_counter() - started)
         return self._after_step(reduced)
 

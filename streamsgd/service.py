@@ -2,11 +2,10 @@
 
 Written against the ports of :mod:`streamsgd.ports`, so embedded sources, Kafka,
 Prometheus and the checkpoint directory plug in without the loop knowing any library.
-Decoding is one call per poll (:func:`~streamsgd.codec.decode_poll`): the loop routes its
-runs to the buffer and its rejections to the dead-letter sink. A skipped step (one that
-would make the weights non-finite) is accounted alike on both learning paths, per step and
-per sample (``Totals.updates_skipped`` / ``samples_skipped``, :meth:`Sensor.steps_skipped`):
-its samples are consumed, not learned.
+Decoding is one call per poll (:func:`~streamsgd.codec.decode_poll`): runs go to the buffer,
+rejections to the dead-letter sink. A skipped step (one that would make the weights
+non-finite) is accounted alike on both learning paths, per step and per sample
+(``Totals.updates_skipped`` / ``samples_skipped``): its samples are consumed, not learned.
 """
 
 from __future__ import annotations
@@ -58,10 +57,9 @@ class ServiceConfig:
     online_block_size : int
         With batch_size 1: apply the m = 1 steps K at a time through
         :func:`~streamsgd.core.sequential.learn_sequence` (same steps, several times
-        faster; equal to the per-sample loop to rounding). Blocks are aligned on the
-        number of samples consumed, so a restarted run cuts the same blocks and stays
-        bit-for-bit reproducible; a sample may wait for up to K − 1 others (or for
-        ``max_wait_seconds``). 0: one ``learn_batch`` per sample.
+        faster). Blocks are aligned on the samples consumed, so a restarted run cuts the
+        same blocks (bit-for-bit); a sample may wait for K − 1 others or
+        ``max_wait_seconds``. 0: one ``learn_batch`` per sample.
     poll_timeout_seconds : float
     """
 
@@ -79,9 +77,8 @@ class TrainingService:
     """Owns the model and drives one source into it.
 
     Exactly-once model state: the checkpoint holds the model and, per partition, the
-    position right after the last sample of the last applied minibatch. Upstream offsets
-    are committed only after that checkpoint is on disk, and on start the source is sought
-    to the checkpoint's positions, so samples still in the buffer at a crash are re-read.
+    position after the last applied sample; offsets are committed only after it is on disk,
+    and a start seeks to its positions, so samples buffered at a crash are re-read.
     """
 
     def __init__(
@@ -138,7 +135,13 @@ class TrainingService:
         self.buffer = MinibatchBuffer(positions)
         self._updates_at_checkpoint = self.model.n_updates
 
+    def _count_passed(self) -> None:
+        """Rejected records the positions pass enter the totals (never one re-read later)."""
+        self.totals.records_rejected += self.buffer.passed_empty
+        self.buffer.passed_empty = 0
+
     def state(self) -> dict[str, Any]:
+        self._count_passed()
         positions = self.buffer.positions
         return {
             "model": self.model.get_state(),
@@ -223,8 +226,8 @@ class TrainingService:
         return self.config.max_samples - self.totals.samples_consumed - len(self.buffer)
 
     def reject(self, record: SourceRecord, exc: RecordRejected) -> None:
-        """Count, dead-letter and pass over a record that cannot be learned."""
-        self.totals.records_rejected += 1
+        """Dead-letter and pass over a record that cannot be learned; it enters the totals
+        when its position is passed (:meth:`_count_passed`), with the samples before it."""
         for s in self.sensors:
             s.record_rejected(exc.reason)
         if self.dead_letter is not None:
@@ -367,6 +370,7 @@ class TrainingService:
         return True
 
     def _tick(self) -> None:
+        self._count_passed()
         for s in self.sensors:
             s.buffered_samples(len(self.buffer))
             s.tick(self.model)
