@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 
@@ -27,7 +29,9 @@ from streamsgd.service import ServiceConfig
 class Timing(Sensor):
     """The first and last step's times and the exchange times."""
 
-    def __init__(self) -> None:
+    def __init__(self, kill_at_step: int = 0) -> None:
+        self.kill_at_step = kill_at_step  # this replica SIGKILLs itself after that step
+        self.longest_gap = 0.0  # the longest time between two steps (the pause a kill costs)
         self.first: float | None = None
         self.last = 0.0
         self.exchange_seconds = 0.0
@@ -40,7 +44,11 @@ class Timing(Sensor):
         now = time.perf_counter()
         if self.first is None:
             self.first = now
+        else:
+            self.longest_gap = max(self.longest_gap, now - self.last)
         self.last = now
+        if self.kill_at_step and global_step >= self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
         self.exchange_seconds += allreduce_seconds
         self.wait_seconds += wait_seconds
         self.steps += 1
@@ -137,12 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default="")
     parser.add_argument("--topic", default="")
     parser.add_argument("--kafka-client", default="kafka-python")
+    parser.add_argument("--kill-rank", type=int, default=-1)
+    parser.add_argument("--kill-at-step", type=int, default=0)
     args = parser.parse_args(argv)
-    timing = Timing()
+    from streamsgd.mpi import world_rank_and_size
+
+    rank, _ = world_rank_and_size()
+    timing = Timing(args.kill_at_step if rank == args.kill_rank else 0)
     if args.source == "memory":
         from streamsgd.mpi import MpiCollective
 
-        service = _memory(args, MpiCollective(timeout_seconds=120), timing)
+        collective = MpiCollective(timeout_seconds=120)
+        service = _memory(args, collective, timing)
     else:
         service = _kafka(args, timing)
     service.run()
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "n": collective.size, "samples": service.model.n_samples_seen, "seconds": seconds,
             "steps": timing.steps, "exchange_seconds": timing.exchange_seconds,
-            "wait_seconds": timing.wait_seconds,
+            "wait_seconds": timing.wait_seconds, "longest_pause_seconds": timing.longest_gap,
         }), flush=True)  # fmt: skip
     collective.close()
     return 0
