@@ -97,26 +97,59 @@ def _is_failure(error: Exception) -> bool:
     )
 
 
-def _wait(request: Any, deadline: float, what: str) -> None:
-    """Wait for ``request`` with ``Test()`` polling (spin, then doubling sleeps; module doc).
+def _wait(request: Any, deadline: float, what: str, arrival: Any = None) -> None:
+    """Wait for ``request`` (module doc, Waiting).
+
+    With ``arrival`` (an ``Ibarrier`` posted just before ``request``): until every member
+    has arrived, ``Test()`` for ``SPIN_SECONDS``, then sleeps that double from
+    ``FIRST_SLEEP_SECONDS`` to ``MAX_SLEEP_SECONDS``; from then on ``Test()`` and
+    ``sched_yield()`` back to back, the data moving only while this rank drives it. Without
+    ``arrival`` the sleeps go on to the end.
 
     Raises
     ------
     mpi4py.MPI.Exception
-        The request completed with an error (translated by the caller).
+        A request completed with an error (translated by the caller).
     CollectiveTimeout
         ``deadline`` (``time.monotonic()``) passed first.
     """
     spin_until = time.monotonic() + SPIN_SECONDS
     sleep_seconds = FIRST_SLEEP_SECONDS
+    arrived = False
     while not request.Test():
         now = time.monotonic()
-        if now < spin_until:
-            continue
         if now > deadline:
             raise CollectiveTimeout(f"{what} did not complete in time: a member hangs")
+        if not arrived and arrival is not None:
+            arrived = arrival.Test()
+        if arrived or now < spin_until:
+            # Hands the core to a peer rank that needs it (oversubscribed), else returns.
+            os.sched_yield()
+            continue
         time.sleep(sleep_seconds)
         sleep_seconds = min(2 * sleep_seconds, MAX_SLEEP_SECONDS)
+    if arrival is not None and not arrived:
+        arrival.Wait()  # complete: every member has posted the request that just completed
+
+
+def _finalize_or_exit(timeout_seconds: float) -> None:
+    """``MPI_Finalize``; if it has not returned after ``timeout_seconds``, the process ends
+    by ``SIGALRM`` (``alarm(2)``; stdout and stderr are flushed first).
+
+    After a process failure in the job, Open MPI 5.0.11's Finalize sometimes never returns
+    (seen 1 run in 8 at N = 3 after a SIGKILL; open-mpi/ompi#11404). Skipping Finalize is no
+    way out: a spawned replacement that exits without it is an "improper" exit that makes
+    mpiexec fail the job. A watchdog thread cannot help: mpi4py holds the GIL in Finalize;
+    the kernel's alarm needs no Python. Under ``--with-ft ulfm`` a rank ended by a signal is
+    a tolerated failure: mpiexec still exits 0.
+    """
+    MPI = _mpi()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(max(1, math.ceil(timeout_seconds)))
+    MPI.Finalize()
+    signal.alarm(0)
 
 
 def _bounded(call: Callable[[], T], deadline: float, what: str) -> T:
@@ -144,26 +177,6 @@ def _bounded(call: Callable[[], T], deadline: float, what: str) -> T:
     if not succeeded:
         raise value
     return value
-
-
-def _finalize_or_exit(timeout_seconds: float) -> None:
-    """``MPI_Finalize``; if it has not returned after ``timeout_seconds``, the process ends
-    by ``SIGALRM`` (``alarm(2)``; stdout and stderr are flushed first).
-
-    After a process failure in the job, Open MPI 5.0.11's Finalize sometimes never returns
-    (seen 1 run in 8 at N = 3 after a SIGKILL; open-mpi/ompi#11404). Skipping Finalize is no
-    way out: a spawned replacement that exits without it is an "improper" exit that makes
-    mpiexec fail the job. A watchdog thread cannot help: mpi4py holds the GIL in Finalize;
-    the kernel's alarm needs no Python. Under ``--with-ft ulfm`` a rank ended by a signal is
-    a tolerated failure: mpiexec still exits 0.
-    """
-    MPI = _mpi()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(max(1, math.ceil(timeout_seconds)))
-    MPI.Finalize()
-    signal.alarm(0)
 
 
 class MpiCollective:
@@ -253,8 +266,9 @@ class MpiCollective:
         send = np.ascontiguousarray(buffer, dtype=np.float64)
         received = np.empty_like(send)
         with self._translated("allreduce"):
+            arrival = self._comm.Ibarrier()
             request = self._comm.Iallreduce(send, received, op=MPI.SUM)
-            _wait(request, self._deadline(), "allreduce")
+            _wait(request, self._deadline(), "allreduce", arrival)
         return received
 
     def broadcast(self, value: Any, root: int = 0) -> Any:

@@ -51,7 +51,8 @@ class Log:
 
     def __call__(self, event: str, **fields: Any) -> None:
         c = self.collective
-        record = {"event": event, "pid": os.getpid(), "rank": c.rank, "size": c.size}
+        record = {"event": event, "time": time.time(), "pid": os.getpid()}
+        record |= {"rank": c.rank, "size": c.size}
         record |= {"slot": c.slot, "joined": c.joined, "changes": c.membership_changes}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record | fields) + "\n")
@@ -103,6 +104,7 @@ def inject_faults(
     args: argparse.Namespace, world_rank: int, step: int, collective: MpiCollective, log: Log
 ) -> None:
     if world_rank == args.kill_rank and step == args.kill_at:
+        log("kill", step=step)
         os.kill(os.getpid(), signal.SIGKILL)
     if world_rank == args.hang_rank and step == args.hang_at:
         # The fault: alive, but no part in the collective until the others gave up (bounded).
