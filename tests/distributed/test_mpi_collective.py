@@ -129,7 +129,11 @@ def test_allreduce_sums_and_broadcast_delivers_an_object(
         assert {r["size"] for r in steps} == {n}
         _assert_sums(steps)
         assert records[-1]["event"] == "done"
-    assert sorted(records[0]["rank"] for records in processes.values()) == list(range(n))
+    starts = sorted(
+        (records[0]["rank"], records[0]["world_rank"], records[0]["world_size"], records[0]["slot"])
+        for records in processes.values()
+    )
+    assert starts == [(rank, rank, n, rank) for rank in range(n)]
 
 
 def test_a_killed_replica_is_shrunk_away_and_the_survivors_go_on(
