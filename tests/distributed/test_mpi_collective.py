@@ -197,6 +197,37 @@ def test_with_respawn_a_replacement_joins_receives_the_state_and_takes_part(
         assert records[-1]["event"] == "done"
 
 
+def test_a_replacement_that_dies_is_replaced_in_turn(jobs: list[Job], tmp_path: Path) -> None:
+    job = _start(
+        jobs,
+        tmp_path / "out",
+        3,
+        *("--steps", 12, "--kill-rank", 1, "--kill-at", 4, "--kill-replacement-at", 8),
+        "--respawn",
+    )
+    # Every member finishes (checked below), but a spawned job is outside ULFM's tolerance in
+    # Open MPI 5.0.11: mpiexec reports the replacement's SIGKILL (128 + 9) as its status.
+    assert job.wait() in (0, 137), job.diagnostics()
+    processes = job.processes()
+    replacements = [records for records in processes.values() if records[0]["replacement"]]
+    assert [r[1]["step"] for r in replacements if r[1]["event"] == "state"] == [4, 8]
+    for records in processes.values():
+        if records[-1]["event"] == "kill":
+            continue
+        steps = [r for r in records if r["event"] == "step"]
+        assert {r["size"] for r in steps} == {3}
+        _assert_sums(steps)
+        assert records[-1] | {"event": "done", "step": 12} == records[-1], records[-1]
+    survivors = [
+        r for r in processes.values() if not r[0]["replacement"] and r[0]["world_rank"] != 1
+    ]
+    assert len(survivors) == 2
+    for records in survivors:
+        recovered = [r for r in records if r["event"] == "recovered"]
+        assert [(r["step"], r["changes"]) for r in recovered] == [(4, 2), (8, 4)]
+        assert [r["step"] for r in records if r["event"] == "step"] == list(range(12))
+
+
 def test_a_replica_that_stops_taking_part_times_the_others_out(
     jobs: list[Job], tmp_path: Path
 ) -> None:

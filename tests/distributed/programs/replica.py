@@ -36,6 +36,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=1000, help="allreduce buffer length")
     parser.add_argument("--kill-rank", type=int, default=-1, help="world rank that SIGKILLs itself")
     parser.add_argument("--kill-at", type=int, default=5, help="... before this step")
+    parser.add_argument("--kill-replacement-at", type=int, default=-1, help="... a replacement")
     parser.add_argument("--hang-rank", type=int, default=-1, help="world rank that stops")
     parser.add_argument("--hang-at", type=int, default=3)
     parser.add_argument("--orphan-at", type=int, default=-1, help="wait here until unsupervised")
@@ -72,15 +73,18 @@ def main() -> None:
     log = Log(args.out, collective)
     log("start", replacement=replacement, world_rank=world_rank, world_size=world_size)
     if replacement:
-        step = collective.broadcast(None)["step"]
+        step = joined_at = collective.broadcast(None)["step"]
         log("state", step=step)
     else:
         received = collective.broadcast(GREETING if collective.rank == 0 else None)
         log("greeting", value=received)
-        step = 0
+        step = joined_at = 0
     while step < args.steps:
         if not replacement:
             inject_faults(args, world_rank, step, collective, log)
+        elif step == args.kill_replacement_at and joined_at < step:  # not its replacement
+            log("kill", step=step)
+            os.kill(os.getpid(), signal.SIGKILL)
         contribution = (collective.rank + 1) * np.arange(args.length, dtype=np.float64) + step
         try:
             total = collective.allreduce_sum(contribution)
