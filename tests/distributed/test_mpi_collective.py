@@ -232,7 +232,7 @@ def test_a_replica_that_stops_taking_part_times_the_others_out(
     jobs: list[Job], tmp_path: Path
 ) -> None:
     job = _start(
-        jobs, tmp_path / "out", 3, "--steps", 10, "--hang-rank", 2, "--hang-at", 3, "--timeout", 2
+        jobs, tmp_path / "out", 3, "--steps", 10, "--hang-rank", 2, "--hang-at", 3, "--timeout", 5
     )
     # The others exit 3 on CollectiveTimeout; a rank's non-zero exit ends the job.
     assert job.wait() == 3, job.diagnostics()
