@@ -78,13 +78,14 @@ class Job:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running replica program (a pid from the logs may have been reused
+    by another process since, and a zombie no longer runs)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    # A zombie is not running (the reaper is no longer ours once mpiexec is gone).
-    status = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0]
-    return status != "Z"
+    return status != "Z" and str(PROGRAM).encode() in command
 
 
 @pytest.fixture
