@@ -1,6 +1,7 @@
 """The MPI adapter of :class:`~streamsgd.collective.Collective` (issue 11): mpi4py over Open MPI
-with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py,
-and only when a collective is built (importing ``mpi4py.MPI`` initialises MPI).
+with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py:
+importing it raises ImportError without mpi4py; MPI is initialised (``mpi4py.MPI`` imported)
+only when a collective is built. Nothing imports this module but a distributed run.
 
 Waiting (:func:`_wait`). Open MPI's blocking calls busy-poll a core; with N replicas on fewer
 cores a replica waiting for the slowest one steals the core that one needs. So every call is
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import mpi4py  # the package only: MPI is initialised by importing mpi4py.MPI, in _mpi()
 import numpy as np
 
 from .collective import CollectiveTimeout, ReplicaFailure
@@ -65,8 +67,6 @@ FAILURE_NOTICE_SECONDS = 1.0
 
 def _mpi() -> Any:
     """The ``mpi4py.MPI`` module, imported on first use, without Finalize at exit (module doc)."""
-    import mpi4py
-
     mpi4py.rc.finalize = False  # read at the first import of mpi4py.MPI
     from mpi4py import MPI
 

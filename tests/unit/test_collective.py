@@ -46,10 +46,12 @@ def test_a_single_process_has_nothing_to_recover_and_closes_quietly() -> None:
     collective.close()
 
 
-def test_the_package_imports_without_loading_mpi4py() -> None:
-    # Importing mpi4py.MPI initialises MPI; only a distributed run may do that.
+def test_the_package_imports_without_mpi4py_and_the_adapter_without_initialising_mpi() -> None:
     code = (
-        "import sys, streamsgd, streamsgd.cli, streamsgd.collective, streamsgd.mpi;"
-        "sys.exit('mpi4py' in sys.modules)"
+        "import sys, streamsgd, streamsgd.cli, streamsgd.collective;"
+        "assert 'mpi4py' not in sys.modules, 'the package loaded mpi4py';"
+        "import streamsgd.mpi;"  # only a distributed run imports it
+        "assert 'mpi4py.MPI' not in sys.modules, 'importing the adapter initialised MPI'"
     )
-    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
