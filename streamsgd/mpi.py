@@ -295,8 +295,9 @@ class MpiCollective:
     def close(self) -> None:
         """Leave the job (module doc, Exit). After a healthy run: a barrier (bounded by the
         timeout), free the communicator, ``MPI_Finalize`` (bounded); after a failure or
-        timeout not recovered from, or a failed barrier: free only. Call it last; no MPI
-        call works after it; idempotent."""
+        timeout not recovered from, or a failed barrier: free only. Call it last, from the
+        main thread (elsewhere it does not finalise); nothing of MPI works after it;
+        idempotent."""
         if self._comm is None:
             return
         together = not self._broken
@@ -308,7 +309,9 @@ class MpiCollective:
                 together = False  # a member is gone or hangs: no waiting for it in Finalize
         self._comm.Free()
         self._comm = None
-        if together and not _mpi().Is_finalized():
+        # alarm(2) is armed by the main thread only (Python's signal rule).
+        main = threading.current_thread() is threading.main_thread()
+        if together and main and not _mpi().Is_finalized():
             _finalize_within(FINALIZE_TIMEOUT_SECONDS)
 
     def _spawn(self, missing: int) -> None:
@@ -380,11 +383,8 @@ class MpiCollective:
         the broken connection by some milliseconds: watched for up to ``FAILURE_NOTICE_SECONDS``.
         """
         MPI = _mpi()
-        if error.Get_error_class() in (
-            MPI.ERR_PROC_FAILED,
-            MPI.ERR_PROC_FAILED_PENDING,
-            MPI.ERR_REVOKED,
-        ):
+        ulfm = (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED)
+        if error.Get_error_class() in ulfm:
             return True
         deadline = time.monotonic() + FAILURE_NOTICE_SECONDS
         while True:
