@@ -264,7 +264,7 @@ class MpiCollective:
         CollectiveTimeout
             A survivor took no part in time.
         RuntimeError
-            Open MPI refused to start the replacements.
+            Open MPI refused to start the replacements; the survivors' group works on.
         """
         old = self._comm
         with self._translated("recover (shrink)"):
@@ -280,11 +280,11 @@ class MpiCollective:
         if len(survivors) < len(self._slots):
             self._membership_changes += 1
         self._slots = survivors
+        self._broken = False  # a failed spawn leaves a working group of the survivors
         missing = self._original_size - self.size
         if self.respawn and missing > 0:
             self._spawn(missing)
             self._membership_changes += 1
-        self._broken = False
 
     def supervised(self) -> bool:
         """False once the process that started this one (``mpiexec``, or its daemon on
