@@ -11,8 +11,8 @@ arrived the rank sleeps between ``Test()`` calls (a short spin, then sleeps doub
 ``sched_yield()`` back to back, so the data move as fast as with a blocking call. ``Test()``
 runs Open MPI's progress engine, so a failure or a revoke by another member ends the wait.
 
-Failures. The communicators return errors (``MPI.ERRORS_RETURN``); the ULFM classes
-``ERR_PROC_FAILED``, ``ERR_PROC_FAILED_PENDING`` and ``ERR_REVOKED`` become
+Failures. The communicators return errors (``MPI.ERRORS_RETURN``); the ULFM classes, and any
+error while the communicator knows a failed member (:meth:`MpiCollective._failed`), become
 :class:`ReplicaFailure`. :meth:`MpiCollective.recover` revokes, shrinks and, with ``respawn``,
 spawns replacements merged in after the survivors (who keep ranks 0..k-1 in their order).
 
@@ -31,7 +31,6 @@ ends the whole job (the hung member included).
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import signal
@@ -56,7 +55,7 @@ there or close (8 KB at N = 3 on 2 cores: 0.13 ms against 0.25 ms with 50 µs)."
 FIRST_SLEEP_SECONDS = 20e-6
 MAX_SLEEP_SECONDS = 1e-3
 """The longest sleep between two ``Test()`` while a member is missing: ≤ 1 ms added to the
-wait for a late member, ≈ 1000 wake-ups/s of an idle rank (about 1 ms CPU per 20 ms wait)."""
+wait for a late member, ≈ 1000 wake-ups/s of an idle rank (≈ 1.4 ms CPU per 20 ms wait)."""
 RECOVERY_TIMEOUT_FLOOR_SECONDS = 30.0
 """Shrink, spawn and merge wait at least this long (they involve the runtime and a start)."""
 FINALIZE_TIMEOUT_SECONDS = 10
@@ -144,7 +143,7 @@ def _finalize_within(timeout_seconds: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(max(1, math.ceil(timeout_seconds)))
+    signal.alarm(max(1, timeout_seconds))
     _mpi().Finalize()
     signal.alarm(0)
 
