@@ -163,6 +163,26 @@ def test_a_killed_replica_is_shrunk_away_and_the_survivors_go_on(
         assert records[-1]["event"] == "done"
 
 
+def test_a_revoke_reaches_the_members_waiting_in_the_allreduce(
+    jobs: list[Job], tmp_path: Path
+) -> None:
+    # World rank 2 revokes instead of taking part in step 3; nobody dies.
+    job = _start(jobs, tmp_path / "out", 3, "--steps", 8, "--revoke-rank", 2, "--revoke-at", 3)
+    assert job.wait() == 0, job.diagnostics()
+    processes = job.processes()
+    assert len(processes) == 3
+    for records in processes.values():
+        failure = next(r for r in records if r["event"] == "failure")
+        assert failure["step"] == 3 and "MPI_ERR_REVOKED" in failure["error"], failure
+        recovered = next(r for r in records if r["event"] == "recovered")
+        assert (recovered["size"], recovered["changes"], recovered["step"]) == (3, 0, 3)
+        assert recovered["rank"] == records[0]["rank"]  # the same members, the same ranks
+        steps = [r for r in records if r["event"] == "step"]
+        assert [r["step"] for r in steps] == list(range(8))
+        assert {r["size"] for r in steps} == {3}
+        _assert_sums(steps)
+
+
 def test_with_respawn_a_replacement_joins_receives_the_state_and_takes_part(
     jobs: list[Job], tmp_path: Path
 ) -> None:

@@ -37,6 +37,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kill-rank", type=int, default=-1, help="world rank that SIGKILLs itself")
     parser.add_argument("--kill-at", type=int, default=5, help="... before this step")
     parser.add_argument("--kill-replacement-at", type=int, default=-1, help="... a replacement")
+    parser.add_argument("--revoke-rank", type=int, default=-1, help="world rank that revokes")
+    parser.add_argument("--revoke-at", type=int, default=3)
     parser.add_argument("--hang-rank", type=int, default=-1, help="world rank that stops")
     parser.add_argument("--hang-at", type=int, default=3)
     parser.add_argument("--orphan-at", type=int, default=-1, help="wait here until unsupervised")
@@ -79,6 +81,7 @@ def main() -> None:
         received = collective.broadcast(GREETING if collective.rank == 0 else None)
         log("greeting", value=received)
         step = joined_at = 0
+    revoked = False
     while step < args.steps:
         if not replacement:
             inject_faults(args, world_rank, step, collective, log)
@@ -87,6 +90,11 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         contribution = (collective.rank + 1) * np.arange(args.length, dtype=np.float64) + step
         try:
+            if world_rank == args.revoke_rank and step == args.revoke_at and not revoked:
+                # Instead of this step's allreduce, which the others are waiting in.
+                revoked = True
+                log("revoke", step=step)
+                collective._comm.Revoke()
             total = collective.allreduce_sum(contribution)
         except ReplicaFailure as failure:
             log("failure", step=step, error=str(failure))
