@@ -1,31 +1,36 @@
 """The MPI adapter of :class:`~streamsgd.collective.Collective` (issue 11): mpi4py over Open MPI
-with ULFM fault tolerance (``mpiexec --with-ft ulfm``).
+with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py:
+importing it raises ImportError without mpi4py; MPI is initialised (``mpi4py.MPI`` imported)
+only when a collective is built. Nothing imports this module but a distributed run.
 
-The only module that imports mpi4py, and only when a collective is built (importing
-``mpi4py.MPI`` initialises MPI), so the package imports without it.
+Waiting (:func:`_wait`). Open MPI's blocking calls busy-poll a core; with N replicas on fewer
+cores a replica waiting for the slowest one steals the core that one needs. So every call is
+non-blocking, and an allreduce is posted with an ``Ibarrier`` in front: until every member has
+arrived the rank sleeps between ``Test()`` calls (a short spin, then sleeps doubling up to
+``MAX_SLEEP_SECONDS``); once all have arrived it drives the transfer with ``Test()`` and
+``sched_yield()`` back to back, so the data move as fast as with a blocking call. ``Test()``
+runs Open MPI's progress engine, so a failure or a revoke by another member ends the wait.
 
-Waiting. Open MPI's blocking calls busy-poll a core until they complete; with N replicas
-oversubscribed on fewer cores a replica waiting for the slowest one would steal the core that
-one needs. Every call is therefore non-blocking (``Iallreduce``, ``Ibcast``, ``Ishrink``) and
-waited for by :func:`_wait`: ``Test()`` in a tight loop for ``SPIN_SECONDS``, then sleeps that
-double from ``FIRST_SLEEP_SECONDS`` up to ``MAX_SLEEP_SECONDS``. ``Test()`` also drives Open
-MPI's progress engine, so a revoke by another member or a failure detected by the runtime ends
-the wait with an error (``ReplicaFailure``), and the timeout is checked between tests.
-
-Failures. The communicators use ``MPI.ERRORS_RETURN``; the ULFM error classes
-(``ERR_PROC_FAILED``, ``ERR_PROC_FAILED_PENDING``, ``ERR_REVOKED``) become
+Failures. The communicators return errors (``MPI.ERRORS_RETURN``); the ULFM classes, and any
+error while the communicator knows a failed member (:meth:`MpiCollective._failed`), become
 :class:`ReplicaFailure`. :meth:`MpiCollective.recover` revokes, shrinks and, with ``respawn``,
-spawns replacements and merges them in after the survivors (the survivors keep ranks
-0..k-1 in their old order, so rank 0 stays a survivor).
+spawns replacements merged in after the survivors (who keep ranks 0..k-1 in their order).
 
-Slots. A rank is renumbered by a shrink; :attr:`MpiCollective.slot` is not: the original
-members hold slots 0..N-1 (their world rank) and a replacement takes a slot a failed member
-freed. Things that must not collide between live members (a metrics port) use the slot.
+Slots. A shrink renumbers ranks; :attr:`MpiCollective.slot` stays: the original members hold
+slots 0..N-1 (their world rank), a replacement takes a slot a failed member freed. What must
+not collide between live members (a metrics port) uses the slot.
+
+Exit (:meth:`MpiCollective.close`). mpi4py's ``MPI_Finalize`` at exit is off: under ULFM it
+waits, busy-polling, for every member to finalise, so one hung member keeps the others in their
+exit forever (2 ranks exiting while a third slept 30 s burnt 23 CPU-seconds). ``close()``
+finalises after a healthy run, bounded by ``alarm(2)``: after a failure in the job, Open MPI
+5.0.11's Finalize sometimes never returns (3 runs in 12 at N = 3; open-mpi/ompi#11404). A
+process whose collective broke exits without Finalize: with a non-zero status, mpiexec then
+ends the whole job (the hung member included).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 import signal
@@ -36,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import mpi4py  # the package only: MPI is initialised by importing mpi4py.MPI, in _mpi()
 import numpy as np
 
 from .collective import CollectiveTimeout, ReplicaFailure
@@ -43,96 +49,80 @@ from .core.types import FloatArray
 
 T = TypeVar("T")
 
-SPIN_SECONDS = 50e-6
-"""Time ``Test()`` is called back to back before the first sleep (covers a loopback allreduce
-of a small buffer when the peers are already waiting)."""
+SPIN_SECONDS = 200e-6
+"""``Test()`` and ``sched_yield()`` this long before the first sleep: a call whose peers are
+there or close (8 KB at N = 3 on 2 cores: 0.13 ms against 0.25 ms with 50 µs)."""
 FIRST_SLEEP_SECONDS = 20e-6
 MAX_SLEEP_SECONDS = 1e-3
-"""The longest sleep between two ``Test()``: bounds the latency added to a call whose peers
-arrive late, and the wake-ups of an idle rank (≈ 1000/s, a fraction of a percent of a core)."""
+"""The longest sleep between two ``Test()`` while a member is missing: ≤ 1 ms added to the
+wait for a late member, ≈ 1000 wake-ups/s of an idle rank (≈ 1.4 ms CPU per 20 ms wait)."""
 RECOVERY_TIMEOUT_FLOOR_SECONDS = 30.0
-FINALIZE_TIMEOUT_SECONDS = 10.0
-"""How long :meth:`MpiCollective.close` lets ``MPI_Finalize`` run (normally milliseconds)."""
-"""Shrink and merge wait at least this long (they involve the runtime, not just the peers)."""
+"""Shrink, spawn and merge wait at least this long (they involve the runtime and a start)."""
+FINALIZE_TIMEOUT_SECONDS = 10
+"""``close()`` ends the process by SIGALRM if ``MPI_Finalize`` takes longer (normally ms)."""
+FAILURE_NOTICE_SECONDS = 1.0
+"""How long an MPI error of no ULFM class waits for the runtime to report a failed member."""
 
 
 def _mpi() -> Any:
-    """The ``mpi4py.MPI`` module (imported here, not at the top: importing it initialises MPI)."""
-    import mpi4py
-
-    # No MPI_Finalize at exit (close() finalises after a healthy run): under ULFM, Finalize
-    # waits, busy-polling a core, until every other member finalises too, so a member that
-    # hangs keeps the others spinning in their exit forever (measured: 2 ranks exiting while
-    # a third sleeps 30 s burn 23 CPU-seconds). Without it a process whose collective broke
-    # exits at once, and a non-zero exit status makes mpiexec end the whole job. Must be set
-    # before the first import of mpi4py.MPI.
-    mpi4py.rc.finalize = False
+    """The ``mpi4py.MPI`` module, imported on first use, without Finalize at exit (module doc)."""
+    mpi4py.rc.finalize = False  # read at the first import of mpi4py.MPI
     from mpi4py import MPI
 
     return MPI
 
 
 def world_rank_and_size() -> tuple[int, int]:
-    """This process's rank and the job's size as ``mpiexec`` started it, without initialising
-    MPI (read from Open MPI's environment; ``(0, 1)`` outside ``mpiexec``).
-
-    A replacement spawned by :meth:`MpiCollective.recover` reads ``(0, 1)`` here (it is the
-    only member of its own world); its place in the job is :attr:`MpiCollective.slot`.
-    """
+    """This process's rank and the job's size as ``mpiexec`` started them, read from Open MPI's
+    environment without initialising MPI; ``(0, 1)`` outside ``mpiexec``. A replacement
+    spawned by :meth:`MpiCollective.recover` reads ``(0, 1)`` (the only member of its own
+    world): its place in the job is :attr:`MpiCollective.slot`."""
     rank = os.environ.get("OMPI_COMM_WORLD_RANK")
     size = os.environ.get("OMPI_COMM_WORLD_SIZE")
-    if rank is None or size is None:
-        return 0, 1
-    return int(rank), int(size)
+    return (0, 1) if rank is None or size is None else (int(rank), int(size))
 
 
-def _is_failure(error: Exception) -> bool:
-    MPI = _mpi()
-    if not isinstance(error, MPI.Exception):
-        return False
-    return error.Get_error_class() in (
-        MPI.ERR_PROC_FAILED,
-        MPI.ERR_PROC_FAILED_PENDING,
-        MPI.ERR_REVOKED,
-    )
-
-
-def _wait(request: Any, deadline: float, what: str) -> None:
-    """Wait for ``request`` with ``Test()`` polling (spin, then doubling sleeps; module doc).
+def _wait(request: Any, deadline: float, what: str, arrival: Any = None) -> None:
+    """Wait for ``request`` (module doc). With ``arrival``, an ``Ibarrier`` posted just before
+    ``request``, the sleeps stop once every member has arrived; without it they go on.
 
     Raises
     ------
     mpi4py.MPI.Exception
-        The request completed with an error (translated by the caller).
+        A request completed with an error (the caller translates it).
     CollectiveTimeout
         ``deadline`` (``time.monotonic()``) passed first.
     """
     spin_until = time.monotonic() + SPIN_SECONDS
     sleep_seconds = FIRST_SLEEP_SECONDS
+    arrived = False
     while not request.Test():
         now = time.monotonic()
-        if now < spin_until:
-            continue
         if now > deadline:
             raise CollectiveTimeout(f"{what} did not complete in time: a member hangs")
+        if not arrived and arrival is not None:
+            arrived = arrival.Test()
+        if arrived or now < spin_until:
+            os.sched_yield()  # the core to a peer rank that needs it (oversubscribed)
+            continue
         time.sleep(sleep_seconds)
         sleep_seconds = min(2 * sleep_seconds, MAX_SLEEP_SECONDS)
+    if arrival is not None and not arrived:
+        arrival.Wait()  # done: every member posted it before the request that completed
 
 
 def _bounded(call: Callable[[], T], deadline: float, what: str) -> T:
-    """``call()`` run in a helper thread and waited for until ``deadline``.
-
-    For the blocking calls of a recovery: ``Ishrink`` fails with ``MPI_ERR_INTERN`` in Open
-    MPI 5.0.11 (blocking ``Shrink`` works), and ``Spawn``/``Merge`` have no non-blocking form.
-    On timeout the thread is abandoned (a daemon, still inside MPI): the collective is then
-    unusable and the caller stops the run, as after any :class:`CollectiveTimeout`.
+    """``call()`` in a helper thread, waited for until ``deadline``: for the blocking calls of
+    a recovery (``Ishrink`` fails with ``MPI_ERR_INTERN`` in Open MPI 5.0.11; ``Spawn`` and
+    ``Merge`` have no non-blocking form; mpi4py releases the GIL in them). On timeout the
+    thread is abandoned inside MPI and the caller stops the run.
     """
-    outcome: list[Any] = []
+    outcome: list[tuple[bool, Any]] = []
 
     def run() -> None:
         try:
             outcome.append((True, call()))
-        except BaseException as error:  # handed to the caller's thread
+        except BaseException as error:  # re-raised in the caller's thread
             outcome.append((False, error))
 
     thread = threading.Thread(target=run, name=f"mpi-{what}", daemon=True)
@@ -146,76 +136,61 @@ def _bounded(call: Callable[[], T], deadline: float, what: str) -> T:
     return value
 
 
-def _finalize_or_exit(timeout_seconds: float) -> None:
-    """``MPI_Finalize``; if it has not returned after ``timeout_seconds``, the process ends
-    by ``SIGALRM`` (``alarm(2)``; stdout and stderr are flushed first).
-
-    After a process failure in the job, Open MPI 5.0.11's Finalize sometimes never returns
-    (seen 1 run in 8 at N = 3 after a SIGKILL; open-mpi/ompi#11404). Skipping Finalize is no
-    way out: a spawned replacement that exits without it is an "improper" exit that makes
-    mpiexec fail the job. A watchdog thread cannot help: mpi4py holds the GIL in Finalize;
-    the kernel's alarm needs no Python. Under ``--with-ft ulfm`` a rank ended by a signal is
-    a tolerated failure: mpiexec still exits 0.
-    """
-    MPI = _mpi()
+def _finalize_within(timeout_seconds: int) -> None:
+    """``MPI_Finalize``, or the end of the process by SIGALRM after ``timeout_seconds``
+    (module doc). A thread cannot be the watchdog: Finalize holds the GIL. Under
+    ``--with-ft ulfm`` a rank ended by a signal is a tolerated failure (mpiexec exits 0)."""
     sys.stdout.flush()
     sys.stderr.flush()
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(max(1, math.ceil(timeout_seconds)))
-    MPI.Finalize()
+    signal.alarm(max(1, timeout_seconds))
+    _mpi().Finalize()
     signal.alarm(0)
 
 
 class MpiCollective:
-    """A :class:`~streamsgd.collective.Collective` over MPI: the members are the processes
-    ``mpiexec`` started (a duplicate of ``COMM_WORLD``), or, in a replacement spawned by
-    :meth:`recover`, the survivors and the replacements merged into one communicator.
+    """A :class:`~streamsgd.collective.Collective` over MPI: a duplicate of ``COMM_WORLD``,
+    or, in a replacement spawned by :meth:`recover`, the survivors and replacements merged.
 
     Parameters
     ----------
     timeout_seconds : float
-        A collective call that does not complete within this raises
-        :class:`CollectiveTimeout` (a member is alive but does not take part).
+        A call not complete within this raises :class:`CollectiveTimeout` (a member is alive
+        but takes no part). A recovery waits at least ``RECOVERY_TIMEOUT_FLOOR_SECONDS``.
     respawn : bool
         :meth:`recover` spawns replacements up to the original size.
     spawn_argv : sequence of str, optional
-        The replacement's command line (``spawn_argv[0]`` is the executable), e.g.
-        ``[sys.executable, "-m", "streamsgd", *sys.argv[1:]]``; default: this process's own
-        ``[sys.executable, *sys.argv]``.
+        A replacement's command line, e.g. ``[sys.executable, "-m", "streamsgd",
+        *sys.argv[1:]]``; default ``[sys.executable, *sys.argv]``.
     """
 
     def __init__(
-        self,
-        *,
-        timeout_seconds: float,
-        respawn: bool = False,
-        spawn_argv: Sequence[str] | None = None,
+        self, *, timeout_seconds: float, respawn: bool = False, spawn_argv: Sequence[str] = ()
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
         MPI = _mpi()
         self.timeout_seconds = float(timeout_seconds)
         self.respawn = respawn
-        self.spawn_argv = list(spawn_argv or [sys.executable, *sys.argv])
+        self.spawn_argv = list(spawn_argv) or [sys.executable, *sys.argv]
         self._parent_pid = os.getppid()
+        self._comm: Any = None  # an mpi4py Intracomm; None once closed
         self._broken = False
         self._membership_changes = 0
         parent = MPI.Comm.Get_parent()
         self._joined = parent != MPI.COMM_NULL
         if self._joined:
             parent.Set_errhandler(MPI.ERRORS_RETURN)
-            with self._translated("merging with the survivors"):
-                self._comm = parent.Merge(high=True)
+            with self._translated("joining"):
+                merged = _bounded(lambda: parent.Merge(high=True), self._slow_deadline(), "join")
             parent.Free()
-            self._comm.Set_errhandler(MPI.ERRORS_RETURN)
-            self._slots = self._receive_slots()
+            self._use(merged)
+            self._slots = np.empty(self.size, dtype=np.int64)
+            self._exchange_slots()
         else:
-            self._comm = MPI.COMM_WORLD.Dup()
-            self._comm.Set_errhandler(MPI.ERRORS_RETURN)
-            self._slots = np.arange(self._comm.Get_size(), dtype=np.int64)
+            self._use(MPI.COMM_WORLD.Dup())
+            self._slots = np.arange(self.size, dtype=np.int64)
         self._original_size = len(self._slots)
-
-    # ----------------------------------------------------------------- the Collective port
 
     @property
     def rank(self) -> int:
@@ -239,8 +214,8 @@ class MpiCollective:
         return int(self._slots[self.rank])
 
     def allreduce_sum(self, buffer: FloatArray) -> FloatArray:
-        """The element-wise sum over the members of a 1-D float64 ``buffer`` of shape (n,)
-        (the same n everywhere): ``out[i] = Σ_members buffer[i]``.
+        """``out[i] = Σ_members buffer[i]`` for a 1-D float64 ``buffer`` of shape (n,), the
+        same n on every member.
 
         Raises
         ------
@@ -253,16 +228,15 @@ class MpiCollective:
         send = np.ascontiguousarray(buffer, dtype=np.float64)
         received = np.empty_like(send)
         with self._translated("allreduce"):
+            arrival = self._comm.Ibarrier()
             request = self._comm.Iallreduce(send, received, op=MPI.SUM)
-            _wait(request, self._deadline(), "allreduce")
+            _wait(request, self._deadline(), "allreduce", arrival)
         return received
 
     def broadcast(self, value: Any, root: int = 0) -> Any:
-        """``value`` of member ``root`` on every member (pickled: its length, then its bytes,
-        each by ``Ibcast``). A replacement's first broadcast ends its ``joined`` state.
-
-        Raises as :meth:`allreduce_sum`.
-        """
+        """A copy of ``value`` of member ``root`` on every member, the root included (pickled:
+        the length, then the bytes, by ``Ibcast``). Ends a replacement's ``joined`` state.
+        Raises as :meth:`allreduce_sum`."""
         payload = pickle.dumps(value) if self.rank == root else b""
         length = np.array([len(payload)], dtype=np.int64)
         deadline = self._deadline()
@@ -271,101 +245,88 @@ class MpiCollective:
             data = np.frombuffer(payload, dtype=np.uint8).copy()
             if self.rank != root:
                 data = np.empty(int(length[0]), dtype=np.uint8)
-            _wait(self._comm.Ibcast(data, root=root), deadline, "broadcast")
+            arrival = self._comm.Ibarrier()
+            _wait(self._comm.Ibcast(data, root=root), deadline, "broadcast", arrival)
         self._joined = False
-        # A copy on the root as well, as LocalCollective gives (the caller may mutate value).
         return pickle.loads(data.tobytes())
 
     def recover(self) -> None:
-        """Exclude the failed members and, with ``respawn``, start replacements up to the
-        original size (every survivor calls this after :class:`ReplicaFailure`).
-
-        Revoke (members still waiting elsewhere on the old communicator get an error too),
-        shrink to the survivors (ranks renumbered in their old order), then spawn
-        ``original size - size`` replacements running ``spawn_argv`` and merge them in after
-        the survivors. Counts one membership change for the shrink and one for the respawn.
+        """After :class:`ReplicaFailure`, on every survivor: revoke (members waiting elsewhere
+        on the communicator get an error too), shrink to the survivors, renumbered in their
+        order; with ``respawn``, spawn the missing members and merge them in after the
+        survivors. One membership change for the shrink, one for the respawn.
 
         Raises
         ------
         ReplicaFailure
-            Another member failed during the recovery: call it again.
+            Another member failed meanwhile: call it again.
         CollectiveTimeout
-            A survivor did not take part in the shrink in time.
+            A survivor took no part in time.
+        RuntimeError
+            Open MPI refused to start the replacements; the survivors' group works on.
         """
-        MPI = _mpi()
         old = self._comm
         with self._translated("recover (shrink)"):
             old.Revoke()
-            shrunk = _bounded(old.Shrink, self._recovery_deadline(), "shrink")
-        shrunk.Set_errhandler(MPI.ERRORS_RETURN)
-        with self._translated("recover (slots after shrink)"):
-            survivors = np.empty(shrunk.Get_size(), dtype=np.int64)
-            mine = np.array([self._slots[old.Get_rank()]], dtype=np.int64)
-            _wait(shrunk.Iallgather(mine, survivors), self._recovery_deadline(), "shrink")
+            shrunk = _bounded(old.Shrink, self._slow_deadline(), "shrink")
+        old_slot = self._slots[old.Get_rank()]
         old.Free()
-        self._comm = shrunk
-        if shrunk.Get_size() < len(self._slots):
+        self._use(shrunk)
+        survivors = np.empty(self.size, dtype=np.int64)
+        with self._translated("recover (slots)"):
+            mine = np.array([old_slot], dtype=np.int64)
+            _wait(shrunk.Iallgather(mine, survivors), self._slow_deadline(), "shrink")
+        if len(survivors) < len(self._slots):
             self._membership_changes += 1
         self._slots = survivors
+        self._broken = False  # a failed spawn leaves a working group of the survivors
         missing = self._original_size - self.size
         if self.respawn and missing > 0:
             self._spawn(missing)
             self._membership_changes += 1
-        self._broken = False
 
     def supervised(self) -> bool:
-        """False once the process that started this one (``mpiexec``'s daemon) is gone.
-
-        Open MPI 5 does not kill the ranks when ``mpiexec`` is SIGKILLed (they are re-parented
-        and keep running); the loop checks this every step and stops when it turns False.
-        """
+        """False once the process that started this one (``mpiexec``, or its daemon on
+        another host) is gone: Open MPI 5 leaves the ranks running when ``mpiexec`` is
+        SIGKILLed (re-parented). The loop checks it every step and stops when False."""
         return os.getppid() == self._parent_pid
 
     def close(self) -> None:
-        """Leave the job: after a healthy run, wait for every member in a barrier (bounded by
-        the timeout), free the communicator and finalise MPI; after a failure or timeout not
-        recovered from (or a failed barrier), only free the communicator: the process then
-        exits without ``MPI_Finalize``, which cannot hang (see :func:`_mpi`). Call it once,
-        at the end; no MPI call is possible after it.
-        """
+        """Leave the job (module doc, Exit). After a healthy run: a barrier (bounded by the
+        timeout), free the communicator, ``MPI_Finalize`` (bounded); after a failure or
+        timeout not recovered from, or a failed barrier: free only. Call it last, from the
+        main thread (elsewhere it does not finalise); nothing of MPI works after it;
+        idempotent."""
         if self._comm is None:
             return
-        MPI = _mpi()
         together = not self._broken
         if together:
             try:
                 with self._translated("close"):
                     _wait(self._comm.Ibarrier(), self._deadline(), "close")
             except (ReplicaFailure, CollectiveTimeout):
-                together = False  # a member is gone or hangs: do not wait for it again
+                together = False  # a member is gone or hangs: no waiting for it in Finalize
         self._comm.Free()
         self._comm = None
-        # Every member passed the barrier, so every one is here and finalises too.
-        if together and not MPI.Is_finalized():
-            _finalize_or_exit(FINALIZE_TIMEOUT_SECONDS)
-
-    # ----------------------------------------------------------------- recovery helpers
+        # alarm(2) is armed by the main thread only (Python's signal rule).
+        main = threading.current_thread() is threading.main_thread()
+        if together and main and not _mpi().Is_finalized():
+            _finalize_within(FINALIZE_TIMEOUT_SECONDS)
 
     def _spawn(self, missing: int) -> None:
-        """Spawn ``missing`` replacements and merge them in after the survivors; hand them
-        the freed slots.
-
-        Raises
-        ------
-        RuntimeError
-            Open MPI refused to start the replacements (e.g. the command cannot run).
-        """
+        """Spawn ``missing`` replacements, merge them in after the survivors, hand out the
+        freed slots."""
         MPI = _mpi()
         info = MPI.Info.Create()
         # Without it a spawn on hosts mpiexec filled fails ("All nodes which are allocated
         # for this job are already filled") unless mpiexec itself had --oversubscribe.
         info.Set("map_by", ":OVERSUBSCRIBE")
-        deadline = self._recovery_deadline()
         command, args = self.spawn_argv[0], self.spawn_argv[1:]
+        deadline = self._slow_deadline()
         try:
             with self._translated("recover (spawn)"):
                 inter = _bounded(
-                    lambda: self._comm.Spawn(command, args, maxprocs=missing, info=info, root=0),
+                    lambda: self._comm.Spawn(command, args, maxprocs=missing, info=info),
                     deadline,
                     "spawn",
                 )
@@ -376,49 +337,61 @@ class MpiCollective:
         finally:
             info.Free()
         inter.Free()
-        merged.Set_errhandler(MPI.ERRORS_RETURN)
-        freed = sorted(set(range(self._original_size)) - {int(s) for s in self._slots})
-        slots = np.concatenate([self._slots, np.array(freed[:missing], dtype=np.int64)])
+        freed = sorted(set(range(self._original_size)) - set(self._slots.tolist()))
+        self._slots = np.concatenate([self._slots, np.array(freed[:missing], dtype=np.int64)])
         self._comm.Free()
-        self._comm = merged
-        self._send_slots(slots)
-        self._slots = slots
+        self._use(merged)
+        self._exchange_slots()
 
-    def _send_slots(self, slots: Any) -> None:
-        """Rank 0 sends the member count and every member's slot to the merged members."""
-        deadline = self._recovery_deadline()
-        with self._translated("recover (slots after spawn)"):
-            count = np.array([len(slots)], dtype=np.int64)
-            _wait(self._comm.Ibcast(count, root=0), deadline, "merge")
-            _wait(self._comm.Ibcast(np.ascontiguousarray(slots), root=0), deadline, "merge")
+    def _exchange_slots(self) -> None:
+        """Rank 0's slot table to every member (the replacements' only way to learn it)."""
+        with self._translated("exchanging slots"):
+            _wait(self._comm.Ibcast(self._slots, root=0), self._slow_deadline(), "slots")
 
-    def _receive_slots(self) -> Any:
-        """The replacement's side of :meth:`_send_slots`."""
-        deadline = self._recovery_deadline()
-        with self._translated("joining (slots)"):
-            count = np.zeros(1, dtype=np.int64)
-            _wait(self._comm.Ibcast(count, root=0), deadline, "merge")
-            slots = np.zeros(int(count[0]), dtype=np.int64)
-            _wait(self._comm.Ibcast(slots, root=0), deadline, "merge")
-        return slots
+    def _use(self, comm: Any) -> None:
+        comm.Set_errhandler(_mpi().ERRORS_RETURN)
+        self._comm = comm
 
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout_seconds
 
-    def _recovery_deadline(self) -> float:
+    def _slow_deadline(self) -> float:
         return time.monotonic() + max(self.timeout_seconds, RECOVERY_TIMEOUT_FLOOR_SECONDS)
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:
-        """Turn the ULFM error classes raised inside into :class:`ReplicaFailure`, and note
-        that the communicator is broken until :meth:`recover` succeeds."""
+        """MPI errors raised inside that come of a failure become :class:`ReplicaFailure`;
+        after one, or a timeout, the communicator is broken until :meth:`recover` succeeds."""
+        MPI = _mpi()
         try:
             yield
         except CollectiveTimeout:
             self._broken = True
             raise
-        except Exception as error:
-            if _is_failure(error):
-                self._broken = True
-                raise ReplicaFailure(f"{what}: {error}") from error
-            raise
+        except MPI.Exception as error:
+            if not self._failed(error):
+                raise
+            self._broken = True
+            raise ReplicaFailure(f"{what}: {error.Get_error_string()}") from error
+
+    def _failed(self, error: Any) -> bool:
+        """Whether ``error`` comes of a failed member: a ULFM error class, or any error
+        while the communicator knows a failed member or is revoked. (The schedule of a
+        non-blocking collective cut by a failure may end in ``MPI_ERR_OTHER``, "Error in
+        NBC_Start_round"; seen 1 run in 10.) The runtime's notice of a failure may trail
+        the broken connection by some milliseconds: watched for up to ``FAILURE_NOTICE_SECONDS``.
+        """
+        MPI = _mpi()
+        ulfm = (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED)
+        if error.Get_error_class() in ulfm:
+            return True
+        deadline = time.monotonic() + FAILURE_NOTICE_SECONDS
+        while True:
+            try:
+                if self._comm.Is_revoked() or self._comm.Get_failed().Get_size() > 0:
+                    return True
+            except MPI.Exception:
+                return True  # the communicator itself is unusable
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)

@@ -36,6 +36,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=1000, help="allreduce buffer length")
     parser.add_argument("--kill-rank", type=int, default=-1, help="world rank that SIGKILLs itself")
     parser.add_argument("--kill-at", type=int, default=5, help="... before this step")
+    parser.add_argument("--kill-replacement-at", type=int, default=-1, help="... a replacement")
+    parser.add_argument("--revoke-rank", type=int, default=-1, help="world rank that revokes")
+    parser.add_argument("--revoke-at", type=int, default=3)
     parser.add_argument("--hang-rank", type=int, default=-1, help="world rank that stops")
     parser.add_argument("--hang-at", type=int, default=3)
     parser.add_argument("--orphan-at", type=int, default=-1, help="wait here until unsupervised")
@@ -51,7 +54,8 @@ class Log:
 
     def __call__(self, event: str, **fields: Any) -> None:
         c = self.collective
-        record = {"event": event, "pid": os.getpid(), "rank": c.rank, "size": c.size}
+        record = {"event": event, "time": time.time(), "pid": os.getpid()}
+        record |= {"rank": c.rank, "size": c.size}
         record |= {"slot": c.slot, "joined": c.joined, "changes": c.membership_changes}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record | fields) + "\n")
@@ -71,17 +75,26 @@ def main() -> None:
     log = Log(args.out, collective)
     log("start", replacement=replacement, world_rank=world_rank, world_size=world_size)
     if replacement:
-        step = collective.broadcast(None)["step"]
+        step = joined_at = collective.broadcast(None)["step"]
         log("state", step=step)
     else:
         received = collective.broadcast(GREETING if collective.rank == 0 else None)
         log("greeting", value=received)
-        step = 0
+        step = joined_at = 0
+    revoked = False
     while step < args.steps:
         if not replacement:
             inject_faults(args, world_rank, step, collective, log)
+        elif step == args.kill_replacement_at and joined_at < step:  # not its replacement
+            log("kill", step=step)
+            os.kill(os.getpid(), signal.SIGKILL)
         contribution = (collective.rank + 1) * np.arange(args.length, dtype=np.float64) + step
         try:
+            if world_rank == args.revoke_rank and step == args.revoke_at and not revoked:
+                # Instead of this step's allreduce, which the others are waiting in.
+                revoked = True
+                log("revoke", step=step)
+                collective._comm.Revoke()
             total = collective.allreduce_sum(contribution)
         except ReplicaFailure as failure:
             log("failure", step=step, error=str(failure))
@@ -103,6 +116,7 @@ def inject_faults(
     args: argparse.Namespace, world_rank: int, step: int, collective: MpiCollective, log: Log
 ) -> None:
     if world_rank == args.kill_rank and step == args.kill_at:
+        log("kill", step=step)
         os.kill(os.getpid(), signal.SIGKILL)
     if world_rank == args.hang_rank and step == args.hang_at:
         # The fault: alive, but no part in the collective until the others gave up (bounded).
