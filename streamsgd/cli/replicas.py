@@ -25,14 +25,15 @@ def build_collective(config: TrainConfig) -> Collective | None:
         return None
     try:
         from ..mpi import MpiCollective
-    except ImportError:
+
+        return MpiCollective(
+            timeout_seconds=d.replica_timeout_seconds,
+            respawn=d.respawn,
+            # A replacement runs this very command line.
+            spawn_argv=[sys.executable, "-m", "streamsgd", *sys.argv[1:]],
+        )
+    except ImportError:  # mpi4py, or the MPI library it loads when MPI starts
         raise UsageError(MPI_MISSING) from None
-    return MpiCollective(
-        timeout_seconds=d.replica_timeout_seconds,
-        respawn=d.respawn,
-        # A replacement runs this very command line.
-        spawn_argv=[sys.executable, "-m", "streamsgd", *sys.argv[1:]],
-    )
 
 
 def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointStore] | None:

@@ -53,6 +53,14 @@ def run(config: TrainConfig) -> int:
     previous = {s: signal.signal(s, stop) for s in stop_signals}
     try:
         service.run()
+        # Before closing: a replica's close() may end the process (MPI_Finalize bounded).
+        log.info(
+            "done: %d samples in %d updates, progressive log loss %.6f, %d records rejected",
+            service.model.n_samples_seen,
+            service.model.n_updates,
+            progressive_log_loss(service.totals, service.model),
+            service.totals.records_rejected,
+        )
     except CheckpointError as exc:
         resources.failed.set()
         raise UsageError(str(exc)) from None
@@ -67,11 +75,4 @@ def run(config: TrainConfig) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         resources.close()
-    log.info(
-        "done: %d samples in %d updates, progressive log loss %.6f, %d records rejected",
-        service.model.n_samples_seen,
-        service.model.n_updates,
-        progressive_log_loss(service.totals, service.model),
-        service.totals.records_rejected,
-    )
     return 0
