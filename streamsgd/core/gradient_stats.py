@@ -73,8 +73,9 @@ from .batch_sums import (
     ewma_closed_form,
     next_weight_square_sum,
     state_count,
-    weight_square_sum_after,
 )
+from .drift import LossChangeDetector, Restart, StepEstimates
+from .single_steps import SINGLE_STEP_REFRESH, fold_single_steps
 from .types import FloatArray
 
 __all__ = [
@@ -88,7 +89,6 @@ __all__ = [
 TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
 MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
 MIN_SMOOTHING = 0.002  # α_min, the widest window
-SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
@@ -111,6 +111,7 @@ _STATE_FLOATS = (
     "weight_square_sum",
     "window_smoothing",
     "mean_squared_norm",
+    "deviation_weight_square_sum",
 )
 
 
@@ -129,6 +130,7 @@ class RunningGradientStatistics:
     objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
     true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
     squared_deviation: float = math.nan  # D (m ≥ 2)
+    deviation_weight_square_sum: float = math.nan  # v of D's EWMA (kept by a restart)
     weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
     window_smoothing: float = math.nan  # α of the next step
     # Across-step moments, kept for m = 1.
@@ -137,6 +139,7 @@ class RunningGradientStatistics:
     last_batch_size: int = 0
     window_batch_size: int = 0  # m of the steps the |G|² estimate averages
     single_steps: int = 0  # m = 1 steps since α was last re-chosen
+    change: LossChangeDetector = field(default_factory=LossChangeDetector)  # :mod:`.drift`
     _within_batch_seen: bool = field(default=False)
 
     def __post_init__(self) -> None:
@@ -192,6 +195,7 @@ class RunningGradientStatistics:
             self.per_sample_variance = self.estimator_variance = math.nan
             self.true_gradient_squared_norm = self.objective_gradient_squared_norm = math.nan
             self.weight_square_sum = self.squared_deviation = math.nan
+            self.deviation_weight_square_sum = math.nan
         trace = sums.gradient_variance
         objective = sums.objective_gradient_squared_norm(regularization)
         estimate = objective - trace / m
@@ -199,6 +203,9 @@ class RunningGradientStatistics:
         if not math.isnan(previous):
             deviation = (estimate - previous) ** 2 / (1.0 + v)
             self.squared_deviation = _ewma(self.squared_deviation, deviation, a)
+            self.deviation_weight_square_sum = next_weight_square_sum(
+                self.deviation_weight_square_sum, a
+            )
         self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
         self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
         self.objective_gradient_squared_norm = _ewma(
@@ -207,6 +214,28 @@ class RunningGradientStatistics:
         self.true_gradient_squared_norm = _ewma(previous, estimate, a)
         self.weight_square_sum = next_weight_square_sum(v, a)
         self.window_batch_size = m
+        step = StepEstimates(
+            trace,
+            trace / m,
+            sums.mean_gradient_squared_norm,
+            objective,
+            estimate,
+            sums.loss_sum / m,
+        )
+        restart = self.change.observe(step, m, self.smoothing)
+        if restart is not None:
+            self._restart(restart)
+
+    def _restart(self, restart: Restart) -> None:
+        """A change of the stream was detected (:mod:`.drift`): the estimates start again
+        at its estimated change point; D, estimated over many steps, is kept."""
+        estimates = restart.estimates
+        self.per_sample_variance = estimates.trace
+        self.estimator_variance = estimates.estimator_variance
+        self.mean_gradient_squared_norm = estimates.mean_gradient_squared_norm
+        self.objective_gradient_squared_norm = estimates.objective_gradient_squared_norm
+        self.true_gradient_squared_norm = estimates.true_gradient_squared_norm
+        self.weight_square_sum = restart.weight_square_sum
 
     def _across_step_estimates(self, regularization: FloatArray | None) -> None:
         """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (module docstring)."""
@@ -250,72 +279,16 @@ class RunningGradientStatistics:
         self, steps: SingleSteps, regularization: FloatArray | None = None
     ) -> None:
         """Fold n consecutive applied m = 1 steps exactly as n calls of :meth:`update` would
-        (up to round-off), in O(n d) numpy work. The steps are cut where α is re-chosen
-        (every 32nd step); in each piece all but the last step are folded in closed form
-        (:func:`ewma_closed_form`, α constant), the last through :meth:`update` itself, so
-        that every derived quantity is the one that method computes. ``regularization``:
-        ρ at the weights after the n steps."""
-        kept = np.isfinite(steps.squared_norms)
-        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-        losses, missed = steps.losses, steps.misclassified
-        if not kept.all():
-            X, scales, squared_norms = X[kept], scales[kept], squared_norms[kept]
-            losses, missed = losses[kept], missed[kept]
-        start, n = 0, len(scales)
-        while start < n:
-            stop = min(n, start + SINGLE_STEP_REFRESH - self.single_steps)
-            piece = SingleSteps(
-                X[start:stop],
-                scales[start:stop],
-                squared_norms[start:stop],
-                losses[start:stop],
-                missed[start:stop],
-            )
-            self._fold_piece(piece, regularization)
-            start = stop
-
-    def _fold_piece(self, steps: SingleSteps, regularization: FloatArray | None) -> None:
-        alpha = self.window_smoothing
-        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-        head = steps.n_steps - 1
-        if head > 0:
-            # As in update: the across-step mean gradient is only kept until a batch with
-            # m ≥ 2 has been seen.
-            if not self._within_batch_seen:
-                gradients = np.empty((head, X.shape[1] + 1))
-                np.multiply(X[:head], scales[:head, None], out=gradients[:, :-1])
-                gradients[:, -1] = scales[:head]
-                self.mean_gradient = np.asarray(
-                    ewma_closed_form(self.mean_gradient, gradients, alpha), dtype=np.float64
-                )
-                self.weight_square_sum = weight_square_sum_after(
-                    self.weight_square_sum, alpha, head
-                )
-            self.mean_squared_norm = float(
-                ewma_closed_form(self.mean_squared_norm, squared_norms[:head], alpha)
-            )
-            self.mean_gradient_squared_norm = float(
-                ewma_closed_form(self.mean_gradient_squared_norm, squared_norms[:head], alpha)
-            )
-            self.single_steps += head
-        # The last step through the method itself: it also sets last_batch_size, the
-        # across-step estimates and α, which depend only on the state after the step.
-        last = float(scales[-1])
-        gradient = np.empty(X.shape[1] + 1)
-        gradient[:-1] = last * X[-1]
-        gradient[-1] = last
-        self.update(
-            BatchSums(
-                n_samples=1,
-                gradient_sum=gradient,
-                gradient_squared_norm_sum=float(squared_norms[-1]),
-                loss_sum=float(steps.losses[-1]),
-                n_misclassified=int(steps.misclassified[-1]),
-            ),
-            regularization,
-        )
+        (up to round-off), in O(n d) numpy work (:func:`.single_steps.fold_single_steps`).
+        ``regularization``: ρ at the weights after the n steps."""
+        fold_single_steps(self, steps, regularization)
 
     # ------------------------------------------------------------------ derived
+    @property
+    def within_batch_seen(self) -> bool:
+        """Whether a batch with m ≥ 2 has been folded in (the estimates are within-batch)."""
+        return self._within_batch_seen
+
     @property
     def window_samples(self) -> float:
         """W = m/v, the samples the |G|² estimate effectively averages (NaN before any)."""
@@ -345,7 +318,9 @@ class RunningGradientStatistics:
         v, se = self.weight_square_sum, self.standard_error
         if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
             return False
-        if not (trace > 0.0 and g2 > TRUST_Z * se and 1.0 / v >= MIN_EFFECTIVE_STEPS):
+        # Effective steps behind SE: those of D (a restart keeps D, see _restart).
+        steps = 1.0 / min(v, self.deviation_weight_square_sum)
+        if not (trace > 0.0 and g2 > TRUST_Z * se and steps >= MIN_EFFECTIVE_STEPS):
             return False
         return self.window_samples >= trace / g2
 
@@ -376,6 +351,7 @@ class RunningGradientStatistics:
             window_batch_size=self.window_batch_size,
             single_steps=self.single_steps,
             within_batch_seen=self._within_batch_seen,
+            change=self.change.get_state(),
         )
         return state
 
@@ -397,4 +373,5 @@ class RunningGradientStatistics:
         stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
         stats.single_steps = state_count(state.get("single_steps", 0))
         stats._within_batch_seen = bool(state["within_batch_seen"])
+        stats.change = LossChangeDetector.from_state(state.get("change"))
         return stats

@@ -27,7 +27,7 @@ from streamsgd.core.controller import NoiseController, norm_test_batch_size
 from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
 from streamsgd.core.schedules import LearningRateSchedule
 from streamsgd.service import ServiceConfig, TrainingService
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.synthetic import DEMO_REGIME_SAMPLES, SyntheticStream, demo_stream
 from streamsgd.totals import Totals
 from tests.support.memory_source import MemorySource
 
@@ -362,3 +362,43 @@ def test_batch_size_grows_only_while_the_step_size_can_grow_with_it() -> None:
         assert stats.trusted and controller.suggested_batch_size > 32
         sizes[capped] = controller.batch_size
     assert sizes[False] >= 32 and sizes[True] == 8
+
+
+def _auto_run(stream: SyntheticStream, n_samples: int) -> tuple[OnlineLogisticRegression, list]:
+    """--batch-size auto --learning-rate auto over ``stream``: (model, [(samples seen, m)])."""
+    model = OnlineLogisticRegression(
+        stream.n_features, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+    X, y = stream.samples(0, n_samples)
+    seen, sizes = 0, []
+    assert model.controller is not None
+    while seen + model.controller.batch_size <= n_samples:
+        m = model.controller.batch_size
+        model.learn_batch(X[seen : seen + m], y[seen : seen + m])
+        seen += m
+        sizes.append((seen, model.controller.batch_size))
+    return model, sizes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batch_size_halves_after_a_drift_of_a_real_stream(seed: int) -> None:
+    """Logistic regression on the demo stream (d = 20): its true weights jump to a new
+    direction at sample 30,000. In the first regime the controller grows m (the noise scale
+    is large near the optimum); within 10 steps of the change m is at most half of what it
+    was, because the loss jump restarts the statistics at the change (core/drift.py). Before
+    that rule the ≈ 640-step window kept the old |G|² and m never shrank."""
+    change = DEMO_REGIME_SAMPLES
+    model, sizes = _auto_run(demo_stream(20, seed), change + 4000)
+    before = [m for seen, m in sizes if seen <= change][-1]
+    after = [m for seen, m in sizes if seen > change]
+    assert before >= 64
+    assert min(after[:10]) <= before // 2
+    assert model.gradient_stats.change.n_changes == 1  # the change, and nothing else
+
+
+def test_no_change_is_detected_on_a_stationary_stream() -> None:
+    """The same stream without its regime changes: the statistics are never restarted, and
+    m grows as before."""
+    model, sizes = _auto_run(SyntheticStream(20, seed=1), 3 * DEMO_REGIME_SAMPLES)
+    assert model.gradient_stats.change.n_changes == 0
+    assert sizes[-1][1] >= 64
