@@ -43,7 +43,7 @@ from typing import Any
 
 __all__ = ["LossChangeDetector", "StepEstimates"]
 
-LEVEL_SMOOTHING = 0.05  # α of L̄ and V̄
+LEVEL_SMOOTHING = 0.01  # α of L̄ and V̄
 ALLOWANCE = 1.0  # k, in standard deviations
 THRESHOLD = 8.0  # h
 CLIP = 6.0  # c, the largest standardised increment of one step
