@@ -207,3 +207,32 @@ def test_no_controller_computes_no_curvature_sums() -> None:
     X, y = _stream(32)
     plain = OnlineLogisticRegression(N_FEATURES)
     assert plain.batch_sums(X, y).curvature_product_sum is None
+
+
+def test_sparse_estimate_resumes_bit_for_bit() -> None:
+    """Sparse batches keep y scaled (y = κ ŷ, ‖ŷ‖² updated incrementally): the checkpoint
+    stores ŷ, κ and ‖ŷ‖² as they are, so a resumed run takes the same steps bit for bit."""
+    n_features, m = 1 << 12, 16
+    rng = np.random.default_rng(9)
+    rows = [(np.unique(rng.integers(0, n_features, 5)), None) for _ in range(m * 80)]
+    X = SparseRows.from_rows([(ix, np.ones(len(ix))) for ix, _ in rows], n_features)
+    y = (rng.random(m * 80) < 0.4).astype(float)
+
+    def learn(model: OnlineLogisticRegression, lo: int, hi: int) -> None:
+        for start in range(lo, hi, m):
+            model.learn_batch(X.slice_rows(start, start + m), y[start : start + m])
+
+    controller = NoiseController.create("auto", adaptive_learning_rate=True)
+    model = OnlineLogisticRegression(n_features, controller=controller)
+    learn(model, 0, m * 40)
+    assert controller.curvature.get_state()["scale"] < 1.0  # y is kept scaled
+    document = {"model": model.get_state(), "positions": {}, "offsets": {},
+                "totals": vars(Totals()), "source": {}, "batch_size": m}  # fmt: skip
+    resumed = OnlineLogisticRegression.from_state(loads(dumps(document))["model"])
+    learn(model, m * 40, m * 80)
+    learn(resumed, m * 40, m * 80)
+    assert resumed.parameters.tobytes() == model.parameters.tobytes()
+    assert resumed.controller is not None
+    a, b = resumed.controller.curvature.get_state(), controller.curvature.get_state()
+    assert a["product"].tobytes() == b["product"].tobytes()
+    assert (a["scale"], a["squared_norm"]) == (b["scale"], b["squared_norm"])
