@@ -89,6 +89,7 @@ __all__ = [
 TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
 MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
 MIN_SMOOTHING = 0.002  # α_min, the widest window
+MEAN_STEPS_CAP = 1 << 20  # n stops counting here (1/n < every α by then)
 
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
@@ -108,6 +109,7 @@ _STATE_FLOATS = (
     "objective_gradient_squared_norm",
     "true_gradient_squared_norm",
     "squared_deviation",
+    "scaled_weight_square_sum",
     "weight_square_sum",
     "window_smoothing",
     "mean_squared_norm",
@@ -129,7 +131,8 @@ class RunningGradientStatistics:
     mean_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ‖², loss part only (no L2)
     objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
     true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
-    squared_deviation: float = math.nan  # D (m ≥ 2)
+    squared_deviation: float = math.nan  # D̃ (m ≥ 2), per-sample scale: m² (e_t − ē)²
+    scaled_weight_square_sum: float = math.nan  # u = Σ ω_k²/m_k² of Ḡ²'s EWMA
     deviation_weight_square_sum: float = math.nan  # v of D's EWMA (kept by a restart)
     weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
     window_smoothing: float = math.nan  # α of the next step
@@ -139,6 +142,7 @@ class RunningGradientStatistics:
     last_batch_size: int = 0
     window_batch_size: int = 0  # m of the steps the |G|² estimate averages
     single_steps: int = 0  # m = 1 steps since α was last re-chosen
+    within_batch_steps: int = 0  # n, steps the within-batch estimates average (capped)
     change: LossChangeDetector = field(default_factory=LossChangeDetector)  # :mod:`.drift`
     _within_batch_seen: bool = field(default=False)
 
@@ -195,16 +199,25 @@ class RunningGradientStatistics:
             self.per_sample_variance = self.estimator_variance = math.nan
             self.true_gradient_squared_norm = self.objective_gradient_squared_norm = math.nan
             self.weight_square_sum = self.squared_deviation = math.nan
-            self.deviation_weight_square_sum = math.nan
+            self.deviation_weight_square_sum = self.scaled_weight_square_sum = math.nan
+            self.within_batch_steps = 0
+        # The plain mean of the first steps (α_n = 1/n), then the EWMA: a first value
+        # (a warming-up standardiser's, say) does not weigh as 1/α steps.
+        n = self.within_batch_steps = min(self.within_batch_steps + 1, MEAN_STEPS_CAP)
+        a = max(a, 1.0 / n)
+        deviation_smoothing = max(a, 1.0 / (n - 1)) if n >= 2 else a
         trace = sums.gradient_variance
         objective = sums.objective_gradient_squared_norm(regularization)
         estimate = objective - trace / m
         previous, v = self.true_gradient_squared_norm, self.weight_square_sum
+        u = self.scaled_weight_square_sum
         if not math.isnan(previous):
-            deviation = (estimate - previous) ** 2 / (1.0 + v)
-            self.squared_deviation = _ewma(self.squared_deviation, deviation, a)
+            # E m²(e_t − ē)² = D̃ (1 + m² u) under Var e_t = D̃/m² (noise-dominated): the
+            # scale makes steps of different m comparable (m grows while D̃ averages).
+            deviation = m * m * (estimate - previous) ** 2 / (1.0 + m * m * u)
+            self.squared_deviation = _ewma(self.squared_deviation, deviation, deviation_smoothing)
             self.deviation_weight_square_sum = next_weight_square_sum(
-                self.deviation_weight_square_sum, a
+                self.deviation_weight_square_sum, deviation_smoothing
             )
         self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
         self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
@@ -213,6 +226,9 @@ class RunningGradientStatistics:
         )
         self.true_gradient_squared_norm = _ewma(previous, estimate, a)
         self.weight_square_sum = next_weight_square_sum(v, a)
+        self.scaled_weight_square_sum = (
+            1.0 / (m * m) if math.isnan(u) else (1.0 - a) ** 2 * u + a * a / (m * m)
+        )
         self.window_batch_size = m
         step = StepEstimates(
             trace,
@@ -236,6 +252,9 @@ class RunningGradientStatistics:
         self.objective_gradient_squared_norm = estimates.objective_gradient_squared_norm
         self.true_gradient_squared_norm = estimates.true_gradient_squared_norm
         self.weight_square_sum = restart.weight_square_sum
+        m = self.window_batch_size  # the candidate's steps are recent: of about this m
+        self.scaled_weight_square_sum = restart.weight_square_sum / (m * m)
+        self.within_batch_steps = MEAN_STEPS_CAP  # the mean phase starts a run only
 
     def _across_step_estimates(self, regularization: FloatArray | None) -> None:
         """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (module docstring)."""
@@ -306,7 +325,7 @@ class RunningGradientStatistics:
             self.per_sample_variance,
         )
         if self._within_batch_seen:
-            variance = self.squared_deviation * v
+            variance = self.squared_deviation * self.scaled_weight_square_sum
         else:
             variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
         return math.sqrt(variance) if variance >= 0.0 else math.nan
@@ -350,6 +369,7 @@ class RunningGradientStatistics:
             last_batch_size=self.last_batch_size,
             window_batch_size=self.window_batch_size,
             single_steps=self.single_steps,
+            within_batch_steps=self.within_batch_steps,
             within_batch_seen=self._within_batch_seen,
             change=self.change.get_state(),
         )
@@ -373,5 +393,11 @@ class RunningGradientStatistics:
         stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
         stats.single_steps = state_count(state.get("single_steps", 0))
         stats._within_batch_seen = bool(state["within_batch_seen"])
+        if "scaled_weight_square_sum" not in state:  # written when D was per step
+            m = stats.window_batch_size or 1
+            stats.squared_deviation *= m * m
+            stats.scaled_weight_square_sum = stats.weight_square_sum / (m * m)
+        # States written before n was counted: past the mean phase.
+        stats.within_batch_steps = state_count(state.get("within_batch_steps", MEAN_STEPS_CAP))
         stats.change = LossChangeDetector.from_state(state.get("change"))
         return stats
