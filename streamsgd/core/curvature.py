@@ -193,6 +193,18 @@ class CurvatureEstimate:
             cached = self._direction = CurvatureDirection(values, 1.0 / norm)
         return cached
 
+    def _direction_of(self, sums: BatchSums) -> CurvatureDirection | None:
+        """The u ``sums`` were scored with: the cached one, else (a replica that scored no
+        batch of its own this step) the one the state defines; None when d is unknown."""
+        if self._direction is not None:
+            return self._direction
+        product = sums.curvature_product_sum
+        if self._values is not None:
+            return self.direction(len(self._values))
+        if product is not None and sums.gradient_columns is None:
+            return self.direction(len(product))
+        return None
+
     def _batch_terms(self, sums: BatchSums, l2: float) -> tuple[FloatArray, float] | None:
         """(H_B u, uᵀ H_B u) of a batch (H_B u at ``sums.gradient_columns`` and the
         intercept when those are set), or None when it has no finite product."""
@@ -204,8 +216,8 @@ class CurvatureEstimate:
         return terms
 
     def _compute_terms(self, sums: BatchSums, l2: float) -> tuple[FloatArray, float] | None:
-        product, direction = sums.curvature_product_sum, self._direction
-        if product is None or direction is None:  # direction: set when the batch was scored
+        product, direction = sums.curvature_product_sum, self._direction_of(sums)
+        if product is None or direction is None:
             return None
         hu = product / sums.n_samples
         if sums.gradient_columns is None:
@@ -230,7 +242,7 @@ class CurvatureEstimate:
     def bound(self, sums: BatchSums, l2: float, trace_bound: float) -> float:
         """L̂ = min(T, max(ρ λ̂, (T − λ₂)/(d + 1) + λ₂)) after the warm-up, else T (the
         trace bound ``trace_bound`` = ¼ S̄ + λ₂); T itself while λ̂ is not finite."""
-        direction = self._direction
+        direction = self._direction_of(sums)
         if (
             self.n_steps < WARMUP_STEPS
             or sums.curvature_product_sum is None
@@ -248,7 +260,7 @@ class CurvatureEstimate:
     def update(self, sums: BatchSums, l2: float) -> None:
         """Fold in an applied step's batch: λ̂, y (and so u) and the count."""
         terms = self._batch_terms(sums, l2)
-        direction = self._direction
+        direction = self._direction_of(sums)
         if terms is None or direction is None:
             return
         self.rayleigh_quotient = self.quotient_after(sums, l2)

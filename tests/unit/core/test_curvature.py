@@ -236,3 +236,42 @@ def test_sparse_estimate_resumes_bit_for_bit() -> None:
     a, b = resumed.controller.curvature.get_state(), controller.curvature.get_state()
     assert a["product"].tobytes() == b["product"].tobytes()
     assert (a["scale"], a["squared_norm"]) == (b["scale"], b["squared_norm"])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_a_replica_that_scored_no_batch_takes_the_same_step(sparse: bool) -> None:
+    """Scale-out: replicas add their batch sums and each applies the total. A replica with
+    no samples of its own this step never asked for u; it takes u from the state it shares,
+    so its curvature estimate and weights stay identical to the others'."""
+    rng = np.random.default_rng(12)
+    n_features, m = (1 << 12, 16) if sparse else (N_FEATURES, 16)
+
+    def batch() -> tuple[object, np.ndarray]:
+        if sparse:
+            rows = [(np.unique(rng.integers(0, n_features, 5)), None) for _ in range(m)]
+            X = SparseRows.from_rows([(ix, np.ones(len(ix))) for ix, _ in rows], n_features)
+        else:
+            X = rng.standard_normal((m, n_features))
+        return X, (rng.random(m) < 0.4).astype(float)
+
+    scoring = OnlineLogisticRegression(
+        n_features, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+    for _ in range(60):
+        scoring.learn_batch(*batch())  # type: ignore[arg-type]
+    idle = OnlineLogisticRegression.from_state(scoring.get_state())
+    for _ in range(5):
+        X, y = batch()
+        total = scoring.batch_sums(X, y)  # type: ignore[arg-type]
+        scoring.apply_step(total)
+        idle.apply_step(total)
+    assert idle.parameters.tobytes() == scoring.parameters.tobytes()
+    assert idle.controller is not None and scoring.controller is not None
+    assert _same(idle.controller.curvature.get_state(), scoring.controller.curvature.get_state())
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        (a[k].tobytes() == b[k].tobytes()) if isinstance(a[k], np.ndarray) else a[k] == b[k]
+        for k in a
+    )
