@@ -1,6 +1,7 @@
 """Issue 10 targets: progressive quality of streamsgd's defaults, a grid of fixed (m, η),
-``--batch-size auto --learning-rate auto`` and ``--standardize`` (when the configuration
-accepts them), Vowpal Wabbit's default and River's ``StandardScaler | LogisticRegression``.
+``--batch-size auto --learning-rate auto`` (plain SGD, and AdaGrad) and ``--standardize`` (when
+the configuration accepts them), Vowpal Wabbit's default and River's
+``StandardScaler | LogisticRegression``.
 
     .venv/bin/python -m bench.quality_auto [--quick] [--n N] [--repeats R]
         [--datasets dense,sparse,drift,phishing,shuttle] [--json PATH] [--markdown PATH]
@@ -61,6 +62,7 @@ from streamsgd.cli.errors import UsageError
 from streamsgd.cli.evaluate import validation
 from streamsgd.codec import DecodedRun
 from streamsgd.config import ConfigError, train_config, train_options
+from streamsgd.core.controller import AUTO_ADAGRAD_RATE
 from streamsgd.core.losses import log_loss
 from streamsgd.core.sparse import SparseRows
 from streamsgd.evaluation import ProgressiveResult, accuracy, mean_log_loss, roc_auc
@@ -286,6 +288,15 @@ def headline_options() -> Iterator[tuple[str, dict[str, Any]]]:
             yield "streamsgd auto --standardize", {**auto, "standardize": True}
     else:
         yield "streamsgd auto", auto  # reported as not available
+    # AdaGrad under the controller (streamsgd.core.controller): η₀ = AUTO_ADAGRAD_RATE, no
+    # gain, steps on the summed gradient. Until the configuration accepts --learning-rate
+    # auto with --optimizer adagrad, the same run is configured with that rate given.
+    adagrad = {**auto, "optimizer": "adagrad"}
+    if not accepted(**adagrad):
+        adagrad = {"batch_size": "auto", "learning_rate": AUTO_ADAGRAD_RATE, "optimizer": "adagrad"}
+    yield "streamsgd auto adagrad", adagrad
+    if "standardize" in names:
+        yield "streamsgd auto adagrad --standardize", {**adagrad, "standardize": True}
 
 
 def grid(ds: Dataset) -> list[tuple[int, float]]:

@@ -52,11 +52,13 @@ class BatchSums:
     row_squared_norm_sum : float
         Σ_i s_i ‖c_i [x_i ; 1]‖², the curvature bound of the step (logistic loss:
         ∇²ℓ_i ⪯ ¼ s_i ‖c_i [x_i ; 1]‖² I); NaN when the row norms were not computed.
-    curvature_product_sum : ndarray of shape (d + 1,), optional
-        Σ_i s_i σ'(z_i) v_i (v_iᵀ u) with v_i = c_i [x_i ; 1] and σ'(z) = σ(z)(1 − σ(z)):
-        m times the loss Hessian of the batch applied to the controller's unit vector u
-        (:mod:`.curvature`); None without a controller. Batches scored with the same u
-        (replicas share it) add exactly.
+    curvature_product_sum : ndarray of shape (d + 1,), or (k + 1,) with ``gradient_columns``
+        Σ_i ¼ s_i v_i (v_iᵀ u) with v_i = c_i [x_i ; 1] (¼ bounds σ'(z) = σ(z)(1 − σ(z))):
+        m times the curvature bound ¼ M of the batch applied to the controller's unit
+        vector u (:mod:`.curvature`); None without a controller. Like ``gradient_sum`` it
+        is kept at ``gradient_columns`` (and the intercept, last) when those are set: it is
+        0 at every other column. Batches scored with the same u (replicas share it) add
+        exactly.
     """
 
     n_samples: int
@@ -72,22 +74,32 @@ class BatchSums:
 
     def __add__(self, other: BatchSums) -> BatchSums:
         columns = None
+        curvature = None
+        has_curvature = not (
+            self.curvature_product_sum is None or other.curvature_product_sum is None
+        )
         if self.gradient_columns is None and other.gradient_columns is None:
             gradient = self.gradient_sum + other.gradient_sum
+            if has_curvature:
+                curvature = self.curvature_product_sum + other.curvature_product_sum  # type: ignore[operator]
         elif self.gradient_columns is not None and other.gradient_columns is not None:
             both = np.concatenate((self.gradient_columns, other.gradient_columns))
             columns, inverse = np.unique(both, return_inverse=True)
-            gradient = np.empty(len(columns) + 1)
-            gradient[:-1] = np.bincount(
-                inverse.reshape(-1),
-                weights=np.concatenate((self.gradient_sum[:-1], other.gradient_sum[:-1])),
-                minlength=len(columns),
-            )
-            gradient[-1] = self.gradient_sum[-1] + other.gradient_sum[-1]
+            gradient = _merge_columns(self.gradient_sum, other.gradient_sum, inverse, len(columns))
+            if has_curvature:
+                curvature = _merge_columns(
+                    self.curvature_product_sum,  # type: ignore[arg-type]
+                    other.curvature_product_sum,  # type: ignore[arg-type]
+                    inverse,
+                    len(columns),
+                )
         else:
             dense = other if self.gradient_columns is not None else self
             d = len(dense.gradient_sum) - 1
             gradient = self.dense_gradient_sum(d) + other.dense_gradient_sum(d)
+            mine, theirs = self.dense_curvature_product_sum(d), other.dense_curvature_product_sum(d)
+            if mine is not None and theirs is not None:
+                curvature = mine + theirs
         return BatchSums(
             self.n_samples + other.n_samples,
             gradient,
@@ -98,9 +110,7 @@ class BatchSums:
             self.capped_norm_sum + other.capped_norm_sum,
             self.n_clipped + other.n_clipped,
             self.row_squared_norm_sum + other.row_squared_norm_sum,
-            None
-            if self.curvature_product_sum is None or other.curvature_product_sum is None
-            else self.curvature_product_sum + other.curvature_product_sum,
+            curvature,
         )
 
     def dense_gradient_sum(self, n_features: int) -> FloatArray:
@@ -110,6 +120,16 @@ class BatchSums:
         dense = np.zeros(n_features + 1)
         dense[self.gradient_columns] = self.gradient_sum[:-1]
         dense[-1] = self.gradient_sum[-1]
+        return dense
+
+    def dense_curvature_product_sum(self, n_features: int) -> FloatArray | None:
+        """P over all d = ``n_features`` columns and the intercept, shape (d + 1,)."""
+        product = self.curvature_product_sum
+        if product is None or self.gradient_columns is None:
+            return product
+        dense = np.zeros(n_features + 1)
+        dense[self.gradient_columns] = product[:-1]
+        dense[-1] = product[-1]
         return dense
 
     @property
@@ -148,6 +168,20 @@ class BatchSums:
             return math.nan
         centred = self.gradient_squared_norm_sum - m * self.mean_gradient_squared_norm
         return max(centred, 0.0) / (m - 1)
+
+
+def _merge_columns(
+    first: FloatArray, second: FloatArray, inverse: NDArray[np.intp], n_columns: int
+) -> FloatArray:
+    """Column-indexed sums of two batches (each: values at its columns, then the
+    intercept) on the union of their columns; ``inverse`` maps their concatenated columns
+    to the union's (``np.unique(..., return_inverse=True)``)."""
+    merged = np.empty(n_columns + 1)
+    merged[:-1] = np.bincount(
+        inverse.reshape(-1), weights=np.concatenate((first[:-1], second[:-1])), minlength=n_columns
+    )
+    merged[-1] = first[-1] + second[-1]
+    return merged
 
 
 def ewma_closed_form(

@@ -11,17 +11,26 @@ Per step t with m ≥ 2 (within-batch, unbiased when the m samples are i.i.d. dr
     T_t = tr Σ̂ = (Σ‖g_i‖² − m‖ḡ‖²)/(m − 1)          E T_t = tr Σ
     e_t = ‖ḡ + ρ‖² − T_t/m                           E e_t = |G|²
 
-and each is smoothed by an EWMA q̄ ← q̄ + α_t (q − q̄), started at its first value. The
-weights ω_k of the EWMA sum to 1; v = Σ ω_k² is tracked exactly (v ← (1 − α)² v + α²,
-v = 1 after the first step; v → α/(2 − α) for a constant α), so Var(q̄) = v·Var(q) for
-independent steps, and 1/v is the effective number of steps averaged.
+and each is smoothed by an EWMA q̄ ← q̄ + α_t (q − q̄) with α_t = max(α, 1/n) at the n-th
+step of a run: the plain mean of the first 1/α steps, then the EWMA (a first value, such as
+a warming-up standardiser's batch of zeros, must not weigh as 1/α steps: with α = α_min it
+held T̄ near 0.3 for 2,000 steps and m at 8 for 18,000 samples of the dense stream). The
+weights ω_k sum to 1; v = Σ ω_k² is tracked exactly (v ← (1 − α_t)² v + α_t², v = 1/n in
+the mean phase, v → α/(2 − α) for a constant α), so Var(q̄) = v·Var(q) for independent
+steps, and 1/v is the effective number of steps averaged.
 
 * Noise scale (McCandlish et al. 2018): B = T̄ / Ḡ² (ratio of the smoothed estimates).
-* Standard error of Ḡ² = ē: SE = √(D·v), D the EWMA of (e_t − ē_{t−1})²/(1 + v_{t−1})
-  (the divisor removes the variance of ē_{t−1} from the squared deviation).
+* Standard error of Ḡ² = ē: SE = √(D̃·u) with D̃ the EWMA of m_t² (e_t − ē_{t−1})²/(1 + m_t² u)
+  and u = Σ ω_k²/m_k² (u ← (1 − α_t)² u + α_t²/m_t²). Noise-dominated, Var e_t ≈ D̃/m_t²
+  (Var‖ḡ‖² ≈ 2 tr Σ²/m²), so D̃ is a per-sample constant that steps of different m estimate
+  alike, and Var ē = Σ ω_k² D̃/m_k² = D̃ u; the divisor removes the variance of ē_{t−1}. At
+  a constant m, SE = √(D v) with D the per-step variance. (A per-step D mixed the steps of
+  a growing m: on a stream with B = 2000 it was ≈ 8× too large at m = 128, and the estimate
+  was trusted in 25 % of its last 1,000 steps; with D̃, 100 %.)
 * Trusted (:attr:`RunningGradientStatistics.trusted`) when Ḡ² > z·SE with z = 2
   (one-sided, ≈ 2.3 % false alarms on pure noise per independent window), T̄ > 0, at
-  least 10 effective steps (1/v ≥ 10), and the window covers the noise scale:
+  least 10 effective steps behind SE (1/v ≥ 10, or D̃'s own 1/v_D ≥ 10 after a restart at
+  a detected change, :mod:`.drift`), and the window covers the noise scale:
   W = m/v samples ≥ B (W = m(2 − α)/α for a constant α). Only then is B reported; else NaN.
 * Norm test (Byrd et al. 2012): ratio = smoothed(T/m) / smoothed(‖ḡ + ρ‖²), passes at ≤ θ².
 
@@ -48,21 +57,17 @@ S of ‖g_t‖² (same weights, so E M = E g, Var M = v Σ) give T̄ = (S − �
 SE² = 2 v² T̄² + 4 v max(Ḡ², 0) T̄ (a Gaussian bound on Var‖M‖²: tr Σ² ≤ (tr Σ)²,
 GᵀΣG ≤ |G|² tr Σ), and ‖ḡ + ρ‖² smoothed = Ḡ² + T̄.
 
-Assumptions and their failure modes:
-
-* i.i.d.: the samples of a batch, and the steps of a window, are independent draws from
-  one distribution. A stream ordered by time or label (a file read in order) violates it.
-* Lag under drift: the estimates average ≈ 1/v steps (up to 2/α_min); after a change of the
-  data they move with time constant ≈ 1/α steps, faster as B̂ falls and α grows back.
-* The weights move during a window: G, Σ are a blend over the window's weights.
-* A file read once without replacement (N samples): relative to the file's own objective,
-  E e_t = |G|² − tr Σ/(N − 1) (finite-population correction), a relative bias of B/(N − 1).
+Assumptions (docs/design.md, The math): i.i.d. samples and steps (a stream ordered by time
+or label violates it); under drift the estimates lag by ≈ 1/α steps, unless :mod:`.drift`
+detects the change and restarts them; the weights move during a window (G, Σ blend the
+window's weights); a file read once without replacement (N samples) biases e_t by
+−tr Σ/(N − 1) relative to the file's own objective.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -73,8 +78,9 @@ from .batch_sums import (
     ewma_closed_form,
     next_weight_square_sum,
     state_count,
-    weight_square_sum_after,
 )
+from .drift import LossChangeDetector, Restart, StepEstimates
+from .single_steps import SINGLE_STEP_REFRESH, fold_single_steps
 from .types import FloatArray
 
 __all__ = [
@@ -88,7 +94,7 @@ __all__ = [
 TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
 MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
 MIN_SMOOTHING = 0.002  # α_min, the widest window
-SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
+MEAN_STEPS_CAP = 1 << 20  # n stops counting here (1/n < every α by then)
 
 
 def _ewma(previous: float, value: float, smoothing: float) -> float:
@@ -99,19 +105,6 @@ def _significant(alpha: float, g2: float, se: float, v: float) -> bool:
     """Whether a window of smoothing α (v_α = α/(2 − α)) would give g2 > 2·z·SE_α, with
     SE_α = SE·√(v_α/v) the standard error scaled from the current window's v."""
     return g2 > 0.0 and alpha / (2.0 - alpha) * (2.0 * TRUST_Z * se) ** 2 <= v * g2 * g2
-
-
-_STATE_FLOATS = (
-    "per_sample_variance",
-    "estimator_variance",
-    "mean_gradient_squared_norm",
-    "objective_gradient_squared_norm",
-    "true_gradient_squared_norm",
-    "squared_deviation",
-    "weight_square_sum",
-    "window_smoothing",
-    "mean_squared_norm",
-)
 
 
 @dataclass
@@ -128,7 +121,9 @@ class RunningGradientStatistics:
     mean_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ‖², loss part only (no L2)
     objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
     true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
-    squared_deviation: float = math.nan  # D (m ≥ 2)
+    squared_deviation: float = math.nan  # D̃ (m ≥ 2), per-sample scale: m² (e_t − ē)²
+    scaled_weight_square_sum: float = math.nan  # u = Σ ω_k²/m_k² of Ḡ²'s EWMA
+    deviation_weight_square_sum: float = math.nan  # v of D's EWMA (kept by a restart)
     weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
     window_smoothing: float = math.nan  # α of the next step
     # Across-step moments, kept for m = 1.
@@ -137,6 +132,8 @@ class RunningGradientStatistics:
     last_batch_size: int = 0
     window_batch_size: int = 0  # m of the steps the |G|² estimate averages
     single_steps: int = 0  # m = 1 steps since α was last re-chosen
+    within_batch_steps: int = 0  # n, steps the within-batch estimates average (capped)
+    change: LossChangeDetector = field(default_factory=LossChangeDetector)  # :mod:`.drift`
     _within_batch_seen: bool = field(default=False)
 
     def __post_init__(self) -> None:
@@ -192,13 +189,26 @@ class RunningGradientStatistics:
             self.per_sample_variance = self.estimator_variance = math.nan
             self.true_gradient_squared_norm = self.objective_gradient_squared_norm = math.nan
             self.weight_square_sum = self.squared_deviation = math.nan
+            self.deviation_weight_square_sum = self.scaled_weight_square_sum = math.nan
+            self.within_batch_steps = 0
+        # The plain mean of the first steps (α_n = 1/n), then the EWMA: a first value
+        # (a warming-up standardiser's, say) does not weigh as 1/α steps.
+        n = self.within_batch_steps = min(self.within_batch_steps + 1, MEAN_STEPS_CAP)
+        a = max(a, 1.0 / n)
+        deviation_smoothing = max(a, 1.0 / (n - 1)) if n >= 2 else a
         trace = sums.gradient_variance
         objective = sums.objective_gradient_squared_norm(regularization)
         estimate = objective - trace / m
         previous, v = self.true_gradient_squared_norm, self.weight_square_sum
+        u = self.scaled_weight_square_sum
         if not math.isnan(previous):
-            deviation = (estimate - previous) ** 2 / (1.0 + v)
-            self.squared_deviation = _ewma(self.squared_deviation, deviation, a)
+            # E m²(e_t − ē)² = D̃ (1 + m² u) under Var e_t = D̃/m² (noise-dominated): the
+            # scale makes steps of different m comparable (m grows while D̃ averages).
+            deviation = m * m * (estimate - previous) ** 2 / (1.0 + m * m * u)
+            self.squared_deviation = _ewma(self.squared_deviation, deviation, deviation_smoothing)
+            self.deviation_weight_square_sum = next_weight_square_sum(
+                self.deviation_weight_square_sum, deviation_smoothing
+            )
         self.per_sample_variance = _ewma(self.per_sample_variance, trace, a)
         self.estimator_variance = _ewma(self.estimator_variance, trace / m, a)
         self.objective_gradient_squared_norm = _ewma(
@@ -206,7 +216,35 @@ class RunningGradientStatistics:
         )
         self.true_gradient_squared_norm = _ewma(previous, estimate, a)
         self.weight_square_sum = next_weight_square_sum(v, a)
+        self.scaled_weight_square_sum = (
+            1.0 / (m * m) if math.isnan(u) else (1.0 - a) ** 2 * u + a * a / (m * m)
+        )
         self.window_batch_size = m
+        step = StepEstimates(
+            trace,
+            trace / m,
+            sums.mean_gradient_squared_norm,
+            objective,
+            estimate,
+            sums.loss_sum / m,
+        )
+        restart = self.change.observe(step, m, self.smoothing)
+        if restart is not None:
+            self._restart(restart)
+
+    def _restart(self, restart: Restart) -> None:
+        """A change of the stream was detected (:mod:`.drift`): the estimates start again
+        at its estimated change point; D, estimated over many steps, is kept."""
+        estimates = restart.estimates
+        self.per_sample_variance = estimates.trace
+        self.estimator_variance = estimates.estimator_variance
+        self.mean_gradient_squared_norm = estimates.mean_gradient_squared_norm
+        self.objective_gradient_squared_norm = estimates.objective_gradient_squared_norm
+        self.true_gradient_squared_norm = estimates.true_gradient_squared_norm
+        self.weight_square_sum = restart.weight_square_sum
+        m = self.window_batch_size  # the candidate's steps are recent: of about this m
+        self.scaled_weight_square_sum = restart.weight_square_sum / (m * m)
+        self.within_batch_steps = MEAN_STEPS_CAP  # the mean phase starts a run only
 
     def _across_step_estimates(self, regularization: FloatArray | None) -> None:
         """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (module docstring)."""
@@ -249,73 +287,16 @@ class RunningGradientStatistics:
     def fold_single_steps(
         self, steps: SingleSteps, regularization: FloatArray | None = None
     ) -> None:
-        """Fold n consecutive applied m = 1 steps exactly as n calls of :meth:`update` would
-        (up to round-off), in O(n d) numpy work. The steps are cut where α is re-chosen
-        (every 32nd step); in each piece all but the last step are folded in closed form
-        (:func:`ewma_closed_form`, α constant), the last through :meth:`update` itself, so
-        that every derived quantity is the one that method computes. ``regularization``:
-        ρ at the weights after the n steps."""
-        kept = np.isfinite(steps.squared_norms)
-        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-        losses, missed = steps.losses, steps.misclassified
-        if not kept.all():
-            X, scales, squared_norms = X[kept], scales[kept], squared_norms[kept]
-            losses, missed = losses[kept], missed[kept]
-        start, n = 0, len(scales)
-        while start < n:
-            stop = min(n, start + SINGLE_STEP_REFRESH - self.single_steps)
-            piece = SingleSteps(
-                X[start:stop],
-                scales[start:stop],
-                squared_norms[start:stop],
-                losses[start:stop],
-                missed[start:stop],
-            )
-            self._fold_piece(piece, regularization)
-            start = stop
-
-    def _fold_piece(self, steps: SingleSteps, regularization: FloatArray | None) -> None:
-        alpha = self.window_smoothing
-        X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-        head = steps.n_steps - 1
-        if head > 0:
-            # As in update: the across-step mean gradient is only kept until a batch with
-            # m ≥ 2 has been seen.
-            if not self._within_batch_seen:
-                gradients = np.empty((head, X.shape[1] + 1))
-                np.multiply(X[:head], scales[:head, None], out=gradients[:, :-1])
-                gradients[:, -1] = scales[:head]
-                self.mean_gradient = np.asarray(
-                    ewma_closed_form(self.mean_gradient, gradients, alpha), dtype=np.float64
-                )
-                self.weight_square_sum = weight_square_sum_after(
-                    self.weight_square_sum, alpha, head
-                )
-            self.mean_squared_norm = float(
-                ewma_closed_form(self.mean_squared_norm, squared_norms[:head], alpha)
-            )
-            self.mean_gradient_squared_norm = float(
-                ewma_closed_form(self.mean_gradient_squared_norm, squared_norms[:head], alpha)
-            )
-            self.single_steps += head
-        # The last step through the method itself: it also sets last_batch_size, the
-        # across-step estimates and α, which depend only on the state after the step.
-        last = float(scales[-1])
-        gradient = np.empty(X.shape[1] + 1)
-        gradient[:-1] = last * X[-1]
-        gradient[-1] = last
-        self.update(
-            BatchSums(
-                n_samples=1,
-                gradient_sum=gradient,
-                gradient_squared_norm_sum=float(squared_norms[-1]),
-                loss_sum=float(steps.losses[-1]),
-                n_misclassified=int(steps.misclassified[-1]),
-            ),
-            regularization,
-        )
+        """n applied m = 1 steps as n :meth:`update` calls would fold them, in O(n d)
+        (:func:`.single_steps.fold_single_steps`; ρ at the weights after them)."""
+        fold_single_steps(self, steps, regularization)
 
     # ------------------------------------------------------------------ derived
+    @property
+    def within_batch_seen(self) -> bool:
+        """Whether a batch with m ≥ 2 has been folded in (the estimates are within-batch)."""
+        return self._within_batch_seen
+
     @property
     def window_samples(self) -> float:
         """W = m/v, the samples the |G|² estimate effectively averages (NaN before any)."""
@@ -333,7 +314,7 @@ class RunningGradientStatistics:
             self.per_sample_variance,
         )
         if self._within_batch_seen:
-            variance = self.squared_deviation * v
+            variance = self.squared_deviation * self.scaled_weight_square_sum
         else:
             variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
         return math.sqrt(variance) if variance >= 0.0 else math.nan
@@ -345,7 +326,9 @@ class RunningGradientStatistics:
         v, se = self.weight_square_sum, self.standard_error
         if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
             return False
-        if not (trace > 0.0 and g2 > TRUST_Z * se and 1.0 / v >= MIN_EFFECTIVE_STEPS):
+        # Effective steps behind SE: those of D (a restart keeps D, see _restart).
+        steps = 1.0 / min(v, self.deviation_weight_square_sum)
+        if not (trace > 0.0 and g2 > TRUST_Z * se and steps >= MIN_EFFECTIVE_STEPS):
             return False
         return self.window_samples >= trace / g2
 
@@ -375,7 +358,9 @@ class RunningGradientStatistics:
             last_batch_size=self.last_batch_size,
             window_batch_size=self.window_batch_size,
             single_steps=self.single_steps,
+            within_batch_steps=self.within_batch_steps,
             within_batch_seen=self._within_batch_seen,
+            change=self.change.get_state(),
         )
         return state
 
@@ -397,4 +382,19 @@ class RunningGradientStatistics:
         stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
         stats.single_steps = state_count(state.get("single_steps", 0))
         stats._within_batch_seen = bool(state["within_batch_seen"])
+        if "scaled_weight_square_sum" not in state:  # written when D was per step
+            m = stats.window_batch_size or 1
+            stats.squared_deviation *= m * m
+            stats.scaled_weight_square_sum = stats.weight_square_sum / (m * m)
+        # States written before n was counted: past the mean phase.
+        stats.within_batch_steps = state_count(state.get("within_batch_steps", MEAN_STEPS_CAP))
+        stats.change = LossChangeDetector.from_state(state.get("change"))
         return stats
+
+
+# The float fields a state document holds (α₀ and α_min are written first, on their own).
+_STATE_FLOATS = tuple(
+    f.name
+    for f in fields(RunningGradientStatistics)
+    if f.type == "float" and f.name not in ("smoothing", "min_smoothing")
+)

@@ -22,12 +22,10 @@ from .sparse import SparseRows
 from .standardize import InputFrame, input_frame
 from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums, propose_step
 from .types import FloatArray
-from .validation import Features, check_batch, check_features
+from .validation import Features, check_batch, check_features, check_model_settings
 
 __all__ = ["SPARSE_STEP_MAX_DENSITY", "BatchStats", "Features", "OnlineLogisticRegression"]
 
-REDUCTIONS = ("mean", "sum")
-OPTIMIZERS = ("sgd", "adagrad")
 STATE_FORMAT = "streamsgd.OnlineLogisticRegression/1"
 
 
@@ -110,22 +108,12 @@ class OnlineLogisticRegression:
         controller: NoiseController | None = None,
         standardize: bool = False,
     ) -> None:
-        if not (isinstance(n_features, int | np.integer) and n_features >= 1):
-            raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if not (l2 >= 0.0 and l1 >= 0.0):
-            raise ValueError("l2 and l1 must be >= 0")
-        if not adagrad_epsilon > 0.0:
-            raise ValueError("adagrad_epsilon must be > 0")
-        if not 0.0 <= clip_norm_ratio < math.inf:
-            raise ValueError(f"clip_norm_ratio must be finite and >= 0, got {clip_norm_ratio}")
-        if not max_weight_norm > 0.0:
-            raise ValueError(f"max_weight_norm must be > 0, got {max_weight_norm}")
-        if controller is not None and not (reduction == "mean" and gradient_statistics):
-            raise ValueError("a controller needs reduction='mean' and gradient_statistics")
+        check_model_settings(
+            n_features, reduction=reduction, optimizer=optimizer, l1=l1, l2=l2,
+            adagrad_epsilon=adagrad_epsilon, clip_norm_ratio=clip_norm_ratio,
+            max_weight_norm=max_weight_norm, controlled=controller is not None,
+            gradient_statistics=gradient_statistics,
+        )  # fmt: skip
         self.controller = controller
         self.n_features = int(n_features)
         self.schedule = LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power)
@@ -233,19 +221,13 @@ class OnlineLogisticRegression:
         m, controller = sums.n_samples, self.controller
         eta, gain = (self.schedule(self.n_updates), 1.0) if controller is None else (
             controller.step_size(sums, self.gradient_stats, self.schedule, l2=self.l2,
-                                 curvature_cap=self.optimizer == "sgd")
+                                 optimizer=self.optimizer)
         )  # fmt: skip
         regularization = self._regularization() if m >= 2 else None  # ρ before the step
         proposal = propose_step(
-            self._theta,
-            sums,
-            eta,
-            reduction=self.reduction,
-            l1=self.l1,
-            l2=self.l2,
-            squared_gradient_sum=self._squared_gradient_sum,
-            adagrad_epsilon=self.adagrad_epsilon,
-        )
+            self._theta, sums, eta, reduction=self._step_reduction(), l1=self.l1, l2=self.l2,
+            squared_gradient_sum=self._squared_gradient_sum, adagrad_epsilon=self.adagrad_epsilon,
+        )  # fmt: skip
         if not np.isfinite(proposal.values).all():
             return eta, True
         if proposal.active is None:
@@ -263,11 +245,26 @@ class OnlineLogisticRegression:
         if self.clip_norm_ratio > 0.0:
             self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
+        changes = self.gradient_stats.change.n_changes
         if math.isfinite(sums.gradient_squared_norm_sum):
             self.gradient_stats.update(sums, self._regularization() if m < 2 else regularization)
+        if self.gradient_stats.change.n_changes != changes and controller is not None:
+            self._restart_accumulators()
         if controller is not None:
             controller.step_applied(sums, self.gradient_stats, eta, gain, l2=self.l2)
         return eta, False
+
+    def _restart_accumulators(self) -> None:
+        """A detected change of the stream (:mod:`.drift`): AdaGrad's Σ ḡ² describes the old
+        problem and would keep the steps small; it starts again (O(d), once per change)."""
+        if self._squared_gradient_sum is not None:
+            self._squared_gradient_sum[:] = 0.0
+
+    def _step_reduction(self) -> str:
+        """AdaGrad with a controller steps on Σ_i g_i: at a fixed m the step of the mean
+        (AdaGrad is scale-invariant); when m changes, the per-sample step stays (.controller)."""
+        adagrad = self._squared_gradient_sum is not None
+        return "sum" if self.controller is not None and adagrad else self.reduction
 
     def _regularization(self) -> FloatArray | None:
         """ρ = λ₂ [w ; 0] at the current weights (None without an L2 term)."""

@@ -59,14 +59,12 @@ class SparseRows:
             self.indices, weights=self.values * r[self.entry_rows], minlength=self.n_features
         )
 
-    def rmatvec_columns(
-        self, r: FloatArray, workspace: NDArray[np.intp]
-    ) -> tuple[IndexArray, FloatArray]:
-        """Xᵀ @ r at the columns the rows touch, in O(nnz) whatever ``n_features``.
+    def column_index(self, workspace: NDArray[np.intp]) -> tuple[IndexArray, NDArray[np.intp]]:
+        """The distinct columns the rows touch and, for each entry, its column's position
+        among them, in O(nnz) whatever ``n_features``.
 
         Parameters
         ----------
-        r : ndarray of shape (n_samples,)
         workspace : int ndarray of shape (n_features,)
             Scratch space, overwritten; kept by the caller so that no O(n_features) array is
             allocated per call.
@@ -75,21 +73,32 @@ class SparseRows:
         -------
         columns : ndarray of shape (k,)
             The distinct columns of the entries (in the order of their last entry).
-        sums : ndarray of shape (k,)
-            (Xᵀr) at ``columns``, equal to :meth:`rmatvec` there bit for bit (each column
-            adds its entries in the same order); Xᵀr is 0 at every other column.
+        entry_columns : int ndarray of shape (nnz,)
+            ``columns[entry_columns[e]] == indices[e]``.
         """
         nnz = len(self.indices)
         entry = np.arange(nnz)
         workspace[self.indices] = entry  # the last entry of each column wins
         columns = self.indices[workspace[self.indices] == entry]
         workspace[columns] = np.arange(len(columns))
-        sums = np.bincount(
-            workspace[self.indices],
-            weights=self.values * r[self.entry_rows],
-            minlength=len(columns),
+        return columns, workspace[self.indices]
+
+    def rmatvec_at(
+        self, r: FloatArray, entry_columns: NDArray[np.intp], n_columns: int
+    ) -> FloatArray:
+        """(Xᵀr) at the k = ``n_columns`` columns of :meth:`column_index`, O(nnz); equal to
+        :meth:`rmatvec` there bit for bit (each column adds its entries in the same order)."""
+        return np.bincount(  # type: ignore[return-value]  # float64 with weights
+            entry_columns, weights=self.values * r[self.entry_rows], minlength=n_columns
         )
-        return columns, sums  # type: ignore[return-value]  # float64 with weights
+
+    def rmatvec_columns(
+        self, r: FloatArray, workspace: NDArray[np.intp]
+    ) -> tuple[IndexArray, FloatArray]:
+        """Xᵀ @ r at the columns the rows touch, in O(nnz) (:meth:`column_index` and
+        :meth:`rmatvec_at`): (columns, sums); Xᵀr is 0 at every other column."""
+        columns, entry_columns = self.column_index(workspace)
+        return columns, self.rmatvec_at(r, entry_columns, len(columns))
 
     def row_squared_norms(self) -> FloatArray:
         """‖x_i‖², shape (n_samples,). Entries repeating a (row, column) cell add up first,

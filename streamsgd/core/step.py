@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .curvature import curvature_product_sum
+from .curvature import CurvatureDirection, curvature_product_sum, sparse_curvature_product_sum
 from .gradient_stats import BatchSums
 from .losses import logistic_terms
 from .row_scale import clip_rows, squared_row_norms
@@ -110,7 +110,7 @@ def batch_sums(
     clip_norm_ratio: float,
     gradient_statistics: bool,
     column_workspace: NDArray[np.intp] | None,
-    curvature_direction: FloatArray | None = None,
+    curvature_direction: CurvatureDirection | None = None,
 ) -> BatchSums:
     """Per-batch sums under the weights θ (see :class:`BatchSums`). O(m·d).
 
@@ -127,9 +127,10 @@ def batch_sums(
     column_workspace : int ndarray of shape (d,), optional
         Given when a sparse batch may keep its gradient at the columns it touches (no
         regulariser): scratch space of :meth:`SparseRows.rmatvec_columns`.
-    curvature_direction : ndarray of shape (d + 1,), optional
-        The controller's unit vector u: also sum Σ_i s_i σ'(z_i) v_i (v_iᵀ u)
-        (:func:`.curvature.curvature_product_sum`; dense rows only); None: not computed.
+    curvature_direction : CurvatureDirection, optional
+        The controller's unit vector u: also sum ¼ Σ_i s_i v_i (v_iᵀ u)
+        (:mod:`.curvature`; at the gradient's columns when those are kept, in O(nnz));
+        None: not computed.
     """
     m = len(y)
     augmented_sq = None
@@ -147,14 +148,15 @@ def batch_sums(
     z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
     z += theta[-1] if intercept_inputs is None else theta[-1] * intercept_inputs
     r, loss_sum, n_misclassified = logistic_terms(z, y)
+    column_index = _column_index(X, column_workspace)
     curvature = None
-    if curvature_direction is not None and not isinstance(X, SparseRows):  # see .curvature
-        # ¼ s_i, the largest σ'(z) = σ(z)(1 − σ(z)): a bound for every w (see .curvature).
-        hessian_weights = np.full(m, 0.25) if sample_weight is None else 0.25 * sample_weight
-        curvature = curvature_product_sum(X, intercept_inputs, hessian_weights, curvature_direction)
+    if curvature_direction is not None:
+        curvature = _curvature_sum(
+            X, intercept_inputs, sample_weight, curvature_direction, column_index
+        )
     if sample_weight is not None:
         r *= sample_weight
-    columns, gradient_sum = _gradient_sum(X, r, column_workspace)
+    columns, gradient_sum = _gradient_sum(X, r, column_index)
     gradient_sum[-1] = r.sum() if intercept_inputs is None else r @ intercept_inputs
     squared_norm_sum = row_squared_norm_sum = math.nan
     if gradient_statistics:
@@ -179,21 +181,53 @@ def batch_sums(
     )
 
 
-def _gradient_sum(
-    X: Features, r: FloatArray, column_workspace: NDArray[np.intp] | None
-) -> tuple[IndexArray | None, FloatArray]:
-    """(columns, Σ_i r_i x_i at those columns + a slot for the intercept), or (None, Xᵀr
-    over all d columns + the slot). Only a sparse batch with a workspace and few entries
-    keeps its columns: then the step costs O(nnz), not O(n_features)."""
+def _curvature_sum(
+    X: Features,
+    intercept_inputs: FloatArray | None,
+    sample_weight: FloatArray | None,
+    direction: CurvatureDirection,
+    column_index: tuple[IndexArray, NDArray[np.intp]] | None,
+) -> FloatArray:
+    """P = ¼ Σ_i s_i v_i (v_iᵀ u) (:mod:`.curvature`), at the batch's columns when it keeps
+    its gradient there (O(nnz)), else over all d + 1 parameters."""
+    # ¼ s_i, the largest σ'(z) = σ(z)(1 − σ(z)): a bound for every w (see .curvature).
+    m = len(X)
+    hessian_weights = np.full(m, 0.25) if sample_weight is None else 0.25 * sample_weight
+    if column_index is None:
+        return curvature_product_sum(X, intercept_inputs, hessian_weights, direction.dense())
+    assert isinstance(X, SparseRows)
+    columns, entry_columns = column_index
+    return sparse_curvature_product_sum(
+        X, intercept_inputs, hessian_weights, direction, entry_columns, len(columns)
+    )
+
+
+def _column_index(
+    X: Features, column_workspace: NDArray[np.intp] | None
+) -> tuple[IndexArray, NDArray[np.intp]] | None:
+    """:meth:`SparseRows.column_index` when the batch keeps its gradient at the columns it
+    touches: only a sparse batch (m ≥ 2) with a workspace and few entries, whose step then
+    costs O(nnz), not O(n_features); else None."""
     if (
         column_workspace is not None
         and isinstance(X, SparseRows)
-        and len(r) >= 2
+        and X.n_samples >= 2
         and SPARSE_STEP_MAX_DENSITY * X.n_features > len(X.indices)
     ):
-        columns, column_sums = X.rmatvec_columns(r, column_workspace)
+        return X.column_index(column_workspace)
+    return None
+
+
+def _gradient_sum(
+    X: Features, r: FloatArray, column_index: tuple[IndexArray, NDArray[np.intp]] | None
+) -> tuple[IndexArray | None, FloatArray]:
+    """(columns, Σ_i r_i x_i at those columns + a slot for the intercept), or (None, Xᵀr
+    over all d columns + the slot)."""
+    if column_index is not None:
+        assert isinstance(X, SparseRows)
+        columns, entry_columns = column_index
         gradient_sum = np.empty(len(columns) + 1)
-        gradient_sum[:-1] = column_sums
+        gradient_sum[:-1] = X.rmatvec_at(r, entry_columns, len(columns))
         return columns, gradient_sum
     gradient_sum = np.empty(X.shape[1] + 1)
     if isinstance(X, SparseRows):

@@ -1,4 +1,5 @@
-"""The one input check of the core: features, labels and importance weights of a batch.
+"""The input checks of the core: features, labels and importance weights of a batch, and
+the settings of the estimator.
 
 Every entry point that learns (``learn_batch``, ``learn_sequence``) or scores
 (``decision_function`` and the methods built on it) goes through these functions, so that
@@ -6,6 +7,9 @@ the rules and the error messages are the same everywhere.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -95,3 +99,39 @@ def check_batch(
     if features.shape[0] != n or (n == 0 and not allow_empty):
         raise ValueError(f"X has {features.shape[0]} rows but y has {n} labels (need ≥ 1)")
     return features, labels, check_sample_weight(sample_weight, n)
+
+
+REDUCTIONS = ("mean", "sum")
+OPTIMIZERS = ("sgd", "adagrad")
+
+
+def check_model_settings(
+    n_features: Any,
+    *,
+    reduction: str,
+    optimizer: str,
+    l1: float,
+    l2: float,
+    adagrad_epsilon: float,
+    clip_norm_ratio: float,
+    max_weight_norm: float,
+    controlled: bool,
+    gradient_statistics: bool,
+) -> None:
+    """ValueError for settings :class:`.model.OnlineLogisticRegression` cannot take."""
+    if not (isinstance(n_features, int | np.integer) and n_features >= 1):
+        raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if not (l2 >= 0.0 and l1 >= 0.0):
+        raise ValueError("l2 and l1 must be >= 0")
+    if not adagrad_epsilon > 0.0:
+        raise ValueError("adagrad_epsilon must be > 0")
+    if not 0.0 <= clip_norm_ratio < math.inf:
+        raise ValueError(f"clip_norm_ratio must be finite and >= 0, got {clip_norm_ratio}")
+    if not max_weight_norm > 0.0:
+        raise ValueError(f"max_weight_norm must be > 0, got {max_weight_norm}")
+    if controlled and not (reduction == "mean" and gradient_statistics):
+        raise ValueError("a controller needs reduction='mean' and gradient_statistics")

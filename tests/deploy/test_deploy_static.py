@@ -479,7 +479,7 @@ def test_trainer_environment_parses_with_the_cli(monkeypatch):
         expected = action.type(value) if callable(action.type) else value
         assert parsed == expected, f"{var}={value!r} parsed as {parsed!r}"
     assert args.source == "kafka"
-    assert args.batch_size == 32 and args.learning_rate == pytest.approx(0.1)
+    assert args.batch_size == "auto" and args.learning_rate == "auto"  # the noise controller
     assert args.metrics_host == "0.0.0.0"
 
 

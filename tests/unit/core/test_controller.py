@@ -27,7 +27,7 @@ from streamsgd.core.controller import NoiseController, norm_test_batch_size
 from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
 from streamsgd.core.schedules import LearningRateSchedule
 from streamsgd.service import ServiceConfig, TrainingService
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.synthetic import DEMO_REGIME_SAMPLES, SyntheticStream, demo_stream
 from streamsgd.totals import Totals
 from tests.support.memory_source import MemorySource
 
@@ -133,7 +133,7 @@ def _per_sample_steps(controller: NoiseController, sizes: list[int]) -> dict[int
     for m in sizes:
         controller.batch_size = m
         sums = BatchSums(m, np.zeros(3), 0.0, 0.0, 0)
-        eta, gain = controller.step_size(sums, stats, schedule, l2=0.0, curvature_cap=False)
+        eta, gain = controller.step_size(sums, stats, schedule, l2=0.0)
         assert gain == m / 8
         controller.step_applied(sums, stats, eta, gain)
         steps[seen] = eta / m
@@ -162,9 +162,7 @@ def test_fixed_settings_take_exactly_the_steps_of_no_controller() -> None:
     m = m₀ with a constant schedule and no curvature cap takes the plain step η₀."""
     controller = NoiseController(adaptive_batch_size=False, batch_size=16, base_batch_size=16)
     sums = BatchSums(16, np.zeros(3), 0.0, 0.0, 0)
-    eta, gain = controller.step_size(
-        sums, _stats(2.0, 0.1), LearningRateSchedule(0.3), l2=0.0, curvature_cap=False
-    )
+    eta, gain = controller.step_size(sums, _stats(2.0, 0.1), LearningRateSchedule(0.3), l2=0.0)
     assert (eta, gain) == (0.3, 1.0)
     assert train_config(batch_size=16, learning_rate=0.3).controlled is False
 
@@ -356,9 +354,90 @@ def test_batch_size_grows_only_while_the_step_size_can_grow_with_it() -> None:
         for _ in range(1500):
             sums = _gradient_sums(rng, G, 1.0, controller.batch_size)
             sums.row_squared_norm_sum = 40.0 * sums.n_samples  # S̄ = 40: cap = 1/10
-            eta, gain = controller.step_size(sums, stats, schedule, l2=0.0, curvature_cap=capped)
+            eta, gain = controller.step_size(
+                sums, stats, schedule, l2=0.0, optimizer="sgd" if capped else "adagrad"
+            )
             stats.update(sums)
             controller.step_applied(sums, stats, eta, gain)
         assert stats.trusted and controller.suggested_batch_size > 32
         sizes[capped] = controller.batch_size
     assert sizes[False] >= 32 and sizes[True] == 8
+
+
+def _auto_run(stream: SyntheticStream, n_samples: int) -> tuple[OnlineLogisticRegression, list]:
+    """--batch-size auto --learning-rate auto over ``stream``: (model, [(samples seen, m)])."""
+    model = OnlineLogisticRegression(
+        stream.n_features, controller=NoiseController.create("auto", adaptive_learning_rate=True)
+    )
+    X, y = stream.samples(0, n_samples)
+    seen, sizes = 0, []
+    assert model.controller is not None
+    while seen + model.controller.batch_size <= n_samples:
+        m = model.controller.batch_size
+        model.learn_batch(X[seen : seen + m], y[seen : seen + m])
+        seen += m
+        sizes.append((seen, model.controller.batch_size))
+    return model, sizes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batch_size_halves_after_a_drift_of_a_real_stream(seed: int) -> None:
+    """Logistic regression on the demo stream (d = 20): its true weights jump to a new
+    direction at sample 30,000. In the first regime the controller grows m (the noise scale
+    is large near the optimum); within 10 steps of the change m is at most half of what it
+    was, because the loss jump restarts the statistics at the change (core/drift.py). Before
+    that rule the ≈ 640-step window kept the old |G|² and m never shrank."""
+    change = DEMO_REGIME_SAMPLES
+    model, sizes = _auto_run(demo_stream(20, seed), change + 4000)
+    before = [m for seen, m in sizes if seen <= change][-1]
+    after = [m for seen, m in sizes if seen > change]
+    assert before >= 64
+    assert min(after[:10]) <= before // 2
+    assert model.gradient_stats.change.n_changes == 1  # the change, and nothing else
+
+
+def test_no_change_is_detected_on_a_stationary_stream() -> None:
+    """The same stream without its regime changes: the statistics are never restarted, and
+    m grows as before."""
+    model, sizes = _auto_run(SyntheticStream(20, seed=1), 3 * DEMO_REGIME_SAMPLES)
+    assert model.gradient_stats.change.n_changes == 0
+    assert sizes[-1][1] >= 64
+
+
+def test_adagrad_under_a_controller_steps_on_the_sum_with_no_gain() -> None:
+    """AdaGrad is scale-invariant: with a controller at a fixed m (the gain would be m/m₀
+    otherwise) it steps on Σ g_i with η₀ and r = 1, which is the step of the mean without a
+    controller up to round-off and ε."""
+    X, y = SyntheticStream(6, seed=11).samples(0, 3200)
+    plain = OnlineLogisticRegression(6, optimizer="adagrad", learning_rate=0.1)
+    controlled = OnlineLogisticRegression(
+        6,
+        optimizer="adagrad",
+        learning_rate=0.1,
+        controller=NoiseController(adaptive_batch_size=False, batch_size=32, base_batch_size=8),
+    )
+    for start in range(0, 3200, 32):
+        a = plain.learn_batch(X[start : start + 32], y[start : start + 32])
+        b = controlled.learn_batch(X[start : start + 32], y[start : start + 32])
+        assert a.learning_rate == b.learning_rate == 0.1
+    np.testing.assert_allclose(controlled.parameters, plain.parameters, rtol=1e-6)
+
+
+def test_adagrad_accumulators_restart_after_a_detected_change() -> None:
+    """The demo stream's change at 30,000 samples is detected; AdaGrad's accumulated Σ S²
+    starts again there (the old problem's would keep the steps small), so at the end it
+    holds only what was accumulated since the change."""
+    stream = demo_stream(20, 2)
+    model = OnlineLogisticRegression(
+        20, optimizer="adagrad", learning_rate=0.1, controller=NoiseController.create("auto")
+    )
+    assert model.controller is not None
+    X, y = stream.samples(0, DEMO_REGIME_SAMPLES + 6000)
+    seen, totals = 0, []
+    while seen + model.controller.batch_size <= len(y):
+        m = model.controller.batch_size
+        model.learn_batch(X[seen : seen + m], y[seen : seen + m])
+        seen += m
+        totals.append(float(model.get_state()["squared_gradient_sum"].sum()))
+    assert model.gradient_stats.change.n_changes == 1
+    assert min(totals[len(totals) // 2 :]) < 0.5 * max(totals)  # it fell: a restart

@@ -168,9 +168,10 @@ def test_additivity_over_many_replicas():
 
 
 def _hand_ewma(values, a):
+    """The mean of the first 1/a values (α_n = 1/n), then the EWMA with α = a."""
     out = None
-    for v in values:
-        out = v if out is None else out + a * (v - out)
+    for n, v in enumerate(values, 1):
+        out = v if out is None else out + max(a, 1.0 / n) * (v - out)
     return out
 
 
@@ -195,11 +196,16 @@ def test_running_statistics_follow_the_ewma_recursion(m, alpha):
     s = model.gradient_stats
     want_tr = _hand_ewma(tr, alpha)
     want_est = _hand_ewma(tr / m, alpha)
-    want_g2 = _hand_ewma(g2, alpha)
+    want_g2 = _hand_ewma(g2, alpha)  # ‖ḡ‖² of the objective (no L2 term here)
+    # The loss-only ‖ḡ‖² is smoothed with α from the first step (m = 1 shares it).
+    plain_g2 = None
+    for value in g2:
+        plain_g2 = value if plain_g2 is None else plain_g2 + alpha * (value - plain_g2)
     want_G2 = _hand_ewma(g2 - tr / m, alpha)
     assert s.per_sample_variance == pytest.approx(want_tr, rel=1e-9)
     assert s.estimator_variance == pytest.approx(want_est, rel=1e-9)
-    assert s.mean_gradient_squared_norm == pytest.approx(want_g2, rel=1e-9)
+    assert s.mean_gradient_squared_norm == pytest.approx(plain_g2, rel=1e-9)
+    assert s.objective_gradient_squared_norm == pytest.approx(want_g2, rel=1e-9)
     assert s.true_gradient_squared_norm == pytest.approx(want_G2, rel=1e-9)
     assert want_G2 > 0
     assert s.per_sample_variance / s.true_gradient_squared_norm == pytest.approx(
