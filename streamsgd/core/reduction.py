@@ -112,8 +112,9 @@ def local_sums(
     vector[start : start + d1] = sums.dense_gradient_sum(layout.n_features)
     start += d1
     if layout.curvature:
-        if sums.curvature_product_sum is not None:
-            vector[start : start + d1] = sums.curvature_product_sum
+        curvature = sums.dense_curvature_product_sum(layout.n_features)
+        if curvature is not None:
+            vector[start : start + d1] = curvature
         start += d1
     moments = model.inputs.pending
     if layout.moments and moments is not None:
