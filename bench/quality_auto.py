@@ -282,15 +282,13 @@ def headline_options() -> Iterator[tuple[str, dict[str, Any]]]:
     if "standardize" in names:
         yield "streamsgd --standardize", {"standardize": True}
     auto = {"batch_size": "auto", "learning_rate": "auto"}
-    if accepted(**auto):
-        yield "streamsgd auto", auto
-        if "standardize" in names:
-            yield "streamsgd auto --standardize", {**auto, "standardize": True}
-    else:
-        yield "streamsgd auto", auto  # reported as not available
-    # AdaGrad under the controller (streamsgd.core.controller): η₀ = AUTO_ADAGRAD_RATE, no
-    # gain, steps on the summed gradient. Until the configuration accepts --learning-rate
-    # auto with --optimizer adagrad, the same run is configured with that rate given.
+    # auto = AdaGrad under the controller, with --standardize on dense features (the
+    # configuration's --optimizer auto); the SGD and the explicit AdaGrad forms besides.
+    yield "streamsgd auto", auto
+    sgd = {**auto, "optimizer": "sgd"}
+    yield "streamsgd auto sgd", sgd
+    if "standardize" in names:
+        yield "streamsgd auto sgd --standardize", {**sgd, "standardize": True}
     adagrad = {**auto, "optimizer": "adagrad"}
     if not accepted(**adagrad):
         adagrad = {"batch_size": "auto", "learning_rate": AUTO_ADAGRAD_RATE, "optimizer": "adagrad"}

@@ -203,7 +203,10 @@ class ModelConfig(Section):
     l2: float = option(0.0, "L2 penalty lambda2", NON_NEGATIVE_FLOAT)
     l1: float = option(0.0, "L1 penalty lambda1 (proximal)", NON_NEGATIVE_FLOAT)
     optimizer: str = option(
-        "sgd", "step rule applied to the averaged gradient", choices=("sgd", "adagrad")
+        AUTO,
+        "step rule applied to the averaged gradient; auto = sgd, or with --learning-rate "
+        "auto adagrad (and --standardize for dense features): what the benchmarks show wins",
+        choices=(AUTO, "sgd", "adagrad"),
     )
     reduction: str = option(
         "mean", "mean (1/m) or sum of per-sample gradients", choices=("mean", "sum")
@@ -309,10 +312,23 @@ class TrainConfig:
             raise ConfigError(f"--source {kind} needs --n-features (or --hash-bits)")
         if self.controlled and model.reduction != "mean":
             raise ConfigError("--batch-size auto and --learning-rate auto need --reduction mean")
-        if model.learning_rate == AUTO and model.optimizer != "sgd":
-            raise ConfigError("--learning-rate auto needs --optimizer sgd")
         if model.learning_rate == AUTO and self.minibatch.batch_size == 1:
             raise ConfigError("--learning-rate auto needs --batch-size >= 2 (or auto)")
+
+    @property
+    def optimizer(self) -> str:
+        """``model.optimizer`` with ``auto`` resolved: AdaGrad under ``--learning-rate auto``
+        (docs/benchmarks.md: it meets the issue-10 targets SGD misses), else SGD."""
+        if self.model.optimizer != AUTO:
+            return self.model.optimizer
+        return "adagrad" if self.model.learning_rate == AUTO else "sgd"
+
+    @property
+    def standardize(self) -> bool:
+        """``--standardize``, also on for dense features under ``--learning-rate auto`` with
+        ``--optimizer auto`` (scale invariance; River's StandardScaler does the same)."""
+        automatic = self.model.optimizer == AUTO and self.model.learning_rate == AUTO
+        return self.model.standardize or (automatic and self.model.hash_bits is None)
 
     @property
     def controlled(self) -> bool:

@@ -116,12 +116,12 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
         l2=m.l2,
         l1=m.l1,
         reduction=m.reduction,
-        optimizer=m.optimizer,
+        optimizer=config.optimizer,
         stats_smoothing=m.stats_smoothing,
         clip_norm_ratio=m.clip_norm_ratio,
         max_weight_norm=m.max_weight_norm,
         controller=build_controller(config),
-        standardize=m.standardize,
+        standardize=config.standardize,
     )
 
 

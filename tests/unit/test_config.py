@@ -131,12 +131,13 @@ def test_python_api_shares_the_defaults() -> None:
     renamed = {"learning_rate_decay": "decay", "learning_rate_power": "power"}
     shared = [
         "learning_rate", "learning_rate_schedule", "learning_rate_decay", "learning_rate_power",
-        "l2", "l1", "optimizer", "reduction", "stats_smoothing", "clip_norm_ratio",
-        "max_weight_norm",
+        "l2", "l1", "reduction", "stats_smoothing", "clip_norm_ratio", "max_weight_norm",
     ]  # fmt: skip
     for name in shared:
         keyword = renamed.get(name, name)
         assert model_defaults[keyword] == getattr(config.model, name), name
+    # --optimizer auto with a numeric learning rate is the Python API's SGD.
+    assert model_defaults["optimizer"] == config.optimizer == "sgd"
     decoder_default = inspect.signature(Decoder).parameters["max_record_bytes"].default
     assert decoder_default == config.source.max_record_bytes
     weight_default = inspect.signature(Decoder).parameters["max_sample_weight"].default

@@ -20,7 +20,7 @@ from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.checkpoint.document import dumps, loads
 from streamsgd.cli import main
-from streamsgd.cli.build import build_service
+from streamsgd.cli.build import build_model, build_service
 from streamsgd.codec import Decoder, encode_dense
 from streamsgd.config import ConfigError, train_config
 from streamsgd.core.controller import NoiseController, norm_test_batch_size
@@ -295,9 +295,33 @@ def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize(
+    "values, optimizer, standardize",
+    [
+        ({}, "sgd", False),
+        ({"learning_rate": "auto"}, "adagrad", True),
+        ({"learning_rate": "auto", "batch_size": "auto"}, "adagrad", True),
+        ({"learning_rate": "auto", "optimizer": "sgd"}, "sgd", False),
+        ({"learning_rate": "auto", "optimizer": "adagrad"}, "adagrad", False),
+        (
+            {"learning_rate": "auto", "source": "file", "path": "f", "hash_bits": 8},
+            "adagrad",
+            False,
+        ),
+        ({"learning_rate": 0.5, "standardize": True}, "sgd", True),
+    ],
+)
+def test_auto_picks_what_the_benchmarks_show_wins(
+    values: dict[str, object], optimizer: str, standardize: bool
+) -> None:
+    config = train_config(**values)
+    assert (config.optimizer, config.standardize) == (optimizer, standardize)
+    model = build_model(config)
+    assert (model.optimizer, model.inputs.enabled) == (optimizer, standardize)
+
+
+@pytest.mark.parametrize(
     "values, message",
     [
-        ({"learning_rate": "auto", "optimizer": "adagrad"}, "needs --optimizer sgd"),
         ({"batch_size": "auto", "reduction": "sum"}, "need --reduction mean"),
         ({"learning_rate": "auto", "batch_size": 1}, "--batch-size >= 2"),
         ({"batch_size": "auto", "min_batch_size": 1}, "--min-batch-size >= 2"),
