@@ -73,6 +73,10 @@ class ReplicatedService(ReplicaIntake):
         self._exchange_seconds = 0.0
         self._needs_start = False
         self._replicas_undelivered = False
+        self._has_state = False  # a state adopted (rank 0's start, or a broadcast)
+        # The manifest file's entries after this step are stale (a rolled-back or lost step
+        # of a former rank 0): truncate before the next append.
+        self._manifest_base: int | None = None
         self._layout: ExchangeLayout | None = None
 
     # ------------------------------------------------------------------ state
@@ -99,6 +103,7 @@ class ReplicatedService(ReplicaIntake):
             "state": self.state(),
             "pending_entries": self._pending_entries,
             "needs_start": self._needs_start,
+            "partitions": self.partitions,
         }
 
     def _adopt(self, replica_state: dict[str, Any]) -> None:
@@ -107,29 +112,26 @@ class ReplicatedService(ReplicaIntake):
             self.global_positions = dict(self.buffer.positions)
         self._pending_entries = list(replica_state["pending_entries"])
         self._needs_start = bool(replica_state["needs_start"])
+        steps = [int(e["step"]) for e in self._pending_entries if "step" in e]
+        if self._needs_start or any("start" in e for e in self._pending_entries):
+            self._manifest_base = -1  # a fresh job: nothing in the file is ours
+        else:
+            self._manifest_base = steps[0] - 1 if steps else self.global_step
+        self.partitions = tuple(replica_state["partitions"])
         self._sync_round = True
         for s in self.sensors:
             s.model_loaded(self.model)
 
     # ------------------------------------------------------------------ membership
-    def _start(self) -> None:
-        """Agree on the starting state: rank 0's checkpoint (if any), broadcast to all."""
-        self.partitions = tuple(
-            sorted_partitions(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
-        )
-        mine: dict[str, Any] | None = None
-        if self.collective.rank == 0:
-            self._open_store()
-            state = None if self.checkpoint_store is None else self.checkpoint_store.load()
-            if state is not None and self.manifest is not None:
-                self.manifest.truncate(int(state.get("global_step", state["model"]["n_updates"])))
-            mine = {"state": state, "pending_entries": [], "needs_start": state is None}
-        self._adopt(self.collective.broadcast(mine))
-        self._assign()
-
-    def _read_partitions(self) -> None:
+    def _load_start(self) -> None:
+        """Rank 0 without a state: the checkpoint's (or a fresh one). Its view of the
+        partitions becomes everyone's (the exchange's layout must agree)."""
         found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
-        self.partitions = tuple(sorted_partitions(found))
+        self._open_store()
+        state = None if self.checkpoint_store is None else self.checkpoint_store.load()
+        self._adopt({"state": state, "pending_entries": [], "needs_start": state is None,
+                     "partitions": tuple(sorted_partitions(found))})  # fmt: skip
+        self._has_state = True
 
     def _open_store(self) -> None:
         if self.checkpoint_store is None and self.open_checkpoint_store is not None:
@@ -166,21 +168,26 @@ class ReplicatedService(ReplicaIntake):
                 log.warning("another replica failed during recovery (%s): recovering again", exc)
 
     def _resynchronise(self) -> None:
-        """The state of the lowest-ranked survivor at the lowest step held by any, to all."""
+        """Agree on one state: at a start, rank 0's (its checkpoint); after a membership
+        change, the lowest-ranked survivor's at the lowest step any survivor holds (a step
+        that completed on some only is rolled back); a replacement holds none."""
         c = self.collective
+        if c.rank == 0 and not self._has_state:
+            self._load_start()
         steps = np.zeros(c.size)
-        if not c.joined:
-            steps[c.rank] = self.global_step + 1  # 0 means "no state" (a replacement)
+        if self._has_state:
+            steps[c.rank] = self.global_step + 1  # 0: no state
         held = c.allreduce_sum(steps)
         lowest = float(held[held > 0].min())
         root = int(np.flatnonzero(held == lowest)[0])
         replica = c.broadcast(self._replica_state() if c.rank == root else None, root=root)
         self._adopt(replica)
+        self._has_state = True
         if c.rank == 0:
             self._open_store()
-        log.warning(
-            "membership changed: now %d replicas, this one rank %d, resuming at step %d",
-            c.size, c.rank, self.global_step,
+        log.info(
+            "%d replicas agree on step %d; this one is rank %d",
+            c.size, self.global_step, c.rank,
         )  # fmt: skip
         self._assign()
 
@@ -270,6 +277,9 @@ class ReplicatedService(ReplicaIntake):
         self._replicas_undelivered = control.undelivered > 0
         if self.collective.rank == 0 and control.checkpoint and not stop:
             self.checkpoint()
+        elif control.checkpoint and not stop:
+            # Rank 0 wrote these to the manifest (the others would only accumulate them).
+            self._pending_entries = []
         self._tick()
         return stop
 
@@ -282,6 +292,9 @@ class ReplicatedService(ReplicaIntake):
             return self._checkpoint_failed("a replica's dead letters are not delivered yet")
         if self.manifest is not None and self._pending_entries:
             try:
+                if self._manifest_base is not None:
+                    self.manifest.truncate(self._manifest_base)
+                    self._manifest_base = None
                 self.manifest.append(self._pending_entries)
             except OSError as exc:
                 return self._checkpoint_failed(f"step manifest not written: {exc}")
@@ -319,20 +332,11 @@ class ReplicatedService(ReplicaIntake):
                 store.close()  # type: ignore[attr-defined]  # the writer lock this replica took
 
     def _join(self) -> None:
-        while True:
-            try:
-                if self.collective.joined:
-                    self.partitions = tuple(
-                        sorted_partitions(self.source.partitions(PARTITIONS_TIMEOUT_SECONDS))
-                    )
-                    self._resynchronise()
-                else:
-                    self._start()
-                return
-            except ReplicaFailure as exc:
-                log.warning("a replica failed while starting (%s): recovering", exc)
-                self._recover()
-                return
+        try:
+            self._resynchronise()
+        except ReplicaFailure as exc:
+            log.warning("a replica failed while the job started (%s): recovering", exc)
+            self._recover()
 
     def _step_once(self) -> bool:
         supervised = getattr(self.collective, "supervised", None)
