@@ -85,21 +85,25 @@ def table(title: str, rows: dict[int, dict[str, float]], cores: int) -> str:
 
 
 def projection(per_sample_seconds: float, batch_size: int) -> str:
-    """Efficiency of N replicas on 10 GbE: compute of M/N samples against one allreduce."""
+    """Efficiency of N replicas on 10 GbE, compute of the replica's share against one
+    allreduce: with the global M fixed (share M/N) and with the share fixed (M grows as N)."""
     lines = [
         "### Projection on 10 GbE (ring allreduce model; not measured)", "",
-        f"Per-sample cost at N = 1: {per_sample_seconds * 1e6:.2f} µs (decode + step), "
-        f"global M = {batch_size}.", "",
-        "| N | d = 100: allreduce µs | efficiency | d = 2^18: allreduce µs | efficiency |",
-        "|---|---|---|---|---|",
+        f"Per-sample cost at N = 1: {per_sample_seconds * 1e6:.2f} µs (decode + step); "
+        f"share = M/N with M = {batch_size} fixed, or {batch_size} per replica (M = "
+        f"{batch_size}·N).", "",
+        "| N | d = 100: allreduce µs | efficiency, M fixed | share fixed "
+        "| d = 2^18: allreduce µs | efficiency, M fixed | share fixed |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for n in (8, 16, 32, 64):
         cells = []
         for d in (100, 1 << 18):
             size_bytes = 8 * (2 * (d + 1) + 20 + 3 * 12 + n)
             t = 2 * (n - 1) * ALPHA_SECONDS + 2 * (n - 1) / n * size_bytes / BETA_BYTES_PER_SECOND
-            compute = per_sample_seconds * batch_size / n
-            cells += [f"{t * 1e6:,.0f}", f"{compute / (compute + t):.2f}"]
+            strong = per_sample_seconds * batch_size / n
+            weak = per_sample_seconds * batch_size
+            cells += [f"{t * 1e6:,.0f}", f"{strong / (strong + t):.2f}", f"{weak / (weak + t):.2f}"]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

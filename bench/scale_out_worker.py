@@ -77,6 +77,12 @@ class EncodedPartitions:
     def partitions(self, timeout_seconds: float) -> list[str]:
         return list(self.names)
 
+    def encode_all(self) -> None:
+        """Encode every partition now (a failure run: taking over the dead replica's
+        partitions must not pay for encoding them inside the measured pause)."""
+        for name in self.names:
+            self._values(name)
+
     def assign(self, keys: list[str], positions: dict[str, Position]) -> dict[str, Position]:
         self.next = {k: positions[k].offset if k in positions else 0 for k in keys}
         for k in keys:
@@ -105,9 +111,13 @@ class EncodedPartitions:
 
 
 def _memory(args: argparse.Namespace, collective: object, timing: Timing) -> ReplicatedService:
+    """The replica on the in-process source (every partition encoded up front in a failure
+    run)."""
     source = EncodedPartitions(
         args.partitions, args.records // args.partitions, args.n_features, 500
     )
+    if args.kill_rank >= 0:
+        source.encode_all()
     return ReplicatedService(
         OnlineLogisticRegression(args.n_features, learning_rate=0.1),
         source,  # type: ignore[arg-type]
