@@ -79,8 +79,11 @@ class ReplicaIntake(TrainingService):
                 return
             records = self.source.poll(min(self.config.poll_timeout_seconds, left))
             if records:
+                newest = records[-1].timestamp_ms
                 for s in self.sensors:
                     s.records_consumed(len(records))
+                    if newest is not None:
+                        s.record_timestamp(newest / 1000.0)
                 self.handle_all(records)
             self._tick()
 

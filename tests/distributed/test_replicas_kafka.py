@@ -143,6 +143,8 @@ def test_replicas_learn_every_record_once_and_agree(
         assert len(_digests(job, range(n_replicas))) == 1, "replicas hold different models"
         for slot in range(n_replicas):
             assert job.metric(slot, "streamsgd_world_size") == n_replicas
+            # Each replica reads partitions of its own: it saw their records' timestamps.
+            assert (job.metric(slot, "streamsgd_last_record_timestamp_seconds") or 0) > 0
         assert job.stop() == 0, job.diagnostics()
     finally:
         job.kill()
