@@ -32,14 +32,17 @@ steps, and 1/v is the effective number of steps averaged.
   least 10 effective steps behind SE (1/v ≥ 10, or D̃'s own 1/v_D ≥ 10 after a restart at
   a detected change, :mod:`.drift`), and the window covers the noise scale:
   W = m/v samples ≥ B (W = m(2 − α)/α for a constant α). Only then is B reported; else NaN.
+* Lower bound B̂ = T̄/(Ḡ² + z·SE) (:attr:`RunningGradientStatistics.noise_scale_lower_bound`):
+  below B with probability ≈ 97.7 % (the one-sided upper bound of |G|²); given with the
+  gate's evidence (T̄ > 0, 1/v ≥ 10) and W ≥ B̂, also while Ḡ² is not significant.
 * Norm test (Byrd et al. 2012): ratio = smoothed(T/m) / smoothed(‖ḡ + ρ‖²), passes at ≤ θ².
 
-Window widening: after each applied step with m ≥ 2 (and after every 32nd m = 1 step, then
-from the loss part of Ḡ², see ``_window_estimate``) α is re-chosen as the largest α₀/2^k
+Window widening: after each applied step with m ≥ 2 (and every 32nd m = 1 step, from the
+loss part of Ḡ²: :func:`.single_steps.window_estimate`) α is re-chosen as the largest α₀/2^k
 (k = 0, 1, …; α₀ = ``smoothing``), not below α_min = ``min_smoothing`` (default 0.002), with
 
-* m(2 − α)/α ≥ B̂ = T̄/(Ḡ² + z·SE), the *smallest* noise scale the estimates support (the
-  window covers the noise scale; B̂ = ∞ when Ḡ² + z·SE ≤ 0), and
+* m(2 − α)/α ≥ B̂, the *smallest* noise scale the estimates support (the window covers the
+  noise scale; B̂ = ∞ when Ḡ² + z·SE ≤ 0), and
 * Ḡ² > 2·z·SE_α, SE_α = SE·√(v_α/v), v_α = α/(2 − α): at that window Ḡ² would be
   significant with a margin of 2 (Ḡ² ≤ 0: never, so α = α_min).
 
@@ -80,7 +83,12 @@ from .batch_sums import (
     state_count,
 )
 from .drift import LossChangeDetector, Restart, StepEstimates
-from .single_steps import SINGLE_STEP_REFRESH, fold_single_steps
+from .single_steps import (
+    SINGLE_STEP_REFRESH,
+    across_step_estimates,
+    fold_single_steps,
+    window_estimate,
+)
 from .types import FloatArray
 
 __all__ = [
@@ -170,13 +178,13 @@ class RunningGradientStatistics:
                 else self.mean_gradient + a * (g_mean - self.mean_gradient)
             )
             self.weight_square_sum = next_weight_square_sum(self.weight_square_sum, a)
-            self._across_step_estimates(regularization)
+            across_step_estimates(self, regularization)
         if m >= 2:
             self._choose_window(m, self.true_gradient_squared_norm)
         else:
             self.single_steps += 1
             if self.single_steps >= SINGLE_STEP_REFRESH:
-                self._choose_window(self.window_batch_size or 1, self._window_estimate())
+                self._choose_window(self.window_batch_size or 1, window_estimate(self))
 
     def _update_within_batch(
         self, sums: BatchSums, regularization: FloatArray | None, a: float
@@ -246,28 +254,6 @@ class RunningGradientStatistics:
         self.scaled_weight_square_sum = restart.weight_square_sum / (m * m)
         self.within_batch_steps = MEAN_STEPS_CAP  # the mean phase starts a run only
 
-    def _across_step_estimates(self, regularization: FloatArray | None) -> None:
-        """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (module docstring)."""
-        assert self.mean_gradient is not None
-        v = self.weight_square_sum
-        mean = self.mean_gradient
-        shifted = mean if regularization is None else mean + regularization
-        # At v = 1 (α = 1, or one step so far) there is no variance across steps to see.
-        spread = max(self.mean_squared_norm - float(mean @ mean), 0.0)
-        trace = spread / (1.0 - v) if v < 1.0 else math.nan
-        self.per_sample_variance = self.estimator_variance = trace
-        self.true_gradient_squared_norm = float(shifted @ shifted) - v * trace
-        self.objective_gradient_squared_norm = self.true_gradient_squared_norm + trace
-        self.window_batch_size = 1
-
-    def _window_estimate(self) -> float:
-        """|G|² for the window of m = 1 steps: without ρ (known to a block of steps only at
-        its end), so that fold_single_steps chooses the windows update would choose."""
-        if self._within_batch_seen or self.mean_gradient is None:
-            return self.true_gradient_squared_norm
-        mean = self.mean_gradient
-        return float(mean @ mean) - self.weight_square_sum * self.per_sample_variance
-
     def _choose_window(self, m: int, g2: float) -> None:
         """α ← the largest α₀/2^k ≥ α_min whose window covers B̂ = T̄/(g2 + z·SE) and
         would make g2 significant with a margin of 2 (module docstring)."""
@@ -319,18 +305,31 @@ class RunningGradientStatistics:
             variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
         return math.sqrt(variance) if variance >= 0.0 else math.nan
 
-    @property
-    def trusted(self) -> bool:
-        """Ḡ² > 2·SE, T̄ > 0, 1/v ≥ 10 and W ≥ B (module docstring)."""
+    def _evidence(self) -> tuple[float, float, float] | None:
+        """(T̄, Ḡ², SE) once T̄ > 0 and SE rests on 1/v ≥ 10 effective steps, else None."""
         trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
         v, se = self.weight_square_sum, self.standard_error
         if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
-            return False
+            return None
         # Effective steps behind SE: those of D (a restart keeps D, see _restart).
-        steps = 1.0 / min(v, self.deviation_weight_square_sum)
-        if not (trace > 0.0 and g2 > TRUST_Z * se and steps >= MIN_EFFECTIVE_STEPS):
-            return False
-        return self.window_samples >= trace / g2
+        weight = min(v, self.deviation_weight_square_sum)  # > 0 unless a state says otherwise
+        enough = weight > 0.0 and 1.0 / weight >= MIN_EFFECTIVE_STEPS
+        return (trace, g2, se) if trace > 0.0 and enough else None
+
+    @property
+    def trusted(self) -> bool:
+        """Ḡ² > 2·SE, T̄ > 0, 1/v ≥ 10 and W ≥ B (module docstring)."""
+        trace, g2, se = self._evidence() or (math.nan,) * 3
+        return g2 > TRUST_Z * se and self.window_samples >= trace / g2
+
+    @property
+    def noise_scale_lower_bound(self) -> float:
+        """B̂ = T̄/(Ḡ² + z·SE), a one-sided lower confidence bound on B (z = 2), when the
+        evidence :attr:`trusted` asks for holds and the window covers B̂ (else NaN)."""
+        trace, g2, se = self._evidence() or (math.nan,) * 3
+        upper = g2 + TRUST_Z * se
+        bound = trace / upper if upper > 0.0 else math.nan
+        return bound if self.window_samples >= bound else math.nan
 
     @property
     def noise_scale(self) -> float:

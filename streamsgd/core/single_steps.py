@@ -1,9 +1,11 @@
-"""Fold a run of m = 1 steps into the running statistics at once (the block path of
-:mod:`.sequential`): the same result as one :meth:`RunningGradientStatistics.update` per
-step, up to round-off, in O(n d) numpy work."""
+"""The running statistics of m = 1 steps: their across-step estimates (formulas: the
+m = 1 paragraph of :mod:`.gradient_stats`), and the fold of a run of them at once (the block
+path of :mod:`.sequential`): the same result as one
+:meth:`RunningGradientStatistics.update` per step, up to round-off, in O(n d) numpy work."""
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +18,7 @@ from .batch_sums import (
 )
 from .types import FloatArray
 
-__all__ = ["fold_single_steps"]
+__all__ = ["across_step_estimates", "fold_single_steps", "window_estimate"]
 
 SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
@@ -31,11 +33,41 @@ class RunningGradientStatistics(Protocol):
     mean_squared_norm: float
     mean_gradient_squared_norm: float
     single_steps: int
+    per_sample_variance: float
+    estimator_variance: float
+    true_gradient_squared_norm: float
+    objective_gradient_squared_norm: float
+    window_batch_size: int
 
     @property
     def within_batch_seen(self) -> bool: ...
 
     def update(self, sums: BatchSums, regularization: FloatArray | None = None) -> None: ...
+
+
+def across_step_estimates(
+    stats: RunningGradientStatistics, regularization: FloatArray | None
+) -> None:
+    """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (ρ = ``regularization``)."""
+    assert stats.mean_gradient is not None
+    v, mean = stats.weight_square_sum, stats.mean_gradient
+    shifted = mean if regularization is None else mean + regularization
+    # At v = 1 (α = 1, or one step so far) there is no variance across steps to see.
+    spread = max(stats.mean_squared_norm - float(mean @ mean), 0.0)
+    trace = spread / (1.0 - v) if v < 1.0 else math.nan
+    stats.per_sample_variance = stats.estimator_variance = trace
+    stats.true_gradient_squared_norm = float(shifted @ shifted) - v * trace
+    stats.objective_gradient_squared_norm = stats.true_gradient_squared_norm + trace
+    stats.window_batch_size = 1
+
+
+def window_estimate(stats: RunningGradientStatistics) -> float:
+    """|G|² for the window of m = 1 steps: without ρ (known to a block of steps only at its
+    end), so that :func:`fold_single_steps` chooses the windows ``update`` would choose."""
+    if stats.within_batch_seen or stats.mean_gradient is None:
+        return stats.true_gradient_squared_norm
+    mean = stats.mean_gradient
+    return float(mean @ mean) - stats.weight_square_sum * stats.per_sample_variance
 
 
 def fold_single_steps(

@@ -77,6 +77,7 @@ def test_target_batch_size_on_a_stream_with_known_noise_scale(noise_scale: float
     assert stats.trusted
     assert target / 2 <= controller.suggested_batch_size <= 2 * target
     assert target / 2 <= controller.batch_size <= 4 * target
+    assert max(sizes) <= 4 * target  # no overshoot on the way, the lower bound included
     assert sizes[0] == 8 and all(np.log2(s).is_integer() for s in sizes)  # powers of two
     # Not vacuous: m moved away from its start.
     assert controller.batch_size >= 4 * 8
@@ -98,13 +99,44 @@ def test_batch_size_halves_after_a_drift() -> None:
     assert after[-1] == 8
 
 
-def test_untrusted_estimates_keep_the_batch_size() -> None:
-    """Pure noise (G = 0): the statistics are never trusted, so m never moves."""
+def test_pure_noise_grows_the_batch_size_on_the_lower_bound_only() -> None:
+    """Pure noise (G = 0): the statistics are never trusted (no B, no suggestion), m never
+    shrinks, and every doubling is one the lower confidence bound B̂ asked for (m*(B̂) > 2m);
+    the norm test fails with significance, so m grows."""
     controller = NoiseController.create("auto")
     stats = RunningGradientStatistics()
-    sizes = _drive(controller, stats, np.random.default_rng(3), np.zeros(K), 1.0, 500)
-    assert set(sizes) == {8}
-    assert math.isnan(controller.suggested_batch_size)
+    rng = np.random.default_rng(3)
+    sizes = [controller.batch_size]
+    for _ in range(500):
+        sums = _gradient_sums(rng, np.zeros(K), 1.0, controller.batch_size)
+        stats.update(sums)
+        bound_target = norm_test_batch_size(stats.noise_scale_lower_bound, THETA)
+        before = controller.batch_size
+        controller.step_applied(sums, stats, 0.1, 1.0)
+        assert not stats.trusted and math.isnan(controller.suggested_batch_size)
+        assert controller.batch_size in (before, 2 * before)
+        if controller.batch_size > before:
+            assert bound_target > 2 * before
+        sizes.append(controller.batch_size)
+    assert sizes[-1] >= 64
+
+
+def test_lower_bound_of_the_noise_scale_is_below_it_with_high_probability() -> None:
+    """B̂ = T̄/(Ḡ² + 2·SE) on a stream with B = 2000 at m = 8 (|G|² mostly not resolved):
+    defined on most steps, and above the true B on fewer than 5 % of them."""
+    noise_scale = 2000.0
+    G = _direction(math.sqrt(K / noise_scale))
+    rng = np.random.default_rng(4)
+    for _ in range(3):  # independent runs, windows of up to ≈ 640 steps each
+        stats = RunningGradientStatistics()
+        bounds = []
+        for _ in range(3000):
+            stats.update(_gradient_sums(rng, G, 1.0, 8))
+            bounds.append(stats.noise_scale_lower_bound)
+        defined = np.array([b for b in bounds if not math.isnan(b)])
+        assert len(defined) > 2000
+        assert np.mean(defined > noise_scale) < 0.05
+        assert np.median(defined) > noise_scale / 20  # not vacuous: it says m* ≫ 8
 
 
 def _stats(trace: float, g2: float) -> RunningGradientStatistics:
