@@ -36,20 +36,8 @@ from .ports import Sensor
 from .totals import CLIP_REASONS, SKIP_REASONS
 
 UPDATE_DURATION_BUCKETS = (
-    1e-5,
-    2.5e-5,
-    5e-5,
-    1e-4,
-    2.5e-4,
-    5e-4,
-    1e-3,
-    2.5e-3,
-    5e-3,
-    1e-2,
-    2.5e-2,
-    0.1,
-    1.0,
-)
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0,
+)  # fmt: skip
 
 
 def _finite(value: float) -> float:
@@ -187,6 +175,11 @@ class PrometheusSensor(Sensor):
             "Gradient noise scale B_noise = tr Sigma / |G|^2 of the objective (ratio of "
             "smoothed estimates); NaN unless streamsgd_gradient_statistics_trusted is 1.",
         )
+        self.gradient_noise_scale_lower_bound = g(
+            "streamsgd_gradient_noise_scale_lower_bound",
+            "Lower confidence bound tr Sigma / (|G|^2 + 2 SE) of the noise scale, also while "
+            "B is not trusted (m then grows on it); NaN before 10 effective steps.",
+        )
         self.gradient_statistics_trusted = g(
             "streamsgd_gradient_statistics_trusted",
             "1 when |G|^2 is more than 2 standard errors above 0 and the averaging window "
@@ -289,6 +282,7 @@ class PrometheusSensor(Sensor):
         self.gradient_estimator_variance.set(_finite(stats.estimator_variance))
         self.gradient_true_norm_squared.set(_finite(stats.true_gradient_squared_norm))
         self.gradient_noise_scale.set(_finite(stats.noise_scale))
+        self.gradient_noise_scale_lower_bound.set(_finite(stats.noise_scale_lower_bound))
         self.gradient_norm_test_ratio.set(_finite(stats.norm_test_ratio))
         self.gradient_statistics_trusted.set(1.0 if stats.trusted else 0.0)
         controller = model.controller
