@@ -305,6 +305,10 @@ def test_auto_run_exports_the_controller_gauges() -> None:
     assert values["streamsgd_gradient_statistics_trusted"] in (0.0, 1.0)
     suggested = values["streamsgd_suggested_batch_size"]
     assert math.isnan(suggested) == math.isnan(controller.suggested_batch_size)
+    bound = service.model.gradient_stats.noise_scale_lower_bound
+    exported = values["streamsgd_gradient_noise_scale_lower_bound"]
+    assert exported == bound or math.isnan(exported) == math.isnan(bound)
+    assert 0.0 < bound < math.inf  # defined after 40,000 samples
 
 
 def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
