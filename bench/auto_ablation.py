@@ -1,5 +1,5 @@
-"""What was tried against issue 10's two missed targets, reproducible (docs/benchmarks.md,
-"Issue 10: what was tried against the two missed targets").
+"""What was tried for issue 10's last targets, reproducible (docs/benchmarks.md, "Issue 10:
+what was tried for the last targets").
 
     .venv/bin/python -m bench.auto_ablation [--n N] [--markdown PATH]
 
@@ -11,7 +11,8 @@ A. The smallest batch ``--min-batch-size`` ∈ {8 (the default), 16, 32}: log lo
    the target); River's accuracy / AUC beside the real data sets.
 B. Shuttle with the standardiser's moment sums clipped at F·κ·s instead of κ·s (F = 1 is the
    product; F = ∞ folds the unclipped rows): the σ of the heavy-tailed features against the
-   data's own, and the progressive scores. The patch is applied here only, for the run.
+   data's own, the progressive scores, and issue 9's capture check under the same patch
+   (:func:`one_record_capture`). The patch is applied here only, for the run.
 C. The power of the trusted gate at m = 8 on the sparse stream: the sample at which
    ``gradient_stats.trusted`` first holds with the within-batch estimates (the product), and
    with the estimates pooled over blocks of ≥ 128 consecutive samples (several steps' sums
@@ -131,12 +132,13 @@ def moment_clipping(shuttle: Dataset) -> list[str]:
     out = [
         f"| moments clipped at | {names} (data: "
         + ", ".join(f"{true_scale[j]:.1f}" for j in heavy)
-        + ") | log loss | accuracy | AUC | updates |",
-        "|---|---|---|---|---|---|",
+        + ") | log loss | accuracy | AUC | updates | max σ_j ratio after one 10⁶σ record |",
+        "|---|---|---|---|---|---|---|",
     ]
     for factor in (1.0, 10.0, math.inf):
         with moments_clipped_at(factor):
             result, model = _run(shuttle, AUTO)
+            capture = one_record_capture()
         scale = model.inputs.scale  # type: ignore[attr-defined]
         label = (
             "κ·s (the product)"
@@ -147,13 +149,31 @@ def moment_clipping(shuttle: Dataset) -> list[str]:
             f"| {label} | "
             + ", ".join(f"{scale[j]:.1f}" for j in heavy)
             + f" | {result.log_loss:.4f} | {result.accuracy:.4f} | {result.roc_auc:.4f} "
-            f"| {result.n_updates} |"
+            f"| {result.n_updates} | {capture:.2f} |"
         )
     river = river_row(shuttle, 1)
     out.append(
-        f"| River | – | {river.log_loss:.4f} | {river.accuracy:.4f} | {river.roc_auc:.4f} | – |"
+        f"| River | – | {river.log_loss:.4f} | {river.accuracy:.4f} | {river.roc_auc:.4f} | – | – |"
     )
     return out
+
+
+def one_record_capture(n_features: int = 9, n: int = 2400, at: int = 800) -> float:
+    """Issue 9's capture check (tests/unit/core/test_standardize.py): N(0, I) rows learned
+    8 at a time with ``standardize``, once clean and once with row ``at`` replaced by 10⁶×
+    an ordinary row; max_j σ_j(hit)/σ_j(clean) at the end (the test requires < 1.5)."""
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((n, n_features)), (rng.random(n) < 0.5).astype(float)
+    scales = []
+    for extreme in (False, True):
+        model = OnlineLogisticRegression(n_features, standardize=True)
+        for lo in range(0, n, 8):
+            batch = X[lo : lo + 8].copy()
+            if extreme and lo == at:
+                batch[3] *= 1e6
+            model.learn_batch(batch, y[lo : lo + 8])
+        scales.append(model.inputs.scale)  # type: ignore[attr-defined]
+    return float(np.max(scales[1] / scales[0]))
 
 
 # ---------------------------------------------------------------------------- C

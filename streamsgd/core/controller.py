@@ -25,7 +25,7 @@ m (Byrd et al.), and B̂ ≤ B with probability ≈ 97.7 %, so a doubling on B̂
 true B also asks for. On pure noise (G = 0) m therefore grows as fast as the evidence
 allows, and never shrinks. On the hashed stream of bench/quality_auto.py, the trusted B
 alone kept m at 8 for 22,000 samples (|G|² ≈ 0.001 against an SE of 0.004); with B̂, m
-reaches 64 within 2,000 samples, at the same log loss (bench/auto_ablation.py). The
+reaches 64 within 600 samples, at the same log loss (bench/quality_auto.py). The
 suggestion exported is the trusted m* clipped to the bounds (NaN while untrusted). m = 1 is
 never used (m_min ≥ 2: the within-batch variance needs two samples).
 
