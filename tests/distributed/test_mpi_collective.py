@@ -173,7 +173,12 @@ def test_a_revoke_reaches_the_members_waiting_in_the_allreduce(
     assert len(processes) == 3
     for records in processes.values():
         failure = next(r for r in records if r["event"] == "failure")
-        assert failure["step"] == 3 and "MPI_ERR_REVOKED" in failure["error"], failure
+        # A member waiting in the non-blocking allreduce sees the revoke as MPI_ERR_REVOKED,
+        # or, when Open MPI's schedule is cut mid-round, as MPI_ERR_OTHER on the revoked
+        # communicator (seen once, in a fresh-clone .ci/run), which MpiCollective._failed
+        # classifies by Is_revoked(): either way a failure at step 3, the same recovery.
+        assert failure["step"] == 3 and failure["error"].startswith("allreduce: "), failure
+        assert any(c in failure["error"] for c in ("MPI_ERR_REVOKED", "MPI_ERR_OTHER")), failure
         recovered = next(r for r in records if r["event"] == "recovered")
         assert (recovered["size"], recovered["changes"], recovered["step"]) == (3, 0, 3)
         assert recovered["rank"] == records[0]["rank"]  # the same members, the same ranks
