@@ -369,29 +369,31 @@ class MpiCollective:
             self._broken = True
             raise
         except MPI.Exception as error:
-            if not self._failed(error):
+            cause = self._failure_cause(error)
+            if cause is None:
                 raise
             self._broken = True
-            raise ReplicaFailure(f"{what}: {error.Get_error_string()}") from error
+            raise ReplicaFailure(f"{what}: {error.Get_error_string()}{cause}") from error
 
-    def _failed(self, error: Any) -> bool:
-        """Whether ``error`` comes of a failed member: a ULFM error class, or any error
-        while the communicator knows a failed member or is revoked. (The schedule of a
-        non-blocking collective cut by a failure may end in ``MPI_ERR_OTHER``, "Error in
-        NBC_Start_round"; seen 1 run in 10.) The runtime's notice of a failure may trail
-        the broken connection by some milliseconds: watched for up to ``FAILURE_NOTICE_SECONDS``.
-        """
+    def _failure_cause(self, error: Any) -> str | None:
+        """Whether ``error`` comes of a failed member: "" for a ULFM error class, the state
+        (" (communicator revoked)"...) for another error on a revoked, failed or unusable
+        communicator (a non-blocking collective cut by a failure or a revoke may end in
+        ``MPI_ERR_OTHER``), None otherwise. The runtime's notice of a failure may trail the
+        broken connection by milliseconds: watched for up to ``FAILURE_NOTICE_SECONDS``."""
         MPI = _mpi()
         ulfm = (MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED)
         if error.Get_error_class() in ulfm:
-            return True
+            return ""
         deadline = time.monotonic() + FAILURE_NOTICE_SECONDS
         while True:
             try:
-                if self._comm.Is_revoked() or self._comm.Get_failed().Get_size() > 0:
-                    return True
+                if self._comm.Is_revoked():
+                    return " (communicator revoked)"
+                if self._comm.Get_failed().Get_size() > 0:
+                    return " (a member failed)"
             except MPI.Exception:
-                return True  # the communicator itself is unusable
+                return " (communicator unusable)"
             if time.monotonic() > deadline:
-                return False
+                return None
             time.sleep(0.01)
