@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..codec import feature_hash_mismatch, feature_hash_state
 from .document import dumps, loads
 from .errors import CheckpointError, CheckpointLocked
 
@@ -21,6 +22,9 @@ FILE_NAME = "checkpoint.json"
 LOCK_NAME = ".lock"
 TEMP_PREFIX = FILE_NAME + "."
 TEMP_SUFFIX = ".tmp"
+
+UNCHECKED = -1
+"""``hash_bits`` of a store that neither records nor checks the feature hash (inspect)."""
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -65,11 +69,23 @@ class DirectoryCheckpointStore:
     the directory's lock (:class:`CheckpointLocked` if another store holds it, a
     :class:`CheckpointError` if the directory cannot be created), and removes temp files
     that crashed writers left. ``read_only=True`` only loads and takes no lock.
+
+    With ``hash_bits`` (b, or None for a dense model) the store records the feature hash in
+    every checkpoint it saves (``"feature_hash"``: the hash's identity and b, or null) and
+    refuses to load one of another hash: buckets of another hash are other features, so
+    such a model cannot be resumed (e.g. one hashed with BLAKE2b before MurmurHash3).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        hash_bits: int | None = UNCHECKED,
+    ) -> None:
         self._lock_fd: int | None = None  # first: __del__ runs even if __init__ fails
         self.directory = Path(directory)
+        self.hash_bits = hash_bits
         self.path = self.directory / FILE_NAME
         self.read_only = read_only
         if not read_only:
@@ -97,9 +113,14 @@ class DirectoryCheckpointStore:
         except OSError as exc:
             raise CheckpointError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            return loads(raw)
+            state = loads(raw)
         except CheckpointError as exc:
             raise CheckpointError(f"{self.path} is not a valid checkpoint: {exc}") from None
+        if self.hash_bits != UNCHECKED:
+            problem = feature_hash_mismatch(state.get("feature_hash"), self.hash_bits)
+            if problem is not None:
+                raise CheckpointError(f"{self.path}: {problem}")
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` atomically and durably.
@@ -110,6 +131,8 @@ class DirectoryCheckpointStore:
         """
         if self._lock_fd is None:
             raise CheckpointError(f"checkpoint store {self.directory} is read-only or closed")
+        if self.hash_bits != UNCHECKED:
+            state = {**state, "feature_hash": feature_hash_state(self.hash_bits)}
         try:
             document = dumps(state)
         except CheckpointError as exc:

@@ -228,7 +228,7 @@ def _checkpoint_store(config: TrainConfig) -> DirectoryCheckpointStore | None:
     if not directory:
         return None
     try:
-        return DirectoryCheckpointStore(directory)
+        return DirectoryCheckpointStore(directory, hash_bits=config.model.hash_bits)
     except CheckpointError as exc:
         raise UsageError(str(exc)) from None
 

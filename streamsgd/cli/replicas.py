@@ -44,7 +44,7 @@ def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointSt
 
     def open_store() -> DirectoryCheckpointStore:
         try:
-            return DirectoryCheckpointStore(directory)
+            return DirectoryCheckpointStore(directory, hash_bits=config.model.hash_bits)
         except CheckpointError as exc:
             raise UsageError(str(exc)) from None
 

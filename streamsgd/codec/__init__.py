@@ -21,7 +21,7 @@ entry), :mod:`.hashed` (named features), :mod:`.binary` and :mod:`.encoders`.
 from .binary import BINARY_HEADER, BINARY_MAGIC, encode_binary
 from .decoder import Decoder
 from .encoders import encode_dense, encode_dense_batch
-from .hashed import BUCKET_CACHE_SIZE
+from .hashed import BUCKET_CACHE_SIZE, feature_hash_mismatch, feature_hash_state
 from .poll import Decoded, DecodedRun, PolledRecord, Rejection, decode_poll
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -50,5 +50,7 @@ __all__ = [
     "encode_binary",
     "encode_dense",
     "encode_dense_batch",
+    "feature_hash_mismatch",
+    "feature_hash_state",
     "parse_json",
 ]

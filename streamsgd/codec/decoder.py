@@ -14,7 +14,7 @@ import orjson
 from ..core.sparse import SparseRows
 from ..core.types import FloatArray
 from .binary import BINARY_MAGIC, decode_binary
-from .hashed import FeatureHasher
+from .hashed import FeatureHasher, feature_hash_state
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_MAX_SAMPLE_WEIGHT,
@@ -64,6 +64,12 @@ class Decoder:
     @property
     def sparse(self) -> bool:
         return self.hash_bits is not None
+
+    @property
+    def feature_hash(self) -> dict[str, Any] | None:
+        """The feature hash a checkpoint records (None: no hashing); see
+        :func:`~streamsgd.codec.hashed.feature_hash_mismatch`."""
+        return feature_hash_state(self.hash_bits)
 
     # ------------------------------------------------------------ one record
     def parse(self, value: bytes | None) -> Any:

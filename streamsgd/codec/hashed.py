@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.hashing import feature_index
+from ..core.hashing import FEATURE_HASH, feature_index
 from ..core.sparse import SparseRows
 from .records import RecordRejected
 
@@ -45,7 +45,10 @@ class FeatureHasher:
         if set(map(type, rows)) != {dict}:
             return None
         if set(map(type, chain.from_iterable(map(dict.values, rows)))) <= {str}:
-            return self._indicator_rows(rows)
+            try:
+                return self._indicator_rows(rows)
+            except RecordRejected:
+                return None
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         indices: list[int] = []
         values: list[float] = []
@@ -86,7 +89,7 @@ class FeatureHasher:
             if len(bucket_of) + len(new_names) > BUCKET_CACHE_SIZE:
                 bucket_of.clear()  # bounded memory under an unbounded vocabulary
             for name in new_names:
-                bucket_of[name] = feature_index(name, self.hash_bits)
+                bucket_of[name] = _index(name, self.hash_bits)
             columns = list(map(bucket_of.__getitem__, names))
         d = self.n_features
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
@@ -124,6 +127,52 @@ class FeatureHasher:
             if index is None:
                 if len(bucket_of) >= BUCKET_CACHE_SIZE:
                     bucket_of.clear()  # bounded memory under an unbounded vocabulary
-                index = bucket_of[name] = feature_index(name, self.hash_bits)
+                index = bucket_of[name] = _index(name, self.hash_bits)
             buckets[index] = buckets.get(index, 0.0) + value
         return buckets
+
+
+def _index(name: str, hash_bits: int) -> int:
+    """:func:`feature_index`, or ``invalid_schema`` for a name with no UTF-8 form (a lone
+    surrogate, which the lenient JSON parser lets through as ``"\\ud800"``)."""
+    try:
+        return feature_index(name, hash_bits)
+    except UnicodeEncodeError:
+        raise RecordRejected(
+            "invalid_schema", f"feature name {name!r:.60} is not valid Unicode"
+        ) from None
+
+
+def feature_hash_state(hash_bits: int | None) -> dict[str, Any] | None:
+    """What a checkpoint records of the feature hash: None for a dense model, else the hash's
+    identity (:data:`~streamsgd.core.hashing.FEATURE_HASH`) and b."""
+    return None if hash_bits is None else {"hash": FEATURE_HASH, "hash_bits": hash_bits}
+
+
+def feature_hash_mismatch(stored: Any, hash_bits: int | None) -> str | None:
+    """Why a checkpoint whose ``feature_hash`` entry is ``stored`` (absent: None) cannot be
+    resumed by a run hashing with ``hash_bits`` (None: dense), in one line; None if it can.
+
+    A hashed checkpoint written before the hash became MurmurHash3 has no entry; its weights
+    belong to other buckets, so it is refused (a 0.x format: no migration, retrain). Dense
+    checkpoints never had one and still load.
+    """
+    if stored == feature_hash_state(hash_bits):
+        return None
+    if hash_bits is None:
+        return (
+            f"the checkpoint holds a model of hashed named features ({stored!r:.80}): "
+            "run with the same --hash-bits, or use another --checkpoint-dir"
+        )
+    if stored is None:
+        return (
+            "the checkpoint holds a model without the current feature hash: either dense, or "
+            "hashed by an older streamsgd with BLAKE2b; named features are now hashed with "
+            f"MurmurHash3 x86-32 ({FEATURE_HASH}), so the model must be retrained: "
+            "use another --checkpoint-dir"
+        )
+    return (
+        f"the checkpoint's feature hash {stored!r:.80} is not this run's "
+        f"{feature_hash_state(hash_bits)!r}: the model must be retrained with this hash "
+        "(use another --checkpoint-dir)"
+    )

@@ -4,7 +4,6 @@ decode exactly; encoders round-trip bit for bit."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 
@@ -24,14 +23,15 @@ from streamsgd.codec import (
 )
 from streamsgd.core.sparse import SparseRows
 
+from .core.test_murmurhash import reference_murmurhash3_32
+
 D = 3
 
 
 def _bucket(name: str, bits: int) -> int:
-    """Independent statement of the documented hash: little-endian BLAKE2b-64 of UTF-8."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") % (
-        1 << bits
-    )
+    """Independent statement of the documented hash: MurmurHash3 x86-32, seed 0, of UTF-8
+    (the Python transcription of the reference algorithm), low ``bits`` bits."""
+    return reference_murmurhash3_32(name.encode("utf-8"), 0) & ((1 << bits) - 1)
 
 
 def _binary(X, y, w=None, *, version=1, flags=None, n=None, d=None, labels_dtype=np.uint8):

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression, SparseRows
-from streamsgd.core.hashing import MAX_HASH_BITS, feature_hash, feature_index
+from streamsgd.core.hashing import FEATURE_HASH, MAX_HASH_BITS, feature_hash, feature_index
+
+from .test_murmurhash import reference_murmurhash3_32
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -201,24 +203,27 @@ def test_sparse_input_with_wrong_width_is_rejected():
 NAMES = ["age", "country=FR", "", "é", "日本語", "a" * 1000, "x=1", "x=01", "Age", "age "]
 
 
-def _blake(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+def _murmur(name: str) -> int:
+    return reference_murmurhash3_32(name.encode("utf-8"), 0)
 
 
-def test_hash_is_the_documented_blake2b_64():
+def test_hash_is_the_documented_murmurhash3_x86_32_seed_0():
     for name in NAMES:
-        assert feature_hash(name) == _blake(name)
+        assert feature_hash(name) == _murmur(name)
         for bits in (1, 5, 18, MAX_HASH_BITS):
-            assert feature_index(name, bits) == _blake(name) % (1 << bits)
+            assert feature_index(name, bits) == _murmur(name) % (1 << bits)
 
 
 def test_hash_golden_values():
     # Pinned so that a change of hash (which would silently scramble every trained hashed
-    # model) fails a test. Values: BLAKE2b-64, little-endian, of the UTF-8 name.
-    assert feature_hash("age") == _blake("age")
-    assert feature_index("age", 18) == _blake("age") & 0x3FFFF
-    assert feature_index("country=FR", 20) == _blake("country=FR") & 0xFFFFF
-    assert feature_hash("") == 0x1E6E4C4A2F6AF6CF or feature_hash("") == _blake("")
+    # model) fails a test. Values: sklearn.utils.murmurhash3_32(name, 0, positive=True) of
+    # the UTF-8 name (the same as the Python transcription of the reference algorithm).
+    assert feature_hash("age") == 717653329 == _murmur("age")
+    assert feature_index("age", 18) == 717653329 & 0x3FFFF
+    assert feature_index("country=FR", 20) == 3100778771 & 0xFFFFF
+    assert feature_hash("") == 0
+    assert feature_hash("é") == 269551495
+    assert FEATURE_HASH == "murmurhash3_x86_32/seed=0/utf-8"
 
 
 @settings(max_examples=200, deadline=None)
