@@ -4,14 +4,20 @@
 more only if that lane declines its run) and never checks a record twice for the same
 thing. Three lanes, fastest first, all with the reasons of :meth:`Decoder.decode`:
 
-1. **run lane** — a run of single-sample records (consecutive offsets of one partition,
-   dense ``{"x", "y"}`` or with hashing ``{"features", "y"}``) validated with C-level passes
-   over the whole run (:meth:`Decoder.run_rows`): one :class:`DecodedRun`.
+1. **run lane** — a run of single-sample records (consecutive offsets of one partition):
+   dense ``{"x", "y"}`` validated with C-level passes over the whole run
+   (:meth:`Decoder.run_rows`), or with hashing the named records ``{"features", "y",
+   "weight"}`` parsed and hashed straight from their bytes by compiled code
+   (:mod:`._named_json`), one :class:`DecodedRun` per stretch of records it accepts; it
+   declines every record it does not fully understand, which the next lanes decode.
 2. **row lane** — when the run lane declines (a weight, a bad record, another form),
    the single dense samples of the run are still collected into runs of Python rows and
    converted, and checked for finiteness, once per run (:func:`dense_matrix`).
 3. **record lane** — any other record (batches, binary, named features, pre-decoded
    samples) is one :class:`DecodedRun` of its own samples.
+
+A source may poll a :class:`ValueRun` (a file's lines): values of one partition, no record
+object built unless a record is rejected.
 
 A record whose value the source could not hold (``original_size_bytes`` set, e.g. a line
 longer than the record limit) is rejected as ``too_large`` without being parsed.
@@ -19,14 +25,15 @@ longer than the record limit) is rejected as ``too_large`` without being parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import numpy as np
 
+from ..core.sparse import SparseRows
 from ..core.types import FloatArray
+from ._named_json import parse_named
 from .binary import BINARY_MAGIC
 from .decoder import Decoder, DenseRow
 from .records import Features, RecordRejected, Samples, dense_matrix
@@ -98,6 +105,61 @@ class Rejection:
 
 Decoded = DecodedRun | Rejection
 
+R = TypeVar("R")
+
+
+class ValueRun(Sequence[R], Generic[R]):
+    """A poll of a source whose records are plain values of one partition at consecutive
+    offsets (a file's lines): the values in a list, and a record object built only when
+    one is asked for (a rejection, the dead-letter sink), so that a line costs no Python
+    object but its bytes.
+
+    Parameters
+    ----------
+    partition : str
+    first_offset : int
+        Offset of ``values[0]``; value k is at ``first_offset + k``.
+    values : list of bytes
+    make_record : callable
+        ``make_record(partition, offset, value, original_size_bytes=...)``: the record.
+    original_sizes : dict of int to int
+        Value index → the full size of a value that holds only its first bytes.
+    """
+
+    def __init__(
+        self,
+        partition: str,
+        first_offset: int,
+        values: list[bytes],
+        make_record: Callable[..., R],
+        original_sizes: dict[int, int] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.first_offset = first_offset
+        self.values = values
+        self.original_sizes = original_sizes or {}
+        self._make_record = make_record
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> R: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[R]: ...
+
+    def __getitem__(self, index: int | slice) -> R | Sequence[R]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self.values)))]
+        k = range(len(self.values))[index]  # IndexError and negative indices as a list's
+        return self._make_record(
+            self.partition,
+            self.first_offset + k,
+            self.values[k],
+            original_size_bytes=self.original_sizes.get(k),
+        )
+
 
 def decode_poll(decoder: Decoder, records: Sequence[PolledRecord]) -> list[Decoded]:
     """Decode one poll's records, in their order, into runs and rejections.
@@ -115,6 +177,13 @@ def decode_poll(decoder: Decoder, records: Sequence[PolledRecord]) -> list[Decod
         offsets of one partition).
     """
     out: list[Decoded] = []
+    if isinstance(records, ValueRun):  # one run already, its values at hand
+        values: Sequence[bytes | None] = records.values
+        if records.original_sizes:  # rare: lines over the record limit
+            values = [None if k in records.original_sizes else v for k, v in enumerate(values)]
+        if values:
+            _decode_run(decoder, records, out, values)
+        return out
     start, n_records = 0, len(records)
     while start < n_records:
         first = records[start]
@@ -136,10 +205,24 @@ def decode_poll(decoder: Decoder, records: Sequence[PolledRecord]) -> list[Decod
     return out
 
 
-def _decode_run(decoder: Decoder, run: Sequence[PolledRecord], out: list[Decoded]) -> None:
-    """Records of one partition at consecutive offsets, each with a value to decode."""
-    truncated = any(map(attrgetter("original_size_bytes"), run))
-    objs = None if truncated else decoder.parse_run(list(map(attrgetter("value"), run)))
+def _decode_run(
+    decoder: Decoder,
+    run: Sequence[PolledRecord],
+    out: list[Decoded],
+    values: Sequence[bytes | None] | None = None,
+) -> None:
+    """Records of one partition at consecutive offsets, each with a value to decode;
+    ``values``: their values, None for one the source could not hold (default: read from
+    the records)."""
+    if values is None:
+        values = [
+            None if r.original_size_bytes is not None else r.value for r in run
+        ]  # a truncated value is declined by both lanes below
+    if decoder.sparse:
+        _named_lane(decoder, run, values, out)
+        return
+    # None: a truncated value (or a tombstone, which parse_run declines all the same).
+    objs = None if None in values else decoder.parse_run(values)
     if objs is not None:
         rows = decoder.run_rows(objs)
         if rows is not None:
@@ -147,6 +230,42 @@ def _decode_run(decoder: Decoder, run: Sequence[PolledRecord], out: list[Decoded
             out.append(DecodedRun(first.partition, first.offset, rows[0], rows[1], None, True))
             return
     _RowLane(decoder, out).decode(run, objs)
+
+
+def _named_lane(
+    decoder: Decoder,
+    run: Sequence[PolledRecord],
+    values: Sequence[bytes | None],
+    out: list[Decoded],
+) -> None:
+    """With hashing: the records of the named form parsed in one compiled call
+    (:func:`~streamsgd.codec._named_json.parse_named`) into one :class:`DecodedRun` per
+    stretch of consecutive accepted records; each record it declines (another form, or any
+    record the decoder would reject) goes to the row lane, which gives its samples or its
+    reason exactly as :meth:`Decoder.decode` does."""
+    assert decoder.hash_bits is not None
+    accepted, indptr, indices, data, y, weight, weighted = parse_named(
+        values, decoder.hash_bits, decoder.max_record_bytes, decoder.max_sample_weight
+    )
+    X = SparseRows(indptr, indices, data, decoder.n_features)
+    n = len(values)
+    if len(y) == n:  # the common case: every record parsed
+        w = weight if weighted.any() else None
+        out.append(DecodedRun(run[0].partition, run[0].offset, X, y, w, True))
+        return
+    declined = np.flatnonzero(accepted == 0).tolist()
+    row = start = 0  # the next accepted row, the next record
+    for stop in [*declined, n]:
+        if stop > start:  # records start .. stop - 1 were all accepted: rows row .. row + k
+            k = stop - start
+            w = weight[row : row + k] if weighted[row : row + k].any() else None
+            part = X if k == len(y) else X.slice_rows(row, row + k)
+            first = run[start]
+            out.append(DecodedRun(first.partition, first.offset, part, y[row : row + k], w, True))
+            row += k
+        if stop < n:
+            _RowLane(decoder, out).decode([run[stop]], None)
+        start = stop + 1
 
 
 class _RowLane:

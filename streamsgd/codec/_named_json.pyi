@@ -1,0 +1,16 @@
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+def parse_named(
+    values: Sequence[bytes | None], hash_bits: int, max_record_bytes: int, max_weight: float
+) -> tuple[
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.uint8],
+]: ...

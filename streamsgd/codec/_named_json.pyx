@@ -1,0 +1,678 @@
+# cython: language_level=3
+"""Named-feature records parsed straight into CSR rows, in compiled code.
+
+A record value ``{"features": {"k": v, ...}, "y": <label>, "weight": <w>}`` (members in any
+order, ``weight`` optional) is read from its bytes: each feature's name — the key for a
+number, ``key=value`` for a string — is decoded (JSON escapes, UTF-8) into a scratch buffer
+and hashed there with MurmurHash3 x86-32, seed 0 (:mod:`streamsgd.core.hashing`), with no
+Python object per feature.
+
+The parser *accepts* only what it can prove the Python decoder
+(:meth:`streamsgd.codec.Decoder.decode`) accepts with the same result, and *declines*
+everything else — anything the decoder would reject, and anything unusual (another member,
+a duplicate key, a lone surrogate, an integer literal of more than 18 digits, a number that
+does not fit a double, invalid UTF-8, a value over the size limit, ...) — so that the caller
+hands those records to the Python decoder, which gives their rows or their reasons. A
+declined record is therefore never a rejection here: this module has no reasons.
+
+Rows equal the Python decoder's bit for bit: the columns of a row sorted and distinct, the
+values of a bucket hit several times summed in record order starting from 0.0 (as
+``dict.get(bucket, 0.0) + value`` does), numbers converted with correct rounding (integers
+exactly through int64, decimals by the exact fast path when it applies, else by Python's own
+``PyOS_string_to_double``, which ``float()`` uses).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcpy
+
+import numpy as np
+
+cimport numpy as cnp
+
+from streamsgd.core._murmurhash cimport murmurhash3_x86_32
+
+cnp.import_array()
+
+
+cdef extern from "Python.h":
+    # With no overflow exception, an overflow gives ±inf; a token it cannot read sets an
+    # error (cleared here: the grammar was checked first, so that does not happen).
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception)
+    void PyErr_Clear()
+
+
+# Exact powers of ten (every one up to 1e22 is a double).
+cdef double[23] _POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                          1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22]
+
+# Outcomes of the helpers: OK, or DECLINE (give the record to the Python decoder).
+cdef enum:
+    OK = 0
+    DECLINE = 1
+
+
+cdef struct Cursor:
+    const unsigned char* p      # the record's bytes
+    Py_ssize_t n                # their number
+    Py_ssize_t i                # the next byte to read
+    unsigned char* scratch      # decoded names (a record's length + 2 bytes is enough)
+
+
+cdef struct Growing:
+    int64_t* indices
+    double* values
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef inline void _skip_ws(Cursor* c) noexcept nogil:
+    cdef unsigned char ch
+    while c.i < c.n:
+        ch = c.p[c.i]
+        if ch == 32 or ch == 10 or ch == 13 or ch == 9:  # the four JSON whitespace bytes
+            c.i += 1
+        else:
+            return
+
+
+cdef inline int _hex(unsigned char ch) noexcept nogil:
+    if 48 <= ch <= 57:
+        return ch - 48
+    if 97 <= ch <= 102:
+        return ch - 87
+    if 65 <= ch <= 70:
+        return ch - 55
+    return -1
+
+
+cdef inline int _u_escape(Cursor* c, uint32_t* unit) noexcept nogil:
+    """Four hex digits at c.i (after ``\\u``) into ``unit``."""
+    cdef int k, h
+    cdef uint32_t u = 0
+    if c.i + 4 > c.n:
+        return DECLINE
+    for k in range(4):
+        h = _hex(c.p[c.i + k])
+        if h < 0:
+            return DECLINE
+        u = (u << 4) | <uint32_t>h
+    c.i += 4
+    unit[0] = u
+    return OK
+
+
+cdef inline Py_ssize_t _put_utf8(unsigned char* out, uint32_t cp) noexcept nogil:
+    if cp < 0x80:
+        out[0] = <unsigned char>cp
+        return 1
+    if cp < 0x800:
+        out[0] = <unsigned char>(0xC0 | (cp >> 6))
+        out[1] = <unsigned char>(0x80 | (cp & 0x3F))
+        return 2
+    if cp < 0x10000:
+        out[0] = <unsigned char>(0xE0 | (cp >> 12))
+        out[1] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+        out[2] = <unsigned char>(0x80 | (cp & 0x3F))
+        return 3
+    out[0] = <unsigned char>(0xF0 | (cp >> 18))
+    out[1] = <unsigned char>(0x80 | ((cp >> 12) & 0x3F))
+    out[2] = <unsigned char>(0x80 | ((cp >> 6) & 0x3F))
+    out[3] = <unsigned char>(0x80 | (cp & 0x3F))
+    return 4
+
+
+cdef inline Py_ssize_t _utf8_length(const unsigned char* p, Py_ssize_t avail) noexcept nogil:
+    """Length of the well-formed UTF-8 sequence at p (lead byte ≥ 0x80), 0 if ill-formed —
+    the rules of Python's strict UTF-8 decoder: no overlong forms, no surrogates, nothing
+    above U+10FFFF."""
+    cdef unsigned char b0 = p[0]
+    cdef unsigned char lo = 0x80
+    cdef unsigned char hi = 0xBF
+    cdef Py_ssize_t length, k
+    if 0xC2 <= b0 <= 0xDF:
+        length = 2
+    elif 0xE0 <= b0 <= 0xEF:
+        length = 3
+        if b0 == 0xE0:
+            lo = 0xA0
+        elif b0 == 0xED:
+            hi = 0x9F
+    elif 0xF0 <= b0 <= 0xF4:
+        length = 4
+        if b0 == 0xF0:
+            lo = 0x90
+        elif b0 == 0xF4:
+            hi = 0x8F
+    else:
+        return 0
+    if avail < length:
+        return 0
+    if not (lo <= p[1] <= hi):
+        return 0
+    for k in range(2, length):
+        if not (0x80 <= p[k] <= 0xBF):
+            return 0
+    return length
+
+
+cdef int _string(Cursor* c, Py_ssize_t* out_start, Py_ssize_t* out_len) noexcept nogil:
+    """The JSON string at c.i (its opening quote already read), decoded to UTF-8 into
+    ``c.scratch`` from ``out_start[0]``; its decoded length in ``out_len``."""
+    cdef unsigned char* out = c.scratch + out_start[0]
+    cdef Py_ssize_t w = 0, m
+    cdef unsigned char ch
+    cdef uint32_t unit, low
+    while c.i < c.n:
+        ch = c.p[c.i]
+        if ch == 34:  # closing quote
+            c.i += 1
+            out_len[0] = w
+            return OK
+        if ch == 92:  # backslash
+            if c.i + 1 >= c.n:
+                return DECLINE
+            ch = c.p[c.i + 1]
+            c.i += 2
+            if ch == 34 or ch == 92 or ch == 47:
+                out[w] = ch
+            elif ch == 98:
+                out[w] = 8
+            elif ch == 102:
+                out[w] = 12
+            elif ch == 110:
+                out[w] = 10
+            elif ch == 114:
+                out[w] = 13
+            elif ch == 116:
+                out[w] = 9
+            elif ch == 117:
+                if _u_escape(c, &unit) != OK:
+                    return DECLINE
+                if 0xD800 <= unit <= 0xDBFF:  # a high surrogate: its low half must follow
+                    if c.i + 2 > c.n or c.p[c.i] != 92 or c.p[c.i + 1] != 117:
+                        return DECLINE  # a lone surrogate has no UTF-8 form
+                    c.i += 2
+                    if _u_escape(c, &low) != OK or not (0xDC00 <= low <= 0xDFFF):
+                        return DECLINE
+                    unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                elif 0xDC00 <= unit <= 0xDFFF:
+                    return DECLINE
+                w += _put_utf8(out + w, unit)
+                continue
+            else:
+                return DECLINE
+            w += 1
+            continue
+        if ch < 0x20:  # a raw control character: not JSON
+            return DECLINE
+        if ch < 0x80:
+            out[w] = ch
+            w += 1
+            c.i += 1
+            continue
+        m = _utf8_length(c.p + c.i, c.n - c.i)
+        if m == 0:
+            return DECLINE
+        memcpy(out + w, c.p + c.i, m)
+        w += m
+        c.i += m
+    return DECLINE  # no closing quote
+
+
+cdef int _number(Cursor* c, double* value, bint* integral) noexcept:
+    """The JSON number at c.i (strict grammar) as the double Python makes of it: an integer
+    literal as ``float(int(...))``, a decimal as ``float(str)``. DECLINE for what does not
+    match the grammar, an integer of more than 18 digits, or a result that is not finite."""
+    cdef Py_ssize_t start = c.i
+    cdef bint negative = False
+    cdef uint64_t mantissa = 0
+    cdef int digits = 0          # significant digits held in mantissa
+    cdef int dropped = 0         # significant digits that did not fit (slow path)
+    cdef int frac_digits = 0
+    cdef int exp_value = 0
+    cdef bint exp_negative = False
+    cdef int exp_digits = 0
+    cdef int int_digits = 0
+    cdef int decimal_exponent
+    cdef unsigned char ch
+    cdef double v
+    cdef char* end
+    integral[0] = True
+    if c.i < c.n and c.p[c.i] == 45:  # '-'
+        negative = True
+        c.i += 1
+    if c.i >= c.n:
+        return DECLINE
+    ch = c.p[c.i]
+    if ch == 48:  # '0': no more integer digits may follow
+        c.i += 1
+        int_digits = 1
+    elif 49 <= ch <= 57:
+        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+            if digits < 19:
+                mantissa = mantissa * 10 + (c.p[c.i] - 48)
+                digits += 1
+            else:
+                dropped += 1
+            int_digits += 1
+            c.i += 1
+    else:
+        return DECLINE
+    if c.i < c.n and c.p[c.i] == 46:  # '.'
+        integral[0] = False
+        c.i += 1
+        if c.i >= c.n or not (48 <= c.p[c.i] <= 57):
+            return DECLINE
+        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+            ch = c.p[c.i] - 48
+            if digits == 0 and ch == 0:
+                pass  # a leading zero of the fraction: not significant
+            elif digits < 19:
+                mantissa = mantissa * 10 + ch
+                digits += 1
+            else:
+                dropped += 1
+            frac_digits += 1  # exact whenever nothing was dropped (else the slow path)
+            c.i += 1
+    if c.i < c.n and (c.p[c.i] == 101 or c.p[c.i] == 69):  # 'e' or 'E'
+        integral[0] = False
+        c.i += 1
+        if c.i < c.n and (c.p[c.i] == 43 or c.p[c.i] == 45):
+            exp_negative = c.p[c.i] == 45
+            c.i += 1
+        if c.i >= c.n or not (48 <= c.p[c.i] <= 57):
+            return DECLINE
+        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+            if exp_digits < 6:
+                exp_value = exp_value * 10 + (c.p[c.i] - 48)
+            exp_digits += 1
+            c.i += 1
+        if exp_digits >= 6:
+            return DECLINE  # an absurd exponent: the Python decoder says what it makes of it
+    if integral[0]:
+        # Python reads an integer literal as int, then float() rounds it correctly; an int64
+        # converts to double with the same round-half-even.
+        if int_digits > 18:
+            return DECLINE
+        v = <double>(<int64_t>mantissa)
+        value[0] = -v if negative and mantissa != 0 else v  # "-0" is the int 0: +0.0
+        return OK
+    decimal_exponent = (-exp_value if exp_negative else exp_value) - frac_digits
+    if dropped == 0 and mantissa <= (<uint64_t>1 << 53) and -22 <= decimal_exponent <= 22:
+        # Clinger's fast path: mantissa and 10^|e| are exact doubles, so one correctly
+        # rounded operation gives the correctly rounded result.
+        if decimal_exponent >= 0:
+            v = <double>mantissa * _POW10[decimal_exponent]
+        else:
+            v = <double>mantissa / _POW10[-decimal_exponent]
+    else:
+        # The token is followed by a byte that ends it (the bytes object is NUL-terminated).
+        end = NULL
+        v = PyOS_string_to_double(<const char*>(c.p + start), &end, NULL)
+        if end == NULL or <const unsigned char*>end != c.p + c.i:
+            PyErr_Clear()
+            return DECLINE
+        value[0] = v
+        if not (v - v == 0.0):  # ±inf (overflow): the decoder names the reason
+            return DECLINE
+        return OK
+    value[0] = -v if negative else v
+    return OK
+
+
+cdef inline bint _literal(Cursor* c, const char* word, Py_ssize_t length) noexcept nogil:
+    cdef Py_ssize_t k
+    if c.i + length > c.n:
+        return False
+    for k in range(length):
+        if c.p[c.i + k] != <unsigned char>word[k]:
+            return False
+    c.i += length
+    return True
+
+
+cdef inline bint _is_word(Cursor* c, Py_ssize_t start, Py_ssize_t length,
+                          const char* word, Py_ssize_t word_length) noexcept nogil:
+    cdef Py_ssize_t k
+    if length != word_length:
+        return False
+    for k in range(length):
+        if c.scratch[start + k] != <unsigned char>word[k]:
+            return False
+    return True
+
+
+cdef int _compare_keys(const void* a, const void* b) noexcept nogil:
+    cdef uint64_t x = (<const uint64_t*>a)[0]
+    cdef uint64_t y = (<const uint64_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef inline void _sort(uint64_t* keys, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef uint64_t key
+    if n > 32:
+        qsort(keys, n, sizeof(uint64_t), _compare_keys)
+        return
+    for i in range(1, n):  # insertion sort: the common rows are short
+        key = keys[i]
+        j = i - 1
+        while j >= 0 and keys[j] > key:
+            keys[j + 1] = keys[j]
+            j -= 1
+        keys[j + 1] = key
+
+
+cdef struct Features:
+    uint64_t* keys        # (bucket << 32) | position, per feature
+    uint64_t* key_hashes  # hash of the key alone, to find duplicate keys
+    double* values        # per feature, in record order
+    Py_ssize_t n
+    Py_ssize_t capacity
+
+
+cdef int _grow_features(Features* f) noexcept nogil:
+    cdef Py_ssize_t capacity = 64 if f.capacity == 0 else 2 * f.capacity
+    cdef void* keys = realloc(f.keys, capacity * sizeof(uint64_t))
+    if keys == NULL:
+        return DECLINE
+    f.keys = <uint64_t*>keys
+    keys = realloc(f.key_hashes, capacity * sizeof(uint64_t))
+    if keys == NULL:
+        return DECLINE
+    f.key_hashes = <uint64_t*>keys
+    keys = realloc(f.values, capacity * sizeof(double))
+    if keys == NULL:
+        return DECLINE
+    f.values = <double*>keys
+    f.capacity = capacity
+    return OK
+
+
+cdef int _features(Cursor* c, Features* f, uint32_t mask) noexcept:
+    """The ``features`` object at c.i (its ``{`` already read) into ``f``."""
+    cdef Py_ssize_t key_start = 0, key_len, value_start, value_len
+    cdef uint32_t name_hash, key_hash
+    cdef double value
+    cdef bint integral
+    cdef unsigned char ch
+    f.n = 0
+    _skip_ws(c)
+    if c.i < c.n and c.p[c.i] == 125:  # '}': no features (an all-zero row)
+        c.i += 1
+        return OK
+    while True:
+        if c.i >= c.n or c.p[c.i] != 34:
+            return DECLINE
+        c.i += 1
+        if _string(c, &key_start, &key_len) != OK:
+            return DECLINE
+        _skip_ws(c)
+        if c.i >= c.n or c.p[c.i] != 58:  # ':'
+            return DECLINE
+        c.i += 1
+        _skip_ws(c)
+        if c.i >= c.n:
+            return DECLINE
+        ch = c.p[c.i]
+        if ch == 34:  # a string value v: the indicator "key=v", value 1
+            c.i += 1
+            c.scratch[key_len] = 61  # '='
+            value_start = key_len + 1
+            if _string(c, &value_start, &value_len) != OK:
+                return DECLINE
+            name_hash = murmurhash3_x86_32(c.scratch, key_len + 1 + value_len, 0)
+            key_hash = murmurhash3_x86_32(c.scratch, key_len, 0)
+            value = 1.0
+        elif ch == 45 or 48 <= ch <= 57:  # a number v: the feature "key", value v
+            if _number(c, &value, &integral) != OK:
+                return DECLINE
+            name_hash = murmurhash3_x86_32(c.scratch, key_len, 0)
+            key_hash = name_hash
+        else:
+            return DECLINE  # true, false, null, an array or an object: invalid_schema
+        if f.n == f.capacity and _grow_features(f) != OK:
+            return DECLINE
+        f.keys[f.n] = ((<uint64_t>(name_hash & mask)) << 32) | <uint64_t>f.n
+        f.key_hashes[f.n] = key_hash
+        f.values[f.n] = value
+        f.n += 1
+        _skip_ws(c)
+        if c.i >= c.n:
+            return DECLINE
+        ch = c.p[c.i]
+        c.i += 1
+        if ch == 125:  # '}'
+            return OK
+        if ch != 44:  # ','
+            return DECLINE
+        _skip_ws(c)
+
+
+cdef int _distinct_keys(Features* f) noexcept nogil:
+    """DECLINE when two keys may be equal (equal hashes): a JSON object with a repeated key
+    keeps its last value at its first place in Python, which is the decoder's business."""
+    cdef Py_ssize_t k
+    if f.n < 2:
+        return OK
+    _sort(f.key_hashes, f.n)
+    for k in range(1, f.n):
+        if f.key_hashes[k] == f.key_hashes[k - 1]:
+            return DECLINE
+    return OK
+
+
+cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
+    """The row's sorted, distinct buckets and their sums (record order within a bucket)."""
+    cdef Py_ssize_t k, capacity
+    cdef uint64_t bucket, previous = <uint64_t>(-1)
+    cdef double total = 0.0
+    cdef void* grown
+    if out.size + f.n > out.capacity:
+        capacity = 2 * out.capacity + f.n
+        grown = realloc(out.indices, capacity * sizeof(int64_t))
+        if grown == NULL:
+            return DECLINE
+        out.indices = <int64_t*>grown
+        grown = realloc(out.values, capacity * sizeof(double))
+        if grown == NULL:
+            return DECLINE
+        out.values = <double*>grown
+        out.capacity = capacity
+    _sort(f.keys, f.n)  # by bucket, then by position: a stable order within a bucket
+    for k in range(f.n):
+        bucket = f.keys[k] >> 32
+        if bucket != previous:
+            if k:
+                out.values[out.size - 1] = total
+            out.indices[out.size] = <int64_t>bucket
+            out.size += 1
+            previous = bucket
+            total = 0.0
+        total = total + f.values[f.keys[k] & <uint64_t>0xFFFFFFFFU]
+    if f.n:
+        out.values[out.size - 1] = total
+    return OK
+
+
+cdef int _record(Cursor* c, Features* f, double max_weight, uint32_t mask,
+                 double* label, double* weight, bint* has_weight) noexcept:
+    """One record: ``{"features": {...}, "y": ..., "weight": ...}`` and nothing else."""
+    cdef bint seen_features = False, seen_label = False, integral
+    cdef Py_ssize_t key_start = 0, key_len
+    cdef double v
+    has_weight[0] = False
+    _skip_ws(c)
+    if c.i >= c.n or c.p[c.i] != 123:  # '{'
+        return DECLINE
+    c.i += 1
+    _skip_ws(c)
+    while True:
+        if c.i >= c.n or c.p[c.i] != 34:
+            return DECLINE
+        c.i += 1
+        if _string(c, &key_start, &key_len) != OK:
+            return DECLINE
+        _skip_ws(c)
+        if c.i >= c.n or c.p[c.i] != 58:
+            return DECLINE
+        c.i += 1
+        _skip_ws(c)
+        if c.i >= c.n:
+            return DECLINE
+        if _is_word(c, 0, key_len, b"features", 8):
+            if seen_features or c.p[c.i] != 123:
+                return DECLINE
+            c.i += 1
+            seen_features = True
+            if _features(c, f, mask) != OK:
+                return DECLINE
+        elif _is_word(c, 0, key_len, b"y", 1):
+            if seen_label:
+                return DECLINE
+            seen_label = True
+            if _literal(c, b"true", 4):
+                label[0] = 1.0
+            elif _literal(c, b"false", 5):
+                label[0] = 0.0
+            else:
+                if _number(c, &v, &integral) != OK or not integral:
+                    return DECLINE
+                if v == 1.0:
+                    label[0] = 1.0
+                elif v == 0.0 or v == -1.0:  # the label −1 reads as 0
+                    label[0] = 0.0
+                else:
+                    return DECLINE
+        elif _is_word(c, 0, key_len, b"weight", 6):
+            if has_weight[0]:
+                return DECLINE
+            if _number(c, &v, &integral) != OK or not (0.0 <= v <= max_weight):
+                return DECLINE
+            has_weight[0] = True
+            weight[0] = v
+        else:
+            return DECLINE  # another member ("x", "X", an id, ...): the decoder's call
+        _skip_ws(c)
+        if c.i >= c.n:
+            return DECLINE
+        if c.p[c.i] == 125:
+            c.i += 1
+            break
+        if c.p[c.i] != 44:
+            return DECLINE
+        c.i += 1
+        _skip_ws(c)
+    _skip_ws(c)
+    if c.i != c.n or not seen_features or not seen_label:
+        return DECLINE
+    return _distinct_keys(f)
+
+
+def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double max_weight):
+    """Parse record values of the named form into CSR rows.
+
+    Parameters
+    ----------
+    values : list of bytes (None or other objects are declined)
+    hash_bits : int
+        b: buckets are the low b bits of each name's MurmurHash3.
+    max_record_bytes : int
+        Longer values are declined (the decoder rejects them as too_large).
+    max_weight : float
+        Weights above it are declined (the decoder rejects them as invalid_weight).
+
+    Returns
+    -------
+    accepted : ndarray of uint8, shape (n,)
+        1 for a record parsed here, 0 for one declined (decode it with the Python decoder).
+    indptr : ndarray of int64, shape (n_accepted + 1,)
+    indices : ndarray of int64, shape (nnz,)
+        Buckets; each row's sorted and distinct.
+    data : ndarray of float64, shape (nnz,)
+    y : ndarray of float64, shape (n_accepted,)
+    weight : ndarray of float64, shape (n_accepted,)
+        1.0 where the record gave none.
+    has_weight : ndarray of uint8, shape (n_accepted,)
+        1 where the record gave a weight.
+    """
+    cdef Py_ssize_t n = len(values)
+    cdef Py_ssize_t i, n_accepted = 0, longest = 0, size
+    cdef uint32_t mask = <uint32_t>((<uint64_t>1 << hash_bits) - 1)
+    cdef object value
+    cdef Cursor c
+    cdef Features f
+    cdef Growing out
+    cdef double label = 0.0, weight = 1.0
+    cdef bint has_weight = False
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1] accepted = np.zeros(n, dtype=np.uint8)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] indptr = np.zeros(n + 1, dtype=np.int64)
+    cdef cnp.ndarray[cnp.float64_t, ndim=1] y = np.empty(n, dtype=np.float64)
+    cdef cnp.ndarray[cnp.float64_t, ndim=1] weights = np.empty(n, dtype=np.float64)
+    cdef cnp.ndarray[cnp.uint8_t, ndim=1] weighted = np.zeros(n, dtype=np.uint8)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] indices
+    cdef cnp.ndarray[cnp.float64_t, ndim=1] data
+    if not 0 <= hash_bits <= 32:
+        raise ValueError("hash_bits must be in [0, 32]")
+    for value in values:
+        if PyBytes_CheckExact(value):
+            size = PyBytes_GET_SIZE(value)
+            if size <= max_record_bytes and size > longest:
+                longest = size
+    f.keys = NULL
+    f.key_hashes = NULL
+    f.values = NULL
+    f.n = 0
+    f.capacity = 0
+    out.indices = NULL
+    out.values = NULL
+    out.size = 0
+    out.capacity = 0
+    c.scratch = <unsigned char*>malloc(longest + 2)
+    if c.scratch == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            value = values[i]
+            if not PyBytes_CheckExact(value):
+                continue
+            size = PyBytes_GET_SIZE(value)
+            if size == 0 or size > max_record_bytes:
+                continue
+            c.p = <const unsigned char*>PyBytes_AS_STRING(value)
+            c.n = size
+            c.i = 0
+            if _record(&c, &f, max_weight, mask, &label, &weight, &has_weight) != OK:
+                continue
+            if _emit_row(&f, &out) != OK:
+                raise MemoryError()
+            accepted[i] = 1
+            y[n_accepted] = label
+            weights[n_accepted] = weight if has_weight else 1.0
+            weighted[n_accepted] = has_weight
+            n_accepted += 1
+            indptr[n_accepted] = out.size
+        indices = np.empty(out.size, dtype=np.int64)
+        data = np.empty(out.size, dtype=np.float64)
+        if out.size:
+            memcpy(&indices[0], out.indices, out.size * sizeof(int64_t))
+            memcpy(&data[0], out.values, out.size * sizeof(double))
+    finally:
+        free(c.scratch)
+        free(f.keys)
+        free(f.key_hashes)
+        free(f.values)
+        free(out.indices)
+        free(out.values)
+    return (
+        accepted,
+        indptr[: n_accepted + 1],
+        indices,
+        data,
+        y[:n_accepted],
+        weights[:n_accepted],
+        weighted[:n_accepted],
+    )
