@@ -1,0 +1,311 @@
+"""The compiled parser of named-feature records (streamsgd.codec._named_json) against the
+Python decoder: a record it accepts decodes to the same row, label and weight, bit for bit;
+anything else it declines, and decode_poll (compiled parser + Python fallback) then gives,
+record by record, the same rows and the same rejection reasons as Decoder.decode — on the
+bad-record corpus and on random records (keys with unicode and escapes, numbers of every
+JSON form, strings, labels, weights, garbage)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streamsgd.codec import Decoder, RecordRejected
+from streamsgd.codec._named_json import parse_named
+from streamsgd.core.sparse import SparseRows
+
+from .core.test_murmurhash import reference_murmurhash3_32
+from .test_codec import BAD, _poll_agrees
+
+
+def _parser_agrees(decoder: Decoder, values: list[bytes | None]) -> np.ndarray:
+    """parse_named on ``values``: every record it accepts equals decode() bit for bit (a
+    record decode() rejects is never accepted). Returns the accepted flags."""
+    assert decoder.hash_bits is not None
+    accepted, indptr, indices, data, y, weight, weighted = parse_named(
+        values, decoder.hash_bits, decoder.max_record_bytes, decoder.max_sample_weight
+    )
+    assert accepted.shape == (len(values),) and len(indptr) == int(accepted.sum()) + 1
+    row = 0
+    for value, ok in zip(values, accepted.tolist(), strict=True):
+        if not ok:
+            continue
+        try:
+            want = decoder.decode(value)
+        except RecordRejected as exc:  # pragma: no cover - the failure this test is for
+            raise AssertionError(f"accepted {value!r}, which decode rejects: {exc}") from None
+        lo, hi = indptr[row], indptr[row + 1]
+        assert isinstance(want.X, SparseRows)
+        assert np.array_equal(want.X.indices, indices[lo:hi]), value
+        # Bit for bit (a -0.0 against a 0.0 would pass ==).
+        assert want.X.values.tobytes() == data[lo:hi].tobytes(), value
+        assert want.y.tobytes() == y[row : row + 1].tobytes(), value
+        if want.weight is None:
+            assert not weighted[row] and weight[row] == 1.0
+        else:
+            assert weighted[row] and want.weight.tobytes() == weight[row : row + 1].tobytes()
+        row += 1
+    return accepted
+
+
+def _hashed(**kwargs: object) -> Decoder:
+    bits = int(kwargs.pop("hash_bits", 4))  # type: ignore[call-overload]
+    return Decoder(1 << bits, hash_bits=bits, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ corpus
+
+
+@pytest.mark.parametrize("record,kwargs,reason", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_record_corpus_is_declined_and_gets_its_reason(record, kwargs, reason):
+    """Every record of the corpus (dense and binary ones too: a hashing decoder may receive
+    any form) is declined by the parser; through decode_poll it gets decode()'s reason,
+    alone and between good named records."""
+    decoder = _hashed(**kwargs)
+    accepted = _parser_agrees(decoder, [record])
+    if reason != "hashing_disabled":  # with hashing that record is a valid named sample
+        assert not accepted[0]
+    good = b'{"features": {"a": 1, "b": "x"}, "y": 1}'
+    _poll_agrees(decoder, [record])
+    _poll_agrees(decoder, [good, record, good, good])
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'{"features": {"a": 1, "a": 2}, "y": 1}',  # duplicate key: last value, first place
+        b'{"features": {"a": 1}, "y": 1, "y": 0}',
+        b'{"features": {"a": 1}, "features": {"b": 1}, "y": 1}',
+        b'{"features": {"a": 1}, "y": 1, "id": 7}',  # another member: decoded, ignored
+        b'{"features": {"\\ud800": 1}, "y": 1}',  # lone surrogate: json.loads only
+        b'{"features": {"a": "\\udc00"}, "y": 1}',
+        b'{"features": {"\xff": 1}, "y": 1}',  # invalid UTF-8
+        b'{"features": {"\xc0\xaf": 1}, "y": 1}',  # overlong
+        b'{"features": {"\xed\xa0\x80": 1}, "y": 1}',  # an encoded surrogate
+        b'{"features": {"a": 1}, "y": 1}  x',
+        b'{"features": {"a": 1,}, "y": 1}',
+        b'{"features": {"a": 01}, "y": 1}',
+        b'{"features": {"a": 1.}, "y": 1}',
+        b'{"features": {"a": .5}, "y": 1}',
+        b'{"features": {"a": +1}, "y": 1}',
+        b'{"features": {"a": 1e}, "y": 1}',
+        b'{"features": {"a": -}, "y": 1}',
+        b'{"features": {"a": 12345678901234567890}, "y": 1}',  # 20 digits: the decoder's
+        b'{"features": {"a": 1e400}, "y": 1}',
+        b'{"features": {"a": -Infinity}, "y": 1}',
+        b'{"features": {"a": 1}, "y": 1, "weight": 1001}',
+        b'{"features": {"a": 1}, "y": 1, "weight": -0.5}',
+        b'{"features": {"a": 1}, "y": 1, "weight": true}',
+        b'{"features": {"a": 1}, "y": 1.0}',
+        b'{"features": {"a": 1}, "y": "1"}',
+        b'{"features": {"a": "tab\there"}, "y": 1}',  # a raw control character
+        b'{"features": {"a": "x\\q"}, "y": 1}',  # an unknown escape
+        b'\xef\xbb\xbf{"features": {"a": 1}, "y": 1}',  # a byte order mark
+        b'{"features": {"a": 1}, "y": 1',
+        b'{"features": {"a": 1} "y": 1}',
+        b'{"features" {"a": 1}, "y": 1}',
+        b'{"features": {"a"}, "y": 1}',
+        b'{"features": {"a": 1}}',
+        b'{"y": 1}',
+        b"[]",
+        b"{}",
+    ],
+)
+def test_unusual_records_are_declined_and_decoded_by_the_python_decoder(record):
+    decoder = _hashed(hash_bits=6)
+    assert not _parser_agrees(decoder, [record])[0]
+    _poll_agrees(decoder, [record, b'{"features": {"a": 2}, "y": 0}'])
+
+
+def test_common_records_are_accepted_with_murmurhash3_buckets():
+    """The parser takes the forms it is for (member order, whitespace, escapes, unicode,
+    every label, weights, an empty object) and its buckets are MurmurHash3's."""
+    records = [
+        b'{"features": {"age": 31.5, "country": "FR"}, "y": 1}',
+        b' { "y" : -1 , "weight" : 2.5 , "features" : { } } \r\n',
+        b'{"weight": 0, "y": true, "features": {"caf\\u00e9": "\\ud83d\\ude00", "n": -0}}',
+        '{"features": {"café": "日本", "a\\"b": 1e-3, "x": 5E+2}, "y": false}'.encode(),
+        b'{"features": {"\\u0079": 12345678901234567, "b": -0.0, "c": 1e308}, "y": 0}',
+        b'{"features": {"a": 0.1000000000000000055511151231257827}, "y": 1}',
+    ]
+    bits = 18
+    decoder = _hashed(hash_bits=bits)
+    accepted = _parser_agrees(decoder, records)
+    assert accepted.all()
+    _, indptr, indices, data, y, weight, weighted = parse_named(records, bits, 1 << 20, 1000.0)
+    mask = (1 << bits) - 1
+    want = sorted(
+        [
+            (reference_murmurhash3_32(b"age") & mask, 31.5),
+            (reference_murmurhash3_32(b"country=FR") & mask, 1.0),
+        ]
+    )
+    pairs = zip(indices[: indptr[1]].tolist(), data[: indptr[1]].tolist(), strict=True)
+    assert list(pairs) == want
+    assert y.tolist() == [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    assert weighted.tolist() == [0, 1, 1, 0, 0, 0] and weight[1] == 2.5
+    name = "café=😀".encode()
+    assert reference_murmurhash3_32(name) & mask in indices[indptr[2] : indptr[3]].tolist()
+
+
+def test_collisions_sum_in_record_order_and_rows_are_canonical():
+    rng = np.random.default_rng(3)
+    records = [
+        json.dumps(
+            {
+                "features": {
+                    f"f{j}": float(rng.normal()) * 10.0 ** int(rng.integers(-5, 5))
+                    for j in range(40)
+                }
+                | {f"s{j}": f"v{int(rng.integers(0, 9))}" for j in range(5)},
+                "y": int(rng.integers(0, 2)),
+            }
+        ).encode()
+        for _ in range(100)
+    ]
+    decoder = _hashed(hash_bits=3)  # 8 buckets, 45 features: sums of many values
+    assert _parser_agrees(decoder, records).all()
+    _poll_agrees(decoder, records)
+
+
+# ------------------------------------------------------------------------------ random records
+
+_keys = st.one_of(
+    st.text(min_size=1, max_size=5),
+    st.text(alphabet='ab"\\/\b\f\n\r\t\x00\x1f é日😀=', max_size=5),
+    st.sampled_from(["features", "y", "weight", "x", "X"]),
+)
+
+
+def _number_token(valid: bool) -> st.SearchStrategy[str]:
+    """JSON number tokens of every form; with ``valid`` False also ones off the grammar."""
+    digits = st.text(alphabet="0123456789", min_size=1, max_size=22 if not valid else 17)
+    exponent = st.tuples(
+        st.sampled_from(["e", "E"]),
+        st.sampled_from(["", "+", "-"]),
+        st.text(alphabet="0123456789", min_size=1, max_size=3),
+    )
+    integer = [st.just("0"), digits.filter(lambda d: d[0] != "0")]
+    fraction = [st.just(""), digits.map(lambda d: "." + d)]
+    if not valid:
+        integer.append(digits)  # 012
+        fraction.append(st.just("."))
+    return st.tuples(
+        st.sampled_from(["", "-"]),
+        st.one_of(*integer),
+        st.one_of(*fraction),
+        st.one_of(st.just(""), exponent.map("".join)),
+    ).map("".join)
+
+
+_good_numbers = st.one_of(
+    _number_token(valid=True),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**18) + 1, 10**18 - 1).map(str),
+)
+_numbers = st.one_of(
+    _good_numbers,
+    _number_token(valid=False),
+    st.integers(-(2**70), 2**70).map(str),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-0", "-0.0", "5e-324"]),
+)
+_strings = st.text(max_size=6).flatmap(
+    lambda t: st.sampled_from([json.dumps(t), json.dumps(t, ensure_ascii=False)])
+)
+_bad_values = st.one_of(
+    _numbers,
+    st.sampled_from(["true", "false", "null", "[1]", "{}", '{"a": 1}', '"\\ud800"']),
+)
+_good_labels = st.sampled_from(["0", "1", "-1", "true", "false", "-0"])
+_bad_labels = st.one_of(
+    st.sampled_from(["2", "1.0", '"1"', "null", "[1]", "-2", "1e0"]),
+    _numbers,
+)
+_weights = st.one_of(_good_numbers.filter(lambda t: not t.startswith("-")), _numbers)
+
+
+def _rarely(draw: st.DrawFn, good: st.SearchStrategy[str], bad: st.SearchStrategy[str]) -> str:
+    """Mostly a valid token, one time in ten an odd or invalid one."""
+    return draw(bad if draw(st.integers(0, 9)) == 0 else good)
+
+
+_space = st.sampled_from(["", " ", "\n", "\t ", "\r\n", "", "", ""])
+
+
+@st.composite
+def named_records(draw: st.DrawFn) -> bytes:
+    space = draw(_space)
+    n_features = draw(st.integers(0, 8))
+    features = [
+        (draw(_keys), _rarely(draw, st.one_of(_good_numbers, _strings), _bad_values))
+        for _ in range(n_features)
+    ]
+    if features and not draw(st.integers(0, 9)):  # sometimes a key twice
+        features.append((features[0][0], draw(_good_numbers)))
+    members = []
+    for key, value in features:
+        key_token = json.dumps(key, ensure_ascii=draw(st.booleans()))
+        members.append(f"{key_token}{space}:{draw(_space)}{value}")
+    top = [f'"features":{space}{{{",".join(members)}}}']
+    if draw(st.integers(0, 19)):
+        top.append(f'"y":{_rarely(draw, _good_labels, _bad_labels)}')
+    if draw(st.booleans()):
+        top.append(f'"weight":{space}{_rarely(draw, _weights, _bad_values)}')
+    if not draw(st.integers(0, 19)):
+        top.append(f"{json.dumps(draw(_keys))}: {draw(_good_numbers)}")
+    order = draw(st.permutations(top))
+    record = (space + "{" + ",".join(order) + "}" + draw(_space)).encode()
+    garbage = draw(st.integers(0, 19))
+    if garbage == 0 and record:  # cut short
+        record = record[: draw(st.integers(0, len(record) - 1))]
+    elif garbage == 2:  # whitespace JSON does not know
+        record = b"\x0c" + record
+    elif garbage == 1:  # a random byte somewhere
+        at = draw(st.integers(0, len(record)))
+        record = record[:at] + bytes([draw(st.integers(0, 255))]) + record[at:]
+    return record
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(st.one_of(named_records(), st.binary(max_size=20)), min_size=1, max_size=8),
+    bits=st.sampled_from([1, 4, 18]),
+    limit=st.sampled_from([1 << 20, 120]),
+    max_weight=st.sampled_from([1000.0, 2.0]),
+)
+def test_property_compiled_parser_and_fallback_equal_the_python_decoder(
+    records, bits, limit, max_weight
+):
+    decoder = _hashed(hash_bits=bits, max_record_bytes=limit, max_sample_weight=max_weight)
+    _parser_agrees(decoder, records)
+    _poll_agrees(decoder, records)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    features=st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(10**18) + 1, 10**18 - 1),  # up to 18 digits
+            st.text(max_size=8),
+        ),
+        max_size=12,
+    ),
+    label=st.sampled_from([0, 1, -1, True, False]),
+    weight=st.one_of(st.none(), st.floats(0.0, 1000.0)),
+    ensure_ascii=st.booleans(),
+)
+def test_property_valid_named_records_are_all_accepted(features, label, weight, ensure_ascii):
+    """The parser is no mere decliner: every valid record of the form is taken (numbers as
+    Python's json writes them: repr of floats, integers up to 18 digits)."""
+    obj: dict[str, object] = {"features": features, "y": label}
+    if weight is not None:
+        obj["weight"] = weight
+    record = json.dumps(obj, ensure_ascii=ensure_ascii).encode()
+    decoder = _hashed(hash_bits=10)
+    assert _parser_agrees(decoder, [record])[0], record
