@@ -5,6 +5,7 @@ adapters (Kafka, files, Prometheus, the checkpoint directory) implement them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,8 +47,9 @@ class Source(Protocol):
     def seek(self, positions: dict[str, Position]) -> None:
         """Resume each partition at its checkpointed position (called before polling)."""
 
-    def poll(self, timeout_seconds: float) -> list[SourceRecord]:
-        """Records that arrived, in order per partition; may be empty."""
+    def poll(self, timeout_seconds: float) -> Sequence[SourceRecord]:
+        """Records that arrived, in order per partition; may be empty (a list, or a
+        :class:`~streamsgd.codec.ValueRun` of one partition's values)."""
 
     @property
     def exhausted(self) -> bool:

@@ -22,7 +22,7 @@ from .binary import BINARY_HEADER, BINARY_MAGIC, encode_binary
 from .decoder import Decoder
 from .encoders import encode_dense, encode_dense_batch
 from .hashed import BUCKET_CACHE_SIZE, feature_hash_mismatch, feature_hash_state
-from .poll import Decoded, DecodedRun, PolledRecord, Rejection, decode_poll
+from .poll import Decoded, DecodedRun, PolledRecord, Rejection, ValueRun, decode_poll
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
     REJECT_REASONS,
@@ -46,6 +46,7 @@ __all__ = [
     "RecordRejected",
     "Rejection",
     "Samples",
+    "ValueRun",
     "decode_poll",
     "encode_binary",
     "encode_dense",

@@ -17,15 +17,15 @@ import os
 import select
 import stat
 import sys
-from collections import deque
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from ..buffer import Position
-from ..codec import DEFAULT_MAX_RECORD_BYTES
+from ..codec import DEFAULT_MAX_RECORD_BYTES, ValueRun
 from ..ports import SourceRecord
 
 PARTITION = "file"
-LINES_PER_POLL = 4096
+LINES_PER_POLL = 8192
 READ_BYTES = 1 << 20
 
 # (value, original_size_bytes): the line without its end, and its full size when the value
@@ -61,15 +61,46 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[Line]:
         """The lines that ``chunk`` completes, in order."""
+        values, sizes = self.feed_values(chunk)
+        return [(value, sizes.get(k)) for k, value in enumerate(values)]
+
+    def feed_values(self, chunk: bytes) -> tuple[list[bytes], dict[int, int]]:
+        """:meth:`feed` as the lines' values and, by index, the full size of each line kept
+        only in part. The chunk is cut with one ``bytes.split`` (no Python step per line);
+        only a line that began in an earlier chunk, lines over the limit and a chunk with a
+        ``\r`` take the per-line path."""
         self.bytes_scanned += len(chunk)
-        lines: list[Line] = []
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            self._hold(chunk, start, end)
-            lines.append(self._take())
-            start = end + 1
-        self._hold(chunk, start, len(chunk))
-        return lines
+        if b"\n" not in chunk:
+            self._hold(chunk, 0, len(chunk))
+            return [], {}
+        values = chunk.split(b"\n")  # one copy of every byte but the line ends
+        rest = values.pop()  # the start of a line that a later chunk ends
+        sizes: dict[int, int] = {}
+        first = 0  # the first value that is a whole line of this chunk
+        if self._size:  # the first value ends the line held so far
+            self._hold_piece(values[0])
+            values[0], size = self._take()
+            if size is not None:
+                sizes[0] = size
+            first = 1
+        if b"\r" in chunk or max(map(len, values)) > self.max_line_bytes:
+            for k in range(first, len(values)):
+                values[k], size = self._whole_line(values[k])
+                if size is not None:
+                    sizes[k] = size
+        self.bytes_copied += sum(map(len, values[first:]))
+        self._hold_piece(rest)
+        return values, sizes
+
+    def _whole_line(self, value: bytes) -> Line:
+        """What :meth:`_take` makes of a line held whole: its ends dropped (only when it is
+        at most one byte over the limit, as :meth:`_hold` keeps it), cut to the limit."""
+        limit = self.max_line_bytes
+        if len(value) <= limit + 1:
+            value = value.rstrip(b"\r\n")
+            if len(value) <= limit:
+                return value, None
+        return value[:limit], len(value)
 
     def finish(self) -> Line | None:
         """At the end of input: the last line if it had no ``\\n`` (None if it is empty)."""
@@ -81,6 +112,16 @@ class LineSplitter:
         keep = min(end - start, self.max_line_bytes + 1 - self._held)
         if keep > 0:
             self._parts.append(chunk[start : start + keep])
+            self._held += keep
+            self.bytes_copied += keep
+
+    def _hold_piece(self, piece: bytes) -> None:
+        """:meth:`_hold` of a piece already cut from its chunk (not copied again unless it
+        is cut to the limit)."""
+        self._size += len(piece)
+        keep = min(len(piece), self.max_line_bytes + 1 - self._held)
+        if keep > 0:
+            self._parts.append(piece if keep == len(piece) else piece[:keep])
             self._held += keep
             self.bytes_copied += keep
 
@@ -119,7 +160,11 @@ class FileSource:
         mode = os.fstat(self._fh.fileno()).st_mode
         self._regular = stat.S_ISREG(mode)
         self._splitter = LineSplitter(max_line_bytes)
-        self._ready: deque[Line] = deque()
+        # Lines read and not yet polled: values[next:], with the full size of a line kept in
+        # part by its index (LineSplitter.feed_values).
+        self._values: list[bytes] = []
+        self._sizes: dict[int, int] = {}
+        self._next = 0
         self._line = 0
         self._skip_to = 0
         self._eof = False
@@ -127,6 +172,18 @@ class FileSource:
     def seek(self, positions: dict[str, Position]) -> None:
         position = positions.get(PARTITION)
         self._skip_to = 0 if position is None else position.offset
+
+    @property
+    def _ready(self) -> bool:
+        return self._next < len(self._values)
+
+    def _add(self, values: list[bytes], sizes: dict[int, int]) -> None:
+        if not self._ready:
+            self._values, self._sizes, self._next = [], {}, 0
+        base = len(self._values)
+        self._values += values
+        for k, size in sizes.items():
+            self._sizes[base + k] = size
 
     def _read(self, timeout_seconds: float) -> None:
         """Read one chunk into the splitter (from a pipe: only if one arrives in time)."""
@@ -139,28 +196,30 @@ class FileSource:
                 return
             chunk = os.read(fd, READ_BYTES)
         if chunk:
-            self._ready.extend(self._splitter.feed(chunk))
+            self._add(*self._splitter.feed_values(chunk))
             return
         self._eof = True
         last = self._splitter.finish()
         if last is not None:
-            self._ready.append(last)
+            self._add([last[0]], {} if last[1] is None else {0: last[1]})
 
-    def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+    def poll(self, timeout_seconds: float) -> Sequence[SourceRecord]:
+        """The next lines (at most ``LINES_PER_POLL``) as one :class:`ValueRun`: their
+        values, with a :class:`SourceRecord` built only for a line that is rejected."""
         if not self._ready and not self._eof:
             self._read(timeout_seconds)
             while self._regular and not self._ready and not self._eof:
                 self._read(timeout_seconds)  # a long line: keep reading (it is not held)
-        records = []
-        for _ in range(min(LINES_PER_POLL, len(self._ready))):
-            value, original_size = self._ready.popleft()
-            offset = self._line
-            self._line += 1
-            if offset >= self._skip_to:
-                records.append(
-                    SourceRecord(PARTITION, offset, value, original_size_bytes=original_size)
-                )
-        return records
+        start = self._next
+        stop = min(len(self._values), start + LINES_PER_POLL)
+        self._next = stop
+        first_line, self._line = self._line, self._line + (stop - start)
+        skip = min(max(self._skip_to - first_line, 0), stop - start)  # before a checkpoint
+        start, first_line = start + skip, first_line + skip
+        if start == stop:
+            return []
+        sizes = {k - start: n for k, n in self._sizes.items() if start <= k < stop}
+        return ValueRun(PARTITION, first_line, self._values[start:stop], SourceRecord, sizes)
 
     @property
     def exhausted(self) -> bool:
