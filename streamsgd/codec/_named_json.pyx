@@ -55,7 +55,7 @@ cdef enum:
 
 
 cdef struct Cursor:
-    const unsigned char* p      # the record's bytes
+    const unsigned char* p      # the record's bytes, NUL-terminated (a bytes object's are)
     Py_ssize_t n                # their number
     Py_ssize_t i                # the next byte to read
     unsigned char* scratch      # decoded names (a record's length + 2 bytes is enough)
@@ -222,7 +222,7 @@ cdef int _string(Cursor* c, Py_ssize_t* out_start, Py_ssize_t* out_len) noexcept
     return DECLINE  # no closing quote
 
 
-cdef int _number(Cursor* c, double* value, bint* integral) noexcept:
+cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
     """The JSON number at c.i (strict grammar) as the double Python makes of it: an integer
     literal as ``float(int(...))``, a decimal as ``float(str)``. DECLINE for what does not
     match the grammar, an integer of more than 18 digits, or a result that is not finite."""
@@ -251,7 +251,7 @@ cdef int _number(Cursor* c, double* value, bint* integral) noexcept:
         c.i += 1
         int_digits = 1
     elif 49 <= ch <= 57:
-        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+        while 48 <= c.p[c.i] <= 57:  # p[n] is the bytes object's NUL: no bound check
             if digits < 19:
                 mantissa = mantissa * 10 + (c.p[c.i] - 48)
                 digits += 1
@@ -264,9 +264,9 @@ cdef int _number(Cursor* c, double* value, bint* integral) noexcept:
     if c.i < c.n and c.p[c.i] == 46:  # '.'
         integral[0] = False
         c.i += 1
-        if c.i >= c.n or not (48 <= c.p[c.i] <= 57):
+        if not (48 <= c.p[c.i] <= 57):
             return DECLINE
-        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+        while 48 <= c.p[c.i] <= 57:
             ch = c.p[c.i] - 48
             if digits == 0 and ch == 0:
                 pass  # a leading zero of the fraction: not significant
@@ -283,9 +283,9 @@ cdef int _number(Cursor* c, double* value, bint* integral) noexcept:
         if c.i < c.n and (c.p[c.i] == 43 or c.p[c.i] == 45):
             exp_negative = c.p[c.i] == 45
             c.i += 1
-        if c.i >= c.n or not (48 <= c.p[c.i] <= 57):
+        if not (48 <= c.p[c.i] <= 57):
             return DECLINE
-        while c.i < c.n and 48 <= c.p[c.i] <= 57:
+        while 48 <= c.p[c.i] <= 57:
             if exp_digits < 6:
                 exp_value = exp_value * 10 + (c.p[c.i] - 48)
             exp_digits += 1
