@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.named_features --quick    # 100 k records, 3 repeats
 
 Data: records of 21 named features — 20 numeric (``f0`` … ``f19``, Gaussian, written as
-Python's ``repr`` of a float rounded to 6 significant digits) and one string (``cat``, one of
+Python's ``repr`` of a float rounded to 4 decimals) and one string (``cat``, one of
 1,000 values) — with labels from a logistic model on them. The same records are written as
 JSON lines (``{"features": {...}, "y": 0|1}``) and in VW's text format (``1 |f f0:0.12 …
 cat=c17``, labels ±1).
@@ -18,6 +18,9 @@ slow phase of the shared machine hits all of them):
   ``--batch-size 32``: the CLI in a fresh interpreter (``python -m streamsgd``), its whole
   CPU time (user + system, from ``wait4``) including the interpreter start and imports,
   which are also reported alone (a run on an empty file).
+* The CLI's data path alone (``intake1``, ``intake32``, opt-in): file source, decode and
+  buffer in this process, minibatches taken but not learned — the part this benchmark's
+  issue made compiled, apart from the learning step.
 * VW native: ``pyvw.Workspace("-d FILE --loss_function logistic -b 18 --quiet")``, VW's
   C++ driver and text parser (the PyPI wheel has no ``vw`` binary), this process's CPU time
   (its parser thread included).
@@ -99,6 +102,31 @@ def streamsgd_cli(path: Path, batch_size: int) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, loss
 
 
+def intake(path: Path, batch_size: int) -> tuple[float, float]:
+    """CPU seconds of the CLI's data path without the learning step, in this process: the
+    file source's polls, :func:`~streamsgd.codec.decode_poll` (the compiled named-record
+    parser) and the minibatch buffer, taking every minibatch of ``batch_size`` (or, at
+    m = 1, every block of 32 samples, as the service's m = 1 path does)."""
+    from streamsgd.buffer import MinibatchBuffer
+    from streamsgd.codec import DecodedRun, Decoder, decode_poll
+    from streamsgd.sources.file import FileSource
+
+    take = 32 if batch_size == 1 else batch_size
+    t0 = time.process_time()
+    source, decoder, buffer = FileSource(str(path)), Decoder(1 << 18, 18), MinibatchBuffer()
+    n = 0
+    while not source.exhausted:
+        for item in decode_poll(decoder, source.poll(0.1)):
+            if isinstance(item, DecodedRun):
+                buffer.append_decoded(item)
+            else:
+                raise RuntimeError(f"rejected: {item.reason}")
+        while len(buffer) >= take:
+            n += buffer.take(take).n_samples
+    source.close()
+    return time.process_time() - t0, math.nan
+
+
 def vw_native(path: Path) -> tuple[float, float]:
     """CPU seconds of VW's driver reading ``path`` (this process) and its average loss."""
     import vowpalwabbit
@@ -141,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--systems",
         default="m1,m32,vw,vw-pyvw",
-        help="comma-separated subset of m1, m32, vw, vw-pyvw",
+        help="comma-separated subset of m1, m32, intake1, intake32, vw, vw-pyvw",
     )
     args = parser.parse_args(argv)
     n = args.n or MODES["quick" if args.quick else "full"]
@@ -159,12 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[str, Callable[[], tuple[float, float]]] = {
         "m1": lambda: streamsgd_cli(jsonl, 1),
         "m32": lambda: streamsgd_cli(jsonl, 32),
+        "intake1": lambda: intake(jsonl, 1),
+        "intake32": lambda: intake(jsonl, 32),
         "vw": lambda: vw_native(vw_text),
         "vw-pyvw": lambda: vw_per_example(lines),
     }
     names = {
         "m1": "streamsgd CLI, file, --batch-size 1",
         "m32": "streamsgd CLI, file, --batch-size 32",
+        "intake1": "streamsgd data path alone (file, decode, buffer), m = 1 blocks",
+        "intake32": "streamsgd data path alone (file, decode, buffer), m = 32",
         "vw": "VW native (-d FILE, C++ text parser)",
         "vw-pyvw": "VW pyvw, one learn(line) per example",
     }
@@ -189,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {names[key]} | {median[key]:.2f} | {rate[key]:,.0f} | {shown} |")
     print()
     targets = {("m1", "vw"): 1.0, ("m1", "vw-pyvw"): 3.0, ("m32", "vw"): 1.5}
-    for ours in ("m1", "m32"):
+    for ours in ("m1", "m32", "intake1", "intake32"):
         for peer in ("vw", "vw-pyvw"):
             if ours in rate and peer in rate:
                 ratio = rate[ours] / rate[peer]
