@@ -226,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             if ours in rate and peer in rate:
                 ratio = rate[ours] / rate[peer]
                 target = targets.get((ours, peer))
-                verdict = "" if target is None else (
-                    f" (target ≥ {target:g}×: {'met' if ratio >= target else 'NOT met'})"
+                verdict = (
+                    ""
+                    if target is None
+                    else (f" (target ≥ {target:g}×: {'met' if ratio >= target else 'NOT met'})")
                 )
                 print(f"{names[ours]} / {names[peer]}: {ratio:.2f}×{verdict}")
     return 0

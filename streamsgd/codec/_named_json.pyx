@@ -25,8 +25,8 @@ exactly through int64, decimals by the exact fast path when it applies, else by 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, qsort, realloc
-from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -165,8 +165,21 @@ cdef int _string(Cursor* c, Py_ssize_t* out_start, Py_ssize_t* out_len) noexcept
     cdef Py_ssize_t w = 0, m
     cdef unsigned char ch
     cdef uint32_t unit, low
+    cdef const unsigned char* p = c.p
+    cdef Py_ssize_t i
     while c.i < c.n:
-        ch = c.p[c.i]
+        # The common bytes, printable ASCII but the quote and the backslash, in a tight loop
+        # on locals (it stops at the end too: p[n] is the NUL of the bytes object).
+        i = c.i
+        ch = p[i]
+        while 0x20 <= ch < 0x80 and ch != 34 and ch != 92:
+            out[w] = ch
+            w += 1
+            i += 1
+            ch = p[i]
+        c.i = i
+        if i >= c.n:
+            break
         if ch == 34:  # closing quote
             c.i += 1
             out_len[0] = w
@@ -226,7 +239,10 @@ cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
     """The JSON number at c.i (strict grammar) as the double Python makes of it: an integer
     literal as ``float(int(...))``, a decimal as ``float(str)``. DECLINE for what does not
     match the grammar, an integer of more than 18 digits, or a result that is not finite."""
-    cdef Py_ssize_t start = c.i
+    # Locals, not the cursor's fields: the compiler keeps them in registers.
+    cdef const unsigned char* p = c.p
+    cdef Py_ssize_t i = c.i, n = c.n
+    cdef Py_ssize_t start = i
     cdef bint negative = False
     cdef uint64_t mantissa = 0
     cdef int digits = 0          # significant digits held in mantissa
@@ -241,33 +257,33 @@ cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
     cdef double v
     cdef char* end
     integral[0] = True
-    if c.i < c.n and c.p[c.i] == 45:  # '-'
+    if i < n and p[i] == 45:  # '-'
         negative = True
-        c.i += 1
-    if c.i >= c.n:
+        i += 1
+    if i >= n:
         return DECLINE
-    ch = c.p[c.i]
+    ch = p[i]
     if ch == 48:  # '0': no more integer digits may follow
-        c.i += 1
+        i += 1
         int_digits = 1
     elif 49 <= ch <= 57:
-        while 48 <= c.p[c.i] <= 57:  # p[n] is the bytes object's NUL: no bound check
+        while 48 <= p[i] <= 57:  # p[n] is the bytes object's NUL: no bound check
             if digits < 19:
-                mantissa = mantissa * 10 + (c.p[c.i] - 48)
+                mantissa = mantissa * 10 + (p[i] - 48)
                 digits += 1
             else:
                 dropped += 1
             int_digits += 1
-            c.i += 1
+            i += 1
     else:
         return DECLINE
-    if c.i < c.n and c.p[c.i] == 46:  # '.'
+    if i < n and p[i] == 46:  # '.'
         integral[0] = False
-        c.i += 1
-        if not (48 <= c.p[c.i] <= 57):
+        i += 1
+        if not (48 <= p[i] <= 57):
             return DECLINE
-        while 48 <= c.p[c.i] <= 57:
-            ch = c.p[c.i] - 48
+        while 48 <= p[i] <= 57:
+            ch = p[i] - 48
             if digits == 0 and ch == 0:
                 pass  # a leading zero of the fraction: not significant
             elif digits < 19:
@@ -276,20 +292,20 @@ cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
             else:
                 dropped += 1
             frac_digits += 1  # exact whenever nothing was dropped (else the slow path)
-            c.i += 1
-    if c.i < c.n and (c.p[c.i] == 101 or c.p[c.i] == 69):  # 'e' or 'E'
+            i += 1
+    if i < n and (p[i] == 101 or p[i] == 69):  # 'e' or 'E'
         integral[0] = False
-        c.i += 1
-        if c.i < c.n and (c.p[c.i] == 43 or c.p[c.i] == 45):
-            exp_negative = c.p[c.i] == 45
-            c.i += 1
-        if not (48 <= c.p[c.i] <= 57):
+        i += 1
+        if i < n and (p[i] == 43 or p[i] == 45):
+            exp_negative = p[i] == 45
+            i += 1
+        if not (48 <= p[i] <= 57):
             return DECLINE
-        while 48 <= c.p[c.i] <= 57:
+        while 48 <= p[i] <= 57:
             if exp_digits < 6:
-                exp_value = exp_value * 10 + (c.p[c.i] - 48)
+                exp_value = exp_value * 10 + (p[i] - 48)
             exp_digits += 1
-            c.i += 1
+            i += 1
         if exp_digits >= 6:
             return DECLINE  # an absurd exponent: the Python decoder says what it makes of it
     if integral[0]:
@@ -299,6 +315,7 @@ cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
             return DECLINE
         v = <double>(<int64_t>mantissa)
         value[0] = -v if negative and mantissa != 0 else v  # "-0" is the int 0: +0.0
+        c.i = i
         return OK
     decimal_exponent = (-exp_value if exp_negative else exp_value) - frac_digits
     if dropped == 0 and mantissa <= (<uint64_t>1 << 53) and -22 <= decimal_exponent <= 22:
@@ -311,15 +328,17 @@ cdef inline int _number(Cursor* c, double* value, bint* integral) noexcept:
     else:
         # The token is followed by a byte that ends it (the bytes object is NUL-terminated).
         end = NULL
-        v = PyOS_string_to_double(<const char*>(c.p + start), &end, NULL)
-        if end == NULL or <const unsigned char*>end != c.p + c.i:
+        v = PyOS_string_to_double(<const char*>(p + start), &end, NULL)
+        if end == NULL or <const unsigned char*>end != p + i:
             PyErr_Clear()
             return DECLINE
         value[0] = v
         if not (v - v == 0.0):  # ±inf (overflow): the decoder names the reason
             return DECLINE
+        c.i = i
         return OK
     value[0] = -v if negative else v
+    c.i = i
     return OK
 
 
@@ -452,16 +471,43 @@ cdef int _features(Cursor* c, Features* f, uint32_t mask) noexcept:
         _skip_ws(c)
 
 
-cdef int _distinct_keys(Features* f) noexcept nogil:
+cdef enum:
+    KEY_SLOTS = 1024  # a power of two, over twice the keys a record checks this way
+
+
+cdef struct KeySet:
+    uint32_t[KEY_SLOTS] stamp   # the record that filled the slot (0: none yet)
+    uint32_t[KEY_SLOTS] key     # its key hash
+    uint32_t current
+
+
+cdef int _distinct_keys(Features* f, KeySet* seen) noexcept nogil:
     """DECLINE when two keys may be equal (equal hashes): a JSON object with a repeated key
-    keeps its last value at its first place in Python, which is the decoder's business."""
+    keeps its last value at its first place in Python, which is the decoder's business.
+    O(n) with a set whose slots are stamped with the record, so that it is never cleared."""
     cdef Py_ssize_t k
+    cdef uint32_t h, slot
     if f.n < 2:
         return OK
-    _sort(f.key_hashes, f.n)
-    for k in range(1, f.n):
-        if f.key_hashes[k] == f.key_hashes[k - 1]:
-            return DECLINE
+    if f.n > KEY_SLOTS // 2:  # a record of many features: sort the hashes instead
+        _sort(f.key_hashes, f.n)
+        for k in range(1, f.n):
+            if f.key_hashes[k] == f.key_hashes[k - 1]:
+                return DECLINE
+        return OK
+    seen.current += 1
+    if seen.current == 0:  # after 2^32 records the stamps wrap: start afresh
+        memset(seen.stamp, 0, sizeof(seen.stamp))
+        seen.current = 1
+    for k in range(f.n):
+        h = <uint32_t>f.key_hashes[k]
+        slot = (h ^ (h >> 16)) & (KEY_SLOTS - 1)
+        while seen.stamp[slot] == seen.current:
+            if seen.key[slot] == h:
+                return DECLINE
+            slot = (slot + 1) & (KEY_SLOTS - 1)
+        seen.stamp[slot] = seen.current
+        seen.key[slot] = h
     return OK
 
 
@@ -498,7 +544,7 @@ cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
     return OK
 
 
-cdef int _record(Cursor* c, Features* f, double max_weight, uint32_t mask,
+cdef int _record(Cursor* c, Features* f, KeySet* seen, double max_weight, uint32_t mask,
                  double* label, double* weight, bint* has_weight) noexcept:
     """One record: ``{"features": {...}, "y": ..., "weight": ...}`` and nothing else."""
     cdef bint seen_features = False, seen_label = False, integral
@@ -569,7 +615,7 @@ cdef int _record(Cursor* c, Features* f, double max_weight, uint32_t mask,
     _skip_ws(c)
     if c.i != c.n or not seen_features or not seen_label:
         return DECLINE
-    return _distinct_keys(f)
+    return _distinct_keys(f, seen)
 
 
 def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double max_weight):
@@ -606,6 +652,7 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
     cdef Cursor c
     cdef Features f
     cdef Growing out
+    cdef KeySet* seen
     cdef double label = 0.0, weight = 1.0
     cdef bint has_weight = False
     cdef cnp.ndarray[cnp.uint8_t, ndim=1] accepted = np.zeros(n, dtype=np.uint8)
@@ -632,7 +679,10 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
     out.size = 0
     out.capacity = 0
     c.scratch = <unsigned char*>malloc(longest + 2)
-    if c.scratch == NULL:
+    seen = <KeySet*>calloc(1, sizeof(KeySet))
+    if c.scratch == NULL or seen == NULL:
+        free(c.scratch)
+        free(seen)
         raise MemoryError()
     try:
         for i in range(n):
@@ -645,7 +695,7 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
             c.p = <const unsigned char*>PyBytes_AS_STRING(value)
             c.n = size
             c.i = 0
-            if _record(&c, &f, max_weight, mask, &label, &weight, &has_weight) != OK:
+            if _record(&c, &f, seen, max_weight, mask, &label, &weight, &has_weight) != OK:
                 continue
             if _emit_row(&f, &out) != OK:
                 raise MemoryError()
@@ -662,6 +712,7 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
             memcpy(&data[0], out.values, out.size * sizeof(double))
     finally:
         free(c.scratch)
+        free(seen)
         free(f.keys)
         free(f.key_hashes)
         free(f.values)

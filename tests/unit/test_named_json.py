@@ -309,3 +309,14 @@ def test_property_valid_named_records_are_all_accepted(features, label, weight, 
     record = json.dumps(obj, ensure_ascii=ensure_ascii).encode()
     decoder = _hashed(hash_bits=10)
     assert _parser_agrees(decoder, [record])[0], record
+
+
+def test_records_of_many_features_and_a_duplicate_among_them():
+    """Past 512 keys the duplicate check sorts the key hashes instead of using its set."""
+    decoder = _hashed(hash_bits=12)
+    for n in (100, 600):
+        features = ", ".join(f'"k{j}": {j % 7 - 3}.5' for j in range(n))
+        record = f'{{"features": {{{features}}}, "y": 1}}'.encode()
+        duplicate = f'{{"features": {{{features}, "k{n // 2}": 1}}, "y": 1}}'.encode()
+        assert _parser_agrees(decoder, [record, duplicate]).tolist() == [1, 0]
+        _poll_agrees(decoder, [record, duplicate, record])
