@@ -83,11 +83,9 @@ def write_data(directory: Path, n: int, seed: int = 17) -> tuple[Path, Path]:
 def streamsgd_cli(path: Path, batch_size: int) -> tuple[float, float]:
     """CPU seconds of one CLI run in a fresh interpreter and its progressive log loss."""
     with tempfile.TemporaryDirectory() as ck:
-        argv = [
-            sys.executable, "-m", "streamsgd", "train", "--source", "file", "--path", str(path),
-            "--hash-bits", "18", "--batch-size", str(batch_size), "--metrics-port", "0",
-            "--progress", "never", "--checkpoint-dir", ck,
-        ]  # fmt: skip
+        argv = [sys.executable, "-m", "streamsgd", "train", "--source", "file"]
+        argv += ["--path", str(path), "--hash-bits", "18", "--batch-size", str(batch_size)]
+        argv += ["--metrics-port", "0", "--progress", "never", "--checkpoint-dir", ck]
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSGD_")}
         env["OPENBLAS_NUM_THREADS"] = "1"
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
