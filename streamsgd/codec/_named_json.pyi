@@ -14,3 +14,20 @@ def parse_named(
     npt.NDArray[np.float64],
     npt.NDArray[np.uint8],
 ]: ...
+def parse_named_lines(
+    buffer: bytes,
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    hash_bits: int,
+    max_record_bytes: int,
+    max_weight: float,
+) -> tuple[
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.uint8],
+]: ...
+def line_bounds(chunk: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...

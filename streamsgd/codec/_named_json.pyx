@@ -26,7 +26,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memchr, memcpy, memset
 
 import numpy as np
 
@@ -645,10 +645,93 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
     has_weight : ndarray of uint8, shape (n_accepted,)
         1 where the record gave a weight.
     """
-    cdef Py_ssize_t n = len(values)
-    cdef Py_ssize_t i, n_accepted = 0, longest = 0, size
-    cdef uint32_t mask = <uint32_t>((<uint64_t>1 << hash_bits) - 1)
+    cdef Py_ssize_t n = len(values), i, size, longest = 0
     cdef object value
+    cdef const unsigned char** ptrs = <const unsigned char**>malloc((n + 1) * sizeof(void*))
+    cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    if ptrs == NULL or sizes == NULL:
+        free(ptrs)
+        free(sizes)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            value = values[i]
+            ptrs[i] = NULL  # declined: not bytes (a tombstone, a truncated value)
+            sizes[i] = 0
+            if PyBytes_CheckExact(value):
+                # A bytes object's data end in a NUL, which the scanning loops stop at.
+                ptrs[i] = <const unsigned char*>PyBytes_AS_STRING(value)
+                sizes[i] = size = PyBytes_GET_SIZE(value)
+                if size <= max_record_bytes and size > longest:
+                    longest = size
+        return _parse(ptrs, sizes, n, longest, hash_bits, max_record_bytes, max_weight)
+    finally:
+        free(ptrs)
+        free(sizes)
+
+
+def parse_named_lines(bytes buffer, cnp.int64_t[::1] starts, cnp.int64_t[::1] ends,
+                      int hash_bits, Py_ssize_t max_record_bytes, double max_weight):
+    """:func:`parse_named` of the lines ``buffer[starts[k]:ends[k]]`` of one chunk, without a
+    bytes object per line. Each line must be followed by its ``\\n`` (``buffer[ends[k]]``),
+    which stops the scanning loops as a bytes object's NUL does."""
+    cdef Py_ssize_t n = starts.shape[0], k, longest = 0, size
+    cdef Py_ssize_t length = len(buffer)
+    cdef const unsigned char* base = <const unsigned char*>PyBytes_AS_STRING(buffer)
+    cdef const unsigned char** ptrs
+    cdef Py_ssize_t* sizes
+    if ends.shape[0] != n:
+        raise ValueError("starts and ends differ in length")
+    for k in range(n):
+        if not (0 <= starts[k] <= ends[k] < length and base[ends[k]] == 10):
+            raise ValueError("every line must lie in the buffer and end with a newline")
+    ptrs = <const unsigned char**>malloc((n + 1) * sizeof(void*))
+    sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    if ptrs == NULL or sizes == NULL:
+        free(ptrs)
+        free(sizes)
+        raise MemoryError()
+    try:
+        for k in range(n):
+            ptrs[k] = base + starts[k]
+            sizes[k] = size = ends[k] - starts[k]
+            if size <= max_record_bytes and size > longest:
+                longest = size
+        return _parse(ptrs, sizes, n, longest, hash_bits, max_record_bytes, max_weight)
+    finally:
+        free(ptrs)
+        free(sizes)
+
+
+def line_bounds(bytes chunk):
+    """Starts and ends (the positions of their ``\\n``) of the lines ``chunk`` ends, as two
+    int64 arrays; the bytes after the last ``\\n`` are not a line yet."""
+    cdef const unsigned char* base = <const unsigned char*>PyBytes_AS_STRING(chunk)
+    cdef Py_ssize_t length = len(chunk), at = 0, n = 0, count = 0
+    cdef const unsigned char* hit
+    while True:  # count first, then fill: no growing arrays
+        hit = <const unsigned char*>memchr(base + at, 10, length - at)
+        if hit == NULL:
+            break
+        count += 1
+        at = hit - base + 1
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] starts = np.empty(count, dtype=np.int64)
+    cdef cnp.ndarray[cnp.int64_t, ndim=1] ends = np.empty(count, dtype=np.int64)
+    at = 0
+    for n in range(count):
+        hit = <const unsigned char*>memchr(base + at, 10, length - at)
+        starts[n] = at
+        ends[n] = hit - base
+        at = ends[n] + 1
+    return starts, ends
+
+
+cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
+                  Py_ssize_t longest, int hash_bits, Py_ssize_t max_record_bytes,
+                  double max_weight):
+    """The records ``ptrs[i][:sizes[i]]`` (NULL: declined); see :func:`parse_named`."""
+    cdef Py_ssize_t i, n_accepted = 0, size
+    cdef uint32_t mask = <uint32_t>((<uint64_t>1 << hash_bits) - 1)
     cdef Cursor c
     cdef Features f
     cdef Growing out
@@ -664,11 +747,6 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
     cdef cnp.ndarray[cnp.float64_t, ndim=1] data
     if not 0 <= hash_bits <= 32:
         raise ValueError("hash_bits must be in [0, 32]")
-    for value in values:
-        if PyBytes_CheckExact(value):
-            size = PyBytes_GET_SIZE(value)
-            if size <= max_record_bytes and size > longest:
-                longest = size
     f.keys = NULL
     f.key_hashes = NULL
     f.values = NULL
@@ -686,13 +764,10 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
         raise MemoryError()
     try:
         for i in range(n):
-            value = values[i]
-            if not PyBytes_CheckExact(value):
+            size = sizes[i]
+            if ptrs[i] == NULL or size == 0 or size > max_record_bytes:
                 continue
-            size = PyBytes_GET_SIZE(value)
-            if size == 0 or size > max_record_bytes:
-                continue
-            c.p = <const unsigned char*>PyBytes_AS_STRING(value)
+            c.p = ptrs[i]
             c.n = size
             c.i = 0
             if _record(&c, &f, seen, max_weight, mask, &label, &weight, &has_weight) != OK:

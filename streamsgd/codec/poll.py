@@ -32,8 +32,8 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 import numpy as np
 
 from ..core.sparse import SparseRows
-from ..core.types import FloatArray
-from ._named_json import parse_named
+from ..core.types import FloatArray, IndexArray
+from ._named_json import parse_named, parse_named_lines
 from .binary import BINARY_MAGIC
 from .decoder import Decoder, DenseRow
 from .records import Features, RecordRejected, Samples, dense_matrix
@@ -104,44 +104,63 @@ class Rejection:
 
 
 Decoded = DecodedRun | Rejection
+# parse_named's result: accepted, indptr, indices, data, y, weight, weighted.
+Parsed = tuple[Any, IndexArray, IndexArray, FloatArray, FloatArray, FloatArray, Any]
 
 R = TypeVar("R")
 
 
 class ValueRun(Sequence[R], Generic[R]):
     """A poll of a source whose records are plain values of one partition at consecutive
-    offsets (a file's lines): the values in a list, and a record object built only when
-    one is asked for (a rejection, the dead-letter sink), so that a line costs no Python
-    object but its bytes.
+    offsets (a file's lines): the values in a list, or left in the chunk they were read in,
+    and a record object built only when one is asked for (a rejection, the dead-letter
+    sink), so that a line costs no Python object, or none but its bytes.
 
     Parameters
     ----------
     partition : str
     first_offset : int
-        Offset of ``values[0]``; value k is at ``first_offset + k``.
-    values : list of bytes
+        Offset of value 0; value k is at ``first_offset + k``.
+    values : list of bytes, or None with ``lines``
     make_record : callable
         ``make_record(partition, offset, value, original_size_bytes=...)``: the record.
     original_sizes : dict of int to int
         Value index → the full size of a value that holds only its first bytes.
+    lines : (chunk, starts, ends), optional
+        Instead of ``values``: value k is ``chunk[starts[k]:ends[k]]``, and is followed in
+        ``chunk`` by its ``\\n`` (:func:`~streamsgd.codec._named_json.parse_named_lines`).
     """
 
     def __init__(
         self,
         partition: str,
         first_offset: int,
-        values: list[bytes],
+        values: list[bytes] | None,
         make_record: Callable[..., R],
         original_sizes: dict[int, int] | None = None,
+        *,
+        lines: tuple[bytes, IndexArray, IndexArray] | None = None,
     ) -> None:
+        if (values is None) == (lines is None):
+            raise ValueError("give values or lines")
         self.partition = partition
         self.first_offset = first_offset
-        self.values = values
+        self._values = values
+        self.lines = lines
         self.original_sizes = original_sizes or {}
         self._make_record = make_record
 
+    @property
+    def values(self) -> list[bytes]:
+        """The values as bytes objects (cut from the chunk at the first call)."""
+        if self._values is None:
+            assert self.lines is not None
+            chunk, starts, ends = self.lines
+            self._values = [chunk[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return self._values
+
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values) if self._values is not None else len(self.lines[1])  # type: ignore[index]
 
     @overload
     def __getitem__(self, index: int) -> R: ...
@@ -151,12 +170,18 @@ class ValueRun(Sequence[R], Generic[R]):
 
     def __getitem__(self, index: int | slice) -> R | Sequence[R]:
         if isinstance(index, slice):
-            return [self[k] for k in range(*index.indices(len(self.values)))]
-        k = range(len(self.values))[index]  # IndexError and negative indices as a list's
+            return [self[k] for k in range(*index.indices(len(self)))]
+        k = range(len(self))[index]  # IndexError and negative indices as a list's
+        if self._values is not None:
+            value = self._values[k]
+        else:
+            assert self.lines is not None
+            chunk, starts, ends = self.lines
+            value = chunk[int(starts[k]) : int(ends[k])]
         return self._make_record(
             self.partition,
             self.first_offset + k,
-            self.values[k],
+            value,
             original_size_bytes=self.original_sizes.get(k),
         )
 
@@ -177,6 +202,21 @@ def decode_poll(decoder: Decoder, records: Sequence[PolledRecord]) -> list[Decod
         offsets of one partition).
     """
     out: list[Decoded] = []
+    if isinstance(records, ValueRun) and records.lines is not None and decoder.sparse:
+        # Lines left in their chunk: parsed there, no bytes object per line.
+        assert decoder.hash_bits is not None
+        chunk, starts, ends = records.lines
+        parsed = parse_named_lines(
+            chunk,
+            starts,
+            ends,
+            decoder.hash_bits,
+            decoder.max_record_bytes,
+            decoder.max_sample_weight,
+        )
+        if len(starts):
+            _named_runs(decoder, records, parsed, out)
+        return out
     if isinstance(records, ValueRun):  # one run already, its values at hand
         values: Sequence[bytes | None] = records.values
         if records.original_sizes:  # rare: lines over the record limit
@@ -244,11 +284,19 @@ def _named_lane(
     record the decoder would reject) goes to the row lane, which gives its samples or its
     reason exactly as :meth:`Decoder.decode` does."""
     assert decoder.hash_bits is not None
-    accepted, indptr, indices, data, y, weight, weighted = parse_named(
+    parsed = parse_named(
         values, decoder.hash_bits, decoder.max_record_bytes, decoder.max_sample_weight
     )
+    _named_runs(decoder, run, parsed, out)
+
+
+def _named_runs(
+    decoder: Decoder, run: Sequence[PolledRecord], parsed: Parsed, out: list[Decoded]
+) -> None:
+    """The runs of accepted records and the row lane's items of the declined ones."""
+    accepted, indptr, indices, data, y, weight, weighted = parsed
     X = SparseRows(indptr, indices, data, decoder.n_features)
-    n = len(values)
+    n = len(accepted)
     if len(y) == n:  # the common case: every record parsed
         w = weight if weighted.any() else None
         out.append(DecodedRun(run[0].partition, run[0].offset, X, y, w, True))

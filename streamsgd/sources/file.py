@@ -17,11 +17,14 @@ import os
 import select
 import stat
 import sys
+from collections import deque
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from ..buffer import Position
 from ..codec import DEFAULT_MAX_RECORD_BYTES, ValueRun
+from ..codec._named_json import line_bounds
+from ..core.types import IndexArray
 from ..ports import SourceRecord
 
 PARTITION = "file"
@@ -31,6 +34,8 @@ READ_BYTES = 1 << 20
 # (value, original_size_bytes): the line without its end, and its full size when the value
 # holds only its first bytes.
 Line = tuple[bytes, int | None]
+# Lines left in their chunk: (chunk, starts, ends), line k being chunk[starts[k]:ends[k]].
+Lines = tuple[bytes, IndexArray, IndexArray]
 
 
 class LineSplitter:
@@ -91,6 +96,40 @@ class LineSplitter:
         self.bytes_copied += sum(map(len, values[first:]))
         self._hold_piece(rest)
         return values, sizes
+
+    def feed_lines(self, chunk: bytes) -> tuple[list[bytes], dict[int, int], Lines | None]:
+        """:meth:`feed_values`, leaving the lines that lie whole in ``chunk`` in it: the
+        values of the lines to take one by one (a line begun in an earlier chunk, or every
+        line when the chunk needs the per-line path), the full sizes of those kept in part
+        by index, then the other lines as ``(chunk, starts, ends)`` (each followed by its
+        ``\n``), or None. No bytes object is made for those lines."""
+        if b"\r" in chunk:
+            return (*self.feed_values(chunk), None)
+        starts, ends = line_bounds(chunk)
+        self.bytes_scanned += len(chunk)
+        if not len(ends):
+            self._hold(chunk, 0, len(chunk))
+            return [], {}, None
+        rest = int(ends[-1]) + 1  # the start of a line that a later chunk ends
+        head: list[bytes] = []
+        sizes: dict[int, int] = {}
+        if self._size:  # the first line ends the line held so far
+            self._hold(chunk, 0, int(ends[0]))
+            value, size = self._take()
+            head.append(value)
+            if size is not None:
+                sizes[0] = size
+            starts, ends = starts[1:], ends[1:]
+        if len(ends) and int((ends - starts).max()) > self.max_line_bytes:  # rare: cut them
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                value, size = self._whole_line(chunk[start:end])
+                if size is not None:
+                    sizes[len(head)] = size
+                head.append(value)
+            self.bytes_copied += int((ends - starts).sum())
+            starts, ends = starts[:0], ends[:0]
+        self._hold(chunk, rest, len(chunk))
+        return head, sizes, (chunk, starts, ends) if len(ends) else None
 
     def _whole_line(self, value: bytes) -> Line:
         """What :meth:`_take` makes of a line held whole: its ends dropped (only when it is
@@ -160,10 +199,10 @@ class FileSource:
         mode = os.fstat(self._fh.fileno()).st_mode
         self._regular = stat.S_ISREG(mode)
         self._splitter = LineSplitter(max_line_bytes)
-        # Lines read and not yet polled: values[next:], with the full size of a line kept in
-        # part by its index (LineSplitter.feed_values).
-        self._values: list[bytes] = []
-        self._sizes: dict[int, int] = {}
+        # Lines read and not yet polled, in batches never mixed in one poll: a list of
+        # values (with the full sizes of lines kept in part, by index) or lines left in
+        # their chunk; the first batch's lines from index self._next on.
+        self._batches: deque[tuple[list[bytes], dict[int, int]] | Lines] = deque()
         self._next = 0
         self._line = 0
         self._skip_to = 0
@@ -175,15 +214,7 @@ class FileSource:
 
     @property
     def _ready(self) -> bool:
-        return self._next < len(self._values)
-
-    def _add(self, values: list[bytes], sizes: dict[int, int]) -> None:
-        if not self._ready:
-            self._values, self._sizes, self._next = [], {}, 0
-        base = len(self._values)
-        self._values += values
-        for k, size in sizes.items():
-            self._sizes[base + k] = size
+        return bool(self._batches)
 
     def _read(self, timeout_seconds: float) -> None:
         """Read one chunk into the splitter (from a pipe: only if one arrives in time)."""
@@ -196,30 +227,46 @@ class FileSource:
                 return
             chunk = os.read(fd, READ_BYTES)
         if chunk:
-            self._add(*self._splitter.feed_values(chunk))
+            values, sizes, lines = self._splitter.feed_lines(chunk)
+            if values:
+                self._batches.append((values, sizes))
+            if lines is not None:
+                self._batches.append(lines)
             return
         self._eof = True
         last = self._splitter.finish()
         if last is not None:
-            self._add([last[0]], {} if last[1] is None else {0: last[1]})
+            self._batches.append(([last[0]], {} if last[1] is None else {0: last[1]}))
 
     def poll(self, timeout_seconds: float) -> Sequence[SourceRecord]:
-        """The next lines (at most ``LINES_PER_POLL``) as one :class:`ValueRun`: their
-        values, with a :class:`SourceRecord` built only for a line that is rejected."""
+        """The next lines (at most ``LINES_PER_POLL``, of one batch) as one
+        :class:`ValueRun`, with a :class:`SourceRecord` built only for a rejected line."""
         if not self._ready and not self._eof:
             self._read(timeout_seconds)
             while self._regular and not self._ready and not self._eof:
                 self._read(timeout_seconds)  # a long line: keep reading (it is not held)
+        if not self._batches:
+            return []
+        batch = self._batches[0]
+        size = len(batch[0]) if len(batch) == 2 else len(batch[1])
         start = self._next
-        stop = min(len(self._values), start + LINES_PER_POLL)
+        stop = min(size, start + LINES_PER_POLL)
         self._next = stop
+        if stop == size:
+            self._batches.popleft()
+            self._next = 0
         first_line, self._line = self._line, self._line + (stop - start)
         skip = min(max(self._skip_to - first_line, 0), stop - start)  # before a checkpoint
         start, first_line = start + skip, first_line + skip
         if start == stop:
             return []
-        sizes = {k - start: n for k, n in self._sizes.items() if start <= k < stop}
-        return ValueRun(PARTITION, first_line, self._values[start:stop], SourceRecord, sizes)
+        if len(batch) == 2:
+            values, sizes = batch
+            part = {k - start: n for k, n in sizes.items() if start <= k < stop}
+            return ValueRun(PARTITION, first_line, values[start:stop], SourceRecord, part)
+        chunk, starts, ends = batch
+        lines = (chunk, starts[start:stop], ends[start:stop])
+        return ValueRun(PARTITION, first_line, None, SourceRecord, lines=lines)
 
     @property
     def exhausted(self) -> bool:

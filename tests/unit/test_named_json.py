@@ -320,3 +320,37 @@ def test_records_of_many_features_and_a_duplicate_among_them():
         duplicate = f'{{"features": {{{features}, "k{n // 2}": 1}}, "y": 1}}'.encode()
         assert _parser_agrees(decoder, [record, duplicate]).tolist() == [1, 0]
         _poll_agrees(decoder, [record, duplicate, record])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(
+        st.one_of(named_records(), st.binary(max_size=20)).filter(lambda r: b"\n" not in r),
+        max_size=8,
+    ),
+    tail=st.binary(max_size=8).filter(lambda r: b"\n" not in r),
+)
+def test_property_lines_of_a_chunk_parse_as_their_values(records, tail):
+    """parse_named_lines on a chunk's lines (no bytes object per line, each line ended by
+    its newline instead of a NUL) gives exactly parse_named's result on the lines."""
+    from streamsgd.codec._named_json import line_bounds, parse_named_lines
+
+    chunk = b"".join(r + b"\n" for r in records) + tail
+    starts, ends = line_bounds(chunk)
+    assert [chunk[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)] == records
+    for bits, limit in ((4, 1 << 20), (18, 40)):
+        want = parse_named(records, bits, limit, 1000.0)
+        got = parse_named_lines(chunk, starts, ends, bits, limit, 1000.0)
+        for a, b in zip(want, got, strict=True):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_lines_must_end_with_their_newline():
+    from streamsgd.codec._named_json import parse_named_lines
+
+    chunk = b'{"features": {"a": 1}, "y": 1}\n'
+    ok = parse_named_lines(chunk, np.array([0]), np.array([len(chunk) - 1]), 4, 100, 1.0)
+    assert ok[0].tolist() == [1]
+    for start, end in ((0, len(chunk) - 2), (0, len(chunk)), (5, 2)):
+        with pytest.raises(ValueError):
+            parse_named_lines(chunk, np.array([start]), np.array([end]), 4, 100, 1.0)
