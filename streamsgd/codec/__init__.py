@@ -15,14 +15,16 @@ Labels: 0, 1, true, false and −1 (read as 0); anything else is rejected.
 
 Modules: :mod:`.records` (reasons, samples, the label/weight/dense-row rules),
 :mod:`.decoder` (:class:`Decoder`), :mod:`.poll` (:func:`decode_poll`, the run loop's one
-entry), :mod:`.hashed` (named features), :mod:`.binary` and :mod:`.encoders`.
+entry), :mod:`.value_run` (a poll of plain values), :mod:`.hashed` (named features, the
+feature hash a checkpoint records), :mod:`._named_json` (the compiled parser of named
+records), :mod:`.binary` and :mod:`.encoders`.
 """
 
 from .binary import BINARY_HEADER, BINARY_MAGIC, encode_binary
 from .decoder import Decoder
 from .encoders import encode_dense, encode_dense_batch
 from .hashed import BUCKET_CACHE_SIZE, feature_hash_mismatch, feature_hash_state
-from .poll import Decoded, DecodedRun, PolledRecord, Rejection, ValueRun, decode_poll
+from .poll import Decoded, DecodedRun, PolledRecord, Rejection, decode_poll
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
     REJECT_REASONS,
@@ -31,6 +33,7 @@ from .records import (
     Samples,
     parse_json,
 )
+from .value_run import ValueRun
 
 __all__ = [
     "BINARY_HEADER",
