@@ -354,3 +354,43 @@ def test_lines_must_end_with_their_newline():
     for start, end in ((0, len(chunk) - 2), (0, len(chunk)), (5, 2)):
         with pytest.raises(ValueError):
             parse_named_lines(chunk, np.array([start]), np.array([end]), 4, 100, 1.0)
+
+
+def _items(items: list) -> list:
+    """decode_poll's items in a comparable form."""
+    from streamsgd.codec import DecodedRun
+
+    out = []
+    for item in items:
+        if isinstance(item, DecodedRun):
+            X = item.X
+            w = None if item.weight is None else item.weight.tobytes()
+            arrays = (X.indptr.tobytes(), X.indices.tobytes(), X.values.tobytes())
+            out.append(("run", item.first_offset, *arrays, item.y.tobytes(), w))
+        else:
+            out.append(("rejected", item.record.offset, item.record.value, item.reason))
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(
+        st.one_of(named_records(), st.binary(max_size=20)).filter(lambda r: b"\n" not in r),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_property_a_poll_of_lines_in_their_chunk_decodes_as_a_poll_of_records(records):
+    """The file source's lines-in-chunk polls (ValueRun with lines) decode to the same items
+    as the same values polled as records (which _poll_agrees checks against decode())."""
+    from streamsgd.codec import ValueRun, decode_poll
+    from streamsgd.codec._named_json import line_bounds
+    from streamsgd.ports import SourceRecord
+
+    decoder = _hashed(hash_bits=4, max_record_bytes=200)
+    chunk = b"".join(r + b"\n" for r in records)
+    starts, ends = line_bounds(chunk)
+    lines = ValueRun("p", 7, None, SourceRecord, lines=(chunk, starts, ends))
+    listed = [SourceRecord("p", 7 + k, value=r) for k, r in enumerate(records)]
+    assert _items(decode_poll(decoder, lines)) == _items(decode_poll(decoder, listed))
+    assert [r.value for r in lines] == records and lines.values == records
