@@ -12,7 +12,7 @@ Sparse stream ("CTR-like", with learnable structure)
     20,000 (≈ 76 k distinct features in all); each sample draws one category per field from a
     Zipf law p(v) ∝ (v + 1)^(−1.1), so a few categories are frequent and most are rare —
     the regime where per-coordinate adaptive step sizes pay off. The feature "f{j}={v}" is
-    hashed with ``streamsgd.core.hashing.feature_index`` (BLAKE2b) into 2^18 buckets, value 1.
+    hashed with ``streamsgd.core.hashing.feature_index`` (MurmurHash3) into 2^18 buckets, value 1.
     Every sample thus has 20 active features (19 in the ≈ 0.1 % of rows where two of its
     features share a bucket: they are merged into one bucket of value 2, as the hashing trick
     does). Each category has a true weight w*_{j,v} ~ N(0, 0.45²) and
