@@ -9,6 +9,13 @@ the line length). A line longer than the limit is not held: its record carries t
 so the decoder rejects it as ``too_large`` and a dead-letter sink receives those first
 bytes, with the detail saying that the value was truncated and how long the line was. The
 rest of the line is read and dropped, and the following lines are read normally.
+
+Per line, nothing is done in Python: the lines that lie whole in a chunk (no ``\r``, none
+over the limit) stay in it as (chunk, starts, ends), found with ``memchr``, and a poll hands
+them on as a :class:`~streamsgd.codec.ValueRun`, which the decoder parses in place (named
+features) or cuts into values (other forms); a :class:`SourceRecord` is built only for a
+line that is rejected. Other chunks take the per-line path of
+:meth:`LineSplitter.feed_values`.
 """
 
 from __future__ import annotations
