@@ -77,7 +77,6 @@ import numpy as np
 
 from .batch_sums import (
     BatchSums,
-    SingleSteps,
     ewma_closed_form,
     next_weight_square_sum,
     state_count,
@@ -86,7 +85,6 @@ from .drift import LossChangeDetector, Restart, StepEstimates
 from .single_steps import (
     SINGLE_STEP_REFRESH,
     across_step_estimates,
-    fold_single_steps,
     window_estimate,
 )
 from .types import FloatArray
@@ -94,7 +92,6 @@ from .types import FloatArray
 __all__ = [
     "BatchSums",
     "RunningGradientStatistics",
-    "SingleSteps",
     "ewma_closed_form",
     "state_count",
 ]
@@ -269,13 +266,6 @@ class RunningGradientStatistics:
             ):
                 alpha /= 2.0
         self.window_smoothing = alpha
-
-    def fold_single_steps(
-        self, steps: SingleSteps, regularization: FloatArray | None = None
-    ) -> None:
-        """n applied m = 1 steps as n :meth:`update` calls would fold them, in O(n d)
-        (:func:`.single_steps.fold_single_steps`; ρ at the weights after them)."""
-        fold_single_steps(self, steps, regularization)
 
     # ------------------------------------------------------------------ derived
     @property
