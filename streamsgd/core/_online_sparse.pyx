@@ -1,2 +1,350 @@
 # cython: language_level=3
-from ._online_dense import run_scattered as run_sparse
+"""The compiled m = 1 loop on sparse rows, O(nnz) per step whatever d.
+
+The same steps as :mod:`._online_dense` (one ``learn_batch`` per sample), with the work of
+the coordinates a row does not touch deferred (the ideas of scikit-learn's ``WeightVector``
+and of Tsuruoka, Tsujii and Ananiadou 2009; the code is this project's own):
+
+* **Lazy L2.** w = σ v: the shrink w ← (1 − ηλ₂) w of every coordinate is σ ← (1 − ηλ₂) σ,
+  and a touched coordinate is stored as v_j = w_j / σ. σ is folded back into v (O(d)) when
+  it falls below 1e-100, and at the end of the call.
+* **Cumulative L1.** The prox of the untouched coordinates composes:
+  prox_a(prox_b(v)) = prox_{a+b}(v). With SGD the threshold of step t in v units is
+  η_t λ₁ / σ_{t+1}; with AdaGrad (no L2 then) it is η_t λ₁ / (√G_j + ε) with G_j constant
+  while j is untouched. U sums η_t λ₁ / σ_{t+1} (SGD) or η_t (AdaGrad) over the applied
+  steps; a coordinate remembers U at its last update and takes the missed threshold when
+  it is touched again (or at the end).
+* **AdaGrad** moves G_j at the touched coordinates only (without L2 the others have a zero
+  gradient; AdaGrad with L2 runs the scattered dense loop instead).
+* **Statistics.** M = μ m (the EWMA of g_t decays every coordinate: μ ← (1 − α) μ), with
+  ‖m‖², P = Σ_j m_j v_j and V = ‖v‖² kept as running sums, so ‖M‖² = μ² ‖m‖² and
+  ‖M + ρ‖² = ‖M‖² + 2 λ₂ μ σ P + λ₂² σ² V; the sums are recomputed exactly every 65,536
+  steps and at every renormalisation, so round-off cannot accumulate. (L1 with L2 and these
+  statistics would need ‖w‖² after the deferred prox: that case runs the scattered loop.)
+"""
+
+from libc.math cimport isfinite, sqrt
+from libc.stdlib cimport calloc, free
+
+from ._online_math cimport (
+    Clip, N_SETTINGS_SLOTS, Score, Settings, learning_rate, load_settings, no_clip, row_clip,
+    schedule_and_scale, score, soft_threshold,
+)
+from ._online_stats cimport (
+    N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
+    next_weight_square_sum, store_stats,
+)
+
+cdef double TINY = 1e-100      # σ and μ are folded back below this
+cdef double RESYNC_STEPS = 65536.0
+
+
+cdef struct Lazy:
+    Settings s
+    Stats st
+    Py_ssize_t d
+    double* v            # w / σ, d
+    double b             # the intercept (never scaled)
+    double sigma
+    double* accum        # G, d + 1 (NULL for SGD)
+    double* last         # U at each coordinate's last update, d (NULL without L1)
+    double total         # U
+    double* mvec         # M / μ, d + 1
+    double mu
+    double mean_norm     # ‖m‖²
+    double cross         # P = Σ_{j<d} m_j v_j
+    double weight_norm   # V = ‖v‖²
+    bint track_mean      # M is kept (statistics, no m ≥ 2 batch seen)
+    bint track_weights   # P and V are kept (and λ₂ > 0)
+    double since_resync
+    double* xs           # scratch: the row's (clipped) values
+    double* nv           # scratch: new v at the row's columns
+    double* nacc         # scratch: new G at the row's columns
+    double n_updates
+    double row_scale
+    double last_eta
+    long long applied
+    long long skipped
+    long long missed
+    long long clipped
+
+
+cdef inline double _pending(Lazy* k, Py_ssize_t j) noexcept nogil:
+    """The L1 threshold coordinate j missed since its last update (v units)."""
+    cdef double gap = k.total - k.last[j]
+    if k.s.adagrad:
+        return gap * k.s.l1 / (sqrt(k.accum[j]) + k.s.epsilon)
+    return gap
+
+
+cdef void _resync(Lazy* k) noexcept nogil:
+    """‖m‖², P and V recomputed exactly from the arrays (O(d))."""
+    cdef Py_ssize_t j
+    cdef double mn = 0.0, cr = 0.0, wn = 0.0
+    if k.track_mean and k.st.has_mean:
+        for j in range(k.d + 1):
+            mn += k.mvec[j] * k.mvec[j]
+    if k.track_weights:
+        for j in range(k.d):
+            cr += k.mvec[j] * k.v[j]
+            wn += k.v[j] * k.v[j]
+    k.mean_norm, k.cross, k.weight_norm = mn, cr, wn
+    k.since_resync = 0.0
+
+
+cdef void _fold_scale(Lazy* k) noexcept nogil:
+    """Apply every deferred prox and σ to v (O(d)): then σ = 1, U = 0."""
+    cdef Py_ssize_t j
+    for j in range(k.d):
+        if k.last != NULL:
+            k.v[j] = soft_threshold(k.v[j], _pending(k, j))
+            k.last[j] = 0.0
+        k.v[j] = k.v[j] * k.sigma
+    k.sigma = 1.0
+    k.total = 0.0
+    _resync(k)
+
+
+cdef void _fold_mean(Lazy* k) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(k.d + 1):
+        k.mvec[j] = k.mvec[j] * k.mu
+    k.mu = 1.0
+    _resync(k)
+
+
+cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
+                   double eta, double* nb, double* nacc_b, double* sigma_new) noexcept nogil:
+    """New v (nv), G (nacc) at the row's columns and the new intercept; False if the step
+    would make θ non-finite. The arithmetic of step.propose_step in w units."""
+    cdef Py_ssize_t e, j
+    cdef double g, w, direction, value, acc, size
+    cdef bint finite = True
+    cdef const Settings* s = &k.s
+    if s.adagrad:  # σ = 1 (no L2 with AdaGrad here)
+        sigma_new[0] = 1.0
+        for e in range(nnz):
+            j = idx[e]
+            g = r * k.xs[e]
+            acc = k.accum[j] + g * g
+            size = eta / (sqrt(acc) + s.epsilon)
+            value = k.v[j] - size * g
+            if s.l1 != 0.0:
+                value = soft_threshold(value, size * s.l1)
+            k.nacc[e] = acc
+            k.nv[e] = value
+            finite = finite and isfinite(value)
+        nacc_b[0] = k.accum[k.d] + gb * gb
+        nb[0] = k.b - eta / (sqrt(nacc_b[0]) + s.epsilon) * gb
+        return finite and isfinite(nb[0])
+    sigma_new[0] = k.sigma * (1.0 - eta * s.l2) if s.l2 != 0.0 else k.sigma
+    for e in range(nnz):
+        j = idx[e]
+        w = k.sigma * k.v[j]
+        g = r * k.xs[e]
+        direction = g + s.l2 * w if s.l2 != 0.0 else g
+        value = w - eta * direction
+        if s.l1 != 0.0:
+            value = soft_threshold(value, eta * s.l1)
+        finite = finite and isfinite(value)
+        k.nv[e] = value / sigma_new[0]
+    nb[0] = k.b - eta * gb
+    return finite and isfinite(nb[0]) and sigma_new[0] > 0.0
+
+
+cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, double nb,
+                  double nacc_b, double sigma_new) noexcept nogil:
+    """Adopt the proposal: v, G, the running P and V, and U."""
+    cdef Py_ssize_t e, j
+    cdef double old
+    if k.s.l1 != 0.0:
+        k.total += eta if k.s.adagrad else eta * k.s.l1 / sigma_new
+    for e in range(nnz):
+        j = idx[e]
+        old = k.v[j]
+        k.v[j] = k.nv[e]
+        if k.track_weights:
+            k.cross += k.mvec[j] * (k.nv[e] - old)
+            k.weight_norm += k.nv[e] * k.nv[e] - old * old
+        if k.accum != NULL:
+            k.accum[j] = k.nacc[e]
+        if k.last != NULL:
+            k.last[j] = k.total  # this step's threshold is applied already
+    if k.accum != NULL:
+        k.accum[k.d] = nacc_b
+    k.b = nb
+    k.sigma = sigma_new
+    if k.sigma < TINY:
+        _fold_scale(k)
+
+
+cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
+                      double squared_norm) noexcept nogil:
+    """RunningGradientStatistics.update for this applied step, O(nnz)."""
+    cdef Py_ssize_t e, j
+    cdef Stats* st = &k.st
+    cdef double a = st.window_smoothing
+    cdef double g, old, new, mean_squared, shifted_squared, l2 = k.s.l2
+    cdef double gradient_squared = 0.0
+    for e in range(nnz):
+        g = r * k.xs[e]
+        gradient_squared += g * g
+    gradient_squared += gb * gb
+    fold_norms(st, squared_norm, gradient_squared)
+    if k.track_mean:
+        if not st.has_mean:  # M = g_t: m is all zeros, μ = 1
+            for e in range(nnz):
+                k.mvec[idx[e]] = r * k.xs[e]
+            k.mvec[k.d] = gb
+            st.has_mean = True
+            _resync(k)
+        else:
+            k.mu = (1.0 - a) * k.mu  # M ← (1 − α) M + α g
+            for e in range(nnz + 1):
+                j = idx[e] if e < nnz else k.d
+                g = r * k.xs[e] if e < nnz else gb
+                old = k.mvec[j]
+                new = old + a * g / k.mu
+                k.mvec[j] = new
+                k.mean_norm += new * new - old * old
+                if k.track_weights and e < nnz:
+                    k.cross += (new - old) * k.v[j]
+            if k.mu < TINY:
+                _fold_mean(k)
+        st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
+    mean_squared = k.mu * (k.mu * k.mean_norm)
+    if k.track_mean:
+        shifted_squared = mean_squared
+        if k.track_weights:
+            shifted_squared = (mean_squared + 2.0 * l2 * k.mu * k.sigma * k.cross
+                               + l2 * l2 * k.sigma * k.sigma * k.weight_norm)
+        across_step(st, mean_squared, shifted_squared)
+    count_step(st, mean_squared)
+    k.since_resync += 1.0
+    if k.since_resync >= RESYNC_STEPS:
+        _resync(k)
+
+
+cdef void lazy_step(Lazy* k, const long long* idx, const double* values, Py_ssize_t nnz,
+                    double y, double weight, double norm, double augmented_squared,
+                    double* loss) noexcept nogil:
+    """One m = 1 step on the sparse row (idx, values) of nnz distinct columns."""
+    cdef Py_ssize_t e, j
+    cdef Clip c = no_clip(norm, augmented_squared)
+    cdef double dot = 0.0, z, r, gb, eta, nb = 0.0, nacc_b = 0.0, sigma_new = 1.0
+    cdef Score sc
+    if k.last != NULL:  # the prox the row's coordinates missed
+        for e in range(nnz):
+            j = idx[e]
+            k.v[j] = soft_threshold(k.v[j], _pending(k, j))
+            k.last[j] = k.total
+    if k.s.kappa > 0.0:
+        c = row_clip(values, nnz, norm, augmented_squared, k.s.kappa * k.row_scale)
+    if c.clipped:
+        k.clipped += 1
+        for e in range(nnz):
+            k.xs[e] = values[e] / c.magnitude * c.factor
+    else:
+        for e in range(nnz):
+            k.xs[e] = values[e]
+    for e in range(nnz):
+        dot += k.xs[e] * k.v[idx[e]]
+    z = k.sigma * dot + k.b * c.intercept
+    sc = score(z, y)
+    r = sc.residual * weight
+    gb = r * c.intercept
+    eta = learning_rate(&k.s, k.n_updates)
+    k.last_eta = eta
+    if not _propose(k, idx, nnz, r, gb, eta, &nb, &nacc_b, &sigma_new):
+        k.skipped += 1
+        loss[0] = 0.0
+        return
+    _commit(k, idx, nnz, eta, nb, nacc_b, sigma_new)
+    k.applied += 1
+    k.missed += sc.missed
+    loss[0] = sc.loss
+    k.n_updates += 1.0
+    schedule_and_scale(&k.row_scale, &k.s, &c)
+    if k.s.statistics and isfinite(r * r * c.squared):
+        _statistics(k, idx, nnz, r, gb, r * r * c.squared)
+
+
+cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[::1] accum,
+               double[::1] mean, const double[::1] settings, double[::1] stats,
+               double[::1] scalars) except -1:
+    cdef Py_ssize_t i, longest = 1
+    if settings.shape[0] != N_SETTINGS_SLOTS or stats.shape[0] != N_STATS_SLOTS:
+        raise ValueError("settings or statistics vector of the wrong length")
+    load_settings(&k.s, &settings[0])
+    load_stats(&k.st, &stats[0])
+    k.d = theta.shape[0] - 1
+    if mean.shape[0] != k.d + 1 or (k.s.adagrad and accum.shape[0] != k.d + 1):
+        raise ValueError("state arrays of the wrong length")
+    if k.s.adagrad and k.s.l2 != 0.0:
+        raise ValueError("AdaGrad with L2 moves every coordinate: use run_scattered")
+    k.track_mean = k.s.statistics and not k.st.within_batch_seen
+    k.track_weights = k.track_mean and k.s.l2 != 0.0
+    if k.track_weights and k.s.l1 != 0.0:
+        raise ValueError("L1 with L2 and across-step statistics: use run_scattered")
+    k.v, k.b, k.sigma = &theta[0], theta[k.d], 1.0
+    k.accum = &accum[0] if k.s.adagrad else NULL
+    k.mvec, k.mu, k.total = &mean[0], 1.0, 0.0
+    k.n_updates, k.row_scale, k.last_eta = scalars[0], scalars[1], scalars[2]
+    k.applied = k.skipped = k.missed = k.clipped = 0
+    for i in range(indptr.shape[0] - 1):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    k.last = <double*>calloc(k.d + 1, sizeof(double)) if k.s.l1 != 0.0 else NULL
+    k.xs = <double*>calloc(longest, sizeof(double))
+    k.nv = <double*>calloc(longest, sizeof(double))
+    k.nacc = <double*>calloc(longest, sizeof(double))
+    if k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
+        _free(k)
+        raise MemoryError()
+    _resync(k)
+    return 0
+
+
+cdef void _free(Lazy* k) noexcept nogil:
+    free(k.last)
+    free(k.xs)
+    free(k.nv)
+    free(k.nacc)
+
+
+cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
+    """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
+    _fold_scale(k)
+    theta[k.d] = k.b
+    if k.track_mean and k.st.has_mean:
+        _fold_mean(k)
+    _free(k)
+    store_stats(&k.st, &stats[0])
+    scalars[0], scalars[1], scalars[2] = k.n_updates, k.row_scale, k.last_eta
+    return (k.applied, k.skipped, k.missed, k.clipped)
+
+
+def run_sparse(const long long[::1] indptr, const long long[::1] indices,
+               const double[::1] values, const double[::1] y, const double[::1] weights,
+               const double[::1] norms, const double[::1] squared, double[::1] theta,
+               double[::1] accum, double[::1] mean, const double[::1] settings,
+               double[::1] stats, double[::1] scalars, double[::1] losses):
+    """n consecutive m = 1 steps on CSR rows (distinct columns per row), O(nnz) each.
+
+    The arguments are those of :func:`._online_dense.run_scattered` (θ, G, M updated in
+    place; returns (applied, skipped, misclassified, clipped)); refused (ValueError) for
+    AdaGrad with L2 and for L1 with L2 under across-step statistics (module docstring).
+    """
+    cdef Lazy k
+    cdef Py_ssize_t i, lo, n = y.shape[0]
+    cdef const double* w = NULL if weights.shape[0] == 0 else &weights[0]
+    cdef const double* nm = NULL if norms.shape[0] == 0 else &norms[0]
+    cdef const double* sq = NULL if squared.shape[0] == 0 else &squared[0]
+    _open(&k, indptr, theta, accum, mean, settings, stats, scalars)
+    with nogil:
+        for i in range(n):
+            lo = indptr[i]
+            lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
+                      &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
+                      1.0 if w == NULL else w[i], 0.0 if nm == NULL else nm[i],
+                      0.0 if sq == NULL else sq[i], &losses[i])
+    return _close(&k, theta, stats, scalars)
