@@ -24,8 +24,6 @@ def run_scattered(
     values: _F,
     y: _F,
     weights: _F,
-    norms: _F,
-    squared: _F,
     theta: _F,
     accum: _F,
     mean: _F,

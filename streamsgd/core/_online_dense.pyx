@@ -19,6 +19,7 @@ from ._online_math cimport (
     Clip, N_SETTINGS_SLOTS, Score, Settings, learning_rate, load_settings, no_clip, row_clip,
     schedule_and_scale, score, soft_threshold,
 )
+from ._online_rows cimport Table, augmented_norm, longest_row, read_row, table_close, table_open
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -222,31 +223,49 @@ def run_dense(const double[:, ::1] X, const double[::1] y, const double[::1] wei
     return _close(&k, theta, accum, stats, scalars)
 
 
+cdef void _release(double* dense, double* xs, long long* cols, Table* table) noexcept:
+    free(dense)
+    free(xs)
+    free(cols)
+    table_close(table)
+
+
 def run_scattered(const long long[::1] indptr, const long long[::1] indices,
                   const double[::1] values, const double[::1] y, const double[::1] weights,
-                  const double[::1] norms, const double[::1] squared, double[::1] theta,
-                  double[::1] accum, double[::1] mean, const double[::1] settings,
-                  double[::1] stats, double[::1] scalars, double[::1] losses):
-    """:func:`run_dense` on CSR rows (distinct columns per row), each scattered into a
-    dense row: the O(d) step of the configurations the lazy sparse loop cannot take."""
+                  double[::1] theta, double[::1] accum, double[::1] mean,
+                  const double[::1] settings, double[::1] stats, double[::1] scalars,
+                  double[::1] losses):
+    """:func:`run_dense` on CSR rows, each read (repeated columns added up, ‖x‖², the
+    norm: :mod:`._online_rows`) and scattered into a dense row: the O(d) step of the
+    configurations the lazy sparse loop cannot take."""
     cdef Dense k
-    cdef Py_ssize_t i, e, n = y.shape[0]
+    cdef Table table
+    cdef Py_ssize_t i, e, nnz, lo, n = y.shape[0], longest = longest_row(indptr)
     cdef const double* w = _cptr(weights)
-    cdef const double* nm = _cptr(norms)
-    cdef const double* sq = _cptr(squared)
+    cdef double squared
     cdef double* dense
+    cdef double* xs
+    cdef long long* cols
     _open(&k, theta, accum, mean, settings, stats, scalars)
+    table_open(&table, longest)
     dense = <double*>calloc(k.d + 1, sizeof(double))
-    if dense == NULL:
+    xs = <double*>calloc(longest, sizeof(double))
+    cols = <long long*>calloc(longest, sizeof(long long))
+    if dense == NULL or xs == NULL or cols == NULL:
+        _release(dense, xs, cols, &table)
         _close(&k, theta, accum, stats, scalars)
         raise MemoryError()
     with nogil:
         for i in range(n):
-            for e in range(indptr[i], indptr[i + 1]):
-                dense[indices[e]] = values[e]
+            lo = indptr[i]
+            nnz = read_row(&table, &indices[lo] if indptr[i + 1] > lo else NULL,
+                           &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo,
+                           cols, xs, &squared)
+            for e in range(nnz):
+                dense[cols[e]] = xs[e]
             dense_step(&k, dense, y[i], 1.0 if w == NULL else w[i],
-                       0.0 if nm == NULL else nm[i], 0.0 if sq == NULL else sq[i], &losses[i])
-            for e in range(indptr[i], indptr[i + 1]):
-                dense[indices[e]] = 0.0
-    free(dense)
+                       augmented_norm(xs, nnz, squared + 1.0), squared + 1.0, &losses[i])
+            for e in range(nnz):
+                dense[cols[e]] = 0.0
+    _release(dense, xs, cols, &table)
     return _close(&k, theta, accum, stats, scalars)

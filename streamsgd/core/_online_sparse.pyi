@@ -10,8 +10,6 @@ def run_sparse(
     values: _F,
     y: _F,
     weights: _F,
-    norms: _F,
-    squared: _F,
     theta: _F,
     accum: _F,
     mean: _F,

@@ -30,6 +30,7 @@ from ._online_math cimport (
     Clip, N_SETTINGS_SLOTS, Score, Settings, learning_rate, load_settings, no_clip, row_clip,
     schedule_and_scale, score, soft_threshold,
 )
+from ._online_rows cimport Table, augmented_norm, longest_row, read_row, table_close, table_open
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -57,7 +58,9 @@ cdef struct Lazy:
     bint track_mean      # M is kept (statistics, no m ≥ 2 batch seen)
     bint track_weights   # P and V are kept (and λ₂ > 0)
     double since_resync
-    double* xs           # scratch: the row's (clipped) values
+    Table table          # finds a repeated column in a row (_online_rows)
+    long long* cols      # scratch: the row's distinct columns
+    double* xs           # scratch: their (clipped) values
     double* nv           # scratch: new v at the row's columns
     double* nacc         # scratch: new G at the row's columns
     double n_updates
@@ -92,9 +95,11 @@ cdef void _resync(Lazy* k) noexcept nogil:
     k.since_resync = 0.0
 
 
-cdef void _fold_scale(Lazy* k) noexcept nogil:
+cdef void _fold_scale(Lazy* k, bint resync) noexcept nogil:
     """Apply every deferred prox and σ to v (O(d)): then σ = 1, U = 0."""
     cdef Py_ssize_t j
+    if k.sigma == 1.0 and k.last == NULL:
+        return
     for j in range(k.d):
         if k.last != NULL:
             k.v[j] = soft_threshold(k.v[j], _pending(k, j))
@@ -102,15 +107,18 @@ cdef void _fold_scale(Lazy* k) noexcept nogil:
         k.v[j] = k.v[j] * k.sigma
     k.sigma = 1.0
     k.total = 0.0
-    _resync(k)
+    if resync:
+        _resync(k)
 
 
-cdef void _fold_mean(Lazy* k) noexcept nogil:
+cdef void _fold_mean(Lazy* k, bint resync) noexcept nogil:
+    """M = μ m into m (O(d)): then μ = 1."""
     cdef Py_ssize_t j
     for j in range(k.d + 1):
         k.mvec[j] = k.mvec[j] * k.mu
     k.mu = 1.0
-    _resync(k)
+    if resync:
+        _resync(k)
 
 
 cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
@@ -175,7 +183,7 @@ cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, dou
     k.b = nb
     k.sigma = sigma_new
     if k.sigma < TINY:
-        _fold_scale(k)
+        _fold_scale(k, True)
 
 
 cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
@@ -210,7 +218,7 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
                 if k.track_weights and e < nnz:
                     k.cross += (new - old) * k.v[j]
             if k.mu < TINY:
-                _fold_mean(k)
+                _fold_mean(k, True)
         st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
     mean_squared = k.mu * (k.mu * k.mean_norm)
     if k.track_mean:
@@ -225,28 +233,28 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
         _resync(k)
 
 
-cdef void lazy_step(Lazy* k, const long long* idx, const double* values, Py_ssize_t nnz,
-                    double y, double weight, double norm, double augmented_squared,
-                    double* loss) noexcept nogil:
-    """One m = 1 step on the sparse row (idx, values) of nnz distinct columns."""
-    cdef Py_ssize_t e, j
-    cdef Clip c = no_clip(norm, augmented_squared)
-    cdef double dot = 0.0, z, r, gb, eta, nb = 0.0, nacc_b = 0.0, sigma_new = 1.0
+cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_ssize_t n,
+                    double y, double weight, double* loss) noexcept nogil:
+    """One m = 1 step on the sparse row (indices, values) of n entries."""
+    cdef Py_ssize_t e, j, nnz
+    cdef double squared, dot = 0.0, z, r, gb, eta, nb = 0.0, nacc_b = 0.0, sigma_new = 1.0
+    cdef const long long* idx = k.cols
     cdef Score sc
+    cdef Clip c
+    nnz = read_row(&k.table, indices, values, n, k.cols, k.xs, &squared)
+    c = no_clip(0.0, squared + 1.0)
+    if k.s.kappa > 0.0:
+        c = row_clip(k.xs, nnz, augmented_norm(k.xs, nnz, squared + 1.0), squared + 1.0,
+                     k.s.kappa * k.row_scale)
+    if c.clipped:
+        k.clipped += 1
+        for e in range(nnz):
+            k.xs[e] = k.xs[e] / c.magnitude * c.factor
     if k.last != NULL:  # the prox the row's coordinates missed
         for e in range(nnz):
             j = idx[e]
             k.v[j] = soft_threshold(k.v[j], _pending(k, j))
             k.last[j] = k.total
-    if k.s.kappa > 0.0:
-        c = row_clip(values, nnz, norm, augmented_squared, k.s.kappa * k.row_scale)
-    if c.clipped:
-        k.clipped += 1
-        for e in range(nnz):
-            k.xs[e] = values[e] / c.magnitude * c.factor
-    else:
-        for e in range(nnz):
-            k.xs[e] = values[e]
     for e in range(nnz):
         dot += k.xs[e] * k.v[idx[e]]
     z = k.sigma * dot + k.b * c.intercept
@@ -272,7 +280,7 @@ cdef void lazy_step(Lazy* k, const long long* idx, const double* values, Py_ssiz
 cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[::1] accum,
                double[::1] mean, const double[::1] settings, double[::1] stats,
                double[::1] scalars) except -1:
-    cdef Py_ssize_t i, longest = 1
+    cdef Py_ssize_t longest = longest_row(indptr)
     if settings.shape[0] != N_SETTINGS_SLOTS or stats.shape[0] != N_STATS_SLOTS:
         raise ValueError("settings or statistics vector of the wrong length")
     load_settings(&k.s, &settings[0])
@@ -291,21 +299,23 @@ cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[:
     k.mvec, k.mu, k.total = &mean[0], 1.0, 0.0
     k.n_updates, k.row_scale, k.last_eta = scalars[0], scalars[1], scalars[2]
     k.applied = k.skipped = k.missed = k.clipped = 0
-    for i in range(indptr.shape[0] - 1):
-        longest = max(longest, indptr[i + 1] - indptr[i])
+    table_open(&k.table, longest)
     k.last = <double*>calloc(k.d + 1, sizeof(double)) if k.s.l1 != 0.0 else NULL
+    k.cols = <long long*>calloc(longest, sizeof(long long))
     k.xs = <double*>calloc(longest, sizeof(double))
     k.nv = <double*>calloc(longest, sizeof(double))
     k.nacc = <double*>calloc(longest, sizeof(double))
-    if k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
+    if k.cols == NULL or k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
         _free(k)
         raise MemoryError()
     _resync(k)
     return 0
 
 
-cdef void _free(Lazy* k) noexcept nogil:
+cdef void _free(Lazy* k) noexcept:
+    table_close(&k.table)
     free(k.last)
+    free(k.cols)
     free(k.xs)
     free(k.nv)
     free(k.nacc)
@@ -313,10 +323,10 @@ cdef void _free(Lazy* k) noexcept nogil:
 
 cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
     """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
-    _fold_scale(k)
+    _fold_scale(k, False)
     theta[k.d] = k.b
-    if k.track_mean and k.st.has_mean:
-        _fold_mean(k)
+    if k.track_mean and k.st.has_mean and k.mu != 1.0:
+        _fold_mean(k, False)
     _free(k)
     store_stats(&k.st, &stats[0])
     scalars[0], scalars[1], scalars[2] = k.n_updates, k.row_scale, k.last_eta
@@ -325,10 +335,10 @@ cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] sca
 
 def run_sparse(const long long[::1] indptr, const long long[::1] indices,
                const double[::1] values, const double[::1] y, const double[::1] weights,
-               const double[::1] norms, const double[::1] squared, double[::1] theta,
-               double[::1] accum, double[::1] mean, const double[::1] settings,
-               double[::1] stats, double[::1] scalars, double[::1] losses):
-    """n consecutive m = 1 steps on CSR rows (distinct columns per row), O(nnz) each.
+               double[::1] theta, double[::1] accum, double[::1] mean,
+               const double[::1] settings, double[::1] stats, double[::1] scalars,
+               double[::1] losses):
+    """n consecutive m = 1 steps on CSR rows, O(nnz) each.
 
     The arguments are those of :func:`._online_dense.run_scattered` (θ, G, M updated in
     place; returns (applied, skipped, misclassified, clipped)); refused (ValueError) for
@@ -337,14 +347,11 @@ def run_sparse(const long long[::1] indptr, const long long[::1] indices,
     cdef Lazy k
     cdef Py_ssize_t i, lo, n = y.shape[0]
     cdef const double* w = NULL if weights.shape[0] == 0 else &weights[0]
-    cdef const double* nm = NULL if norms.shape[0] == 0 else &norms[0]
-    cdef const double* sq = NULL if squared.shape[0] == 0 else &squared[0]
     _open(&k, indptr, theta, accum, mean, settings, stats, scalars)
     with nogil:
         for i in range(n):
             lo = indptr[i]
             lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
-                      1.0 if w == NULL else w[i], 0.0 if nm == NULL else nm[i],
-                      0.0 if sq == NULL else sq[i], &losses[i])
+                      1.0 if w == NULL else w[i], &losses[i])
     return _close(&k, theta, stats, scalars)

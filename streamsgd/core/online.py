@@ -63,25 +63,6 @@ def settings_vector(model: OnlineLogisticRegression) -> FloatArray:
     )
 
 
-def distinct_cells(X: SparseRows) -> SparseRows:
-    """X with the entries that repeat a (row, column) cell added up (the model sees their
-    sum, :meth:`SparseRows.to_dense`); X itself when no cell repeats (the usual case)."""
-    cells = X.entry_rows * X.n_features + X.indices
-    if len(cells) < 2 or (np.diff(cells) > 0).all():
-        return X
-    order = np.sort(cells)
-    if (np.diff(order) > 0).all():
-        return X
-    unique, inverse = np.unique(cells, return_inverse=True)
-    values = np.asarray(
-        np.bincount(inverse.reshape(-1), weights=X.values, minlength=len(unique)), np.float64
-    )
-    rows = unique // X.n_features
-    indptr = np.zeros(X.n_samples + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=X.n_samples), out=indptr[1:])
-    return SparseRows(indptr, (unique % X.n_features).astype(np.int64), values, X.n_features)
-
-
 def lazy_sparse_supported(model: OnlineLogisticRegression) -> bool:
     """Whether the O(nnz) loop takes these steps (module docstring)."""
     if not model.l2:
@@ -104,12 +85,13 @@ def run_compiled(
 ) -> CompiledRun:
     """Take the n = len(y) steps of one ``learn_batch`` per sample in a compiled loop and
     hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`)."""
-    kappa = model.clip_norm_ratio
     squared, norms = _EMPTY, _EMPTY
-    if kappa > 0.0 or model.gradient_statistics:
-        squared = squared_row_norms(X) + 1.0  # ‖[x_t ; 1]‖², as the per-sample step
-    if kappa > 0.0:
-        norms = augmented_norms(X, squared)
+    if not isinstance(X, SparseRows):  # (the sparse loops read each row's norm themselves)
+        X = np.ascontiguousarray(X)
+        if model.clip_norm_ratio > 0.0 or model.gradient_statistics:
+            squared = squared_row_norms(X) + 1.0  # ‖[x_t ; 1]‖², as the per-sample step
+        if model.clip_norm_ratio > 0.0:
+            norms = augmented_norms(X, squared)
     theta = model._theta.copy()
     accum = _EMPTY
     if model._squared_gradient_sum is not None:
@@ -119,14 +101,13 @@ def run_compiled(
     state = (theta, accum, mean, settings_vector(model), stats, scalars, losses)
     w = _EMPTY if weights is None else weights
     if isinstance(X, SparseRows):
-        rows = distinct_cells(X)
-        arrays = (rows.indptr, rows.indices, rows.values, y, w, norms, squared)
+        arrays = (X.indptr, X.indices, X.values, y, w)
         if lazy_sparse_supported(model):
             counts = _online_sparse.run_sparse(*arrays, *state)
         else:
             counts = _online_dense.run_scattered(*arrays, *state)
     else:
-        counts = _online_dense.run_dense(np.ascontiguousarray(X), y, w, norms, squared, *state)
+        counts = _online_dense.run_dense(X, y, w, norms, squared, *state)
     applied, skipped, missed, clipped = counts
     model.apply_block(
         theta, applied, float(scalars[1]), None if model._squared_gradient_sum is None else accum
