@@ -41,8 +41,8 @@ def _stream(rng, n, sparse, hostile):
         truth = rng.normal(size=SPARSE_D)
         scores = np.bincount(np.repeat(np.arange(n), lengths), values * truth[indices], n)
         if hostile:
-            for row, value in zip(rng.choice(n, 6, replace=False), [np.nan, np.inf, 1e200] * 2):
-                values[indptr[row]] = value
+            rows = rng.choice(n, 6, replace=False)
+            values[indptr[rows]] = [np.nan, np.inf, 1e200] * 2
         X = SparseRows(indptr, indices, values, SPARSE_D)
     else:
         X = rng.normal(size=(n, DENSE_D)) * rng.uniform(0.2, 1.5, DENSE_D)
