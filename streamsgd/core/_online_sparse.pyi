@@ -17,4 +17,5 @@ def run_sparse(
     stats: _F,
     scalars: _F,
     losses: _F,
+    period: int = 0,
 ) -> tuple[int, int, int, int]: ...

@@ -333,16 +333,27 @@ cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] sca
     return (k.applied, k.skipped, k.missed, k.clipped)
 
 
+cdef void _canonical(Lazy* k) noexcept nogil:
+    """The state a new call would start from (σ = 1, U = 0, μ = 1, exact running sums), so
+    that runs cut at these points give the same bits however calls group them."""
+    _fold_scale(k, False)
+    if k.track_mean and k.st.has_mean and k.mu != 1.0:
+        _fold_mean(k, False)
+    _resync(k)
+
+
 def run_sparse(const long long[::1] indptr, const long long[::1] indices,
                const double[::1] values, const double[::1] y, const double[::1] weights,
                double[::1] theta, double[::1] accum, double[::1] mean,
                const double[::1] settings, double[::1] stats, double[::1] scalars,
-               double[::1] losses):
+               double[::1] losses, Py_ssize_t period=0):
     """n consecutive m = 1 steps on CSR rows, O(nnz) each.
 
     The arguments are those of :func:`._online_dense.run_scattered` (θ, G, M updated in
     place; returns (applied, skipped, misclassified, clipped)); refused (ValueError) for
     AdaGrad with L2 and for L1 with L2 under across-step statistics (module docstring).
+    ``period`` > 0: the state is made canonical (O(d)) after every ``period`` samples, so the
+    result equals ``period``-sample calls bit for bit (the service's aligned blocks).
     """
     cdef Lazy k
     cdef Py_ssize_t i, lo, n = y.shape[0]
@@ -354,4 +365,6 @@ def run_sparse(const long long[::1] indptr, const long long[::1] indices,
             lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
                       1.0 if w == NULL else w[i], &losses[i])
+            if period > 0 and (i + 1) % period == 0 and i + 1 < n:
+                _canonical(&k)
     return _close(&k, theta, stats, scalars)

@@ -82,9 +82,14 @@ def run_compiled(
     y: FloatArray,
     weights: FloatArray | None,
     losses: FloatArray,
+    period: int | None = None,
 ) -> CompiledRun:
     """Take the n = len(y) steps of one ``learn_batch`` per sample in a compiled loop and
-    hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`)."""
+    hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`).
+
+    ``period``: the result equals calls of ``period`` samples each bit for bit (the dense
+    loops are exact under any cut; the lazy sparse loop folds its scale factors every
+    ``period`` samples, O(d) each time). None: only the call's own end is such a cut."""
     squared, norms = _EMPTY, _EMPTY
     if not isinstance(X, SparseRows):  # (the sparse loops read each row's norm themselves)
         X = np.ascontiguousarray(X)
@@ -103,7 +108,7 @@ def run_compiled(
     if isinstance(X, SparseRows):
         arrays = (X.indptr, X.indices, X.values, y, w)
         if lazy_sparse_supported(model):
-            counts = _online_sparse.run_sparse(*arrays, *state)
+            counts = _online_sparse.run_sparse(*arrays, *state, period=period or 0)
         else:
             counts = _online_dense.run_scattered(*arrays, *state)
     else:

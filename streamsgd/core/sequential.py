@@ -30,8 +30,8 @@ from .types import FloatArray
 from .validation import Features, check_batch
 
 DEFAULT_BLOCK_SIZE = 32
-"""The service's unit of m = 1 blocks (``online_block_size`` is a multiple of it); the
-compiled loop itself takes any number of samples per call, with the same result."""
+"""The service's unit of m = 1 blocks (it groups aligned blocks into one call when
+``online_block_size`` is a multiple of it, passing the block as ``block_size``)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def learn_sequence(
     y: ArrayLike,
     sample_weight: ArrayLike | None = None,
     *,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> SequenceStats:
     """Apply n consecutive pure-online (m = 1) steps to ``model``, one per row of X.
 
@@ -163,16 +163,19 @@ def learn_sequence(
         Labels in {0, 1}.
     sample_weight : array of shape (n,), optional
         Importance weights s_t ≥ 0.
-    block_size : int
-        ≥ 1. Kept for callers that cut their streams in blocks; it does not change the
-        steps (the compiled loop has no blocks).
+    block_size : int, optional
+        K ≥ 1: the result is that of calls of K samples each, bit for bit, so that a caller
+        that cuts a stream into aligned blocks of K (the service's ``online_block_size``) gets
+        the same bits however it groups the blocks into calls (on sparse rows this costs
+        O(d) per K samples; dense rows are exact under any cut). None: cut at the call's
+        end only.
 
     Returns
     -------
     SequenceStats
         Progressive (pre-step) losses, misclassified, skipped and clipped counts.
     """
-    if block_size < 1:
+    if block_size is not None and block_size < 1:
         raise ValueError("block_size must be >= 1")
     features, labels, weights = check_batch(X, y, sample_weight, model.n_features, allow_empty=True)
     n = len(labels)
@@ -184,7 +187,7 @@ def learn_sequence(
     # Overflow to inf/nan on extreme input is expected and handled (such a step is skipped,
     # or left out of the statistics), as in learn_batch.
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        run = run_compiled(model, features, labels, weights, losses)
+        run = run_compiled(model, features, labels, weights, losses, block_size)
     return SequenceStats(
         n_samples=n,
         loss_sum=float(losses.sum()),

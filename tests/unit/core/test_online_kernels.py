@@ -155,3 +155,31 @@ def test_sparse_row_scale_is_bit_identical():
     oracle = per_sample_oracle(model, X, y)
     learn_sequence(model, X, y)
     assert model.row_scale == oracle.model.row_scale
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"l2": 1e-3},
+        {"l1": 1e-3},
+        {"optimizer": "adagrad", "l1": 1e-3},
+        {"l2": 1e-3, "l1": 1e-3, "gradient_statistics": False},
+        {"optimizer": "adagrad", "l2": 1e-3},
+    ],
+)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_blocks_give_the_same_bits_however_calls_group_them(options, sparse):
+    """The service cuts the stream into aligned blocks of K and learns several in one call
+    (block_size=K); a restart or another poll size groups them otherwise: the state must be
+    the same bits (the SIGKILL + restart guarantee)."""
+    rng = np.random.default_rng(4)
+    X, y = _stream(rng, 640, sparse, True)
+    d = SPARSE_D if sparse else DENSE_D
+    grouped = OnlineLogisticRegression(d, learning_rate=0.1, **options)
+    learn_sequence(grouped, X, y, block_size=64)
+    single = OnlineLogisticRegression(d, learning_rate=0.1, **options)
+    for lo in range(0, 640, 64):
+        rows = X.slice_rows(lo, lo + 64) if sparse else X[lo : lo + 64]
+        learn_sequence(single, rows, y[lo : lo + 64], block_size=64)
+    assert pickle.dumps(grouped.get_state()) == pickle.dumps(single.get_state())
