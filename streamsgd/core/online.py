@@ -97,22 +97,25 @@ def run_compiled(
             squared = squared_row_norms(X) + 1.0  # ‖[x_t ; 1]‖², as the per-sample step
         if model.clip_norm_ratio > 0.0:
             norms = augmented_norms(X, squared)
-    theta = model._theta.copy()
-    accum = _EMPTY
-    if model._squared_gradient_sum is not None:
-        accum = model._squared_gradient_sum.copy()
+    # θ and AdaGrad's G are updated in place (no O(d) copy per call), under the model's
+    # lock: a reader in another thread (HTTP, metrics) waits for the call and never sees a
+    # half-applied run or the lazy loop's scaled v. M is copied: get_state hands out the
+    # model's own array, which a caller may keep.
+    theta = model._theta
+    accum = _EMPTY if model._squared_gradient_sum is None else model._squared_gradient_sum
     stats, mean = statistics_vector(model.gradient_stats, model.n_features)
     scalars = np.array([float(model.n_updates), model.row_scale, math.nan])
     state = (theta, accum, mean, settings_vector(model), stats, scalars, losses)
     w = _EMPTY if weights is None else weights
-    if isinstance(X, SparseRows):
-        arrays = (X.indptr, X.indices, X.values, y, w)
-        if lazy_sparse_supported(model):
-            counts = _online_sparse.run_sparse(*arrays, *state, period=period or 0)
+    with model._lock:
+        if isinstance(X, SparseRows):
+            arrays = (X.indptr, X.indices, X.values, y, w)
+            if lazy_sparse_supported(model):
+                counts = _online_sparse.run_sparse(*arrays, *state, period=period or 0)
+            else:
+                counts = _online_dense.run_scattered(*arrays, *state)
         else:
-            counts = _online_dense.run_scattered(*arrays, *state)
-    else:
-        counts = _online_dense.run_dense(X, y, w, norms, squared, *state)
+            counts = _online_dense.run_dense(X, y, w, norms, squared, *state)
     applied, skipped, missed, clipped = counts
     model.apply_block(
         theta, applied, float(scalars[1]), None if model._squared_gradient_sum is None else accum
