@@ -257,3 +257,24 @@ def test_overflowing_gradient_norm_is_left_out_of_statistics_as_in_the_loop():
     assert skipped == stats.n_skipped
     assert stats.n_misclassified == missed
     _assert_same_model(ref, fast)
+
+
+def test_a_controller_keeps_the_per_sample_loop():
+    """A NoiseController chooses η from every step's statistics in Python: learn_sequence
+    runs learn_batch per sample there (the definition itself, so the same bits)."""
+    from streamsgd.core.controller import NoiseController
+
+    X, y = _data(n=200)
+    ref = OnlineLogisticRegression(
+        X.shape[1], controller=NoiseController(adaptive_batch_size=False)
+    )
+    fast = OnlineLogisticRegression(
+        X.shape[1], controller=NoiseController(adaptive_batch_size=False)
+    )
+    assert fast_path_unsupported(fast, X) == "controller"
+    losses, missed, _ = _reference(ref, X, y)
+    stats = learn_sequence(fast, X, y)
+    assert not stats.fast_path
+    assert stats.n_misclassified == missed
+    np.testing.assert_array_equal(ref._theta, fast._theta)
+    np.testing.assert_array_equal(losses, stats.losses)
