@@ -7,7 +7,7 @@ and of Tsuruoka, Tsujii and Ananiadou 2009; the code is this project's own):
 
 * **Lazy L2.** w = σ v: the shrink w ← (1 − ηλ₂) w of every coordinate is σ ← (1 − ηλ₂) σ,
   and a touched coordinate is stored as v_j = w_j / σ. σ is folded back into v (O(d)) when
-  it falls below 1e-100, and at the end of the call.
+  it falls below 1e-100, and at the end of the call (:func:`_canonical`).
 * **Cumulative L1.** The prox of the untouched coordinates composes:
   prox_a(prox_b(v)) = prox_{a+b}(v). With SGD the threshold of step t in v units is
   η_t λ₁ / σ_{t+1}; with AdaGrad (no L2 then) it is η_t λ₁ / (√G_j + ε) with G_j constant
@@ -105,32 +105,6 @@ cdef void _resync(Lazy* k) noexcept nogil:
     k.since_resync = 0.0
 
 
-cdef void _fold_scale(Lazy* k, bint resync) noexcept nogil:
-    """Apply every deferred prox and σ to v (O(d)): then σ = 1, U = 0."""
-    cdef Py_ssize_t j
-    if k.sigma == 1.0 and k.last == NULL:
-        return
-    for j in range(k.d):
-        if k.last != NULL:
-            k.v[j] = soft_threshold(k.v[j], _pending(k, j))
-            k.last[j] = 0.0
-        k.v[j] = k.v[j] * k.sigma
-    k.sigma = 1.0
-    k.total = 0.0
-    if resync:
-        _resync(k)
-
-
-cdef void _fold_mean(Lazy* k, bint resync) noexcept nogil:
-    """M = μ m into m (O(d)): then μ = 1."""
-    cdef Py_ssize_t j
-    for j in range(k.d + 1):
-        k.mvec[j] = k.mvec[j] * k.mu
-    k.mu = 1.0
-    if resync:
-        _resync(k)
-
-
 cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
                    double eta, double* nb, double* nacc_b, double* sigma_new) noexcept nogil:
     """New v (nv), G (nacc) at the row's columns and the new intercept; False if the step
@@ -193,7 +167,7 @@ cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, dou
     k.b = nb
     k.sigma = sigma_new
     if k.sigma < TINY:
-        _fold_scale(k, True)
+        _canonical(k, True)
 
 
 cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
@@ -228,7 +202,7 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
                 if k.track_weights and e < nnz:
                     k.cross += (new - old) * k.v[j]
             if k.mu < TINY:
-                _fold_mean(k, True)
+                _canonical(k, True)
         st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
     mean_squared = k.mu * (k.mu * k.mean_norm)
     if k.track_mean:
@@ -337,25 +311,56 @@ cdef void _free(Lazy* k) noexcept:
     free(k.nacc)
 
 
+cdef void _canonical(Lazy* k, bint resync) noexcept nogil:
+    """The state a new call would start from — σ = 1, U = 0, μ = 1 and (``resync``) the
+    running sums exact — in one pass over v and m (O(d)), so that runs cut at these points
+    give the same bits however calls group them (the sums in _resync's order). Also the
+    rare fold-back when σ or μ falls below 1e-100."""
+    cdef Py_ssize_t j
+    cdef bint scale = k.sigma != 1.0 or k.last != NULL
+    cdef bint mean = k.track_mean and k.st.has_mean
+    cdef bint fold_mean = mean and k.mu != 1.0
+    cdef bint sums = resync and (mean or k.track_weights)
+    cdef double mn = 0.0, cr = 0.0, wn = 0.0, m, v
+    if scale or fold_mean or sums:
+        for j in range(k.d):
+            v = k.v[j]
+            if scale:
+                if k.last != NULL:
+                    v = soft_threshold(v, _pending(k, j))
+                    k.last[j] = 0.0
+                v = v * k.sigma
+                k.v[j] = v
+            m = k.mvec[j]
+            if fold_mean:
+                m = m * k.mu
+                k.mvec[j] = m
+            if sums and mean:
+                mn += m * m
+            if sums and k.track_weights:
+                cr += m * v
+                wn += v * v
+        if fold_mean:
+            k.mvec[k.d] = k.mvec[k.d] * k.mu
+        if sums and mean:
+            mn += k.mvec[k.d] * k.mvec[k.d]
+    k.sigma = 1.0
+    k.total = 0.0
+    if fold_mean:
+        k.mu = 1.0
+    if resync:
+        k.mean_norm, k.cross, k.weight_norm = mn, cr, wn
+        k.since_resync = 0.0
+
+
 cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
     """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
-    _fold_scale(k, False)
+    _canonical(k, False)
     theta[k.d] = k.b
-    if k.track_mean and k.st.has_mean and k.mu != 1.0:
-        _fold_mean(k, False)
     _free(k)
     store_stats(&k.st, &stats[0])
     scalars[0], scalars[1], scalars[2] = k.n_updates, k.row_scale, k.last_eta
     return (k.applied, k.skipped, k.missed, k.clipped)
-
-
-cdef void _canonical(Lazy* k) noexcept nogil:
-    """The state a new call would start from (σ = 1, U = 0, μ = 1, exact running sums), so
-    that runs cut at these points give the same bits however calls group them."""
-    _fold_scale(k, False)
-    if k.track_mean and k.st.has_mean and k.mu != 1.0:
-        _fold_mean(k, False)
-    _resync(k)
 
 
 def run_sparse(const long long[::1] indptr, const long long[::1] indices,
@@ -382,5 +387,5 @@ def run_sparse(const long long[::1] indptr, const long long[::1] indices,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
                       1.0 if w == NULL else w[i], &losses[i])
             if period > 0 and (i + 1) % period == 0 and i + 1 < n:
-                _canonical(&k)
+                _canonical(&k, True)
     return _close(&k, theta, stats, scalars)
