@@ -324,7 +324,7 @@ cdef void _canonical(Lazy* k, bint resync) noexcept nogil:
     cdef double mn = 0.0, cr = 0.0, wn = 0.0, m, v
     if scale or fold_mean or sums:
         for j in range(k.d):
-            v = k.v[j]
+            v = k.v[j] if (scale or k.track_weights) else 0.0  # no read of v when unused
             if scale:
                 if k.last != NULL:
                     v = soft_threshold(v, _pending(k, j))

@@ -6,7 +6,7 @@ weights before its own step (progressive validation), the row clip and row scale
 :mod:`.row_scale`, L2, the L1 prox, AdaGrad, the schedules, sample weights, a step that would
 make θ non-finite skipped, and the running gradient statistics folded step by step — in a
 compiled per-sample loop (:mod:`.online`: O(d) per step on dense rows, O(nnz) on sparse
-ones). The numpy step stays the definition; ``tests/support/reference.py`` holds the oracle
+ones). The numpy step stays the definition; ``tests/support/online_oracle.py`` holds the oracle
 the loops are tested against.
 
 Two configurations still run ``learn_batch`` once per sample, which *is* the definition
