@@ -110,7 +110,7 @@ cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, doub
     """New v (nv), G (nacc) at the row's columns and the new intercept; False if the step
     would make θ non-finite. The arithmetic of step.propose_step in w units."""
     cdef Py_ssize_t e, j
-    cdef double g, w, direction, value, acc, size
+    cdef double g, w, direction, value, acc, size, inverse
     cdef bint finite = True
     cdef const Settings* s = &k.s
     if s.adagrad:  # σ = 1 (no L2 with AdaGrad here)
@@ -130,6 +130,7 @@ cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, doub
         nb[0] = k.b - eta / (sqrt(nacc_b[0]) + s.epsilon) * gb
         return finite and isfinite(nb[0])
     sigma_new[0] = k.sigma * (1.0 - eta * s.l2) if s.l2 != 0.0 else k.sigma
+    inverse = 1.0 / sigma_new[0]  # (1 without L2: exact)
     for e in range(nnz):
         j = idx[e]
         w = k.sigma * k.v[j]
@@ -139,7 +140,7 @@ cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, doub
         if s.l1 != 0.0:
             value = soft_threshold(value, eta * s.l1)
         finite = finite and isfinite(value)
-        k.nv[e] = value / sigma_new[0]
+        k.nv[e] = value * inverse
     nb[0] = k.b - eta * gb
     return finite and isfinite(nb[0]) and sigma_new[0] > 0.0
 
@@ -176,12 +177,27 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
     cdef Py_ssize_t e, j
     cdef Stats* st = &k.st
     cdef double a = st.window_smoothing
-    cdef double g, old, new, mean_squared, shifted_squared, l2 = k.s.l2
-    cdef double gradient_squared = 0.0
-    for e in range(nnz):
+    cdef double g, old, new, mean_squared, shifted_squared, l2 = k.s.l2, step
+    cdef double gradient_squared = gb * gb
+    cdef bint update = k.track_mean and st.has_mean
+    if update:
+        k.mu = (1.0 - a) * k.mu  # M ← (1 − α) M + α g, as m ← m + (α / μ) g
+        step = a / k.mu
+        old = k.mvec[k.d]
+        new = old + step * gb
+        k.mvec[k.d] = new
+        k.mean_norm += new * new - old * old
+    for e in range(nnz):  # ‖g‖² and, once M is defined, its update: one pass
         g = r * k.xs[e]
         gradient_squared += g * g
-    gradient_squared += gb * gb
+        if update:
+            j = idx[e]
+            old = k.mvec[j]
+            new = old + step * g
+            k.mvec[j] = new
+            k.mean_norm += new * new - old * old
+            if k.track_weights:
+                k.cross += (new - old) * k.v[j]
     fold_norms(st, squared_norm, gradient_squared)
     if k.track_mean:
         if not st.has_mean:  # M = g_t: m is all zeros, μ = 1
@@ -190,19 +206,8 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
             k.mvec[k.d] = gb
             st.has_mean = True
             _resync(k)
-        else:
-            k.mu = (1.0 - a) * k.mu  # M ← (1 − α) M + α g
-            for e in range(nnz + 1):
-                j = idx[e] if e < nnz else k.d
-                g = r * k.xs[e] if e < nnz else gb
-                old = k.mvec[j]
-                new = old + a * g / k.mu
-                k.mvec[j] = new
-                k.mean_norm += new * new - old * old
-                if k.track_weights and e < nnz:
-                    k.cross += (new - old) * k.v[j]
-            if k.mu < TINY:
-                _canonical(k, True)
+        elif k.mu < TINY:
+            _canonical(k, True)
         st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
     mean_squared = k.mu * (k.mu * k.mean_norm)
     if k.track_mean:
