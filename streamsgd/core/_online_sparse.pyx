@@ -90,18 +90,30 @@ cdef inline double _pending(Lazy* k, Py_ssize_t j) noexcept nogil:
     return gap
 
 
+cdef double _dot(const double* a, const double* b, Py_ssize_t n) noexcept nogil:
+    """Σ a_j b_j in four interleaved partial sums (one fixed order: the sums of a canonical
+    state must be the same bits wherever they are computed), so that the O(d) passes of
+    a call are not bound by the latency of one chain of additions."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t j, quad = n - n % 4
+    for j in range(0, quad, 4):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+    for j in range(quad, n):
+        s0 += a[j] * b[j]
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef void _resync(Lazy* k) noexcept nogil:
     """‖m‖², P and V recomputed exactly from the arrays (O(d))."""
-    cdef Py_ssize_t j
-    cdef double mn = 0.0, cr = 0.0, wn = 0.0
+    k.mean_norm = k.cross = k.weight_norm = 0.0
     if k.track_mean and k.st.has_mean:
-        for j in range(k.d + 1):
-            mn += k.mvec[j] * k.mvec[j]
+        k.mean_norm = _dot(k.mvec, k.mvec, k.d + 1)
     if k.track_weights:
-        for j in range(k.d):
-            cr += k.mvec[j] * k.v[j]
-            wn += k.v[j] * k.v[j]
-    k.mean_norm, k.cross, k.weight_norm = mn, cr, wn
+        k.cross = _dot(k.mvec, k.v, k.d)
+        k.weight_norm = _dot(k.v, k.v, k.d)
     k.since_resync = 0.0
 
 
@@ -318,44 +330,25 @@ cdef void _free(Lazy* k) noexcept:
 
 cdef void _canonical(Lazy* k, bint resync) noexcept nogil:
     """The state a new call would start from — σ = 1, U = 0, μ = 1 and (``resync``) the
-    running sums exact — in one pass over v and m (O(d)), so that runs cut at these points
-    give the same bits however calls group them (the sums in _resync's order). Also the
-    rare fold-back when σ or μ falls below 1e-100."""
+    running sums exact — so that runs cut at these points give the same bits however calls
+    group them (O(d), in tight loops). Also the rare fold-back when σ or μ falls below
+    1e-100."""
     cdef Py_ssize_t j
-    cdef bint scale = k.sigma != 1.0 or k.last != NULL
-    cdef bint mean = k.track_mean and k.st.has_mean
-    cdef bint fold_mean = mean and k.mu != 1.0
-    cdef bint sums = resync and (mean or k.track_weights)
-    cdef double mn = 0.0, cr = 0.0, wn = 0.0, m, v
-    if scale or fold_mean or sums:
+    cdef double sigma = k.sigma, mu = k.mu
+    if k.last != NULL:
         for j in range(k.d):
-            v = k.v[j] if (scale or k.track_weights) else 0.0  # no read of v when unused
-            if scale:
-                if k.last != NULL:
-                    v = soft_threshold(v, _pending(k, j))
-                    k.last[j] = 0.0
-                v = v * k.sigma
-                k.v[j] = v
-            m = k.mvec[j]
-            if fold_mean:
-                m = m * k.mu
-                k.mvec[j] = m
-            if sums and mean:
-                mn += m * m
-            if sums and k.track_weights:
-                cr += m * v
-                wn += v * v
-        if fold_mean:
-            k.mvec[k.d] = k.mvec[k.d] * k.mu
-        if sums and mean:
-            mn += k.mvec[k.d] * k.mvec[k.d]
-    k.sigma = 1.0
+            k.v[j] = soft_threshold(k.v[j], _pending(k, j)) * sigma
+            k.last[j] = 0.0
+    elif sigma != 1.0:
+        for j in range(k.d):
+            k.v[j] = k.v[j] * sigma
+    if k.track_mean and k.st.has_mean and mu != 1.0:
+        for j in range(k.d + 1):
+            k.mvec[j] = k.mvec[j] * mu
+    k.sigma = k.mu = 1.0
     k.total = 0.0
-    if fold_mean:
-        k.mu = 1.0
     if resync:
-        k.mean_norm, k.cross, k.weight_norm = mn, cr, wn
-        k.since_resync = 0.0
+        _resync(k)
 
 
 cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):

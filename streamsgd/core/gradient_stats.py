@@ -343,7 +343,8 @@ class RunningGradientStatistics:
         state: dict[str, Any] = {"smoothing": self.smoothing, "min_smoothing": self.min_smoothing}
         state.update({key: getattr(self, key) for key in _STATE_FLOATS})
         state.update(
-            mean_gradient=self.mean_gradient,
+            # A copy: the compiled m = 1 loop updates M in place.
+            mean_gradient=None if self.mean_gradient is None else self.mean_gradient.copy(),
             last_batch_size=self.last_batch_size,
             window_batch_size=self.window_batch_size,
             single_steps=self.single_steps,

@@ -84,12 +84,18 @@ def window_estimate(stats: RunningGradientStatistics) -> float:
 def statistics_vector(
     stats: RunningGradientStatistics, n_features: int
 ) -> tuple[FloatArray, FloatArray]:
-    """(the statistics' scalars as ``_online_stats`` reads them, M of shape (d + 1,): a
-    copy of ``mean_gradient``, zeros while it is undefined)."""
+    """(the statistics' scalars as ``_online_stats`` reads them, M of shape (d + 1,)): M is
+    ``mean_gradient`` itself, which the loop updates in place (no O(d) copy per call; the
+    statistics' get_state copies it), or zeros while it is undefined."""
     mean = stats.mean_gradient
     vector = [float(getattr(stats, name)) for name in _SLOTS + _COUNTS]
     vector += [float(stats.within_batch_seen), float(mean is not None)]
-    m = np.zeros(n_features + 1) if mean is None else np.array(mean, dtype=np.float64)
+    if mean is None:
+        m = np.zeros(n_features + 1)
+    elif mean.dtype == np.float64 and mean.flags.c_contiguous and mean.flags.writeable:
+        m = mean
+    else:
+        m = np.array(mean, dtype=np.float64)
     return np.array(vector), m
 
 
