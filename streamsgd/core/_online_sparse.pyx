@@ -337,7 +337,8 @@ cdef void _canonical(Lazy* k, bint resync) noexcept nogil:
     cdef double sigma = k.sigma, mu = k.mu
     if k.last != NULL:
         for j in range(k.d):
-            k.v[j] = soft_threshold(k.v[j], _pending(k, j)) * sigma
+            if k.v[j] != 0.0:  # (the prox keeps a zero: no threshold to compute)
+                k.v[j] = soft_threshold(k.v[j], _pending(k, j)) * sigma
             k.last[j] = 0.0
     elif sigma != 1.0:
         for j in range(k.d):
