@@ -2,25 +2,9 @@
 """The compiled m = 1 loop on sparse rows, O(nnz) per step whatever d.
 
 The same steps as :mod:`._online_dense` (one ``learn_batch`` per sample), with the work of
-the coordinates a row does not touch deferred (the ideas of scikit-learn's ``WeightVector``
-and of Tsuruoka, Tsujii and Ananiadou 2009; the code is this project's own):
-
-* **Lazy L2.** w = σ v: the shrink w ← (1 − ηλ₂) w of every coordinate is σ ← (1 − ηλ₂) σ,
-  and a touched coordinate is stored as v_j = w_j / σ. σ is folded back into v (O(d)) when
-  it falls below 1e-100, and at the end of the call (:func:`_canonical`).
-* **Cumulative L1.** The prox of the untouched coordinates composes:
-  prox_a(prox_b(v)) = prox_{a+b}(v). With SGD the threshold of step t in v units is
-  η_t λ₁ / σ_{t+1}; with AdaGrad (no L2 then) it is η_t λ₁ / (√G_j + ε) with G_j constant
-  while j is untouched. U sums η_t λ₁ / σ_{t+1} (SGD) or η_t (AdaGrad) over the applied
-  steps; a coordinate remembers U at its last update and takes the missed threshold when
-  it is touched again (or at the end).
-* **AdaGrad** moves G_j at the touched coordinates only (without L2 the others have a zero
-  gradient; AdaGrad with L2 runs the scattered dense loop instead).
-* **Statistics.** M = μ m (the EWMA of g_t decays every coordinate: μ ← (1 − α) μ), with
-  ‖m‖², P = Σ_j m_j v_j and V = ‖v‖² kept as running sums, so ‖M‖² = μ² ‖m‖² and
-  ‖M + ρ‖² = ‖M‖² + 2 λ₂ μ σ P + λ₂² σ² V; the sums are recomputed exactly every 65,536
-  steps and at every renormalisation, so round-off cannot accumulate. (L1 with L2 and these
-  statistics would need ‖w‖² after the deferred prox: that case runs the scattered loop.)
+the coordinates a row does not touch deferred (lazy L2 scale, cumulative L1, M = μ m and
+running sums: :mod:`._online_lazy`). AdaGrad moves G_j at the touched coordinates only
+(without L2 the others have a zero gradient; AdaGrad with L2 runs the scattered dense loop).
 """
 
 from libc.math cimport isfinite, sqrt
@@ -30,7 +14,8 @@ from ._online_math cimport (
     Clip, N_SETTINGS_SLOTS, Score, Settings, learning_rate, load_settings, no_clip, row_clip,
     schedule_and_scale, score, soft_threshold,
 )
-from ._online_rows cimport Table, augmented_norm, longest_row, read_row, table_close, table_open
+from ._online_lazy cimport Lazy, canonical, pending, resync
+from ._online_rows cimport augmented_norm, longest_row, read_row, table_close, table_open
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -48,73 +33,6 @@ cdef extern from *:
 
 cdef double TINY = 1e-100      # σ and μ are folded back below this
 cdef double RESYNC_STEPS = 65536.0
-
-
-cdef struct Lazy:
-    Settings s
-    Stats st
-    Py_ssize_t d
-    double* v            # w / σ, d
-    double b             # the intercept (never scaled)
-    double sigma
-    double* accum        # G, d + 1 (NULL for SGD)
-    double* last         # U at each coordinate's last update, d (NULL without L1)
-    double total         # U
-    double* mvec         # M / μ, d + 1
-    double mu
-    double mean_norm     # ‖m‖²
-    double cross         # P = Σ_{j<d} m_j v_j
-    double weight_norm   # V = ‖v‖²
-    bint track_mean      # M is kept (statistics, no m ≥ 2 batch seen)
-    bint track_weights   # P and V are kept (and λ₂ > 0)
-    double since_resync
-    Table table          # finds a repeated column in a row (_online_rows)
-    long long* cols      # scratch: the row's distinct columns
-    double* xs           # scratch: their (clipped) values
-    double* nv           # scratch: new v at the row's columns
-    double* nacc         # scratch: new G at the row's columns
-    double n_updates
-    double row_scale
-    double last_eta
-    long long applied
-    long long skipped
-    long long missed
-    long long clipped
-
-
-cdef inline double _pending(Lazy* k, Py_ssize_t j) noexcept nogil:
-    """The L1 threshold coordinate j missed since its last update (v units)."""
-    cdef double gap = k.total - k.last[j]
-    if k.s.adagrad:
-        return gap * k.s.l1 / (sqrt(k.accum[j]) + k.s.epsilon)
-    return gap
-
-
-cdef double _dot(const double* a, const double* b, Py_ssize_t n) noexcept nogil:
-    """Σ a_j b_j in four interleaved partial sums (one fixed order: the sums of a canonical
-    state must be the same bits wherever they are computed), so that the O(d) passes of
-    a call are not bound by the latency of one chain of additions."""
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-    cdef Py_ssize_t j, quad = n - n % 4
-    for j in range(0, quad, 4):
-        s0 += a[j] * b[j]
-        s1 += a[j + 1] * b[j + 1]
-        s2 += a[j + 2] * b[j + 2]
-        s3 += a[j + 3] * b[j + 3]
-    for j in range(quad, n):
-        s0 += a[j] * b[j]
-    return (s0 + s1) + (s2 + s3)
-
-
-cdef void _resync(Lazy* k) noexcept nogil:
-    """‖m‖², P and V recomputed exactly from the arrays (O(d))."""
-    k.mean_norm = k.cross = k.weight_norm = 0.0
-    if k.track_mean and k.st.has_mean:
-        k.mean_norm = _dot(k.mvec, k.mvec, k.d + 1)
-    if k.track_weights:
-        k.cross = _dot(k.mvec, k.v, k.d)
-        k.weight_norm = _dot(k.v, k.v, k.d)
-    k.since_resync = 0.0
 
 
 cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
@@ -180,7 +98,7 @@ cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, dou
     k.b = nb
     k.sigma = sigma_new
     if k.sigma < TINY:
-        _canonical(k, True)
+        canonical(k, True)
 
 
 cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
@@ -217,9 +135,9 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
                 k.mvec[idx[e]] = r * k.xs[e]
             k.mvec[k.d] = gb
             st.has_mean = True
-            _resync(k)
+            resync(k)
         elif k.mu < TINY:
-            _canonical(k, True)
+            canonical(k, True)
         st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
     mean_squared = k.mu * (k.mu * k.mean_norm)
     if k.track_mean:
@@ -231,7 +149,7 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
     count_step(st, mean_squared)
     k.since_resync += 1.0
     if k.since_resync >= RESYNC_STEPS:
-        _resync(k)
+        resync(k)
 
 
 cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_ssize_t n,
@@ -264,7 +182,7 @@ cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_
     if k.last != NULL:  # the prox the row's coordinates missed
         for e in range(nnz):
             j = idx[e]
-            k.v[j] = soft_threshold(k.v[j], _pending(k, j))
+            k.v[j] = soft_threshold(k.v[j], pending(k, j))
             k.last[j] = k.total
     for e in range(nnz):
         dot += k.xs[e] * k.v[idx[e]]
@@ -319,7 +237,7 @@ cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[:
     if k.cols == NULL or k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
         _free(k)
         raise MemoryError()
-    _resync(k)
+    resync(k)
     return 0
 
 
@@ -332,33 +250,9 @@ cdef void _free(Lazy* k) noexcept:
     free(k.nacc)
 
 
-cdef void _canonical(Lazy* k, bint resync) noexcept nogil:
-    """The state a new call would start from — σ = 1, U = 0, μ = 1 and (``resync``) the
-    running sums exact — so that runs cut at these points give the same bits however calls
-    group them (O(d), in tight loops). Also the rare fold-back when σ or μ falls below
-    1e-100."""
-    cdef Py_ssize_t j
-    cdef double sigma = k.sigma, mu = k.mu
-    if k.last != NULL:
-        for j in range(k.d):
-            if k.v[j] != 0.0:  # (the prox keeps a zero: no threshold to compute)
-                k.v[j] = soft_threshold(k.v[j], _pending(k, j)) * sigma
-            k.last[j] = 0.0
-    elif sigma != 1.0:
-        for j in range(k.d):
-            k.v[j] = k.v[j] * sigma
-    if k.track_mean and k.st.has_mean and mu != 1.0:
-        for j in range(k.d + 1):
-            k.mvec[j] = k.mvec[j] * mu
-    k.sigma = k.mu = 1.0
-    k.total = 0.0
-    if resync:
-        _resync(k)
-
-
 cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
     """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
-    _canonical(k, False)
+    canonical(k, False)
     theta[k.d] = k.b
     _free(k)
     store_stats(&k.st, &stats[0])
@@ -390,5 +284,5 @@ def run_sparse(const long long[::1] indptr, const long long[::1] indices,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
                       1.0 if w == NULL else w[i], &losses[i])
             if period > 0 and (i + 1) % period == 0 and i + 1 < n:
-                _canonical(&k, True)
+                canonical(&k, True)
     return _close(&k, theta, stats, scalars)
