@@ -272,7 +272,8 @@ class TrainingService:
         """Apply the next ``n_samples`` buffered samples as consecutive m = 1 steps."""
         batch = self.buffer.take(n_samples)
         start = time.perf_counter()
-        stats = learn_sequence(self.model, batch.X, batch.y, batch.sample_weight)
+        block = self.config.online_block_size or None  # the same bits however blocks group
+        stats = learn_sequence(self.model, batch.X, batch.y, batch.sample_weight, block_size=block)
         duration = time.perf_counter() - start
         # m = 1: every skipped step is one skipped sample.
         self._account(batch.n_samples, stats.n_skipped, stats.n_skipped, stats.n_clipped)

@@ -1,5 +1,4 @@
-"""Additive per-minibatch sums of per-sample gradients (:class:`BatchSums`), and the
-per-step terms of a run of m = 1 steps (:class:`SingleSteps`).
+"""Additive per-minibatch sums of per-sample gradients (:class:`BatchSums`).
 
 Notation (docs/design.md, The math): g_i = s_i r_i c_i [x_i ; 1] ∈ R^(d+1) is the per-sample
 gradient of the loss with respect to (w, b) (s_i the importance weight, 1 without weights;
@@ -203,54 +202,11 @@ def ewma_closed_form(
     return decay**n * previous + weights @ values
 
 
-@dataclass(frozen=True)
-class SingleSteps:
-    """n consecutive applied m = 1 steps, as the running statistics see them.
-
-    Step t learned the row x_t with the gradient g_t = a_t [x_t ; 1], where
-    a_t = s_t (σ(z_t) − y_t) c_t (c_t the clipping factor).
-
-    Attributes
-    ----------
-    features : ndarray of shape (n, d)
-        x_t.
-    gradient_scales : ndarray of shape (n,)
-        a_t.
-    squared_norms : ndarray of shape (n,)
-        ‖g_t‖² (+inf when it overflows: that step is left out of the statistics, as
-        ``apply_step`` leaves it out).
-    losses : ndarray of shape (n,)
-        ℓ_t.
-    misclassified : bool ndarray of shape (n,)
-    """
-
-    features: FloatArray
-    gradient_scales: FloatArray
-    squared_norms: FloatArray
-    losses: FloatArray
-    misclassified: NDArray[np.bool_]
-
-    @property
-    def n_steps(self) -> int:
-        return len(self.gradient_scales)
-
-
 def next_weight_square_sum(weight_square_sum: float, alpha: float) -> float:
     """v after one more EWMA step: (1 − α)² v + α², or 1 for the first value."""
     if math.isnan(weight_square_sum):
         return 1.0
     return (1.0 - alpha) ** 2 * weight_square_sum + alpha * alpha
-
-
-def weight_square_sum_after(weight_square_sum: float, alpha: float, n: int) -> float:
-    """v after n more EWMA steps with a constant α (the closed form of ``_next_weight``)."""
-    if n == 0:
-        return weight_square_sum
-    if math.isnan(weight_square_sum):
-        weight_square_sum, n = 1.0, n - 1
-    decay = (1.0 - alpha) ** 2
-    geometric = n if decay == 1.0 else (1.0 - decay**n) / (1.0 - decay)
-    return float(decay**n * weight_square_sum + alpha * alpha * geometric)
 
 
 def state_count(value: Any) -> int:

@@ -77,7 +77,6 @@ import numpy as np
 
 from .batch_sums import (
     BatchSums,
-    SingleSteps,
     ewma_closed_form,
     next_weight_square_sum,
     state_count,
@@ -86,7 +85,6 @@ from .drift import LossChangeDetector, Restart, StepEstimates
 from .single_steps import (
     SINGLE_STEP_REFRESH,
     across_step_estimates,
-    fold_single_steps,
     window_estimate,
 )
 from .types import FloatArray
@@ -94,7 +92,6 @@ from .types import FloatArray
 __all__ = [
     "BatchSums",
     "RunningGradientStatistics",
-    "SingleSteps",
     "ewma_closed_form",
     "state_count",
 ]
@@ -270,13 +267,6 @@ class RunningGradientStatistics:
                 alpha /= 2.0
         self.window_smoothing = alpha
 
-    def fold_single_steps(
-        self, steps: SingleSteps, regularization: FloatArray | None = None
-    ) -> None:
-        """n applied m = 1 steps as n :meth:`update` calls would fold them, in O(n d)
-        (:func:`.single_steps.fold_single_steps`; ρ at the weights after them)."""
-        fold_single_steps(self, steps, regularization)
-
     # ------------------------------------------------------------------ derived
     @property
     def within_batch_seen(self) -> bool:
@@ -353,7 +343,8 @@ class RunningGradientStatistics:
         state: dict[str, Any] = {"smoothing": self.smoothing, "min_smoothing": self.min_smoothing}
         state.update({key: getattr(self, key) for key in _STATE_FLOATS})
         state.update(
-            mean_gradient=self.mean_gradient,
+            # A copy: the compiled m = 1 loop updates M in place.
+            mean_gradient=None if self.mean_gradient is None else self.mean_gradient.copy(),
             last_batch_size=self.last_batch_size,
             window_batch_size=self.window_batch_size,
             single_steps=self.single_steps,

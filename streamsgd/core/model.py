@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .controller import NoiseController
-from .gradient_stats import BatchSums, RunningGradientStatistics, SingleSteps
+from .gradient_stats import BatchSums, RunningGradientStatistics
 from .losses import sigmoid
 from .row_scale import initial_scale, next_scale, vector_norm
 from .schedules import LearningRateSchedule
@@ -271,21 +271,25 @@ class OnlineLogisticRegression:
         return np.append(self.l2 * self._theta[:-1], 0.0) if self.l2 else None
 
     def apply_block(
-        self, theta: FloatArray, n_steps: int, row_scale: float, steps: SingleSteps | None
+        self,
+        theta: FloatArray,
+        n_steps: int,
+        row_scale: float,
+        squared_gradient_sum: FloatArray | None = None,
     ) -> None:
-        """Adopt n = ``n_steps`` consecutive m = 1 steps computed outside the model (the
-        block recursion of :mod:`.sequential`): θ (shape (d + 1,), finite) and s after them,
-        and their per-sample gradient terms ``steps``, folded into the running statistics as
-        n :meth:`apply_step` calls would fold them (None without gradient statistics)."""
+        """Adopt n = ``n_steps`` consecutive applied m = 1 steps computed outside the model
+        (the compiled loop of :mod:`.online`): θ (shape (d + 1,), finite), s and AdaGrad's
+        accumulators (shape (d + 1,), None for plain SGD) after them. The loop folds the
+        running statistics itself (:func:`.single_steps.adopt_statistics`)."""
         if self.controller is not None:
             raise ValueError("a model with a controller learns through learn_batch only")
         with self._lock:
             self._theta = theta
+        if squared_gradient_sum is not None and self._squared_gradient_sum is not None:
+            self._squared_gradient_sum = squared_gradient_sum
         self.n_updates += n_steps
         self.n_samples_seen += n_steps
         self.row_scale = row_scale
-        if steps is not None and self.gradient_statistics:
-            self.gradient_stats.fold_single_steps(steps, self._regularization())
 
     def learn_batch(
         self,

@@ -1,7 +1,6 @@
 """The running statistics of m = 1 steps: their across-step estimates (formulas: the
-m = 1 paragraph of :mod:`.gradient_stats`), and the fold of a run of them at once (the block
-path of :mod:`.sequential`): the same result as one
-:meth:`RunningGradientStatistics.update` per step, up to round-off, in O(n d) numpy work."""
+m = 1 paragraph of :mod:`.gradient_stats`), and the statistics as the flat vector the
+compiled m = 1 loops fold step by step (:mod:`._online_stats`, :mod:`.online`)."""
 
 from __future__ import annotations
 
@@ -10,29 +9,41 @@ from typing import Protocol
 
 import numpy as np
 
-from .batch_sums import (
-    BatchSums,
-    SingleSteps,
-    ewma_closed_form,
-    weight_square_sum_after,
-)
+from .batch_sums import BatchSums
 from .types import FloatArray
 
-__all__ = ["across_step_estimates", "fold_single_steps", "window_estimate"]
+__all__ = ["across_step_estimates", "adopt_statistics", "statistics_vector", "window_estimate"]
 
 SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
+# The scalar fields of the statistics in the slot order of ``_online_stats.load_stats``
+# (after them: within_batch_seen, then whether M is defined).
+_SLOTS = (
+    "window_smoothing",
+    "smoothing",
+    "min_smoothing",
+    "weight_square_sum",
+    "mean_squared_norm",
+    "mean_gradient_squared_norm",
+    "per_sample_variance",
+    "estimator_variance",
+    "true_gradient_squared_norm",
+    "objective_gradient_squared_norm",
+    "squared_deviation",
+    "scaled_weight_square_sum",
+)
+_COUNTS = ("single_steps", "window_batch_size", "last_batch_size")
+
 
 class RunningGradientStatistics(Protocol):
-    """What the fold reads and writes of :class:`.gradient_stats.RunningGradientStatistics`
-    (a protocol: that module imports this one)."""
+    """What the m = 1 estimates read and write of
+    :class:`.gradient_stats.RunningGradientStatistics` (a protocol: that module imports
+    this one)."""
 
     window_smoothing: float
     mean_gradient: FloatArray | None
     weight_square_sum: float
     mean_squared_norm: float
-    mean_gradient_squared_norm: float
-    single_steps: int
     per_sample_variance: float
     estimator_variance: float
     true_gradient_squared_norm: float
@@ -62,79 +73,41 @@ def across_step_estimates(
 
 
 def window_estimate(stats: RunningGradientStatistics) -> float:
-    """|G|² for the window of m = 1 steps: without ρ (known to a block of steps only at its
-    end), so that :func:`fold_single_steps` chooses the windows ``update`` would choose."""
+    """|G|² for the window of m = 1 steps: without ρ, so that a run of steps chooses the
+    windows whatever its L2 term."""
     if stats.within_batch_seen or stats.mean_gradient is None:
         return stats.true_gradient_squared_norm
     mean = stats.mean_gradient
     return float(mean @ mean) - stats.weight_square_sum * stats.per_sample_variance
 
 
-def fold_single_steps(
-    stats: RunningGradientStatistics, steps: SingleSteps, regularization: FloatArray | None
-) -> None:
-    """Fold n consecutive applied m = 1 steps into ``stats``. The steps are cut where α is
-    re-chosen (every 32nd step); in each piece all but the last step are folded in closed
-    form (:func:`ewma_closed_form`, α constant), the last through ``stats.update`` itself,
-    so that every derived quantity is the one that method computes. ``regularization``: ρ
-    at the weights after the n steps."""
-    kept = np.isfinite(steps.squared_norms)
-    X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-    losses, missed = steps.losses, steps.misclassified
-    if not kept.all():
-        X, scales, squared_norms = X[kept], scales[kept], squared_norms[kept]
-        losses, missed = losses[kept], missed[kept]
-    start, n = 0, len(scales)
-    while start < n:
-        stop = min(n, start + SINGLE_STEP_REFRESH - stats.single_steps)
-        piece = SingleSteps(
-            X[start:stop],
-            scales[start:stop],
-            squared_norms[start:stop],
-            losses[start:stop],
-            missed[start:stop],
-        )
-        _fold_piece(stats, piece, regularization)
-        start = stop
+def statistics_vector(
+    stats: RunningGradientStatistics, n_features: int
+) -> tuple[FloatArray, FloatArray]:
+    """(the statistics' scalars as ``_online_stats`` reads them, M of shape (d + 1,)): M is
+    ``mean_gradient`` itself, which the loop updates in place (no O(d) copy per call; the
+    statistics' get_state copies it), or zeros while it is undefined."""
+    mean = stats.mean_gradient
+    vector = [float(getattr(stats, name)) for name in _SLOTS + _COUNTS]
+    vector += [float(stats.within_batch_seen), float(mean is not None)]
+    if mean is None:
+        m = np.zeros(n_features + 1)
+    elif mean.dtype == np.float64 and mean.flags.c_contiguous and mean.flags.writeable:
+        m = mean
+    else:
+        m = np.array(mean, dtype=np.float64)
+    return np.array(vector), m
 
 
-def _fold_piece(
-    stats: RunningGradientStatistics, steps: SingleSteps, regularization: FloatArray | None
+def adopt_statistics(
+    stats: RunningGradientStatistics, vector: FloatArray, mean: FloatArray
 ) -> None:
-    alpha = stats.window_smoothing
-    X, scales, squared_norms = steps.features, steps.gradient_scales, steps.squared_norms
-    head = steps.n_steps - 1
-    if head > 0:
-        # As in update: the across-step mean gradient is only kept until a batch with
-        # m ≥ 2 has been seen.
-        if not stats.within_batch_seen:
-            gradients = np.empty((head, X.shape[1] + 1))
-            np.multiply(X[:head], scales[:head, None], out=gradients[:, :-1])
-            gradients[:, -1] = scales[:head]
-            stats.mean_gradient = np.asarray(
-                ewma_closed_form(stats.mean_gradient, gradients, alpha), dtype=np.float64
-            )
-            stats.weight_square_sum = weight_square_sum_after(stats.weight_square_sum, alpha, head)
-        stats.mean_squared_norm = float(
-            ewma_closed_form(stats.mean_squared_norm, squared_norms[:head], alpha)
-        )
-        stats.mean_gradient_squared_norm = float(
-            ewma_closed_form(stats.mean_gradient_squared_norm, squared_norms[:head], alpha)
-        )
-        stats.single_steps += head
-    # The last step through the method itself: it also sets last_batch_size, the
-    # across-step estimates and α, which depend only on the state after the step.
-    last = float(scales[-1])
-    gradient = np.empty(X.shape[1] + 1)
-    gradient[:-1] = last * X[-1]
-    gradient[-1] = last
-    stats.update(
-        BatchSums(
-            n_samples=1,
-            gradient_sum=gradient,
-            gradient_squared_norm_sum=float(squared_norms[-1]),
-            loss_sum=float(steps.losses[-1]),
-            n_misclassified=int(steps.misclassified[-1]),
-        ),
-        regularization,
-    )
+    """Write back what a compiled loop folded (the inverse of :func:`statistics_vector`;
+    M only once it is defined: it stays None, or untouched, otherwise)."""
+    values = vector.tolist()
+    for name, value in zip(_SLOTS, values, strict=False):
+        setattr(stats, name, value)
+    for name, value in zip(_COUNTS, values[len(_SLOTS) :], strict=False):
+        setattr(stats, name, int(value))
+    if values[-1] and not stats.within_batch_seen:
+        stats.mean_gradient = mean

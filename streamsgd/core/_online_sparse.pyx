@@ -1,0 +1,288 @@
+# cython: language_level=3
+"""The compiled m = 1 loop on sparse rows, O(nnz) per step whatever d.
+
+The same steps as :mod:`._online_dense` (one ``learn_batch`` per sample), with the work of
+the coordinates a row does not touch deferred (lazy L2 scale, cumulative L1, M = μ m and
+running sums: :mod:`._online_lazy`). AdaGrad moves G_j at the touched coordinates only
+(without L2 the others have a zero gradient; AdaGrad with L2 runs the scattered dense loop).
+"""
+
+from libc.math cimport isfinite, sqrt
+from libc.stdlib cimport calloc, free
+
+from ._online_math cimport (
+    Clip, N_SETTINGS_SLOTS, Score, Settings, learning_rate, load_settings, no_clip, row_clip,
+    schedule_and_scale, score, soft_threshold,
+)
+from ._online_lazy cimport Lazy, canonical, pending, resync
+from ._online_rows cimport augmented_norm, longest_row, read_row, table_close, table_open
+from ._online_stats cimport (
+    N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
+    next_weight_square_sum, store_stats,
+)
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define STREAMSGD_PREFETCH(p) __builtin_prefetch(p)
+    #else
+    #define STREAMSGD_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void prefetch "STREAMSGD_PREFETCH"(const void* p) noexcept nogil
+
+cdef double TINY = 1e-100      # σ and μ are folded back below this
+cdef double RESYNC_STEPS = 65536.0
+
+
+cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
+                   double eta, double* nb, double* nacc_b, double* sigma_new) noexcept nogil:
+    """New v (nv), G (nacc) at the row's columns and the new intercept; False if the step
+    would make θ non-finite. The arithmetic of step.propose_step in w units."""
+    cdef Py_ssize_t e, j
+    cdef double g, w, direction, value, acc, size, inverse
+    cdef bint finite = True
+    cdef const Settings* s = &k.s
+    if s.adagrad:  # σ = 1 (no L2 with AdaGrad here)
+        sigma_new[0] = 1.0
+        for e in range(nnz):
+            j = idx[e]
+            g = r * k.xs[e]
+            acc = k.accum[j] + g * g
+            size = eta / (sqrt(acc) + s.epsilon)
+            value = k.v[j] - size * g
+            if s.l1 != 0.0:
+                value = soft_threshold(value, size * s.l1)
+            k.nacc[e] = acc
+            k.nv[e] = value
+            finite = finite and isfinite(value)
+        nacc_b[0] = k.accum[k.d] + gb * gb
+        nb[0] = k.b - eta / (sqrt(nacc_b[0]) + s.epsilon) * gb
+        return finite and isfinite(nb[0])
+    sigma_new[0] = k.sigma * (1.0 - eta * s.l2) if s.l2 != 0.0 else k.sigma
+    inverse = 1.0 / sigma_new[0]  # (1 without L2: exact)
+    for e in range(nnz):
+        j = idx[e]
+        w = k.sigma * k.v[j]
+        g = r * k.xs[e]
+        direction = g + s.l2 * w if s.l2 != 0.0 else g
+        value = w - eta * direction
+        if s.l1 != 0.0:
+            value = soft_threshold(value, eta * s.l1)
+        finite = finite and isfinite(value)
+        k.nv[e] = value * inverse
+    nb[0] = k.b - eta * gb
+    return finite and isfinite(nb[0]) and sigma_new[0] > 0.0
+
+
+cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, double nb,
+                  double nacc_b, double sigma_new) noexcept nogil:
+    """Adopt the proposal: v, G, the running P and V, and U."""
+    cdef Py_ssize_t e, j
+    cdef double old
+    if k.s.l1 != 0.0:
+        k.total += eta if k.s.adagrad else eta * k.s.l1 / sigma_new
+    for e in range(nnz):
+        j = idx[e]
+        old = k.v[j]
+        k.v[j] = k.nv[e]
+        if k.track_weights:
+            k.cross += k.mvec[j] * (k.nv[e] - old)
+            k.weight_norm += k.nv[e] * k.nv[e] - old * old
+        if k.accum != NULL:
+            k.accum[j] = k.nacc[e]
+        if k.last != NULL:
+            k.last[j] = k.total  # this step's threshold is applied already
+    if k.accum != NULL:
+        k.accum[k.d] = nacc_b
+    k.b = nb
+    k.sigma = sigma_new
+    if k.sigma < TINY:
+        canonical(k, True)
+
+
+cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, double gb,
+                      double squared_norm) noexcept nogil:
+    """RunningGradientStatistics.update for this applied step, O(nnz)."""
+    cdef Py_ssize_t e, j
+    cdef Stats* st = &k.st
+    cdef double a = st.window_smoothing
+    cdef double g, old, new, mean_squared, shifted_squared, l2 = k.s.l2, step
+    cdef double gradient_squared = gb * gb
+    cdef bint update = k.track_mean and st.has_mean
+    if update:
+        k.mu = (1.0 - a) * k.mu  # M ← (1 − α) M + α g, as m ← m + (α / μ) g
+        step = a / k.mu
+        old = k.mvec[k.d]
+        new = old + step * gb
+        k.mvec[k.d] = new
+        k.mean_norm += new * new - old * old
+    for e in range(nnz):  # ‖g‖² and, once M is defined, its update: one pass
+        g = r * k.xs[e]
+        gradient_squared += g * g
+        if update:
+            j = idx[e]
+            old = k.mvec[j]
+            new = old + step * g
+            k.mvec[j] = new
+            k.mean_norm += new * new - old * old
+            if k.track_weights:
+                k.cross += (new - old) * k.v[j]
+    fold_norms(st, squared_norm, gradient_squared)
+    if k.track_mean:
+        if not st.has_mean:  # M = g_t: m is all zeros, μ = 1
+            for e in range(nnz):
+                k.mvec[idx[e]] = r * k.xs[e]
+            k.mvec[k.d] = gb
+            st.has_mean = True
+            resync(k)
+        elif k.mu < TINY:
+            canonical(k, True)
+        st.weight_square_sum = next_weight_square_sum(st.weight_square_sum, a)
+    mean_squared = k.mu * (k.mu * k.mean_norm)
+    if k.track_mean:
+        shifted_squared = mean_squared
+        if k.track_weights:
+            shifted_squared = (mean_squared + 2.0 * l2 * k.mu * k.sigma * k.cross
+                               + l2 * l2 * k.sigma * k.sigma * k.weight_norm)
+        across_step(st, mean_squared, shifted_squared)
+    count_step(st, mean_squared)
+    k.since_resync += 1.0
+    if k.since_resync >= RESYNC_STEPS:
+        resync(k)
+
+
+cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_ssize_t n,
+                    double y, double weight, double* loss) noexcept nogil:
+    """One m = 1 step on the sparse row (indices, values) of n entries."""
+    cdef Py_ssize_t e, j, nnz
+    cdef double squared, dot = 0.0, z, r, gb, eta, nb = 0.0, nacc_b = 0.0, sigma_new = 1.0
+    cdef const long long* idx = k.cols
+    cdef Score sc
+    cdef Clip c
+    nnz = read_row(&k.table, indices, values, n, k.cols, k.xs, &squared)
+    for e in range(nnz):
+        # The step reads w, G, U and M at these columns: start all their cache misses at
+        # once (no effect on any value).
+        prefetch(&k.v[idx[e]])
+        if k.last != NULL:
+            prefetch(&k.last[idx[e]])
+        if k.accum != NULL:
+            prefetch(&k.accum[idx[e]])
+        if k.track_mean:
+            prefetch(&k.mvec[idx[e]])
+    c = no_clip(0.0, squared + 1.0)
+    if k.s.kappa > 0.0:
+        c = row_clip(k.xs, nnz, augmented_norm(k.xs, nnz, squared + 1.0), squared + 1.0,
+                     k.s.kappa * k.row_scale)
+    if c.clipped:
+        k.clipped += 1
+        for e in range(nnz):
+            k.xs[e] = k.xs[e] / c.magnitude * c.factor
+    if k.last != NULL:  # the prox the row's coordinates missed
+        for e in range(nnz):
+            j = idx[e]
+            k.v[j] = soft_threshold(k.v[j], pending(k, j))
+            k.last[j] = k.total
+    for e in range(nnz):
+        dot += k.xs[e] * k.v[idx[e]]
+    z = k.sigma * dot + k.b * c.intercept
+    sc = score(z, y)
+    r = sc.residual * weight
+    gb = r * c.intercept
+    eta = learning_rate(&k.s, k.n_updates)
+    k.last_eta = eta
+    if not _propose(k, idx, nnz, r, gb, eta, &nb, &nacc_b, &sigma_new):
+        k.skipped += 1
+        loss[0] = 0.0
+        return
+    _commit(k, idx, nnz, eta, nb, nacc_b, sigma_new)
+    k.applied += 1
+    k.missed += sc.missed
+    loss[0] = sc.loss
+    k.n_updates += 1.0
+    schedule_and_scale(&k.row_scale, &k.s, &c)
+    if k.s.statistics and isfinite(r * r * c.squared):
+        _statistics(k, idx, nnz, r, gb, r * r * c.squared)
+
+
+cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[::1] accum,
+               double[::1] mean, const double[::1] settings, double[::1] stats,
+               double[::1] scalars) except -1:
+    cdef Py_ssize_t longest = longest_row(indptr)
+    if settings.shape[0] != N_SETTINGS_SLOTS or stats.shape[0] != N_STATS_SLOTS:
+        raise ValueError("settings or statistics vector of the wrong length")
+    load_settings(&k.s, &settings[0])
+    load_stats(&k.st, &stats[0])
+    k.d = theta.shape[0] - 1
+    if mean.shape[0] != k.d + 1 or (k.s.adagrad and accum.shape[0] != k.d + 1):
+        raise ValueError("state arrays of the wrong length")
+    if k.s.adagrad and k.s.l2 != 0.0:
+        raise ValueError("AdaGrad with L2 moves every coordinate: use run_scattered")
+    k.track_mean = k.s.statistics and not k.st.within_batch_seen
+    k.track_weights = k.track_mean and k.s.l2 != 0.0
+    if k.track_weights and k.s.l1 != 0.0:
+        raise ValueError("L1 with L2 and across-step statistics: use run_scattered")
+    k.v, k.b, k.sigma = &theta[0], theta[k.d], 1.0
+    k.accum = &accum[0] if k.s.adagrad else NULL
+    k.mvec, k.mu, k.total = &mean[0], 1.0, 0.0
+    k.n_updates, k.row_scale, k.last_eta = scalars[0], scalars[1], scalars[2]
+    k.applied = k.skipped = k.missed = k.clipped = 0
+    table_open(&k.table, longest)
+    k.last = <double*>calloc(k.d + 1, sizeof(double)) if k.s.l1 != 0.0 else NULL
+    k.cols = <long long*>calloc(longest, sizeof(long long))
+    k.xs = <double*>calloc(longest, sizeof(double))
+    k.nv = <double*>calloc(longest, sizeof(double))
+    k.nacc = <double*>calloc(longest, sizeof(double))
+    if k.cols == NULL or k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
+        _free(k)
+        raise MemoryError()
+    resync(k)
+    return 0
+
+
+cdef void _free(Lazy* k) noexcept:
+    table_close(&k.table)
+    free(k.last)
+    free(k.cols)
+    free(k.xs)
+    free(k.nv)
+    free(k.nacc)
+
+
+cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
+    """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
+    canonical(k, False)
+    theta[k.d] = k.b
+    _free(k)
+    store_stats(&k.st, &stats[0])
+    scalars[0], scalars[1], scalars[2] = k.n_updates, k.row_scale, k.last_eta
+    return (k.applied, k.skipped, k.missed, k.clipped)
+
+
+def run_sparse(const long long[::1] indptr, const long long[::1] indices,
+               const double[::1] values, const double[::1] y, const double[::1] weights,
+               double[::1] theta, double[::1] accum, double[::1] mean,
+               const double[::1] settings, double[::1] stats, double[::1] scalars,
+               double[::1] losses, Py_ssize_t period=0):
+    """n consecutive m = 1 steps on CSR rows, O(nnz) each.
+
+    The arguments are those of :func:`._online_dense.run_scattered` (θ, G, M updated in
+    place; returns (applied, skipped, misclassified, clipped)); refused (ValueError) for
+    AdaGrad with L2 and for L1 with L2 under across-step statistics (module docstring).
+    ``period`` > 0: the state is made canonical (O(d)) after every ``period`` samples, so the
+    result equals ``period``-sample calls bit for bit (the service's aligned blocks).
+    """
+    cdef Lazy k
+    cdef Py_ssize_t i, lo, n = y.shape[0]
+    cdef const double* w = NULL if weights.shape[0] == 0 else &weights[0]
+    _open(&k, indptr, theta, accum, mean, settings, stats, scalars)
+    with nogil:
+        for i in range(n):
+            lo = indptr[i]
+            lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
+                      &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
+                      1.0 if w == NULL else w[i], &losses[i])
+            if period > 0 and (i + 1) % period == 0 and i + 1 < n:
+                canonical(&k, True)
+    return _close(&k, theta, stats, scalars)

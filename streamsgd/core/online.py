@@ -1,0 +1,125 @@
+"""The bridge between the model and the compiled m = 1 loops (:mod:`._online_dense`,
+:mod:`._online_sparse`): the model's settings and state as the flat vectors the loops read,
+the choice of loop, and the adoption of the result by the model.
+
+Which loop (all take exactly the steps of one ``learn_batch`` per sample):
+
+* dense rows: :func:`._online_dense.run_dense`, O(d) per step;
+* sparse rows (:class:`SparseRows`): :func:`._online_sparse.run_sparse`, O(nnz) per step
+  (lazy L2 scale, cumulative L1, AdaGrad at the active coordinates, running ‖M‖², M·w,
+  ‖w‖²), except where the step itself is O(d) — AdaGrad with L2 (λ₂ w_j enters every
+  coordinate's accumulator), L1 with L2 while the across-step statistics need ‖w‖² every
+  step, or a factor 1 − η λ₂ ≤ 0 — which scatter each row into a dense one
+  (:func:`._online_dense.run_scattered`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _online_dense, _online_sparse
+from .model import OnlineLogisticRegression
+from .row_scale import SCALE_SMOOTHING, augmented_norms, squared_row_norms
+from .single_steps import adopt_statistics, statistics_vector
+from .sparse import SparseRows
+from .types import FloatArray
+from .validation import Features
+
+_EMPTY = np.zeros(0)
+
+
+@dataclass(frozen=True)
+class CompiledRun:
+    """Counts of one compiled run of n steps (the losses are written in place)."""
+
+    applied: int
+    skipped: int
+    misclassified: int
+    clipped: int
+    last_learning_rate: float
+
+
+def settings_vector(model: OnlineLogisticRegression) -> FloatArray:
+    """The model's step settings in the slot order of ``_online_math.load_settings``."""
+    schedule = model.schedule
+    return np.array(
+        [
+            schedule.learning_rate,
+            1.0 if schedule.kind == "inverse_scaling" else 0.0,
+            schedule.decay,
+            schedule.power,
+            model.l1,
+            model.l2,
+            1.0 if model.optimizer == "adagrad" else 0.0,
+            model.adagrad_epsilon,
+            model.clip_norm_ratio,
+            1.0 if model.gradient_statistics else 0.0,
+            1.0 - SCALE_SMOOTHING,
+            SCALE_SMOOTHING,
+        ]
+    )
+
+
+def lazy_sparse_supported(model: OnlineLogisticRegression) -> bool:
+    """Whether the O(nnz) loop takes these steps (module docstring)."""
+    if not model.l2:
+        return True
+    if model.optimizer == "adagrad":
+        return False
+    # 1 − η_t λ₂ > 0 for every η_t: the schedules never increase η.
+    if not model.schedule(model.n_updates) * model.l2 < 1.0:
+        return False
+    across = model.gradient_statistics and not model.gradient_stats.within_batch_seen
+    return not (model.l1 and across)
+
+
+def run_compiled(
+    model: OnlineLogisticRegression,
+    X: Features,
+    y: FloatArray,
+    weights: FloatArray | None,
+    losses: FloatArray,
+    period: int | None = None,
+) -> CompiledRun:
+    """Take the n = len(y) steps of one ``learn_batch`` per sample in a compiled loop and
+    hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`).
+
+    ``period``: the result equals calls of ``period`` samples each bit for bit (the dense
+    loops are exact under any cut; the lazy sparse loop folds its scale factors every
+    ``period`` samples, O(d) each time). None: only the call's own end is such a cut."""
+    squared, norms = _EMPTY, _EMPTY
+    if not isinstance(X, SparseRows):  # (the sparse loops read each row's norm themselves)
+        X = np.ascontiguousarray(X)
+        if model.clip_norm_ratio > 0.0 or model.gradient_statistics:
+            squared = squared_row_norms(X) + 1.0  # ‖[x_t ; 1]‖², as the per-sample step
+        if model.clip_norm_ratio > 0.0:
+            norms = augmented_norms(X, squared)
+    # θ and AdaGrad's G are updated in place (no O(d) copy per call), under the model's
+    # lock: a reader in another thread (HTTP, metrics) waits for the call and never sees a
+    # half-applied run or the lazy loop's scaled v. M is copied: get_state hands out the
+    # model's own array, which a caller may keep.
+    theta = model._theta
+    accum = _EMPTY if model._squared_gradient_sum is None else model._squared_gradient_sum
+    stats, mean = statistics_vector(model.gradient_stats, model.n_features)
+    scalars = np.array([float(model.n_updates), model.row_scale, math.nan])
+    state = (theta, accum, mean, settings_vector(model), stats, scalars, losses)
+    w = _EMPTY if weights is None else weights
+    with model._lock:
+        if isinstance(X, SparseRows):
+            arrays = (X.indptr, X.indices, X.values, y, w)
+            if lazy_sparse_supported(model):
+                counts = _online_sparse.run_sparse(*arrays, *state, period=period or 0)
+            else:
+                counts = _online_dense.run_scattered(*arrays, *state)
+        else:
+            counts = _online_dense.run_dense(X, y, w, norms, squared, *state)
+    applied, skipped, missed, clipped = counts
+    model.apply_block(
+        theta, applied, float(scalars[1]), None if model._squared_gradient_sum is None else accum
+    )
+    if model.gradient_statistics:
+        adopt_statistics(model.gradient_stats, stats, mean)
+    return CompiledRun(applied, skipped, missed, clipped, float(scalars[2]))
