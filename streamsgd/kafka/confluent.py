@@ -64,6 +64,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": settings.auto_offset_reset,
+            # librdkafka's default, stated: both clients learn only committed records.
+            "isolation.level": "read_committed",
             "client.id": settings.client_id,
             "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
@@ -213,6 +215,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             )
         if records:
             self._broker_ok = True
+            for record in records:  # in offset order per partition: the last one stays
+                self._fetched[record.partition] = record.offset + 1
         if not assigned_mode and not self._assigned:
             self._notice_waiting()
         if self._lag_due():

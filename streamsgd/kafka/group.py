@@ -136,6 +136,8 @@ class ConsumerGroupSource:
         self._assignment: dict[str, int] = {}  # assigned mode: key -> partition number
         self._known_partitions: list[int] = []  # from the last partitions()
         self._said_idle = False
+        # Per partition, the offset after the last record a poll returned (lag, above).
+        self._fetched: dict[str, int] = {}
         self._start()
 
     def _start(self) -> None:
@@ -341,8 +343,9 @@ class ConsumerGroupSource:
         return True
 
     def _report_lag(self, ends: dict[str, int], current: Callable[[str], int]) -> None:
-        """Sum over partitions of end offset − applied position (``current`` for a partition
-        without a position yet); marks the broker reachable."""
+        """Sum over partitions of end offset − applied position (``current``, the client's
+        position, for a partition without a position yet, or when the client has moved past
+        records it does not return); marks the broker reachable."""
         self._broker_ok = True
         # Assigned mode without a handler: the consumer's own position (the start positions
         # given to assign() are behind once records were read).
@@ -351,9 +354,23 @@ class ConsumerGroupSource:
         lag = 0
         for key, end in ends.items():
             position = positions.get(key)
-            applied = position.offset if position is not None else current(key)
+            if position is None:
+                applied = current(key)
+            else:
+                applied = position.offset
+                fetched = self._fetched.get(key)
+                if fetched is None or applied >= fetched:
+                    # Everything the client returned is applied: what lies between the
+                    # applied position and the client's is what read_committed skips
+                    # (transaction markers, aborted records), never to be learned. Without
+                    # this a caught-up trainer on a transactional topic lags 1 for good.
+                    applied = max(applied, current(key))
             lag += max(end - applied, 0)
         self.on_lag(lag)
+
+    def _returned(self, key: str, next_offset: int) -> None:
+        """Note that a poll returned records of ``key`` up to ``next_offset`` (exclusive)."""
+        self._fetched[key] = next_offset
 
     @property
     def exhausted(self) -> bool:

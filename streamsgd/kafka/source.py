@@ -90,6 +90,10 @@ class KafkaSource(ConsumerGroupSource):
             "group_id": settings.group_id,
             "enable_auto_commit": False,
             "auto_offset_reset": settings.auto_offset_reset,
+            # Never learn a record of an aborted (or still open) transaction; kafka-python
+            # reads uncommitted by default, librdkafka committed: both clients must learn
+            # the same records (issue 21).
+            "isolation_level": "read_committed",
             "max_poll_records": MAX_POLL_RECORDS,
             "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
             "fetch_max_bytes": FETCH_MAX_BYTES,
@@ -234,6 +238,8 @@ class KafkaSource(ConsumerGroupSource):
                         ),
                     )
                 )
+            if messages:
+                self._returned(key, messages[-1].offset + 1)
         if records:
             self._broker_ok = True
         if not assigned_mode and not consumer.assignment():
