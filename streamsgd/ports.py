@@ -20,6 +20,12 @@ class CheckpointError(RuntimeError):
     loop when it adopts a checkpoint."""
 
 
+class SourceFailed(RuntimeError):
+    """The source can never deliver another record of the stream the model learns (its log
+    was replaced, the client was fenced, its credentials refused): the run must end with a
+    non-zero exit so that the orchestrator restarts it (one line, for the user)."""
+
+
 @dataclass
 class SourceRecord:
     """One record from a source.

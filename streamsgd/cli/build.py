@@ -297,6 +297,7 @@ def _kafka_source(
         on_lag=on_lag,
         group_instance_id=k.group_instance_id,
         protocol_debug=k.kafka_protocol_debug,
+        accept_new_log=k.accept_new_topic_log,
         **({"assigned": True} if assigned else {}),
     )
     dead_letter = None

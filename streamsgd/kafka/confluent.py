@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from ..buffer import Position
 from ..ports import SourceRecord
@@ -23,8 +31,10 @@ from .group import (
     PartitionsUnavailableError,
     partition_key,
 )
+from .identity import LogIdentity, topic_id_text
 from .logs import LIBRDKAFKA_LOGGER
 from .settings import (
+    ADMIN_TIMEOUT_SECONDS,
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
     MAX_PARTITION_FETCH_BYTES,
@@ -58,6 +68,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._assigned: list[TopicPartition] = []
         self._partition_keys: dict[tuple[str, int], str] = {}
         self._pending_commit: threading.Thread | None = None
+        self._admin: AdminClient | None = None
+        self._check_log_now = False
+        self._next_identity = 0.0
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": settings.group_id,
@@ -108,6 +121,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 tp.offset = position.offset
+            elif self._from_beginning:
+                tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
@@ -171,8 +186,40 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                 current[tp.partition] = tp.offset
         self._assign_at({**current, **offsets})
 
+    # ------------------------------------------------------------------ log identity
+    def _describe_log(self) -> LogIdentity | None:
+        # librdkafka's consumer metadata carries no topic id: the admin API does.
+        if self._admin is None:
+            settings = self.settings
+            config: dict[str, Any] = {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "client.id": settings.client_id,
+                "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+                **settings.security.librdkafka(),
+            }
+            self._admin = AdminClient(config)
+        timeout = ADMIN_TIMEOUT_SECONDS
+        try:
+            topics = self._admin.describe_topics(
+                TopicCollection([self.topic]), request_timeout=timeout
+            )
+            topic = topics[self.topic].result(timeout=timeout + 1)
+            cluster = self._admin.describe_cluster(request_timeout=timeout).result(timeout + 1)
+        except Exception as exc:  # KafkaException, or the futures' timeout
+            log.debug("cannot describe %s: %s", self.topic, exc)
+            return None
+        uuid = topic.topic_id
+        raw = b"".join(
+            (bits & (2**64 - 1)).to_bytes(8, "big")
+            for bits in (uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
+        )
+        return LogIdentity(topic_id_text(raw), cluster.cluster_id)
+
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        if not self._log_verified():
+            time.sleep(min(timeout_seconds, 0.2))  # pacing the broker's answers
+            return []
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
         # records that is the whole timeout on every call. Wait for the first record only,
         # then take what is already fetched without waiting.
@@ -188,6 +235,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
+                    self._check_log_now = True
                 continue
             # A message without error always has topic, partition and offset.
             topic, partition = str(msg.topic()), int(msg.partition() or 0)
@@ -213,6 +261,11 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     ),
                 )
             )
+        if self._guard is not None and (self._check_log_now or self._identity_due()):
+            # librdkafka reads a recreated topic on its own: the check comes before the
+            # records are returned, at least every lag interval and after any error.
+            self._check_log_now = False
+            self._guard.check_unchanged(self._describe_log())
         if records:
             self._broker_ok = True
             for record in records:  # in offset order per partition: the last one stays
@@ -222,6 +275,13 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if self._lag_due():
             self._refresh_lag()
         return records
+
+    def _identity_due(self) -> bool:
+        now = self.clock()
+        if now < self._next_identity:
+            return False
+        self._next_identity = now + self.settings.lag_interval_seconds
+        return True
 
     def _refresh_lag(self) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in self._assigned}

@@ -14,14 +14,15 @@ from typing import Any, Protocol
 
 from ..buffer import Position
 from ..partitions import partition_number, sorted_partitions
+from .identity import LogGuard, LogIdentity
 from .logs import guard_client_logs
+from .notices import log_waiting_notice
 from .settings import (
     CLOSE_TIMEOUT_SECONDS,
     CLOSE_TIMEOUT_UNREACHABLE_SECONDS,
     LIST_OFFSETS_TIMEOUT_SECONDS,
     METADATA_RETRY_SECONDS,
     PARTITION_WAIT_NOTICE_SECONDS,
-    SESSION_TIMEOUT_MS,
     ConsumerSettings,
     KafkaSecurity,
 )
@@ -58,6 +59,8 @@ class RebalanceHandler(Protocol):
     def positions(self) -> dict[str, Position]: ...
 
     def partitions_revoked(self, partitions: set[str]) -> None: ...
+
+    def position_moved(self, partition: str, offset: int | None) -> None: ...
 
 
 class ConsumerGroupSource:
@@ -104,6 +107,7 @@ class ConsumerGroupSource:
         group_instance_id: str | None = None,
         protocol_debug: bool = False,
         assigned: bool = False,
+        accept_new_log: bool = False,
     ) -> None:
         if assigned and group_instance_id:
             raise ValueError(
@@ -120,6 +124,7 @@ class ConsumerGroupSource:
             lag_interval_seconds,
             protocol_debug,
             assigned,
+            accept_new_log,
         )
         guard_client_logs(protocol_debug, self.settings.security.secrets())
         self.topic = topic
@@ -138,6 +143,16 @@ class ConsumerGroupSource:
         self._said_idle = False
         # Per partition, the offset after the last record a poll returned (lag, above).
         self._fetched: dict[str, int] = {}
+        # Group mode: the log the positions belong to (replicas: their engine's concern).
+        self._guard = (
+            None
+            if assigned
+            else LogGuard(
+                topic, bootstrap_servers, accept_new_log, self._describe_log, self._forget, clock
+            )
+        )
+        # Partitions to read from their beginning when they have no position (a new log).
+        self._from_beginning = False
         self._start()
 
     def _start(self) -> None:
@@ -159,6 +174,34 @@ class ConsumerGroupSource:
             }
             if offsets:
                 self._seek_assigned(offsets)
+
+    # ------------------------------------------------------------------ log identity
+    def expect_log(self, stored_source: Mapping[str, Any]) -> None:
+        """The checkpoint's ``source`` mapping: the log its positions belong to."""
+        if self._guard is not None:
+            self._guard.expect(LogIdentity.from_checkpoint(stored_source))
+
+    def log_identity(self) -> dict[str, str]:
+        """The verified topic id and cluster id, for the checkpoint ({} before)."""
+        known = self._guard.known if self._guard is not None else None
+        return known.as_checkpoint() if known is not None else {}
+
+    def _log_verified(self) -> bool:
+        """Group mode: nothing is read before the log is known to be the checkpoint's."""
+        return self._guard is None or self._guard.verified()
+
+    def _describe_log(self) -> LogIdentity | None:
+        """The broker's topic id and cluster id now; None if it cannot say (yet)."""
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """A new log accepted: drop the topic's positions, read it from its beginning."""
+        self._from_beginning = True
+        self._start_positions = {}
+        if self._handler is not None:
+            for key in list(self._handler.positions):
+                if partition_number(key)[0] == self.topic:
+                    self._handler.position_moved(key, None)
 
     def _positions(self) -> dict[str, Position]:
         return self._handler.positions if self._handler is not None else self._start_positions
@@ -310,30 +353,7 @@ class ConsumerGroupSource:
         if since is None or self.clock() - since < PARTITION_WAIT_NOTICE_SECONDS:
             return
         self._waiting_since = None
-        settings = self.settings
-        if settings.group_instance_id:
-            log.warning(
-                "no partitions of %s assigned after %.0f s (group %s, static member %s): "
-                "another member of the group holds them (more members than partitions), "
-                "or the group is still rebalancing",
-                settings.topic,
-                PARTITION_WAIT_NOTICE_SECONDS,
-                settings.group_id,
-                settings.group_instance_id,
-            )
-            return
-        log.warning(
-            "no partitions of %s assigned after %.0f s (group %s): waiting for the group to "
-            "rebalance. A member that stopped without leaving the group (a crash, SIGKILL) "
-            "keeps its partitions until its session timeout (%.0f s) expires; a trainer "
-            "started with --group-instance-id NAME (static membership) takes them back at "
-            "once when it restarts under the same NAME. Other members may also hold all "
-            "the partitions (more members than partitions).",
-            settings.topic,
-            PARTITION_WAIT_NOTICE_SECONDS,
-            settings.group_id,
-            SESSION_TIMEOUT_MS / 1000,
-        )
+        log_waiting_notice(self.settings)
 
     # ------------------------------------------------------------------ lag
     def _lag_due(self) -> bool:

@@ -144,6 +144,10 @@ class ConsumerSettings:
         False: subscribe and let the consumer group assign partitions (rebalances). True:
         never join the group; the caller assigns partitions (``assign``) and the group id
         only names where offsets are committed.
+    accept_new_log : bool
+        Group mode: a checkpoint taken on another log (topic id or cluster id differ) is
+        accepted, its positions dropped and the topic read from its beginning; False
+        refuses to start (:mod:`streamsgd.kafka.identity`).
     """
 
     bootstrap_servers: str
@@ -155,6 +159,7 @@ class ConsumerSettings:
     lag_interval_seconds: float = 5.0
     protocol_debug: bool = False
     assigned: bool = False
+    accept_new_log: bool = False
 
     @property
     def client_id(self) -> str:

@@ -23,6 +23,7 @@ from .group import (
     PartitionsUnavailableError,
     partition_key,
 )
+from .identity import LogIdentity, topic_id_text
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -94,6 +95,9 @@ class KafkaSource(ConsumerGroupSource):
             # reads uncommitted by default, librdkafka committed: both clients must learn
             # the same records (issue 21).
             "isolation_level": "read_committed",
+            # A topic deleted under the trainer must not come back as an empty one made by
+            # the consumer's metadata requests (the broker's auto-create).
+            "allow_auto_create_topics": False,
             "max_poll_records": MAX_POLL_RECORDS,
             "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
             "fetch_max_bytes": FETCH_MAX_BYTES,
@@ -204,12 +208,38 @@ class KafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 self._consumer.seek(tp, position.offset)
+            elif self._from_beginning:
+                self._consumer.seek_to_beginning(tp)
         self._assigned_now([partition_key(tp.topic, tp.partition) for tp in assigned])
+
+    # ------------------------------------------------------------------ log identity
+    def _describe_log(self) -> LogIdentity | None:
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            consumer.partitions_for_topic(self.topic)  # asks the broker if not cached
+        except KafkaError as exc:
+            log.warning("cannot read the metadata of %s: %s", self.topic, exc)
+            return None
+        return self._cached_identity(consumer)
+
+    def _cached_identity(self, consumer: KafkaConsumer) -> LogIdentity | None:
+        """The identity in the client's metadata cache (no request): kafka-python updates it
+        at every metadata refresh, before it fetches from a recreated topic."""
+        cluster = getattr(consumer, "_cluster", None)  # private in kafka-python 3
+        if cluster is None or not hasattr(cluster, "topic_id"):
+            return None
+        topic_id = cluster.topic_id(self.topic)
+        return LogIdentity(
+            topic_id_text(topic_id.bytes) if topic_id is not None else None,
+            getattr(cluster, "cluster_id", None),
+        )
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
         consumer = self._connect()
-        if consumer is None:
+        if consumer is None or not self._log_verified():
             time.sleep(min(timeout_seconds, 0.2))  # pace reconnection attempts
             return []
         try:
@@ -218,6 +248,9 @@ class KafkaSource(ConsumerGroupSource):
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
             return []
+        if self._guard is not None:
+            # Before a record is returned: none of a replaced log is ever learned.
+            self._guard.check_unchanged(self._cached_identity(consumer))
         assigned_mode = self.settings.assigned
         if not assigned_mode:
             resume_interrupted_rebalance(consumer)

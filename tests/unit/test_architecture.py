@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.partitions",
             "streamsgd.exchange",
             "streamsgd.service",
+            "streamsgd.service_config",
             "streamsgd.manifest",
             "streamsgd.replica_intake",
             "streamsgd.replicated",
