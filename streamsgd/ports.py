@@ -95,6 +95,9 @@ class Sensor:
 
     def record_dead_lettered(self) -> None: ...
 
+    def records_skipped(self, reason: str, n_records: int) -> None:
+        """Records the source can no longer read were passed over (e.g. retention)."""
+
     def batch_applied(
         self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None: ...

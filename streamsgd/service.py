@@ -135,10 +135,15 @@ class TrainingService:
         self.checkpoint()
         self.buffer.discard_partitions(partitions)
 
-    def position_moved(self, partition: str, offset: int | None) -> None:
-        """The source moved a partition's position (None: dropped it); checkpointed."""
+    def position_moved(
+        self, partition: str, offset: int | None, skipped: int = 0, reason: str = ""
+    ) -> None:
+        """The source moved a partition's position (None: dropped it), past ``skipped``
+        records it can no longer read (counted by ``reason``); checkpointed."""
         self.buffer.move_position(partition, offset)
         self._dirty = True
+        for s in self.sensors if skipped else ():
+            s.records_skipped(reason, skipped)
 
     def checkpoint(self) -> bool:
         """Save a checkpoint, then commit the offsets it covers. Returns False on failure

@@ -28,6 +28,7 @@ from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
 from ..http import HttpServer
 from ..metrics import CollectorRegistry, PrometheusSensor
+from ..metrics_kafka import KafkaOperationsSensor
 from ..options import AUTO
 from ..ports import DeadLetterSink, Sensor, Source
 from ..progress import ProgressLog, ProgressReporter
@@ -195,7 +196,8 @@ def build_service(
             store.close()
         raise
     decoder = build_decoder(config)
-    built = [s for s in (sensor, progress) if s is not None]
+    kafka_sensor = KafkaOperationsSensor(registry) if registry is not None else None
+    built = [s for s in (sensor, kafka_sensor, progress) if s is not None]
     extra: dict[str, Any] = {}
     if collective is not None:
         service_class = ReplicatedService

@@ -1,8 +1,9 @@
 """Consumer-group source on confluent-kafka (librdkafka), behind the same Source interface.
 
-The only module that imports confluent_kafka. It exists for throughput: librdkafka unpacks
-records in C, where kafka-python spends several microseconds per record in Python. The
-semantics are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`.
+With :mod:`.confluent_admin` (topic ids), the only module that imports confluent_kafka. It
+exists for throughput: librdkafka unpacks records in C, where kafka-python spends several
+microseconds per record in Python. The semantics are those of
+:class:`~streamsgd.kafka.group.ConsumerGroupSource`.
 """
 
 from __future__ import annotations
@@ -18,23 +19,21 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
 from ..buffer import Position
 from ..ports import SourceRecord
+from .confluent_admin import ConfluentLogDescriber
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
     PartitionsUnavailableError,
     partition_key,
 )
-from .identity import LogIdentity, topic_id_text
+from .identity import LogIdentity
 from .logs import LIBRDKAFKA_LOGGER
 from .settings import (
-    ADMIN_TIMEOUT_SECONDS,
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
     MAX_PARTITION_FETCH_BYTES,
@@ -42,6 +41,7 @@ from .settings import (
     RECONNECT_BACKOFF_MAX_MS,
     SESSION_TIMEOUT_MS,
 )
+from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -68,7 +68,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._assigned: list[TopicPartition] = []
         self._partition_keys: dict[tuple[str, int], str] = {}
         self._pending_commit: threading.Thread | None = None
-        self._admin: AdminClient | None = None
+        self._admin: ConfluentLogDescriber | None = None
         self._check_log_now = False
         self._next_identity = 0.0
         config: dict[str, Any] = {
@@ -76,7 +76,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": settings.auto_offset_reset,
+            # As with kafka-python: group mode reports, the source decides (.jumps).
+            "auto.offset.reset": settings.auto_offset_reset if settings.assigned else "error",
             # librdkafka's default, stated: both clients learn only committed records.
             "isolation.level": "read_committed",
             "client.id": settings.client_id,
@@ -188,32 +189,16 @@ class ConfluentKafkaSource(ConsumerGroupSource):
 
     # ------------------------------------------------------------------ log identity
     def _describe_log(self) -> LogIdentity | None:
-        # librdkafka's consumer metadata carries no topic id: the admin API does.
         if self._admin is None:
             settings = self.settings
-            config: dict[str, Any] = {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "client.id": settings.client_id,
-                "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
-                **settings.security.librdkafka(),
-            }
-            self._admin = AdminClient(config)
-        timeout = ADMIN_TIMEOUT_SECONDS
-        try:
-            topics = self._admin.describe_topics(
-                TopicCollection([self.topic]), request_timeout=timeout
+            self._admin = ConfluentLogDescriber(
+                {
+                    "bootstrap.servers": settings.bootstrap_servers,
+                    "client.id": settings.client_id,
+                    **settings.security.librdkafka(),
+                }
             )
-            topic = topics[self.topic].result(timeout=timeout + 1)
-            cluster = self._admin.describe_cluster(request_timeout=timeout).result(timeout + 1)
-        except Exception as exc:  # KafkaException, or the futures' timeout
-            log.debug("cannot describe %s: %s", self.topic, exc)
-            return None
-        uuid = topic.topic_id
-        raw = b"".join(
-            (bits & (2**64 - 1)).to_bytes(8, "big")
-            for bits in (uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
-        )
-        return LogIdentity(topic_id_text(raw), cluster.cluster_id)
+        return self._admin.describe(self.topic)
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
@@ -233,7 +218,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._reposition(msg)
+                elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                     self._check_log_now = True
                 continue
@@ -275,6 +262,27 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if self._lag_due():
             self._refresh_lag()
         return records
+
+    def _reposition(self, msg: Any) -> None:
+        """A partition librdkafka could not read at its position (``auto.offset.reset`` is
+        ``error``): out of range, as :meth:`_out_of_range` decides, or without any offset,
+        as :meth:`_start_of` does."""
+        topic, number = str(msg.topic()), int(msg.partition() or 0)
+        key = partition_key(topic, number)
+        position = self._positions().get(key)
+        tried = position.offset if position is not None else msg.offset()
+        try:
+            if tried is not None and tried >= 0:
+                offset = self._out_of_range(key, tried)
+            else:
+                latest = self._start_of(key) == "latest"
+                offset = self._list_offsets([number], latest, LIST_TIMEOUT)[number]
+            # seek() is refused on a partition in this error state: assign again (the
+            # others at their current position).
+            self._seek_assigned({number: offset})
+        except (PartitionsUnavailableError, KafkaException) as exc:
+            log.warning("cannot reposition %s: %s; retrying", key, exc)
+            self._broker_ok = False
 
     def _identity_due(self) -> bool:
         now = self.clock()

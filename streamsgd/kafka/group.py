@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from ..buffer import Position
 from ..partitions import partition_number, sorted_partitions
 from .identity import LogGuard, LogIdentity
+from .jumps import out_of_range, without_position
+from .lag import consumer_lag
 from .logs import guard_client_logs
 from .notices import log_waiting_notice
 from .settings import (
@@ -60,7 +62,9 @@ class RebalanceHandler(Protocol):
 
     def partitions_revoked(self, partitions: set[str]) -> None: ...
 
-    def position_moved(self, partition: str, offset: int | None) -> None: ...
+    def position_moved(
+        self, partition: str, offset: int | None, skipped: int = 0, reason: str = ""
+    ) -> None: ...
 
 
 class ConsumerGroupSource:
@@ -183,11 +187,10 @@ class ConsumerGroupSource:
 
     def log_identity(self) -> dict[str, str]:
         """The verified topic id and cluster id, for the checkpoint ({} before)."""
-        known = self._guard.known if self._guard is not None else None
-        return known.as_checkpoint() if known is not None else {}
+        known = self._guard and self._guard.known
+        return known.as_checkpoint() if known else {}
 
-    def _log_verified(self) -> bool:
-        """Group mode: nothing is read before the log is known to be the checkpoint's."""
+    def _log_verified(self) -> bool:  # group mode: nothing read before the log is checked
         return self._guard is None or self._guard.verified()
 
     def _describe_log(self) -> LogIdentity | None:
@@ -202,6 +205,26 @@ class ConsumerGroupSource:
             for key in list(self._handler.positions):
                 if partition_number(key)[0] == self.topic:
                     self._handler.position_moved(key, None)
+
+    # ------------------------------------------------------------------ jumps
+    def _out_of_range(self, key: str, tried: int) -> int:
+        """Where partition ``key`` resumes when the client cannot read at ``tried``; the
+        service moves its position and counts what can no longer be read. Raises
+        :class:`PartitionsUnavailableError` if the broker does not tell the log's bounds."""
+        number, timeout = self._number_of(key), LIST_OFFSETS_TIMEOUT_SECONDS
+        low = self._list_offsets([number], False, timeout)[number]
+        high = self._list_offsets([number], True, timeout)[number]
+        jump = out_of_range(key, tried, low, high)
+        if self._handler is not None:
+            self._handler.position_moved(key, jump.offset, jump.skipped, jump.reason)
+        return jump.offset
+
+    def _start_of(self, key: str) -> str:
+        """Where a partition with no position at all starts: "earliest" or "latest"."""
+        first = not self._from_beginning and not any(
+            partition_number(k)[0] == self.topic for k in self._positions()
+        )
+        return without_position(key, first, self.settings.auto_offset_reset)
 
     def _positions(self) -> dict[str, Position]:
         return self._handler.positions if self._handler is not None else self._start_positions
@@ -363,34 +386,13 @@ class ConsumerGroupSource:
         return True
 
     def _report_lag(self, ends: dict[str, int], current: Callable[[str], int]) -> None:
-        """Sum over partitions of end offset − applied position (``current``, the client's
-        position, for a partition without a position yet, or when the client has moved past
-        records it does not return); marks the broker reachable."""
+        """Report the lag (:func:`~.lag.consumer_lag`); marks the broker reachable."""
         self._broker_ok = True
         # Assigned mode without a handler: the consumer's own position (the start positions
         # given to assign() are behind once records were read).
         use_given = self._handler is not None or not self.settings.assigned
         positions = self._positions() if use_given else {}
-        lag = 0
-        for key, end in ends.items():
-            position = positions.get(key)
-            if position is None:
-                applied = current(key)
-            else:
-                applied = position.offset
-                fetched = self._fetched.get(key)
-                if fetched is None or applied >= fetched:
-                    # Everything the client returned is applied: what lies between the
-                    # applied position and the client's is what read_committed skips
-                    # (transaction markers, aborted records), never to be learned. Without
-                    # this a caught-up trainer on a transactional topic lags 1 for good.
-                    applied = max(applied, current(key))
-            lag += max(end - applied, 0)
-        self.on_lag(lag)
-
-    def _returned(self, key: str, next_offset: int) -> None:
-        """Note that a poll returned records of ``key`` up to ``next_offset`` (exclusive)."""
-        self._fetched[key] = next_offset
+        self.on_lag(consumer_lag(ends, positions, self._fetched, current))
 
     @property
     def exhausted(self) -> bool:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
 from ..buffer import Position
@@ -90,7 +90,10 @@ class KafkaSource(ConsumerGroupSource):
             "bootstrap_servers": settings.bootstrap_servers.split(","),
             "group_id": settings.group_id,
             "enable_auto_commit": False,
-            "auto_offset_reset": settings.auto_offset_reset,
+            # Group mode: the client reports a partition it cannot read at its position
+            # instead of resetting it; the source decides and accounts the jump (.jumps).
+            # Replicas (assigned) keep the client's reset until their engine decides.
+            "auto_offset_reset": settings.auto_offset_reset if settings.assigned else "none",
             # Never learn a record of an aborted (or still open) transaction; kafka-python
             # reads uncommitted by default, librdkafka committed: both clients must learn
             # the same records (issue 21).
@@ -244,6 +247,9 @@ class KafkaSource(ConsumerGroupSource):
             return []
         try:
             batches = consumer.poll(timeout_ms=int(timeout_seconds * 1000))
+        except (OffsetOutOfRangeError, NoOffsetForPartitionError) as exc:
+            self._reposition(consumer, exc)
+            return []
         except KafkaError as exc:
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
@@ -272,7 +278,7 @@ class KafkaSource(ConsumerGroupSource):
                     )
                 )
             if messages:
-                self._returned(key, messages[-1].offset + 1)
+                self._fetched[key] = messages[-1].offset + 1  # for the lag
         if records:
             self._broker_ok = True
         if not assigned_mode and not consumer.assignment():
@@ -280,6 +286,28 @@ class KafkaSource(ConsumerGroupSource):
         if self._lag_due():
             self._refresh_lag(consumer)
         return records
+
+    def _reposition(
+        self, consumer: KafkaConsumer, exc: OffsetOutOfRangeError | NoOffsetForPartitionError
+    ) -> None:
+        """Seek the partitions the client could not read (``exc``): out of range, as
+        :meth:`_out_of_range` decides; without any offset, as :meth:`_start_of` does."""
+        found = exc.args[0] if exc.args else ()
+        try:
+            if isinstance(exc, OffsetOutOfRangeError):
+                for tp, tried in dict(found).items():
+                    key = partition_key(tp.topic, tp.partition)
+                    consumer.seek(tp, self._out_of_range(key, int(tried)))
+                return
+            for tp in found:
+                key = partition_key(tp.topic, tp.partition)
+                if self._start_of(key) == "latest":
+                    consumer.seek_to_end(tp)
+                else:
+                    consumer.seek_to_beginning(tp)
+        except (PartitionsUnavailableError, KafkaError) as exc2:
+            log.warning("cannot reposition %s: %s; retrying", sorted(map(str, found)), exc2)
+            self._broker_ok = False
 
     def _refresh_lag(self, consumer: KafkaConsumer) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in consumer.assignment()}

@@ -231,3 +231,83 @@ def test_a_topic_recreated_under_a_running_trainer_ends_the_run_before_a_new_rec
     assert len(errors) == 1 and "was replaced" in errors[0], trainer.diagnostics()
     assert "Traceback" not in trainer.log_text()
     assert checkpoint_samples(checkpoint) == 40
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def delete_records_before(bootstrap: str, topic: str, offset: int) -> None:
+    """Move partition 0's log start to ``offset`` (what retention does, on demand)."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamsgd-tests")
+    try:
+        admin.delete_records({TopicPartition(topic, 0): offset})
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_retention_past_the_checkpoint_resumes_at_the_log_start_and_counts_the_gap(
+    kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
+) -> None:
+    """Injects: a trainer stopped at offset 40; 64 more records; the log start moved to 56
+    (delete_records, as retention would); a restart with --auto-offset-reset latest (issue
+    21, item 3: the 16 lost records left no trace, and `latest` jumped over the 48 still in
+    Kafka). Must hold: the trainer resumes at the log start, logs a WARNING naming the
+    partition and the 16 records, counts them in streamsgd_records_skipped_total
+    {reason="retention"}, and learns the 48 records that remain (model bit-identical to a
+    reference fit on offsets 0-39 and 56-103)."""
+    topic = kafka_topic()
+    X, y = samples(104, seed=24)
+    write_samples(kafka_bootstrap, topic, X[:40], y[:40])
+    checkpoint = tmp_path / "ck"
+    args = train_args(kafka_bootstrap, client, topic, checkpoint)
+    first = processes.trainer(args)
+    first.wait_for(lambda: model_samples(first) == 40, 120, "the trainer to learn 40")
+    first.send(signal.SIGTERM)
+    assert first.wait_exit(60) == 0, first.diagnostics()
+
+    write_samples(kafka_bootstrap, topic, X[40:], y[40:])
+    delete_records_before(kafka_bootstrap, topic, 56)
+    second = processes.trainer([*args, "--auto-offset-reset", "latest"])
+    second.wait_for(lambda: model_samples(second) == 88, 120, "the 48 records still in Kafka")
+    skipped = metric(second.metrics(), "streamsgd_records_skipped_total", reason="retention")
+    assert skipped == 16
+    warnings = [line for line in second.log_text().splitlines() if " WARNING " in line]
+    assert any(f"{topic}:0" in line and "16 records" in line for line in warnings), warnings
+    second.send(signal.SIGTERM)
+    assert second.wait_exit(60) == 0, second.diagnostics()
+    state = load_checkpoint(checkpoint)
+    assert state is not None and state["offsets"] == {f"{topic}:0": 104}
+    kept = np.r_[0:40, 56:104]
+    reference, loss_sum = reference_fit(X[kept], y[kept], 8)
+    assert_checkpoint_equals_reference(state, reference, loss_sum)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_latest_applies_to_a_first_start_only(
+    kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
+) -> None:
+    """Injects: a first start with --auto-offset-reset latest on a topic of 40 records (no
+    checkpoint, no committed offset: the client reports the partition instead of resetting
+    it). Must hold: the trainer starts at the end (learns none of the 40), then learns the
+    16 records written afterwards, and counts nothing as skipped."""
+    topic = kafka_topic()
+    X, y = samples(56, seed=25)
+    write_samples(kafka_bootstrap, topic, X[:40], y[:40])
+    checkpoint = tmp_path / "ck"
+    args = train_args(kafka_bootstrap, client, topic, checkpoint)
+    trainer = processes.trainer([*args, "--auto-offset-reset", "latest"])
+    trainer.wait_for(lambda: trainer.readyz() == 200, 120, "the trainer to be ready")
+    trainer.wait_for(lambda: lag(trainer) == 0, 60, "the trainer to stand at the end")
+    write_samples(kafka_bootstrap, topic, X[40:], y[40:])
+    trainer.wait_for(lambda: model_samples(trainer) == 16, 120, "the 16 new records")
+    assert metric(trainer.metrics(), "streamsgd_records_skipped_total", reason="retention") == 0
+    trainer.send(signal.SIGTERM)
+    assert trainer.wait_exit(60) == 0, trainer.diagnostics()
+    state = load_checkpoint(checkpoint)
+    assert state is not None
+    reference, loss_sum = reference_fit(X[40:], y[40:], 8)
+    assert_checkpoint_equals_reference(state, reference, loss_sum)
