@@ -300,6 +300,7 @@ def _kafka_source(
         group_instance_id=k.group_instance_id,
         protocol_debug=k.kafka_protocol_debug,
         accept_new_log=k.accept_new_topic_log,
+        metadata_max_age_seconds=k.metadata_max_age_seconds,
         **({"assigned": True} if assigned else {}),
     )
     dead_letter = None

@@ -80,6 +80,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             "auto.offset.reset": settings.auto_offset_reset if settings.assigned else "error",
             # librdkafka's default, stated: both clients learn only committed records.
             "isolation.level": "read_committed",
+            # Partitions added to the topic are seen within this (300 s by default).
+            "topic.metadata.refresh.interval.ms": int(settings.metadata_max_age_seconds * 1000),
             "client.id": settings.client_id,
             "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
@@ -122,7 +124,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 tp.offset = position.offset
-            elif self._from_beginning:
+            elif self._start_rule.from_beginning:
                 tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self._assigned = list(partitions)
@@ -293,25 +295,30 @@ class ConfluentKafkaSource(ConsumerGroupSource):
 
     def _refresh_lag(self) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in self._assigned}
+        watermark = self._consumer.get_watermark_offsets
         try:
-            if not assigned:
+            if not assigned and self.settings.assigned:
                 if (probe := self._idle_probe()) is not None:
                     # An idle replica: is the broker still there?
-                    self._consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, probe), timeout=2.0
-                    )
+                    watermark(TopicPartition(self.topic, probe), timeout=2.0)
                     self._report_lag({}, lambda key: 0)
                 return
-            ends = {
-                key: self._consumer.get_watermark_offsets(tp, timeout=2.0)[1]
-                for key, tp in assigned.items()
+            # Group mode: every partition of the topic, assigned yet or not (one just added).
+            numbers = [] if self.settings.assigned else self._read_partitions(2.0)
+            marks = {
+                partition_key(self.topic, n): watermark(TopicPartition(self.topic, n), timeout=2.0)
+                for n in numbers
             }
-        except KafkaException as exc:
+            marks.update({key: watermark(tp, timeout=2.0) for key, tp in assigned.items()})
+        except (KafkaException, PartitionsUnavailableError) as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
+        ends = {key: int(high) for key, (_, high) in marks.items()}
 
         def current(key: str) -> int:
+            if key not in assigned:  # without a position it will be read from its start
+                return int(marks[key][0])
             offset = self._consumer.position([assigned[key]])[0].offset
             return offset if offset >= 0 else ends[key]
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..buffer import Position
 from ..partitions import partition_number, sorted_partitions
 from .identity import LogGuard, LogIdentity
-from .jumps import out_of_range, without_position
+from .jumps import StartRule, out_of_range
 from .lag import consumer_lag
 from .logs import guard_client_logs
 from .notices import log_waiting_notice
@@ -112,6 +112,7 @@ class ConsumerGroupSource:
         protocol_debug: bool = False,
         assigned: bool = False,
         accept_new_log: bool = False,
+        metadata_max_age_seconds: float = 15.0,
     ) -> None:
         if assigned and group_instance_id:
             raise ValueError(
@@ -129,6 +130,7 @@ class ConsumerGroupSource:
             protocol_debug,
             assigned,
             accept_new_log,
+            metadata_max_age_seconds,
         )
         guard_client_logs(protocol_debug, self.settings.security.secrets())
         self.topic = topic
@@ -155,8 +157,7 @@ class ConsumerGroupSource:
                 topic, bootstrap_servers, accept_new_log, self._describe_log, self._forget, clock
             )
         )
-        # Partitions to read from their beginning when they have no position (a new log).
-        self._from_beginning = False
+        self._start_rule = StartRule(topic, auto_offset_reset)
         self._start()
 
     def _start(self) -> None:
@@ -199,7 +200,7 @@ class ConsumerGroupSource:
 
     def _forget(self) -> None:
         """A new log accepted: drop the topic's positions, read it from its beginning."""
-        self._from_beginning = True
+        self._start_rule.from_beginning = True
         self._start_positions = {}
         if self._handler is not None:
             for key in list(self._handler.positions):
@@ -221,10 +222,7 @@ class ConsumerGroupSource:
 
     def _start_of(self, key: str) -> str:
         """Where a partition with no position at all starts: "earliest" or "latest"."""
-        first = not self._from_beginning and not any(
-            partition_number(k)[0] == self.topic for k in self._positions()
-        )
-        return without_position(key, first, self.settings.auto_offset_reset)
+        return self._start_rule.start_of(key, self._positions())
 
     def _positions(self) -> dict[str, Position]:
         return self._handler.positions if self._handler is not None else self._start_positions
@@ -364,6 +362,7 @@ class ConsumerGroupSource:
         # An empty assignment is common and brief (a fresh member's first join, before the
         # topic's metadata arrived); one that lasts is explained by _notice_waiting.
         log.log(logging.INFO if keys else logging.DEBUG, "partitions assigned: %s", sorted(keys))
+        self._start_rule.assigned(keys)
         if keys:
             self._waiting_since = None
         elif self._waiting_since is None:

@@ -17,6 +17,7 @@ source decides here, so that every jump is accounted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 log = logging.getLogger("streamsgd.kafka")
@@ -59,9 +60,34 @@ def out_of_range(key: str, position: int, low: int, high: int) -> Jump:
     return Jump(position)
 
 
-def without_position(key: str, first_start: bool, auto_offset_reset: str) -> str:
-    """Where a partition without any position starts: "earliest" or "latest"."""
-    if first_start:
-        return auto_offset_reset
-    log.info("%s has no position (a partition new to the trainer): reading it from its start", key)
-    return "earliest"
+class StartRule:
+    """Where a partition without any position starts: "earliest" or "latest".
+
+    ``auto_offset_reset`` applies to the partitions of the first assignment while the
+    trainer holds no position of the topic (its first start); any other partition without
+    a position is new to the trainer (added to the topic since), or the log is new
+    (``from_beginning``): read from its beginning, so that none of its records is lost.
+    """
+
+    def __init__(self, topic: str, auto_offset_reset: str) -> None:
+        self.topic = topic
+        self.auto_offset_reset = auto_offset_reset
+        self.initial: set[str] | None = None
+        self.from_beginning = False
+
+    def assigned(self, keys: Iterable[str]) -> None:
+        """Note an assignment (the first non-empty one is the first start's)."""
+        if self.initial is None and (keys := set(keys)):
+            self.initial = keys
+
+    def start_of(self, key: str, positions: Iterable[str]) -> str:
+        prefix = f"{self.topic}:"
+        first = (
+            not self.from_beginning
+            and (self.initial is None or key in self.initial)
+            and not any(k.startswith(prefix) for k in positions)
+        )
+        if first:
+            return self.auto_offset_reset
+        log.info("%s has no position (new to the trainer): reading it from its start", key)
+        return "earliest"

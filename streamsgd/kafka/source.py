@@ -16,6 +16,7 @@ from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
 from ..buffer import Position
+from ..partitions import partition_number
 from ..ports import SourceRecord
 from .group import (
     ConsumerGroupSource,
@@ -101,6 +102,8 @@ class KafkaSource(ConsumerGroupSource):
             # A topic deleted under the trainer must not come back as an empty one made by
             # the consumer's metadata requests (the broker's auto-create).
             "allow_auto_create_topics": False,
+            # Partitions added to the topic are seen within this (300 s by default).
+            "metadata_max_age_ms": int(settings.metadata_max_age_seconds * 1000),
             "max_poll_records": MAX_POLL_RECORDS,
             "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
             "fetch_max_bytes": FETCH_MAX_BYTES,
@@ -211,7 +214,7 @@ class KafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 self._consumer.seek(tp, position.offset)
-            elif self._from_beginning:
+            elif self._start_rule.from_beginning:
                 self._consumer.seek_to_beginning(tp)
         self._assigned_now([partition_key(tp.topic, tp.partition) for tp in assigned])
 
@@ -314,22 +317,30 @@ class KafkaSource(ConsumerGroupSource):
         asked = list(assigned.values())
         if not asked and (probe := self._idle_probe()) is not None:
             asked = [TopicPartition(self.topic, probe)]  # an idle replica: is the broker there?
-        if not asked:
+        # Group mode: every partition of the topic, assigned yet or not (one just added).
+        known = () if self.settings.assigned else consumer.partitions_for_topic(self.topic)
+        others = [TopicPartition(self.topic, n) for n in sorted(known or ())]
+        others = [tp for tp in others if tp not in asked]
+        if not asked and not others:
             return
         try:
-            ends = consumer.end_offsets(asked, timeout_ms=2000)
+            ends = consumer.end_offsets(asked + others, timeout_ms=2000)
+            # An unassigned partition without a position will be read from its beginning.
+            starts = consumer.beginning_offsets(others, timeout_ms=2000) if others else {}
         except KafkaError as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
-        self._report_lag(
-            {
-                key: int(end)
-                for tp, end in ends.items()
-                if (key := partition_key(tp.topic, tp.partition)) in assigned
-            },
-            lambda key: int(consumer.position(assigned[key])),
-        )
+
+        def current(key: str) -> int:
+            if key in assigned:
+                return int(consumer.position(assigned[key]))
+            return int(starts[TopicPartition(*partition_number(key))])
+
+        lagging = {key: int(end) for tp, end in ends.items()
+                   if (key := partition_key(tp.topic, tp.partition)) in assigned
+                   or tp in others}  # fmt: skip
+        self._report_lag(lagging, current)
 
     @property
     def ready(self) -> bool:
