@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import (
@@ -24,6 +23,7 @@ from confluent_kafka import (
 
 from ..buffer import Position
 from ..ports import SourceRecord
+from .bounded import bounded as _bounded
 from .confluent_admin import ConfluentLogDescriber
 from .group import (
     ConsumerGroupSource,
@@ -70,6 +70,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._pending_commit: threading.Thread | None = None
         self._admin: ConfluentLogDescriber | None = None
         self._check_log_now = False
+        self._in_revoke = False
         self._next_identity = 0.0
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
@@ -131,7 +132,12 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke({partition_key(tp.topic, tp.partition) for tp in partitions})
+        # The checkpoint's commit runs inside this callback (see commit()).
+        self._in_revoke = True
+        try:
+            self._revoke({partition_key(tp.topic, tp.partition) for tp in partitions})
+        finally:
+            self._in_revoke = False
         consumer.unassign()
         self._assigned = []
 
@@ -351,6 +357,13 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             ]
         if not offsets:
             return
+        if self._in_revoke:
+            # A synchronous commit from a helper thread waits for an answer that this
+            # thread, inside the rebalance callback, would serve: it gave up after 1.5 s at
+            # every shutdown and rebalance. Asynchronous, it is sent before the partitions
+            # are given up, and close() waits for it.
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+            return
         if self._pending_commit is not None and self._pending_commit.is_alive():
             self._commit_failed = True
             raise TimeoutError("the previous offset commit is still waiting for the broker")
@@ -370,24 +383,3 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         timeout = self._close_timeout_seconds()
         if _bounded(self._consumer.close, timeout, "consumer close").is_alive():
             log.warning("closing the Kafka consumer gave up after %.1f s", timeout)
-
-
-def _bounded(call: Callable[[], object], timeout_seconds: float, what: str) -> threading.Thread:
-    """Run ``call`` in a daemon thread for at most ``timeout_seconds``; returns the thread
-    (alive if ``call`` had not returned). An exception ``call`` raised in time is raised
-    here; the thread keeps the client alive until librdkafka gives up, and never blocks the
-    exit of the process."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name=f"streamsgd-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout_seconds)
-    if errors:
-        raise errors[0]
-    return thread
