@@ -98,6 +98,9 @@ class Sensor:
     def records_skipped(self, reason: str, n_records: int) -> None:
         """Records the source can no longer read were passed over (e.g. retention)."""
 
+    def partitions_unassigned(self, n_partitions: int) -> None:
+        """Partitions of the topic the source does not hold (another group member does)."""
+
     def batch_applied(
         self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None: ...

@@ -145,6 +145,11 @@ class TrainingService:
         for s in self.sensors if skipped else ():
             s.records_skipped(reason, skipped)
 
+    def partitions_unassigned(self, n_partitions: int) -> None:
+        """The source holds all but ``n_partitions`` of its topic's partitions."""
+        for s in self.sensors:
+            s.partitions_unassigned(n_partitions)
+
     def checkpoint(self) -> bool:
         """Save a checkpoint, then commit the offsets it covers. Returns False on failure
         (counted by the sensors, logged, and kept in ``last_checkpoint_error``).

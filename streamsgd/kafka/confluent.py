@@ -328,7 +328,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             offset = self._consumer.position([assigned[key]])[0].offset
             return offset if offset >= 0 else ends[key]
 
-        self._report_lag(ends, current)
+        self._report_lag(ends, current, None if self.settings.assigned else len(assigned))
 
     @property
     def ready(self) -> bool:

@@ -18,7 +18,7 @@ from .identity import LogGuard, LogIdentity
 from .jumps import StartRule, out_of_range
 from .lag import consumer_lag
 from .logs import guard_client_logs
-from .notices import log_waiting_notice
+from .notices import SharedGroupNotice, log_waiting_notice
 from .settings import (
     CLOSE_TIMEOUT_SECONDS,
     CLOSE_TIMEOUT_UNREACHABLE_SECONDS,
@@ -75,20 +75,17 @@ class ConsumerGroupSource:
     the checkpoint's position, so the model state is exactly-once even though Kafka delivery
     is at-least-once. Subclasses build their client in :meth:`_start` from ``self.settings``.
 
-    With ``assigned=True`` the consumer never subscribes and never joins the group: the
-    caller lists the topic's partitions (:meth:`partitions`), picks its share (e.g.
-    :func:`streamsgd.partitions.assign_partitions`) and assigns it with the positions to
+    With ``assigned=True`` the consumer never joins the group: the caller lists the topic's
+    partitions (:meth:`partitions`), picks its share and assigns it with the positions to
     start at (:meth:`assign`), again whenever the share changes. Committed offsets are
-    written (:meth:`commit`, for any partition given) but never read. Such commits carry no
-    group generation, which the broker accepts only while the group has no member: a
-    group-mode consumer under the same group id makes them fail (UNKNOWN_MEMBER_ID).
-    ``ready`` means the broker answered (after :meth:`partitions`, a fetch or a lag
-    refresh); a source with no partition assigned is ready and idle.
+    written (:meth:`commit`) but never read; without a group generation, which the broker
+    accepts only while the group has no member (else UNKNOWN_MEMBER_ID). ``ready`` means
+    the broker answered; a source with no partition assigned is ready and idle.
 
     Parameters
     ----------
     bootstrap_servers, topic, group_id, auto_offset_reset, group_instance_id,
-    lag_interval_seconds, protocol_debug, assigned
+    lag_interval_seconds, protocol_debug, assigned, accept_new_log, metadata_max_age_seconds
         See :class:`~streamsgd.kafka.settings.ConsumerSettings`. A group instance id is
         refused with ``assigned`` (there is no membership).
     security : KafkaSecurity or mapping in kafka-python's names, optional
@@ -158,6 +155,7 @@ class ConsumerGroupSource:
             )
         )
         self._start_rule = StartRule(topic, auto_offset_reset)
+        self._shared = SharedGroupNotice(self.settings, clock)
         self._start()
 
     def _start(self) -> None:
@@ -172,11 +170,8 @@ class ConsumerGroupSource:
         at once for the partitions assigned now (assigned mode)."""
         self._start_positions = dict(positions)
         if self.settings.assigned:
-            offsets = {
-                number: positions[key].offset
-                for key, number in self._assignment.items()
-                if key in positions
-            }
+            assigned = self._assignment.items()
+            offsets = {n: positions[key].offset for key, n in assigned if key in positions}
             if offsets:
                 self._seek_assigned(offsets)
 
@@ -384,8 +379,14 @@ class ConsumerGroupSource:
         self._next_lag = self.clock() + self.settings.lag_interval_seconds
         return True
 
-    def _report_lag(self, ends: dict[str, int], current: Callable[[str], int]) -> None:
-        """Report the lag (:func:`~.lag.consumer_lag`); marks the broker reachable."""
+    def _report_lag(
+        self, ends: dict[str, int], current: Callable[[str], int], held: int | None = None
+    ) -> None:
+        """Report the lag (:func:`~.lag.consumer_lag`) and, group mode, how many of the
+        partitions in ``ends`` this member does not hold; marks the broker reachable."""
+        if held is not None:
+            self._shared.observe(held, len(ends))
+            getattr(self._handler, "partitions_unassigned", lambda n: None)(len(ends) - held)
         self._broker_ok = True
         # Assigned mode without a handler: the consumer's own position (the start positions
         # given to assign() are behind once records were read).

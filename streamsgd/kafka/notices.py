@@ -1,8 +1,10 @@
-"""What a consumer-group source says when it waits for partitions, and why (issue 12)."""
+"""What a consumer-group source says when it waits for partitions (issue 12) or shares its
+group with another member (issue 21), and why."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from .settings import PARTITION_WAIT_NOTICE_SECONDS, SESSION_TIMEOUT_MS, ConsumerSettings
 
@@ -35,3 +37,49 @@ def log_waiting_notice(settings: ConsumerSettings) -> None:
         settings.group_id,
         SESSION_TIMEOUT_MS / 1000,
     )
+
+
+class SharedGroupNotice:
+    """The WARNING that another member shares the trainer's consumer group (issue 21).
+
+    Every member of a group learns its own model from its share of the partitions: two
+    trainers in one group build two different models, each from part of the stream. Said
+    once a trainer has held some but not all of the topic's partitions for longer than a
+    metadata refresh and a rebalance take (a partition just added is briefly unassigned).
+
+    Parameters
+    ----------
+    settings : ConsumerSettings
+    clock : callable
+        Monotonic seconds.
+    """
+
+    def __init__(self, settings: ConsumerSettings, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.grace = settings.metadata_max_age_seconds + PARTITION_WAIT_NOTICE_SECONDS
+        self._short_since: float | None = None
+        self._said = False
+
+    def observe(self, held: int, total: int) -> None:
+        """The trainer holds ``held`` of the topic's ``total`` partitions now."""
+        if not 0 < held < total:
+            self._short_since, self._said = None, False
+            return
+        now = self.clock()
+        if self._short_since is None:
+            self._short_since = now
+        if self._said or now - self._short_since < self.grace:
+            return
+        self._said = True
+        s = self.settings
+        log.warning(
+            "this trainer holds %d of the %d partitions of %s: another member of consumer "
+            "group %s holds the others, and each member learns its own model from its share. "
+            "Run one trainer per group (another --group-id for an independent model); to "
+            "scale one model out, run replicas (mpiexec -n N streamsgd train --distributed mpi)",
+            held,
+            total,
+            s.topic,
+            s.group_id,
+        )

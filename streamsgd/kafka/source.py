@@ -340,7 +340,7 @@ class KafkaSource(ConsumerGroupSource):
         lagging = {key: int(end) for tp, end in ends.items()
                    if (key := partition_key(tp.topic, tp.partition)) in assigned
                    or tp in others}  # fmt: skip
-        self._report_lag(lagging, current)
+        self._report_lag(lagging, current, None if self.settings.assigned else len(assigned))
 
     @property
     def ready(self) -> bool:

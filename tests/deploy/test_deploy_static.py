@@ -102,6 +102,7 @@ REQUIRED_ALERTS = {
     # issue 21: records lost to retention, offset commits that keep failing
     "StreamsgdRecordsSkipped": "streamsgd_records_skipped_total",
     "StreamsgdOffsetCommitsFailing": "streamsgd_offset_commit_failures_total",
+    "StreamsgdConsumerGroupShared": "streamsgd_partitions_unassigned",
 }
 
 # The compose services of the single trainer and of the replicated job (issue 11), the

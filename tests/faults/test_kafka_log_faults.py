@@ -8,7 +8,6 @@ refuses / ends with one line, or accounts the records it can no longer read.
 
 from __future__ import annotations
 
-import json
 import signal
 import uuid
 from pathlib import Path
@@ -18,55 +17,22 @@ import pytest
 
 from tests.support.kafka_helpers import (
     Processes,
-    Trainer,
     assert_checkpoint_equals_reference,
     load_checkpoint,
     metric,
     reference_fit,
 )
+from tests.support.kafka_ops import (
+    CLIENTS,
+    encode,
+    lag,
+    model_samples,
+    samples,
+    train_args,
+    write_samples,
+)
 
 pytestmark = pytest.mark.kafka
-
-D = 3
-CLIENTS = ["kafka-python", "confluent"]
-
-
-def samples(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` dense samples (features, 0/1 labels) of a separable-ish stream."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, D))
-    y = (X @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=n) > 0).astype(np.float64)
-    return X, y
-
-
-def encode(x: np.ndarray, label: float) -> bytes:
-    return json.dumps({"x": [float(v) for v in x], "y": int(label)}).encode()
-
-
-def train_args(bootstrap: str, client: str, topic: str, checkpoint: Path) -> list[object]:
-    return [
-        "--source", "kafka", "--kafka-client", client, "--bootstrap-servers", bootstrap,
-        "--topic", topic, "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--n-features", D,
-        "--batch-size", 8, "--checkpoint-dir", checkpoint, "--lag-interval-seconds", 0.5,
-        "--metrics-port", "0", "--progress", "never",
-    ]  # fmt: skip
-
-
-def model_samples(trainer: Trainer) -> int:
-    """Samples the trainer's model has seen; -1 when it did not answer in time (two loaded
-    cores: a slow answer is no failure, the waits poll again)."""
-    try:
-        return int(json.loads(trainer.get("/model", timeout=30)[1])["n_samples_seen"])
-    except OSError:  # URLError, a reset or timed-out connection
-        return -1
-
-
-def lag(trainer: Trainer) -> float:
-    """The consumer lag gauge; NaN when the trainer did not answer in time."""
-    try:
-        return metric(trainer.metrics(), "streamsgd_consumer_lag_records")
-    except OSError:
-        return float("nan")
 
 
 # --------------------------------------------------------------------------- transactions
@@ -131,18 +97,6 @@ def test_aborted_transactions_are_never_learned_and_lag_returns_to_zero(
 
 
 # --------------------------------------------------------------------------- topic identity
-
-
-def write_samples(bootstrap: str, topic: str, X: np.ndarray, y: np.ndarray) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    try:
-        for row, label in zip(X, y, strict=True):
-            producer.send(topic, encode(row, label))
-        producer.flush(60)
-    finally:
-        producer.close()
 
 
 def recreate_topic(bootstrap: str, topic: str) -> None:
@@ -378,36 +332,3 @@ def test_partitions_added_to_the_topic_are_read_from_their_beginning_within_the_
     state = load_checkpoint(checkpoint)
     assert state is not None
     assert state["offsets"] == {f"{topic}:0": 16, f"{topic}:1": 16, f"{topic}:2": 16}
-
-
-# --------------------------------------------------------------------------- commits
-
-
-def test_confluent_commits_from_the_revoke_callback_succeed(
-    kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
-) -> None:
-    """Injects: a second confluent trainer joining the group of a first one (a rebalance
-    revokes the first one's partitions), then SIGTERM to both (close revokes again) (issue
-    21, item 9: every commit made from the revoke callback timed out after 1.5 s and was
-    counted as a failure). Must hold: no offset commit fails, in the metric or the log."""
-    topic = kafka_topic(2)
-    X, y = samples(32, seed=27)
-    write_samples(kafka_bootstrap, topic, X, y)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-
-    def start(name: str) -> Trainer:
-        args = train_args(kafka_bootstrap, "confluent", topic, tmp_path / name)
-        args[args.index("--group-id") + 1] = group
-        return processes.trainer(args)
-
-    first = start("a")
-    first.wait_for(lambda: model_samples(first) == 32, 120, "the first trainer to learn 32")
-    second = start("b")
-    first.wait_for(lambda: "partitions revoked" in first.log_text(), 120, "a rebalance")
-    second.wait_for(lambda: "partitions assigned: [" in second.log_text(), 120, "its share")
-    failures = metric(first.metrics(), "streamsgd_offset_commit_failures_total")
-    for trainer in (second, first):
-        trainer.send(signal.SIGTERM)
-        assert trainer.wait_exit(60) == 0, trainer.diagnostics()
-        assert "offset commit failed" not in trainer.log_text(), trainer.diagnostics()
-    assert failures == 0
