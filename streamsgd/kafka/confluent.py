@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 
 from ..buffer import Position
-from ..ports import SourceRecord
+from ..ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
 from .confluent_admin import ConfluentLogDescriber
 from .group import (
@@ -33,6 +33,7 @@ from .group import (
 )
 from .identity import LogIdentity
 from .logs import LIBRDKAFKA_LOGGER
+from .notices import fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
@@ -71,6 +72,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._admin: ConfluentLogDescriber | None = None
         self._check_log_now = False
         self._in_revoke = False
+        self._fatal: str | None = None  # a fatal client error: poll ends the run
         self._next_identity = 0.0
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
@@ -114,6 +116,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             )
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():  # e.g. a fenced static member: librdkafka reads nothing more
+            self._fatal = error.str()
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
@@ -210,6 +214,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
         if not self._log_verified():
             time.sleep(min(timeout_seconds, 0.2))  # pacing the broker's answers
             return []
@@ -226,6 +232,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         for msg in messages:
             error = msg.error()
             if error is not None:
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    raise SourceFailed(fatal_message(self.settings, error.str()))
                 if error.code() == KafkaError._AUTO_OFFSET_RESET:
                     self._reposition(msg)
                 elif error.code() != KafkaError._PARTITION_EOF:

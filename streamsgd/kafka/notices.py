@@ -83,3 +83,17 @@ class SharedGroupNotice:
             s.topic,
             s.group_id,
         )
+
+
+def fatal_message(settings: ConsumerSettings, reason: str) -> str:
+    """The one line of a run ended by a fatal client error (fencing, an unrecoverable one)."""
+    line = (
+        f"the Kafka client can no longer read {settings.topic} in group {settings.group_id}: "
+        f"{reason}"
+    )
+    if settings.group_instance_id and "fenced" in reason.lower():
+        line += (
+            f"; another trainer runs with --group-instance-id {settings.group_instance_id} "
+            "(give each trainer its own)"
+        )
+    return line + "; stopping (the last checkpoint stands), for the orchestrator to restart it"

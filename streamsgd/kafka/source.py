@@ -12,12 +12,17 @@ import time
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from kafka.errors import (
+    FencedInstanceIdError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from ..buffer import Position
 from ..partitions import partition_number
-from ..ports import SourceRecord
+from ..ports import SourceFailed, SourceRecord
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
@@ -25,6 +30,7 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity, topic_id_text
+from .notices import fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -117,6 +123,7 @@ class KafkaSource(ConsumerGroupSource):
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
         self._in_rebalance = False
+        self._fatal: str | None = None  # a fatal error seen by a commit: poll ends the run
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
@@ -244,6 +251,8 @@ class KafkaSource(ConsumerGroupSource):
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
         consumer = self._connect()
         if consumer is None or not self._log_verified():
             time.sleep(min(timeout_seconds, 0.2))  # pace reconnection attempts
@@ -253,6 +262,8 @@ class KafkaSource(ConsumerGroupSource):
         except (OffsetOutOfRangeError, NoOffsetForPartitionError) as exc:
             self._reposition(consumer, exc)
             return []
+        except FencedInstanceIdError as exc:  # never recovers: end the run
+            raise SourceFailed(fatal_message(self.settings, f"fenced ({exc})")) from None
         except KafkaError as exc:
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
@@ -374,8 +385,10 @@ class KafkaSource(ConsumerGroupSource):
             return
         try:
             consumer.commit(offsets, timeout_ms=int(COMMIT_TIMEOUT_SECONDS * 1000))
-        except Exception:
+        except Exception as exc:
             self._commit_failed = True
+            if isinstance(exc, FencedInstanceIdError):
+                self._fatal = f"fenced ({exc})"
             raise
         self._commit_failed = False
 

@@ -74,3 +74,34 @@ def test_a_second_member_in_the_trainers_group_is_a_warning_and_a_gauge(
             "the gauge",
         )
         assert "--distributed mpi" in trainer.log_text()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_fenced_static_member_ends_its_run_with_one_line(
+    kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
+) -> None:
+    """Injects: a second trainer started with the same --group-instance-id as a running one
+    (other checkpoint directory), then more records (issue 21, item 5: the fenced member
+    learned on, or nothing, with /readyz 200, and never exited). Must hold: the fenced
+    trainer exits 1 with one line that names the fencing and the duplicated instance id."""
+    topic = kafka_topic()
+    X, y = samples(32, seed=28)
+    write_samples(kafka_bootstrap, topic, X[:16], y[:16])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    def start(name: str) -> Trainer:
+        args = train_args(kafka_bootstrap, client, topic, tmp_path / name)
+        args[args.index("--group-id") + 1] = group
+        extra = ["--group-instance-id", "same", "--checkpoint-interval-seconds", 0.5]
+        return processes.trainer([*args, *extra])
+
+    first = start("a")
+    first.wait_for(lambda: model_samples(first) == 16, 120, "the first trainer to learn 16")
+    second = start("b")
+    second.wait_for(lambda: "partitions assigned: [" in second.log_text(), 120, "its partition")
+    write_samples(kafka_bootstrap, topic, X[16:], y[16:])
+    assert first.wait_exit(120) == 1, first.diagnostics()
+    errors = [line for line in first.log_text().splitlines() if "streamsgd: error" in line]
+    assert len(errors) == 1 and "fenced" in errors[0].lower(), first.diagnostics()
+    assert "--group-instance-id same" in errors[0]
+    assert "Traceback" not in first.log_text()
