@@ -114,11 +114,12 @@ class OptionSpec:
         """Raise :class:`ConfigError` unless ``value`` is valid (None: unset, allowed)."""
         if value is None:
             return
+        shown = "***" if self.secret else repr(value)  # a secret is never echoed (issue 21)
         if not self.value_type.accepts(value):
-            raise ConfigError(f"{self.flag}: {value!r} is not {self.value_type.name}")
+            raise ConfigError(f"{self.flag}: {shown} is not {self.value_type.name}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"{self.flag}: invalid choice {value!r} (choose from {', '.join(self.choices)})"
+                f"{self.flag}: invalid choice {shown} (choose from {', '.join(self.choices)})"
             )
 
     def parse(self, text: str) -> Any:

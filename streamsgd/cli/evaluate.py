@@ -34,7 +34,7 @@ from ..ports import Source
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
 from ..synthetic import demo_stream
-from .build import build_decoder, build_model
+from .build import build_decoder, build_model, check_model_size
 from .errors import UsageError
 
 POLL_TIMEOUT_SECONDS = 1.0
@@ -192,6 +192,7 @@ def _discard(out: TextIO) -> None:
 def run(config: TrainConfig, as_json: bool, predictions: str | None) -> int:
     """``streamsgd evaluate``; returns the exit code."""
     check_config(config)
+    check_model_size(config.n_features)
     out = _open_predictions(predictions, config.source.path)
     try:
         result = evaluate(config)

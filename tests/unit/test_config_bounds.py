@@ -62,3 +62,34 @@ def test_a_misspelt_environment_variable_is_a_warning_naming_the_closest() -> No
         "streamsgd: warning: STREAMSGD_BATCH_SIZ is not a streamsgd option and is ignored "
         "(did you mean STREAMSGD_BATCH_SIZE?)"
     ) in result.stderr
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("streamsgd: error: "), lines
+    return lines[0]
+
+
+def test_a_secret_of_the_wrong_type_in_the_config_file_is_not_echoed(tmp_path: Path) -> None:
+    """Injects: ``sasl_password = 12345678`` (an integer) in the TOML file (issue 21: the
+    error showed the password). Must hold: one line, exit 2, the value masked."""
+    config = tmp_path / "c.toml"
+    config.write_text("[kafka]\nsasl_password = 12345678\n")
+    line = one_error_line(streamsgd("train", "--config", config, "--print-config"))
+    assert "12345678" not in line and "***" in line
+
+
+def test_a_model_larger_than_the_machine_is_one_line_not_a_traceback() -> None:
+    """Injects: --n-features 10^10 (issue 21: a MemoryError traceback). Must hold: one line
+    naming the size, exit 2."""
+    line = one_error_line(streamsgd(*TRAIN, "--n-features", 10**10))
+    assert "GB" in line and "--n-features" in line
+
+
+def test_inspect_refuses_a_fifo_named_checkpoint_json(tmp_path: Path) -> None:
+    """Injects: a FIFO named checkpoint.json (issue 21: inspect blocked forever). Must
+    hold: one line, exit 2, at once."""
+    os.mkfifo(tmp_path / "checkpoint.json")
+    line = one_error_line(streamsgd("inspect", tmp_path))
+    assert "not a regular file" in line
