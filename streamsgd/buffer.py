@@ -213,6 +213,16 @@ class MinibatchBuffer:
             if position is not None and position.skip_samples:
                 self._partial[partition] = position
 
+    def move_position(self, partition: str, offset: int | None) -> None:
+        """Drop the partition's buffered samples and set its position to ``offset`` (None:
+        no position, so that it starts where the source decides)."""
+        self.discard_partitions({partition})
+        self._partial.pop(partition, None)
+        if offset is None:
+            self.positions.pop(partition, None)
+        else:
+            self.positions[partition] = Position(offset)
+
     # ------------------------------------------------------------------ decoded records
     def append_decoded(self, run: DecodedRun, max_samples: int | None = None) -> None:
         """Add a decoded run (:func:`streamsgd.codec.decode_poll`), at most ``max_samples``

@@ -171,6 +171,16 @@ class KafkaConfig(KafkaConnection):
     lag_interval_seconds: float = option(
         5.0, "how often to refresh streamsgd_consumer_lag_records", POSITIVE_FLOAT
     )
+    metadata_max_age_seconds: float = option(
+        15.0, "refresh the topic's metadata this often: partitions added are read within it",
+        POSITIVE_FLOAT,
+    )  # fmt: skip
+    accept_new_topic_log: bool = option(
+        False,
+        "the checkpoint's topic id or cluster id differs from the broker's (topic recreated, "
+        "broker wiped): keep the model and read the new log from its beginning",
+        BOOLEAN,
+    )
     kafka_protocol_debug: bool = option(
         False,
         "let the Kafka client's protocol loggers through at DEBUG (secrets still redacted)",

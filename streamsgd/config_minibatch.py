@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from .options import (
     AUTO,
-    NON_NEGATIVE_INT,
+    BATCH,
+    BATCH_OR_AUTO,
+    BLOCK,
     OPEN_UNIT,
     POSITIVE_INT,
-    POSITIVE_INT_OR_AUTO,
     ConfigError,
     Section,
     option,
@@ -24,14 +25,14 @@ class MinibatchConfig(Section):
         32,
         "minibatch size m; auto = chosen by the norm test from the measured gradient noise "
         "(between --min-batch-size and --max-batch-size)",
-        POSITIVE_INT_OR_AUTO,
+        BATCH_OR_AUTO,
     )
     online_block_size: int = option(
         32,
         "with --batch-size 1: apply the m=1 steps this many at a time (the same steps, "
         "several times faster; a sample may wait for its block or --max-wait-ms); "
         "0 = one learn_batch call per sample",
-        NON_NEGATIVE_INT,
+        BLOCK,
     )
     max_wait_ms: int | None = option(
         None, "apply a partial minibatch after this long without new records", POSITIVE_INT
@@ -39,9 +40,9 @@ class MinibatchConfig(Section):
     min_batch_size: int = option(
         8,
         "with --batch-size auto: the smallest m (>= 2), also the base m0 of the gain",
-        POSITIVE_INT,
+        BATCH,
     )
-    max_batch_size: int = option(4096, "with --batch-size auto: the largest m", POSITIVE_INT)
+    max_batch_size: int = option(4096, "with --batch-size auto: the largest m", BATCH)
     norm_test_theta: float = option(
         0.9,
         "with --batch-size auto: theta of the norm test, target m = B (1 - theta^2) / theta^2",

@@ -77,6 +77,14 @@ PROBABILITY = ValueType("a number in [0, 0.5]", float, lambda v: 0 <= v <= 0.5)
 SMOOTHING = ValueType("a number in (0, 1]", float, lambda v: 0 < v <= 1)
 OPEN_UNIT = ValueType("a number in (0, 1)", float, lambda v: 0 < v < 1)
 POSITIVE_INT_OR_AUTO = ValueType("a positive integer or auto", int, lambda v: v >= 1, auto=True)
+# Batch sizes and blocks: a buffer of 2^20 samples is already far beyond any useful m, and an
+# unbounded one grew memory without limit (issue 21).
+MAX_BATCH = 2**20
+BATCH = ValueType(f"an integer in 1..{MAX_BATCH}", int, lambda v: 1 <= v <= MAX_BATCH)
+BATCH_OR_AUTO = ValueType(
+    f"an integer in 1..{MAX_BATCH} or auto", int, lambda v: 1 <= v <= MAX_BATCH, auto=True
+)
+BLOCK = ValueType(f"an integer in 0..{MAX_BATCH}", int, lambda v: 0 <= v <= MAX_BATCH)
 POSITIVE_FLOAT_OR_AUTO = ValueType("a number > 0 or auto", float, lambda v: v > 0, auto=True)
 
 
@@ -106,11 +114,12 @@ class OptionSpec:
         """Raise :class:`ConfigError` unless ``value`` is valid (None: unset, allowed)."""
         if value is None:
             return
+        shown = "***" if self.secret else repr(value)  # a secret is never echoed (issue 21)
         if not self.value_type.accepts(value):
-            raise ConfigError(f"{self.flag}: {value!r} is not {self.value_type.name}")
+            raise ConfigError(f"{self.flag}: {shown} is not {self.value_type.name}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"{self.flag}: invalid choice {value!r} (choose from {', '.join(self.choices)})"
+                f"{self.flag}: invalid choice {shown} (choose from {', '.join(self.choices)})"
             )
 
     def parse(self, text: str) -> Any:

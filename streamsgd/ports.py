@@ -21,6 +21,12 @@ class CheckpointError(RuntimeError):
     loop when it adopts a checkpoint."""
 
 
+class SourceFailed(RuntimeError):
+    """The source can never deliver another record of the stream the model learns (its log
+    was replaced, the client was fenced, its credentials refused): the run must end with a
+    non-zero exit so that the orchestrator restarts it (one line, for the user)."""
+
+
 @dataclass
 class SourceRecord:
     """One record from a source.
@@ -90,6 +96,12 @@ class Sensor:
     def record_rejected(self, reason: str) -> None: ...
 
     def record_dead_lettered(self) -> None: ...
+
+    def records_skipped(self, reason: str, n_records: int) -> None:
+        """Records the source can no longer read were passed over (e.g. retention)."""
+
+    def partitions_unassigned(self, n_partitions: int) -> None:
+        """Partitions of the topic the source does not hold (another group member does)."""
 
     def batch_applied(
         self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .buffer import MinibatchBuffer, Position
@@ -24,6 +23,7 @@ from .core.model import BatchStats, OnlineLogisticRegression
 from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from .core.sequential import SequenceStats, learn_sequence
 from .ports import CheckpointError, CheckpointStore, DeadLetterSink, Sensor, Source, SourceRecord
+from .service_config import ServiceConfig
 from .totals import Totals, progressive_log_loss
 
 log = logging.getLogger("streamsgd.service")
@@ -35,42 +35,6 @@ __all__ = ["CheckpointStore", "DeadLetterSink", "FinalCheckpointError", "Sensor"
 
 class FinalCheckpointError(RuntimeError):
     """The checkpoint that ends a run could not be written: the run's model is not saved."""
-
-
-@dataclass
-class ServiceConfig:
-    """How the loop batches and checkpoints.
-
-    Attributes
-    ----------
-    batch_size : int
-        m ≥ 1; unused when the model has a controller (its ``batch_size`` is m then).
-    max_samples : int or None
-        Stop after this many samples in total (restored ones included); the last
-        minibatch may be smaller than m.
-    max_wait_seconds : float or None
-        Apply a partial minibatch after this long without new records (None: never).
-    checkpoint_interval_seconds : float
-        Checkpoint at most this often (when something changed).
-    checkpoint_every_updates : int
-        Also checkpoint after this many updates (0: off).
-    online_block_size : int
-        With batch_size 1: apply the m = 1 steps K at a time through
-        :func:`~streamsgd.core.sequential.learn_sequence` (same steps, several times
-        faster). Blocks are aligned on the samples consumed, so a restarted run cuts the
-        same blocks (bit-for-bit); a sample may wait for K − 1 others or
-        ``max_wait_seconds``. 0: one ``learn_batch`` per sample.
-    poll_timeout_seconds : float
-    """
-
-    # Defaults equal streamsgd.config's (tests/unit/test_config.py checks it).
-    batch_size: int = 32
-    max_samples: int | None = None
-    max_wait_seconds: float | None = None
-    checkpoint_interval_seconds: float = 10.0
-    checkpoint_every_updates: int = 0
-    online_block_size: int = 32
-    poll_timeout_seconds: float = 0.2
 
 
 class TrainingService:
@@ -149,7 +113,8 @@ class TrainingService:
             # The next record to read per partition; a partly applied record is re-read.
             "offsets": {p: pos.offset for p, pos in positions.items()},
             "totals": vars(self.totals).copy(),
-            "source": self.source_description,
+            # A Kafka source adds the topic id and cluster id its positions belong to.
+            "source": {**self.source_description, **getattr(self.source, "log_identity", dict)()},
             "batch_size": self.batch_size,
         }
 
@@ -169,6 +134,21 @@ class TrainingService:
         revoked partitions (they are re-read from the checkpointed position if they return)."""
         self.checkpoint()
         self.buffer.discard_partitions(partitions)
+
+    def position_moved(
+        self, partition: str, offset: int | None, skipped: int = 0, reason: str = ""
+    ) -> None:
+        """The source moved a partition's position (None: dropped it), past ``skipped``
+        records it can no longer read (counted by ``reason``); checkpointed."""
+        self.buffer.move_position(partition, offset)
+        self._dirty = True
+        for s in self.sensors if skipped else ():
+            s.records_skipped(reason, skipped)
+
+    def partitions_unassigned(self, n_partitions: int) -> None:
+        """The source holds all but ``n_partitions`` of its topic's partitions."""
+        for s in self.sensors:
+            s.partitions_unassigned(n_partitions)
 
     def checkpoint(self) -> bool:
         """Save a checkpoint, then commit the offsets it covers. Returns False on failure
@@ -334,10 +314,12 @@ class TrainingService:
         return remaining is not None and remaining <= 0
 
     def _resume(self) -> None:
+        stored_source: dict[str, Any] = {}
         if self.checkpoint_store is not None:
             state = self.checkpoint_store.load()
             if state is not None:
                 self.restore(state)
+                stored_source = state["source"]
                 log.info(
                     "resumed from checkpoint: %d updates, %d samples",
                     self.model.n_updates,
@@ -345,6 +327,8 @@ class TrainingService:
                 )
         for s in self.sensors:
             s.model_loaded(self.model)
+        # A Kafka source checks that the positions belong to the broker's log.
+        getattr(self.source, "expect_log", lambda stored: None)(stored_source)
         self.source.seek(dict(self.buffer.positions))
 
     def _poll_once(self) -> bool:

@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,24 @@ TEMP_SUFFIX = ".tmp"
 
 UNCHECKED = -1
 """``hash_bits`` of a store that neither records nor checks the feature hash (inspect)."""
+
+
+# The largest checkpoint read: 2^26 weights with their optimiser state and statistics, in
+# base64, stay well below it; /dev/urandom or a huge stray file does not.
+MAX_CHECKPOINT_BYTES = 4 * 1024**3
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; CheckpointError
+    otherwise (a FIFO would block forever, a device never end). Opened without blocking."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise CheckpointError(f"{path} holds {info.st_size} bytes, over {max_bytes}")
+        return fh.read(max_bytes + 1)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -107,7 +126,7 @@ class DirectoryCheckpointStore:
     def load(self) -> dict[str, Any] | None:
         """The latest checkpoint, or None when the directory holds none."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular_file(self.path, MAX_CHECKPOINT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:

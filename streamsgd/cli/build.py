@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
 from ..http import HttpServer
 from ..metrics import CollectorRegistry, PrometheusSensor
+from ..metrics_kafka import KafkaOperationsSensor
 from ..options import AUTO
 from ..ports import DeadLetterSink, Sensor, Source
 from ..progress import ProgressLog, ProgressReporter
@@ -102,6 +104,38 @@ def build_controller(config: TrainConfig) -> NoiseController | None:
     )
 
 
+# Bytes per input dimension of the model and its state (weights, optimiser moments,
+# gradient and standardisation statistics, the step's work arrays): an estimate, measured at
+# about 50 (issue 21: 2^26 dimensions took 3.3 GB).
+BYTES_PER_FEATURE = 64
+CHECKPOINT_WARNING_BYTES = 256 * 1024**2
+
+
+def check_model_size(n_features: int) -> None:
+    """Refuse a model that cannot fit in this machine's memory (one line), and warn about a
+    checkpoint so large that saving it takes seconds."""
+    need = BYTES_PER_FEATURE * n_features
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        memory = 0  # unknown: no bound
+    if memory and need > memory:
+        raise UsageError(
+            f"{n_features} input dimensions need about {need / 1e9:.1f} GB for the model, "
+            f"more than this machine's {memory / 1e9:.1f} GB: lower --n-features or --hash-bits"
+        )
+    # The checkpoint: weights and state as base64 of float64 (4/3 × 8 bytes, ~4 arrays).
+    checkpoint = 4 * 8 * 4 // 3 * n_features
+    if checkpoint > CHECKPOINT_WARNING_BYTES:
+        log.warning(
+            "%d input dimensions: the model takes about %.1f GB and every checkpoint about "
+            "%.0f MB; consider fewer --hash-bits or a longer --checkpoint-interval-seconds",
+            n_features,
+            need / 1e9,
+            checkpoint / 1e6,
+        )
+
+
 def build_model(config: TrainConfig) -> OnlineLogisticRegression:
     """The model of ``config.model`` (with its controller, see :func:`build_controller`)."""
     m = config.model
@@ -172,6 +206,7 @@ def build_service(
     UsageError : the file cannot be opened, or the confluent client is not installed.
     """
     stderr = sys.stderr if stderr is None else stderr
+    check_model_size(config.n_features)  # before the synthetic stream's d-sized arrays too
     collective = build_collective(config)
     # A replica opens the checkpoint directory when it is rank 0 (ReplicatedService).
     store = _checkpoint_store(config) if collective is None else None
@@ -195,7 +230,8 @@ def build_service(
             store.close()
         raise
     decoder = build_decoder(config)
-    built = [s for s in (sensor, progress) if s is not None]
+    kafka_sensor = KafkaOperationsSensor(registry) if registry is not None else None
+    built = [s for s in (sensor, kafka_sensor, progress) if s is not None]
     extra: dict[str, Any] = {}
     if collective is not None:
         service_class = ReplicatedService
@@ -297,6 +333,8 @@ def _kafka_source(
         on_lag=on_lag,
         group_instance_id=k.group_instance_id,
         protocol_debug=k.kafka_protocol_debug,
+        accept_new_log=k.accept_new_topic_log,
+        metadata_max_age_seconds=k.metadata_max_age_seconds,
         **({"assigned": True} if assigned else {}),
     )
     dead_letter = None

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -32,7 +34,7 @@ from ..ports import Source
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
 from ..synthetic import demo_stream
-from .build import build_decoder, build_model
+from .build import build_decoder, build_model, check_model_size
 from .errors import UsageError
 
 POLL_TIMEOUT_SECONDS = 1.0
@@ -136,28 +138,73 @@ def report(result: ProgressiveResult) -> dict[str, Any]:
     }
 
 
-def _open_predictions(path: str | None) -> TextIO | None:
-    """The predictions file, opened before the run so that a bad path fails at once."""
+def _open_predictions(path: str | None, source_path: str | None) -> TextIO | None:
+    """A temporary file beside ``path``, opened before the run so that a bad path fails at
+    once; :func:`_publish_predictions` renames it to ``path`` at the end. The input file is
+    refused as the target (writing it would destroy what is read)."""
     if path is None:
         return None
+    if source_path not in (None, "-") and _same_file(path, source_path):
+        raise UsageError(f"--predictions {path} is the input file: choose another path")
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        return open(path, "w", encoding="ascii")
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        umask = os.umask(0)  # mkstemp makes 0600: give the file the mode open() would
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
+        return open(temp, "w", encoding="ascii")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or is unreadable): not the same file
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _publish_predictions(out: TextIO, path: str, probabilities: list[float]) -> str | None:
+    """Write, flush to disk and rename the temporary file to ``path``; the error's one line
+    on failure (the temporary file removed, an existing ``path`` untouched)."""
+    try:
+        with out:
+            # One pre-step probability per line, in stream order; %.17g reads back exactly.
+            out.writelines(f"{p:.17g}\n" for p in probabilities)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(out.name, path)
+    except OSError as exc:
+        _discard(out)
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return None
+
+
+def _discard(out: TextIO) -> None:
+    try:
+        out.close()
+        os.unlink(out.name)
+    except OSError:
+        pass  # already gone: nothing is left behind either way
 
 
 def run(config: TrainConfig, as_json: bool, predictions: str | None) -> int:
     """``streamsgd evaluate``; returns the exit code."""
     check_config(config)
-    out = _open_predictions(predictions)
+    check_model_size(config.n_features)
+    out = _open_predictions(predictions, config.source.path)
     try:
         result = evaluate(config)
+    except BaseException:
         if out is not None:
-            # One pre-step probability per line, in stream order; %.17g reads back exactly.
-            out.writelines(f"{p:.17g}\n" for p in result.probabilities.tolist())
-    finally:
-        if out is not None:
-            out.close()
+            _discard(out)  # a failed run leaves an existing predictions file as it was
+        raise
+    if out is not None and predictions is not None:
+        error = _publish_predictions(out, predictions, result.probabilities.tolist())
+        if error is not None:
+            print(f"streamsgd: error: {error}", file=sys.stderr)
+            return 1
     values = report(result)
     if as_json:
         sys.stdout.write(json.dumps(values, allow_nan=False) + "\n")

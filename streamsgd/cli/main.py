@@ -16,7 +16,7 @@ from ..logs import configure_logging
 from ..options import ConfigError
 from . import evaluate, inspect, produce, train
 from .layers import read_config_file
-from .parser import build_parser
+from .parser import build_parser, unknown_environment
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -36,6 +36,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = produce.config_from_args(args)
         configure_logging(secrets=config.secrets())
         return produce.run(config)
+    for warning in unknown_environment(os.environ):
+        print(f"streamsgd: warning: {warning}", file=sys.stderr)
     train_config = train.config_from_args(args)
     if args.print_config:
         return train.print_config(train_config)

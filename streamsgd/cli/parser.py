@@ -11,6 +11,7 @@ plus ``--json`` and ``--predictions``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -164,12 +165,38 @@ def _add_train_options(
     command_options = list(specs(TrainCommandOptions))
     defaults = {spec.name: spec.default for spec in every + command_options}
     defaults.update(file_values)
-    defaults.update(environment_values(every + command_options, environ))
+    # --print-config is a flag only: from the environment it turned every `train` into
+    # print-and-exit-0 (issue 21).
+    from_environment = [s for s in every + command_options if s.name != "print_config"]
+    defaults.update(environment_values(from_environment, environ))
     groups = {section: train.add_argument_group(section) for section in SECTIONS}
     for section, spec in train_options():
         add_option(groups[section], spec, defaults[spec.name], env=True)
     for spec in command_options:
-        add_option(train, spec, defaults[spec.name], env=True)
+        add_option(train, spec, defaults[spec.name], env=spec.name != "print_config")
+
+
+# STREAMSGD_* variables that are not options: the config file, and the scripts' and tests'.
+_OTHER_VARIABLES = ("STREAMSGD_CONFIG", "STREAMSGD_BENCH_CACHE", "STREAMSGD_CACHE_DIR",
+                    "STREAMSGD_KAFKA_CACHE", "STREAMSGD_REPLICAS")  # fmt: skip
+_OTHER_PREFIXES = ("STREAMSGD_TEST_", "STREAMSGD_MPI_")
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``STREAMSGD_*`` variable that names no option of train, with the
+    closest option's variable (a misspelt variable was silently ignored)."""
+    known = {spec.env_var for _, spec in train_options()}
+    known |= {spec.env_var for spec in specs(TrainCommandOptions)} | set(_OTHER_VARIABLES)
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("STREAMSGD_") or name in known:
+            continue
+        if name.startswith(_OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{name} is not a streamsgd option and is ignored{hint}")
+    return warnings
 
 
 def _add_produce(commands: Any, environ: Mapping[str, str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from ..checkpoint import CheckpointError
 from ..collective import CollectiveTimeout, Unsupervised
 from ..config import TrainConfig, train_config, train_options
+from ..ports import SourceFailed
 from ..service import FinalCheckpointError, progressive_log_loss
 from .build import build_service, serve_http
 from .errors import UsageError
@@ -33,7 +34,8 @@ def print_config(config: TrainConfig) -> int:
 
 def run(config: TrainConfig) -> int:
     """Train as ``config`` says; returns the exit code: 0, or 1 when the run's final
-    checkpoint could not be written (the model of the run would be lost)."""
+    checkpoint could not be written (the model of the run would be lost) or the source
+    can deliver nothing more (:class:`~streamsgd.ports.SourceFailed`)."""
     service, resources = build_service(config)
     try:
         serve_http(service, resources, config)
@@ -64,7 +66,7 @@ def run(config: TrainConfig) -> int:
     except CheckpointError as exc:
         resources.failed.set()
         raise UsageError(str(exc)) from None
-    except (FinalCheckpointError, CollectiveTimeout, Unsupervised) as exc:
+    except (FinalCheckpointError, CollectiveTimeout, Unsupervised, SourceFailed) as exc:
         resources.failed.set()
         print(f"streamsgd: error: {exc}", file=sys.stderr)
         return 1

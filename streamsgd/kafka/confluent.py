@@ -1,8 +1,9 @@
 """Consumer-group source on confluent-kafka (librdkafka), behind the same Source interface.
 
-The only module that imports confluent_kafka. It exists for throughput: librdkafka unpacks
-records in C, where kafka-python spends several microseconds per record in Python. The
-semantics are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`.
+With :mod:`.confluent_admin` (topic ids), the only module that imports confluent_kafka. It
+exists for throughput: librdkafka unpacks records in C, where kafka-python spends several
+microseconds per record in Python. The semantics are those of
+:class:`~streamsgd.kafka.group.ConsumerGroupSource`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from ..buffer import Position
-from ..ports import SourceRecord
+from ..ports import SourceFailed, SourceRecord
+from .bounded import bounded as _bounded
+from .confluent_admin import ConfluentLogDescriber
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
     PartitionsUnavailableError,
     partition_key,
 )
+from .identity import LogIdentity
 from .logs import LIBRDKAFKA_LOGGER
+from .notices import fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
@@ -32,6 +42,7 @@ from .settings import (
     RECONNECT_BACKOFF_MAX_MS,
     SESSION_TIMEOUT_MS,
 )
+from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 
 log = logging.getLogger("streamsgd.kafka")
 
@@ -58,12 +69,22 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._assigned: list[TopicPartition] = []
         self._partition_keys: dict[tuple[str, int], str] = {}
         self._pending_commit: threading.Thread | None = None
+        self._admin: ConfluentLogDescriber | None = None
+        self._check_log_now = False
+        self._in_revoke = False
+        self._fatal: str | None = None  # a fatal client error: poll ends the run
+        self._next_identity = 0.0
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": settings.auto_offset_reset,
+            # As with kafka-python: group mode reports, the source decides (.jumps).
+            "auto.offset.reset": settings.auto_offset_reset if settings.assigned else "error",
+            # librdkafka's default, stated: both clients learn only committed records.
+            "isolation.level": "read_committed",
+            # Partitions added to the topic are seen within this (300 s by default).
+            "topic.metadata.refresh.interval.ms": int(settings.metadata_max_age_seconds * 1000),
             "client.id": settings.client_id,
             "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
@@ -95,6 +116,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             )
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():  # e.g. a fenced static member: librdkafka reads nothing more
+            self._fatal = error.str()
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
@@ -106,12 +129,19 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 tp.offset = position.offset
+            elif self._start_rule.from_beginning:
+                tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke({partition_key(tp.topic, tp.partition) for tp in partitions})
+        # The checkpoint's commit runs inside this callback (see commit()).
+        self._in_revoke = True
+        try:
+            self._revoke({partition_key(tp.topic, tp.partition) for tp in partitions})
+        finally:
+            self._in_revoke = False
         consumer.unassign()
         self._assigned = []
 
@@ -169,8 +199,26 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                 current[tp.partition] = tp.offset
         self._assign_at({**current, **offsets})
 
+    # ------------------------------------------------------------------ log identity
+    def _describe_log(self) -> LogIdentity | None:
+        if self._admin is None:
+            settings = self.settings
+            self._admin = ConfluentLogDescriber(
+                {
+                    "bootstrap.servers": settings.bootstrap_servers,
+                    "client.id": settings.client_id,
+                    **settings.security.librdkafka(),
+                }
+            )
+        return self._admin.describe(self.topic)
+
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
+        if not self._log_verified():
+            time.sleep(min(timeout_seconds, 0.2))  # pacing the broker's answers
+            return []
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
         # records that is the whole timeout on every call. Wait for the first record only,
         # then take what is already fetched without waiting.
@@ -184,8 +232,13 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    raise SourceFailed(fatal_message(self.settings, error.str()))
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._reposition(msg)
+                elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
+                    self._check_log_now = True
                 continue
             # A message without error always has topic, partition and offset.
             topic, partition = str(msg.topic()), int(msg.partition() or 0)
@@ -211,39 +264,79 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     ),
                 )
             )
+        if self._guard is not None and (self._check_log_now or self._identity_due()):
+            # librdkafka reads a recreated topic on its own: the check comes before the
+            # records are returned, at least every lag interval and after any error.
+            self._check_log_now = False
+            self._guard.check_unchanged(self._describe_log())
         if records:
             self._broker_ok = True
+            for record in records:  # in offset order per partition: the last one stays
+                self._fetched[record.partition] = record.offset + 1
         if not assigned_mode and not self._assigned:
             self._notice_waiting()
         if self._lag_due():
             self._refresh_lag()
         return records
 
+    def _reposition(self, msg: Any) -> None:
+        """A partition librdkafka could not read at its position (``auto.offset.reset`` is
+        ``error``): out of range, as :meth:`_out_of_range` decides, or without any offset,
+        as :meth:`_start_of` does."""
+        topic, number = str(msg.topic()), int(msg.partition() or 0)
+        key = partition_key(topic, number)
+        position = self._positions().get(key)
+        tried = position.offset if position is not None else msg.offset()
+        try:
+            if tried is not None and tried >= 0:
+                offset = self._out_of_range(key, tried)
+            else:
+                latest = self._start_of(key) == "latest"
+                offset = self._list_offsets([number], latest, LIST_TIMEOUT)[number]
+            # seek() is refused on a partition in this error state: assign again (the
+            # others at their current position).
+            self._seek_assigned({number: offset})
+        except (PartitionsUnavailableError, KafkaException) as exc:
+            log.warning("cannot reposition %s: %s; retrying", key, exc)
+            self._broker_ok = False
+
+    def _identity_due(self) -> bool:
+        now = self.clock()
+        if now < self._next_identity:
+            return False
+        self._next_identity = now + self.settings.lag_interval_seconds
+        return True
+
     def _refresh_lag(self) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in self._assigned}
+        watermark = self._consumer.get_watermark_offsets
         try:
-            if not assigned:
+            if not assigned and self.settings.assigned:
                 if (probe := self._idle_probe()) is not None:
                     # An idle replica: is the broker still there?
-                    self._consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, probe), timeout=2.0
-                    )
+                    watermark(TopicPartition(self.topic, probe), timeout=2.0)
                     self._report_lag({}, lambda key: 0)
                 return
-            ends = {
-                key: self._consumer.get_watermark_offsets(tp, timeout=2.0)[1]
-                for key, tp in assigned.items()
+            # Group mode: every partition of the topic, assigned yet or not (one just added).
+            numbers = [] if self.settings.assigned else self._read_partitions(2.0)
+            marks = {
+                partition_key(self.topic, n): watermark(TopicPartition(self.topic, n), timeout=2.0)
+                for n in numbers
             }
-        except KafkaException as exc:
+            marks.update({key: watermark(tp, timeout=2.0) for key, tp in assigned.items()})
+        except (KafkaException, PartitionsUnavailableError) as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
+        ends = {key: int(high) for key, (_, high) in marks.items()}
 
         def current(key: str) -> int:
+            if key not in assigned:  # without a position it will be read from its start
+                return int(marks[key][0])
             offset = self._consumer.position([assigned[key]])[0].offset
             return offset if offset >= 0 else ends[key]
 
-        self._report_lag(ends, current)
+        self._report_lag(ends, current, None if self.settings.assigned else len(assigned))
 
     @property
     def ready(self) -> bool:
@@ -272,6 +365,13 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             ]
         if not offsets:
             return
+        if self._in_revoke:
+            # A synchronous commit from a helper thread waits for an answer that this
+            # thread, inside the rebalance callback, would serve: it gave up after 1.5 s at
+            # every shutdown and rebalance. Asynchronous, it is sent before the partitions
+            # are given up, and close() waits for it.
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+            return
         if self._pending_commit is not None and self._pending_commit.is_alive():
             self._commit_failed = True
             raise TimeoutError("the previous offset commit is still waiting for the broker")
@@ -291,24 +391,3 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         timeout = self._close_timeout_seconds()
         if _bounded(self._consumer.close, timeout, "consumer close").is_alive():
             log.warning("closing the Kafka consumer gave up after %.1f s", timeout)
-
-
-def _bounded(call: Callable[[], object], timeout_seconds: float, what: str) -> threading.Thread:
-    """Run ``call`` in a daemon thread for at most ``timeout_seconds``; returns the thread
-    (alive if ``call`` had not returned). An exception ``call`` raised in time is raised
-    here; the thread keeps the client alive until librdkafka gives up, and never blocks the
-    exit of the process."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name=f"streamsgd-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout_seconds)
-    if errors:
-        raise errors[0]
-    return thread

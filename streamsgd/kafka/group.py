@@ -14,14 +14,17 @@ from typing import Any, Protocol
 
 from ..buffer import Position
 from ..partitions import partition_number, sorted_partitions
+from .identity import LogGuard, LogIdentity
+from .jumps import StartRule, out_of_range
+from .lag import consumer_lag
 from .logs import guard_client_logs
+from .notices import SharedGroupNotice, log_waiting_notice
 from .settings import (
     CLOSE_TIMEOUT_SECONDS,
     CLOSE_TIMEOUT_UNREACHABLE_SECONDS,
     LIST_OFFSETS_TIMEOUT_SECONDS,
     METADATA_RETRY_SECONDS,
     PARTITION_WAIT_NOTICE_SECONDS,
-    SESSION_TIMEOUT_MS,
     ConsumerSettings,
     KafkaSecurity,
 )
@@ -59,6 +62,10 @@ class RebalanceHandler(Protocol):
 
     def partitions_revoked(self, partitions: set[str]) -> None: ...
 
+    def position_moved(
+        self, partition: str, offset: int | None, skipped: int = 0, reason: str = ""
+    ) -> None: ...
+
 
 class ConsumerGroupSource:
     """Base of the consumer-group sources: one constructor for both clients.
@@ -68,20 +75,17 @@ class ConsumerGroupSource:
     the checkpoint's position, so the model state is exactly-once even though Kafka delivery
     is at-least-once. Subclasses build their client in :meth:`_start` from ``self.settings``.
 
-    With ``assigned=True`` the consumer never subscribes and never joins the group: the
-    caller lists the topic's partitions (:meth:`partitions`), picks its share (e.g.
-    :func:`streamsgd.partitions.assign_partitions`) and assigns it with the positions to
+    With ``assigned=True`` the consumer never joins the group: the caller lists the topic's
+    partitions (:meth:`partitions`), picks its share and assigns it with the positions to
     start at (:meth:`assign`), again whenever the share changes. Committed offsets are
-    written (:meth:`commit`, for any partition given) but never read. Such commits carry no
-    group generation, which the broker accepts only while the group has no member: a
-    group-mode consumer under the same group id makes them fail (UNKNOWN_MEMBER_ID).
-    ``ready`` means the broker answered (after :meth:`partitions`, a fetch or a lag
-    refresh); a source with no partition assigned is ready and idle.
+    written (:meth:`commit`) but never read; without a group generation, which the broker
+    accepts only while the group has no member (else UNKNOWN_MEMBER_ID). ``ready`` means
+    the broker answered; a source with no partition assigned is ready and idle.
 
     Parameters
     ----------
     bootstrap_servers, topic, group_id, auto_offset_reset, group_instance_id,
-    lag_interval_seconds, protocol_debug, assigned
+    lag_interval_seconds, protocol_debug, assigned, accept_new_log, metadata_max_age_seconds
         See :class:`~streamsgd.kafka.settings.ConsumerSettings`. A group instance id is
         refused with ``assigned`` (there is no membership).
     security : KafkaSecurity or mapping in kafka-python's names, optional
@@ -104,6 +108,8 @@ class ConsumerGroupSource:
         group_instance_id: str | None = None,
         protocol_debug: bool = False,
         assigned: bool = False,
+        accept_new_log: bool = False,
+        metadata_max_age_seconds: float = 15.0,
     ) -> None:
         if assigned and group_instance_id:
             raise ValueError(
@@ -120,6 +126,8 @@ class ConsumerGroupSource:
             lag_interval_seconds,
             protocol_debug,
             assigned,
+            accept_new_log,
+            metadata_max_age_seconds,
         )
         guard_client_logs(protocol_debug, self.settings.security.secrets())
         self.topic = topic
@@ -136,6 +144,18 @@ class ConsumerGroupSource:
         self._assignment: dict[str, int] = {}  # assigned mode: key -> partition number
         self._known_partitions: list[int] = []  # from the last partitions()
         self._said_idle = False
+        # Per partition, the offset after the last record a poll returned (lag, above).
+        self._fetched: dict[str, int] = {}
+        # Group mode: the log the positions belong to (replicas: their engine's concern).
+        self._guard = (
+            None
+            if assigned
+            else LogGuard(
+                topic, bootstrap_servers, accept_new_log, self._describe_log, self._forget, clock
+            )
+        )
+        self._start_rule = StartRule(topic, auto_offset_reset)
+        self._shared = SharedGroupNotice(self.settings, clock)
         self._start()
 
     def _start(self) -> None:
@@ -150,13 +170,54 @@ class ConsumerGroupSource:
         at once for the partitions assigned now (assigned mode)."""
         self._start_positions = dict(positions)
         if self.settings.assigned:
-            offsets = {
-                number: positions[key].offset
-                for key, number in self._assignment.items()
-                if key in positions
-            }
+            assigned = self._assignment.items()
+            offsets = {n: positions[key].offset for key, n in assigned if key in positions}
             if offsets:
                 self._seek_assigned(offsets)
+
+    # ------------------------------------------------------------------ log identity
+    def expect_log(self, stored_source: Mapping[str, Any]) -> None:
+        """The checkpoint's ``source`` mapping: the log its positions belong to."""
+        if self._guard is not None:
+            self._guard.expect(LogIdentity.from_checkpoint(stored_source))
+
+    def log_identity(self) -> dict[str, str]:
+        """The verified topic id and cluster id, for the checkpoint ({} before)."""
+        known = self._guard and self._guard.known
+        return known.as_checkpoint() if known else {}
+
+    def _log_verified(self) -> bool:  # group mode: nothing read before the log is checked
+        return self._guard is None or self._guard.verified()
+
+    def _describe_log(self) -> LogIdentity | None:
+        """The broker's topic id and cluster id now; None if it cannot say (yet)."""
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """A new log accepted: drop the topic's positions, read it from its beginning."""
+        self._start_rule.from_beginning = True
+        self._start_positions = {}
+        if self._handler is not None:
+            for key in list(self._handler.positions):
+                if partition_number(key)[0] == self.topic:
+                    self._handler.position_moved(key, None)
+
+    # ------------------------------------------------------------------ jumps
+    def _out_of_range(self, key: str, tried: int) -> int:
+        """Where partition ``key`` resumes when the client cannot read at ``tried``; the
+        service moves its position and counts what can no longer be read. Raises
+        :class:`PartitionsUnavailableError` if the broker does not tell the log's bounds."""
+        number, timeout = self._number_of(key), LIST_OFFSETS_TIMEOUT_SECONDS
+        low = self._list_offsets([number], False, timeout)[number]
+        high = self._list_offsets([number], True, timeout)[number]
+        jump = out_of_range(key, tried, low, high)
+        if self._handler is not None:
+            self._handler.position_moved(key, jump.offset, jump.skipped, jump.reason)
+        return jump.offset
+
+    def _start_of(self, key: str) -> str:
+        """Where a partition with no position at all starts: "earliest" or "latest"."""
+        return self._start_rule.start_of(key, self._positions())
 
     def _positions(self) -> dict[str, Position]:
         return self._handler.positions if self._handler is not None else self._start_positions
@@ -296,6 +357,7 @@ class ConsumerGroupSource:
         # An empty assignment is common and brief (a fresh member's first join, before the
         # topic's metadata arrived); one that lasts is explained by _notice_waiting.
         log.log(logging.INFO if keys else logging.DEBUG, "partitions assigned: %s", sorted(keys))
+        self._start_rule.assigned(keys)
         if keys:
             self._waiting_since = None
         elif self._waiting_since is None:
@@ -308,30 +370,7 @@ class ConsumerGroupSource:
         if since is None or self.clock() - since < PARTITION_WAIT_NOTICE_SECONDS:
             return
         self._waiting_since = None
-        settings = self.settings
-        if settings.group_instance_id:
-            log.warning(
-                "no partitions of %s assigned after %.0f s (group %s, static member %s): "
-                "another member of the group holds them (more members than partitions), "
-                "or the group is still rebalancing",
-                settings.topic,
-                PARTITION_WAIT_NOTICE_SECONDS,
-                settings.group_id,
-                settings.group_instance_id,
-            )
-            return
-        log.warning(
-            "no partitions of %s assigned after %.0f s (group %s): waiting for the group to "
-            "rebalance. A member that stopped without leaving the group (a crash, SIGKILL) "
-            "keeps its partitions until its session timeout (%.0f s) expires; a trainer "
-            "started with --group-instance-id NAME (static membership) takes them back at "
-            "once when it restarts under the same NAME. Other members may also hold all "
-            "the partitions (more members than partitions).",
-            settings.topic,
-            PARTITION_WAIT_NOTICE_SECONDS,
-            settings.group_id,
-            SESSION_TIMEOUT_MS / 1000,
-        )
+        log_waiting_notice(self.settings)
 
     # ------------------------------------------------------------------ lag
     def _lag_due(self) -> bool:
@@ -340,20 +379,20 @@ class ConsumerGroupSource:
         self._next_lag = self.clock() + self.settings.lag_interval_seconds
         return True
 
-    def _report_lag(self, ends: dict[str, int], current: Callable[[str], int]) -> None:
-        """Sum over partitions of end offset − applied position (``current`` for a partition
-        without a position yet); marks the broker reachable."""
+    def _report_lag(
+        self, ends: dict[str, int], current: Callable[[str], int], held: int | None = None
+    ) -> None:
+        """Report the lag (:func:`~.lag.consumer_lag`) and, group mode, how many of the
+        partitions in ``ends`` this member does not hold; marks the broker reachable."""
+        if held is not None:
+            self._shared.observe(held, len(ends))
+            getattr(self._handler, "partitions_unassigned", lambda n: None)(len(ends) - held)
         self._broker_ok = True
         # Assigned mode without a handler: the consumer's own position (the start positions
         # given to assign() are behind once records were read).
         use_given = self._handler is not None or not self.settings.assigned
         positions = self._positions() if use_given else {}
-        lag = 0
-        for key, end in ends.items():
-            position = positions.get(key)
-            applied = position.offset if position is not None else current(key)
-            lag += max(end - applied, 0)
-        self.on_lag(lag)
+        self.on_lag(consumer_lag(ends, positions, self._fetched, current))
 
     @property
     def exhausted(self) -> bool:

@@ -144,6 +144,13 @@ class ConsumerSettings:
         False: subscribe and let the consumer group assign partitions (rebalances). True:
         never join the group; the caller assigns partitions (``assign``) and the group id
         only names where offsets are committed.
+    metadata_max_age_seconds : float
+        How often the client refreshes the topic's metadata: partitions added to the topic
+        are seen (and, in group mode, assigned by a rebalance) within this interval.
+    accept_new_log : bool
+        Group mode: a checkpoint taken on another log (topic id or cluster id differ) is
+        accepted, its positions dropped and the topic read from its beginning; False
+        refuses to start (:mod:`streamsgd.kafka.identity`).
     """
 
     bootstrap_servers: str
@@ -155,6 +162,8 @@ class ConsumerSettings:
     lag_interval_seconds: float = 5.0
     protocol_debug: bool = False
     assigned: bool = False
+    accept_new_log: bool = False
+    metadata_max_age_seconds: float = 15.0
 
     @property
     def client_id(self) -> str:

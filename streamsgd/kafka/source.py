@@ -12,17 +12,25 @@ import time
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    FencedInstanceIdError,
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from ..buffer import Position
-from ..ports import SourceRecord
+from ..partitions import partition_number
+from ..ports import SourceFailed, SourceRecord
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
     PartitionsUnavailableError,
     partition_key,
 )
+from .identity import LogIdentity, topic_id_text
+from .notices import fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -89,7 +97,19 @@ class KafkaSource(ConsumerGroupSource):
             "bootstrap_servers": settings.bootstrap_servers.split(","),
             "group_id": settings.group_id,
             "enable_auto_commit": False,
-            "auto_offset_reset": settings.auto_offset_reset,
+            # Group mode: the client reports a partition it cannot read at its position
+            # instead of resetting it; the source decides and accounts the jump (.jumps).
+            # Replicas (assigned) keep the client's reset until their engine decides.
+            "auto_offset_reset": settings.auto_offset_reset if settings.assigned else "none",
+            # Never learn a record of an aborted (or still open) transaction; kafka-python
+            # reads uncommitted by default, librdkafka committed: both clients must learn
+            # the same records (issue 21).
+            "isolation_level": "read_committed",
+            # A topic deleted under the trainer must not come back as an empty one made by
+            # the consumer's metadata requests (the broker's auto-create).
+            "allow_auto_create_topics": False,
+            # Partitions added to the topic are seen within this (300 s by default).
+            "metadata_max_age_ms": int(settings.metadata_max_age_seconds * 1000),
             "max_poll_records": MAX_POLL_RECORDS,
             "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
             "fetch_max_bytes": FETCH_MAX_BYTES,
@@ -103,6 +123,7 @@ class KafkaSource(ConsumerGroupSource):
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
         self._in_rebalance = False
+        self._fatal: str | None = None  # a fatal error seen by a commit: poll ends the run
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
@@ -200,20 +221,56 @@ class KafkaSource(ConsumerGroupSource):
             position = positions.get(partition_key(tp.topic, tp.partition))
             if position is not None:
                 self._consumer.seek(tp, position.offset)
+            elif self._start_rule.from_beginning:
+                self._consumer.seek_to_beginning(tp)
         self._assigned_now([partition_key(tp.topic, tp.partition) for tp in assigned])
+
+    # ------------------------------------------------------------------ log identity
+    def _describe_log(self) -> LogIdentity | None:
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            consumer.partitions_for_topic(self.topic)  # asks the broker if not cached
+        except KafkaError as exc:
+            log.warning("cannot read the metadata of %s: %s", self.topic, exc)
+            return None
+        return self._cached_identity(consumer)
+
+    def _cached_identity(self, consumer: KafkaConsumer) -> LogIdentity | None:
+        """The identity in the client's metadata cache (no request): kafka-python updates it
+        at every metadata refresh, before it fetches from a recreated topic."""
+        cluster = getattr(consumer, "_cluster", None)  # private in kafka-python 3
+        if cluster is None or not hasattr(cluster, "topic_id"):
+            return None
+        topic_id = cluster.topic_id(self.topic)
+        return LogIdentity(
+            topic_id_text(topic_id.bytes) if topic_id is not None else None,
+            getattr(cluster, "cluster_id", None),
+        )
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
         consumer = self._connect()
-        if consumer is None:
+        if consumer is None or not self._log_verified():
             time.sleep(min(timeout_seconds, 0.2))  # pace reconnection attempts
             return []
         try:
             batches = consumer.poll(timeout_ms=int(timeout_seconds * 1000))
+        except (OffsetOutOfRangeError, NoOffsetForPartitionError) as exc:
+            self._reposition(consumer, exc)
+            return []
+        except FencedInstanceIdError as exc:  # never recovers: end the run
+            raise SourceFailed(fatal_message(self.settings, f"fenced ({exc})")) from None
         except KafkaError as exc:
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
             return []
+        if self._guard is not None:
+            # Before a record is returned: none of a replaced log is ever learned.
+            self._guard.check_unchanged(self._cached_identity(consumer))
         assigned_mode = self.settings.assigned
         if not assigned_mode:
             resume_interrupted_rebalance(consumer)
@@ -234,6 +291,8 @@ class KafkaSource(ConsumerGroupSource):
                         ),
                     )
                 )
+            if messages:
+                self._fetched[key] = messages[-1].offset + 1  # for the lag
         if records:
             self._broker_ok = True
         if not assigned_mode and not consumer.assignment():
@@ -242,27 +301,57 @@ class KafkaSource(ConsumerGroupSource):
             self._refresh_lag(consumer)
         return records
 
+    def _reposition(
+        self, consumer: KafkaConsumer, exc: OffsetOutOfRangeError | NoOffsetForPartitionError
+    ) -> None:
+        """Seek the partitions the client could not read (``exc``): out of range, as
+        :meth:`_out_of_range` decides; without any offset, as :meth:`_start_of` does."""
+        found = exc.args[0] if exc.args else ()
+        try:
+            if isinstance(exc, OffsetOutOfRangeError):
+                for tp, tried in dict(found).items():
+                    key = partition_key(tp.topic, tp.partition)
+                    consumer.seek(tp, self._out_of_range(key, int(tried)))
+                return
+            for tp in found:
+                key = partition_key(tp.topic, tp.partition)
+                if self._start_of(key) == "latest":
+                    consumer.seek_to_end(tp)
+                else:
+                    consumer.seek_to_beginning(tp)
+        except (PartitionsUnavailableError, KafkaError) as exc2:
+            log.warning("cannot reposition %s: %s; retrying", sorted(map(str, found)), exc2)
+            self._broker_ok = False
+
     def _refresh_lag(self, consumer: KafkaConsumer) -> None:
         assigned = {partition_key(tp.topic, tp.partition): tp for tp in consumer.assignment()}
         asked = list(assigned.values())
         if not asked and (probe := self._idle_probe()) is not None:
             asked = [TopicPartition(self.topic, probe)]  # an idle replica: is the broker there?
-        if not asked:
+        # Group mode: every partition of the topic, assigned yet or not (one just added).
+        known = () if self.settings.assigned else consumer.partitions_for_topic(self.topic)
+        others = [TopicPartition(self.topic, n) for n in sorted(known or ())]
+        others = [tp for tp in others if tp not in asked]
+        if not asked and not others:
             return
         try:
-            ends = consumer.end_offsets(asked, timeout_ms=2000)
+            ends = consumer.end_offsets(asked + others, timeout_ms=2000)
+            # An unassigned partition without a position will be read from its beginning.
+            starts = consumer.beginning_offsets(others, timeout_ms=2000) if others else {}
         except KafkaError as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
-        self._report_lag(
-            {
-                key: int(end)
-                for tp, end in ends.items()
-                if (key := partition_key(tp.topic, tp.partition)) in assigned
-            },
-            lambda key: int(consumer.position(assigned[key])),
-        )
+
+        def current(key: str) -> int:
+            if key in assigned:
+                return int(consumer.position(assigned[key]))
+            return int(starts[TopicPartition(*partition_number(key))])
+
+        lagging = {key: int(end) for tp, end in ends.items()
+                   if (key := partition_key(tp.topic, tp.partition)) in assigned
+                   or tp in others}  # fmt: skip
+        self._report_lag(lagging, current, None if self.settings.assigned else len(assigned))
 
     @property
     def ready(self) -> bool:
@@ -296,8 +385,10 @@ class KafkaSource(ConsumerGroupSource):
             return
         try:
             consumer.commit(offsets, timeout_ms=int(COMMIT_TIMEOUT_SECONDS * 1000))
-        except Exception:
+        except Exception as exc:
             self._commit_failed = True
+            if isinstance(exc, FencedInstanceIdError):
+                self._fatal = f"fenced ({exc})"
             raise
         self._commit_failed = False
 

@@ -99,6 +99,10 @@ REQUIRED_ALERTS = {
     "StreamsgdSamplesClippedRateHigh": "streamsgd_samples_clipped_total",
     # issue 11: a replica failed (or a replacement joined)
     "StreamsgdReplicaLost": "streamsgd_membership_changes_total",
+    # issue 21: records lost to retention, offset commits that keep failing
+    "StreamsgdRecordsSkipped": "streamsgd_records_skipped_total",
+    "StreamsgdOffsetCommitsFailing": "streamsgd_offset_commit_failures_total",
+    "StreamsgdConsumerGroupShared": "streamsgd_partitions_unassigned",
 }
 
 # The compose services of the single trainer and of the replicated job (issue 11), the
@@ -274,9 +278,11 @@ def exported_metric_names() -> set[str]:
     from prometheus_client import CollectorRegistry
 
     from streamsgd.metrics import PrometheusSensor
+    from streamsgd.metrics_kafka import KafkaOperationsSensor
 
     registry = CollectorRegistry()
     PrometheusSensor(registry, process_collectors=False)
+    KafkaOperationsSensor(registry)
     names = set()
     for family in registry.collect():
         for sample in family.samples:

@@ -1,0 +1,53 @@
+"""The topic id and cluster id of a topic, read with confluent-kafka's admin API (the
+consumer's metadata carries no topic id). Imports confluent_kafka, like :mod:`.confluent`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import TopicCollection
+from confluent_kafka.admin import AdminClient
+
+from .identity import LogIdentity, topic_id_text
+from .logs import LIBRDKAFKA_LOGGER
+from .settings import ADMIN_TIMEOUT_SECONDS
+
+log = logging.getLogger("streamsgd.kafka")
+
+
+class ConfluentLogDescriber:
+    """Describes topics through one admin client, created at the first call.
+
+    Parameters
+    ----------
+    config : dict
+        librdkafka settings (bootstrap servers, client id, security).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        # librdkafka's own log lines go through the guarded Python logger.
+        self.config = {**config, "logger": logging.getLogger(LIBRDKAFKA_LOGGER)}
+        self._admin: AdminClient | None = None
+
+    def describe(self, topic: str) -> LogIdentity | None:
+        """``topic``'s identity now; None if the broker did not answer in time or the
+        topic does not exist."""
+        if self._admin is None:
+            self._admin = AdminClient(self.config)
+        timeout = ADMIN_TIMEOUT_SECONDS
+        try:
+            described = self._admin.describe_topics(
+                TopicCollection([topic]), request_timeout=timeout
+            )
+            found = described[topic].result(timeout=timeout + 1)
+            cluster = self._admin.describe_cluster(request_timeout=timeout).result(timeout + 1)
+        except Exception as exc:  # KafkaException, or the futures' timeout
+            log.debug("cannot describe %s: %s", topic, exc)
+            return None
+        uuid = found.topic_id
+        raw = b"".join(
+            (bits & (2**64 - 1)).to_bytes(8, "big")
+            for bits in (uuid.get_most_significant_bits(), uuid.get_least_significant_bits())
+        )
+        return LogIdentity(topic_id_text(raw), cluster.cluster_id)
