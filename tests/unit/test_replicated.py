@@ -109,6 +109,8 @@ def test_replicas_agree_and_equal_the_manifest_replay(n_replicas: int, batched: 
     services, manifest, errors = _run_replicas(values, n_replicas, config)
     assert not errors
     first = services[0]
+    # Bit-equality: every replica applies the step to the same reduced vector (one
+    # computation replayed); against the replay (another summation order) only allclose.
     for s in services[1:]:
         assert s.model.parameters.tobytes() == first.model.parameters.tobytes()
         assert vars(s.totals) == vars(first.totals)
