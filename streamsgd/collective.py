@@ -35,6 +35,11 @@ class Unsupervised(RuntimeError):
     train unsupervised."""
 
 
+class ReplicaStop(RuntimeError):
+    """The job cannot go on safely (a minority after a partition, a step manifest with a
+    gap): the replica stops, ``streamsgd train`` prints one line and exits 1."""
+
+
 class Collective(Protocol):
     """The members of one training job and the collective calls between them."""
 

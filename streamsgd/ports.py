@@ -133,6 +133,12 @@ class Sensor:
         """This replica's rank and the number of replicas, at the start and after every
         membership change (``changes`` so far)."""
 
+    def manifest_write_failed(self) -> None:
+        """Rank 0 could not append the step manifest (its entries are kept and retried)."""
+
+    def replicas_diverged(self) -> None:
+        """The replicas' digests of θ differed in a check; rank 0's state was adopted."""
+
 
 class PartitionedSource(Source, Protocol):
     """A source whose partitions a replica is *assigned* (scale-out): no group rebalancing;

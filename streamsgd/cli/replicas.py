@@ -58,6 +58,7 @@ def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, 
         "collective": collective,
         "open_checkpoint_store": checkpoint_opener(config),
         "manifest": ManifestFile(directory) if directory else None,
+        "check_every_steps": config.distributed.replica_check_steps,
     }
 
 

@@ -73,12 +73,13 @@ def _flags(options: dict) -> list[str]:
 class ReplicaJob:
     """``mpiexec -n N python -m streamsgd train --distributed mpi ...`` with its log."""
 
-    def __init__(self, n: int, options: dict, log_path: Path) -> None:
+    def __init__(self, n: int, options: dict, log_path: Path, program: Path | None = None) -> None:
         self.n = n
         self.options = options
         self.base_port = free_port_range(n + 1)
+        command = ["-m", "streamsgd"] if program is None else [str(program)]
         argv = [
-            sys.executable, "-m", "streamsgd", "train", *_flags(options),
+            sys.executable, *command, "train", *_flags(options),
             "--metrics-port", str(self.base_port), "--progress", "never",
             "--log-interval-seconds", "0",
         ]  # fmt: skip
