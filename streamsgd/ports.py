@@ -153,6 +153,18 @@ class PartitionedSource(Source, Protocol):
         start position of every key."""
 
 
+class Fence(Protocol):
+    """The generations of a checkpoint directory's writers (``checkpoint.generation``)."""
+
+    mine: int | None
+
+    def claim(self) -> int:
+        """Claim the next generation for this writer."""
+
+    def check(self) -> None:
+        """Raise (a :class:`~streamsgd.collective.ReplicaStop`) if a newer writer exists."""
+
+
 class ManifestLog(Protocol):
     """The durable record of which samples each step took (:mod:`streamsgd.manifest`)."""
 

@@ -1,5 +1,6 @@
 """What the replicas of a job agree on besides each step (:mod:`streamsgd.replicated`):
-that they hold the same θ, and the job's partition list.
+that they hold the same θ, the job's partition list, and who writes the checkpoint (the
+writer lock, which is also the quorum's lease, and the fence's generation).
 
 **Digests.** Every ``check_every_steps`` steps and in the exchange after every checkpoint,
 each replica puts a digest of its θ in its own slot of the step's exchange
@@ -24,6 +25,7 @@ from typing import Any
 from .core.model import OnlineLogisticRegression
 from .exchange import theta_digest
 from .partitions import sorted_partitions
+from .ports import Fence
 from .replica_intake import ReplicaIntake
 
 log = logging.getLogger("streamsgd.replicated")
@@ -32,13 +34,15 @@ DEFAULT_CHECK_EVERY_STEPS = 100
 
 
 class ReplicaAgreement(ReplicaIntake):
-    """The digest checks and partition changes of :class:`~streamsgd.replicated.
-    ReplicatedService` (which sets ``check_every_steps``, ``_checked_step`` and
-    ``_check_next`` and implements :meth:`_assign`)."""
+    """The digest checks, partition changes and checkpoint writer of :class:`~streamsgd.
+    replicated.ReplicatedService` (which sets the attributes declared here and implements
+    :meth:`_assign`)."""
 
     check_every_steps: int
     _checked_step: int
     _check_next: bool
+    open_checkpoint_store: Any
+    fence: Fence | None
 
     @property
     def global_step(self) -> int:
@@ -47,6 +51,27 @@ class ReplicaAgreement(ReplicaIntake):
 
     def _assign(self) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ writer and lease
+    def _open_store(self) -> None:
+        """Become the checkpoint's writer: its lock, and a new generation of the fence."""
+        if self.checkpoint_store is None and self.open_checkpoint_store is not None:
+            self.checkpoint_store = self.open_checkpoint_store()
+            if self.fence is not None:
+                log.info("checkpoint writer of generation %d", self.fence.claim())
+
+    def _hold_lease(self) -> bool:
+        """The quorum's tie-breaker on the new rank 0 (half of the last membership left):
+        hold the checkpoint directory's writer lock, or take it now. Without a checkpoint
+        directory there is nothing durable to protect: granted."""
+        if self.open_checkpoint_store is None:
+            return True
+        try:
+            self._open_store()
+        except Exception as exc:  # the lock held by the other side (or the directory gone)
+            log.warning("the checkpoint lock is not ours (%s)", exc)
+            return False
+        return True
 
     def _digest(self) -> int:
         """The digest of θ for this exchange, or 0: every ``check_every_steps`` steps and

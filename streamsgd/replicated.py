@@ -32,7 +32,7 @@ from .core.step import BatchStats
 from .exchange import Control, Exchange, ExchangeLayout, waits
 from .manifest import start_entry, step_entry
 from .partitions import assign_partitions, sorted_partitions
-from .ports import ManifestLog
+from .ports import Fence, ManifestLog
 from .replica_agreement import DEFAULT_CHECK_EVERY_STEPS, ReplicaAgreement
 from .replica_manifest import ManifestGap, PendingManifest
 from .service import FinalCheckpointError
@@ -59,6 +59,9 @@ class ReplicatedService(ReplicaAgreement):
     check_every_steps : int
         The replicas compare digests of θ in the exchange every this many steps and after
         every checkpoint; on a difference they adopt rank 0's model.
+    fence : Fence, optional
+        The checkpoint directory's generations: rank 0 claims one when it becomes the
+        writer and checks it before every checkpoint and offset commit.
     """
 
     def __init__(
@@ -68,12 +71,16 @@ class ReplicatedService(ReplicaAgreement):
         open_checkpoint_store: Any = None,
         manifest: ManifestLog | None = None,
         check_every_steps: int = DEFAULT_CHECK_EVERY_STEPS,
+        fence: Fence | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, collective=collective, **kwargs)
         self.open_checkpoint_store = open_checkpoint_store
         self.manifest = manifest
         self.check_every_steps = check_every_steps
+        self.fence = fence
+        if hasattr(collective, "lease"):
+            collective.lease = self._hold_lease  # the tie-breaker of the quorum (mpi.py)
         self.global_positions: dict[str, Position] = {}
         self._starts: dict[str, Position] = {}
         self.pending = PendingManifest()
@@ -96,6 +103,8 @@ class ReplicatedService(ReplicaAgreement):
         state["positions"] = {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()}
         state["offsets"] = {p: pos.offset for p, pos in positions.items()}
         state["global_step"] = self.global_step
+        if self.fence is not None and self.fence.mine is not None:
+            state["generation"] = self.fence.mine
         return state
 
     def _replica_state(self) -> dict[str, Any]:
@@ -130,10 +139,6 @@ class ReplicatedService(ReplicaAgreement):
         self._adopt({"state": state, "pending": pending, "needs_start": state is None,
                      "partitions": tuple(sorted_partitions(found))})  # fmt: skip
         self._has_state = True
-
-    def _open_store(self) -> None:
-        if self.checkpoint_store is None and self.open_checkpoint_store is not None:
-            self.checkpoint_store = self.open_checkpoint_store()
 
     def _assign(self) -> None:
         """Read this rank's partitions from the replicated positions."""
@@ -305,6 +310,8 @@ class ReplicatedService(ReplicaAgreement):
             return True
         if self._replicas_undelivered:
             return self._checkpoint_failed("a replica's dead letters are not delivered yet")
+        if self.fence is not None:
+            self.fence.check()  # a newer lineage: StaleLineage ends this one
         if self.manifest is not None:
             try:
                 self.pending.write(self.manifest, self.global_step)
@@ -315,6 +322,8 @@ class ReplicatedService(ReplicaAgreement):
         return super().checkpoint()
 
     def _commit(self) -> None:
+        if self.fence is not None:
+            self.fence.check()  # never move committed offsets from a stale lineage
         saved, self.buffer.positions = self.buffer.positions, self.global_positions
         try:
             super()._commit()

@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "streamsgd.logs",
             "streamsgd.evaluation",
             "streamsgd.mpi",
+            "streamsgd.mpi_bounded",
         ),
     ),
     (

@@ -6,8 +6,10 @@ mpiexec and Kafka is tested in tests/distributed."""
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -314,3 +316,72 @@ def test_a_changed_partition_list_reaches_every_replica() -> None:
     assert first.model.parameters.tobytes() == services[1].model.parameters.tobytes()
     oracle = replay_manifest(manifest.read(), GrowingSource(values).read, Decoder(D), _model())
     np.testing.assert_allclose(first.model.parameters, oracle.parameters, rtol=1e-10, atol=1e-13)
+
+
+class MemoryStore:
+    """A checkpoint store in memory (every save kept), with the writer's close()."""
+
+    def __init__(self) -> None:
+        self.saved: list[dict[str, Any]] = []
+
+    def load(self) -> dict[str, Any] | None:
+        return self.saved[-1] if self.saved else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.saved.append(pickle.loads(pickle.dumps(state)))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> None:
+    """Issue 20 item 1: at step 6 another writer claims the checkpoint directory's next
+    generation (a survivor that took rank 0 over while this one was cut off); this lineage
+    stops with StaleLineage, without another checkpoint or offset commit."""
+    from streamsgd.checkpoint.generation import GenerationFence, StaleLineage
+
+    values = _values(2, 80, seed=12)
+    config = ServiceConfig(batch_size=8, max_wait_seconds=0.05, checkpoint_every_updates=2)
+    store, commits = MemoryStore(), []
+
+    class CountingSource(PartitionedMemorySource):
+        def commit(self, positions: dict[str, Position]) -> None:
+            commits.append(store.saved[-1]["global_step"])  # the step it commits after
+
+    class TakeOver(Sensor):
+        def collective_step(self, global_step: int, *_: float) -> None:
+            if global_step == 6:
+                GenerationFence(tmp_path).claim()
+
+    room = ThreadRoom(2)
+    services = [
+        ReplicatedService(
+            _model(),
+            CountingSource(values),
+            Decoder(D),
+            config,
+            collective=room.member(rank),
+            open_checkpoint_store=lambda: store,
+            fence=GenerationFence(tmp_path),
+            sensors=[TakeOver()] if rank == 0 else [],
+        )
+        for rank in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def run(service: ReplicatedService) -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            room.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert any(isinstance(e, StaleLineage) for e in errors), errors
+    assert store.saved and max(s["global_step"] for s in store.saved) <= 6
+    assert {s["generation"] for s in store.saved} == {1}
+    assert commits and max(commits) <= 6
