@@ -72,14 +72,15 @@ class PendingManifest:
         else:
             self.base = steps[0] - 1 if steps else step
 
-    def verify(self, log: ManifestLog, where: str) -> str | None:
-        """Rank 0 after a (re)start: None when the file reaches ``base``, else the error."""
+    def verify(self, log: ManifestLog, where: str, allow_missing: bool = False) -> str | None:
+        """Rank 0 after a (re)start: None when the file reaches ``base`` (or is empty and
+        ``allow_missing``), else the error."""
         if self.base is None or self.base == NOTHING_DURABLE:
             return None
         entries = log.read()
         has_start = bool(entries) and "start" in entries[0]
         end = last_step(entries)
-        if has_start and end >= self.base:
+        if (has_start and end >= self.base) or (allow_missing and not entries):
             self.durable = max(self.durable, self.base)
             return None
         reach = f"ends at step {end}" if has_start else "has no start entry"

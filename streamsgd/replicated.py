@@ -90,6 +90,7 @@ class ReplicatedService(ReplicaAgreement):
         self._needs_start = False
         self._replicas_undelivered = False
         self._has_state = False  # a state adopted (rank 0's start, or a broadcast)
+        self._loaded_checkpoint = False  # this rank read the checkpoint at this start
         self._layout: ExchangeLayout | None = None
 
     # ------------------------------------------------------------------ state
@@ -139,6 +140,7 @@ class ReplicatedService(ReplicaAgreement):
         self._adopt({"state": state, "pending": pending, "needs_start": state is None,
                      "partitions": tuple(sorted_partitions(found))})  # fmt: skip
         self._has_state = True
+        self._loaded_checkpoint = state is not None
 
     def _assign(self) -> None:
         """Read this rank's partitions from the replicated positions."""
@@ -199,9 +201,20 @@ class ReplicatedService(ReplicaAgreement):
         self._assign()
 
     def _verify_manifest(self) -> str | None:
+        """Rank 0: the file's gap, if any. A job started from a checkpoint that has no
+        manifest beside it (a single trainer's) goes on with a warning: its manifest starts
+        without a start entry (not replayable); a takeover never accepts a missing file."""
+        loaded, self._loaded_checkpoint = self._loaded_checkpoint, False
         if self.manifest is None:
             return None
-        return self.pending.verify(self.manifest, str(getattr(self.manifest, "path", "")))
+        where = str(getattr(self.manifest, "path", ""))
+        if loaded and not self.manifest.read():
+            log.warning(
+                "no step manifest at %s beside the checkpoint (step %d): its steps from "
+                "here on are recorded, but it cannot be replayed", where, self.global_step,
+            )  # fmt: skip
+            return self.pending.verify(self.manifest, where, allow_missing=True)
+        return self.pending.verify(self.manifest, where)
 
     # ------------------------------------------------------------------ steps
     def _count_passed(self) -> None:

@@ -72,6 +72,9 @@ def test_a_gap_no_replica_can_fill_stops_the_job(tmp_path: Path) -> None:
     empty = PendingManifest()
     empty.adopt(_held(1, 0), step=12)  # a restart from a checkpoint at step 12
     assert "has no start entry" in str(empty.verify(ManifestFile(tmp_path / "x"), "x"))
+    # ... unless the job started from that checkpoint itself (a single trainer's directory).
+    assert empty.verify(ManifestFile(tmp_path / "x"), "x", allow_missing=True) is None
+    assert empty.slot() == 13
 
 
 def test_a_failed_append_is_cut_before_the_retry(tmp_path: Path) -> None:
