@@ -16,7 +16,7 @@ from tests.distributed.replica_job import ReplicaJob, train_options
 from tests.distributed.test_replicas_kafka import PARTITIONS, LiveProducer, _check_run, _learned
 from tests.support.kafka_fixtures import create_topic
 
-PROGRAM = Path(__file__).parent / "programs" / "faulty_manifest_train.py"
+PROGRAM = Path(__file__).parent / "programs" / "faulty_train.py"
 FLAG = "fail-manifest"
 
 
