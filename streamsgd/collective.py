@@ -12,6 +12,7 @@ replicas hold byte-identical models. No engine is imported here: the MPI adapter
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,6 +34,32 @@ class CollectiveTimeout(RuntimeError):
 class Unsupervised(RuntimeError):
     """The launcher that started the job (``mpiexec``) is gone: a replica stops rather than
     train unsupervised."""
+
+
+class ReplicaStop(RuntimeError):
+    """The job cannot go on safely (a minority after a partition, a step manifest with a
+    gap): the replica stops, ``streamsgd train`` prints one line and exits 1."""
+
+
+class NoQuorum(ReplicaStop):
+    """After a failure this side holds no strict majority of the last agreed membership."""
+
+
+def check_quorum(last_agreed: int, survivors: int, lease: Callable[[], bool]) -> None:
+    """Let the survivors of a failure go on only with a strict majority of the last agreed
+    membership, or exactly half of it and ``lease()`` (one side of a split in two halves);
+    otherwise raise :class:`NoQuorum`. Called on every survivor, before any respawn."""
+    if 2 * survivors > last_agreed:
+        return
+    tie = 2 * survivors == last_agreed
+    if tie and lease():
+        return
+    reason = "half, and the checkpoint lock is not ours" if tie else "no majority"
+    raise NoQuorum(
+        f"{survivors} of the last {last_agreed} replicas are left on this side ({reason}): "
+        "this side stops so that the other never has a rival (restart the job when the "
+        "network heals)"
+    )
 
 
 class Collective(Protocol):

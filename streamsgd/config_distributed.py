@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .options import BOOLEAN, POSITIVE_FLOAT, Section, option
+from .options import BOOLEAN, POSITIVE_FLOAT, POSITIVE_INT, Section, option
 
 DISTRIBUTED_CHOICES = ("none", "mpi")
 
@@ -30,4 +30,10 @@ class DistributedConfig(Section):
         "with --distributed mpi: a step that waits longer than this for a replica (alive but "
         "hung) stops the whole job, to be restarted from the checkpoint",
         POSITIVE_FLOAT,
+    )
+    replica_check_steps: int = option(
+        100,
+        "with --distributed mpi: every this many steps (and after every checkpoint) the "
+        "replicas compare digests of the weights; on a difference they adopt rank 0's",
+        POSITIVE_INT,
     )

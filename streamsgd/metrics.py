@@ -33,6 +33,7 @@ from .core.model import BatchStats, OnlineLogisticRegression
 from .core.row_scale import vector_norm
 from .core.sequential import SequenceStats
 from .ports import Sensor
+from .replica_metrics import ReplicaMetrics
 from .totals import CLIP_REASONS, SKIP_REASONS
 
 UPDATE_DURATION_BUCKETS = (
@@ -234,42 +235,25 @@ class PrometheusSensor(Sensor):
     # ------------------------------------------------------------------ Sensor
     def _init_replicas(self) -> None:
         """Scale-out (one process: world size 1, rank 0, no exchange)."""
-        self.world_size = self._gauge("streamsgd_world_size", "Replicas holding the model.")
-        self.world_size.set(1)
-        self._membership_changes = 0
-        self.replica_info = self._gauge("streamsgd_replica_info", "This replica; value 1", ["rank"])
-        self.replica_info.labels("0").set(1)
-        self.global_step = self._gauge(
-            "streamsgd_global_step", "Steps taken by the job (the same on every replica)."
-        )
-        self.membership_changes_total = self._counter(
-            "streamsgd_membership_changes", "Replica failures handled and replacements joined."
-        )
-        self.allreduce_duration_seconds = Histogram(
-            "streamsgd_allreduce_duration_seconds",
-            "Time in the step's exchange between replicas (waiting included).",
-            buckets=UPDATE_DURATION_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.step_wait_seconds = Histogram(
-            "streamsgd_step_wait_seconds",
-            "Time this replica waited in the exchange for the slowest one.",
-            buckets=UPDATE_DURATION_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, buckets=UPDATE_DURATION_BUCKETS, registry=self.registry)
+
+        self.replicas = ReplicaMetrics(self._counter, self._gauge, histogram)
 
     def collective_step(
         self, global_step: int, allreduce_seconds: float, wait_seconds: float
     ) -> None:
-        self.global_step.set(global_step)
-        self.allreduce_duration_seconds.observe(allreduce_seconds)
-        self.step_wait_seconds.observe(wait_seconds)
+        self.replicas.collective_step(global_step, allreduce_seconds, wait_seconds)
 
     def membership(self, rank: int, world_size: int, changes: int) -> None:
-        self.world_size.set(world_size)
-        self.replica_info.clear()
-        self.replica_info.labels(str(rank)).set(1)
-        if changes > self._membership_changes:
-            self.membership_changes_total.inc(changes - self._membership_changes)
-            self._membership_changes = changes
+        self.replicas.membership(rank, world_size, changes)
+
+    def manifest_write_failed(self) -> None:
+        self.replicas.manifest_write_failures_total.inc()
+
+    def replicas_diverged(self) -> None:
+        self.replicas.replica_divergences_total.inc()
 
     def observe_model(self, model: OnlineLogisticRegression) -> None:
         """Model-level gauges; also called once at start-up (after a restore)."""

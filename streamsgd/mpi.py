@@ -44,8 +44,9 @@ from typing import Any, TypeVar
 import mpi4py  # the package only: MPI is initialised by importing mpi4py.MPI, in _mpi()
 import numpy as np
 
-from .collective import CollectiveTimeout, ReplicaFailure
+from .collective import CollectiveTimeout, ReplicaFailure, check_quorum
 from .core.types import FloatArray
+from .mpi_bounded import _bounded
 
 T = TypeVar("T")
 
@@ -111,31 +112,6 @@ def _wait(request: Any, deadline: float, what: str, arrival: Any = None) -> None
         arrival.Wait()  # done: every member posted it before the request that completed
 
 
-def _bounded(call: Callable[[], T], deadline: float, what: str) -> T:
-    """``call()`` in a helper thread, waited for until ``deadline``: for the blocking calls of
-    a recovery (``Ishrink`` fails with ``MPI_ERR_INTERN`` in Open MPI 5.0.11; ``Spawn`` and
-    ``Merge`` have no non-blocking form; mpi4py releases the GIL in them). On timeout the
-    thread is abandoned inside MPI and the caller stops the run.
-    """
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, call()))
-        except BaseException as error:  # re-raised in the caller's thread
-            outcome.append((False, error))
-
-    thread = threading.Thread(target=run, name=f"mpi-{what}", daemon=True)
-    thread.start()
-    thread.join(max(0.0, deadline - time.monotonic()))
-    if not outcome:
-        raise CollectiveTimeout(f"{what} did not complete in time: a member hangs")
-    succeeded, value = outcome[0]
-    if not succeeded:
-        raise value
-    return value
-
-
 def _finalize_within(timeout_seconds: int) -> None:
     """``MPI_Finalize``, or the end of the process by SIGALRM after ``timeout_seconds``
     (module doc). A thread cannot be the watchdog: Finalize holds the GIL. Under
@@ -177,6 +153,9 @@ class MpiCollective:
         self._comm: Any = None  # an mpi4py Intracomm; None once closed
         self._broken = False
         self._membership_changes = 0
+        # Called on the new rank 0 when exactly half of the last membership survived: True
+        # when this side may go on (ReplicatedService: the checkpoint lock); default True.
+        self.lease: Callable[[], bool] = lambda: True
         parent = MPI.Comm.Get_parent()
         self._joined = parent != MPI.COMM_NULL
         if self._joined:
@@ -278,12 +257,17 @@ class MpiCollective:
             _wait(shrunk.Iallgather(mine, survivors), self._slow_deadline(), "shrink")
         if len(survivors) < len(self._slots):
             self._membership_changes += 1
-        self._slots = survivors
+        last_agreed, self._slots = len(self._slots), survivors
+        check_quorum(last_agreed, self.size, self._agreed_lease)  # before any respawn
         self._broken = False  # a failed spawn leaves a working group of the survivors
         missing = self._original_size - self.size
         if self.respawn and missing > 0:
             self._spawn(missing)
             self._membership_changes += 1
+
+    def _agreed_lease(self) -> bool:
+        """The quorum's tie-breaker: :attr:`lease` on the new rank 0, broadcast to the rest."""
+        return bool(self.broadcast(self.lease() if self.rank == 0 else None))
 
     def supervised(self) -> bool:
         """False once the process that started this one (``mpiexec``, or its daemon on

@@ -147,6 +147,12 @@ class Sensor:
         """This replica's rank and the number of replicas, at the start and after every
         membership change (``changes`` so far)."""
 
+    def manifest_write_failed(self) -> None:
+        """Rank 0 could not append the step manifest (its entries are kept and retried)."""
+
+    def replicas_diverged(self) -> None:
+        """The replicas' digests of θ differed in a check; rank 0's state was adopted."""
+
 
 class PartitionedSource(Source, Protocol):
     """A source whose partitions a replica is *assigned* (scale-out): no group rebalancing;
@@ -159,6 +165,18 @@ class PartitionedSource(Source, Protocol):
         """Read exactly ``keys`` from now on, each from its position in ``positions`` or, for
         one without, from the source's own start (e.g. ``auto_offset_reset``); returns the
         start position of every key."""
+
+
+class Fence(Protocol):
+    """The generations of a checkpoint directory's writers (``checkpoint.generation``)."""
+
+    mine: int | None
+
+    def claim(self) -> int:
+        """Claim the next generation for this writer."""
+
+    def check(self) -> None:
+        """Raise (a :class:`~streamsgd.collective.ReplicaStop`) if a newer writer exists."""
 
 
 class ManifestLog(Protocol):

@@ -32,8 +32,9 @@ from .core.step import BatchStats
 from .exchange import Control, Exchange, ExchangeLayout, waits
 from .manifest import start_entry, step_entry
 from .partitions import assign_partitions, sorted_partitions
-from .ports import ManifestLog
-from .replica_intake import ReplicaIntake
+from .ports import Fence, ManifestLog
+from .replica_agreement import DEFAULT_CHECK_EVERY_STEPS, ReplicaAgreement
+from .replica_manifest import ManifestGap, PendingManifest
 from .service import FinalCheckpointError
 
 log = logging.getLogger("streamsgd.replicated")
@@ -41,7 +42,7 @@ log = logging.getLogger("streamsgd.replicated")
 PARTITIONS_TIMEOUT_SECONDS = 60.0
 
 
-class ReplicatedService(ReplicaIntake):
+class ReplicatedService(ReplicaAgreement):
     """A :class:`TrainingService` whose steps are taken by all members of ``collective``.
 
     Parameters (besides those of :class:`TrainingService`)
@@ -53,7 +54,14 @@ class ReplicatedService(ReplicaIntake):
         Opens the checkpoint store; called by whichever replica is rank 0 (at the start, or
         after rank 0 failed). The checkpoint holds the state of all replicas.
     manifest : ManifestLog, optional
-        Rank 0 appends the step manifest there before each checkpoint.
+        Rank 0 appends the step manifest there before each checkpoint (every replica is
+        given it: any may become rank 0). Without one no entries are recorded.
+    check_every_steps : int
+        The replicas compare digests of θ in the exchange every this many steps and after
+        every checkpoint; on a difference they adopt rank 0's model.
+    fence : Fence, optional
+        The checkpoint directory's generations: rank 0 claims one when it becomes the
+        writer and checks it before every checkpoint and offset commit.
     """
 
     def __init__(
@@ -62,29 +70,30 @@ class ReplicatedService(ReplicaIntake):
         collective: Collective,
         open_checkpoint_store: Any = None,
         manifest: ManifestLog | None = None,
+        check_every_steps: int = DEFAULT_CHECK_EVERY_STEPS,
+        fence: Fence | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, collective=collective, **kwargs)
         self.open_checkpoint_store = open_checkpoint_store
         self.manifest = manifest
+        self.check_every_steps = check_every_steps
+        self.fence = fence
+        if hasattr(collective, "lease"):
+            collective.lease = self._hold_lease  # the tie-breaker of the quorum (mpi.py)
         self.global_positions: dict[str, Position] = {}
         self._starts: dict[str, Position] = {}
-        self._pending_entries: list[dict[str, Any]] = []
+        self.pending = PendingManifest()
+        self._checked_step = -1  # the last global step whose θ the replicas compared
+        self._check_next = False  # compare at the next exchange (a checkpoint was taken)
         self._exchange_seconds = 0.0
         self._needs_start = False
         self._replicas_undelivered = False
         self._has_state = False  # a state adopted (rank 0's start, or a broadcast)
-        # The manifest file's entries after this step are stale (a rolled-back or lost step
-        # of a former rank 0): truncate before the next append.
-        self._manifest_base: int | None = None
+        self._loaded_checkpoint = False  # this rank read the checkpoint at this start
         self._layout: ExchangeLayout | None = None
 
     # ------------------------------------------------------------------ state
-    @property
-    def global_step(self) -> int:
-        """Steps taken by the job (applied or skipped), the same on every replica."""
-        return self.model.n_updates + self.totals.updates_skipped
-
     @property
     def positions(self) -> dict[str, Position]:
         return self.global_positions
@@ -95,13 +104,15 @@ class ReplicatedService(ReplicaIntake):
         state["positions"] = {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()}
         state["offsets"] = {p: pos.offset for p, pos in positions.items()}
         state["global_step"] = self.global_step
+        if self.fence is not None and self.fence.mine is not None:
+            state["generation"] = self.fence.mine
         return state
 
     def _replica_state(self) -> dict[str, Any]:
         """What a survivor sends the others (and a replacement) after a membership change."""
         return {
             "state": self.state(),
-            "pending_entries": self._pending_entries,
+            "pending": self.pending.snapshot(),
             "needs_start": self._needs_start,
             "partitions": self.partitions,
         }
@@ -110,15 +121,11 @@ class ReplicatedService(ReplicaIntake):
         if replica_state["state"] is not None:
             self.restore(replica_state["state"])
             self.global_positions = dict(self.buffer.positions)
-        self._pending_entries = list(replica_state["pending_entries"])
         self._needs_start = bool(replica_state["needs_start"])
-        steps = [int(e["step"]) for e in self._pending_entries if "step" in e]
-        if self._needs_start or any("start" in e for e in self._pending_entries):
-            self._manifest_base = -1  # a fresh job: nothing in the file is ours
-        else:
-            self._manifest_base = steps[0] - 1 if steps else self.global_step
+        self.pending.adopt(replica_state["pending"], -1 if self._needs_start else self.global_step)
         self.partitions = tuple(replica_state["partitions"])
         self._sync_round = True
+        self._check_next = True  # the first exchange after it compares θ (on every member)
         for s in self.sensors:
             s.model_loaded(self.model)
 
@@ -129,13 +136,11 @@ class ReplicatedService(ReplicaIntake):
         found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
         self._open_store()
         state = None if self.checkpoint_store is None else self.checkpoint_store.load()
-        self._adopt({"state": state, "pending_entries": [], "needs_start": state is None,
+        pending = PendingManifest().snapshot()
+        self._adopt({"state": state, "pending": pending, "needs_start": state is None,
                      "partitions": tuple(sorted_partitions(found))})  # fmt: skip
         self._has_state = True
-
-    def _open_store(self) -> None:
-        if self.checkpoint_store is None and self.open_checkpoint_store is not None:
-            self.checkpoint_store = self.open_checkpoint_store()
+        self._loaded_checkpoint = state is not None
 
     def _assign(self) -> None:
         """Read this rank's partitions from the replicated positions."""
@@ -185,11 +190,31 @@ class ReplicatedService(ReplicaIntake):
         self._has_state = True
         if c.rank == 0:
             self._open_store()
+        gap = self._verify_manifest() if c.rank == 0 else None
+        gap = c.broadcast(gap, root=0)  # every replica stops on a gap, not rank 0 alone
+        if gap:
+            raise ManifestGap(gap)
         log.info(
             "%d replicas agree on step %d; this one is rank %d",
             c.size, self.global_step, c.rank,
         )  # fmt: skip
         self._assign()
+
+    def _verify_manifest(self) -> str | None:
+        """Rank 0: the file's gap, if any. A job started from a checkpoint that has no
+        manifest beside it (a single trainer's) goes on with a warning: its manifest starts
+        without a start entry (not replayable); a takeover never accepts a missing file."""
+        loaded, self._loaded_checkpoint = self._loaded_checkpoint, False
+        if self.manifest is None:
+            return None
+        where = str(getattr(self.manifest, "path", ""))
+        if loaded and not self.manifest.read():
+            log.warning(
+                "no step manifest at %s beside the checkpoint (step %d): its steps from "
+                "here on are recorded, but it cannot be replayed", where, self.global_step,
+            )  # fmt: skip
+            return self.pending.verify(self.manifest, where, allow_missing=True)
+        return self.pending.verify(self.manifest, where)
 
     # ------------------------------------------------------------------ steps
     def _count_passed(self) -> None:
@@ -223,10 +248,13 @@ class ReplicatedService(ReplicaIntake):
             exhausted=int(self.source.exhausted and not len(self.buffer)),
             checkpoint=int(self.collective.rank == 0 and self._checkpoint_due()),
             undelivered=int(self._undelivered),
+            durable=self.pending.slot() if self.collective.rank == 0 else 0,
+            repartition=int(self.collective.rank == 0 and self._new_partitions() is not None),
         )
         c = self.collective
         layout = self._exchange_layout(len(sums))
-        vector = layout.pack(sums, control, c.rank, self._exchange_seconds, owned)
+        digest = self._digest()
+        vector = layout.pack(sums, control, c.rank, self._exchange_seconds, owned, digest)
         started = time.perf_counter()
         reduced = layout.unpack(c.allreduce_sum(vector))
         self._exchange_seconds = time.perf_counter() - started
@@ -240,8 +268,10 @@ class ReplicatedService(ReplicaIntake):
         self.totals.records_rejected += exchange.control.rejected
         if exchange.control.rejected:
             self._dirty = True
+        self._check_digests(exchange.digests)
+        self.pending.confirmed(exchange.control.durable - 1)
         if self._needs_start:
-            self._pending_entries.append(start_entry(self.global_positions))
+            self._record(start_entry(self.global_positions))
             self._needs_start = False
         sums = reduced_sums(self.model, exchange.sums)
         self._sync_round = False
@@ -254,9 +284,7 @@ class ReplicatedService(ReplicaIntake):
         self._account(
             sums.n_samples, int(skipped), sums.n_samples if skipped else 0, sums.n_clipped
         )
-        self._pending_entries.append(
-            step_entry(self.global_step, sums.n_samples, before, self.global_positions)
-        )
+        self._record(step_entry(self.global_step, sums.n_samples, before, self.global_positions))
         if not skipped:
             self.totals.progressive_loss_sum += sums.loss_sum
             self.totals.progressive_misclassified += sums.n_misclassified
@@ -277,11 +305,16 @@ class ReplicatedService(ReplicaIntake):
         self._replicas_undelivered = control.undelivered > 0
         if self.collective.rank == 0 and control.checkpoint and not stop:
             self.checkpoint()
-        elif control.checkpoint and not stop:
-            # Rank 0 wrote these to the manifest (the others would only accumulate them).
-            self._pending_entries = []
+        # The others keep their entries until a later exchange confirms them durable.
+        self._check_next = bool(control.checkpoint)
+        if control.repartition:
+            self._repartition()
         self._tick()
         return stop
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self.manifest is not None:
+            self.pending.add(entry)
 
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self) -> bool:
@@ -290,18 +323,20 @@ class ReplicatedService(ReplicaIntake):
             return True
         if self._replicas_undelivered:
             return self._checkpoint_failed("a replica's dead letters are not delivered yet")
-        if self.manifest is not None and self._pending_entries:
+        if self.fence is not None:
+            self.fence.check()  # a newer lineage: StaleLineage ends this one
+        if self.manifest is not None:
             try:
-                if self._manifest_base is not None:
-                    self.manifest.truncate(self._manifest_base)
-                    self._manifest_base = None
-                self.manifest.append(self._pending_entries)
+                self.pending.write(self.manifest, self.global_step)
             except OSError as exc:
+                for s in self.sensors:
+                    s.manifest_write_failed()
                 return self._checkpoint_failed(f"step manifest not written: {exc}")
-            self._pending_entries = []
         return super().checkpoint()
 
     def _commit(self) -> None:
+        if self.fence is not None:
+            self.fence.check()  # never move committed offsets from a stale lineage
         saved, self.buffer.positions = self.buffer.positions, self.global_positions
         try:
             super()._commit()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
+from ..checkpoint.generation import GenerationFence
 from ..collective import Collective
 from ..config import TrainConfig
 from .errors import UsageError
@@ -58,6 +59,8 @@ def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, 
         "collective": collective,
         "open_checkpoint_store": checkpoint_opener(config),
         "manifest": ManifestFile(directory) if directory else None,
+        "check_every_steps": config.distributed.replica_check_steps,
+        "fence": GenerationFence(directory) if directory else None,
     }
 
 

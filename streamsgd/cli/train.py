@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ..checkpoint import CheckpointError
-from ..collective import CollectiveTimeout, Unsupervised
+from ..collective import CollectiveTimeout, ReplicaStop, Unsupervised
 from ..config import TrainConfig, train_config, train_options
 from ..ports import SourceFailed
 from ..service import FinalCheckpointError, progressive_log_loss
@@ -66,7 +66,9 @@ def run(config: TrainConfig) -> int:
     except CheckpointError as exc:
         resources.failed.set()
         raise UsageError(str(exc)) from None
-    except (FinalCheckpointError, CollectiveTimeout, Unsupervised, SourceFailed) as exc:
+    except (
+        FinalCheckpointError, CollectiveTimeout, Unsupervised, SourceFailed, ReplicaStop
+    ) as exc:
         resources.failed.set()
         print(f"streamsgd: error: {exc}", file=sys.stderr)
         return 1

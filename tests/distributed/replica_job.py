@@ -73,12 +73,20 @@ def _flags(options: dict) -> list[str]:
 class ReplicaJob:
     """``mpiexec -n N python -m streamsgd train --distributed mpi ...`` with its log."""
 
-    def __init__(self, n: int, options: dict, log_path: Path) -> None:
+    def __init__(
+        self,
+        n: int,
+        options: dict,
+        log_path: Path,
+        program: Path | None = None,
+        mpi_args: Sequence[str] = (),
+    ) -> None:
         self.n = n
         self.options = options
         self.base_port = free_port_range(n + 1)
+        command = ["-m", "streamsgd"] if program is None else [str(program)]
         argv = [
-            sys.executable, "-m", "streamsgd", "train", *_flags(options),
+            sys.executable, *command, "train", *_flags(options),
             "--metrics-port", str(self.base_port), "--progress", "never",
             "--log-interval-seconds", "0",
         ]  # fmt: skip
@@ -87,7 +95,7 @@ class ReplicaJob:
         env = {**mpi_env(), **{k: v for k, v in _child_env().items()}}
         env = {k: v for k, v in env.items() if not k.startswith("STREAMSGD_")}
         self.proc = subprocess.Popen(
-            mpiexec_command(n, argv), stdin=subprocess.DEVNULL, stdout=self._log,
+            mpiexec_command(n, [*mpi_args, *argv]), stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True,
         )  # fmt: skip
 

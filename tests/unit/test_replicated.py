@@ -5,7 +5,12 @@ mpiexec and Kafka is tested in tests/distributed."""
 
 from __future__ import annotations
 
+import logging
+import pickle
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +22,7 @@ from streamsgd.codec.binary import encode_binary
 from streamsgd.core.controller import NoiseController
 from streamsgd.exchange import OwnershipConflict
 from streamsgd.manifest import replay_manifest
-from streamsgd.ports import SourceRecord
+from streamsgd.ports import Sensor, SourceRecord
 from streamsgd.replicated import ReplicatedService
 from streamsgd.service import ServiceConfig
 from tests.support.replicas import MemoryManifest, PartitionedMemorySource, ThreadRoom
@@ -55,9 +60,13 @@ def _run_replicas(
     config: ServiceConfig,
     controller: bool = False,
     owned_override: dict[int, list[str]] | None = None,
+    manifest: MemoryManifest | None = None,
+    sensors: dict[int, list[Sensor]] | None = None,
+    prepare: Callable[[list[ReplicatedService]], None] | None = None,
+    **kwargs: Any,
 ) -> tuple[list[ReplicatedService], MemoryManifest, list[BaseException]]:
     room = ThreadRoom(n_replicas)
-    manifest = MemoryManifest()
+    manifest = MemoryManifest() if manifest is None else manifest
     services = [
         ReplicatedService(
             _model(controller),
@@ -65,10 +74,14 @@ def _run_replicas(
             Decoder(D),
             config,
             collective=room.member(rank),
-            manifest=manifest if rank == 0 else None,
+            manifest=manifest,  # every replica has one (any may become rank 0); 0 writes
+            sensors=(sensors or {}).get(rank, []),
+            **kwargs,
         )
         for rank in range(n_replicas)
     ]
+    if prepare is not None:
+        prepare(services)
     errors: list[BaseException] = []
 
     def run(service: ReplicatedService) -> None:
@@ -109,6 +122,8 @@ def test_replicas_agree_and_equal_the_manifest_replay(n_replicas: int, batched: 
     services, manifest, errors = _run_replicas(values, n_replicas, config)
     assert not errors
     first = services[0]
+    # Bit-equality: every replica applies the step to the same reduced vector (one
+    # computation replayed); against the replay (another summation order) only allclose.
     for s in services[1:]:
         assert s.model.parameters.tobytes() == first.model.parameters.tobytes()
         assert vars(s.totals) == vars(first.totals)
@@ -116,8 +131,9 @@ def test_replicas_agree_and_equal_the_manifest_replay(n_replicas: int, batched: 
     assert first.totals.records_rejected == rejected
     assert first.model.n_samples_seen == _valid_samples(values)
     assert first.global_positions == {p: Position(len(v)) for p, v in values.items()}
-    # The others drop the entries rank 0 wrote at each checkpoint (no unbounded growth).
-    assert all(len(s._pending_entries) <= 6 for s in services[1:])
+    # The others drop the entries rank 0 confirmed durable (no unbounded growth): at most
+    # a checkpoint interval's 5 steps and the exchange confirming them, and the start.
+    assert all(len(s.pending.entries) <= 7 for s in services[1:])
     first.checkpoint()  # the final checkpoint appended the manifest already; nothing new
     source = PartitionedMemorySource(values)
     oracle = replay_manifest(manifest.read(), source.read, Decoder(D), _model())
@@ -152,3 +168,220 @@ def test_batch_size_one_is_refused() -> None:
             ServiceConfig(batch_size=1),
             collective=room.member(0),
         )
+
+
+class FlakyManifest(MemoryManifest):
+    """Appends 2 to 6 fail (a full disk, a lost mount) after writing half their lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appends = 0
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        self.appends += 1
+        if 2 <= self.appends <= 6:
+            super().append(entries[: len(entries) // 2])
+            raise OSError("No space left on device")
+        super().append(entries)
+
+
+class HeldEntries(Sensor):
+    """After every exchange of replica ``service``: each step so far is in the manifest or
+    held by that replica (what it would hand over if rank 0 died now)."""
+
+    def __init__(self, manifest: MemoryManifest) -> None:
+        self.manifest = manifest
+        self.service: ReplicatedService | None = None
+        self.gaps: list[tuple[int, list[int]]] = []
+        self.failures = 0
+
+    def collective_step(self, global_step: int, *_: float) -> None:
+        if self.service is None:  # only counts failures
+            return
+        written = {e["step"] for e in self.manifest.read() if "step" in e}
+        held = {e["step"] for e in self.service.pending.entries if "step" in e}
+        lost = sorted(set(range(1, global_step + 1)) - written - held)
+        if lost:
+            self.gaps.append((global_step, lost))
+
+    def manifest_write_failed(self) -> None:
+        self.failures += 1
+
+
+def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
+    """Issue 20: rank 0's manifest append fails (half written) at five checkpoints; the
+    other replica never drops an entry the file lacks, and the file replays."""
+    values = _values(4, 120, seed=6)
+    config = ServiceConfig(batch_size=16, max_wait_seconds=0.05, checkpoint_every_updates=3)
+    manifest = FlakyManifest()
+    watch, counter = HeldEntries(manifest), HeldEntries(manifest)
+    services, _, errors = _run_replicas(
+        values, 2, config, manifest=manifest, sensors={0: [counter], 1: [watch]},
+        prepare=lambda services: setattr(watch, "service", services[1]),
+    )  # fmt: skip
+    assert not errors
+    assert watch.gaps == [], "steps neither in the manifest nor held by rank 1"
+    assert counter.failures == 5
+    steps = [e["step"] for e in manifest.read() if "step" in e]
+    assert steps == list(range(1, services[0].global_step + 1))
+    oracle = replay_manifest(
+        manifest.read(), PartitionedMemorySource(values).read, Decoder(D), _model()
+    )
+    np.testing.assert_allclose(
+        services[0].model.parameters, oracle.parameters, rtol=1e-10, atol=1e-13
+    )
+
+
+def test_a_divergent_replica_adopts_rank_0s_model(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 20: rank 1's θ is changed by one ulp at step 7; the next check (every 4
+    steps) finds it, rank 1 adopts rank 0's model, and the replicas end byte-identical."""
+    values = _values(3, 150, seed=8)
+    config = ServiceConfig(batch_size=12, max_wait_seconds=0.05)
+
+    class Divergence(Sensor):
+        service: ReplicatedService | None = None
+        diverged = 0
+
+        def collective_step(self, global_step: int, *_: float) -> None:
+            if global_step == 7 and self.service is not None:
+                theta = self.service.model._theta
+                theta[0] = np.nextafter(theta[0], np.inf)
+
+        def replicas_diverged(self) -> None:
+            self.diverged += 1
+
+    inject = Divergence()
+    with caplog.at_level(logging.WARNING, logger="streamsgd.replicated"):
+        services, _, errors = _run_replicas(
+            values, 2, config, sensors={1: [inject]}, check_every_steps=4,
+            prepare=lambda services: setattr(inject, "service", services[1]),
+        )  # fmt: skip
+    assert not errors
+    assert inject.diverged == 1
+    assert services[0].model.parameters.tobytes() == services[1].model.parameters.tobytes()
+    assert "replicas diverged before step 9" in caplog.text
+
+
+class GrowingSource(PartitionedMemorySource):
+    """Shows the job only its first two partitions at the start (a topic grown later)."""
+
+    def partitions(self, timeout_seconds: float) -> list[str]:
+        return sorted(self.values)[:2]
+
+
+def test_a_changed_partition_list_reaches_every_replica() -> None:
+    """The interface of issue 20 item 3: rank 0's new partition list rides on the exchange
+    (``repartition``), then a broadcast; every replica reassigns and the third partition
+    is read from its start, once, as the manifest replay shows."""
+    values = _values(3, 90, seed=11)
+    config = ServiceConfig(batch_size=12, max_wait_seconds=0.05, checkpoint_every_updates=4)
+    room, manifest = ThreadRoom(2), MemoryManifest()
+
+    class Growing(ReplicatedService):
+        def _new_partitions(self) -> tuple[str, ...] | None:
+            if self.global_step >= 5 and len(self.partitions) < 3:
+                return tuple(values)
+            return None
+
+    services = [
+        Growing(
+            _model(),
+            GrowingSource(values),
+            Decoder(D),
+            config,
+            collective=room.member(rank),
+            manifest=manifest,
+        )
+        for rank in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def run(service: ReplicatedService) -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            room.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    first = services[0]
+    assert first.partitions == services[1].partitions == tuple(sorted(values))
+    assert first.global_positions == {p: Position(len(v)) for p, v in values.items()}
+    assert first.model.n_samples_seen == _valid_samples(values)
+    assert first.model.parameters.tobytes() == services[1].model.parameters.tobytes()
+    oracle = replay_manifest(manifest.read(), GrowingSource(values).read, Decoder(D), _model())
+    np.testing.assert_allclose(first.model.parameters, oracle.parameters, rtol=1e-10, atol=1e-13)
+
+
+class MemoryStore:
+    """A checkpoint store in memory (every save kept), with the writer's close()."""
+
+    def __init__(self) -> None:
+        self.saved: list[dict[str, Any]] = []
+
+    def load(self) -> dict[str, Any] | None:
+        return self.saved[-1] if self.saved else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.saved.append(pickle.loads(pickle.dumps(state)))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> None:
+    """Issue 20 item 1: at step 6 another writer claims the checkpoint directory's next
+    generation (a survivor that took rank 0 over while this one was cut off); this lineage
+    stops with StaleLineage, without another checkpoint or offset commit."""
+    from streamsgd.checkpoint.generation import GenerationFence, StaleLineage
+
+    values = _values(2, 80, seed=12)
+    config = ServiceConfig(batch_size=8, max_wait_seconds=0.05, checkpoint_every_updates=2)
+    store, commits = MemoryStore(), []
+
+    class CountingSource(PartitionedMemorySource):
+        def commit(self, positions: dict[str, Position]) -> None:
+            commits.append(store.saved[-1]["global_step"])  # the step it commits after
+
+    class TakeOver(Sensor):
+        def collective_step(self, global_step: int, *_: float) -> None:
+            if global_step == 6:
+                GenerationFence(tmp_path).claim()
+
+    room = ThreadRoom(2)
+    services = [
+        ReplicatedService(
+            _model(),
+            CountingSource(values),
+            Decoder(D),
+            config,
+            collective=room.member(rank),
+            open_checkpoint_store=lambda: store,
+            fence=GenerationFence(tmp_path),
+            sensors=[TakeOver()] if rank == 0 else [],
+        )
+        for rank in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def run(service: ReplicatedService) -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            room.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert any(isinstance(e, StaleLineage) for e in errors), errors
+    assert store.saved and max(s["global_step"] for s in store.saved) <= 6
+    assert {s["generation"] for s in store.saved} == {1}
+    assert commits and max(commits) <= 6

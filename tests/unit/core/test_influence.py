@@ -241,8 +241,8 @@ def test_state_round_trip_keeps_the_row_scale(through_json):
 def test_learn_sequence_equals_per_sample_steps_with_clipping(params, weighted, scenario):
     """Unit-scale data with single 1e6× and 1e300 records (η = 0.05), or a stream whose
     scale jumps ×1e3 (clipping while s adapts; η = 1e-7, stable at that scale):
-    learn_sequence's blocks take the steps of one learn_batch per sample — the same s bit
-    for bit, the same clipped count, weights equal to round-off."""
+    learn_sequence's blocks take the steps of one learn_batch per sample — the same
+    clipped count, s and weights equal to round-off."""
     X, y = _valid(n=900)
     X = X.copy()
     if scenario == "scale-jump":
@@ -262,7 +262,9 @@ def test_learn_sequence_equals_per_sample_steps_with_clipping(params, weighted, 
     seq = learn_sequence(fast, X, y, w, block_size=32)
     assert seq.fast_path and seq.n_skipped == 0
     assert seq.n_clipped == clipped >= (3 if scenario == "outliers" else 10)
-    assert fast.row_scale == ref.row_scale
+    # s follows from ‖v_t‖, which learn_sequence takes from np.vecdot over the whole block and
+    # learn_batch from its one row: two reductions whose SIMD order may differ by CPU.
+    assert fast.row_scale == pytest.approx(ref.row_scale, rel=1e-12)
     assert fast.n_updates == ref.n_updates == len(y)
     np.testing.assert_allclose(fast.parameters, ref.parameters, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(seq.losses, losses, rtol=1e-7)
