@@ -1,0 +1,250 @@
+# cython: language_level=3
+"""The fused minibatch kernel of dense rows: every sum of :class:`~.batch_sums.BatchSums`
+(and the moment sums of ``standardize``) in one loop over the rows of X.
+
+Per row (d + 1 parameters, θ = [w ; b], v_i = c_i [x_i ; 1], c_i the clip factor of
+:mod:`.row_scale`), while the row is in the L1 cache::
+
+    one read:    z_i = x_iᵀw,  ‖x_i‖²            (and x_iᵀu with a controller)
+    clip:        c_i = min(1, κs/‖[x_i ; 1]‖), the row rescaled only when c_i < 1
+    scalars:     r_i = s_i (σ(z_i) − y_i), ℓ_i, misclassified, Σ r_i² ‖v_i‖², Σ s_i ‖v_i‖²
+    one write:   Σ g_i += r_i v_i                 (and P += ¼ s_i (v_iᵀu) v_i)
+    moments:     S₁ += σ ⊙ v_i,  S₂ += (σ ⊙ v_i)²   (standardize: x_i is standardised first)
+
+which is the arithmetic of the numpy oracle (tests/support/reference.py) up to the order of
+the additions inside a dot product.
+"""
+
+cimport numpy as cnp
+from libc.math cimport copysign, fabs, isfinite, isinf, isnan, sqrt, NAN
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from ._arrays cimport doubles, int64s
+from ._rows cimport SampleTerms, axpy, capped, dot, dot_and_squares, logistic_sample
+
+import numpy as np
+
+cnp.import_array()
+
+cdef double SCORE_LIMIT = 1e300  # standardize.SCORE_LIMIT: |z_j| of a finite input
+
+
+cdef struct Batch:
+    const double* X
+    Py_ssize_t m
+    Py_ssize_t d
+    const double* y
+    const double* weights     # NULL: all 1
+    const double* theta
+    const double* u           # NULL: no curvature product
+    double cap                # κs; 0: no clipping
+    bint norms                # compute ‖x_i‖² (statistics or clipping)
+    bint statistics
+    const double* mean        # NULL: no standardisation
+    const double* inverse_scale
+    const double* scale
+    const int64_t* unscaled
+    Py_ssize_t n_unscaled
+    double moment_cap         # the ± bound of an unscaled feature's deviation
+
+
+cdef struct Sums:
+    double* gradient          # (d + 1)
+    double* curvature         # (d + 1), or NULL
+    double* s1                # (d), standardize only
+    double* s2
+    double* unscaled_s1       # (n_unscaled)
+    double* unscaled_s2
+    double* row               # scratch (d): the standardised row
+    double* scaled            # scratch (d): the clipped row
+    double squared_norm_sum
+    double loss_sum
+    double capped_norm_sum
+    double row_squared_norm_sum
+    Py_ssize_t misclassified
+    Py_ssize_t clipped
+
+
+cdef double magnitude(const double* x, Py_ssize_t d, double* relative) noexcept nogil:
+    """M = max(‖x‖_∞, 1) (NaN when x holds NaN) and, into ``relative``,
+    ν = ‖[x ; 1] / M‖: ‖[x ; 1]‖ = M ν without overflow (:func:`.row_scale.magnitudes`)."""
+    cdef double big = 0.0, a, t, s = 0.0
+    cdef bint nan = False
+    cdef Py_ssize_t j
+    for j in range(d):
+        a = fabs(x[j])
+        if a > big:
+            big = a
+        elif isnan(a):
+            nan = True
+    big = NAN if nan else (big if big > 1.0 else 1.0)
+    for j in range(d):
+        t = x[j] / big
+        s += t * t
+    t = 1.0 / big
+    relative[0] = sqrt(s + t * t)
+    return big
+
+
+cdef const double* standardised(const Batch* b, const double* x, double* row) noexcept nogil:
+    """z = (x − μ) ⊙ (1/σ) into ``row``; a finite x whose z overflows gets ±SCORE_LIMIT."""
+    cdef Py_ssize_t j
+    cdef double t
+    for j in range(b.d):
+        t = (x[j] - b.mean[j]) * b.inverse_scale[j]
+        if isinf(t) and isfinite(x[j]):
+            t = copysign(SCORE_LIMIT, t)
+        row[j] = t
+    return row
+
+
+cdef void add_moments(const Batch* b, const double* x, const double* v, Sums* s) noexcept nogil:
+    """S₁, S₂ of the learned row σ ⊙ v; an unscaled feature: x_j − μ_j clipped to ± the cap."""
+    cdef Py_ssize_t j, k
+    cdef double t
+    for j in range(b.d):
+        t = v[j] * b.scale[j]
+        s.s1[j] += t
+        s.s2[j] += t * t
+    for k in range(b.n_unscaled):
+        j = b.unscaled[k]
+        t = x[j] - b.mean[j]
+        if t > b.moment_cap:
+            t = b.moment_cap
+        elif t < -b.moment_cap:
+            t = -b.moment_cap
+        s.unscaled_s1[k] += t
+        s.unscaled_s2[k] += t * t
+
+
+cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
+    cdef Py_ssize_t i, j, d = b.d
+    cdef const double* x
+    cdef const double* v
+    cdef double zw, q = 0.0, sq, sqn, norm, big, relative, factor, c, weight, r, projection
+    cdef SampleTerms terms
+    for i in range(b.m):
+        x = b.X + i * d
+        v = standardised(b, x, s.row) if b.mean != NULL else x
+        zw = dot_and_squares(v, b.theta, d, &q) if b.norms else dot(v, b.theta, d)
+        sq = q + 1.0  # ‖[x_i ; 1]‖²
+        sqn, c = sq, 1.0
+        if b.cap > 0.0:
+            norm = sqrt(sq)
+            if isinf(norm):  # the sum of squares overflowed: measure it as M ν
+                big = magnitude(v, d, &relative)
+                norm = big * relative
+            s.capped_norm_sum += capped(norm, b.cap)
+            if norm > b.cap:  # c_i v_i = κs (v_i / M) / ν, built without overflow
+                big = magnitude(v, d, &relative)
+                factor = b.cap / relative
+                for j in range(d):
+                    s.scaled[j] = v[j] / big * factor
+                v = s.scaled
+                c = b.cap / relative / big
+                zw = dot(v, b.theta, d)
+                sqn = b.cap * b.cap
+                s.clipped += 1
+        terms = logistic_sample(zw + b.theta[d] * c, b.y[i])
+        s.loss_sum += terms.loss
+        s.misclassified += terms.misclassified
+        weight = b.weights[i] if b.weights != NULL else 1.0
+        if b.u != NULL:  # ¼ s_i bounds s_i σ'(z_i) (.curvature)
+            projection = (0.25 * weight) * (dot(v, b.u, d) + b.u[d] * c)
+            axpy(projection, v, s.curvature, d)
+            s.curvature[d] += projection * c
+        r = terms.residual * weight if b.weights != NULL else terms.residual
+        axpy(r, v, s.gradient, d)
+        s.gradient[d] += r * c
+        if b.statistics:
+            s.squared_norm_sum += r * r * sqn
+            s.row_squared_norm_sum += weight * sqn if b.weights != NULL else sqn
+        if b.mean != NULL:
+            add_moments(b, x, v, s)
+
+
+def dense_batch_sums(
+    X, y, sample_weight, theta, double cap, bint norms, bint statistics, direction, frame,
+    double moment_cap,
+):
+    """The sums of a dense batch (see the module docstring).
+
+    Parameters
+    ----------
+    X : C-contiguous float64 ndarray of shape (m, d)
+        Raw rows (standardised here when ``frame`` is given).
+    y : float64 ndarray of shape (m,)
+    sample_weight : float64 ndarray of shape (m,), or None
+    theta : float64 ndarray of shape (d + 1,)
+    cap : float
+        κs, the clip norm (0: no clipping).
+    norms, statistics : bool
+        Compute the row norms; compute Σ r_i²‖v_i‖² and Σ s_i‖v_i‖² (NaN otherwise).
+    direction : float64 ndarray of shape (d + 1,), or None
+        The controller's u (None: no curvature product).
+    frame : (μ, 1/σ, σ, unscaled int64 indices), or None
+        The standardisation in force (None: rows as given).
+    moment_cap : float
+        The bound of an unscaled feature's deviation (inf without clipping).
+
+    Returns
+    -------
+    (Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, Σ min(‖v_i‖, κs), clipped, Σ s_i‖v_i‖², P or
+    None, (S₁, S₂) or None)
+    """
+    cdef Batch b
+    cdef Sums s
+    m, d = X.shape
+    b.m, b.d = m, d
+    b.X = doubles(X, m * d, "X")
+    b.y = doubles(y, m, "y")
+    b.weights = NULL if sample_weight is None else doubles(sample_weight, m, "sample_weight")
+    b.theta = doubles(theta, d + 1, "theta")
+    b.u = NULL if direction is None else doubles(direction, d + 1, "direction")
+    b.cap, b.norms, b.statistics, b.moment_cap = cap, norms, statistics, moment_cap
+    gradient = np.zeros(d + 1)
+    curvature = None if direction is None else np.zeros(d + 1)
+    memset(&s, 0, sizeof(Sums))
+    s.gradient = doubles(gradient, d + 1, "")
+    s.curvature = NULL if curvature is None else doubles(curvature, d + 1, "")
+    scaled = np.empty(d) if cap > 0.0 else None  # kept alive through the loop
+    s.scaled = NULL if scaled is None else doubles(scaled, d, "")
+    b.mean = NULL
+    b.n_unscaled = 0
+    moments = None
+    if frame is not None:
+        moments = standardisation(&b, &s, frame)
+    with nogil:
+        batch_loop(&b, &s)
+    if moments is not None:
+        s1, s2, unscaled, unscaled_sums, _ = moments
+        s1[unscaled] = unscaled_sums[0]
+        s2[unscaled] = unscaled_sums[1]
+        moments = (s1, s2)
+    if not statistics:
+        s.squared_norm_sum = s.row_squared_norm_sum = NAN
+    return (
+        gradient, s.squared_norm_sum, s.loss_sum, s.misclassified, s.capped_norm_sum,
+        s.clipped, s.row_squared_norm_sum, curvature, moments,
+    )
+
+
+cdef object standardisation(Batch* b, Sums* s, object frame):
+    """Point ``b`` and ``s`` at the frame's arrays and new moment sums; returns the arrays
+    (S₁, S₂, unscaled, (their S₁, S₂), scratch rows) that must outlive the loop."""
+    cdef Py_ssize_t d = b.d, k
+    mean, inverse_scale, scale, unscaled = frame
+    k = len(unscaled)
+    b.mean = doubles(mean, d, "mean")
+    b.inverse_scale = doubles(inverse_scale, d, "inverse_scale")
+    b.scale = doubles(scale, d, "scale")
+    b.unscaled = int64s(unscaled, k, "unscaled")
+    b.n_unscaled = k
+    s1, s2, unscaled_sums = np.zeros(d), np.zeros(d), np.zeros((2, k))
+    s.s1, s.s2 = doubles(s1, d, ""), doubles(s2, d, "")
+    s.unscaled_s1 = doubles(unscaled_sums, 2 * k, "")
+    s.unscaled_s2 = s.unscaled_s1 + k
+    row = np.empty(d)
+    s.row = doubles(row, d, "")
+    return s1, s2, unscaled, unscaled_sums, row
