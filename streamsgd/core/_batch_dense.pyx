@@ -21,7 +21,9 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from ._arrays cimport doubles, int64s
-from ._rows cimport SampleTerms, axpy, capped, dot, dot_and_squares, logistic_sample
+from ._rows cimport (
+    SampleTerms, axpy, axpy4, capped, dot, dot4_and_squares, dot_and_squares, logistic_sample,
+)
 
 import numpy as np
 
@@ -56,8 +58,8 @@ cdef struct Sums:
     double* s2
     double* unscaled_s1       # (n_unscaled)
     double* unscaled_s2
-    double* row               # scratch (d): the standardised row
-    double* scaled            # scratch (d): the clipped row
+    double* row               # scratch (4 d): a block's standardised rows
+    double* scaled            # scratch (4 d): a block's clipped rows
     double squared_norm_sum
     double loss_sum
     double capped_norm_sum
@@ -118,50 +120,88 @@ cdef void add_moments(const Batch* b, const double* x, const double* v, Sums* s)
         s.unscaled_s2[k] += t * t
 
 
-cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
-    cdef Py_ssize_t i, j, d = b.d
-    cdef const double* x
-    cdef const double* v
-    cdef double zw, q = 0.0, sq, sqn, norm, big, relative, factor, c, weight, r, projection
+cdef void sample(
+    const Batch* b, Sums* s, Py_ssize_t i, const double* x, const double** row, double zw,
+    double q, double* scaled, double* c_out, double* r_out, double* projection_out,
+) noexcept nogil:
+    """Everything of sample i but its rank-one updates: the clip (``row[0]`` becomes the
+    clipped copy in ``scaled``), ℓ_i, r_i = s_i (σ(z_i) − y_i), the curvature weight
+    ¼ s_i (v_iᵀu), the scalar sums and the moments."""
+    cdef Py_ssize_t j, d = b.d
+    cdef const double* v = row[0]
+    cdef double sq = q + 1.0  # ‖[x_i ; 1]‖²
+    cdef double sqn = sq, c = 1.0, norm, big, relative, factor, weight
     cdef SampleTerms terms
-    for i in range(b.m):
-        x = b.X + i * d
-        v = standardised(b, x, s.row) if b.mean != NULL else x
-        zw = dot_and_squares(v, b.theta, d, &q) if b.norms else dot(v, b.theta, d)
-        sq = q + 1.0  # ‖[x_i ; 1]‖²
-        sqn, c = sq, 1.0
-        if b.cap > 0.0:
-            norm = sqrt(sq)
-            if isinf(norm):  # the sum of squares overflowed: measure it as M ν
-                big = magnitude(v, d, &relative)
-                norm = big * relative
-            s.capped_norm_sum += capped(norm, b.cap)
-            if norm > b.cap:  # c_i v_i = κs (v_i / M) / ν, built without overflow
-                big = magnitude(v, d, &relative)
-                factor = b.cap / relative
-                for j in range(d):
-                    s.scaled[j] = v[j] / big * factor
-                v = s.scaled
-                c = b.cap / relative / big
-                zw = dot(v, b.theta, d)
-                sqn = b.cap * b.cap
-                s.clipped += 1
-        terms = logistic_sample(zw + b.theta[d] * c, b.y[i])
-        s.loss_sum += terms.loss
-        s.misclassified += terms.misclassified
-        weight = b.weights[i] if b.weights != NULL else 1.0
-        if b.u != NULL:  # ¼ s_i bounds s_i σ'(z_i) (.curvature)
-            projection = (0.25 * weight) * (dot(v, b.u, d) + b.u[d] * c)
-            axpy(projection, v, s.curvature, d)
-            s.curvature[d] += projection * c
-        r = terms.residual * weight if b.weights != NULL else terms.residual
-        axpy(r, v, s.gradient, d)
-        s.gradient[d] += r * c
-        if b.statistics:
-            s.squared_norm_sum += r * r * sqn
-            s.row_squared_norm_sum += weight * sqn if b.weights != NULL else sqn
-        if b.mean != NULL:
-            add_moments(b, x, v, s)
+    if b.cap > 0.0:
+        norm = sqrt(sq)
+        if isinf(norm):  # the sum of squares overflowed: measure it as M ν
+            big = magnitude(v, d, &relative)
+            norm = big * relative
+        s.capped_norm_sum += capped(norm, b.cap)
+        if norm > b.cap:  # c_i v_i = κs (v_i / M) / ν, built without overflow
+            big = magnitude(v, d, &relative)
+            factor = b.cap / relative
+            for j in range(d):
+                scaled[j] = v[j] / big * factor
+            v = row[0] = scaled
+            c = b.cap / relative / big
+            zw = dot(v, b.theta, d)
+            sqn = b.cap * b.cap
+            s.clipped += 1
+    terms = logistic_sample(zw + b.theta[d] * c, b.y[i])
+    s.loss_sum += terms.loss
+    s.misclassified += terms.misclassified
+    weight = b.weights[i] if b.weights != NULL else 1.0
+    if b.u != NULL:  # ¼ s_i bounds s_i σ'(z_i) (.curvature)
+        projection_out[0] = (0.25 * weight) * (dot(v, b.u, d) + b.u[d] * c)
+    r_out[0] = terms.residual * weight if b.weights != NULL else terms.residual
+    c_out[0] = c
+    if b.statistics:
+        s.squared_norm_sum += r_out[0] * r_out[0] * sqn
+        s.row_squared_norm_sum += weight * sqn if b.weights != NULL else sqn
+    if b.mean != NULL:
+        add_moments(b, x, v, s)
+
+
+cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
+    """Blocks of four rows: their scores and norms in one read of θ, then every scalar of
+    each sample, then Σ g_i (and P) updated by the four rows at once (one store of each
+    entry per block); a last partial block row by row."""
+    cdef Py_ssize_t i = 0, k, nb, d = b.d
+    cdef const double* x[4]
+    cdef const double* v[4]
+    cdef double z[4]
+    cdef double q[4]
+    cdef double c[4]
+    cdef double r[4]
+    cdef double p[4]
+    q[0] = q[1] = q[2] = q[3] = 0.0
+    p[0] = p[1] = p[2] = p[3] = 0.0
+    while i < b.m:
+        nb = 4 if i + 4 <= b.m else 1
+        for k in range(nb):
+            x[k] = b.X + (i + k) * d
+            v[k] = standardised(b, x[k], s.row + k * d) if b.mean != NULL else x[k]
+        if nb == 4 and b.norms:
+            dot4_and_squares(v, b.theta, d, z, q)
+        else:
+            for k in range(nb):
+                z[k] = dot_and_squares(v[k], b.theta, d, &q[k]) if b.norms else dot(v[k], b.theta, d)
+        for k in range(nb):
+            sample(b, s, i + k, x[k], &v[k], z[k], q[k], s.scaled + k * d, &c[k], &r[k], &p[k])
+        if nb == 4:
+            axpy4(r, v, s.gradient, d)
+            if b.u != NULL:
+                axpy4(p, v, s.curvature, d)
+        else:
+            axpy(r[0], v[0], s.gradient, d)
+            if b.u != NULL:
+                axpy(p[0], v[0], s.curvature, d)
+        for k in range(nb):
+            s.gradient[d] += r[k] * c[k]
+            if b.u != NULL:
+                s.curvature[d] += p[k] * c[k]
+        i += nb
 
 
 def dense_batch_sums(
@@ -208,8 +248,8 @@ def dense_batch_sums(
     memset(&s, 0, sizeof(Sums))
     s.gradient = doubles(gradient, d + 1, "")
     s.curvature = NULL if curvature is None else doubles(curvature, d + 1, "")
-    scaled = np.empty(d) if cap > 0.0 else None  # kept alive through the loop
-    s.scaled = NULL if scaled is None else doubles(scaled, d, "")
+    scaled = np.empty(4 * d) if cap > 0.0 else None  # a block's clipped rows, kept alive
+    s.scaled = NULL if scaled is None else doubles(scaled, 4 * d, "")
     b.mean = NULL
     b.n_unscaled = 0
     moments = None
@@ -245,6 +285,6 @@ cdef object standardisation(Batch* b, Sums* s, object frame):
     s.s1, s.s2 = doubles(s1, d, ""), doubles(s2, d, "")
     s.unscaled_s1 = doubles(unscaled_sums, 2 * k, "")
     s.unscaled_s2 = s.unscaled_s1 + k
-    row = np.empty(d)
-    s.row = doubles(row, d, "")
+    row = np.empty(4 * d)  # a block's standardised rows
+    s.row = doubles(row, 4 * d, "")
     return s1, s2, unscaled, unscaled_sums, row
