@@ -1,9 +1,17 @@
-"""Every benchmark of issue 5 in one command: the core suite against the peers (targets 1
-and 3), end-to-end Kafka (target 2), resident memory (target 4) and latency (target 5).
+"""The benchmarks in one command.
 
-    .venv/bin/python -m bench.all --quick    # ≈ 5 min: 100 k samples per stream, 1 M for memory
-    .venv/bin/python -m bench.all --full     # ≈ 12 min: the method of docs/benchmarks.md
-                                             # (1 M samples per stream, 10 M for memory)
+    .venv/bin/python -m bench.all --quick    # ≈ 1–3 min: issue 17's targets table (bench.targets)
+    .venv/bin/python -m bench.all --full     # ≈ 15 min: the targets with more samples, then
+                                             # every benchmark of issue 5 (the method of
+                                             # docs/benchmarks.md: 1 M samples per stream,
+                                             # 10 M for memory)
+
+``--quick`` is the guard against a silent regression (issue 17): every target of issue 17
+against its peer measured in the same run, the Kafka row included (a broker from
+``scripts/kafka-local``, started and stopped here); named features come from
+``bench/named_features.py`` when it exists. ``--full`` then runs the issue-5 suite:
+the core suite against the peers (targets 1 and 3), end-to-end Kafka (target 2), resident
+memory (target 4) and latency (target 5).
 
 One broker from ``scripts/kafka-local`` serves the Kafka parts and is stopped at the end.
 The Kafka throughput part runs in its quick size in both modes (5 repeats in full mode),
@@ -19,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import kafka_e2e, latency, memory
+from bench import kafka_e2e, latency, memory, targets
 from bench import run as core
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(code != 0)
 
     failures = 0
+    print("\n# Issue 17: the targets table", flush=True)
+    failures += part("issue 17 targets", targets.main([flag, "--kafka"]))
+    if mode_name == "quick":
+        return 1 if failures else 0
     print("\n# Targets 1 and 3: core against River, scikit-learn and Vowpal Wabbit", flush=True)
     core_args = [flag, "--markdown", str(RESULTS / f"core-{mode_name}-latest.md")]
     failures += part("core suite", core.main(core_args))
