@@ -21,4 +21,5 @@ def dense_batch_sums(
     float,
     FloatArray | None,
     tuple[FloatArray, FloatArray] | None,
+    float,
 ]: ...

@@ -231,7 +231,7 @@ def dense_batch_sums(
     Returns
     -------
     (Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, Σ min(‖v_i‖, κs), clipped, Σ s_i‖v_i‖², P or
-    None, (S₁, S₂) or None)
+    None, (S₁, S₂) or None, ‖Σ g_i‖²)
     """
     cdef Batch b
     cdef Sums s
@@ -267,6 +267,7 @@ def dense_batch_sums(
     return (
         gradient, s.squared_norm_sum, s.loss_sum, s.misclassified, s.capped_norm_sum,
         s.clipped, s.row_squared_norm_sum, curvature, moments,
+        dot(s.gradient, s.gradient, d + 1),
     )
 
 

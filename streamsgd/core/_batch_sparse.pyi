@@ -27,4 +27,5 @@ def sparse_batch_sums(
     int,
     float,
     FloatArray | None,
+    float,
 ]: ...

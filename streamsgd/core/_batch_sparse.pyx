@@ -204,7 +204,8 @@ def sparse_batch_sums(
     Returns
     -------
     (columns or None, Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, Σ min(‖v_i‖, κs), clipped,
-    Σ s_i‖v_i‖², P or None); Σ g_i and P of shape (k + 1,) at ``columns`` in column mode.
+    Σ s_i‖v_i‖², P or None, ‖Σ g_i‖²); Σ g_i and P of shape (k + 1,) at ``columns`` in
+    column mode.
     """
     cdef Batch b
     cdef Sums s
@@ -252,4 +253,15 @@ def sparse_batch_sums(
     return (
         columns, gradient, s.squared_norm_sum, s.loss_sum, s.misclassified,
         s.capped_norm_sum, s.clipped, s.row_squared_norm_sum, curvature,
+        squared_norm(gradient),
     )
+
+
+cdef double squared_norm(object vector):
+    """‖v‖² of a float64 vector (its entries in order)."""
+    cdef Py_ssize_t j, n = len(vector)
+    cdef const double* v = doubles(vector, n, "")
+    cdef double total = 0.0
+    for j in range(n):
+        total += v[j] * v[j]
+    return total

@@ -179,7 +179,7 @@ def batch_sums(
         X = np.ascontiguousarray(X)
     direction = None if curvature_direction is None else curvature_direction.dense()
     moment_cap = cap if cap > 0.0 else math.inf
-    gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, moments = (
+    gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, moments, g2 = (
         dense_batch_sums(
             X,
             y,
@@ -205,6 +205,7 @@ def batch_sums(
         rows,
         curvature,
         None if moments is None or frame is None else MomentSums(len(y), frame.mean, *moments),
+        gradient_sum_squared_norm=g2,
     )
 
 
@@ -237,7 +238,7 @@ def _sparse_sums(
         if curvature_direction is None
         else (curvature_direction.values, curvature_direction.factor)
     )
-    columns, gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature = (
+    columns, gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, g2 = (
         sparse_batch_sums(
             _int64(X.indptr),
             _int64(X.indices),
@@ -255,7 +256,17 @@ def _sparse_sums(
         )
     )
     return BatchSums(
-        len(y), gradient, squares, loss, wrong, columns, capped_norms, clipped, rows, curvature
+        len(y),
+        gradient,
+        squares,
+        loss,
+        wrong,
+        columns,
+        capped_norms,
+        clipped,
+        rows,
+        curvature,
+        gradient_sum_squared_norm=g2,
     )
 
 

@@ -51,6 +51,9 @@ def assert_same_sums(actual: BatchSums, expected: BatchSums, d: int, scale: floa
         assert expected.gradient_columns is not None
         assert np.array_equal(np.sort(actual.gradient_columns), expected.gradient_columns)
     _close(actual.dense_gradient_sum(d), expected.dense_gradient_sum(d), scale, "Σ g_i")
+    with np.errstate(over="ignore"):
+        g2 = float(expected.gradient_sum @ expected.gradient_sum)
+    _close(actual.gradient_sum_squared_norm, g2, 0.0, "‖Σ g_i‖²")
     for name in ("gradient_squared_norm_sum", "loss_sum", "capped_norm_sum"):
         _close(getattr(actual, name), getattr(expected, name), 0.0, name)
     _close(actual.row_squared_norm_sum, expected.row_squared_norm_sum, 0.0, "Σ s‖v‖²")
