@@ -12,7 +12,7 @@ with c_i the clipping factor of :mod:`.row_scale` (1 for an ordinary row).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -282,9 +282,9 @@ def _float64(a: FloatArray) -> FloatArray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class StepProposal:
-    """The entries of θ after one step, before the model adopts them.
+class StepProposal(NamedTuple):
+    """The entries of θ after one step, before the model adopts them (a named tuple: built
+    once per step, at a third of a frozen dataclass's cost).
 
     Attributes
     ----------

@@ -5,6 +5,7 @@ for every option combination: compared after every step (rtol 1e-9)."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -126,3 +127,18 @@ def test_a_stream_of_steps_equals_the_oracle(options: dict[str, Any]) -> None:
     assert fast.n_updates == slow.n_updates
     if fast.inputs.enabled:
         np.testing.assert_allclose(fast.inputs.mean, slow.inputs.mean, rtol=RTOL, atol=RTOL)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"l2": 0.1}, {"clip_norm_ratio": 0.0}, {"optimizer": "adagrad"}, {"standardize": True}],
+)
+def test_extreme_rows_neither_raise_nor_warn(params: dict[str, Any]) -> None:
+    """The compiled path runs without an errstate context: overflow must stay quiet."""
+    X = np.array([[1e300, 1e300, -1e300], [np.inf, 0.0, 0.0], [np.nan, 1.0, 1.0], [1.0, 2.0, 3.0]])
+    model = OnlineLogisticRegression(3, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for rows in (X[:2], X[1:3], X[2:4], X, X[3:]):
+            model.learn_batch(rows, np.ones(len(rows)))
+    assert np.isfinite(model.parameters).all()
