@@ -47,6 +47,9 @@ cdef struct Batch:
     int64_t* row_positions    # row workspace
     int64_t* row_columns      # scratch (nnz): a row's distinct columns
     double* row_cells         # scratch (nnz): their added-up values
+    int64_t* entry_slots      # column mode, scratch (nnz): each entry's slot
+    int64_t* slot_rows        # column mode, scratch (nnz): the last stamp that used a slot
+    int64_t* slot_cells       # column mode, scratch (nnz): that call's cell of the slot
 
 
 cdef struct Sums:
@@ -64,26 +67,59 @@ cdef struct Sums:
     Py_ssize_t clipped
 
 
-cdef Py_ssize_t add_row_cells(const Batch* b, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Add row i's repeated cells up into ``row_cells``; the number of distinct cells."""
-    cdef Py_ssize_t e, n = 0
-    cdef int64_t j, t
+cdef Py_ssize_t SHORT_ROW = 32  # rows up to this long find repeated cells by a scan
+
+
+cdef Py_ssize_t add_row_cells(
+    const Batch* b, Py_ssize_t stamp, Py_ssize_t lo, Py_ssize_t hi
+) noexcept nogil:
+    """Add a row's repeated cells up into ``row_cells``; the number of distinct cells.
+
+    Column mode: by the entries' slots (arrays of nnz, in the cache), a slot counting as
+    seen when it holds this call's ``stamp`` (distinct for every call of a batch). Otherwise a short row
+    is scanned (≤ 32² / 2 comparisons in the L1 cache); a longer one uses the row
+    workspace, one random access per entry into an array of d (a cache miss each at
+    d = 2^18, ≈ 50–100 ns, more than the scan of a short row)."""
+    cdef Py_ssize_t e, n = 0, t, k
+    cdef int64_t j
+    cdef bint short = hi - lo <= SHORT_ROW
+    if b.positions != NULL:
+        for e in range(lo, hi):
+            k = b.entry_slots[e]
+            if b.slot_rows[k] == stamp:
+                b.row_cells[b.slot_cells[k]] += b.values[e]
+            else:
+                b.slot_rows[k] = stamp
+                b.slot_cells[k] = n
+                b.row_cells[n] = b.values[e]
+                n += 1
+        return n
     for e in range(lo, hi):
         j = b.indices[e]
-        t = b.row_positions[j]
-        if 0 <= t < n and b.row_columns[t] == j:
+        if short:
+            t = 0
+            while t < n and b.row_columns[t] != j:
+                t += 1
+        else:
+            t = b.row_positions[j]
+            if not (0 <= t < n and b.row_columns[t] == j):
+                t = n
+        if t < n:
             b.row_cells[t] += b.values[e]
         else:
-            b.row_positions[j] = n
+            if not short:
+                b.row_positions[j] = n
             b.row_columns[n] = j
             b.row_cells[n] = b.values[e]
             n += 1
     return n
 
 
-cdef double row_squares(const Batch* b, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef double row_squares(
+    const Batch* b, Py_ssize_t i, Py_ssize_t lo, Py_ssize_t hi
+) noexcept nogil:
     """‖x_i‖² with repeated cells added up first (Σ over cells of (Σ entries)²)."""
-    cdef Py_ssize_t t, n = add_row_cells(b, lo, hi)
+    cdef Py_ssize_t t, n = add_row_cells(b, 3 * i, lo, hi)
     cdef double q = 0.0
     for t in range(n):
         q += b.row_cells[t] * b.row_cells[t]
@@ -91,11 +127,11 @@ cdef double row_squares(const Batch* b, Py_ssize_t lo, Py_ssize_t hi) noexcept n
 
 
 cdef double magnitude(
-    const Batch* b, Py_ssize_t lo, Py_ssize_t hi, double* relative
+    const Batch* b, Py_ssize_t stamp, Py_ssize_t lo, Py_ssize_t hi, double* relative
 ) noexcept nogil:
     """M = max(‖x_i‖_∞, 1) over the added-up cells (NaN when one is NaN) and, into
     ``relative``, ν = ‖[x_i ; 1] / M‖ (:func:`.row_scale.magnitudes`)."""
-    cdef Py_ssize_t t, n = add_row_cells(b, lo, hi)
+    cdef Py_ssize_t t, n = add_row_cells(b, stamp, lo, hi)
     cdef double big = 0.0, a, u, s = 0.0
     cdef bint nan = False
     for t in range(n):
@@ -137,20 +173,21 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
         zw = pu = 0.0
         for e in range(lo, hi):
             zw += b.values[e] * b.theta[b.indices[e]]
-            slot(b, s, b.indices[e])
+            if b.positions != NULL:
+                b.entry_slots[e] = slot(b, s, b.indices[e])
         if b.norms:
-            q = row_squares(b, lo, hi)
+            q = row_squares(b, i, lo, hi)
         sq = q + 1.0
         sqn, c, clipped, divisor, factor = sq, 1.0, False, 1.0, 1.0
         if b.cap > 0.0:
             norm = sqrt(sq)
             if isinf(norm):
-                big = magnitude(b, lo, hi, &relative)
+                big = magnitude(b, 3 * i + 1, lo, hi, &relative)
                 norm = big * relative
             s.capped_norm_sum += capped(norm, b.cap)
             if norm > b.cap:  # c_i x_e = κs (x_e / M) / ν
                 clipped = True
-                divisor = magnitude(b, lo, hi, &relative)
+                divisor = magnitude(b, 3 * i + 2, lo, hi, &relative)
                 factor = b.cap / relative
                 c = b.cap / relative / divisor
                 zw = 0.0
@@ -172,7 +209,7 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
             s.curvature_intercept += projection * c
         for e in range(lo, hi):
             value = b.values[e] / divisor * factor if clipped else b.values[e]
-            k = slot(b, s, b.indices[e])
+            k = b.entry_slots[e] if b.positions != NULL else b.indices[e]
             s.gradient[k] += r * value
             if b.u != NULL:
                 s.curvature[k] += projection * value
@@ -228,6 +265,13 @@ def sparse_batch_sums(
     )
     b.row_positions = int64s(row_workspace, d, "row_workspace")
     row_columns, row_values = np.empty(nnz, dtype=np.int64), np.empty(nnz)
+    slots = None
+    b.entry_slots = b.slot_rows = b.slot_cells = NULL
+    if column_workspace is not None:  # entry slots; slot rows (all −1), slot cells
+        slots = np.empty((3, nnz), dtype=np.int64)
+        slots[1] = -1
+        b.entry_slots = int64s(slots, 3 * nnz, "")
+        b.slot_rows, b.slot_cells = b.entry_slots + nnz, b.entry_slots + 2 * nnz
     b.row_columns = int64s(row_columns, nnz, "")
     b.row_cells = doubles(row_values, nnz, "")
     width = d if column_workspace is None else nnz
