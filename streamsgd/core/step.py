@@ -7,6 +7,10 @@ the functions here only compute (see docs/design.md, The math)::
     w ← prox_{η λ₁}( w − η (ḡ_w + λ₂ w) ),             b ← b − η ḡ_b
 
 with c_i the clipping factor of :mod:`.row_scale` (1 for an ordinary row).
+
+The arithmetic is compiled (Cython): :mod:`._batch_dense` and :mod:`._batch_sparse` compute
+every sum of a batch in one pass over its rows (O(nnz) for sparse rows), :mod:`._step` the
+step; the numpy implementation they replaced is their oracle in tests/support/batch_oracle.py.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ._step import propose
 from .batch_sums import BatchSums
 from .curvature import CurvatureDirection
 from .sparse import SparseRows
-from .standardize import InputFrame, MomentSums
+from .standardize import Frame, InputFrame, MomentSums
 from .types import FloatArray, IndexArray
 from .validation import Features
 
@@ -175,22 +179,32 @@ def batch_sums(
             curvature_direction,
             row_workspace,
         )
+    return _dense_sums(
+        theta, X, y, sample_weight, cap, norms, gradient_statistics, curvature_direction, frame
+    )
+
+
+def _dense_sums(
+    theta: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    sample_weight: FloatArray | None,
+    cap: float,
+    norms: bool,
+    statistics: bool,
+    curvature_direction: CurvatureDirection | None,
+    frame: Frame | None,
+) -> BatchSums:
+    """:func:`batch_sums` of dense rows (standardised in the kernel when ``frame`` is given;
+    an unscaled feature's deviation is bounded by κs, or not at all without clipping)."""
     if not X.flags.c_contiguous:
         X = np.ascontiguousarray(X)
     direction = None if curvature_direction is None else curvature_direction.dense()
+    arrays = None if frame is None else frame.arrays()
     moment_cap = cap if cap > 0.0 else math.inf
     gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, moments, g2 = (
         dense_batch_sums(
-            X,
-            y,
-            sample_weight,
-            theta,
-            cap,
-            norms,
-            gradient_statistics,
-            direction,
-            None if frame is None else frame.arrays(),
-            moment_cap,
+            X, y, sample_weight, theta, cap, norms, statistics, direction, arrays, moment_cap
         )
     )
     return BatchSums(
