@@ -10,15 +10,14 @@
 against its peer measured in the same run; named features come from
 ``bench/named_features.py`` when it exists. The Kafka row (a broker from
 ``scripts/kafka-local``, started and stopped here) runs with ``--full``, which then runs
-the issue-5 suite: the core suite against the peers (targets 1 and 3), end-to-end Kafka (target 2), resident
-memory (target 4) and latency (target 5).
-
-One broker from ``scripts/kafka-local`` serves the Kafka parts and is stopped at the end.
-The Kafka throughput part runs in its quick size in both modes (5 repeats in full mode),
-latency for 60 s with the CLI's default m = 1 block and with one step per record.
-Each part prints its own report (with its machine description and verdicts); the core suite
-and the Kafka benchmark also write ``bench/results/{core,kafka}-{mode}-latest.md``. Exits
-non-zero when a part fails to run (an unmet target is a figure, not a failure).
+the issue-5 suite: the core suite against the peers (targets 1 and 3), end-to-end Kafka
+(target 2), resident memory (target 4) and latency (target 5). One broker from
+``scripts/kafka-local`` serves the Kafka parts and is stopped at the end. The Kafka
+throughput part runs in its quick size in both modes (5 repeats in full mode), latency for
+60 s with the CLI's default m = 1 block and with one step per record. Each part prints its
+own report (with its machine description and verdicts); the core suite and the Kafka
+benchmark also write ``bench/results/{core,kafka}-{mode}-latest.md``. Exits non-zero when a
+part fails to run (an unmet target is a figure, not a failure).
 """
 
 from __future__ import annotations
