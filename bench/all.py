@@ -1,16 +1,23 @@
-"""Every benchmark of issue 5 in one command: the core suite against the peers (targets 1
-and 3), end-to-end Kafka (target 2), resident memory (target 4) and latency (target 5).
+"""The benchmarks in one command.
 
-    .venv/bin/python -m bench.all --quick    # ≈ 5 min: 100 k samples per stream, 1 M for memory
-    .venv/bin/python -m bench.all --full     # ≈ 12 min: the method of docs/benchmarks.md
-                                             # (1 M samples per stream, 10 M for memory)
+    .venv/bin/python -m bench.all --quick    # ≈ 1–3 min: issue 17's targets table (bench.targets)
+    .venv/bin/python -m bench.all --full     # ≈ 15 min: the targets with more samples, then
+                                             # every benchmark of issue 5 (the method of
+                                             # docs/benchmarks.md: 1 M samples per stream,
+                                             # 10 M for memory)
 
-One broker from ``scripts/kafka-local`` serves the Kafka parts and is stopped at the end.
-The Kafka throughput part runs in its quick size in both modes (5 repeats in full mode),
-latency for 60 s with the CLI's default m = 1 block and with one step per record.
-Each part prints its own report (with its machine description and verdicts); the core suite
-and the Kafka benchmark also write ``bench/results/{core,kafka}-{mode}-latest.md``. Exits
-non-zero when a part fails to run (an unmet target is a figure, not a failure).
+``--quick`` is the guard against a silent regression (issue 17): every target of issue 17
+against its peer measured in the same run; named features come from
+``bench/named_features.py`` when it exists. The Kafka row (a broker from
+``scripts/kafka-local``, started and stopped here) runs with ``--full``, which then runs
+the issue-5 suite: the core suite against the peers (targets 1 and 3), end-to-end Kafka
+(target 2), resident memory (target 4) and latency (target 5). One broker from
+``scripts/kafka-local`` serves the Kafka parts and is stopped at the end. The Kafka
+throughput part runs in its quick size in both modes (5 repeats in full mode), latency for
+60 s with the CLI's default m = 1 block and with one step per record. Each part prints its
+own report (with its machine description and verdicts); the core suite and the Kafka
+benchmark also write ``bench/results/{core,kafka}-{mode}-latest.md``. Exits non-zero when a
+part fails to run (an unmet target is a figure, not a failure).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import kafka_e2e, latency, memory
+from bench import kafka_e2e, latency, memory, targets
 from bench import run as core
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(code != 0)
 
     failures = 0
+    print("\n# Issue 17: the targets table", flush=True)
+    # The Kafka row needs a broker and fresh processes: --full only (on the shared machine a
+    # run once hung in the consumers' offset commits while other engineers' brokers ran).
+    kafka = ["--kafka"] if mode_name == "full" else []
+    failures += part("issue 17 targets", targets.main([flag, *kafka]))
+    if mode_name == "quick":
+        return 1 if failures else 0
     print("\n# Targets 1 and 3: core against River, scikit-learn and Vowpal Wabbit", flush=True)
     core_args = [flag, "--markdown", str(RESULTS / f"core-{mode_name}-latest.md")]
     failures += part("core suite", core.main(core_args))

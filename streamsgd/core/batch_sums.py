@@ -13,13 +13,13 @@ add up to exactly the sums of the union batch (``+``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .standardize import MomentSums
 from .types import FloatArray, IndexArray
 
 
@@ -58,6 +58,9 @@ class BatchSums:
         is kept at ``gradient_columns`` (and the intercept, last) when those are set: it is
         0 at every other column. Batches scored with the same u (replicas share it) add
         exactly.
+    moments : MomentSums, optional
+        The standardiser's sums of the rows as learned (:mod:`.standardize`), folded once
+        the step is applied; None without standardisation.
     """
 
     n_samples: int
@@ -70,6 +73,12 @@ class BatchSums:
     n_clipped: int = 0
     row_squared_norm_sum: float = math.nan
     curvature_product_sum: FloatArray | None = None
+    moments: MomentSums | None = None
+    # ‖Σ g_i‖², computed once (by the kernel, or on first use): a plain attribute, as
+    # functools.cached_property takes a lock per access on Python 3.11 (≈ 1 µs).
+    gradient_sum_squared_norm: float | None = field(
+        default=None, repr=False, compare=False, kw_only=True
+    )
 
     def __add__(self, other: BatchSums) -> BatchSums:
         columns = None
@@ -110,6 +119,7 @@ class BatchSums:
             self.n_clipped + other.n_clipped,
             self.row_squared_norm_sum + other.row_squared_norm_sum,
             curvature,
+            _add_moments(self.moments, other.moments),
         )
 
     def dense_gradient_sum(self, n_features: int) -> FloatArray:
@@ -137,11 +147,14 @@ class BatchSums:
         when those are set)."""
         return self.gradient_sum / self.n_samples
 
-    @cached_property
+    @property
     def mean_gradient_squared_norm(self) -> float:
         """‖ḡ‖² = ‖Σ g_i‖² / m²."""
-        g = self.gradient_sum
-        return float(g @ g) / (self.n_samples * self.n_samples)
+        squared = self.gradient_sum_squared_norm
+        if squared is None:
+            g = self.gradient_sum
+            squared = self.gradient_sum_squared_norm = float(g @ g)
+        return squared / (self.n_samples * self.n_samples)
 
     def objective_gradient_squared_norm(self, regularization: FloatArray | None) -> float:
         """‖ḡ + ρ‖² with ρ = λ₂ [w ; 0] the gradient of the L2 term at the weights the batch
@@ -155,7 +168,7 @@ class BatchSums:
         g = self.gradient_sum / self.n_samples + regularization
         return float(g @ g)
 
-    @cached_property
+    @property
     def gradient_variance(self) -> float:
         """tr Σ̂ = (1/(m−1)) (Σ‖g_i‖² − m‖ḡ‖²), the unbiased (ddof = 1) trace of the
         per-sample gradient covariance; NaN for m = 1. Clipped at 0 against round-off.
@@ -167,6 +180,13 @@ class BatchSums:
             return math.nan
         centred = self.gradient_squared_norm_sum - m * self.mean_gradient_squared_norm
         return max(centred, 0.0) / (m - 1)
+
+
+def _add_moments(first: MomentSums | None, second: MomentSums | None) -> MomentSums | None:
+    """The moment sums of both batches (either may have none)."""
+    if first is None or second is None:
+        return first if second is None else second
+    return first + second
 
 
 def _merge_columns(

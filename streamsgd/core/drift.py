@@ -143,44 +143,12 @@ class LossChangeDetector:
     candidate: StepEstimates | None = None
     candidate_weight_square_sum: float = math.nan
 
-    def observe(self, step: StepEstimates, batch_size: int, smoothing: float) -> Restart | None:
-        """Fold in one applied step (m = ``batch_size`` ≥ 2); the candidate estimates to
-        restart from when this step raises an alarm, else None. ``smoothing`` is α₀, the
-        step of the candidate EWMAs."""
-        loss = step.loss
-        if not math.isfinite(loss):
-            return None
-        previous_level, previous_spread = self.level, self.spread
-        self.n_steps += 1
-        if math.isnan(previous_level):
-            self.level = loss
-            return None
-        deviation = loss - previous_level
-        if self.n_steps <= WARMUP_STEPS or not previous_spread > 0.0:
-            # Plain means of the first steps (α_n = 1/n), so that L̄ and V̄ are settled
-            # before they are used.
-            alpha = max(1.0 / self.n_steps, LEVEL_SMOOTHING)
-            squared = batch_size * deviation * deviation
-            self.spread = squared if math.isnan(previous_spread) else (
-                previous_spread + max(1.0 / (self.n_steps - 1), LEVEL_SMOOTHING)
-                * (squared - previous_spread)
-            )  # fmt: skip
-            self.level = previous_level + alpha * deviation
-            return None
-        # Winsorised at c standard deviations: a change must not inflate the scale it is
-        # measured against (nor drag the level) before it is detected.
-        sd = math.sqrt(previous_spread / batch_size)
-        u = deviation / sd if sd > 0.0 else 0.0
-        robust = min(max(u, -ROBUST_CLIP), ROBUST_CLIP)
-        self.spread = previous_spread * (1.0 + LEVEL_SMOOTHING * (robust * robust - 1.0))
-        self.level = previous_level + LEVEL_SMOOTHING * robust * sd
-        self.cusum = max(0.0, self.cusum + min(u, CLIP) - ALLOWANCE)
-        if self.cusum == 0.0:
-            self.candidate, self.candidate_weight_square_sum = None, math.nan
-            return None
-        self._fold_candidate(step, smoothing)
-        if self.cusum <= THRESHOLD:
-            return None
+    # observe(): the per-step update (level, spread, S, the candidate) is compiled with the
+    # statistics it feeds (:func:`._noise_update.fold_within_batch`); the rare branches
+    # below are shared with it.
+    def alarm(self) -> Restart:
+        """Raise the alarm of a step whose S exceeded h: the candidate estimates to restart
+        the statistics from; the level moves to the candidate's loss and S starts again."""
         assert self.candidate is not None  # set by _fold_candidate
         restart = Restart(self.candidate, self.candidate_weight_square_sum)
         self.n_changes += 1

@@ -79,8 +79,7 @@ def local_sums(
     Parameters
     ----------
     model : OnlineLogisticRegression
-        The replicated model (not changed, except that a standardising model prepares the
-        batch's moment sums, as :meth:`~.model.OnlineLogisticRegression.batch_sums` does).
+        The replicated model (not changed).
     X : ndarray of shape (m, d), SparseRows, or None
         The local batch; None (or m = 0) for a replica with nothing to contribute.
     y : ndarray of shape (m,), or None
@@ -116,7 +115,7 @@ def local_sums(
         if curvature is not None:
             vector[start : start + d1] = curvature
         start += d1
-    moments = model.inputs.pending
+    moments = sums.moments
     if layout.moments and moments is not None:
         vector[start] = moments.n_samples
         vector[start + 1 : start + 1 + layout.n_features] = moments.deviation_sum
@@ -128,8 +127,8 @@ def reduced_sums(model: OnlineLogisticRegression, vector: FloatArray) -> BatchSu
     """The union batch's sums from the reduced vector, ready for
     :meth:`~.model.OnlineLogisticRegression.apply_step`; None when no replica had a sample.
 
-    A standardising model gets the union batch's moment sums as its prepared ones (the shift
-    K = μ is the shared running mean, the same on every replica), so the step folds them.
+    A standardising model gets the union batch's moment sums (``BatchSums.moments``; the
+    shift K = μ is the shared running mean, the same on every replica), which the step folds.
     """
     layout = SumsLayout.of(model)
     if vector.shape != (layout.size,):
@@ -146,10 +145,11 @@ def reduced_sums(model: OnlineLogisticRegression, vector: FloatArray) -> BatchSu
         if vector[7] == 0.0:
             curvature = vector[start : start + d1].copy()
         start += d1
+    moments = None
     if layout.moments:
         frame_mean = model.inputs.frame.mean  # type: ignore[attr-defined]
         d = layout.n_features
-        model.inputs.pending = MomentSums(
+        moments = MomentSums(
             int(vector[start]),
             frame_mean,
             vector[start + 1 : start + 1 + d].copy(),
@@ -165,4 +165,5 @@ def reduced_sums(model: OnlineLogisticRegression, vector: FloatArray) -> BatchSu
         n_clipped=int(vector[5]),
         row_squared_norm_sum=float(vector[6]),
         curvature_product_sum=curvature,
+        moments=moments,
     )

@@ -59,7 +59,6 @@ from typing import Any
 
 import numpy as np
 
-from .row_scale import clip_rows, squared_row_norms
 from .sparse import SparseRows
 from .types import FloatArray, IndexArray
 from .validation import Features
@@ -148,6 +147,10 @@ class Frame:
     inverse_scale: FloatArray
     unscaled: IndexArray
 
+    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray, IndexArray]:
+        """(μ, 1/σ, σ, unscaled), as the dense kernel (:mod:`._batch_dense`) takes them."""
+        return self.mean, self.inverse_scale, self.scale, self.unscaled
+
 
 def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -> Frame:
     """μ, σ = √(M2 / (n − 1)) and 1/σ from the running statistics (see the module doc).
@@ -173,7 +176,6 @@ class InputFrame:
     """
 
     enabled = False
-    pending: MomentSums | None = None  # replicas replace it by their sum before commit()
 
     def transform(self, X: Features) -> Features:
         """The features the model scores, shape (m, d): X itself."""
@@ -187,12 +189,12 @@ class InputFrame:
             return features.matvec(w) + b
         return features @ w + b
 
-    def prepare(self, X: Features, row_scale: float, clip_norm_ratio: float) -> Features:
-        """:meth:`transform` for a batch about to be learned (X itself)."""
-        return X
+    def learning_frame(self, X: Features) -> Frame | None:
+        """The frame a batch about to be learned is standardised with (None: none)."""
+        return None
 
-    def commit(self) -> None:
-        """Fold the prepared batch into the statistics (nothing to do)."""
+    def fold_batch(self, sums: MomentSums | None) -> None:
+        """Fold a learned batch's moment sums into the statistics (nothing to do)."""
 
     def raw_parameters(self, theta: FloatArray) -> FloatArray:
         """θ for raw features: θ itself."""
@@ -224,7 +226,6 @@ class Standardizer(InputFrame):
         self.mean: FloatArray = np.zeros(n_features)
         self.squared_deviations: FloatArray = np.zeros(n_features)  # M2
         self.frame = frame_of(0, self.mean, self.squared_deviations)
-        self.pending: MomentSums | None = None  # the prepared batch's, until commit()
 
     def transform(self, X: Features) -> Features:
         """z = (x − μ) ⊙ (1/σ) per row, shape (m, d), with the current frame.
@@ -246,54 +247,24 @@ class Standardizer(InputFrame):
                 Z[overflowed] = np.copysign(SCORE_LIMIT, Z[overflowed])
         return Z
 
-    def prepare(self, X: Features, row_scale: float, clip_norm_ratio: float) -> Features:
-        """z of a batch about to be learned; its moment sums wait for :meth:`commit`.
+    def learning_frame(self, X: Features) -> Frame:
+        """The frame in force: the minibatch kernel standardises the batch with it and sums
+        its moments in the same pass (``BatchSums.moments``, S₁ and S₂ of the rows as
+        learned, x̃_i − μ = σ ⊙ c_i z_i; an unscaled feature: x_i − μ clipped to ±κ s).
 
-        Parameters
-        ----------
-        X : ndarray of shape (m, d)
-            Raw features.
-        row_scale, clip_norm_ratio : float
-            s and κ of :mod:`.row_scale` before the step (κ = 0: no clipping).
-
-        Returns
-        -------
-        ndarray of shape (m, d)
-            z = (x − μ) ⊙ (1/σ), unclipped (the step clips it as any input).
+        Raises
+        ------
+        ValueError
+            X is :class:`SparseRows` (see the module doc).
         """
-        Z = self.transform(X)
-        assert isinstance(Z, np.ndarray) and isinstance(X, np.ndarray)
-        self.pending = self._batch_sums(X, Z, row_scale, clip_norm_ratio)
-        return Z
+        if isinstance(X, SparseRows):
+            raise ValueError(SPARSE_UNSUPPORTED)
+        return self.frame
 
-    def _batch_sums(
-        self, X: FloatArray, Z: FloatArray, row_scale: float, clip_norm_ratio: float
-    ) -> MomentSums:
-        """(m, S₁, S₂) of the rows as learned: x̃_i − μ = σ ⊙ c_i z_i; a feature without a
-        scale contributes x_i − μ clipped to ±κ s."""
-        frame = self.frame
-        learned = Z
-        if clip_norm_ratio > 0.0:
-            with np.errstate(over="ignore", invalid="ignore"):
-                squared_norms = squared_row_norms(Z) + 1.0
-                clip, _ = clip_rows(Z, squared_norms, row_scale, clip_norm_ratio)
-            if clip is not None:
-                scaled = clip.scaled_features(Z)
-                assert isinstance(scaled, np.ndarray)
-                learned = scaled
-        deviations = learned * frame.scale
-        if len(frame.unscaled):
-            cap = clip_norm_ratio * row_scale if clip_norm_ratio > 0.0 else math.inf
-            with np.errstate(over="ignore", invalid="ignore"):
-                raw = X[:, frame.unscaled] - frame.mean[frame.unscaled]
-            deviations[:, frame.unscaled] = np.clip(raw, -cap, cap)
-        return MomentSums.from_deviations(deviations, frame.mean)
-
-    def commit(self) -> None:
-        """Fold the batch of the last :meth:`prepare` (called once its step is applied)."""
-        if self.pending is not None:
-            self.fold(self.pending)
-            self.pending = None
+    def fold_batch(self, sums: MomentSums | None) -> None:
+        """Fold a learned batch's moment sums (called once its step is applied)."""
+        if sums is not None:
+            self.fold(sums)
 
     def fold(self, sums: MomentSums) -> None:
         """Merge a batch's sums into (n, μ, M2) (Chan, Golub and LeVeque 1979)::

@@ -7,36 +7,51 @@ the functions here only compute (see docs/design.md, The math)::
     w ← prox_{η λ₁}( w − η (ḡ_w + λ₂ w) ),             b ← b − η ḡ_b
 
 with c_i the clipping factor of :mod:`.row_scale` (1 for an ordinary row).
+
+The arithmetic is compiled (Cython): :mod:`._batch_dense` and :mod:`._batch_sparse` compute
+every sum of a batch in one pass over its rows (O(nnz) for sparse rows), :mod:`._step` the
+step; the numpy implementation they replaced is their oracle in tests/support/batch_oracle.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .curvature import CurvatureDirection, curvature_product_sum, sparse_curvature_product_sum
-from .gradient_stats import BatchSums
-from .losses import logistic_terms
-from .row_scale import clip_rows, squared_row_norms
+from ._batch_dense import dense_batch_sums
+from ._batch_sparse import sparse_batch_sums
+from ._step import propose
+from .batch_sums import BatchSums
+from .curvature import CurvatureDirection
 from .sparse import SparseRows
+from .standardize import Frame, InputFrame, MomentSums
 from .types import FloatArray, IndexArray
 from .validation import Features
 
 # A sparse minibatch keeps its gradient at the columns it touches while nnz < this × d;
-# measured at d = 2^18: O(nnz) column sums cost ≈ 6 ns per entry, the dense step ≈ 1.5 ns
-# per column.
+# measured at d = 2^18 with the numpy kernels: O(nnz) column sums cost ≈ 6 ns per entry,
+# the dense step ≈ 1.5 ns per column.
 SPARSE_STEP_MAX_DENSITY = 0.125
 
 
-@dataclass(frozen=True)
 class BatchStats:
     """What one call of :meth:`OnlineLogisticRegression.learn_batch` measured.
 
+    Everything is derived from the batch's sums on demand (a step that nobody asks about
+    costs no derived statistic; the object is built once per step).
+
     Attributes
     ----------
+    sums : BatchSums
+        The additive per-batch sums everything below is derived from.
+    learning_rate : float
+        η_t used by the step.
+    skipped : bool
+        True when the step would have made the weights non-finite and was not applied
+        (its m samples are then not learned; see ``n_samples_skipped``).
     n_samples : int
         m, the number of samples in the minibatch.
     loss : float
@@ -47,42 +62,51 @@ class BatchStats:
         ‖ḡ‖ over (w, b), the loss part only (no regulariser).
     gradient_variance : float
         tr Σ̂ of the per-sample loss gradients over (w, b), ddof = 1; NaN when m = 1.
-    learning_rate : float
-        η_t used by the step.
-    skipped : bool
-        True when the step would have made the weights non-finite and was not applied
-        (its m samples are then not learned; see ``n_samples_skipped``).
-    sums : BatchSums
-        The additive per-batch sums everything above is derived from.
     n_clipped : int
         Samples whose row norm exceeded κ s and that were scaled down to it.
     """
 
-    n_samples: int
-    loss: float
-    n_misclassified: int
-    gradient_norm: float
-    gradient_variance: float
-    learning_rate: float
-    skipped: bool
-    sums: BatchSums
-    n_clipped: int = 0
+    __slots__ = ("learning_rate", "skipped", "sums")
+
+    def __init__(self, sums: BatchSums, learning_rate: float, skipped: bool) -> None:
+        self.sums = sums
+        self.learning_rate = learning_rate
+        self.skipped = skipped
 
     @classmethod
     def of(cls, sums: BatchSums, learning_rate: float, skipped: bool) -> BatchStats:
         """The statistics of a step taken (or skipped) on ``sums`` (m ≥ 1) with η_t."""
-        m = sums.n_samples
-        return cls(
-            n_samples=m,
-            loss=sums.loss_sum / m,
-            n_misclassified=sums.n_misclassified,
-            gradient_norm=math.sqrt(sums.mean_gradient_squared_norm),
-            gradient_variance=sums.gradient_variance,
-            learning_rate=learning_rate,
-            skipped=skipped,
-            sums=sums,
-            n_clipped=sums.n_clipped,
+        return cls(sums, learning_rate, skipped)
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchStats(n_samples={self.n_samples}, loss={self.loss!r}, "
+            f"learning_rate={self.learning_rate!r}, skipped={self.skipped})"
         )
+
+    @property
+    def n_samples(self) -> int:
+        return self.sums.n_samples
+
+    @property
+    def loss(self) -> float:
+        return self.sums.loss_sum / self.sums.n_samples
+
+    @property
+    def n_misclassified(self) -> int:
+        return self.sums.n_misclassified
+
+    @property
+    def gradient_norm(self) -> float:
+        return math.sqrt(self.sums.mean_gradient_squared_norm)
+
+    @property
+    def gradient_variance(self) -> float:
+        return self.sums.gradient_variance
+
+    @property
+    def n_clipped(self) -> int:
+        return self.sums.n_clipped
 
     @property
     def estimator_variance(self) -> float:
@@ -111,135 +135,170 @@ def batch_sums(
     gradient_statistics: bool,
     column_workspace: NDArray[np.intp] | None,
     curvature_direction: CurvatureDirection | None = None,
+    inputs: InputFrame | None = None,
+    row_workspace: NDArray[np.intp] | None = None,
 ) -> BatchSums:
-    """Per-batch sums under the weights θ (see :class:`BatchSums`). O(m·d).
+    """Per-batch sums under the weights θ (see :class:`BatchSums`), by the fused kernels:
+    O(m·d) for dense rows, O(nnz) for sparse ones (:mod:`._batch_dense`, :mod:`._batch_sparse`).
 
     Parameters
     ----------
     theta : ndarray of shape (d + 1,)
         [w ; b].
     X, y, sample_weight
-        A validated batch of m samples.
+        A validated batch of m samples (X raw: ``inputs`` standardises it).
     row_scale, clip_norm_ratio : float
         s and κ of :mod:`.row_scale` (κ = 0: no clipping).
     gradient_statistics : bool
-        Whether to compute Σ‖g_i‖² (NaN otherwise).
+        Whether to compute Σ‖g_i‖² and Σ s_i‖v_i‖² (NaN otherwise).
     column_workspace : int ndarray of shape (d,), optional
         Given when a sparse batch may keep its gradient at the columns it touches (no
-        regulariser): scratch space of :meth:`SparseRows.rmatvec_columns`.
+        regulariser): scratch space of any content (a sparse set, see :mod:`._batch_sparse`).
     curvature_direction : CurvatureDirection, optional
-        The controller's unit vector u: also sum ¼ Σ_i s_i v_i (v_iᵀ u)
-        (:mod:`.curvature`; at the gradient's columns when those are kept, in O(nnz));
-        None: not computed.
+        The controller's unit vector u: also sum P = ¼ Σ_i s_i v_i (v_iᵀ u)
+        (:mod:`.curvature`; at the gradient's columns when those are kept); None: not computed.
+    inputs : InputFrame, optional
+        The model's input frame: a :class:`~.standardize.Standardizer` standardises the rows
+        in the same pass and adds their moment sums (``BatchSums.moments``).
+    row_workspace : int ndarray of shape (d,), optional
+        Scratch space of any content for a sparse batch's row norms (allocated when None).
     """
-    m = len(y)
-    augmented_sq = None
-    if gradient_statistics or clip_norm_ratio > 0.0:
-        augmented_sq = squared_row_norms(X) + 1.0  # ‖[x_i ; 1]‖², one pass over X
-    clip = None
-    capped_norm_sum = 0.0
-    if clip_norm_ratio > 0.0:
-        assert augmented_sq is not None
-        clip, capped_norm_sum = clip_rows(X, augmented_sq, row_scale, clip_norm_ratio)
-    intercept_inputs = None
-    if clip is not None:
-        X = clip.scaled_features(X)
-        intercept_inputs = clip.intercept_inputs(m)
-    z = X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]
-    z += theta[-1] if intercept_inputs is None else theta[-1] * intercept_inputs
-    r, loss_sum, n_misclassified = logistic_terms(z, y)
-    column_index = _column_index(X, column_workspace)
-    curvature = None
-    if curvature_direction is not None:
-        curvature = _curvature_sum(
-            X, intercept_inputs, sample_weight, curvature_direction, column_index
-        )
-    if sample_weight is not None:
-        r *= sample_weight
-    columns, gradient_sum = _gradient_sum(X, r, column_index)
-    gradient_sum[-1] = r.sum() if intercept_inputs is None else r @ intercept_inputs
-    squared_norm_sum = row_squared_norm_sum = math.nan
-    if gradient_statistics:
-        assert augmented_sq is not None
-        if clip is not None:
-            augmented_sq[clip.rows] = clip.cap * clip.cap  # ‖c_i [x_i ; 1]‖² = (κ s)²
-        squared_norm_sum = float((r * r) @ augmented_sq)  # ‖g_i‖² = r_i² ‖[x_i ; 1]‖²
-        row_squared_norm_sum = float(
-            augmented_sq.sum() if sample_weight is None else sample_weight @ augmented_sq
-        )
-    return BatchSums(
-        n_samples=m,
-        gradient_sum=gradient_sum,
-        gradient_squared_norm_sum=squared_norm_sum,
-        loss_sum=loss_sum,
-        n_misclassified=n_misclassified,
-        gradient_columns=columns,
-        capped_norm_sum=capped_norm_sum,
-        n_clipped=0 if clip is None else len(clip.rows),
-        row_squared_norm_sum=row_squared_norm_sum,
-        curvature_product_sum=curvature,
-    )
-
-
-def _curvature_sum(
-    X: Features,
-    intercept_inputs: FloatArray | None,
-    sample_weight: FloatArray | None,
-    direction: CurvatureDirection,
-    column_index: tuple[IndexArray, NDArray[np.intp]] | None,
-) -> FloatArray:
-    """P = ¼ Σ_i s_i v_i (v_iᵀ u) (:mod:`.curvature`), at the batch's columns when it keeps
-    its gradient there (O(nnz)), else over all d + 1 parameters."""
-    # ¼ s_i, the largest σ'(z) = σ(z)(1 − σ(z)): a bound for every w (see .curvature).
-    m = len(X)
-    hessian_weights = np.full(m, 0.25) if sample_weight is None else 0.25 * sample_weight
-    if column_index is None:
-        return curvature_product_sum(X, intercept_inputs, hessian_weights, direction.dense())
-    assert isinstance(X, SparseRows)
-    columns, entry_columns = column_index
-    return sparse_curvature_product_sum(
-        X, intercept_inputs, hessian_weights, direction, entry_columns, len(columns)
-    )
-
-
-def _column_index(
-    X: Features, column_workspace: NDArray[np.intp] | None
-) -> tuple[IndexArray, NDArray[np.intp]] | None:
-    """:meth:`SparseRows.column_index` when the batch keeps its gradient at the columns it
-    touches: only a sparse batch (m ≥ 2) with a workspace and few entries, whose step then
-    costs O(nnz), not O(n_features); else None."""
-    if (
-        column_workspace is not None
-        and isinstance(X, SparseRows)
-        and X.n_samples >= 2
-        and SPARSE_STEP_MAX_DENSITY * X.n_features > len(X.indices)
-    ):
-        return X.column_index(column_workspace)
-    return None
-
-
-def _gradient_sum(
-    X: Features, r: FloatArray, column_index: tuple[IndexArray, NDArray[np.intp]] | None
-) -> tuple[IndexArray | None, FloatArray]:
-    """(columns, Σ_i r_i x_i at those columns + a slot for the intercept), or (None, Xᵀr
-    over all d columns + the slot)."""
-    if column_index is not None:
-        assert isinstance(X, SparseRows)
-        columns, entry_columns = column_index
-        gradient_sum = np.empty(len(columns) + 1)
-        gradient_sum[:-1] = X.rmatvec_at(r, entry_columns, len(columns))
-        return columns, gradient_sum
-    gradient_sum = np.empty(X.shape[1] + 1)
+    cap = clip_norm_ratio * row_scale if clip_norm_ratio > 0.0 else 0.0
+    norms = gradient_statistics or cap > 0.0
+    frame = None if inputs is None else inputs.learning_frame(X)
     if isinstance(X, SparseRows):
-        gradient_sum[:-1] = X.rmatvec(r)
-    else:
-        np.matmul(r, X, out=gradient_sum[:-1])
-    return None, gradient_sum
+        return _sparse_sums(
+            theta,
+            X,
+            y,
+            sample_weight,
+            cap,
+            norms,
+            gradient_statistics,
+            column_workspace,
+            curvature_direction,
+            row_workspace,
+        )
+    return _dense_sums(
+        theta, X, y, sample_weight, cap, norms, gradient_statistics, curvature_direction, frame
+    )
 
 
-@dataclass(frozen=True)
-class StepProposal:
-    """The entries of θ after one step, before the model adopts them.
+def _dense_sums(
+    theta: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    sample_weight: FloatArray | None,
+    cap: float,
+    norms: bool,
+    statistics: bool,
+    curvature_direction: CurvatureDirection | None,
+    frame: Frame | None,
+) -> BatchSums:
+    """:func:`batch_sums` of dense rows (standardised in the kernel when ``frame`` is given;
+    an unscaled feature's deviation is bounded by κs, or not at all without clipping)."""
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    direction = None if curvature_direction is None else curvature_direction.dense()
+    arrays = None if frame is None else frame.arrays()
+    moment_cap = cap if cap > 0.0 else math.inf
+    gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, moments, g2 = (
+        dense_batch_sums(
+            X, y, sample_weight, theta, cap, norms, statistics, direction, arrays, moment_cap
+        )
+    )
+    return BatchSums(
+        len(y),
+        gradient,
+        squares,
+        loss,
+        wrong,
+        None,
+        capped_norms,
+        clipped,
+        rows,
+        curvature,
+        None if moments is None or frame is None else MomentSums(len(y), frame.mean, *moments),
+        gradient_sum_squared_norm=g2,
+    )
+
+
+def _sparse_sums(
+    theta: FloatArray,
+    X: SparseRows,
+    y: FloatArray,
+    sample_weight: FloatArray | None,
+    cap: float,
+    norms: bool,
+    statistics: bool,
+    column_workspace: NDArray[np.intp] | None,
+    curvature_direction: CurvatureDirection | None,
+    row_workspace: NDArray[np.intp] | None,
+) -> BatchSums:
+    """:func:`batch_sums` of sparse rows: in column mode when the batch keeps its gradient
+    at the columns it touches (m ≥ 2, a workspace, fewer than ``SPARSE_STEP_MAX_DENSITY``·d
+    entries), whose step then costs O(nnz), not O(d)."""
+    d = X.n_features
+    if not (
+        column_workspace is not None
+        and X.n_samples >= 2
+        and SPARSE_STEP_MAX_DENSITY * d > len(X.indices)
+    ):
+        column_workspace = None
+    if row_workspace is None:
+        row_workspace = np.empty(d, dtype=np.intp)
+    direction = (
+        None
+        if curvature_direction is None
+        else (curvature_direction.values, curvature_direction.factor)
+    )
+    columns, gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, g2 = (
+        sparse_batch_sums(
+            _int64(X.indptr),
+            _int64(X.indices),
+            _float64(X.values),
+            d,
+            y,
+            sample_weight,
+            theta,
+            cap,
+            norms,
+            statistics,
+            direction,
+            column_workspace,
+            row_workspace,
+        )
+    )
+    return BatchSums(
+        len(y),
+        gradient,
+        squares,
+        loss,
+        wrong,
+        columns,
+        capped_norms,
+        clipped,
+        rows,
+        curvature,
+        gradient_sum_squared_norm=g2,
+    )
+
+
+def _int64(a: NDArray[np.integer]) -> IndexArray:
+    """``a`` as a C-contiguous int64 array (itself when it is one)."""
+    if a.dtype == np.int64 and a.flags.c_contiguous:
+        return a  # type: ignore[return-value]
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _float64(a: FloatArray) -> FloatArray:
+    """``a`` as a C-contiguous float64 array (itself when it is one)."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a, dtype=np.float64)
+
+
+class StepProposal(NamedTuple):
+    """The entries of θ after one step, before the model adopts them (a named tuple: built
+    once per step, at a third of a frozen dataclass's cost).
 
     Attributes
     ----------
@@ -249,11 +308,14 @@ class StepProposal:
         New θ, or new θ[active].
     accumulated : ndarray, or None
         The new AdaGrad accumulator (at ``active`` when set); None for plain SGD.
+    finite : bool
+        Every new value is finite (else the model skips the step).
     """
 
     active: IndexArray | None
     values: FloatArray
     accumulated: FloatArray | None
+    finite: bool = True
 
 
 def propose_step(
@@ -267,7 +329,7 @@ def propose_step(
     squared_gradient_sum: FloatArray | None,
     adagrad_epsilon: float,
 ) -> StepProposal:
-    """θ after one step on ``sums`` (nothing is modified in place).
+    """θ after one step on ``sums`` (nothing is modified in place), by :mod:`._step`.
 
     ``reduction="mean"`` steps on ḡ = Σ g_i / m with λ₁, λ₂; ``"sum"`` on Σ g_i with m λ₁,
     m λ₂. Plain SGD: θ − η (ḡ + λ₂ [w ; 0]), then the L1 prox on w. AdaGrad (when
@@ -276,30 +338,20 @@ def propose_step(
     moves only those columns and the intercept: the same arithmetic on the only entries
     the dense step would change.
     """
-    m = sums.n_samples
-    if reduction == "mean":
-        direction = sums.gradient_sum / m
-    else:
-        direction = sums.gradient_sum.copy() if l2 else sums.gradient_sum
-        l1, l2 = l1 * m, l2 * m
-    active = None
-    if sums.gradient_columns is not None:
+    columns = sums.gradient_columns
+    if columns is not None:
         assert not (l1 or l2)
-        active = np.append(sums.gradient_columns, len(theta) - 1)
-        theta = theta[active]
-        if squared_gradient_sum is not None:
-            squared_gradient_sum = squared_gradient_sum[active]
-    elif l2:
-        direction[:-1] += l2 * theta[:-1]
-    if squared_gradient_sum is not None:
-        accumulated = squared_gradient_sum + direction * direction
-        step_size: FloatArray | float = eta / (np.sqrt(accumulated) + adagrad_epsilon)
-    else:
-        accumulated = None
-        step_size = eta
-    new_theta = theta - step_size * direction
-    if l1:
-        threshold = (step_size[:-1] if isinstance(step_size, np.ndarray) else step_size) * l1
-        w = new_theta[:-1]
-        new_theta[:-1] = np.sign(w) * np.maximum(np.abs(w) - threshold, 0.0)
-    return StepProposal(active, new_theta, accumulated)
+        columns = _int64(columns)
+    active, values, accumulated, finite = propose(
+        theta,
+        sums.gradient_sum,
+        columns,
+        sums.n_samples,
+        eta,
+        reduction == "mean",
+        l1,
+        l2,
+        squared_gradient_sum,
+        adagrad_epsilon,
+    )
+    return StepProposal(active, values, accumulated, finite)

@@ -60,6 +60,8 @@ def _same_state(sa: dict, sb: dict) -> None:
         if isinstance(va, np.ndarray) or isinstance(vb, np.ndarray):
             assert va is not None and vb is not None, key
             _close(va, vb)
+        elif isinstance(va, dict):
+            _same_state(va, vb)
         elif isinstance(va, float) and math.isnan(va):
             assert math.isnan(vb), key
         elif isinstance(va, float):

@@ -1,0 +1,25 @@
+from .types import FloatArray, IndexArray
+
+def dense_batch_sums(
+    X: FloatArray,
+    y: FloatArray,
+    sample_weight: FloatArray | None,
+    theta: FloatArray,
+    cap: float,
+    norms: bool,
+    statistics: bool,
+    direction: FloatArray | None,
+    frame: tuple[FloatArray, FloatArray, FloatArray, IndexArray] | None,
+    moment_cap: float,
+) -> tuple[
+    FloatArray,
+    float,
+    float,
+    int,
+    float,
+    int,
+    float,
+    FloatArray | None,
+    tuple[FloatArray, FloatArray] | None,
+    float,
+]: ...

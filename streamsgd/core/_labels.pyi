@@ -1,0 +1,3 @@
+from .types import FloatArray
+
+def count_invalid_labels(labels: FloatArray) -> int: ...

@@ -1,0 +1,6 @@
+from typing import Any
+
+CONSTANTS: dict[str, float]
+
+def fold_within_batch(stats: Any, sums: Any, regularization: Any) -> None: ...
+def choose_window(stats: Any, m: int, g2: float) -> None: ...
