@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._vector import finite_norm
 from .sparse import SparseRows
 from .types import FloatArray, IndexArray
 from .validation import Features
@@ -56,11 +57,9 @@ def next_scale(scale: float, mean_capped_norm: float) -> float:
 
 def vector_norm(vector: FloatArray) -> float:
     """‖v‖ without overflow for any finite v (M ‖v / M‖ with M = max |v_j|; the plain sum of
-    squares overflows above 1e154); NaN when v is not finite."""
-    if not np.isfinite(vector).all():
-        return math.nan
-    largest = float(np.max(np.abs(vector), initial=0.0))
-    return largest * float(np.linalg.norm(vector / largest)) if largest > 0.0 else 0.0
+    squares overflows above 1e154); NaN when v is not finite. Two passes over v, no
+    temporaries (compiled: it runs after every poll on θ of up to 2^22 buckets)."""
+    return finite_norm(np.ascontiguousarray(vector, dtype=np.float64))
 
 
 def squared_row_norms(X: Features) -> FloatArray:
