@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each window")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dense", action="store_true", help="clients ask for ?coef=dense")
+    parser.add_argument(
+        "--endpoint",
+        default="/model",
+        help="what the clients loop on (/healthz: the cost of HTTP alone)",
+    )
     args = parser.parse_args(argv)
     data = "".join(json.dumps(r) + "\n" for r in sparse_named_records(50_000)).encode()
     port = free_port()
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_training(port, process)
         idle_before = rate(port, args.seconds)
         sizes: list[int] = []
-        path = "/model?coef=dense" if args.dense else "/model"
+        path = args.endpoint + ("?coef=dense" if args.dense else "")
         clients = [
             threading.Thread(target=loop_model, args=(port, path, stop_clients, sizes))
             for _ in range(args.clients)
