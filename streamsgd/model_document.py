@@ -48,7 +48,9 @@ def json_ready(value: Any) -> Any:
 
 
 def model_document(
-    model: OnlineLogisticRegression, extra: Mapping[str, Any] | None = None
+    model: OnlineLogisticRegression,
+    extra: Mapping[str, Any] | None = None,
+    sparse_coef: bool = False,
 ) -> dict[str, Any]:
     """The model as JSON-ready data: weights, counters, hyper-parameters, gradient
     statistics and health, then the ``extra`` fields (for example the progressive loss, or
@@ -60,18 +62,24 @@ def model_document(
         θ = [w ; b] with w of shape (n_features,).
     extra : mapping, optional
         Fields appended to the document (they may override none of the model's own).
+    sparse_coef : bool
+        Send w as its non-zero entries (``coef_indices``, ``coef_values``) instead of
+        ``coef``: what ``GET /model`` does for a hashed model, whose 2^b weights are mostly 0.
 
     Returns
     -------
     dict
-        ``coef`` (list of n_features), ``intercept``, ``n_features``, ``n_updates``,
+        ``coef`` (list of n_features) or, with ``sparse_coef``, ``coef_indices`` and
+        ``coef_values`` (ascending indices of the non-zero weights, and those weights; a
+        NaN counts as non-zero), then ``coef_format`` (``"dense"`` or ``"sparse"``),
+        ``intercept``, ``n_features``, ``n_updates``,
         ``n_samples_seen``, ``params``, ``gradient_statistics``, ``health`` (None when
         healthy, else the reason), ``digest`` (:func:`weights_digest`) and the extra fields.
     """
     theta = model.parameters
     stats = model.gradient_stats
     document: dict[str, Any] = {
-        "coef": finite_list(theta[:-1]),
+        **coef_fields(theta[:-1], sparse_coef),
         "intercept": finite_or_none(theta[-1]),
         "n_features": model.n_features,
         "n_updates": model.n_updates,
@@ -92,6 +100,19 @@ def model_document(
         raise ValueError(f"extra fields would replace the model's own: {sorted(clash)}")
     document.update(json_ready(dict(extra or {})))
     return document
+
+
+def coef_fields(coef: FloatArray, sparse: bool) -> dict[str, Any]:
+    """w as ``coef`` (every entry) or as ``coef_indices`` and ``coef_values`` (the entries
+    that are not 0), with ``coef_format`` saying which."""
+    if not sparse:
+        return {"coef": finite_list(coef), "coef_format": "dense"}
+    indices = np.flatnonzero(coef)
+    return {
+        "coef_indices": indices.tolist(),
+        "coef_values": finite_list(coef[indices]),
+        "coef_format": "sparse",
+    }
 
 
 def weights_digest(theta: FloatArray) -> str:

@@ -75,9 +75,13 @@ def _lock_directory(directory: Path) -> int:
                 "one writer per directory"
             ) from None
         raise CheckpointError(f"cannot lock {directory / LOCK_NAME}: {exc.strerror}") from None
-    # Who holds it, for the message a second trainer prints (informational only).
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    # Who holds it, for the message a second trainer prints (informational only: on a full
+    # disk (ENOSPC) the lock is held all the same, and the saves report their own failures).
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except OSError:
+        pass
     return fd
 
 

@@ -31,7 +31,11 @@ def read_config_file(path: str) -> dict[str, Any]:
             document = tomllib.load(fh)
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # a NUL in the path (open), invalid UTF-8 (tomllib)
+        detail = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            detail = f"not valid TOML: {exc}"
+        raise UsageError(f"cannot read config file {path!r}: {detail}") from None
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     options = {section: {s.name: s for s in specs} for section, specs in _by_section().items()}
     values: dict[str, Any] = {}
@@ -43,6 +47,9 @@ def read_config_file(path: str) -> dict[str, Any]:
             spec = options[section].get(key)
             if spec is None:
                 raise UsageError(f"{path}: unknown key {key!r} in [{section}]")
+            if isinstance(value, str) and "\x00" in value:
+                # No file name, host or topic holds a NUL; open() would raise on it later.
+                raise UsageError(f"{path}: [{section}] {key}: the value holds a NUL character")
             try:
                 spec.check(value)
             except ConfigError as exc:
@@ -84,17 +91,42 @@ def render_toml(config: TrainConfig) -> str:
             elif spec.secret:
                 lines.append(f"{spec.name} = {json.dumps(MASK)}")
             else:
-                lines.append(f"{spec.name} = {_toml_value(value)}")
+                text = _toml_value(value)
+                lines.append(
+                    f"{spec.name} = {text}"
+                    if text is not None
+                    else f"# {spec.name} holds bytes that are not UTF-8: not writable as TOML"
+                )
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
+def _toml_value(value: Any) -> str | None:
+    """``value`` as a TOML value, or None for a string TOML cannot hold (a lone surrogate:
+    an argument's undecodable bytes)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    # JSON string escapes (\" \\ \n \uXXXX) are valid in TOML basic strings.
-    return json.dumps(str(value))
+    return toml_string(str(value))
+
+
+def toml_string(text: str) -> str | None:
+    """``text`` as an ASCII TOML basic string: \\uXXXX or \\UXXXXXXXX for everything outside
+    printable ASCII (JSON's surrogate pairs for non-BMP characters are not TOML); None when
+    ``text`` holds a lone surrogate, which no TOML string can."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return None
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        else:
+            out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'
+
 
 
 def _by_section() -> dict[str, list[OptionSpec]]:

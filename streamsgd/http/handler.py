@@ -13,6 +13,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import orjson
@@ -20,7 +21,6 @@ import orjson
 from ..codec import RecordRejected
 from ..core.types import FloatArray
 from ..metrics import exposition
-from ..model_document import model_document
 from .server import BoundedHTTPServer, Endpoints
 
 log = logging.getLogger("streamsgd.http")
@@ -101,20 +101,27 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ answers
     def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes | list[bytes],
+        content_type: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """Answer; a list body is sent chunk after chunk (a cached /model is not copied)."""
+        chunks = body if isinstance(body, list) else [body]
         # The request is in: from here on only the socket timeout bounds a slow reader.
         self._http_server.deadlines.disarm(self.connection)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if self._discard_input:
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
     def _json(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
         # orjson writes NaN and ±Infinity as null, so the body is valid JSON whatever it holds.
@@ -199,7 +206,21 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _get_model(self) -> None:
         endpoints = self._endpoints
-        self._json(200, model_document(endpoints.get_model(), endpoints.model_extra()))
+        query = parse_qs(self.path.partition("?")[2])
+        form = query.get("coef", ["sparse" if endpoints.decoder.sparse else "dense"])[-1]
+        if form not in ("sparse", "dense"):
+            self._error(400, "invalid_query", f"coef must be sparse or dense, not {form!r}")
+            return
+        server = self._http_server
+        # One /model answer at a time (built and sent), paced by its CPU cost: concurrent
+        # answers would not come sooner, and every thread holding the GIL starves training.
+        with server.model_answers:
+            cpu_start = server.model_pace.wait()
+            try:
+                body = server.model_cache.body(sparse=form == "sparse")
+                self._send(200, body, "application/json")
+            finally:
+                server.model_pace.spent(cpu_start)
 
     # ------------------------------------------------------------ POST /predict
     def _read_body(self) -> bytes | None:

@@ -30,6 +30,7 @@ from typing import Any
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
 from ..metrics import CollectorRegistry
+from .model_cache import ModelDocumentCache, Pacer
 
 log = logging.getLogger("streamsgd.http")
 
@@ -118,6 +119,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             raise ValueError("max_connections must be at least 1")
         self.endpoints = endpoints
         self.limits = limits
+        self.model_cache = ModelDocumentCache(endpoints.get_model, endpoints.model_extra)
+        self.model_answers = threading.Lock()
+        self.model_pace = Pacer()
         self.deadlines = RequestDeadlines()
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(limits.max_connections)
