@@ -8,6 +8,7 @@ refuses / ends with one line, or accounts the records it can no longer read.
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from pathlib import Path
@@ -118,9 +119,28 @@ def recreate_topic(bootstrap: str, topic: str) -> None:
                 return False  # the deletion is still under way
             return True
 
-        wait_until(created, 60, f"{topic} to be created again", interval=0.5)
+        # Generous: on a loaded 2-core machine the controller took over 60 s to finish a
+        # deletion once (the create keeps answering "already exists" until it has).
+        wait_until(created, 240, f"{topic} to be created again", interval=0.5)
     finally:
         admin.close()
+
+
+def product_tracebacks(log_text: str) -> list[str]:
+    """The tracebacks in a trainer's log that pass through streamsgd's own code. kafka-python
+    logs some of its IO thread's internal errors with a traceback while a topic is deleted
+    under it (a selector KeyError, seen once under load); those are the client's log lines,
+    not a crash of the trainer, whose own end is the one error line asserted separately."""
+    blocks = log_text.split("Traceback (most recent call last)")[1:]
+    frames = re.compile(r'File "([^"]+)"')
+    return [
+        block
+        for block in blocks
+        if any(
+            "/streamsgd/" in path and "site-packages" not in path
+            for path in frames.findall(block.split("\n\n")[0])
+        )
+    ]
 
 
 def checkpoint_samples(checkpoint: Path) -> int:
@@ -192,7 +212,7 @@ def test_a_topic_recreated_under_a_running_trainer_ends_the_run_before_a_new_rec
     assert trainer.wait_exit(120) == 1, trainer.diagnostics()
     errors = [line for line in trainer.log_text().splitlines() if "streamsgd: error" in line]
     assert len(errors) == 1 and "was replaced" in errors[0], trainer.diagnostics()
-    assert "Traceback" not in trainer.log_text()
+    assert not product_tracebacks(trainer.log_text()), trainer.log_text()
     assert checkpoint_samples(checkpoint) == 40
 
 
