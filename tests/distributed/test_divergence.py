@@ -31,6 +31,11 @@ def test_a_divergent_replica_adopts_rank_0s_model(kafka_bootstrap: str, tmp_path
         job.wait_for(lambda: (job.metric(0, "streamsgd_global_step") or 0) >= 4, "step 4")
         assert job.metric(0, DIVERGENCES) == 0
         (checkpoint_dir / "perturb-rank-1").touch()
+        # Steps must still come after the flag: under load the job may already have learned
+        # all 700 released records by now, and with no new record there is no step, so no
+        # digest check (seen once in a loaded CI run). 250 more records = about 10 steps of
+        # 24, over three checks at --replica-check-steps 3.
+        producer.release(950)
         for slot in (0, 1):
             job.wait_for(lambda s=slot: (job.metric(s, DIVERGENCES) or 0) >= 1, "a divergence")
         producer.finish()
