@@ -11,6 +11,7 @@ from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
 from ..checkpoint.generation import GenerationFence
 from ..collective import Collective
 from ..config import TrainConfig
+from ..replica_agreement import PARTITIONS_CHECK_SECONDS
 from .errors import UsageError
 
 MPI_MISSING = (
@@ -61,6 +62,9 @@ def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, 
         "manifest": ManifestFile(directory) if directory else None,
         "check_every_steps": config.distributed.replica_check_steps,
         "fence": GenerationFence(directory) if directory else None,
+        "partitions_check_seconds": min(
+            config.kafka.metadata_max_age_seconds, PARTITIONS_CHECK_SECONDS
+        ),
     }
 
 
