@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamsgd.buffer import Position
 from streamsgd.codec import Decoder
-from streamsgd.manifest import replay_manifest
-from streamsgd.ports import SourceRecord
-from streamsgd.service import ServiceConfig
+from streamsgd.distributed.step_manifest import replay_manifest
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import SourceRecord
+from streamsgd.training.trainer import ServiceConfig
 from tests.support.replicas import PartitionedMemorySource
 from tests.unit.test_replicated import D, _model, _run_replicas, _valid_samples, _values
 
