@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 # kafka-python logs under "kafka.*"; the confluent source hands librdkafka this logger.
 KAFKA_PYTHON_LOGGER = "kafka"
@@ -48,9 +48,13 @@ class _GuardHandler(logging.Handler):
         super().__init__()
         self.secrets: set[str] = set()
         self.protocol_debug = False
+        self.watchers: list[Callable[[BaseException], None]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            for watch in list(self.watchers):
+                for error in _errors_of(record):
+                    watch(error)
             message = record.getMessage()
             if not self.protocol_debug and _is_noise(record.name, message):
                 return
@@ -70,6 +74,26 @@ class _GuardHandler(logging.Handler):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+
+def _errors_of(record: logging.LogRecord) -> list[BaseException]:
+    """The exceptions a log line carries, typed: among its arguments and its exc_info."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    errors = [a for a in args if isinstance(a, BaseException)]
+    if record.exc_info and record.exc_info[1] is not None:
+        errors.append(record.exc_info[1])
+    return errors
+
+
+def watch_client_errors(watch: Callable[[BaseException], None]) -> Callable[[], None]:
+    """Call ``watch`` with every exception a Kafka client logs (kafka-python reports a
+    failed login only in its connection log lines, then retries until a timeout that says
+    nothing of the cause); returns the function that stops watching. Installs the guard."""
+    guard_client_logs()
+    assert _handler is not None
+    handler = _handler
+    handler.watchers.append(watch)
+    return lambda: handler.watchers.remove(watch) if watch in handler.watchers else None
 
 
 def _is_noise(logger_name: str, message: str) -> bool:

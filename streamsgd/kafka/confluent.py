@@ -33,7 +33,7 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity
-from .notices import fatal_message
+from .notices import authentication_failed, fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
@@ -118,6 +118,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():  # e.g. a fenced static member: librdkafka reads nothing more
             self._fatal = error.str()
+        elif error.code() == KafkaError._AUTHENTICATION and self._fatal is None:
+            # librdkafka retries a refused login forever (not "fatal" to it): end the run.
+            self._fatal = authentication_failed(error.str())
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
@@ -208,7 +211,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     "bootstrap.servers": settings.bootstrap_servers,
                     "client.id": settings.client_id,
                     **settings.security.librdkafka(),
-                }
+                },
+                self._on_error,
             )
         return self._admin.describe(self.topic)
 
