@@ -191,7 +191,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 },
             )
             return
-        reason = endpoints.get_model().health()
+        reason = self._http_server.serving_views.current().health  # no O(d) per request
         if reason is not None:
             self._json(
                 503,
@@ -261,12 +261,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         except RecordRejected as exc:
             self._error(400, exc.reason, exc.detail)
             return
-        model = endpoints.get_model()
-        health = model.health()
+        view = self._http_server.serving_views.current()  # θ once per version, not a copy
+        health = view.health
         probabilities: FloatArray | None = None
         if health is None:
-            probabilities = model.predict_proba(features)
-            if not np.isfinite(probabilities).all():  # the model changed since the check
+            probabilities = view.probabilities(features)
+            if not np.isfinite(probabilities).all():  # overflowing scores of a finite θ
                 health = "non_finite"
         if health is not None or probabilities is None:
             self._error(503, "model_unhealthy", f"the model is not fit to serve: {health}")
