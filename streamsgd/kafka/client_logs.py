@@ -88,11 +88,11 @@ def _errors_of(record: logging.LogRecord) -> list[BaseException]:
 def watch_client_errors(watch: Callable[[BaseException], None]) -> Callable[[], None]:
     """Call ``watch`` with every exception a Kafka client logs (kafka-python reports a
     failed login only in its connection log lines, then retries until a timeout that says
-    nothing of the cause); returns the function that stops watching. Installs the guard."""
-    guard_client_logs()
-    assert _handler is not None
-    handler = _handler
-    handler.watchers.append(watch)
+    nothing of the cause); returns the function that stops watching. Installs the guard
+    (its settings untouched)."""
+    with _lock:
+        handler = _install()
+        handler.watchers.append(watch)
     return lambda: handler.watchers.remove(watch) if watch in handler.watchers else None
 
 
@@ -102,6 +102,18 @@ def _is_noise(logger_name: str, message: str) -> bool:
 
 _lock = threading.Lock()
 _handler: _GuardHandler | None = None
+
+
+def _install() -> _GuardHandler:
+    """The guard's handler on the clients' loggers, created once (``_lock`` held)."""
+    global _handler
+    if _handler is None:
+        _handler = _GuardHandler()
+        for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
+            logger = logging.getLogger(name)
+            logger.addHandler(_handler)
+            logger.propagate = False
+    return _handler
 
 
 def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ()) -> None:
@@ -118,16 +130,10 @@ def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ())
         Strings never to print (see :meth:`KafkaSecurity.secrets`); added to those already
         registered.
     """
-    global _handler
     with _lock:
-        if _handler is None:
-            _handler = _GuardHandler()
-            for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
-                logger = logging.getLogger(name)
-                logger.addHandler(_handler)
-                logger.propagate = False
-        _handler.secrets.update(s for s in secrets if s)
-        _handler.protocol_debug = protocol_debug
+        handler = _install()
+        handler.secrets.update(s for s in secrets if s)
+        handler.protocol_debug = protocol_debug
         for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
             logger = logging.getLogger(name)
             if protocol_debug:
