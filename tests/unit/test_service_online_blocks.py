@@ -16,7 +16,7 @@ import pytest
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import Decoder
-from streamsgd.service import ServiceConfig, TrainingService
+from streamsgd.training.trainer import ServiceConfig, TrainingService
 from tests.support.memory_source import MemorySource
 
 BITS = 12
