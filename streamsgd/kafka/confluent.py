@@ -137,6 +137,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
+        # A recreated topic comes back through a rebalance: check the log before its records.
+        self._check_log_now = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The checkpoint's commit runs inside this callback (see commit()).
@@ -286,7 +288,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     def _reposition(self, msg: Any) -> None:
         """A partition librdkafka could not read at its position (``auto.offset.reset`` is
         ``error``): out of range, as :meth:`_out_of_range` decides, or without any offset,
-        as :meth:`_start_of` does."""
+        as :meth:`_start_of` does. A shorter log may be a recreated topic: check it."""
+        self._check_log_now = True
         topic, number = str(msg.topic()), int(msg.partition() or 0)
         key = partition_key(topic, number)
         position = self._positions().get(key)
