@@ -124,6 +124,8 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.model_answers = threading.Lock()
         self.model_pace = Pacer()
         self.serving_views = ServingViewCache(endpoints.get_model)  # /healthz, /predict
+        self.serving_answers = threading.Lock()
+        self.serving_pace = Pacer()
         self.deadlines = RequestDeadlines()
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(limits.max_connections)
