@@ -9,8 +9,9 @@ from typing import Any
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
 from ..checkpoint.generation import GenerationFence
-from ..collective import Collective
 from ..config import TrainConfig
+from ..distributed.agreement import PARTITIONS_CHECK_SECONDS
+from ..distributed.collective import Collective
 from .errors import UsageError
 
 MPI_MISSING = (
@@ -25,7 +26,7 @@ def build_collective(config: TrainConfig) -> Collective | None:
     if d.distributed == "none":
         return None
     try:
-        from ..mpi import MpiCollective
+        from ..distributed.mpi import MpiCollective
 
         return MpiCollective(
             timeout_seconds=d.replica_timeout_seconds,
@@ -53,7 +54,7 @@ def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointSt
 
 
 def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, Any]:
-    """The keyword arguments of :class:`~streamsgd.replicated.ReplicatedService`."""
+    """The keyword arguments of :class:`~streamsgd.distributed.replicated.ReplicatedService`."""
     directory = config.checkpoint.checkpoint_dir
     return {
         "collective": collective,
@@ -61,6 +62,9 @@ def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, 
         "manifest": ManifestFile(directory) if directory else None,
         "check_every_steps": config.distributed.replica_check_steps,
         "fence": GenerationFence(directory) if directory else None,
+        "partitions_check_seconds": min(
+            config.kafka.metadata_max_age_seconds, PARTITIONS_CHECK_SECONDS
+        ),
     }
 
 
