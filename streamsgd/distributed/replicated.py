@@ -108,6 +108,8 @@ class ReplicatedService(ReplicaAgreement):
         state["global_step"] = self.global_step
         if self.fence is not None and self.fence.mine is not None:
             state["generation"] = self.fence.mine
+        if self.pending.last is not None and self.pending.last["step"] == self.global_step:
+            state["manifest_entry"] = self.pending.last  # see PendingManifest.resuming
         return state
 
     def _replica_state(self) -> dict[str, Any]:
@@ -138,7 +140,7 @@ class ReplicatedService(ReplicaAgreement):
         found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
         self._open_store()
         state = None if self.checkpoint_store is None else self.checkpoint_store.load()
-        pending = PendingManifest().snapshot()
+        pending = PendingManifest.resuming(state).snapshot()
         self._adopt({"state": state, "pending": pending, "needs_start": state is None,
                      "partitions": tuple(sorted_partitions(found))})  # fmt: skip
         self._has_state = True
