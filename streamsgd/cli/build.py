@@ -27,12 +27,9 @@ from ..config import TrainConfig
 from ..config.options import AUTO
 from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
-from ..datasets.synthetic_stream import demo_stream
 from ..distributed.collective import Collective
-from ..distributed.replicated import ReplicatedService
 from ..http import HttpServer
 from ..sources.file import FileSource
-from ..sources.synthetic import SyntheticSource
 from ..telemetry.kafka_metrics import KafkaOperationsSensor
 from ..telemetry.metrics import CollectorRegistry, PrometheusSensor
 from ..telemetry.progress import ProgressLog, ProgressReporter
@@ -234,6 +231,9 @@ def build_service(
     built = [s for s in (sensor, kafka_sensor, progress) if s is not None]
     extra: dict[str, Any] = {}
     if collective is not None:
+        # Imported here: a single process (the usual run) does not need the replica machinery.
+        from ..distributed.replicated import ReplicatedService
+
         service_class = ReplicatedService
         extra = replica_arguments(config, collective)
     service = service_class(
@@ -287,6 +287,9 @@ def _source(
     description: dict[str, Any] = {"kind": kind}
     s = config.source
     if kind == "synthetic":
+        from ..datasets.synthetic_stream import demo_stream
+        from ..sources.synthetic import SyntheticSource
+
         if s.source == "auto":
             log.info("no --bootstrap-servers: training on the embedded synthetic stream")
         stream = demo_stream(config.n_features, s.seed, s.label_noise, s.drift)
