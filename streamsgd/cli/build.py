@@ -106,7 +106,7 @@ def build_controller(config: TrainConfig) -> NoiseController | None:
 
 # Bytes per input dimension of the model and its state (weights, optimiser moments,
 # gradient and standardisation statistics, the step's work arrays): an estimate, measured at
-# about 50 (issue 21: 2^26 dimensions took 3.3 GB).
+# about 50 (2^26 dimensions took 3.3 GB).
 BYTES_PER_FEATURE = 64
 CHECKPOINT_WARNING_BYTES = 256 * 1024**2
 

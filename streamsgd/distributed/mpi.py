@@ -1,8 +1,8 @@
-"""The MPI adapter of :class:`~streamsgd.distributed.collective.Collective` (issue 11): mpi4py over
-Open MPI
-with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py:
-importing it raises ImportError without mpi4py; MPI is initialised (``mpi4py.MPI`` imported)
-only when a collective is built. Nothing imports this module but a distributed run.
+"""The MPI adapter of :class:`~streamsgd.distributed.collective.Collective`
+(docs/design.md#scaling-out): mpi4py over Open MPI with ULFM fault tolerance (``mpiexec --with-ft
+ulfm``). The only module that imports mpi4py: importing it raises ImportError without mpi4py; MPI is
+initialised (``mpi4py.MPI`` imported) only when a collective is built. Nothing imports this module
+but a distributed run.
 
 Waiting (:func:`_wait`). Open MPI's blocking calls busy-poll a core; with N replicas on fewer
 cores a replica waiting for the slowest one steals the core that one needs. So every call is

@@ -1,12 +1,12 @@
 """The deployment against real services: Kafka broker, streamsgd, producer and Prometheus.
 
-A real Kafka broker (tests/kafka_fixtures.py) feeds a running ``streamsgd train`` (with the Kafka
-client compose configures) through ``streamsgd produce``; a real Prometheus server of the version
-compose deploys (built by scripts/install-prometheus) scrapes it with a config derived from
-deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml.
-Then every expression of the Grafana dashboard must return at least one series, and every alert
-expression must parse and evaluate. Nothing here sleeps for a fixed time: each wait polls a
-condition until a deadline and then fails with what it saw.
+A real Kafka broker (tests/support/kafka_fixtures.py) feeds a running ``streamsgd train`` (with the
+Kafka client compose configures) through ``streamsgd produce``; a real Prometheus server of the
+version compose deploys (built by scripts/install-prometheus) scrapes it with a config derived from
+deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml. Then every expression
+of the Grafana dashboard must return at least one series, and every alert expression must parse and
+evaluate. Nothing here sleeps for a fixed time: each wait polls a condition until a deadline and
+then fails with what it saw.
 """
 
 from __future__ import annotations
