@@ -61,7 +61,7 @@ class Control:
         known): the other replicas may drop their pending entries up to that step.
     repartition : int
         1 when rank 0 found a changed partition list: after this step every replica
-        receives it by broadcast and reassigns (:meth:`ReplicatedService._repartition`).
+        receives it by broadcast and reassigns (:meth:`ReplicaAgreement._repartition`).
     """
 
     rejected: int = 0

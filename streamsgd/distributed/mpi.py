@@ -156,7 +156,7 @@ class MpiCollective:
         self._broken = False
         self._membership_changes = 0
         # Called on the new rank 0 when exactly half of the last membership survived: True
-        # when this side may go on (ReplicatedService: the checkpoint lock); default True.
+        # when this side may go on (Membership.hold_lease: the checkpoint lock); default True.
         self.lease: Callable[[], bool] = lambda: True
         parent = MPI.Comm.Get_parent()
         self._joined = parent != MPI.COMM_NULL
