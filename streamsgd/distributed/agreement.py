@@ -11,10 +11,12 @@ broadcast, counts it (``streamsgd_replica_divergences_total``) and logs it. The 
 exchange was computed from slightly different θ on some replicas; it is applied as reduced,
 on rank 0's model, so every replica holds the same bits afterwards.
 
-**Partitions.** Rank 0 raises the exchange's ``repartition`` slot when
-:meth:`ReplicaAgreement._new_partitions` gives a changed list; after that step every replica
-receives the list by broadcast and reassigns (``assign_partitions`` for the new list, the
-known partitions at their replicated positions, new ones at the source's start).
+**Partitions.** Rank 0 asks the source for the topic's partitions every
+``partitions_check_seconds`` and raises the exchange's ``repartition`` slot when the list
+grew (:meth:`ReplicaAgreement._new_partitions`); after that step every replica receives the
+list by broadcast and reassigns by the same rule (``assign_partitions``): the known
+partitions at their replicated positions, a new one at its beginning (the source's rule for
+a partition without a position once the job holds positions of the topic).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from .replica_state import ReplicaState
 log = logging.getLogger("streamsgd.replicated")
 
 DEFAULT_CHECK_EVERY_STEPS = 100
+PARTITIONS_CHECK_SECONDS = 5.0
+"""Rank 0 asks the source for the partition list at most this often (kafka-python answers
+from its metadata cache, confluent asks the broker): ``min(--metadata-max-age-seconds,
+this)`` in the product, so a partition added is read within about that plus the age."""
 
 
 @dataclass
@@ -51,6 +57,9 @@ class ReplicaAgreement:
         Compare digests of θ every this many steps (and after every checkpoint).
     reassign : callable
         Reads this rank's partitions again after the list changed (:meth:`.Membership.assign`).
+    partitions_check_seconds : float
+        Rank 0 asks the source for the topic's partitions this often; a grown list is carried
+        to every replica by the exchange.
     """
 
     run: Run
@@ -60,6 +69,9 @@ class ReplicaAgreement:
     reassign: Callable[[], None]
     checked_step: int = field(default=-1, init=False)  # the last step whose θ was compared
     check_next: bool = field(default=False, init=False)  # compare at the next exchange
+    partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS
+    _next_partitions_check: float = field(default=0.0, init=False)
+    _found_partitions: tuple[str, ...] | None = field(default=None, init=False)  # not carried
 
     @property
     def global_step(self) -> int:
@@ -100,15 +112,36 @@ class ReplicaAgreement:
 
     # ------------------------------------------------------------------ partitions
     def _new_partitions(self) -> tuple[str, ...] | None:
-        """Rank 0: a changed partition list to carry to every replica, else None. The
-        Kafka source's discovery (another issue) overrides this; none by default."""
-        return None
+        """Rank 0: the topic's partition list when it grew, else None. Asks the source at
+        most every ``partitions_check_seconds``; the list found is held (the same answer at
+        the exchange that raises ``repartition`` and at the broadcast after it) until
+        :meth:`_repartition` carries it."""
+        if self._found_partitions is not None or self.collective.rank != 0:
+            return self._found_partitions
+        now = self.run.clock()
+        if now < self._next_partitions_check:
+            return None
+        self._next_partitions_check = now + self.partitions_check_seconds
+        known = set(self.replica.partitions)
+        try:
+            found = set(self.run.intake.source.partitions(0.0))  # type: ignore[attr-defined]
+        except Exception as exc:  # no answer now (broker away): asked again at the next check
+            log.debug("partition list not read: %s", exc)
+            return None
+        # Partitions are only ever added to a topic; a shorter list is a partial answer (a
+        # recreated topic is the identity check's business), never a reason to drop one.
+        if found > known:
+            self._found_partitions = tuple(sorted_partitions(list(found)))
+            added = sorted_partitions(list(found - known))
+            log.info("partitions added to the topic: %s", ", ".join(added))
+        return self._found_partitions
 
     def _repartition(self) -> None:
         """After a step raising ``repartition``: rank 0's new partition list, by broadcast;
         every replica reassigns (new partitions start at the source's start positions)."""
         c = self.collective
         found = c.broadcast(self._new_partitions() if c.rank == 0 else None, root=0)
+        self._found_partitions = None
         self.replica.partitions = tuple(sorted_partitions(list(found)))
         log.info("the job's partitions changed: %d now", len(self.replica.partitions))
         self.reassign()

@@ -30,7 +30,7 @@ from ..training.buffer import Position
 from ..training.checkpointer import WriterPolicy
 from ..training.ports import Fence, ManifestLog
 from ..training.stepper import Run
-from .agreement import ReplicaAgreement
+from .agreement import PARTITIONS_CHECK_SECONDS, ReplicaAgreement
 from .collective import Collective, ReplicaFailure, Unsupervised
 from .exchange import Control, Exchange, ExchangeLayout, sample_share, waits
 from .membership import Membership
@@ -57,6 +57,9 @@ class CollectiveStepper:
         The replicas compare digests of θ every this many steps and after every checkpoint.
     fence : Fence, optional
         The checkpoint directory's generations: checked before every checkpoint and commit.
+    partitions_check_seconds : float
+        Rank 0 asks the source for the topic's partitions this often
+        (:meth:`~.agreement.ReplicaAgreement._new_partitions`).
     """
 
     local_rejections: bool = False  # they become global through the exchange
@@ -69,6 +72,7 @@ class CollectiveStepper:
         manifest: ManifestLog | None,
         check_every_steps: int,
         fence: Fence | None,
+        partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS,
     ) -> None:
         if run.batch_size == 1:
             raise ValueError(
@@ -81,7 +85,12 @@ class CollectiveStepper:
         self.fence = fence
         self.replica = ReplicaState()
         self.agreement = ReplicaAgreement(
-            run, self.replica, collective, check_every_steps, reassign=self._reassign
+            run,
+            self.replica,
+            collective,
+            check_every_steps,
+            reassign=self._reassign,
+            partitions_check_seconds=partitions_check_seconds,
         )
         self.membership = Membership(run, self.replica, collective, self.agreement, manifest, fence)
         self.writer_policy: WriterPolicy | None = self

@@ -190,10 +190,9 @@ class Membership:
         """Read this rank's partitions from the replicated positions."""
         c, replica = self.collective, self.replica
         replica.owned = assign_partitions(c.rank, c.size, replica.partitions)
-        known = {
-            p: replica.global_positions[p] for p in replica.owned if p in replica.global_positions
-        }
-        replica.starts = self.source.assign(replica.owned, known)
+        # Every replicated position: a partition without one starts at its beginning once
+        # the job holds any (added since the first start), not after auto_offset_reset.
+        replica.starts = self.source.assign(replica.owned, dict(replica.global_positions))
         self.run.intake.buffer = MinibatchBuffer({**replica.global_positions, **replica.starts})
         replica.layout = None
         log.info(

@@ -21,7 +21,7 @@ from ..training.ports import (
 from ..training.settings import ServiceConfig
 from ..training.stepper import Run
 from ..training.trainer import Trainer
-from .agreement import DEFAULT_CHECK_EVERY_STEPS
+from .agreement import DEFAULT_CHECK_EVERY_STEPS, PARTITIONS_CHECK_SECONDS
 from .collective import Collective
 from .collective_stepper import CollectiveStepper
 
@@ -37,6 +37,7 @@ def replicated_trainer(
     manifest: ManifestLog | None = None,
     check_every_steps: int = DEFAULT_CHECK_EVERY_STEPS,
     fence: Fence | None = None,
+    partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS,
     dead_letter: DeadLetterSink | None = None,
     sensors: Sequence[Sensor] = (),
     clock: Callable[[], float] = time.monotonic,
@@ -62,11 +63,19 @@ def replicated_trainer(
     fence : Fence, optional
         The checkpoint directory's generations: rank 0 claims one when it becomes the
         writer and checks it before every checkpoint and offset commit.
+    partitions_check_seconds : float
+        Rank 0 asks the source for the topic's partitions this often; a grown list reaches
+        every replica through the exchange.
     """
 
     def stepper(run: Run) -> CollectiveStepper:
         return CollectiveStepper(
-            run, collective, manifest=manifest, check_every_steps=check_every_steps, fence=fence
+            run,
+            collective,
+            manifest=manifest,
+            check_every_steps=check_every_steps,
+            fence=fence,
+            partitions_check_seconds=partitions_check_seconds,
         )
 
     return Trainer(
