@@ -1,7 +1,7 @@
-"""Kafka faults of issue 9 against the real broker: secrets and record contents never in the
-logs (item 4), the stuck rebalance behind the SIGKILL-restart flake (item 10), SIGTERM with
-the broker unreachable (item 11), and the notice that says why a trainer waits for
-partitions (issue 12)."""
+"""Kafka faults (docs/operations.md#what-is-guaranteed) against the real broker: secrets and record
+contents never in the logs, the stuck rebalance behind the SIGKILL-restart flake, SIGTERM with the
+broker unreachable, and the notice that says why a trainer waits for partitions
+(docs/operations.md#running-against-kafka)."""
 
 from __future__ import annotations
 
@@ -235,10 +235,10 @@ def test_the_guard_caps_client_debug_logs_and_redacts_every_spelling_at_any_leve
 def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpoint(
     kafka_broker: KafkaBroker, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: the broker stops (controlled shutdown, port closed) after the trainer has
-    learned every record, then SIGTERM. Must hold: the process exits 0 before a 5 s
-    deadline (issue 9 requires this bound, under Docker's 10 s grace), the final checkpoint
-    covers every learned sample, and the failed offset commit is logged."""
+    """Injects: the broker stops (controlled shutdown, port closed) after the trainer has learned
+    every record, then SIGTERM. Must hold: the process exits 0 before a 5 s deadline
+    (docs/operations.md#what-is-guaranteed requires this bound, under Docker's 10 s grace), the
+    final checkpoint covers every learned sample, and the failed offset commit is logged."""
     n = 400
     bootstrap = kafka_broker.bootstrap_servers
     topic, dead_letters = kafka_topic(), kafka_topic()
@@ -343,7 +343,7 @@ def test_a_rebalance_interrupted_by_a_poll_timeout_is_completed(
         consumer.close(autocommit=False)
 
 
-# --------------------------------------------------------------------------- issue 12
+# --------------------------------------------------------------------------- waiting for partitions
 
 
 def test_a_trainer_waiting_for_partitions_says_why_and_names_static_membership(

@@ -1,5 +1,5 @@
-"""Fault suite (issue 9), the stream side: hostile lines and records on the way from a file
-or a pipe to the model.
+"""Fault suite (docs/operations.md#what-is-guaranteed), the stream side: hostile lines and records
+on the way from a file or a pipe to the model.
 
 * a line far over the record limit (file): bounded memory, rejected as ``too_large``,
   dead-lettered truncated, the other lines learned;

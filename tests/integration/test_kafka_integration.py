@@ -1,4 +1,4 @@
-"""The Kafka source against a real broker (issue 3, "Tests against the real broker").
+"""The Kafka source against a real broker (docs/operations.md#running-against-kafka).
 
 Every test compares with something computed independently of the Kafka path: the model
 ``OnlineLogisticRegression`` trains in-process on the same samples in the same minibatches
@@ -524,10 +524,10 @@ def test_four_partitions_every_record_learned_exactly_once(
 def test_a_rebalance_checkpoints_then_commits_what_the_checkpoint_covers(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:
-    """Issue 3: "On revocation ...: finish the current step, checkpoint, commit". A second
-    member joins the trainer's group; the trainer's partitions are revoked; the checkpoint
-    it writes then (the only one: the interval is an hour) covers what it learned, and the
-    group's committed offsets equal it."""
+    """On revocation (docs/operations.md#running-against-kafka): "On revocation ...: finish the
+    current step, checkpoint, commit". A second member joins the trainer's group; the trainer's
+    partitions are revoked; the checkpoint it writes then (the only one: the interval is an hour)
+    covers what it learned, and the group's committed offsets equal it."""
     from kafka import KafkaConsumer
 
     n, m, seed = 400, 8, 61

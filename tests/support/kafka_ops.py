@@ -1,4 +1,5 @@
-"""Helpers of the Kafka-operations fault tests (issue 21): samples with a known reference,
+"""Helpers of the Kafka-operations fault tests
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation): samples with a known reference,
 the trainer's arguments, and what the tests read from a running trainer."""
 
 from __future__ import annotations

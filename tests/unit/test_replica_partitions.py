@@ -1,7 +1,8 @@
-"""Partitions that appear, for replicas (issue 21 item 4): rank 0 asks the source for the
-partition list (``partitions_check_seconds``), carries a grown list on the exchange, and
-every replica reassigns; the product's own discovery, with N threads as replicas. The same
-under real mpiexec and Kafka: tests/distributed/test_partitions_appear.py."""
+"""Partitions that appear, for replicas
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation): rank 0 asks the source for the
+partition list (``partitions_check_seconds``), carries a grown list on the exchange, and every
+replica reassigns; the product's own discovery, with N threads as replicas. The same under real
+mpiexec and Kafka: tests/distributed/test_partitions_appear.py."""
 
 from __future__ import annotations
 

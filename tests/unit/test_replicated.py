@@ -218,8 +218,9 @@ class HeldEntries(Sensor):
 
 
 def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
-    """Issue 20: rank 0's manifest append fails (half written) at five checkpoints; the
-    other replica never drops an entry the file lacks, and the file replays."""
+    """Scaling out (docs/design.md#scaling-out): rank 0's manifest append fails (half written) at
+    five checkpoints; the other replica never drops an entry the file lacks, and the file
+    replays."""
     values = _values(4, 120, seed=6)
     config = ServiceConfig(batch_size=16, max_wait_seconds=0.05, checkpoint_every_updates=3)
     manifest = FlakyManifest()
@@ -246,8 +247,9 @@ def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
 
 
 def test_a_divergent_replica_adopts_rank_0s_model(caplog: pytest.LogCaptureFixture) -> None:
-    """Issue 20: rank 1's θ is changed by one ulp at step 7; the next check (every 4
-    steps) finds it, rank 1 adopts rank 0's model, and the replicas end byte-identical."""
+    """Scaling out (docs/design.md#scaling-out): rank 1's θ is changed by one ulp at step 7; the
+    next check (every 4 steps) finds it, rank 1 adopts rank 0's model, and the replicas end
+    byte-identical."""
     values = _values(3, 150, seed=8)
     config = ServiceConfig(batch_size=12, max_wait_seconds=0.05)
 
@@ -287,9 +289,9 @@ class GrowingSource(PartitionedMemorySource):
 
 
 def test_a_changed_partition_list_reaches_every_replica() -> None:
-    """The interface of issue 20 item 3: rank 0's new partition list rides on the exchange
-    (``repartition``), then a broadcast; every replica reassigns and the third partition
-    is read from its start, once, as the manifest replay shows."""
+    """The repartition slot (docs/design.md#scaling-out): rank 0's new partition list rides on the
+    exchange (``repartition``), then a broadcast; every replica reassigns and the third partition is
+    read from its start, once, as the manifest replay shows."""
     values = _values(3, 90, seed=11)
     config = ServiceConfig(batch_size=12, max_wait_seconds=0.05, checkpoint_every_updates=4)
     room, manifest = ThreadRoom(2), MemoryManifest()
@@ -360,9 +362,9 @@ class MemoryStore:
 
 
 def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> None:
-    """Issue 20 item 1: at step 6 another writer claims the checkpoint directory's next
-    generation (a survivor that took rank 0 over while this one was cut off); this lineage
-    stops with StaleLineage, without another checkpoint or offset commit."""
+    """Scaling out (docs/design.md#scaling-out): at step 6 another writer claims the checkpoint
+    directory's next generation (a survivor that took rank 0 over while this one was cut off); this
+    lineage stops with StaleLineage, without another checkpoint or offset commit."""
     from streamsgd.checkpoint.generation import GenerationFence, StaleLineage
 
     values = _values(2, 80, seed=12)
