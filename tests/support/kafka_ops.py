@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.helpers import cli_flags
 from tests.support.kafka_helpers import Trainer, metric
 
 D = 3
@@ -29,30 +30,19 @@ def encode(x: np.ndarray, label: float) -> bytes:
 
 
 def train_args(bootstrap: str, client: str, topic: str, checkpoint: Path) -> list[object]:
-    return [
-        "--source",
-        "kafka",
-        "--kafka-client",
-        client,
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        f"g-{uuid.uuid4().hex[:8]}",
-        "--n-features",
-        D,
-        "--batch-size",
-        8,
-        "--checkpoint-dir",
-        checkpoint,
-        "--lag-interval-seconds",
-        0.5,
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
-    ]
+    return cli_flags(
+        source="kafka",
+        kafka_client=client,
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        n_features=D,
+        batch_size=8,
+        checkpoint_dir=checkpoint,
+        lag_interval_seconds=0.5,
+        metrics_port="0",
+        progress="never",
+    )
 
 
 def model_samples(trainer: Trainer) -> int:
