@@ -20,7 +20,7 @@ import pytest
 from streamsgd.kafka.client_logs import guard_client_logs
 from streamsgd.kafka.rebalance import resume_interrupted_rebalance
 from streamsgd.kafka.source import KafkaSource
-from tests.support.helpers import cli_flags
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_fixtures import KafkaBroker, SaslListener
 from tests.support.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
 
@@ -63,20 +63,9 @@ def sasl_train_args(
     sasl: SaslListener, topic: str, group: str, checkpoint: Path, *extra: object
 ) -> list[object]:
     return [
-        *cli_flags(
-            source="kafka",
-            bootstrap_servers=sasl.bootstrap_servers,
-            topic=topic,
-            group_id=group,
-            n_features=D,
-            batch_size=8,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="PLAIN",
-            sasl_username=sasl.username,
-            checkpoint_dir=checkpoint,
-            metrics_port="0",
-            progress="never",
-        ),
+        *kafka_train_flags(sasl.bootstrap_servers, topic, group, n_features=D, batch_size=8),
+        *cli_flags(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN"),
+        *cli_flags(sasl_username=sasl.username, checkpoint_dir=checkpoint),
         *extra,
     ]
 
@@ -236,20 +225,13 @@ def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpo
     write_marked_records(bootstrap, topic, n)
     checkpoint = tmp_path / "ck"
     trainer = processes.trainer(
-        cli_flags(
-            source="kafka",
-            kafka_client=client,
-            bootstrap_servers=bootstrap,
-            topic=topic,
-            group_id=f"down-{uuid.uuid4().hex[:8]}",
-            n_features=D,
-            batch_size=8,
-            checkpoint_dir=checkpoint,
-            checkpoint_interval_seconds=3600,
-            dead_letter_topic=dead_letters,
-            metrics_port="0",
-            progress="never",
-        )
+        [
+            *kafka_train_flags(
+                bootstrap, topic, f"down-{uuid.uuid4().hex[:8]}", kafka_client=client
+            ),
+            *cli_flags(n_features=D, batch_size=8, checkpoint_dir=checkpoint),
+            *cli_flags(checkpoint_interval_seconds=3600, dead_letter_topic=dead_letters),
+        ]
     )
     trainer.wait_for(lambda: model_samples(trainer) == n, 90, f"the trainer to learn {n}")
     assert load_checkpoint(checkpoint) is None, "only the final checkpoint may cover them"
@@ -335,15 +317,7 @@ def test_a_trainer_waiting_for_partitions_says_why_and_names_static_membership(
     topic = kafka_topic()
     write_marked_records(kafka_bootstrap, topic, 40)
     group = f"wait-{uuid.uuid4().hex[:8]}"
-    args = cli_flags(
-        source="kafka",
-        bootstrap_servers=kafka_bootstrap,
-        topic=topic,
-        group_id=group,
-        n_features=D,
-        metrics_port="0",
-        progress="never",
-    )
+    args = kafka_train_flags(kafka_bootstrap, topic, group, n_features=D)
     first = processes.trainer([*args, "--checkpoint-dir", tmp_path / "a"])
     first.wait_for(lambda: model_samples(first) > 0, 90, "the first trainer to learn")
     first.kill()

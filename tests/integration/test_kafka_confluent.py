@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamsgd.datasets.synthetic_stream import SyntheticStream
-from tests.support.helpers import cli_flags
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -28,19 +28,10 @@ D = 6
 
 
 def args(bootstrap: str, topic: str, group: str, m: int, checkpoint: Path, n: int) -> list[str]:
-    flags = cli_flags(
-        source="kafka",
-        kafka_client="confluent",
-        bootstrap_servers=bootstrap,
-        topic=topic,
-        group_id=group,
-        n_features=D,
-        batch_size=m,
-        checkpoint_dir=checkpoint,
-        metrics_port="0",
-        progress="never",
-        max_samples=n,
-    )
+    flags = [
+        *kafka_train_flags(bootstrap, topic, group, kafka_client="confluent", n_features=D),
+        *cli_flags(batch_size=m, checkpoint_dir=checkpoint, max_samples=n),
+    ]
     return [str(flag) for flag in flags]
 
 

@@ -25,7 +25,7 @@ import pytest
 
 from streamsgd.codec import encode_binary
 from streamsgd.datasets.synthetic_stream import SyntheticStream
-from tests.support.helpers import cli_flags
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -64,17 +64,8 @@ def train_args(
     """``streamsgd train`` arguments; ``flags``: max_samples=N → ``--max-samples N``."""
     extra = [item for k, v in flags.items() for item in (f"--{k.replace('_', '-')}", v)]
     args = [
-        *cli_flags(
-            source="kafka",
-            bootstrap_servers=bootstrap,
-            topic=topic,
-            group_id=group,
-            n_features=D,
-            batch_size=batch_size,
-            checkpoint_dir=checkpoint_dir,
-            metrics_port="0",
-            progress="never",
-        ),
+        *kafka_train_flags(bootstrap, topic, group, n_features=D, batch_size=batch_size),
+        *cli_flags(checkpoint_dir=checkpoint_dir),
         *extra,
     ]
     return [str(a) for a in args]

@@ -45,3 +45,11 @@ def cli_flags(**options: object) -> list[object]:
         elif value is not None and value is not False:
             flags += [flag, value]
     return flags
+
+
+def kafka_train_flags(bootstrap: str, topic: str, group: str, **options: object) -> list[object]:
+    """``streamsgd train`` flags for the Kafka source, HTTP on any free port and no status
+    line, plus ``options`` (:func:`cli_flags`)."""
+    return cli_flags(
+        source="kafka", bootstrap_servers=bootstrap, topic=topic, group_id=group, **options
+    ) + cli_flags(metrics_port="0", progress="never")

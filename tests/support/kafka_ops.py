@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.helpers import cli_flags
+from tests.support.helpers import kafka_train_flags
 from tests.support.kafka_helpers import Trainer, metric
 
 D = 3
@@ -30,18 +30,10 @@ def encode(x: np.ndarray, label: float) -> bytes:
 
 
 def train_args(bootstrap: str, client: str, topic: str, checkpoint: Path) -> list[object]:
-    return cli_flags(
-        source="kafka",
-        kafka_client=client,
-        bootstrap_servers=bootstrap,
-        topic=topic,
-        group_id=f"g-{uuid.uuid4().hex[:8]}",
-        n_features=D,
-        batch_size=8,
-        checkpoint_dir=checkpoint,
-        lag_interval_seconds=0.5,
-        metrics_port="0",
-        progress="never",
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    options = {"n_features": D, "batch_size": 8, "lag_interval_seconds": 0.5}
+    return kafka_train_flags(
+        bootstrap, topic, group, kafka_client=client, checkpoint_dir=checkpoint, **options
     )
 
 
