@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .controller import NoiseController
+from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
 from .losses import sigmoid
 from .row_scale import initial_scale, next_scale, vector_norm
@@ -137,6 +138,7 @@ class OnlineLogisticRegression:
         # with the first sparse batch, O(1) (np.empty touches no page).
         self._workspace: NDArray[np.intp] | None = None
         self.inputs: InputFrame = input_frame(self.n_features, bool(standardize))
+        self.deferred: DeferredWork | None = None  # of the O(nnz) m = 1 loop (.deferred)
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -145,7 +147,7 @@ class OnlineLogisticRegression:
 
     def _snapshot(self) -> FloatArray:
         with self._lock:
-            return self._theta.copy()
+            return self._theta.copy() if self.deferred is None else self.deferred.folded(self)
 
     @property
     def coef_(self) -> FloatArray:
@@ -197,8 +199,8 @@ class OnlineLogisticRegression:
     def _batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
-        controller = self.controller
-        workspace = self._workspace
+        controller, workspace = self.controller, self._workspace
+        settle(self)
         if workspace is None and isinstance(X, SparseRows):
             workspace = self._workspace = np.empty((2, self.n_features), dtype=np.intp)
         columns = workspace is not None and not (self.l1 or self.l2)
@@ -223,6 +225,7 @@ class OnlineLogisticRegression:
         would make any weight non-finite.
         """
         m, controller = sums.n_samples, self.controller
+        settle(self)  # (a no-op unless the O(nnz) m = 1 loop ran last)
         eta, gain = (self.schedule(self.n_updates), 1.0) if controller is None else (
             controller.step_size(sums, self.gradient_stats, self.schedule, l2=self.l2,
                                  optimizer=self.optimizer)
@@ -281,10 +284,7 @@ class OnlineLogisticRegression:
         row_scale: float,
         squared_gradient_sum: FloatArray | None = None,
     ) -> None:
-        """Adopt n = ``n_steps`` consecutive applied m = 1 steps computed outside the model
-        (the compiled loop of :mod:`.online`): θ (shape (d + 1,), finite), s and AdaGrad's
-        accumulators (shape (d + 1,), None for plain SGD) after them. The loop folds the
-        running statistics itself (:func:`.single_steps.adopt_statistics`)."""
+        """Adopt ``n_steps`` m = 1 steps of a compiled loop (:mod:`.online`): θ, s, G after."""
         if self.controller is not None:
             raise ValueError("a model with a controller learns through learn_batch only")
         with self._lock:
@@ -368,7 +368,7 @@ class OnlineLogisticRegression:
             "row_scale": self.row_scale,
             "controller": None if self.controller is None else self.controller.get_state(),
             "standardizer": self.inputs.get_state(),
-        }
+        } | deferred_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OnlineLogisticRegression:
@@ -397,4 +397,4 @@ class OnlineLogisticRegression:
         stored = state.get("controller")
         model.controller = None if stored is None else NoiseController.from_state(stored)
         model.inputs = model.inputs.restored(state.get("standardizer"))
-        return model
+        return restore_deferred(model, state.get("deferred"))
