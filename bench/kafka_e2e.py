@@ -10,7 +10,7 @@ interpreter (so no case inherits another's threads or heap). Two clocks per run:
 "from first poll" includes joining the group and the first fetch, "from first record" starts
 when the first records arrive (the steady-state rate).
 
-* JSON, one sample per record, d = 20: the streamsgd service (``TrainingService`` with the
+* JSON, one sample per record, d = 20: the streamsgd service (``Trainer`` with the
   kafka-python ``KafkaSource`` and the JSON ``Decoder``, m = 256 and m = 1) against the loop a
   user writes by hand: kafka-python ``KafkaConsumer`` + ``json.loads`` per record + River
   ``LogisticRegression.learn_one`` (target: ≥ 3×).

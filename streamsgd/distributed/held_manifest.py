@@ -1,14 +1,14 @@
-"""The step manifest entries a replica holds until rank 0 has them on disk (issue 20).
+"""The step manifest entries a replica holds until rank 0 has them on disk
+(docs/design.md#scaling-out, "A manifest that never loses a step").
 
 Every replica records the entry of every step it applies
-(:mod:`streamsgd.distributed.step_manifest`). Rank
-0 appends its entries to the manifest file (fsync) before each checkpoint; the others keep
-theirs until rank 0 *confirms*, in a later step's exchange (the ``durable`` slot), that the
-file is durable through a step. Whichever replica is rank 0 after a failure therefore holds
-every entry the file may lack. Before it writes, it checks the file: the file must hold the
-start entry and reach the step before its first held entry (``base``); entries past
-``base`` (steps a former rank 0 wrote and the survivors rolled back) are dropped, and the
-held ones appended. A file that ends before ``base`` has a gap no replica can fill (another
+(:mod:`streamsgd.distributed.step_manifest`). Rank 0 appends its entries to the manifest file
+(fsync) before each checkpoint; the others keep theirs until rank 0 *confirms*, in a later step's
+exchange (the ``durable`` slot), that the file is durable through a step. Whichever replica is rank
+0 after a failure therefore holds every entry the file may lack. Before it writes, it checks the
+file: the file must hold the start entry and reach the step before its first held entry (``base``);
+entries past ``base`` (steps a former rank 0 wrote and the survivors rolled back) are dropped, and
+the held ones appended. A file that ends before ``base`` has a gap no replica can fill (another
 host's directory, a file removed): the job stops with :class:`ManifestGap`.
 """
 

@@ -70,9 +70,6 @@ FMT_SKIP_EXEMPT = {
     "tests/distributed/test_two_hosts": "edited on another branch",
     # The core's tests follow the core's split on the same branch.
     "tests/unit/core/": "edited with core/ on another branch",
-    # Wait for the Kafka partitions' wiring into the replicas (in flight) before editing.
-    "streamsgd/distributed/agreement.py": "edited on another branch",
-    "streamsgd/distributed/replicated.py": "edited on another branch",
 }
 
 
