@@ -212,21 +212,38 @@ def run_streamsgd(
     }
 
 
-def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dict[str, float]:
-    """kafka-python consumer, json.loads per record, River learn_one. ``named``: the record
-    holds named features, given to River as it takes them (a dict of "field=value"
-    indicators, River's own one-hot form)."""
+def _peer_consumer(bootstrap: str, topic: str, **overrides: Any) -> Any:
+    """A kafka-python consumer as every hand-written peer loop opens it: a group of its own,
+    from the start of the topic, up to 5,000 records a poll."""
     from kafka import KafkaConsumer
-    from river import linear_model
 
-    consumer = KafkaConsumer(
+    return KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap.split(","),
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=5000,
+        **overrides,
     )
+
+
+def _rates(n: int, first_poll: float, first_record: float | None, last: float) -> dict[str, float]:
+    """Records per second of a peer loop, from its first poll and from its first record."""
+    assert first_record is not None
+    return {
+        "from_first_poll": n / (last - first_poll),
+        "from_first_record": n / (last - first_record),
+    }
+
+
+def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dict[str, float]:
+    """kafka-python consumer, json.loads per record, River learn_one. ``named``: the record
+    holds named features, given to River as it takes them (a dict of "field=value"
+    indicators, River's own one-hot form)."""
+    from river import linear_model
+
+    consumer = _peer_consumer(bootstrap, topic)
     model = linear_model.LogisticRegression()
     learned = 0
     first_poll = time.perf_counter()
@@ -249,11 +266,7 @@ def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dic
                     break
         last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {
-        "from_first_poll": n / (last - first_poll),
-        "from_first_record": n / (last - first_record),
-    }
+    return _rates(n, first_poll, first_record, last)
 
 
 def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -262,16 +275,8 @@ def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     features as indicators, numbers as ``name:value``), ``pyvw`` learn per example
     (``-b 18 --loss_function logistic``, VW's defaults otherwise)."""
     import vowpalwabbit
-    from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap.split(","),
-        group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-    )
+    consumer = _peer_consumer(bootstrap, topic)
     vw = vowpalwabbit.Workspace("--loss_function logistic -b 18 --quiet")
     learned, first_record, first_poll = 0, None, time.perf_counter()
     last = first_poll
@@ -290,26 +295,14 @@ def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
         last = time.perf_counter()
     consumer.close()
     vw.finish()
-    assert first_record is not None
-    return {
-        "from_first_poll": n / (last - first_poll),
-        "from_first_record": n / (last - first_record),
-    }
+    return _rates(n, first_poll, first_record, last)
 
 
 def run_raw_kafka_python(bootstrap: str, topic: str, n_records: int) -> dict[str, float]:
     """Reference: kafka-python alone, records polled and dropped (no decoding, no learning)."""
-    from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap.split(","),
-        group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=5000,
-        max_partition_fetch_bytes=16 << 20,
-        fetch_max_bytes=64 << 20,
+    consumer = _peer_consumer(
+        bootstrap, topic, max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20
     )
     got = 0
     first_poll = time.perf_counter()
@@ -321,11 +314,7 @@ def run_raw_kafka_python(bootstrap: str, topic: str, n_records: int) -> dict[str
             got += len(messages)
     last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {
-        "from_first_poll": got / (last - first_poll),
-        "from_first_record": got / (last - first_record),
-    }
+    return _rates(got, first_poll, first_record, last)
 
 
 def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, float] | None:
@@ -355,11 +344,7 @@ def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, f
         got += sum(1 for m in msgs if m.error() is None)
     last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {
-        "from_first_poll": got / (last - first_poll),
-        "from_first_record": got / (last - first_record),
-    }
+    return _rates(got, first_poll, first_record, last)
 
 
 def _scale(result: dict[str, float], factor: int) -> dict[str, float]:
