@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,16 +62,8 @@ class HostsJob(ReplicaJob):
             start_new_session=True,
         )
 
-    def get(self, slot: int, path: str) -> tuple[int, bytes] | None:
-        address = self.hosts.addresses[self.slot_hosts[slot]]
-        url = f"http://{address}:{self.base_port + slot}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-        except (urllib.error.URLError, OSError):
-            return None
+    def address(self, slot: int) -> str:
+        return self.hosts.addresses[self.slot_hosts[slot]]
 
     def slots_on(self, host: str) -> list[int]:
         return [s for s, h in enumerate(self.slot_hosts) if h == host]
