@@ -4,8 +4,8 @@ Both are deterministic functions of (n, seed), so every system in a run — and 
 every machine — learns from exactly the same samples.
 
 Dense stream
-    ``streamsgd.synthetic.SyntheticStream(100, seed)``: x ~ N(0, I₁₀₀), y ~ Bernoulli(σ(w*ᵀx + b*))
-    with ‖w*‖ = 2, b* = 0.25, no label noise, no drift.
+    ``streamsgd.datasets.synthetic_stream.SyntheticStream(100, seed)``: x ~ N(0, I₁₀₀), y ~
+    Bernoulli(σ(w*ᵀx + b*)) with ‖w*‖ = 2, b* = 0.25, no label noise, no drift.
 
 Sparse stream ("CTR-like", with learnable structure)
     20 categorical fields. Field j has a vocabulary of V_j categories, V_j log-spaced from 4 to
@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from streamsgd.core.hashing import feature_index
 from streamsgd.core.losses import log_loss
 from streamsgd.core.sparse import SparseRows
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 
 FloatArray = NDArray[np.float64]
 

@@ -21,7 +21,7 @@ from streamsgd.cli.evaluate import validation
 from streamsgd.codec import DecodedRun
 from streamsgd.config import train_config
 from streamsgd.core.model import BatchStats
-from streamsgd.synthetic import DEMO_REGIME_SAMPLES, demo_stream
+from streamsgd.datasets.synthetic_stream import DEMO_REGIME_SAMPLES, demo_stream
 
 N_FEATURES = 20
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamsgd import OnlineLogisticRegression
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 
 N_FEATURES = 5
 WARM_UP_STEPS = 60

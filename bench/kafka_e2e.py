@@ -104,7 +104,7 @@ def _create_topic(bootstrap: str, topic: str) -> None:
 
 def fill_json(bootstrap: str, topic: str, n: int, seed: int) -> None:
     from streamsgd.codec import encode_dense
-    from streamsgd.synthetic import SyntheticStream
+    from streamsgd.datasets.synthetic_stream import SyntheticStream
 
     _create_topic(bootstrap, topic)
     producer = _producer(bootstrap)
@@ -131,7 +131,7 @@ def fill_named(bootstrap: str, topic: str, n: int, seed: int) -> None:
 
 def fill_binary(bootstrap: str, topic: str, n: int, seed: int) -> None:
     from streamsgd.codec import encode_binary
-    from streamsgd.synthetic import SyntheticStream
+    from streamsgd.datasets.synthetic_stream import SyntheticStream
 
     _create_topic(bootstrap, topic)
     producer = _producer(bootstrap)
@@ -155,7 +155,7 @@ def run_streamsgd(
 ) -> dict[str, float]:
     from streamsgd.cli import build_service
     from streamsgd.config import train_config
-    from streamsgd.ports import Sensor
+    from streamsgd.training.ports import Sensor
 
     marks: dict[str, float] = {}
 

@@ -53,7 +53,7 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> N
     from kafka import KafkaProducer
 
     from streamsgd.codec import encode_dense
-    from streamsgd.synthetic import SyntheticStream
+    from streamsgd.datasets.synthetic_stream import SyntheticStream
 
     X, y = SyntheticStream(20, seed=0).samples(0, n)
     values = [encode_dense(X[i], y[i]) for i in range(n)]
@@ -72,8 +72,8 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
 
     from streamsgd.cli import build_service
     from streamsgd.config import train_config
-    from streamsgd.ports import Sensor
-    from streamsgd.service import TrainingService
+    from streamsgd.training.ports import Sensor
+    from streamsgd.training.trainer import TrainingService
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)

@@ -32,12 +32,12 @@ REPLICA = Path(__file__).resolve().parents[1] / "tests" / "distributed" / "progr
 
 def rank_main(nbytes: int, iterations: int, method: str, skew_seconds: float) -> None:
     """One rank of a latency run; rank 0 prints a JSON line."""
-    import streamsgd.mpi
-    from streamsgd.mpi import MpiCollective, _mpi
+    import streamsgd.distributed.mpi
+    from streamsgd.distributed.mpi import MpiCollective, _mpi
 
     for name in ("SPIN_SECONDS", "MAX_SLEEP_SECONDS"):  # experiments: --rank ... with env
         if value := os.environ.get(f"STREAMSGD_MPI_{name}"):
-            setattr(streamsgd.mpi, name, float(value))
+            setattr(streamsgd.distributed.mpi, name, float(value))
     MPI = _mpi()
     collective = MpiCollective(timeout_seconds=120)
     comm = MPI.COMM_WORLD

@@ -105,9 +105,9 @@ def intake(path: Path, batch_size: int) -> tuple[float, float]:
     file source's polls, :func:`~streamsgd.codec.decode_poll` (the compiled named-record
     parser) and the minibatch buffer, taking every minibatch of ``batch_size`` (or, at
     m = 1, every block of 32 samples, as the service's m = 1 path does)."""
-    from streamsgd.buffer import MinibatchBuffer
     from streamsgd.codec import DecodedRun, Decoder, decode_poll
     from streamsgd.sources.file import FileSource
+    from streamsgd.training.buffer import MinibatchBuffer
 
     take = 32 if batch_size == 1 else batch_size
     t0 = time.process_time()

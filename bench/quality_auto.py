@@ -18,8 +18,8 @@ Metrics: progressive accuracy, mean log loss, exact ROC AUC (ties ½) of the pre
 Data sets
     dense     bench.data.dense_stream: d = 100, x ~ N(0, I), ‖w*‖ = 2, stationary.
     sparse    bench.data.sparse_stream: 20 hashed categorical fields in 2^18 buckets.
-    drift     the demo stream (streamsgd.synthetic.demo_stream, d = 20): the true weights jump
-              to a fresh direction every 30,000 samples.
+    drift     the demo stream (streamsgd.datasets.synthetic_stream.demo_stream, d = 20): the
+              true weights jump to a fresh direction every 30,000 samples.
     phishing  River's bundled ``datasets.Phishing`` (1,250 web pages, 9 features), offline.
     shuttle   River's bundled ``datasets.Shuttle`` (49,097 rows, 9 raw integer features of
               scales up to ~100, 7 % positives), offline.
@@ -65,8 +65,8 @@ from streamsgd.config import ConfigError, train_config, train_options
 from streamsgd.core.controller import AUTO_ADAGRAD_RATE
 from streamsgd.core.losses import log_loss
 from streamsgd.core.sparse import SparseRows
-from streamsgd.evaluation import ProgressiveResult, accuracy, mean_log_loss, roc_auc
-from streamsgd.synthetic import demo_stream
+from streamsgd.datasets.synthetic_stream import demo_stream
+from streamsgd.training.evaluation import ProgressiveResult, accuracy, mean_log_loss, roc_auc
 
 FloatArray = np.ndarray
 FEED_SAMPLES = 4096  # samples per fed "poll"

@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 from streamsgd import OnlineLogisticRegression
-from streamsgd.buffer import Position
 from streamsgd.codec import Decoder, encode_dense
-from streamsgd.ports import Sensor, SourceRecord
-from streamsgd.replicated import ReplicatedService
-from streamsgd.service import ServiceConfig
+from streamsgd.distributed.replicated import ReplicatedService
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import Sensor, SourceRecord
+from streamsgd.training.trainer import ServiceConfig
 
 
 class Timing(Sensor):
@@ -158,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-rank", type=int, default=-1)
     parser.add_argument("--kill-at-step", type=int, default=0)
     args = parser.parse_args(argv)
-    from streamsgd.mpi import world_rank_and_size
+    from streamsgd.distributed.mpi import world_rank_and_size
 
     rank, _ = world_rank_and_size()
     timing = Timing(args.kill_at_step if rank == args.kill_rank else 0)
     if args.source == "memory":
-        from streamsgd.mpi import MpiCollective
+        from streamsgd.distributed.mpi import MpiCollective
 
         collective = MpiCollective(timeout_seconds=120)
         service = _memory(args, collective, timing)

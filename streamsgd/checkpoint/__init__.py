@@ -14,7 +14,7 @@
 
 from .document import FORMAT_VERSION, dumps, loads
 from .errors import CheckpointError, CheckpointLocked
-from .manifest import MANIFEST_NAME, ManifestFile
+from .manifest_file import MANIFEST_NAME, ManifestFile
 from .store import FILE_NAME, LOCK_NAME, DirectoryCheckpointStore
 from .validation import validate_state
 

@@ -1,12 +1,12 @@
 """The exceptions of the checkpoint store (one-line messages, shown to the user as is).
 
-:class:`CheckpointError` is the port's error type (:mod:`streamsgd.ports`): the run loop raises
-it too, for a checkpoint of another model, without knowing this store.
+:class:`CheckpointError` is the port's error type (:mod:`streamsgd.training.ports`): the run loop
+raises it too, for a checkpoint of another model, without knowing this store.
 """
 
 from __future__ import annotations
 
-from ..ports import CheckpointError
+from ..training.ports import CheckpointError
 
 __all__ = ["CheckpointError", "CheckpointLocked"]
 

@@ -9,8 +9,8 @@ off by a partition, or paused, while the others took over — stops before it ca
 checkpoint or move committed offsets. The generation is also stored in the checkpoint.
 
 This works on a directory every writer shares. With a checkpoint directory on each host's
-own disk each side sees only its own generations: there the quorum (:mod:`streamsgd.mpi`)
-is what keeps a minority from stepping.
+own disk each side sees only its own generations: there the quorum
+(:mod:`streamsgd.distributed.mpi`) is what keeps a minority from stepping.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..collective import ReplicaStop
+from ..distributed.collective import ReplicaStop
 
 GENERATIONS_DIR = "generations"
 

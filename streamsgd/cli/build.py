@@ -23,21 +23,21 @@ from typing import Any, TextIO
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..codec import Decoder
-from ..collective import Collective
 from ..config import TrainConfig
+from ..config.options import AUTO
 from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
+from ..datasets.synthetic_stream import demo_stream
+from ..distributed.collective import Collective
+from ..distributed.replicated import ReplicatedService
 from ..http import HttpServer
-from ..metrics import CollectorRegistry, PrometheusSensor
-from ..metrics_kafka import KafkaOperationsSensor
-from ..options import AUTO
-from ..ports import DeadLetterSink, Sensor, Source
-from ..progress import ProgressLog, ProgressReporter
-from ..replicated import ReplicatedService
-from ..service import ServiceConfig, TrainingService, progressive_log_loss
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
-from ..synthetic import demo_stream
+from ..telemetry.kafka_metrics import KafkaOperationsSensor
+from ..telemetry.metrics import CollectorRegistry, PrometheusSensor
+from ..telemetry.progress import ProgressLog, ProgressReporter
+from ..training.ports import DeadLetterSink, Sensor, Source
+from ..training.trainer import ServiceConfig, TrainingService, progressive_log_loss
 from .errors import UsageError
 from .replicas import build_collective, replica_arguments, replica_port
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..options import ConfigError
+from ..config.options import ConfigError
 
 __all__ = ["ConfigError", "UsageError"]
 
@@ -10,6 +10,6 @@ __all__ = ["ConfigError", "UsageError"]
 class UsageError(ConfigError):
     """A mistake in flags, values, environment or files: one line, exit code 2.
 
-    A :class:`~streamsgd.options.ConfigError` (a bad option value or combination, raised by
+    A :class:`~streamsgd.config.options.ConfigError` (a bad option value or combination, raised by
     :mod:`streamsgd.config`) is one too; the CLI reports both the same way.
     """

@@ -12,7 +12,7 @@ one-class stream, is ``null``). ``--predictions PATH`` writes each sample's pre-
 probability σ(z), one per line in stream order (``%.17g``, exact), for the samples that were
 scored: a rejected record has no line. Nothing else is written: no checkpoint (``--checkpoint-dir``
 is refused), no HTTP, no Kafka (a progressive evaluation reads a bounded stream once).
-See :mod:`streamsgd.evaluation` for what is measured.
+See :mod:`streamsgd.training.evaluation` for what is measured.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any, TextIO
 from ..codec import decode_poll
 from ..config import TrainConfig
 from ..core.model import OnlineLogisticRegression
-from ..evaluation import ProgressiveResult, ProgressiveValidation
-from ..ports import Source
+from ..datasets.synthetic_stream import demo_stream
 from ..sources.file import FileSource
 from ..sources.synthetic import SyntheticSource
-from ..synthetic import demo_stream
+from ..training.evaluation import ProgressiveResult, ProgressiveValidation
+from ..training.ports import Source
 from .build import build_decoder, build_model, check_model_size
 from .errors import UsageError
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore
 from ..core.model import OnlineLogisticRegression
-from ..model_document import model_document
+from ..http.model_document import model_document
 from .errors import UsageError
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import SECTIONS, TrainConfig, train_options
-from ..options import MASK, ConfigError, OptionSpec
+from ..config.options import MASK, ConfigError, OptionSpec
 from .errors import UsageError
 
 
@@ -126,7 +126,6 @@ def toml_string(text: str) -> str | None:
         else:
             out.append(f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}")
     return '"' + "".join(out) + '"'
-
 
 
 def _by_section() -> dict[str, list[OptionSpec]]:

@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..logs import configure_logging
-from ..options import ConfigError
+from ..config.options import ConfigError
+from ..telemetry.logs import configure_logging
 from . import evaluate, inspect, produce, train
 from .layers import read_config_file
 from .parser import build_parser, unknown_environment

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..config import SECTIONS, train_options
-from ..options import BOOLEAN, TEXT, OptionSpec, Section, option, specs
-from ..produce_config import (
+from ..config.options import BOOLEAN, TEXT, OptionSpec, Section, option, specs
+from ..config.produce import (
     PRODUCE_OPTIONS_AFTER_SOURCE,
     ProduceConfig,
     ProduceFile,
@@ -177,8 +177,13 @@ def _add_train_options(
 
 
 # STREAMSGD_* variables that are not options: the config file, and the scripts' and tests'.
-_OTHER_VARIABLES = ("STREAMSGD_CONFIG", "STREAMSGD_BENCH_CACHE", "STREAMSGD_CACHE_DIR",
-                    "STREAMSGD_KAFKA_CACHE", "STREAMSGD_REPLICAS")  # fmt: skip
+_OTHER_VARIABLES = (
+    "STREAMSGD_CONFIG",
+    "STREAMSGD_BENCH_CACHE",
+    "STREAMSGD_CACHE_DIR",
+    "STREAMSGD_KAFKA_CACHE",
+    "STREAMSGD_REPLICAS",
+)
 _OTHER_PREFIXES = ("STREAMSGD_TEST_", "STREAMSGD_MPI_")
 
 

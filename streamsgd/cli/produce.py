@@ -7,10 +7,10 @@ import argparse
 import sys
 from collections.abc import Iterator
 
+from ..config.options import specs
+from ..config.produce import ProduceConfig, ProduceFile, ProduceSynthetic
+from ..datasets.synthetic_stream import demo_stream
 from ..kafka.settings import KafkaSecurity
-from ..options import specs
-from ..produce_config import ProduceConfig, ProduceFile, ProduceSynthetic
-from ..synthetic import demo_stream
 from .errors import UsageError
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
 from ..checkpoint.generation import GenerationFence
-from ..collective import Collective
 from ..config import TrainConfig
+from ..distributed.collective import Collective
 from .errors import UsageError
 
 MPI_MISSING = (
@@ -25,7 +25,7 @@ def build_collective(config: TrainConfig) -> Collective | None:
     if d.distributed == "none":
         return None
     try:
-        from ..mpi import MpiCollective
+        from ..distributed.mpi import MpiCollective
 
         return MpiCollective(
             timeout_seconds=d.replica_timeout_seconds,
@@ -53,7 +53,7 @@ def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointSt
 
 
 def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, Any]:
-    """The keyword arguments of :class:`~streamsgd.replicated.ReplicatedService`."""
+    """The keyword arguments of :class:`~streamsgd.distributed.replicated.ReplicatedService`."""
     directory = config.checkpoint.checkpoint_dir
     return {
         "collective": collective,

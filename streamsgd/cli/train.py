@@ -10,10 +10,10 @@ import sys
 from typing import Any
 
 from ..checkpoint import CheckpointError
-from ..collective import CollectiveTimeout, ReplicaStop, Unsupervised
 from ..config import TrainConfig, train_config, train_options
-from ..ports import SourceFailed
-from ..service import FinalCheckpointError, progressive_log_loss
+from ..distributed.collective import CollectiveTimeout, ReplicaStop, Unsupervised
+from ..training.ports import SourceFailed
+from ..training.trainer import FinalCheckpointError, progressive_log_loss
 from .build import build_service, serve_http
 from .errors import UsageError
 from .layers import render_toml
@@ -35,7 +35,7 @@ def print_config(config: TrainConfig) -> int:
 def run(config: TrainConfig) -> int:
     """Train as ``config`` says; returns the exit code: 0, or 1 when the run's final
     checkpoint could not be written (the model of the run would be lost) or the source
-    can deliver nothing more (:class:`~streamsgd.ports.SourceFailed`)."""
+    can deliver nothing more (:class:`~streamsgd.training.ports.SourceFailed`)."""
     service, resources = build_service(config)
     try:
         serve_http(service, resources, config)
@@ -67,7 +67,11 @@ def run(config: TrainConfig) -> int:
         resources.failed.set()
         raise UsageError(str(exc)) from None
     except (
-        FinalCheckpointError, CollectiveTimeout, Unsupervised, SourceFailed, ReplicaStop
+        FinalCheckpointError,
+        CollectiveTimeout,
+        Unsupervised,
+        SourceFailed,
+        ReplicaStop,
     ) as exc:
         resources.failed.set()
         print(f"streamsgd: error: {exc}", file=sys.stderr)

@@ -41,7 +41,8 @@ from .value_run import ValueRun
 
 
 class PolledRecord(Protocol):
-    """What :func:`decode_poll` reads of a record (:class:`streamsgd.ports.SourceRecord`)."""
+    """What :func:`decode_poll` reads of a record
+    (:class:`streamsgd.training.ports.SourceRecord`)."""
 
     @property
     def partition(self) -> str: ...

@@ -21,9 +21,9 @@ from typing import Any
 
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
-from ..metrics import CollectorRegistry
-from ..model_document import model_document
+from ..telemetry.metrics import CollectorRegistry
 from .handler import RequestHandler
+from .model_document import model_document
 from .server import BoundedHTTPServer, Endpoints, Limits
 
 __all__ = ["HttpServer", "model_document"]

@@ -20,7 +20,7 @@ import orjson
 
 from ..codec import RecordRejected
 from ..core.types import FloatArray
-from ..metrics import exposition
+from ..telemetry.metrics import exposition
 from .server import BoundedHTTPServer, Endpoints
 
 log = logging.getLogger("streamsgd.http")

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from ..core.model import OnlineLogisticRegression
-from ..model_document import json_ready, model_document
+from .model_document import json_ready, model_document
 
 # After a build of t seconds, the cached document is served for REBUILD_FACTOR·t seconds
 # before the next build; 10 keeps /model under about an eleventh of one core (5 measured

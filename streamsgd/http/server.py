@@ -29,7 +29,7 @@ from typing import Any
 
 from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
-from ..metrics import CollectorRegistry
+from ..telemetry.metrics import CollectorRegistry
 from .model_cache import ModelDocumentCache, Pacer
 
 log = logging.getLogger("streamsgd.http")

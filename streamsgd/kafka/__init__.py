@@ -7,13 +7,13 @@ credentials and record contents out of the clients' logs (:mod:`.logs`).
 Importing this package imports no Kafka library; each client module imports one.
 """
 
+from .client_logs import guard_client_logs
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
     PartitionsUnavailableError,
     partition_key,
 )
-from .logs import guard_client_logs
 from .settings import ConsumerSettings, KafkaSecurity
 
 __all__ = [

@@ -21,9 +21,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from ..buffer import Position
-from ..ports import SourceFailed, SourceRecord
+from ..training.buffer import Position
+from ..training.ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
+from .client_logs import LIBRDKAFKA_LOGGER
 from .confluent_admin import ConfluentLogDescriber
 from .group import (
     ConsumerGroupSource,
@@ -32,7 +33,6 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity
-from .logs import LIBRDKAFKA_LOGGER
 from .notices import fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,

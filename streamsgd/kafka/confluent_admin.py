@@ -9,8 +9,8 @@ from typing import Any
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
+from .client_logs import LIBRDKAFKA_LOGGER
 from .identity import LogIdentity, topic_id_text
-from .logs import LIBRDKAFKA_LOGGER
 from .settings import ADMIN_TIMEOUT_SECONDS
 
 log = logging.getLogger("streamsgd.kafka")

@@ -17,9 +17,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ..ports import SourceRecord
+from ..training.ports import SourceRecord
+from .client_logs import guard_client_logs
 from .group import KafkaRecordMetadata
-from .logs import guard_client_logs
 from .settings import (
     ADMIN_TIMEOUT_SECONDS,
     DEAD_LETTER_CLOSE_TIMEOUT_SECONDS,

@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..buffer import Position
-from ..partitions import partition_number, sorted_partitions
+from ..distributed.partitions import partition_number, sorted_partitions
+from ..training.buffer import Position
+from .client_logs import guard_client_logs
 from .identity import LogGuard, LogIdentity
 from .jumps import StartRule, out_of_range
 from .lag import consumer_lag
-from .logs import guard_client_logs
 from .notices import SharedGroupNotice, log_waiting_notice
 from .settings import (
     CLOSE_TIMEOUT_SECONDS,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..ports import CheckpointError, SourceFailed
+from ..training.ports import CheckpointError, SourceFailed
 
 log = logging.getLogger("streamsgd.kafka")
 

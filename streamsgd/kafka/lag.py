@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from ..buffer import Position
+from ..training.buffer import Position
 
 
 def consumer_lag(

@@ -15,9 +15,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ..codec import encode_binary, encode_dense, encode_dense_batch
-from ..synthetic import SyntheticStream
+from ..datasets.synthetic_stream import SyntheticStream
+from .client_logs import guard_client_logs
 from .dead_letter import ensure_topic
-from .logs import guard_client_logs
 from .settings import KafkaSecurity
 
 log = logging.getLogger("streamsgd.produce")

@@ -20,9 +20,9 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from ..buffer import Position
-from ..partitions import partition_number
-from ..ports import SourceFailed, SourceRecord
+from ..distributed.partitions import partition_number
+from ..training.buffer import Position
+from ..training.ports import SourceFailed, SourceRecord
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
@@ -31,6 +31,7 @@ from .group import (
 )
 from .identity import LogIdentity, topic_id_text
 from .notices import fatal_message
+from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
@@ -53,34 +54,6 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.source._assigned(assigned)
-
-
-def resume_interrupted_rebalance(consumer: KafkaConsumer) -> bool:
-    """Work around a kafka-python 3.0 bug that left a trainer without partitions for good.
-
-    ``poll(timeout)`` drives a rebalance (JoinGroup, then SyncGroup) as a task; when the
-    timeout expires first, the task is left in flight for the next poll to await, but only
-    while ``need_rejoin()`` is true. A rebalance started because the topic's metadata
-    changed (the first join of a fresh member usually assigns nothing, as the topic's
-    metadata arrives ~100 ms later, and the metadata then starts a second rebalance) stops
-    needing a rejoin as soon as the leader has computed the assignment, inside the task. A
-    poll that times out after that point abandons the SyncGroup result: the broker sees a
-    stable member holding the partitions, the consumer holds none, and nothing rebalances
-    again (issue 9, item 10: a restarted trainer stuck at ``partitions assigned: []``;
-    reproduced 16 times in 240 fresh joins under CPU load, 0 with this).
-
-    Asking for a rejoin while such a task exists makes the next poll await it and complete
-    the assignment. Returns True if it did. Reads private state, hence the ``getattr``s: on
-    a client without these attributes it does nothing.
-    """
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or getattr(coordinator, "_join_task", None) is None:
-        return False
-    if coordinator.need_rejoin():
-        return False  # the next poll awaits the task anyway
-    coordinator.request_rejoin()
-    log.debug("resuming a rebalance that a poll timeout interrupted")
-    return True
 
 
 class KafkaSource(ConsumerGroupSource):
@@ -348,9 +321,11 @@ class KafkaSource(ConsumerGroupSource):
                 return int(consumer.position(assigned[key]))
             return int(starts[TopicPartition(*partition_number(key))])
 
-        lagging = {key: int(end) for tp, end in ends.items()
-                   if (key := partition_key(tp.topic, tp.partition)) in assigned
-                   or tp in others}  # fmt: skip
+        lagging = {
+            key: int(end)
+            for tp, end in ends.items()
+            if (key := partition_key(tp.topic, tp.partition)) in assigned or tp in others
+        }
         self._report_lag(lagging, current, None if self.settings.assigned else len(assigned))
 
     @property

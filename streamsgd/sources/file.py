@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from ..buffer import Position
 from ..codec import DEFAULT_MAX_RECORD_BYTES, ValueRun
 from ..codec._named_json import line_bounds
 from ..core.types import IndexArray
-from ..ports import SourceRecord
+from ..training.buffer import Position
+from ..training.ports import SourceRecord
 
 PARTITION = "file"
 LINES_PER_POLL = 8192

@@ -1,11 +1,11 @@
-"""Embedded synthetic source: the seeded stream of :mod:`streamsgd.synthetic`."""
+"""Embedded synthetic source: the seeded stream of :mod:`streamsgd.datasets.synthetic_stream`."""
 
 from __future__ import annotations
 
-from ..buffer import Position
 from ..codec import Samples
-from ..ports import SourceRecord
-from ..synthetic import BLOCK_SIZE, SyntheticStream
+from ..datasets.synthetic_stream import BLOCK_SIZE, SyntheticStream
+from ..training.buffer import Position
+from ..training.ports import SourceRecord
 
 PARTITION = "synthetic"
 

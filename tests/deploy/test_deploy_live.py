@@ -235,31 +235,73 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     # The producer: the same command the compose `producer` service runs, pointed here.
     stack.start(
         "producer",
-        [*streamsgd, "produce", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
-         "--rate", "2000", "--progress", "never",
-         "synthetic", "--n", "200000", "--n-features", str(N_FEATURES), "--seed", "1"],
+        [
+            *streamsgd,
+            "produce",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            topic,
+            "--rate",
+            "2000",
+            "--progress",
+            "never",
+            "synthetic",
+            "--n",
+            "200000",
+            "--n-features",
+            str(N_FEATURES),
+            "--seed",
+            "1",
+        ],
         env=env,
-    )  # fmt: skip
+    )
     stack.start(
         "trainer",
-        [*streamsgd, "train", "--source", "kafka", "--bootstrap-servers", kafka_bootstrap,
-         "--topic", topic, "--kafka-client", kafka_client,
-         "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--batch-size", "16",
-         "--n-features", str(N_FEATURES), "--metrics-host", "127.0.0.1",
-         "--metrics-port", str(metrics_port), "--checkpoint-dir", str(tmp_path / "checkpoints"),
-         "--dead-letter-topic", dead_letter_topic, "--checkpoint-interval-seconds", "1",
-         "--progress", "never"],
+        [
+            *streamsgd,
+            "train",
+            "--source",
+            "kafka",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--topic",
+            topic,
+            "--kafka-client",
+            kafka_client,
+            "--group-id",
+            f"g-{uuid.uuid4().hex[:8]}",
+            "--batch-size",
+            "16",
+            "--n-features",
+            str(N_FEATURES),
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(metrics_port),
+            "--checkpoint-dir",
+            str(tmp_path / "checkpoints"),
+            "--dead-letter-topic",
+            dead_letter_topic,
+            "--checkpoint-interval-seconds",
+            "1",
+            "--progress",
+            "never",
+        ],
         env=env,
-    )  # fmt: skip
+    )
 
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(local_scrape_config(metrics_port)), encoding="utf-8")
     stack.start(
         "prometheus",
-        [prometheus, f"--config.file={config_file}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-    )  # fmt: skip
+        [
+            prometheus,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ],
+    )
     api = PrometheusAPI(prometheus_port)
 
     # The Dockerfile's HEALTHCHECK command, run against the live trainer.
@@ -268,8 +310,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         check = subprocess.run(
             [sys.executable, *dockerfile_healthcheck()[1:]],
             env={**env, "STREAMSGD_METRICS_PORT": str(metrics_port)},
-            capture_output=True, timeout=30, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         return check.returncode == 0
 
     poll(healthy, 120, "the Dockerfile HEALTHCHECK to pass against the trainer", stack)

@@ -277,8 +277,8 @@ def exported_metric_names() -> set[str]:
     """Every sample name the trainer's metrics registry exposes (series pre-initialised)."""
     from prometheus_client import CollectorRegistry
 
-    from streamsgd.metrics import PrometheusSensor
-    from streamsgd.metrics_kafka import KafkaOperationsSensor
+    from streamsgd.telemetry.kafka_metrics import KafkaOperationsSensor
+    from streamsgd.telemetry.metrics import PrometheusSensor
 
     registry = CollectorRegistry()
     PrometheusSensor(registry, process_collectors=False)
@@ -1020,9 +1020,13 @@ def test_kafka_init_gives_the_training_topic_a_partition_per_replica(
     assert "/opt/kafka/bin/kafka-topics.sh" in script
     script = script.replace("/opt/kafka/bin/kafka-topics.sh", str(fake))
     result = subprocess.run(
-        ["bash", "-c", script], env={**os.environ, "STATE": str(state)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        ["bash", "-c", script],
+        env={**os.environ, "STATE": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert int((state / topic).read_text()) == 6
     assert 6 >= default_replicas()
@@ -1133,9 +1137,12 @@ def test_replicas_row_charts_the_replica_metrics():
 
 def panel_exprs(title: str) -> list[str]:
     found = [
-        t["expr"] for _p, dash in dashboards() for panel in all_panels(dash)
-        if panel.get("title") == title for t in panel["targets"]
-    ]  # fmt: skip
+        t["expr"]
+        for _p, dash in dashboards()
+        for panel in all_panels(dash)
+        if panel.get("title") == title
+        for t in panel["targets"]
+    ]
     assert found, f"no panel {title!r}"
     return found
 
@@ -1204,7 +1211,7 @@ def test_dashboard_counts_a_replicated_job_once(tmp_path):
                 ],
             }
         ],
-    }  # fmt: skip
+    }
     test_file = tmp_path / "dashboard_test.yml"
     test_file.write_text(yaml.safe_dump(tests), encoding="utf-8")
     result = run_promtool("test", "rules", str(test_file))

@@ -11,10 +11,10 @@ import numpy as np
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder, encode_dense
-from streamsgd.exchange import OwnershipConflict
-from streamsgd.mpi import MpiCollective
-from streamsgd.replicated import ReplicatedService
-from streamsgd.service import ServiceConfig
+from streamsgd.distributed.exchange import OwnershipConflict
+from streamsgd.distributed.mpi import MpiCollective
+from streamsgd.distributed.replicated import ReplicatedService
+from streamsgd.training.trainer import ServiceConfig
 from tests.support.replicas import PartitionedMemorySource
 
 D = 4

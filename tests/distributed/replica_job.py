@@ -21,8 +21,8 @@ from streamsgd.checkpoint import DirectoryCheckpointStore, ManifestFile
 from streamsgd.cli.build import build_decoder, build_model
 from streamsgd.config import train_config
 from streamsgd.core.model import OnlineLogisticRegression
-from streamsgd.manifest import replay_manifest
-from streamsgd.ports import SourceRecord
+from streamsgd.distributed.step_manifest import replay_manifest
+from streamsgd.training.ports import SourceRecord
 from tests.support.kafka_fixtures import port_is_free
 from tests.support.kafka_helpers import REPO, _child_env, wait_until
 from tests.support.mpi import mpi_env, mpiexec_command
@@ -86,18 +86,30 @@ class ReplicaJob:
         self.base_port = free_port_range(n + 1)
         command = ["-m", "streamsgd"] if program is None else [str(program)]
         argv = [
-            sys.executable, *command, "train", *_flags(options),
-            "--metrics-port", str(self.base_port), "--progress", "never",
-            "--log-interval-seconds", "0",
-        ]  # fmt: skip
+            sys.executable,
+            *command,
+            "train",
+            *_flags(options),
+            "--metrics-port",
+            str(self.base_port),
+            "--progress",
+            "never",
+            "--log-interval-seconds",
+            "0",
+        ]
         self.log_path = log_path
         self._log = open(log_path, "ab")
         env = {**mpi_env(), **{k: v for k, v in _child_env().items()}}
         env = {k: v for k, v in env.items() if not k.startswith("STREAMSGD_")}
         self.proc = subprocess.Popen(
-            mpiexec_command(n, [*mpi_args, *argv]), stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True,
-        )  # fmt: skip
+            mpiexec_command(n, [*mpi_args, *argv]),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,4 +1,5 @@
-"""The MPI adapter (streamsgd/mpi.py) in real ``mpiexec`` jobs on loopback: sums, a broadcast,
+"""The MPI adapter (streamsgd/distributed/mpi.py) in real ``mpiexec`` jobs on loopback: sums, a
+broadcast,
 a replica SIGKILLed mid-loop (shrink, and respawn), a hung replica (timeout) and ``mpiexec``
 itself killed (supervision). The ranks run tests/distributed/programs/replica.py and log JSON
 lines per process; faults are injected by the program at a step (a rank kills itself, or stops

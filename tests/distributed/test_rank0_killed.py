@@ -56,8 +56,10 @@ def test_rank_0_killed_leaves_no_manifest_gap(
         job.wait_for(lambda: _survivors_at_two(job), "the survivors at 2 replicas")
         if fault == "failing-manifest-write":
             # The new rank 0 (slot 1) fails to write too (same directory) until the disk is back.
-            job.wait_for(lambda: _metric(job, 1, "streamsgd_manifest_write_failures_total") > 0,
-                         "a failed manifest write of the new rank 0")  # fmt: skip
+            job.wait_for(
+                lambda: _metric(job, 1, "streamsgd_manifest_write_failures_total") > 0,
+                "a failed manifest write of the new rank 0",
+            )
             (checkpoint_dir / FLAG).unlink()
         producer.finish()
         job.wait_for(lambda: _learned(job, 1) == producer.n_valid, "every valid record learned")

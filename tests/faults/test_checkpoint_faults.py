@@ -23,7 +23,7 @@ from streamsgd.checkpoint import (
     DirectoryCheckpointStore,
 )
 from streamsgd.cli import main
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from tests.support.helpers import write_jsonl
 from tests.support.kafka_helpers import wait_until
 from tests.unit.test_checkpoint import STATES, array, one_line, signed
@@ -197,8 +197,15 @@ def real_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     directory = tmp_path_factory.mktemp("real")
     X, y = SyntheticStream(D, seed=9).samples(0, 200)
     write_jsonl(directory / "samples.jsonl", X, y)
-    code = main([*map(str, TRAIN), "--path", str(directory / "samples.jsonl"),
-                 "--checkpoint-dir", str(directory / "ckpt")])  # fmt: skip
+    code = main(
+        [
+            *map(str, TRAIN),
+            "--path",
+            str(directory / "samples.jsonl"),
+            "--checkpoint-dir",
+            str(directory / "ckpt"),
+        ]
+    )
     assert code == 0
     return (directory / "ckpt" / FILE_NAME).read_bytes()
 
@@ -280,10 +287,22 @@ def test_a_failed_final_checkpoint_exits_1_with_one_line(
     data = tmp_path / "data.jsonl"
     data.write_text("".join(f'{{"x": [{i % 7}.0, 1.0], "y": {i % 2}}}\n' for i in range(100)))
     code = main(
-        ["train", "--source", "file", "--path", str(data), "--n-features", "2",
-         "--checkpoint-dir", str(tmp_path / "state"), "--metrics-port", "0",
-         "--log-level", "ERROR"]
-    )  # fmt: skip
+        [
+            "train",
+            "--source",
+            "file",
+            "--path",
+            str(data),
+            "--n-features",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "state"),
+            "--metrics-port",
+            "0",
+            "--log-level",
+            "ERROR",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     errors = [line for line in err.splitlines() if line.startswith("streamsgd: error: ")]

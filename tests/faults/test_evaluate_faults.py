@@ -46,8 +46,9 @@ def test_predictions_pointed_at_the_input_file_is_refused_and_the_input_kept(
     stream = tmp_path / "s.jsonl"
     before = write_stream(stream, 50)
     alias = tmp_path / "." / "s.jsonl"
-    result = evaluate("--source", "file", "--path", stream, "--n-features", 2,
-                      "--predictions", alias)  # fmt: skip
+    result = evaluate(
+        "--source", "file", "--path", stream, "--n-features", 2, "--predictions", alias
+    )
     assert result.returncode == 2
     assert "is the input file" in one_error_line(result)
     assert stream.read_bytes() == before
@@ -61,8 +62,16 @@ def test_a_failed_run_leaves_an_existing_predictions_file_as_it_was(tmp_path: Pa
     good run replaces it whole."""
     predictions = tmp_path / "p.txt"
     predictions.write_text("0.5\n0.25\n")
-    result = evaluate("--source", "file", "--path", tmp_path / "missing.jsonl",
-                      "--n-features", 2, "--predictions", predictions)  # fmt: skip
+    result = evaluate(
+        "--source",
+        "file",
+        "--path",
+        tmp_path / "missing.jsonl",
+        "--n-features",
+        2,
+        "--predictions",
+        predictions,
+    )
     assert result.returncode == 2
     assert "cannot open" in one_error_line(result)
     assert predictions.read_text() == "0.5\n0.25\n"
@@ -70,8 +79,9 @@ def test_a_failed_run_leaves_an_existing_predictions_file_as_it_was(tmp_path: Pa
 
     stream = tmp_path / "s.jsonl"
     write_stream(stream, 40)
-    result = evaluate("--source", "file", "--path", stream, "--n-features", 2,
-                      "--predictions", predictions)  # fmt: skip
+    result = evaluate(
+        "--source", "file", "--path", stream, "--n-features", 2, "--predictions", predictions
+    )
     assert result.returncode == 0, result.stderr
     assert len(predictions.read_text().splitlines()) == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.txt", "s.jsonl"]

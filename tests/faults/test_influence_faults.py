@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from tests.support.helpers import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamsgd.kafka.logs import guard_client_logs
-from streamsgd.kafka.source import KafkaSource, resume_interrupted_rebalance
+from streamsgd.kafka.client_logs import guard_client_logs
+from streamsgd.kafka.rebalance import resume_interrupted_rebalance
+from streamsgd.kafka.source import KafkaSource
 from tests.support.kafka_fixtures import KafkaBroker, SaslListener
 from tests.support.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
 
@@ -61,12 +62,32 @@ def sasl_train_args(
     sasl: SaslListener, topic: str, group: str, checkpoint: Path, *extra: object
 ) -> list[object]:
     return [
-        "--source", "kafka", "--bootstrap-servers", sasl.bootstrap_servers,
-        "--topic", topic, "--group-id", group, "--n-features", D, "--batch-size", 8,
-        "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "PLAIN",
-        "--sasl-username", sasl.username, "--checkpoint-dir", checkpoint,
-        "--metrics-port", "0", "--progress", "never", *extra,
-    ]  # fmt: skip
+        "--source",
+        "kafka",
+        "--bootstrap-servers",
+        sasl.bootstrap_servers,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--n-features",
+        D,
+        "--batch-size",
+        8,
+        "--security-protocol",
+        "SASL_PLAINTEXT",
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        sasl.username,
+        "--checkpoint-dir",
+        checkpoint,
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+        *extra,
+    ]
 
 
 def model_samples(trainer: Any) -> int:
@@ -77,9 +98,12 @@ def model_samples(trainer: Any) -> int:
 
 
 def test_debug_logs_of_a_sasl_login_show_neither_the_password_nor_records(
-    kafka_bootstrap: str, kafka_sasl: SaslListener, kafka_topic, tmp_path: Path,
+    kafka_bootstrap: str,
+    kafka_sasl: SaslListener,
+    kafka_topic,
+    tmp_path: Path,
     processes: Processes,
-) -> None:  # fmt: skip
+) -> None:
     """Injects: a trainer that logs in with SASL/PLAIN (password from
     STREAMSGD_SASL_PASSWORD) at --log-level DEBUG and reads records holding a marker value.
     Must hold: it learns every record (the login worked), and nothing it printed contains
@@ -333,9 +357,21 @@ def test_a_trainer_waiting_for_partitions_says_why_and_names_static_membership(
     write_marked_records(kafka_bootstrap, topic, 40)
     group = f"wait-{uuid.uuid4().hex[:8]}"
     args: list[object] = [
-        "--source", "kafka", "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
-        "--group-id", group, "--n-features", D, "--metrics-port", "0", "--progress", "never",
-    ]  # fmt: skip
+        "--source",
+        "kafka",
+        "--bootstrap-servers",
+        kafka_bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--n-features",
+        D,
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+    ]
     first = processes.trainer([*args, "--checkpoint-dir", tmp_path / "a"])
     first.wait_for(lambda: model_samples(first) > 0, 90, "the first trainer to learn")
     first.kill()

@@ -25,12 +25,12 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import DEFAULT_MAX_RECORD_BYTES, Decoder
-from streamsgd.metrics import PrometheusSensor
-from streamsgd.ports import SourceRecord
-from streamsgd.service import ServiceConfig, TrainingService
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from streamsgd.sources import file as file_source
 from streamsgd.sources.file import READ_BYTES, FileSource, LineSplitter
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.telemetry.metrics import PrometheusSensor
+from streamsgd.training.ports import SourceRecord
+from streamsgd.training.trainer import ServiceConfig, TrainingService
 from tests.support.helpers import reference_fit, write_jsonl
 
 MiB = 1 << 20

@@ -20,12 +20,12 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from streamsgd.buffer import Position
+from streamsgd.distributed.partitions import assign_partitions
 from streamsgd.kafka import ConsumerGroupSource, PartitionsUnavailableError
 from streamsgd.kafka.confluent import ConfluentKafkaSource
 from streamsgd.kafka.source import KafkaSource
-from streamsgd.partitions import assign_partitions
-from streamsgd.ports import SourceRecord
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import SourceRecord
 from tests.support.kafka_fixtures import create_topic, free_port, unique_topic_name
 from tests.support.kafka_helpers import committed_offsets, end_offsets, wait_until
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -28,11 +28,29 @@ D = 6
 
 def args(bootstrap: str, topic: str, group: str, m: int, checkpoint: Path, n: int) -> list[str]:
     return [
-        "--source", "kafka", "--kafka-client", "confluent",
-        "--bootstrap-servers", bootstrap, "--topic", topic, "--group-id", group,
-        "--n-features", str(D), "--batch-size", str(m), "--checkpoint-dir", str(checkpoint),
-        "--metrics-port", "0", "--progress", "never", "--max-samples", str(n),
-    ]  # fmt: skip
+        "--source",
+        "kafka",
+        "--kafka-client",
+        "confluent",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--n-features",
+        str(D),
+        "--batch-size",
+        str(m),
+        "--checkpoint-dir",
+        str(checkpoint),
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+        "--max-samples",
+        str(n),
+    ]
 
 
 @pytest.mark.parametrize(("samples_per_record", "fmt"), [(1, "json"), (5, "binary")])

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from streamsgd.codec import encode_binary
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -63,17 +63,26 @@ def train_args(
     """``streamsgd train`` arguments; ``flags``: max_samples=N → ``--max-samples N``."""
     extra = [item for k, v in flags.items() for item in (f"--{k.replace('_', '-')}", v)]
     args: list[object] = [
-        "--source", "kafka",
-        "--bootstrap-servers", bootstrap,
-        "--topic", topic,
-        "--group-id", group,
-        "--n-features", D,
-        "--batch-size", batch_size,
-        "--checkpoint-dir", checkpoint_dir,
-        "--metrics-port", "0",
-        "--progress", "never",
+        "--source",
+        "kafka",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--n-features",
+        D,
+        "--batch-size",
+        batch_size,
+        "--checkpoint-dir",
+        checkpoint_dir,
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
         *extra,
-    ]  # fmt: skip
+    ]
     return [str(a) for a in args]
 
 

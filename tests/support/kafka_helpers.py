@@ -97,9 +97,16 @@ def produce_synthetic(
 
 def produce_file(bootstrap: str, topic: str, path: Path) -> None:
     code = cli(
-        "produce", "--bootstrap-servers", bootstrap, "--topic", topic, "--progress", "never",
-        "file", path,
-    )  # fmt: skip
+        "produce",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--progress",
+        "never",
+        "file",
+        path,
+    )
     assert code == 0, f"streamsgd produce file exited {code}"
 
 

@@ -29,11 +29,29 @@ def encode(x: np.ndarray, label: float) -> bytes:
 
 def train_args(bootstrap: str, client: str, topic: str, checkpoint: Path) -> list[object]:
     return [
-        "--source", "kafka", "--kafka-client", client, "--bootstrap-servers", bootstrap,
-        "--topic", topic, "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--n-features", D,
-        "--batch-size", 8, "--checkpoint-dir", checkpoint, "--lag-interval-seconds", 0.5,
-        "--metrics-port", "0", "--progress", "never",
-    ]  # fmt: skip
+        "--source",
+        "kafka",
+        "--kafka-client",
+        client,
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        f"g-{uuid.uuid4().hex[:8]}",
+        "--n-features",
+        D,
+        "--batch-size",
+        8,
+        "--checkpoint-dir",
+        checkpoint,
+        "--lag-interval-seconds",
+        0.5,
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+    ]
 
 
 def model_samples(trainer: Trainer) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamsgd.buffer import Position
-from streamsgd.ports import SourceRecord
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import SourceRecord
 
 
 class MemorySource:

@@ -44,8 +44,13 @@ def mpiexec_command(
         command += ["--oversubscribe"]
     command += [
         # Ranks share the 2 cores of a loaded machine: binding would pin them to one core each.
-        "--bind-to", "none",
-        "--mca", "btl", "tcp,self",
-        "--mca", "btl_tcp_if_include", "lo",
-    ]  # fmt: skip
+        "--bind-to",
+        "none",
+        "--mca",
+        "btl",
+        "tcp,self",
+        "--mca",
+        "btl_tcp_if_include",
+        "lo",
+    ]
     return [*command, *argv]

@@ -4,7 +4,6 @@ the compiled one (``streamsgd/core/_noise_update.pyx``): the methods
 ``LossChangeDetector.observe`` as they were before the kernel replaced them, as functions
 of the same objects."""
 
-
 from __future__ import annotations
 
 import math
@@ -139,10 +138,14 @@ def observe(
         # before they are used.
         alpha = max(1.0 / self.n_steps, LEVEL_SMOOTHING)
         squared = batch_size * deviation * deviation
-        self.spread = squared if math.isnan(previous_spread) else (
-            previous_spread + max(1.0 / (self.n_steps - 1), LEVEL_SMOOTHING)
-            * (squared - previous_spread)
-        )  # fmt: skip
+        self.spread = (
+            squared
+            if math.isnan(previous_spread)
+            else (
+                previous_spread
+                + max(1.0 / (self.n_steps - 1), LEVEL_SMOOTHING) * (squared - previous_spread)
+            )
+        )
         self.level = previous_level + alpha * deviation
         return None
     # Winsorised at c standard deviations: a change must not inflate the scale it is

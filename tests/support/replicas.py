@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from streamsgd.buffer import Position
-from streamsgd.ports import SourceRecord
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import SourceRecord
 
 
 class ThreadCollective:
@@ -110,7 +110,7 @@ class PartitionedMemorySource:
 
 
 class MemoryManifest:
-    """A :class:`~streamsgd.ports.ManifestLog` in a list."""
+    """A :class:`~streamsgd.training.ports.ManifestLog` in a list."""
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []

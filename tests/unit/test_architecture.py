@@ -1,82 +1,79 @@
-"""The package's shape (docs/design.md, Architecture): no import cycle, every module imports
-only from its own layer or below, each third-party library has its one adapter, and no
-function or module outgrows the size limits. Read from the source with ``ast``, so a new
-module is checked without being listed here (an unknown module fails the layer test)."""
+"""The package's shape (docs/design.md, Architecture): the folders are the layers. Every module
+imports only from its own layer or below, there is no import cycle, each third-party library
+has its one adapter, the configuration is standard library only, the package's top level
+stays small, and no function or module outgrows the size limits. Read from the source with
+``ast``: a layer is a package prefix, so a new module is checked without being listed here
+(a module under no prefix fails the layer test)."""
 
 from __future__ import annotations
 
 import ast
+import io
+import re
+import sys
+import tokenize
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "streamsgd"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "streamsgd"
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 400
+MAX_TOP_LEVEL_MODULES = 8  # besides __init__ and __main__: the packages say the architecture
 
-# Lower layers first; a module may import its own layer and the layers before it.
+# Lower layers first; a module may import its own layer and the layers before it. Each entry
+# is a package (every module under it belongs to the layer).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("streamsgd.core",)),
-    ("stream", ("streamsgd.codec", "streamsgd.buffer", "streamsgd.synthetic")),
-    (
-        "loop",
-        (
-            "streamsgd.ports",
-            "streamsgd.totals",
-            "streamsgd.collective",
-            "streamsgd.partitions",
-            "streamsgd.exchange",
-            "streamsgd.service",
-            "streamsgd.service_config",
-            "streamsgd.manifest",
-            "streamsgd.replica_intake",
-            "streamsgd.replica_manifest",
-            "streamsgd.replica_agreement",
-            "streamsgd.replicated",
-        ),
-    ),
+    ("stream", ("streamsgd.codec", "streamsgd.datasets")),
+    ("training", ("streamsgd.training",)),
+    ("distributed", ("streamsgd.distributed",)),
     (
         "adapters",
         (
             "streamsgd.kafka",
             "streamsgd.sources",
             "streamsgd.checkpoint",
-            "streamsgd.metrics",
-            "streamsgd.metrics_kafka",
-            "streamsgd.replica_metrics",
+            "streamsgd.telemetry",
             "streamsgd.http",
-            "streamsgd.model_document",
-            "streamsgd.progress",
-            "streamsgd.logs",
-            "streamsgd.evaluation",
-            "streamsgd.mpi",
-            "streamsgd.mpi_bounded",
         ),
     ),
-    (
-        "composition",
-        (
-            "streamsgd.options",
-            "streamsgd.config",
-            "streamsgd.config_minibatch",
-            "streamsgd.config_distributed",
-            "streamsgd.produce_config",
-            "streamsgd.cli",
-        ),
-    ),
+    ("composition", ("streamsgd.config", "streamsgd.cli")),
     ("package", ("streamsgd.__init__", "streamsgd.__main__")),
 ]
 
 # Each third-party library and the only modules that may import it.
 LIBRARY_OWNERS = {
-    "kafka": ("streamsgd.kafka.source", "streamsgd.kafka.dead_letter", "streamsgd.kafka.producer"),
+    "kafka": (
+        "streamsgd.kafka.source",
+        "streamsgd.kafka.rebalance",
+        "streamsgd.kafka.dead_letter",
+        "streamsgd.kafka.producer",
+    ),
     # The confluent source reads topic ids with the admin API (a module of its own).
     "confluent_kafka": ("streamsgd.kafka.confluent", "streamsgd.kafka.confluent_admin"),
-    # The Kafka-operations metrics (issue 21) sit beside the training metrics.
-    "prometheus_client": ("streamsgd.metrics", "streamsgd.metrics_kafka"),
-    "mpi4py": ("streamsgd.mpi",),
+    # The Kafka-operations metrics sit beside the training metrics.
+    "prometheus_client": ("streamsgd.telemetry.metrics", "streamsgd.telemetry.kafka_metrics"),
+    "mpi4py": ("streamsgd.distributed.mpi",),
 }
 CORE_ALLOWED = {"numpy", "__future__"}  # plus the standard library
+
+# Where the formatter escape comment is still allowed, and why: each entry goes
+# when its owner's branch is merged, and the guard then covers the whole tree.
+FMT_SKIP_EXEMPT = {
+    # The core's are being removed by the kernels' split of core/ (in flight on its branch).
+    "streamsgd/core/": "core/ is split on another branch, which removes them",
+    # Files other helpers own while their branches are in flight.
+    "bench/": "bench/ is edited on another branch",
+    "tests/support/netns.py": "edited on another branch",
+    "tests/distributed/test_two_hosts": "edited on another branch",
+    # The core's tests follow the core's split on the same branch.
+    "tests/unit/core/": "edited with core/ on another branch",
+    # Wait for the Kafka partitions' wiring into the replicas (in flight) before editing.
+    "streamsgd/distributed/agreement.py": "edited on another branch",
+    "streamsgd/distributed/replicated.py": "edited on another branch",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -126,7 +123,7 @@ def _layer(name: str) -> int:
     for index, (_, prefixes) in enumerate(LAYERS):
         if any(name == p or name.startswith(p + ".") for p in prefixes):
             return index
-    raise AssertionError(f"{name} is in no layer: add it to LAYERS (docs/design.md)")
+    raise AssertionError(f"{name} is in no layer: put it in a package of LAYERS (docs/design.md)")
 
 
 def test_every_module_imports_only_its_own_layer_or_below() -> None:
@@ -138,6 +135,12 @@ def test_every_module_imports_only_its_own_layer_or_below() -> None:
             if _layer(dependency) > _layer(name):
                 wrong.append(f"{name} ({LAYERS[_layer(name)][0]}) imports {dependency}")
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_top_level_keeps_a_handful_of_modules() -> None:
+    """The folders say the architecture: a concept gets a package, not another loose module."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(loose) <= MAX_TOP_LEVEL_MODULES, loose
 
 
 def test_no_import_cycle() -> None:
@@ -176,18 +179,28 @@ def test_each_library_has_its_one_adapter(library: str) -> None:
     assert set(importers) <= set(LIBRARY_OWNERS[library]), importers
 
 
-def test_the_core_imports_numpy_and_the_standard_library_only() -> None:
-    import sys
-
+def _foreign_imports(prefix: str, allowed: set[str], own: str) -> list[str]:
     stdlib = set(sys.stdlib_module_names)
     foreign = []
     for name, path in MODULES.items():
-        if not name.startswith("streamsgd.core"):
+        if name != prefix and not name.startswith(prefix + "."):
             continue
         for module in _imports(name, path):
             top = module.split(".")[0]
-            if top not in stdlib and top not in CORE_ALLOWED and top != "streamsgd":
+            inside = module == own or module.startswith(own + ".")
+            if top not in stdlib and top not in allowed and not inside:
                 foreign.append(f"{name} imports {module}")
+    return foreign
+
+
+def test_the_core_imports_numpy_and_the_standard_library_only() -> None:
+    foreign = _foreign_imports("streamsgd.core", CORE_ALLOWED, "streamsgd.core")
+    assert not foreign, foreign
+
+
+def test_the_configuration_is_standard_library_only() -> None:
+    """The Python API, bench and the tests import their defaults from ``streamsgd.config``."""
+    foreign = _foreign_imports("streamsgd.config", {"__future__"}, "streamsgd.config")
     assert not foreign, foreign
 
 
@@ -203,3 +216,26 @@ def test_no_function_or_module_outgrows_the_limits() -> None:
                 if (length := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {length} lines")
     assert not too_long, "\n".join(too_long)
+
+
+def _fmt_skips(path: Path) -> list[int]:
+    """Lines of ``path`` with a ``# fmt: skip`` or ``# fmt: off`` comment (not in strings)."""
+    tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+    return [
+        token.start[0]
+        for token in tokens
+        if token.type == tokenize.COMMENT and re.search(r"fmt:\s*(skip|off)", token.string)
+    ]
+
+
+def test_no_formatter_escape() -> None:
+    """``# fmt: skip`` folds code onto fewer lines to pass a size cap: the formatter decides
+    the layout, and a module too long is split by concept instead."""
+    found = []
+    for folder in ("streamsgd", "tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if any(relative.startswith(prefix) for prefix in FMT_SKIP_EXEMPT):
+                continue
+            found += [f"{relative}:{line}" for line in _fmt_skips(path)]
+    assert not found, "\n".join(found)

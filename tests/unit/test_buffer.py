@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsgd.buffer import MinibatchBuffer, Position
 from streamsgd.codec import DecodedRun
 from streamsgd.core.sparse import SparseRows
+from streamsgd.training.buffer import MinibatchBuffer, Position
 
 D = 3
 

@@ -39,8 +39,8 @@ from streamsgd.checkpoint import (
 )
 from streamsgd.cli import main
 from streamsgd.codec import Decoder, encode_dense
-from streamsgd.service import ServiceConfig, TrainingService
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
+from streamsgd.training.trainer import ServiceConfig, TrainingService
 from tests.support.kafka_helpers import wait_until
 from tests.support.memory_source import MemorySource
 
@@ -324,10 +324,34 @@ def _paths(tree: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 REPLACEMENTS = st.sampled_from(
-    [None, True, False, -1, 0, 1, 7, 2.5, -0.5, math.nan, math.inf, 10**30, "", "x", "<f8",
-     [], [0, 0], [1, -1], {}, {"a": 1}, array([1.0]), array([0.0] * (D + 1)),
-     array([math.nan] * (D + 1)), "AAAAAAAAAAA=", [D + 1]]
-)  # fmt: skip
+    [
+        None,
+        True,
+        False,
+        -1,
+        0,
+        1,
+        7,
+        2.5,
+        -0.5,
+        math.nan,
+        math.inf,
+        10**30,
+        "",
+        "x",
+        "<f8",
+        [],
+        [0, 0],
+        [1, -1],
+        {},
+        {"a": 1},
+        array([1.0]),
+        array([0.0] * (D + 1)),
+        array([math.nan] * (D + 1)),
+        "AAAAAAAAAAA=",
+        [D + 1],
+    ]
+)
 
 
 @settings(FUZZ, max_examples=500)
@@ -502,8 +526,9 @@ def test_threads_saving_and_loading_never_see_a_torn_checkpoint(tmp_path: Path) 
                 while not stop.is_set():
                     theta = template["model"]["theta"].copy()
                     theta[0] = n
-                    store.save({**template, "model": {**template["model"], "theta": theta,
-                                                      "n_updates": n}})  # fmt: skip
+                    store.save(
+                        {**template, "model": {**template["model"], "theta": theta, "n_updates": n}}
+                    )
                     n += 1
         except BaseException as exc:
             writer_error.append(exc)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streamsgd.cli import build_parser, main
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from tests.support.helpers import reference_fit, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

@@ -776,7 +776,7 @@ def _poll_agrees(decoder, values, *, partition_every=None, gap_at=None):
     what decode() gives: the same samples (bit for bit) or the same reason, every record in
     exactly one item, in order."""
     from streamsgd.codec import DecodedRun, Rejection, decode_poll
-    from streamsgd.ports import SourceRecord
+    from streamsgd.training.ports import SourceRecord
 
     records, offset = [], 0
     for i, v in enumerate(values):
@@ -890,7 +890,7 @@ def test_a_record_the_source_could_not_hold_is_too_large_without_parsing():
     """A value the source truncated (original_size_bytes set) is rejected as too_large even
     though its kept bytes are within the limit, and its neighbours decode normally."""
     from streamsgd.codec import DecodedRun, Rejection, decode_poll
-    from streamsgd.ports import SourceRecord
+    from streamsgd.training.ports import SourceRecord
 
     good = encode_dense(np.array([1.0, 2.0]), 1)
     records = [

@@ -1,4 +1,4 @@
-"""The one-member collective of a single process (streamsgd/collective.py), and that the
+"""The one-member collective of a single process (streamsgd/distributed/collective.py), and that the
 package imports without the MPI adapter's library."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamsgd.collective import LocalCollective, ReplicaFailure
+from streamsgd.distributed.collective import LocalCollective, ReplicaFailure
 
 
 def test_the_local_collective_is_one_member_that_never_changed() -> None:
@@ -48,9 +48,9 @@ def test_a_single_process_has_nothing_to_recover_and_closes_quietly() -> None:
 
 def test_the_package_imports_without_mpi4py_and_the_adapter_without_initialising_mpi() -> None:
     code = (
-        "import sys, streamsgd, streamsgd.cli, streamsgd.collective;"
+        "import sys, streamsgd, streamsgd.cli, streamsgd.distributed.collective;"
         "assert 'mpi4py' not in sys.modules, 'the package loaded mpi4py';"
-        "import streamsgd.mpi;"  # only a distributed run imports it
+        "import streamsgd.distributed.mpi;"  # only a distributed run imports it
         "assert 'mpi4py.MPI' not in sys.modules, 'importing the adapter initialised MPI'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

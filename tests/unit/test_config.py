@@ -28,12 +28,12 @@ from streamsgd.cli.main import parse
 from streamsgd.cli.train import config_from_args
 from streamsgd.codec import Decoder
 from streamsgd.config import TrainConfig, flatten, train_config, train_options
+from streamsgd.config.options import BOOLEAN, HASH_BITS, PORT, TEXT, OptionSpec, specs
+from streamsgd.config.produce import ProduceConfig, ProduceSynthetic
 from streamsgd.core.model import OnlineLogisticRegression
-from streamsgd.logs import configure_logging
-from streamsgd.options import BOOLEAN, HASH_BITS, PORT, TEXT, OptionSpec, specs
-from streamsgd.ports import Sensor
-from streamsgd.produce_config import ProduceConfig, ProduceSynthetic
-from streamsgd.service import ServiceConfig
+from streamsgd.telemetry.logs import configure_logging
+from streamsgd.training.ports import Sensor
+from streamsgd.training.trainer import ServiceConfig
 from tests.unit.test_cli import REPO, run_cli
 
 SPECS = [spec for _, spec in train_options()]
@@ -130,9 +130,17 @@ def test_python_api_shares_the_defaults() -> None:
     }
     renamed = {"learning_rate_decay": "decay", "learning_rate_power": "power"}
     shared = [
-        "learning_rate", "learning_rate_schedule", "learning_rate_decay", "learning_rate_power",
-        "l2", "l1", "reduction", "stats_smoothing", "clip_norm_ratio", "max_weight_norm",
-    ]  # fmt: skip
+        "learning_rate",
+        "learning_rate_schedule",
+        "learning_rate_decay",
+        "learning_rate_power",
+        "l2",
+        "l1",
+        "reduction",
+        "stats_smoothing",
+        "clip_norm_ratio",
+        "max_weight_norm",
+    ]
     for name in shared:
         keyword = renamed.get(name, name)
         assert model_defaults[keyword] == getattr(config.model, name), name
@@ -192,9 +200,12 @@ def test_printed_configuration_reads_back(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_print_config_masks_secrets() -> None:
     result = run_cli(
-        "train", "--print-config", "--ssl-password", "flag-secret-42",
+        "train",
+        "--print-config",
+        "--ssl-password",
+        "flag-secret-42",
         env={"STREAMSGD_SASL_PASSWORD": "hunter2-secret", "STREAMSGD_SASL_USERNAME": "alice"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     assert "hunter2-secret" not in out and "flag-secret-42" not in out
@@ -283,11 +294,27 @@ def run_until_progress_lines(*extra: str, count: int = 2) -> tuple[int, list[str
     progress lines arrived, stop it with SIGTERM; returns the exit code and stderr lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSGD_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamsgd", "train", "--source", "synthetic",
-         "--max-samples", "1000000000", "--metrics-port", "0", "--log-interval-seconds", "0.5",
-         *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamsgd",
+            "train",
+            "--source",
+            "synthetic",
+            "--max-samples",
+            "1000000000",
+            "--metrics-port",
+            "0",
+            "--log-interval-seconds",
+            "0.5",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+        text=True,
+    )
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
@@ -345,7 +372,7 @@ def test_json_log_format_is_one_object_per_line() -> None:
 def test_progress_log_paces_its_lines_and_reports_the_lag(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from streamsgd.progress import ProgressLog
+    from streamsgd.telemetry.progress import ProgressLog
 
     now = [0.0]
     progress = ProgressLog(10.0, clock=lambda: now[0])

@@ -26,8 +26,17 @@ def streamsgd(*args: object, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
-TRAIN = ("train", "--source", "synthetic", "--max-samples", 64, "--metrics-port", 0,
-         "--progress", "never")  # fmt: skip
+TRAIN = (
+    "train",
+    "--source",
+    "synthetic",
+    "--max-samples",
+    64,
+    "--metrics-port",
+    0,
+    "--progress",
+    "never",
+)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``streamsgd evaluate`` and :mod:`streamsgd.evaluation`: the metrics against brute-force
+"""``streamsgd evaluate`` and :mod:`streamsgd.training.evaluation`: the metrics against brute-force
 references, the runner against a hand-written test-then-train loop, the CLI's output and
 its one-line errors."""
 
@@ -20,9 +20,9 @@ from streamsgd import OnlineLogisticRegression
 from streamsgd.cli import main
 from streamsgd.codec import Decoder, decode_poll
 from streamsgd.core.losses import log_loss, sigmoid
-from streamsgd.evaluation import ProgressiveValidation, accuracy, mean_log_loss, roc_auc
+from streamsgd.datasets.synthetic_stream import SyntheticStream, demo_stream
 from streamsgd.sources.file import FileSource
-from streamsgd.synthetic import SyntheticStream, demo_stream
+from streamsgd.training.evaluation import ProgressiveValidation, accuracy, mean_log_loss, roc_auc
 from tests.support.helpers import write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,16 +279,26 @@ def test_stdin_gives_the_file_result(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--source", "synthetic"], "needs --max-samples"),
-        (["--source", "kafka", "--bootstrap-servers", "h:1", "--topic", "t", "--n-features", "2"],
-         "not kafka"),
+        (
+            [
+                "--source",
+                "kafka",
+                "--bootstrap-servers",
+                "h:1",
+                "--topic",
+                "t",
+                "--n-features",
+                "2",
+            ],
+            "not kafka",
+        ),
         (["--max-samples", "5", "--checkpoint-dir", "{tmp}/c"], "checkpoints"),
         (["--max-samples", "5", "--predictions", "{tmp}/missing/p.txt"], "cannot write"),
-        (["--source", "file", "--path", "{tmp}/missing.jsonl", "--n-features", "2"],
-         "cannot open"),
+        (["--source", "file", "--path", "{tmp}/missing.jsonl", "--n-features", "2"], "cannot open"),
         (["--max-samples", "5", "--bogus"], "unrecognized arguments"),
         (["--max-samples", "5", "--batch-size", "0"], "--batch-size"),
     ],
-)  # fmt: skip
+)
 def test_cli_mistakes_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_cli("evaluate", *(a.replace("{tmp}", str(tmp_path)) for a in args))
     lines = result.stderr.decode().strip().splitlines()

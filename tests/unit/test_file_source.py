@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsgd.buffer import Position
 from streamsgd.codec import DecodedRun, Decoder, Rejection, ValueRun, decode_poll
-from streamsgd.ports import SourceRecord
 from streamsgd.sources import file as file_source
 from streamsgd.sources.file import FileSource, LineSplitter
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import SourceRecord
 
 
 def _reference(data: bytes, limit: int) -> list[tuple[bytes, int | None]]:

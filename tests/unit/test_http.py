@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder
 from streamsgd.core.hashing import feature_index
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 from streamsgd.http import HttpServer, model_document
-from streamsgd.metrics import PrometheusSensor
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.telemetry.metrics import PrometheusSensor
 
 
 class App:

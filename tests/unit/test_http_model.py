@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamsgd import model_document as document_module
 from streamsgd.core.hashing import feature_index
+from streamsgd.http.model_document import model_document as build_document
 from tests.support.kafka_helpers import wait_until
 from tests.unit.test_http import App
 
@@ -77,7 +77,7 @@ def test_concurrent_requests_wait_for_one_build(
     send its bytes (8 clients used to build 8 documents of 2^b weights at once)."""
     release, entered = threading.Event(), threading.Semaphore(0)
     building, most = [0], [0]
-    real = document_module.model_document
+    real = build_document
 
     def slow_build(*args: Any, **kwargs: Any) -> dict[str, Any]:
         building[0] += 1

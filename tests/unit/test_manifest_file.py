@@ -1,6 +1,6 @@
-"""The step manifest file (streamsgd.checkpoint.manifest): appended entries read back in
+"""The step manifest file (streamsgd.checkpoint.manifest_file): appended entries read back in
 order, a torn last line left out, and truncation to a checkpoint's step; the entries a
-replica holds until rank 0 confirmed them (streamsgd.replica_manifest)."""
+replica holds until rank 0 confirmed them (streamsgd.distributed.held_manifest)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from streamsgd.checkpoint import ManifestFile
-from streamsgd.replica_manifest import PendingManifest
+from streamsgd.distributed.held_manifest import PendingManifest
 
 
 def _entries(first: int, last: int) -> list[dict]:

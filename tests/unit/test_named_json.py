@@ -385,7 +385,7 @@ def test_property_a_poll_of_lines_in_their_chunk_decodes_as_a_poll_of_records(re
     as the same values polled as records (which _poll_agrees checks against decode())."""
     from streamsgd.codec import ValueRun, decode_poll
     from streamsgd.codec._named_json import line_bounds
-    from streamsgd.ports import SourceRecord
+    from streamsgd.training.ports import SourceRecord
 
     decoder = _hashed(hash_bits=4, max_record_bytes=200)
     chunk = b"".join(r + b"\n" for r in records)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamsgd.partitions import assign_partitions, partition_number, sorted_partitions
+from streamsgd.distributed.partitions import assign_partitions, partition_number, sorted_partitions
 
 
 def test_partition_i_of_the_numeric_order_goes_to_rank_i_mod_n() -> None:

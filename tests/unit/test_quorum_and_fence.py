@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamsgd.checkpoint.generation import GenerationFence, StaleLineage
-from streamsgd.collective import NoQuorum, ReplicaStop, check_quorum
+from streamsgd.distributed.collective import NoQuorum, ReplicaStop, check_quorum
 
 
 @pytest.mark.parametrize(

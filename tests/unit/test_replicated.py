@@ -1,4 +1,4 @@
-"""The replicated loop (streamsgd.replicated) with N threads as replicas: byte-identical
+"""The replicated loop (streamsgd.distributed.replicated) with N threads as replicas: byte-identical
 models, global totals, the manifest replay as the oracle, multi-sample records split
 across steps, the global sample limit, and the split-brain guard. The same loop under real
 mpiexec and Kafka is tested in tests/distributed."""
@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from streamsgd import OnlineLogisticRegression
-from streamsgd.buffer import Position
 from streamsgd.codec import Decoder, Rejection, decode_poll, encode_dense
 from streamsgd.codec.binary import encode_binary
 from streamsgd.core.controller import NoiseController
-from streamsgd.exchange import OwnershipConflict
-from streamsgd.manifest import replay_manifest
-from streamsgd.ports import Sensor, SourceRecord
-from streamsgd.replicated import ReplicatedService
-from streamsgd.service import ServiceConfig
+from streamsgd.distributed.exchange import OwnershipConflict
+from streamsgd.distributed.replicated import ReplicatedService
+from streamsgd.distributed.step_manifest import replay_manifest
+from streamsgd.training.buffer import Position
+from streamsgd.training.ports import Sensor, SourceRecord
+from streamsgd.training.trainer import ServiceConfig
 from tests.support.replicas import MemoryManifest, PartitionedMemorySource, ThreadRoom
 
 D = 5
@@ -216,9 +216,13 @@ def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
     manifest = FlakyManifest()
     watch, counter = HeldEntries(manifest), HeldEntries(manifest)
     services, _, errors = _run_replicas(
-        values, 2, config, manifest=manifest, sensors={0: [counter], 1: [watch]},
+        values,
+        2,
+        config,
+        manifest=manifest,
+        sensors={0: [counter], 1: [watch]},
         prepare=lambda services: setattr(watch, "service", services[1]),
-    )  # fmt: skip
+    )
     assert not errors
     assert watch.gaps == [], "steps neither in the manifest nor held by rank 1"
     assert counter.failures == 5
@@ -253,9 +257,13 @@ def test_a_divergent_replica_adopts_rank_0s_model(caplog: pytest.LogCaptureFixtu
     inject = Divergence()
     with caplog.at_level(logging.WARNING, logger="streamsgd.replicated"):
         services, _, errors = _run_replicas(
-            values, 2, config, sensors={1: [inject]}, check_every_steps=4,
+            values,
+            2,
+            config,
+            sensors={1: [inject]},
+            check_every_steps=4,
             prepare=lambda services: setattr(inject, "service", services[1]),
-        )  # fmt: skip
+        )
     assert not errors
     assert inject.diverged == 1
     assert services[0].model.parameters.tobytes() == services[1].model.parameters.tobytes()

@@ -15,14 +15,14 @@ from prometheus_client import CollectorRegistry
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import REJECT_REASONS, Decoder, encode_binary, encode_dense
-from streamsgd.metrics import PrometheusSensor
-from streamsgd.service import (
+from streamsgd.datasets.synthetic_stream import SyntheticStream
+from streamsgd.telemetry.metrics import PrometheusSensor
+from streamsgd.training.trainer import (
     FinalCheckpointError,
     ServiceConfig,
     TrainingService,
     progressive_log_loss,
 )
-from streamsgd.synthetic import SyntheticStream
 from tests.support.helpers import reference_fit
 from tests.support.memory_source import MemorySource
 

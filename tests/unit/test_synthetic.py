@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamsgd.synthetic import (
+from streamsgd.datasets.synthetic_stream import (
     BLOCK_SIZE,
     DEMO_REGIME_SAMPLES,
     DRIFT_PERIOD_SAMPLES,
@@ -234,8 +234,10 @@ def test_demo_stream_is_the_stationary_stream_until_its_first_regime_change():
     )
     # Chunking-independent across a regime change, like every stream.
     a = demo.samples(DEMO_REGIME_SAMPLES - 700, DEMO_REGIME_SAMPLES + 700)
-    b = [demo.samples(DEMO_REGIME_SAMPLES - 700, DEMO_REGIME_SAMPLES + 5),
-         demo.samples(DEMO_REGIME_SAMPLES + 5, DEMO_REGIME_SAMPLES + 700)]  # fmt: skip
+    b = [
+        demo.samples(DEMO_REGIME_SAMPLES - 700, DEMO_REGIME_SAMPLES + 5),
+        demo.samples(DEMO_REGIME_SAMPLES + 5, DEMO_REGIME_SAMPLES + 700),
+    ]
     np.testing.assert_array_equal(a[1], np.concatenate([b[0][1], b[1][1]]))
     with pytest.raises(ValueError):
         SyntheticStream(2, regime_samples=-1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamsgd.checkpoint import ManifestFile
 from streamsgd.cli import entry_point
-from streamsgd.replica_agreement import ReplicaAgreement
+from streamsgd.distributed.agreement import ReplicaAgreement
 
 FAIL_MANIFEST = "fail-manifest"
 PERTURB = "perturb-rank-1"

@@ -1,5 +1,5 @@
-"""A replica loop over :class:`streamsgd.mpi.MpiCollective` that the distributed tests run
-under ``mpiexec``: one broadcast of an object, then one allreduce per step, with faults
+"""A replica loop over :class:`streamsgd.distributed.mpi.MpiCollective` that the distributed tests
+run under ``mpiexec``: one broadcast of an object, then one allreduce per step, with faults
 injected on command. Every process (the replacements too) appends its events as JSON lines to
 ``<out>/pid-<pid>.jsonl``.
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from streamsgd.collective import CollectiveTimeout, ReplicaFailure
-from streamsgd.mpi import MpiCollective, world_rank_and_size
+from streamsgd.distributed.collective import CollectiveTimeout, ReplicaFailure
+from streamsgd.distributed.mpi import MpiCollective, world_rank_and_size
 
 HANG_REPORT_SECONDS = 60
 GREETING = {"text": "state from rank 0", "values": [1.5, 2.5], "nested": {"k": (1, 2)}}

@@ -26,9 +26,9 @@ from streamsgd.config import ConfigError, train_config
 from streamsgd.core.controller import NoiseController, norm_test_batch_size
 from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
 from streamsgd.core.schedules import LearningRateSchedule
-from streamsgd.service import ServiceConfig, TrainingService
-from streamsgd.synthetic import DEMO_REGIME_SAMPLES, SyntheticStream, demo_stream
-from streamsgd.totals import Totals
+from streamsgd.datasets.synthetic_stream import DEMO_REGIME_SAMPLES, SyntheticStream, demo_stream
+from streamsgd.training.totals import Totals
+from streamsgd.training.trainer import ServiceConfig, TrainingService
 from tests.support.memory_source import MemorySource
 
 THETA = 0.9

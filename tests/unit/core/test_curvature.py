@@ -24,7 +24,7 @@ from streamsgd.core.curvature import (
     CurvatureEstimate,
 )
 from streamsgd.core.step import batch_sums
-from streamsgd.totals import Totals
+from streamsgd.training.totals import Totals
 
 N_FEATURES = 20
 L2 = 0.01

@@ -17,7 +17,7 @@ from streamsgd.core.row_scale import (
     squared_row_norms,
 )
 from streamsgd.core.sequential import learn_sequence
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 
 D = 5
 

@@ -9,7 +9,7 @@ import pytest
 
 from streamsgd import OnlineLogisticRegression, SparseRows
 from streamsgd.core.sequential import fast_path_unsupported, learn_sequence
-from streamsgd.synthetic import SyntheticStream
+from streamsgd.datasets.synthetic_stream import SyntheticStream
 
 RTOL = 1e-9
 

@@ -21,7 +21,7 @@ from streamsgd.cli.train import config_from_args
 from streamsgd.core.losses import sigmoid
 from streamsgd.core.sequential import fast_path_unsupported, learn_sequence
 from streamsgd.core.standardize import InputFrame, Standardizer
-from streamsgd.model_document import model_document
+from streamsgd.http.model_document import model_document
 
 D = 6
 SCALES = np.logspace(-3, 3, D)  # per-feature scales 1e-3 … 1e3

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .core.model import OnlineLogisticRegression
+from ..core.model import OnlineLogisticRegression
 
 # Label values of the skip and clip counters (the loop emits them; metrics initialise them).
 SKIP_REASONS = ("non_finite",)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.losses import sigmoid
-from .core.types import FloatArray
+from ..core.losses import sigmoid
+from ..core.types import FloatArray
 
 BLOCK_SIZE = 1024
 DRIFT_PERIOD_SAMPLES = 100_000

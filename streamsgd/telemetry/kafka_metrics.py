@@ -1,13 +1,13 @@
 """Prometheus metrics of what Kafka operations do to the trainer (issue 21): records that no
 longer exist when the trainer reaches them, partitions another group member holds. Beside
-:mod:`streamsgd.metrics`, on the same registry; the alert rules in deploy/prometheus watch
+:mod:`streamsgd.telemetry.metrics`, on the same registry; the alert rules in deploy/prometheus watch
 them."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .ports import Sensor
+from ..training.ports import Sensor
 
 # Why records were passed over unread: deleted by retention (or delete_records) before the
 # trainer read them.

@@ -8,9 +8,10 @@ Entries (JSON objects, in step order)::
 A step's samples are, per partition in ``ends``, the half-open range from the partition's
 previous position (the ``start`` entry's, or its last ``ends``) to its new one, where a
 position is the next record to read and how many of its samples were already taken
-(:class:`~streamsgd.buffer.Position`; rejected records in a range contribute nothing).
+(:class:`~streamsgd.training.buffer.Position`; rejected records in a range contribute nothing).
 Partitions a step did not move are left out. The union batch of step k is those ranges'
-samples, partitions in the exchange's order (:func:`~streamsgd.partitions.sorted_partitions`).
+samples, partitions in the exchange's order
+(:func:`~streamsgd.distributed.partitions.sorted_partitions`).
 
 :func:`replay_manifest` learns the entries' batches in one process: the model a replicated
 run must equal (up to the order of floating-point additions) — the tests' oracle.
@@ -21,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .buffer import MinibatchBuffer, Position, slice_rows
-from .codec import Decoder, Rejection, decode_poll
-from .core.model import OnlineLogisticRegression
+from ..codec import Decoder, Rejection, decode_poll
+from ..core.model import OnlineLogisticRegression
+from ..training.buffer import MinibatchBuffer, Position, slice_rows
+from ..training.ports import SourceRecord
 from .partitions import sorted_partitions
-from .ports import SourceRecord
 
 # Records of one partition with offsets first ≤ offset ≤ last, in order.
 RecordReader = Callable[[str, int, int], Sequence[SourceRecord]]

@@ -1,4 +1,4 @@
-"""A blocking MPI call bounded in time (:mod:`streamsgd.mpi`): no mpi4py import here."""
+"""A blocking MPI call bounded in time (:mod:`streamsgd.distributed.mpi`): no mpi4py import here."""
 
 from __future__ import annotations
 

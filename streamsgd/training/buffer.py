@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codec import DecodedRun
-from .core.sparse import SparseRows
-from .core.types import FloatArray
+from ..codec import DecodedRun
+from ..core.sparse import SparseRows
+from ..core.types import FloatArray
 
 Features = FloatArray | SparseRows
 
@@ -239,9 +239,14 @@ class MinibatchBuffer:
         stop = n if max_samples is None else min(n, first + max_samples)
         part = run if (first, stop) == (0, n) else _rows(run, first, stop)
         self.append(
-            part.X, part.y, part.weight, run.partition, run.first_offset,
-            first_sample=first, record_size=n,
-        )  # fmt: skip
+            part.X,
+            part.y,
+            part.weight,
+            run.partition,
+            run.first_offset,
+            first_sample=first,
+            record_size=n,
+        )
 
     def _append_records(self, run: DecodedRun, max_samples: int | None) -> None:
         """Single-sample records at consecutive offsets: one chunk."""

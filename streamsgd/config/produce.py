@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import PROGRESS_CHOICES, KafkaConnection, SyntheticStreamOptions
+from .kafka import KafkaConnection
 from .options import POSITIVE_FLOAT, POSITIVE_INT, ConfigError, Section, option
+from .run import PROGRESS_CHOICES
+from .source import SyntheticStreamOptions
 
 
 @dataclass(frozen=True, kw_only=True)

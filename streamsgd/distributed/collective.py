@@ -6,7 +6,7 @@ Every replica contributes one float64 buffer per step (its local per-batch sums,
 partitions' next offsets and ownership slots, a few control flags) and receives the
 element-wise sum over all replicas; every replica then applies the identical step, so the
 replicas hold byte-identical models. No engine is imported here: the MPI adapter
-(:mod:`streamsgd.mpi`) implements :class:`Collective` with mpi4py.
+(:mod:`streamsgd.distributed.mpi`) implements :class:`Collective` with mpi4py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .core.types import FloatArray
+from ..core.types import FloatArray
 
 
 class ReplicaFailure(RuntimeError):

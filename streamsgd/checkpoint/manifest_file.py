@@ -1,5 +1,5 @@
-"""The step manifest of a replicated run (:mod:`streamsgd.manifest`) as JSON Lines next to
-the checkpoint: ``DIR/manifest.jsonl``, written by the checkpoint's writer (rank 0).
+"""The step manifest of a replicated run (:mod:`streamsgd.distributed.step_manifest`) as JSON Lines
+next to the checkpoint: ``DIR/manifest.jsonl``, written by the checkpoint's writer (rank 0).
 
 Entries are appended and fsynced *before* the checkpoint that covers them is written, so the
 file always reaches at least the checkpoint's step. Steps past it (a crash between the two
@@ -19,7 +19,7 @@ MANIFEST_NAME = "manifest.jsonl"
 
 
 class ManifestFile:
-    """``directory/manifest.jsonl``: a :class:`~streamsgd.ports.ManifestLog`."""
+    """``directory/manifest.jsonl``: a :class:`~streamsgd.training.ports.ManifestLog`."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / MANIFEST_NAME

@@ -4,7 +4,7 @@ Every sample is scored with the weights *before* the step that learns it, so eac
 an honest out-of-sample prediction, as River's ``progressive_val_score`` computes it
 (Blum, Kalai, Langford 1999). The runner (:class:`ProgressiveValidation`) takes decoded runs
 (:func:`streamsgd.codec.decode_poll`), cuts them into minibatches with the service's
-:class:`~streamsgd.buffer.MinibatchBuffer`, and for each minibatch of m samples
+:class:`~streamsgd.training.buffer.MinibatchBuffer`, and for each minibatch of m samples
 
 1. scores it: z = X w + b with :meth:`OnlineLogisticRegression.decision_function`, the
    *unclipped* score that ``/predict`` answers (the step itself scores the rows scaled by the
@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..codec import Decoded, DecodedRun, Rejection
+from ..core.losses import log_loss, sigmoid
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.types import FloatArray
 from .buffer import MinibatchBuffer
-from .codec import Decoded, DecodedRun, Rejection
-from .core.losses import log_loss, sigmoid
-from .core.model import BatchStats, OnlineLogisticRegression
-from .core.types import FloatArray
 
 __all__ = [
     "ProgressiveResult",

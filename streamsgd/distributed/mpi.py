@@ -1,4 +1,5 @@
-"""The MPI adapter of :class:`~streamsgd.collective.Collective` (issue 11): mpi4py over Open MPI
+"""The MPI adapter of :class:`~streamsgd.distributed.collective.Collective` (issue 11): mpi4py over
+Open MPI
 with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py:
 importing it raises ImportError without mpi4py; MPI is initialised (``mpi4py.MPI`` imported)
 only when a collective is built. Nothing imports this module but a distributed run.
@@ -44,8 +45,8 @@ from typing import Any, TypeVar
 import mpi4py  # the package only: MPI is initialised by importing mpi4py.MPI, in _mpi()
 import numpy as np
 
+from ..core.types import FloatArray
 from .collective import CollectiveTimeout, ReplicaFailure, check_quorum
-from .core.types import FloatArray
 from .mpi_bounded import _bounded
 
 T = TypeVar("T")
@@ -125,7 +126,8 @@ def _finalize_within(timeout_seconds: int) -> None:
 
 
 class MpiCollective:
-    """A :class:`~streamsgd.collective.Collective` over MPI: a duplicate of ``COMM_WORLD``,
+    """A :class:`~streamsgd.distributed.collective.Collective` over MPI: a duplicate of
+    ``COMM_WORLD``,
     or, in a replacement spawned by :meth:`recover`, the survivors and replacements merged.
 
     Parameters

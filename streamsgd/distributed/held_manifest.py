@@ -1,6 +1,7 @@
 """The step manifest entries a replica holds until rank 0 has them on disk (issue 20).
 
-Every replica records the entry of every step it applies (:mod:`streamsgd.manifest`). Rank
+Every replica records the entry of every step it applies
+(:mod:`streamsgd.distributed.step_manifest`). Rank
 0 appends its entries to the manifest file (fsync) before each checkpoint; the others keep
 theirs until rank 0 *confirms*, in a later step's exchange (the ``durable`` slot), that the
 file is durable through a step. Whichever replica is rank 0 after a failure therefore holds
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..training.ports import ManifestLog
 from .collective import ReplicaStop
-from .manifest import last_step
-from .ports import ManifestLog
+from .step_manifest import last_step
 
 NOTHING_DURABLE = -1
 

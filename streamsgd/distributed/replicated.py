@@ -1,8 +1,8 @@
 """N replicas of one trainer holding one model: synchronous data-parallel steps through a
-:class:`~streamsgd.collective.Collective` (docs/design.md, Scaling out).
+:class:`~streamsgd.distributed.collective.Collective` (docs/design.md, Scaling out).
 
-Each replica reads the partitions :func:`~streamsgd.partitions.assign_partitions` gives its
-rank (never group rebalancing), fills its share of the global minibatch of M samples (or
+Each replica reads the partitions :func:`~streamsgd.distributed.partitions.assign_partitions` gives
+its rank (never group rebalancing), fills its share of the global minibatch of M samples (or
 waits at most ``max_wait_seconds``), and contributes the sums of its share with the next
 position of every partition it owns to ONE allreduce per step (:mod:`.exchange`). Every
 replica then applies the identical step: the single-trainer step on the union batch, so the
@@ -25,17 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from .buffer import MinibatchBuffer, Position
+from ..core.reduction import local_sums, reduced_sums
+from ..core.step import BatchStats
+from ..training.buffer import MinibatchBuffer, Position
+from ..training.ports import Fence, ManifestLog
+from ..training.trainer import FinalCheckpointError
+from .agreement import DEFAULT_CHECK_EVERY_STEPS, ReplicaAgreement
 from .collective import Collective, ReplicaFailure, Unsupervised
-from .core.reduction import local_sums, reduced_sums
-from .core.step import BatchStats
 from .exchange import Control, Exchange, ExchangeLayout, waits
-from .manifest import start_entry, step_entry
+from .held_manifest import ManifestGap, PendingManifest
 from .partitions import assign_partitions, sorted_partitions
-from .ports import Fence, ManifestLog
-from .replica_agreement import DEFAULT_CHECK_EVERY_STEPS, ReplicaAgreement
-from .replica_manifest import ManifestGap, PendingManifest
-from .service import FinalCheckpointError
+from .step_manifest import start_entry, step_entry
 
 log = logging.getLogger("streamsgd.replicated")
 
@@ -49,7 +49,7 @@ class ReplicatedService(ReplicaAgreement):
     ----------
     source : PartitionedSource
     collective : Collective
-        (:class:`~streamsgd.replica_intake.ReplicaIntake`: each replica's own records.)
+        (:class:`~streamsgd.distributed.intake.ReplicaIntake`: each replica's own records.)
     open_checkpoint_store : callable, optional
         Opens the checkpoint store; called by whichever replica is rank 0 (at the start, or
         after rank 0 failed). The checkpoint holds the state of all replicas.
@@ -349,7 +349,7 @@ class ReplicatedService(ReplicaAgreement):
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         """Step with the other replicas until they agree to stop; rank 0 then writes the
-        final checkpoint (raises :class:`~streamsgd.service.FinalCheckpointError` there
+        final checkpoint (raises :class:`~streamsgd.training.trainer.FinalCheckpointError` there
         when it cannot)."""
         try:
             self._join()

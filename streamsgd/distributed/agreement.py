@@ -1,10 +1,11 @@
-"""What the replicas of a job agree on besides each step (:mod:`streamsgd.replicated`):
+"""What the replicas of a job agree on besides each step (:mod:`streamsgd.distributed.replicated`):
 that they hold the same θ, the job's partition list, and who writes the checkpoint (the
 writer lock, which is also the quorum's lease, and the fence's generation).
 
 **Digests.** Every ``check_every_steps`` steps and in the exchange after every checkpoint,
 each replica puts a digest of its θ in its own slot of the step's exchange
-(:func:`~streamsgd.exchange.theta_digest`); every replica then sees all of them. Replicas
+(:func:`~streamsgd.distributed.exchange.theta_digest`); every replica then sees all of them.
+Replicas
 stay byte-identical only if every host computes a step bit for bit alike (numpy's SIMD paths
 differ between CPUs); when the digests differ, every replica adopts rank 0's model by one
 broadcast, counts it (``streamsgd_replica_divergences_total``) and logs it. The step of that
@@ -22,11 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .core.model import OnlineLogisticRegression
+from ..core.model import OnlineLogisticRegression
+from ..training.ports import Fence
 from .exchange import theta_digest
+from .intake import ReplicaIntake
 from .partitions import sorted_partitions
-from .ports import Fence
-from .replica_intake import ReplicaIntake
 
 log = logging.getLogger("streamsgd.replicated")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .core.model import OnlineLogisticRegression
-from .core.types import FloatArray
+from ..core.model import OnlineLogisticRegression
+from ..core.types import FloatArray
 
 
 def finite_or_none(value: float | np.floating[Any]) -> float | None:

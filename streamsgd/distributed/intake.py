@@ -1,5 +1,5 @@
-"""What each replica of a replicated job does alone (:mod:`streamsgd.replicated`): read its
-partitions, decode, dead-letter, and buffer its share of the next global minibatch.
+"""What each replica of a replicated job does alone (:mod:`streamsgd.distributed.replicated`): read
+its partitions, decode, dead-letter, and buffer its share of the next global minibatch.
 
 A replica never learns on its own: :meth:`ReplicaIntake._learn_ready` does nothing, and the
 replicated loop takes the share for the step's exchange. Rejections are counted locally
@@ -12,11 +12,11 @@ import logging
 import math
 from typing import Any
 
-from .codec import RecordRejected
+from ..codec import RecordRejected
+from ..training.ports import PartitionedSource, SourceRecord
+from ..training.trainer import TrainingService
 from .collective import Collective
 from .exchange import sample_share
-from .ports import PartitionedSource, SourceRecord
-from .service import TrainingService
 
 DEFAULT_MAX_WAIT_SECONDS = 0.5  # a replica with few records holds the others this long at most
 

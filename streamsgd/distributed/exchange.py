@@ -1,5 +1,5 @@
 """What replicas exchange per step, besides the model's sums: one float64 vector, reduced by
-one allreduce-sum (:mod:`streamsgd.collective`).
+one allreduce-sum (:mod:`streamsgd.distributed.collective`).
 
 Layout (P partitions in a fixed order, N replicas)::
 
@@ -21,12 +21,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .buffer import Position
-from .core.types import FloatArray
+from ..core.types import FloatArray
+from ..training.buffer import Position
 
 CONTROL = (
-    "rejected", "stop", "exhausted", "checkpoint", "undelivered", "durable", "repartition",
-)  # fmt: skip
+    "rejected",
+    "stop",
+    "exhausted",
+    "checkpoint",
+    "undelivered",
+    "durable",
+    "repartition",
+)
 DIGEST_BITS = 52  # a digest slot holds an integer below 2**52: exact in a float64 sum
 
 

@@ -26,19 +26,31 @@ from prometheus_client import (
     generate_latest,
 )
 
-from . import __version__
-from .codec import REJECT_REASONS
-from .core.controller import norm_test_batch_size
-from .core.model import BatchStats, OnlineLogisticRegression
-from .core.row_scale import vector_norm
-from .core.sequential import SequenceStats
-from .ports import Sensor
+from .. import __version__
+from ..codec import REJECT_REASONS
+from ..core.controller import norm_test_batch_size
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.row_scale import vector_norm
+from ..core.sequential import SequenceStats
+from ..training.ports import Sensor
+from ..training.totals import CLIP_REASONS, SKIP_REASONS
 from .replica_metrics import ReplicaMetrics
-from .totals import CLIP_REASONS, SKIP_REASONS
 
 UPDATE_DURATION_BUCKETS = (
-    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0,
-)  # fmt: skip
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    0.1,
+    1.0,
+)
 
 
 def _finite(value: float) -> float:
@@ -59,8 +71,9 @@ class PrometheusSensor(Sensor):
         if process_collectors:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
-        build = self._gauge("streamsgd_build_info", "streamsgd build; value 1",
-                            ["version", "python_version"])  # fmt: skip
+        build = self._gauge(
+            "streamsgd_build_info", "streamsgd build; value 1", ["version", "python_version"]
+        )
         build.labels(__version__, platform.python_version()).set(1)
         self._init_records()
         self._init_steps()

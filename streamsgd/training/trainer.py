@@ -1,6 +1,6 @@
 """The run loop: poll → decode → buffer → learn → metrics → checkpoint → commit.
 
-Written against the ports of :mod:`streamsgd.ports`, so embedded sources, Kafka,
+Written against the ports of :mod:`streamsgd.training.ports`, so embedded sources, Kafka,
 Prometheus and the checkpoint directory plug in without the loop knowing any library.
 Decoding is one call per poll (:func:`~streamsgd.codec.decode_poll`): runs go to the buffer,
 rejections to the dead-letter sink. A skipped step (one that would make the weights
@@ -16,21 +16,30 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..codec import Decoder, RecordRejected, Rejection, decode_poll
+from ..core.controller import NoiseController
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
+from ..core.sequential import SequenceStats, learn_sequence
 from .buffer import MinibatchBuffer, Position
-from .codec import Decoder, RecordRejected, Rejection, decode_poll
-from .core.controller import NoiseController
-from .core.model import BatchStats, OnlineLogisticRegression
-from .core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
-from .core.sequential import SequenceStats, learn_sequence
 from .ports import CheckpointError, CheckpointStore, DeadLetterSink, Sensor, Source, SourceRecord
-from .service_config import ServiceConfig
+from .settings import ServiceConfig
 from .totals import Totals, progressive_log_loss
 
 log = logging.getLogger("streamsgd.service")
 
-__all__ = ["CheckpointStore", "DeadLetterSink", "FinalCheckpointError", "Sensor",
-           "ServiceConfig", "Source", "SourceRecord", "Totals", "TrainingService",
-           "progressive_log_loss"]  # fmt: skip
+__all__ = [
+    "CheckpointStore",
+    "DeadLetterSink",
+    "FinalCheckpointError",
+    "Sensor",
+    "ServiceConfig",
+    "Source",
+    "SourceRecord",
+    "Totals",
+    "TrainingService",
+    "progressive_log_loss",
+]
 
 
 class FinalCheckpointError(RuntimeError):

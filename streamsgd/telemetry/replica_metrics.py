@@ -1,14 +1,14 @@
 """The metrics of a replicated job (docs/design.md, Scaling out; docs/metrics.md): world size,
 global step, membership changes, exchange and wait times, manifest write failures and
-replica divergences. Part of :class:`~streamsgd.metrics.PrometheusSensor`; a single process
-exports world size 1 and zeros."""
+replica divergences. Part of :class:`~streamsgd.telemetry.metrics.PrometheusSensor`; a single
+process exports world size 1 and zeros."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-# Makers of the Prometheus client's metrics, given by streamsgd.metrics (the library's one
+# Makers of the Prometheus client's metrics, given by streamsgd.telemetry.metrics (the library's one
 # adapter): counter(name, doc), gauge(name, doc, labels), histogram(name, doc).
 Maker = Callable[..., Any]
 

@@ -1,5 +1,5 @@
 """The ports of the run loop: what a source, a checkpoint store, a dead-letter sink and a
-sensor must offer. The loop (:mod:`streamsgd.service`) is written against these alone; the
+sensor must offer. The loop (:mod:`streamsgd.training.trainer`) is written against these alone; the
 adapters (Kafka, files, Prometheus, the checkpoint directory) implement them.
 """
 
@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..codec import Samples
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.sequential import SequenceStats
 from .buffer import Position
-from .codec import Samples
-from .core.model import BatchStats, OnlineLogisticRegression
-from .core.sequential import SequenceStats
 
 
 class CheckpointError(RuntimeError):
@@ -176,11 +176,13 @@ class Fence(Protocol):
         """Claim the next generation for this writer."""
 
     def check(self) -> None:
-        """Raise (a :class:`~streamsgd.collective.ReplicaStop`) if a newer writer exists."""
+        """Raise (a :class:`~streamsgd.distributed.collective.ReplicaStop`) if a newer writer
+        exists."""
 
 
 class ManifestLog(Protocol):
-    """The durable record of which samples each step took (:mod:`streamsgd.manifest`)."""
+    """The durable record of which samples each step took
+    (:mod:`streamsgd.distributed.step_manifest`)."""
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         """Add entries durably (before the checkpoint covering them is written)."""

@@ -1,5 +1,5 @@
 """How the run loop batches and checkpoints (:class:`ServiceConfig`), apart from the loop
-itself (:mod:`streamsgd.service`, which re-exports it)."""
+itself (:mod:`streamsgd.training.trainer`, which re-exports it)."""
 
 from __future__ import annotations
 

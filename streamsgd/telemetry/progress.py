@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from .core.model import BatchStats, OnlineLogisticRegression
-from .core.sequential import SequenceStats
-from .ports import Sensor
+from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.sequential import SequenceStats
+from ..training.ports import Sensor
 
 
 class _ProgressCounts(Sensor):
@@ -98,7 +98,7 @@ class ProgressLog(_ProgressCounts):
 
     The record carries ``fields`` (samples, samples_per_second, updates,
     progressive_log_loss, rejected, and lag_records once the source reported it), which the
-    JSON log format (:mod:`streamsgd.logs`) writes as keys of the line's object.
+    JSON log format (:mod:`streamsgd.telemetry.logs`) writes as keys of the line's object.
     """
 
     def __init__(
