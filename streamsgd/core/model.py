@@ -238,7 +238,7 @@ class OnlineLogisticRegression(LinearScorer):
         self.n_samples_seen += m
         self.inputs.fold_batch(sums.moments)
         if self.clip_norm_ratio > 0.0:
-            self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
+            self.row_scale = next_scale(self.row_scale, sums.n_above_scale / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         changes = self.gradient_stats.change.n_changes
         if math.isfinite(sums.gradient_squared_norm_sum):
