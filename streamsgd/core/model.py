@@ -236,7 +236,12 @@ class OnlineLogisticRegression(LinearScorer):
         optim.adopt(proposal)
         self.n_updates += 1
         self.n_samples_seen += m
-        self.inputs.fold_batch(sums.moments)
+        reframe = self.inputs.fold_batch(sums.moments)
+        if reframe is not None:  # the standardiser's restart took over (.standardize)
+            with self._lock:
+                self._theta = reframe.theta(self._theta)
+            if optim.accumulator is not None:
+                optim.accumulator = reframe.accumulators(optim.accumulator)
         if self.clip_norm_ratio > 0.0:
             self.row_scale = next_scale(self.row_scale, sums.n_above_scale / m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
