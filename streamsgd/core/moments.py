@@ -1,5 +1,6 @@
-"""The standardiser's additive moment sums and the frame (μ, σ, 1/σ) they define
-(:mod:`.standardize` has the formulas and the reasons)."""
+"""The standardiser's additive moment sums, the frame (μ, σ, 1/σ) they define, and the
+re-expression of θ when the frame is replaced (:mod:`.standardize` has the formulas and the
+reasons)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,35 @@ def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -
     scale = np.where(usable, scale, 0.0)
     inverse_scale = np.divide(1.0, scale, out=np.zeros_like(scale), where=usable)
     return Frame(mean, scale, inverse_scale, np.flatnonzero(~usable).astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Reframe:
+    """The re-expression of θ = [w ; b] when the frame changes from ``old`` to ``new``::
+
+        w'_j = w_j σ'_j/σ_j,    b' = b + Σ_j w_j (μ'_j − μ_j)/σ_j
+
+    over the features usable in both frames (others keep w_j), so that wᵀz + b is unchanged.
+    AdaGrad's accumulators A_j (in units of g_j², g_j ∝ z_j) scale by (σ_j/σ'_j)².
+    """
+
+    old: Frame
+    new: Frame
+
+    def factors(self) -> FloatArray:
+        """σ'_j/σ_j where both are usable, else 1; shape (d,)."""
+        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
+        return np.where(both, self.new.scale * self.old.inverse_scale, 1.0)
+
+    def theta(self, theta: FloatArray) -> FloatArray:
+        """θ' for θ, shape (d + 1,) (a new array)."""
+        w = theta[:-1]
+        moved = (self.new.mean - self.old.mean) * self.old.inverse_scale
+        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
+        intercept = theta[-1] + float(w[both] @ moved[both])
+        return np.append(w * self.factors(), intercept)
+
+    def accumulators(self, accumulated: FloatArray) -> FloatArray:
+        """A' for AdaGrad's A, shape (d + 1,) (the intercept's unchanged)."""
+        factors = self.factors()
+        return np.append(accumulated[:-1] / (factors * factors), accumulated[-1])

@@ -65,7 +65,6 @@ Ross, Mineiro and Langford 2013) already adapts to.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,6 +75,7 @@ from .moments import (
     SCORE_LIMIT,
     Frame,
     MomentSums,
+    Reframe,
     frame_of,
 )
 from .sparse import SparseRows
@@ -89,6 +89,7 @@ __all__ = [
     "Frame",
     "InputFrame",
     "MomentSums",
+    "Reframe",
     "Standardizer",
     "frame_of",
     "input_frame",
@@ -151,38 +152,6 @@ restart at n = 64, m = 32, or after 4 batches of m = 256, changed nothing)."""
 
 RESTART_SWITCH = 32
 """Samples the restarted statistics hold before they define the frame."""
-
-
-@dataclass(frozen=True)
-class Reframe:
-    """The re-expression of θ = [w ; b] when the frame changes from ``old`` to ``new``::
-
-        w'_j = w_j σ'_j/σ_j,    b' = b + Σ_j w_j (μ'_j − μ_j)/σ_j
-
-    over the features usable in both frames (others keep w_j), so that wᵀz + b is unchanged.
-    AdaGrad's accumulators A_j (in units of g_j², g_j ∝ z_j) scale by (σ_j/σ'_j)².
-    """
-
-    old: Frame
-    new: Frame
-
-    def factors(self) -> FloatArray:
-        """σ'_j/σ_j where both are usable, else 1; shape (d,)."""
-        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
-        return np.where(both, self.new.scale * self.old.inverse_scale, 1.0)
-
-    def theta(self, theta: FloatArray) -> FloatArray:
-        """θ' for θ, shape (d + 1,) (a new array)."""
-        w = theta[:-1]
-        moved = (self.new.mean - self.old.mean) * self.old.inverse_scale
-        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
-        intercept = theta[-1] + float(w[both] @ moved[both])
-        return np.append(w * self.factors(), intercept)
-
-    def accumulators(self, accumulated: FloatArray) -> FloatArray:
-        """A' for AdaGrad's A, shape (d + 1,) (the intercept's unchanged)."""
-        factors = self.factors()
-        return np.append(accumulated[:-1] / (factors * factors), accumulated[-1])
 
 
 class Standardizer(InputFrame):
