@@ -10,6 +10,7 @@ from typing import Any
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
 from ..checkpoint.generation import GenerationFence
 from ..config import TrainConfig
+from ..distributed.agreement import PARTITIONS_CHECK_SECONDS
 from ..distributed.collective import Collective
 from .errors import UsageError
 
@@ -61,6 +62,9 @@ def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, 
         "manifest": ManifestFile(directory) if directory else None,
         "check_every_steps": config.distributed.replica_check_steps,
         "fence": GenerationFence(directory) if directory else None,
+        "partitions_check_seconds": min(
+            config.kafka.metadata_max_age_seconds, PARTITIONS_CHECK_SECONDS
+        ),
     }
 
 

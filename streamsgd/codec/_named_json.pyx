@@ -393,20 +393,21 @@ cdef struct Features:
     Py_ssize_t capacity
 
 
+cdef inline int _resize(void** block, Py_ssize_t n, size_t item) noexcept nogil:
+    """``*block`` reallocated to n items of ``item`` bytes (DECLINE, block kept, if not)."""
+    cdef void* grown = realloc(block[0], n * item)
+    if grown == NULL:
+        return DECLINE
+    block[0] = grown
+    return OK
+
+
 cdef int _grow_features(Features* f) noexcept nogil:
     cdef Py_ssize_t capacity = 64 if f.capacity == 0 else 2 * f.capacity
-    cdef void* keys = realloc(f.keys, capacity * sizeof(uint64_t))
-    if keys == NULL:
+    if (_resize(<void**>&f.keys, capacity, sizeof(uint64_t)) != OK
+            or _resize(<void**>&f.key_hashes, capacity, sizeof(uint64_t)) != OK
+            or _resize(<void**>&f.values, capacity, sizeof(double)) != OK):
         return DECLINE
-    f.keys = <uint64_t*>keys
-    keys = realloc(f.key_hashes, capacity * sizeof(uint64_t))
-    if keys == NULL:
-        return DECLINE
-    f.key_hashes = <uint64_t*>keys
-    keys = realloc(f.values, capacity * sizeof(double))
-    if keys == NULL:
-        return DECLINE
-    f.values = <double*>keys
     f.capacity = capacity
     return OK
 
@@ -516,17 +517,11 @@ cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
     cdef Py_ssize_t k, capacity
     cdef uint64_t bucket, previous = <uint64_t>(-1)
     cdef double total = 0.0
-    cdef void* grown
     if out.size + f.n > out.capacity:
         capacity = 2 * out.capacity + f.n
-        grown = realloc(out.indices, capacity * sizeof(int64_t))
-        if grown == NULL:
+        if (_resize(<void**>&out.indices, capacity, sizeof(int64_t)) != OK
+                or _resize(<void**>&out.values, capacity, sizeof(double)) != OK):
             return DECLINE
-        out.indices = <int64_t*>grown
-        grown = realloc(out.values, capacity * sizeof(double))
-        if grown == NULL:
-            return DECLINE
-        out.values = <double*>grown
         out.capacity = capacity
     _sort(f.keys, f.n)  # by bucket, then by position: a stable order within a bucket
     for k in range(f.n):
@@ -618,6 +613,37 @@ cdef int _record(Cursor* c, Features* f, KeySet* seen, double max_weight, uint32
     return _distinct_keys(f, seen)
 
 
+cdef struct Spans:
+    const unsigned char** ptrs   # each record's first byte (NULL: declined)
+    Py_ssize_t* sizes            # and its length
+
+
+cdef int _open_spans(Spans* spans, Py_ssize_t n) except -1:
+    spans.ptrs = <const unsigned char**>malloc((n + 1) * sizeof(void*))
+    spans.sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
+    if spans.ptrs == NULL or spans.sizes == NULL:
+        free(spans.ptrs)
+        free(spans.sizes)
+        raise MemoryError()
+    return 0
+
+
+cdef tuple _parse_spans(Spans* spans, Py_ssize_t n, int hash_bits,
+                        Py_ssize_t max_record_bytes, double max_weight):
+    """:func:`_parse` of the n records of ``spans`` (freed here): the one record loop of
+    :func:`parse_named` and :func:`parse_named_lines`."""
+    cdef Py_ssize_t i, longest = 0
+    try:
+        for i in range(n):
+            if spans.sizes[i] <= max_record_bytes and spans.sizes[i] > longest:
+                longest = spans.sizes[i]
+        return _parse(spans.ptrs, spans.sizes, n, longest, hash_bits, max_record_bytes,
+                      max_weight)
+    finally:
+        free(spans.ptrs)
+        free(spans.sizes)
+
+
 def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double max_weight):
     """Parse record values of the named form into CSR rows.
 
@@ -645,29 +671,19 @@ def parse_named(list values, int hash_bits, Py_ssize_t max_record_bytes, double 
     has_weight : ndarray of uint8, shape (n_accepted,)
         1 where the record gave a weight.
     """
-    cdef Py_ssize_t n = len(values), i, size, longest = 0
+    cdef Py_ssize_t n = len(values), i
     cdef object value
-    cdef const unsigned char** ptrs = <const unsigned char**>malloc((n + 1) * sizeof(void*))
-    cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-    if ptrs == NULL or sizes == NULL:
-        free(ptrs)
-        free(sizes)
-        raise MemoryError()
-    try:
-        for i in range(n):
-            value = values[i]
-            ptrs[i] = NULL  # declined: not bytes (a tombstone, a truncated value)
-            sizes[i] = 0
-            if PyBytes_CheckExact(value):
-                # A bytes object's data end in a NUL, which the scanning loops stop at.
-                ptrs[i] = <const unsigned char*>PyBytes_AS_STRING(value)
-                sizes[i] = size = PyBytes_GET_SIZE(value)
-                if size <= max_record_bytes and size > longest:
-                    longest = size
-        return _parse(ptrs, sizes, n, longest, hash_bits, max_record_bytes, max_weight)
-    finally:
-        free(ptrs)
-        free(sizes)
+    cdef Spans spans
+    _open_spans(&spans, n)
+    for i in range(n):
+        value = values[i]
+        if PyBytes_CheckExact(value):
+            # A bytes object's data end in a NUL, which the scanning loops stop at.
+            spans.ptrs[i] = <const unsigned char*>PyBytes_AS_STRING(value)
+            spans.sizes[i] = PyBytes_GET_SIZE(value)
+        else:  # declined: not bytes (a tombstone, a truncated value)
+            spans.ptrs[i], spans.sizes[i] = NULL, 0
+    return _parse_spans(&spans, n, hash_bits, max_record_bytes, max_weight)
 
 
 def parse_named_lines(bytes buffer, cnp.int64_t[::1] starts, cnp.int64_t[::1] ends,
@@ -675,32 +691,20 @@ def parse_named_lines(bytes buffer, cnp.int64_t[::1] starts, cnp.int64_t[::1] en
     """:func:`parse_named` of the lines ``buffer[starts[k]:ends[k]]`` of one chunk, without a
     bytes object per line. Each line must be followed by its ``\\n`` (``buffer[ends[k]]``),
     which stops the scanning loops as a bytes object's NUL does."""
-    cdef Py_ssize_t n = starts.shape[0], k, longest = 0, size
+    cdef Py_ssize_t n = starts.shape[0], k
     cdef Py_ssize_t length = len(buffer)
     cdef const unsigned char* base = <const unsigned char*>PyBytes_AS_STRING(buffer)
-    cdef const unsigned char** ptrs
-    cdef Py_ssize_t* sizes
+    cdef Spans spans
     if ends.shape[0] != n:
         raise ValueError("starts and ends differ in length")
     for k in range(n):
         if not (0 <= starts[k] <= ends[k] < length and base[ends[k]] == 10):
             raise ValueError("every line must lie in the buffer and end with a newline")
-    ptrs = <const unsigned char**>malloc((n + 1) * sizeof(void*))
-    sizes = <Py_ssize_t*>malloc((n + 1) * sizeof(Py_ssize_t))
-    if ptrs == NULL or sizes == NULL:
-        free(ptrs)
-        free(sizes)
-        raise MemoryError()
-    try:
-        for k in range(n):
-            ptrs[k] = base + starts[k]
-            sizes[k] = size = ends[k] - starts[k]
-            if size <= max_record_bytes and size > longest:
-                longest = size
-        return _parse(ptrs, sizes, n, longest, hash_bits, max_record_bytes, max_weight)
-    finally:
-        free(ptrs)
-        free(sizes)
+    _open_spans(&spans, n)
+    for k in range(n):
+        spans.ptrs[k] = base + starts[k]
+        spans.sizes[k] = ends[k] - starts[k]
+    return _parse_spans(&spans, n, hash_bits, max_record_bytes, max_weight)
 
 
 def line_bounds(bytes chunk):

@@ -26,6 +26,7 @@ cdef struct Lazy:
     bint track_mean      # M is kept (statistics, no m ≥ 2 batch seen)
     bint track_weights   # P and V are kept (and λ₂ > 0)
     double since_resync
+    double since_fold    # samples since the state was last canonical
     Table table          # finds a repeated column in a row (_online_rows)
     long long* cols      # scratch: the row's distinct columns
     double* xs           # scratch: their (clipped) values

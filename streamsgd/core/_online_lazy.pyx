@@ -4,8 +4,11 @@ the coordinates a row does not touch deferred (the ideas of scikit-learn's ``Wei
 and of Tsuruoka, Tsujii and Ananiadou 2009; the code is this project's own):
 
 * **Lazy L2.** w = σ v: the shrink w ← (1 − ηλ₂) w of every coordinate is σ ← (1 − ηλ₂) σ,
-  and a touched coordinate is stored as v_j = w_j / σ. σ is folded back into v (O(d)) when
-  it falls below 1e-100, and at the end of the call (:func:`canonical`).
+  and a touched coordinate is stored as v_j = w_j / σ. σ is folded back into v (O(d),
+  :func:`canonical`) when it falls below 1e-100 and every 65,536 samples — points that
+  depend on the stream only, never on how it is cut into calls: between calls the state
+  stays deferred (the model carries it, :mod:`.deferred`), and is folded only where θ is
+  read densely or changed by another kind of step.
 * **Cumulative L1.** The prox of the untouched coordinates composes:
   prox_a(prox_b(v)) = prox_{a+b}(v). With SGD the threshold of step t in v units is
   η_t λ₁ / σ_{t+1}; with AdaGrad (no L2 then) it is η_t λ₁ / (√G_j + ε) with G_j constant
@@ -69,5 +72,6 @@ cdef void canonical(Lazy* k, bint resync_sums) noexcept nogil:
             k.mvec[j] = k.mvec[j] * mu
     k.sigma = k.mu = 1.0
     k.total = 0.0
+    k.since_fold = 0.0
     if resync_sums:
         resync(k)

@@ -14,6 +14,9 @@ from libc.math cimport fabs, isinf, sqrt
 from libc.stdlib cimport free, malloc
 
 
+cdef Py_ssize_t SHORT_ROW = 32   # rows up to this long are checked pair by pair
+
+
 cdef inline Py_ssize_t _home(long long j, Py_ssize_t size) noexcept nogil:
     return <Py_ssize_t>((<unsigned long long>j * 0x9E3779B97F4A7C15ULL) >> 32) & (size - 1)
 
@@ -60,6 +63,24 @@ cdef void _sort_row(long long* cols, double* xs, Py_ssize_t n) noexcept nogil:
         cols[b + 1], xs[b + 1] = j, v
 
 
+cdef inline bint _distinct(const long long* indices, Py_ssize_t n) noexcept nogil:
+    """Whether the n columns are distinct, found without the table for the rows that are
+    cheap to check: strictly increasing ones (the codec's rows) and short ones (all pairs,
+    branch-free within a pair of loops); False (use the table) for the others."""
+    cdef Py_ssize_t a, b
+    cdef bint increasing = True, same = False
+    for a in range(1, n):
+        increasing = increasing and indices[a] > indices[a - 1]
+    if increasing:
+        return True
+    if n > SHORT_ROW:
+        return False
+    for a in range(1, n):
+        for b in range(a):
+            same = same | (indices[a] == indices[b])
+    return not same
+
+
 cdef Py_ssize_t read_row(Table* t, const long long* indices, const double* values, Py_ssize_t n,
                          long long* cols, double* xs, double* squared) noexcept nogil:
     """The row's distinct columns and their summed values into ``cols``, ``xs``; returns
@@ -68,6 +89,13 @@ cdef Py_ssize_t read_row(Table* t, const long long* indices, const double* value
     cdef long long j
     cdef bint repeats = False
     cdef double total = 0.0
+    if _distinct(indices, n):  # the usual row: no column to merge, no table to fill
+        for e in range(n):
+            cols[e] = indices[e]
+            xs[e] = values[e]
+            total += xs[e] * xs[e]
+        squared[0] = total
+        return n
     for e in range(n):
         j = indices[e]
         slot = _home(j, t.size)

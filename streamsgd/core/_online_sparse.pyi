@@ -17,5 +17,10 @@ def run_sparse(
     stats: _F,
     scalars: _F,
     losses: _F,
-    period: int = 0,
+    carry: _F,
+    last: _F,
 ) -> tuple[int, int, int, int]: ...
+
+CARRY_SLOTS: int
+
+def fold(theta: _F, accum: _F, mean: _F, settings: _F, carry: _F, last: _F) -> None: ...

@@ -206,83 +206,147 @@ cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_
         _statistics(k, idx, nnz, r, gb, r * r * c.squared)
 
 
+cdef enum:
+    # Slots of the float64 vector that carries the deferred state from one call to the
+    # next (the model holds it between calls: :mod:`.deferred`).
+    N_CARRY_SLOTS = 9
+
+CARRY_SLOTS = N_CARRY_SLOTS
+cdef double FOLD_STEPS = 65536.0   # the state is made canonical every this many samples
+
+
+cdef void _load_carry(Lazy* k, const double* carry) noexcept nogil:
+    """The deferred state a previous call left (slot 0 = 1), or a canonical start."""
+    if carry[0] == 0.0:
+        k.sigma, k.mu, k.total, k.since_fold = 1.0, 1.0, 0.0, 0.0
+        resync(k)
+        return
+    k.sigma, k.mu, k.total = carry[1], carry[2], carry[3]
+    k.mean_norm, k.cross, k.weight_norm = carry[4], carry[5], carry[6]
+    k.since_resync, k.since_fold = carry[7], carry[8]
+
+
+cdef void _store_carry(const Lazy* k, double* carry) noexcept nogil:
+    carry[0] = 1.0
+    carry[1], carry[2], carry[3] = k.sigma, k.mu, k.total
+    carry[4], carry[5], carry[6] = k.mean_norm, k.cross, k.weight_norm
+    carry[7], carry[8] = k.since_resync, k.since_fold
+
+
 cdef int _open(Lazy* k, const long long[::1] indptr, double[::1] theta, double[::1] accum,
                double[::1] mean, const double[::1] settings, double[::1] stats,
-               double[::1] scalars) except -1:
+               double[::1] scalars, const double[::1] carry, double[::1] last) except -1:
     cdef Py_ssize_t longest = longest_row(indptr)
     if settings.shape[0] != N_SETTINGS_SLOTS or stats.shape[0] != N_STATS_SLOTS:
         raise ValueError("settings or statistics vector of the wrong length")
+    if carry.shape[0] != N_CARRY_SLOTS:
+        raise ValueError("carry vector of the wrong length")
     load_settings(&k.s, &settings[0])
     load_stats(&k.st, &stats[0])
     k.d = theta.shape[0] - 1
     if mean.shape[0] != k.d + 1 or (k.s.adagrad and accum.shape[0] != k.d + 1):
         raise ValueError("state arrays of the wrong length")
+    if k.s.l1 != 0.0 and last.shape[0] != k.d:
+        raise ValueError("L1: the last-update array must have n_features entries")
     if k.s.adagrad and k.s.l2 != 0.0:
         raise ValueError("AdaGrad with L2 moves every coordinate: use run_scattered")
     k.track_mean = k.s.statistics and not k.st.within_batch_seen
     k.track_weights = k.track_mean and k.s.l2 != 0.0
     if k.track_weights and k.s.l1 != 0.0:
         raise ValueError("L1 with L2 and across-step statistics: use run_scattered")
-    k.v, k.b, k.sigma = &theta[0], theta[k.d], 1.0
+    k.v, k.b = &theta[0], theta[k.d]
     k.accum = &accum[0] if k.s.adagrad else NULL
-    k.mvec, k.mu, k.total = &mean[0], 1.0, 0.0
+    k.last = &last[0] if k.s.l1 != 0.0 else NULL
+    k.mvec = &mean[0]
     k.n_updates, k.row_scale, k.last_eta = scalars[0], scalars[1], scalars[2]
     k.applied = k.skipped = k.missed = k.clipped = 0
     table_open(&k.table, longest)
-    k.last = <double*>calloc(k.d + 1, sizeof(double)) if k.s.l1 != 0.0 else NULL
     k.cols = <long long*>calloc(longest, sizeof(long long))
     k.xs = <double*>calloc(longest, sizeof(double))
     k.nv = <double*>calloc(longest, sizeof(double))
     k.nacc = <double*>calloc(longest, sizeof(double))
-    if k.cols == NULL or k.xs == NULL or k.nv == NULL or k.nacc == NULL or (k.s.l1 != 0.0 and k.last == NULL):
+    if k.cols == NULL or k.xs == NULL or k.nv == NULL or k.nacc == NULL:
         _free(k)
         raise MemoryError()
-    resync(k)
+    _load_carry(k, &carry[0])
     return 0
 
 
 cdef void _free(Lazy* k) noexcept:
     table_close(&k.table)
-    free(k.last)
     free(k.cols)
     free(k.xs)
     free(k.nv)
     free(k.nacc)
 
 
-cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars):
-    """Hand θ = [σ v ; b] (every deferred prox applied) and M = μ m back; free scratch."""
-    canonical(k, False)
+cdef tuple _close(Lazy* k, double[::1] theta, double[::1] stats, double[::1] scalars,
+                  double[::1] carry):
+    """Hand back θ = [v ; b] and m with the deferred state in ``carry`` (no O(d) fold);
+    free scratch."""
     theta[k.d] = k.b
     _free(k)
     store_stats(&k.st, &stats[0])
+    _store_carry(k, &carry[0])
     scalars[0], scalars[1], scalars[2] = k.n_updates, k.row_scale, k.last_eta
     return (k.applied, k.skipped, k.missed, k.clipped)
+
+
+def fold(double[::1] theta, double[::1] accum, double[::1] mean,
+         const double[::1] settings, double[::1] carry, double[::1] last):
+    """Apply the deferred work of ``carry`` in place, O(d): θ ← [w ; b] with w = σ v after
+    the L1 prox each coordinate missed, M ← μ m (``mean`` of shape (d + 1,), or empty to
+    leave M alone), ``last`` ← 0, and ``carry`` to the canonical start (slot 0 = 0). The
+    same bits as the fold a loop does itself (``_online_lazy.canonical``)."""
+    cdef Lazy k
+    if settings.shape[0] != N_SETTINGS_SLOTS or carry.shape[0] != N_CARRY_SLOTS:
+        raise ValueError("settings or carry vector of the wrong length")
+    load_settings(&k.s, &settings[0])
+    k.d = theta.shape[0] - 1
+    if k.s.l1 != 0.0 and last.shape[0] != k.d:
+        raise ValueError("L1: the last-update array must have n_features entries")
+    if k.s.l1 != 0.0 and k.s.adagrad and accum.shape[0] != k.d + 1:
+        raise ValueError("AdaGrad: accumulators of the wrong length")
+    k.v = &theta[0]
+    k.accum = &accum[0] if (k.s.adagrad and k.s.l1 != 0.0) else NULL
+    k.last = &last[0] if k.s.l1 != 0.0 else NULL
+    k.track_mean = k.st.has_mean = mean.shape[0] == k.d + 1
+    k.track_weights = False
+    k.mvec = &mean[0] if k.track_mean else NULL
+    if carry[0] != 0.0:
+        k.sigma, k.mu, k.total = carry[1], carry[2], carry[3]
+        with nogil:
+            canonical(&k, False)
+    carry[:] = 0.0
 
 
 def run_sparse(const long long[::1] indptr, const long long[::1] indices,
                const double[::1] values, const double[::1] y, const double[::1] weights,
                double[::1] theta, double[::1] accum, double[::1] mean,
                const double[::1] settings, double[::1] stats, double[::1] scalars,
-               double[::1] losses, Py_ssize_t period=0):
+               double[::1] losses, double[::1] carry, double[::1] last):
     """n consecutive m = 1 steps on CSR rows, O(nnz) each.
 
     The arguments are those of :func:`._online_dense.run_scattered` (θ, G, M updated in
     place; returns (applied, skipped, misclassified, clipped)); refused (ValueError) for
     AdaGrad with L2 and for L1 with L2 under across-step statistics (module docstring).
-    ``period`` > 0: the state is made canonical (O(d)) after every ``period`` samples, so the
-    result equals ``period``-sample calls bit for bit (the service's aligned blocks).
+    ``carry`` (shape (9,)) and ``last`` (U at each coordinate's last update, shape (d,) with
+    L1, else empty) hold the deferred state between calls: θ[:d] and M come back as v and
+    m, to be read through :func:`fold`. The state is made canonical only when σ or μ is
+    tiny and every 65,536 samples since the last fold (counted in ``carry``), so the result
+    is the same bits however the stream is cut into calls.
     """
     cdef Lazy k
     cdef Py_ssize_t i, lo, n = y.shape[0]
     cdef const double* w = NULL if weights.shape[0] == 0 else &weights[0]
-    _open(&k, indptr, theta, accum, mean, settings, stats, scalars)
+    _open(&k, indptr, theta, accum, mean, settings, stats, scalars, carry, last)
     with nogil:
         for i in range(n):
             lo = indptr[i]
             lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
                       1.0 if w == NULL else w[i], &losses[i])
-            if period > 0 and (i + 1) % period == 0 and i + 1 < n:
+            k.since_fold += 1.0
+            if k.since_fold >= FOLD_STEPS:
                 canonical(&k, True)
-    return _close(&k, theta, stats, scalars)
+    return _close(&k, theta, stats, scalars, carry)

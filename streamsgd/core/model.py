@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .controller import NoiseController
+from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
 from .optimizer import Optimizer
 from .row_scale import initial_scale, next_scale
@@ -144,6 +145,7 @@ class OnlineLogisticRegression(LinearScorer):
         # Scratch of the sparse kernel (column and row sparse sets, any content): allocated
         # with the first sparse batch, O(1) (np.empty touches no page).
         self._workspace: NDArray[np.intp] | None = None
+        self.deferred: DeferredWork | None = None  # of the O(nnz) m = 1 loop (.deferred)
 
     # ------------------------------------------------------------------ optimiser
     # The optimiser's settings and state under the names the m = 1 loops (.online) read.
@@ -180,6 +182,15 @@ class OnlineLogisticRegression(LinearScorer):
         """AdaGrad's accumulators A, shape (d + 1,) (None for plain SGD)."""
         return self.optim.accumulator
 
+    @_squared_gradient_sum.setter
+    def _squared_gradient_sum(self, accumulator: FloatArray | None) -> None:
+        self.optim.accumulator = accumulator
+
+    def _snapshot(self) -> FloatArray:
+        """θ for readers: folded from the O(nnz) m = 1 loop's deferred work (.deferred)."""
+        with self._lock:
+            return self._theta.copy() if self.deferred is None else self.deferred.folded(self)
+
     # ------------------------------------------------------------------ learning
     def batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None = None
@@ -192,8 +203,8 @@ class OnlineLogisticRegression(LinearScorer):
     def _batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
-        controller = self.controller
-        workspace = self._workspace
+        controller, workspace = self.controller, self._workspace
+        settle(self)
         if workspace is None and isinstance(X, SparseRows):
             workspace = self._workspace = np.empty((2, self.n_features), dtype=np.intp)
         columns = workspace is not None and not (self.l1 or self.l2)
@@ -218,6 +229,7 @@ class OnlineLogisticRegression(LinearScorer):
         would make any weight non-finite.
         """
         m, controller, optim = sums.n_samples, self.controller, self.optim
+        settle(self)  # (a no-op unless the O(nnz) m = 1 loop ran last)
         if controller is None:
             eta, gain = optim.schedule(self.n_updates), 1.0
         else:
@@ -263,10 +275,7 @@ class OnlineLogisticRegression(LinearScorer):
         row_scale: float,
         squared_gradient_sum: FloatArray | None = None,
     ) -> None:
-        """Adopt n = ``n_steps`` consecutive applied m = 1 steps computed outside the model
-        (the compiled loop of :mod:`.online`): θ (shape (d + 1,), finite), s and AdaGrad's
-        accumulators (shape (d + 1,), None for plain SGD) after them. The loop folds the
-        running statistics itself (:func:`.single_steps.adopt_statistics`)."""
+        """Adopt ``n_steps`` m = 1 steps of a compiled loop (:mod:`.online`): θ, s, G after."""
         if self.controller is not None:
             raise ValueError("a model with a controller learns through learn_batch only")
         with self._lock:
@@ -340,7 +349,7 @@ class OnlineLogisticRegression(LinearScorer):
             "row_scale": self.row_scale,
             "controller": None if self.controller is None else self.controller.get_state(),
             "standardizer": self.inputs.get_state(),
-        }
+        } | deferred_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OnlineLogisticRegression:
@@ -365,4 +374,4 @@ class OnlineLogisticRegression(LinearScorer):
         stored = state["controller"]
         model.controller = None if stored is None else NoiseController.from_state(stored)
         model.inputs = model.inputs.restored(state["standardizer"])
-        return model
+        return restore_deferred(model, state["deferred"])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _online_dense, _online_sparse
+from .deferred import DeferredWork, settle
 from .model import OnlineLogisticRegression
 from .row_scale import SCALE_SMOOTHING, augmented_norms, squared_row_norms
 from .single_steps import adopt_statistics, statistics_vector
@@ -82,14 +83,13 @@ def run_compiled(
     y: FloatArray,
     weights: FloatArray | None,
     losses: FloatArray,
-    period: int | None = None,
 ) -> CompiledRun:
     """Take the n = len(y) steps of one ``learn_batch`` per sample in a compiled loop and
     hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`).
 
-    ``period``: the result equals calls of ``period`` samples each bit for bit (the dense
-    loops are exact under any cut; the lazy sparse loop folds its scale factors every
-    ``period`` samples, O(d) each time). None: only the call's own end is such a cut."""
+    The result is the same bits however a stream is cut into calls: the dense loops are
+    exact under any cut, and the lazy sparse loop leaves its deferred work on the model
+    (:mod:`.deferred`) instead of folding it (O(d)) at the end of the call."""
     squared, norms = _EMPTY, _EMPTY
     if not isinstance(X, SparseRows):  # (the sparse loops read each row's norm themselves)
         X = np.ascontiguousarray(X)
@@ -97,21 +97,28 @@ def run_compiled(
             squared = squared_row_norms(X) + 1.0  # ‖[x_t ; 1]‖², as the per-sample step
         if model.clip_norm_ratio > 0.0:
             norms = augmented_norms(X, squared)
+    settings = settings_vector(model)
+    lazy = isinstance(X, SparseRows) and lazy_sparse_supported(model)
+    work = model.deferred
+    if work is not None and not (lazy and np.array_equal(work.settings, settings)):
+        settle(model)  # another loop, or other settings: θ and M must be w and M
+        work = None
     # θ and AdaGrad's G are updated in place (no O(d) copy per call), under the model's
     # lock: a reader in another thread (HTTP, metrics) waits for the call and never sees a
-    # half-applied run or the lazy loop's scaled v. M is copied: get_state hands out the
-    # model's own array, which a caller may keep.
+    # half-applied run or the lazy loop's v without its deferred work.
     theta = model._theta
     accum = _EMPTY if model._squared_gradient_sum is None else model._squared_gradient_sum
     stats, mean = statistics_vector(model.gradient_stats, model.n_features)
     scalars = np.array([float(model.n_updates), model.row_scale, math.nan])
-    state = (theta, accum, mean, settings_vector(model), stats, scalars, losses)
+    state = (theta, accum, mean, settings, stats, scalars, losses)
     w = _EMPTY if weights is None else weights
     with model._lock:
         if isinstance(X, SparseRows):
             arrays = (X.indptr, X.indices, X.values, y, w)
-            if lazy_sparse_supported(model):
-                counts = _online_sparse.run_sparse(*arrays, *state, period=period or 0)
+            if lazy:
+                work = work or DeferredWork.fresh(settings, model.n_features, model.l1)
+                counts = _online_sparse.run_sparse(*arrays, *state, work.carry, work.last)
+                model.deferred = work
             else:
                 counts = _online_dense.run_scattered(*arrays, *state)
         else:

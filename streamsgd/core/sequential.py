@@ -31,7 +31,7 @@ from .validation import Features, check_batch
 
 DEFAULT_BLOCK_SIZE = 32
 """The service's unit of m = 1 blocks (it groups aligned blocks into one call when
-``online_block_size`` is a multiple of it, passing the block as ``block_size``)."""
+``online_block_size`` is a multiple of it). Any cut gives the same bits."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,9 @@ def learn_sequence(
     sample_weight : array of shape (n,), optional
         Importance weights s_t ≥ 0.
     block_size : int, optional
-        K ≥ 1: the result is that of calls of K samples each, bit for bit, so that a caller
-        that cuts a stream into aligned blocks of K (the service's ``online_block_size``) gets
-        the same bits however it groups the blocks into calls (on sparse rows this costs
-        O(d) per K samples; dense rows are exact under any cut). None: cut at the call's
-        end only.
+        K ≥ 1, kept for callers that cut a stream into blocks of K: the result is the same
+        bits however a stream is cut into calls, so it has no effect on the result (the lazy
+        sparse loop carries its deferred work on the model between calls, :mod:`.deferred`).
 
     Returns
     -------
@@ -187,7 +185,7 @@ def learn_sequence(
     # Overflow to inf/nan on extreme input is expected and handled (such a step is skipped,
     # or left out of the statistics), as in learn_batch.
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        run = run_compiled(model, features, labels, weights, losses, block_size)
+        run = run_compiled(model, features, labels, weights, losses)
     return SequenceStats(
         n_samples=n,
         loss_sum=float(losses.sum()),

@@ -21,14 +21,15 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
     """``state`` in the current layout (a shallow copy); ValueError for another format.
 
     * no ``row_scale`` (written before clipping existed): None, s starts as a new model's;
-    * no ``controller`` or ``standardizer``: None;
+    * no ``controller``, ``standardizer`` or ``deferred`` (the O(nnz) m = 1 loop's carried
+      work, :mod:`.deferred`): None;
     * a standardiser without ``restarted`` (written before its restart after warm-up
       existed): restarted (it does not restart a model that may be long past warm-up).
     """
     if state.get("format") != STATE_FORMAT:
         raise ValueError(f"unsupported model state format {state.get('format')!r}")
     upgraded = dict(state)
-    for key in ("row_scale", "controller", "standardizer"):
+    for key in ("row_scale", "controller", "standardizer", "deferred"):
         upgraded.setdefault(key, None)
     standardizer = upgraded["standardizer"]
     if standardizer is not None and "restarted" not in standardizer:

@@ -12,10 +12,12 @@ broadcast, counts it (``streamsgd_replica_divergences_total``) and logs it. The 
 exchange was computed from slightly different θ on some replicas; it is applied as reduced,
 on rank 0's model, so every replica holds the same bits afterwards.
 
-**Partitions.** Rank 0 raises the exchange's ``repartition`` slot when
-:meth:`ReplicaAgreement._new_partitions` gives a changed list; after that step every replica
-receives the list by broadcast and reassigns (``assign_partitions`` for the new list, the
-known partitions at their replicated positions, new ones at the source's start).
+**Partitions.** Rank 0 asks the source for the topic's partitions every
+``partitions_check_seconds`` and raises the exchange's ``repartition`` slot when the list
+grew (:meth:`ReplicaAgreement._new_partitions`); after that step every replica receives the
+list by broadcast and reassigns by the same rule (``assign_partitions``): the known
+partitions at their replicated positions, a new one at its beginning (the source's rule for
+a partition without a position once the job holds positions of the topic).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from .partitions import sorted_partitions
 log = logging.getLogger("streamsgd.replicated")
 
 DEFAULT_CHECK_EVERY_STEPS = 100
+PARTITIONS_CHECK_SECONDS = 5.0
+"""Rank 0 asks the source for the partition list at most this often (kafka-python answers
+from its metadata cache, confluent asks the broker): ``min(--metadata-max-age-seconds,
+this)`` in the product, so a partition added is read within about that plus the age."""
 
 
 class ReplicaAgreement(ReplicaIntake):
@@ -44,6 +50,16 @@ class ReplicaAgreement(ReplicaIntake):
     _check_next: bool
     open_checkpoint_store: Any
     fence: Fence | None
+
+    def __init__(
+        self, *args: Any, partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS, **kwargs: Any
+    ) -> None:
+        """``partitions_check_seconds``: rank 0 asks the source for the topic's partitions
+        this often; a grown list is carried to every replica by the exchange."""
+        super().__init__(*args, **kwargs)
+        self.partitions_check_seconds = partitions_check_seconds
+        self._next_partitions_check = 0.0
+        self._found_partitions: tuple[str, ...] | None = None  # rank 0: grown, not carried
 
     @property
     def global_step(self) -> int:
@@ -107,16 +123,37 @@ class ReplicaAgreement(ReplicaIntake):
             s.model_loaded(self.model)
 
     # ------------------------------------------------------------------ partitions
+    # (partitions that appear, issue 21 item 4: from here to the end of the module)
     def _new_partitions(self) -> tuple[str, ...] | None:
-        """Rank 0: a changed partition list to carry to every replica, else None. The
-        Kafka source's discovery (another issue) overrides this; none by default."""
-        return None
+        """Rank 0: the topic's partition list when it grew, else None. Asks the source at
+        most every ``partitions_check_seconds``; the list found is held (the same answer at
+        the exchange that raises ``repartition`` and at the broadcast after it) until
+        :meth:`_repartition` carries it."""
+        if self._found_partitions is not None or self.collective.rank != 0:
+            return self._found_partitions
+        now = self.clock()
+        if now < self._next_partitions_check:
+            return None
+        self._next_partitions_check = now + self.partitions_check_seconds
+        try:
+            found = set(self.source.partitions(0.0))
+        except Exception as exc:  # no answer now (broker away): asked again at the next check
+            log.debug("partition list not read: %s", exc)
+            return None
+        # Partitions are only ever added to a topic; a shorter list is a partial answer (a
+        # recreated topic is the identity check's business), never a reason to drop one.
+        if found > set(self.partitions):
+            self._found_partitions = tuple(sorted_partitions(list(found)))
+            added = sorted_partitions(list(found - set(self.partitions)))
+            log.info("partitions added to the topic: %s", ", ".join(added))
+        return self._found_partitions
 
     def _repartition(self) -> None:
         """After a step raising ``repartition``: rank 0's new partition list, by broadcast;
         every replica reassigns (new partitions start at the source's start positions)."""
         c = self.collective
         found = c.broadcast(self._new_partitions() if c.rank == 0 else None, root=0)
+        self._found_partitions = None
         self.partitions = tuple(sorted_partitions(list(found)))
         log.info("the job's partitions changed: %d now", len(self.partitions))
         self._assign()

@@ -62,6 +62,8 @@ class ReplicatedService(ReplicaAgreement):
     fence : Fence, optional
         The checkpoint directory's generations: rank 0 claims one when it becomes the
         writer and checks it before every checkpoint and offset commit.
+    partitions_check_seconds : float
+        See :class:`~streamsgd.distributed.agreement.ReplicaAgreement`.
     """
 
     def __init__(
@@ -146,8 +148,9 @@ class ReplicatedService(ReplicaAgreement):
         """Read this rank's partitions from the replicated positions."""
         c = self.collective
         self.owned = assign_partitions(c.rank, c.size, self.partitions)
-        known = {p: self.global_positions[p] for p in self.owned if p in self.global_positions}
-        self._starts = self.source.assign(self.owned, known)
+        # Every replicated position: a partition without one starts at its beginning once
+        # the job holds any (added since the first start), not after auto_offset_reset.
+        self._starts = self.source.assign(self.owned, dict(self.global_positions))
         self.buffer = MinibatchBuffer({**self.global_positions, **self._starts})
         self._layout = None
         log.info(

@@ -270,10 +270,10 @@ class ConsumerGroupSource:
         """Read exactly the partitions ``keys`` from now on (replacing the previous
         assignment; records already fetched for other partitions are dropped).
 
-        A partition with a position in ``positions`` starts at its offset. One without
-        starts at its beginning or end offset, after ``auto_offset_reset`` ("earliest" /
-        "latest"); the group's committed offset is never read. Returns the start position
-        of every assigned partition, so that the caller can hold them in its state.
+        A partition with a position in ``positions`` (which may hold others) starts at its
+        offset; one without, at its beginning, or at its end under ``auto_offset_reset``
+        "latest" while ``positions`` holds no partition of the topic (:class:`~.jumps.
+        StartRule`). The committed offset is never read. Returns the start positions.
 
         Raises :class:`PartitionsUnavailableError` when the offsets of partitions without a
         position cannot be read within ``timeout_seconds``, ``ValueError`` for a key that is
@@ -282,11 +282,12 @@ class ConsumerGroupSource:
         if not self.settings.assigned:
             raise RuntimeError("assign() needs a Kafka source built with assigned=True")
         numbers = {key: self._number_of(key) for key in sorted_partitions(keys)}
-        missing = [n for key, n in numbers.items() if key not in positions]
+        missing = {key: n for key, n in numbers.items() if key not in positions}
         resolved: dict[int, int] = {}
         if missing:
-            latest = self.settings.auto_offset_reset == "latest"
-            resolved = self._list_offsets(missing, latest, timeout_seconds)
+            # One answer for all (it depends on ``positions`` only), logged for each.
+            latest = "latest" in [self._start_rule.start_of(k, positions) for k in missing]
+            resolved = self._list_offsets(list(missing.values()), latest, timeout_seconds)
             self._broker_ok = True
         starts = {
             key: positions[key] if key in positions else Position(resolved[n])

@@ -163,8 +163,10 @@ class PartitionedSource(Source, Protocol):
 
     def assign(self, keys: list[str], positions: dict[str, Position]) -> dict[str, Position]:
         """Read exactly ``keys`` from now on, each from its position in ``positions`` or, for
-        one without, from the source's own start (e.g. ``auto_offset_reset``); returns the
-        start position of every key."""
+        one without, from the source's own start: ``auto_offset_reset`` while ``positions``
+        holds no partition of the source (the first start), else its beginning (a partition
+        added since). ``positions`` may hold keys not in ``keys``. Returns the start
+        position of every key."""
 
 
 class Fence(Protocol):

@@ -201,8 +201,13 @@ def test_partitions_without_a_position_start_at_auto_offset_reset_not_at_committ
     assert committed_offsets(kafka_bootstrap, group) == {key: 15 for key in keys}
 
     source = make_source(topic, group, auto_offset_reset=reset)
+    # No position of the topic at all (the job's first start): auto_offset_reset.
+    first = source.assign(keys[1:], {})
+    assert first == {key: Position(0 if reset == "earliest" else 20) for key in keys[1:]}
+    # A position of the topic held: one without is new to the job (a partition added since,
+    # issue 21 item 4) and starts at its beginning whatever auto_offset_reset says.
     starts = source.assign(keys, {keys[0]: Position(7, skip_samples=2)})
-    resolved = 0 if reset == "earliest" else 20
+    resolved = 0
     assert starts == {
         keys[0]: Position(7, skip_samples=2),
         keys[1]: Position(resolved),
