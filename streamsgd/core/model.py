@@ -255,7 +255,7 @@ class OnlineLogisticRegression(LinearScorer):
             if optim.accumulator is not None:
                 optim.accumulator = reframe.accumulators(optim.accumulator)
         if self.clip_norm_ratio > 0.0:
-            self.row_scale = next_scale(self.row_scale, sums.n_above_scale / m)
+            self.row_scale = next_scale(self.row_scale, sums.n_above_scale, m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         changes = self.gradient_stats.change.n_changes
         if math.isfinite(sums.gradient_squared_norm_sum):
