@@ -245,7 +245,7 @@ class OnlineLogisticRegression(LinearScorer):
         else:
             with self._lock:  # in place: a copy of θ would cost O(n_features)
                 self._theta[proposal.active] = proposal.values
-        optim.adopt(proposal)
+        optim.adopt(proposal, m)
         self.n_updates += 1
         self.n_samples_seen += m
         reframe = self.inputs.fold_batch(sums.moments)
@@ -263,7 +263,7 @@ class OnlineLogisticRegression(LinearScorer):
                 regularization = optim.regularization(self._theta)
             self.gradient_stats.update(sums, regularization)
         if self.gradient_stats.change.n_changes != changes and controller is not None:
-            optim.restart()
+            optim.restart(self.gradient_stats.window_samples)  # W since the change point
         if controller is not None:
             controller.step_applied(sums, self.gradient_stats, eta, gain, l2=optim.l2)
         return eta, False
@@ -284,6 +284,7 @@ class OnlineLogisticRegression(LinearScorer):
             self.optim.accumulator = squared_gradient_sum
         self.n_updates += n_steps
         self.n_samples_seen += n_steps
+        self.optim.accumulated_samples += n_steps
         self.row_scale = row_scale
 
     def learn_batch(
@@ -343,6 +344,7 @@ class OnlineLogisticRegression(LinearScorer):
             "params": self.get_params(),
             "theta": self._snapshot(),
             "squared_gradient_sum": self.optim.accumulator_state(),
+            "accumulated_samples": self.optim.accumulated_samples,
             "n_updates": self.n_updates,
             "n_samples_seen": self.n_samples_seen,
             "gradient_stats": self.gradient_stats.get_state(),
@@ -362,6 +364,7 @@ class OnlineLogisticRegression(LinearScorer):
             raise ValueError("model state has weights of the wrong shape")
         model._theta = theta.copy()
         model.optim.restore_accumulator(state["squared_gradient_sum"])
+        model.optim.accumulated_samples = float(state["accumulated_samples"])
         model.n_updates = int(state["n_updates"])
         model.n_samples_seen = int(state["n_samples_seen"])
         model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])

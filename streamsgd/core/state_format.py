@@ -23,6 +23,8 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
     * no ``row_scale`` (written before clipping existed): None, s starts as a new model's;
     * no ``controller``, ``standardizer`` or ``deferred`` (the O(nnz) m = 1 loop's carried
       work, :mod:`.deferred`): None;
+    * no ``accumulated_samples`` (n, the samples AdaGrad's A holds; written before a change
+      alarm shrank A by W/n instead of zeroing it): ``n_samples_seen``;
     * a standardiser without ``restarted`` (written before its restart after warm-up
       existed): restarted (it does not restart a model that may be long past warm-up).
     """
@@ -31,6 +33,7 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
     upgraded = dict(state)
     for key in ("row_scale", "controller", "standardizer", "deferred"):
         upgraded.setdefault(key, None)
+    upgraded.setdefault("accumulated_samples", upgraded["n_samples_seen"])
     standardizer = upgraded["standardizer"]
     if standardizer is not None and "restarted" not in standardizer:
         upgraded["standardizer"] = {
