@@ -6,7 +6,7 @@
 
 A producer process sends one JSON sample (d = 20) per record, paced at ``--rate`` records/s,
 with ``linger_ms=0``; the record's Kafka timestamp is its producer CreateTime. The streamsgd
-service (``TrainingService`` + kafka-python ``KafkaSource``, m = 1) consumes the topic; for
+service (``Trainer`` + kafka-python ``KafkaSource``, m = 1) consumes the topic; for
 every applied update the delay from the record's timestamp to the end of its update is
 recorded (m = 1: one record, one update). The first 2 s are warm-up and not counted.
 Target: p99 < 50 ms.
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         default=32,
         help="m = 1 block size, as the CLI flag (0 = one learn_batch per record)",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.bootstrap:
         return _run(args.bootstrap, args.seconds, args.rate, args.online_block_size)
     with Broker() as broker:
@@ -73,7 +73,6 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     from streamsgd.cli import build_service
     from streamsgd.config import train_config
     from streamsgd.training.ports import Sensor
-    from streamsgd.training.trainer import TrainingService
 
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     _create_topic(bootstrap, topic)
@@ -81,12 +80,6 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
     delays: list[tuple[float, float]] = []  # (wall time of the update, delay in s)
     # Kafka timestamps of the samples handed to the buffer and not yet learned, in order.
     pending: collections.deque[float] = collections.deque()
-
-    class Service(TrainingService):
-        def handle_all(self, records: Any) -> None:
-            # Every record here holds one valid sample: all of them reach the buffer.
-            pending.extend(record.timestamp_ms / 1000.0 for record in records)
-            super().handle_all(records)
 
     def learned(n_samples: int) -> None:
         now = time.time()
@@ -101,14 +94,29 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
             learned(stats.n_samples)
 
     config = train_config(
-        source="kafka", bootstrap_servers=bootstrap, topic=topic,
-        group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest", n_features=20,
-        learning_rate=0.01, batch_size=1, online_block_size=block, max_samples=n,
-        checkpoint_interval_seconds=1e9, progress="never", log_interval_seconds=0,
-    )  # fmt: skip
-    service, resources = build_service(
-        config, sensors=[Timing()], metrics=False, service_class=Service
+        source="kafka",
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        n_features=20,
+        learning_rate=0.01,
+        batch_size=1,
+        online_block_size=block,
+        max_samples=n,
+        checkpoint_interval_seconds=1e9,
+        progress="never",
+        log_interval_seconds=0,
     )
+    service, resources = build_service(config, sensors=[Timing()], metrics=False)
+    take_in = service.intake.take_in
+
+    def taking_in(records: Any, *args: Any) -> None:
+        # Every record here holds one valid sample: all of them reach the buffer.
+        pending.extend(record.timestamp_ms / 1000.0 for record in records)
+        take_in(records, *args)
+
+    service.intake.take_in = taking_in  # type: ignore[method-assign]
     # A shorter poll than the service's default, so the poll wait adds little to the delay.
     service.config.poll_timeout_seconds = 0.05
     consumer = threading.Thread(target=service.run, daemon=True)
@@ -132,14 +140,19 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
         return 1
     p50, p99, worst = np.percentile(counted, [50, 99, 100]) * 1000
     result = {
-        "records": n, "rate": rate, "online_block_size": block,
+        "records": n,
+        "rate": rate,
+        "online_block_size": block,
         "updates_counted": len(counted),
-        "p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2),
+        "p50_ms": round(float(p50), 2),
+        "p99_ms": round(float(p99), 2),
         "max_ms": round(float(worst), 2),
-    }  # fmt: skip
+    }
     print(json.dumps(result))
-    print(f"p99 record-timestamp → update: {p99:.1f} ms (target < 50 ms): "
-          f"{'met' if p99 < 50 else 'NOT met'}")  # fmt: skip
+    print(
+        f"p99 record-timestamp → update: {p99:.1f} ms (target < 50 ms): "
+        f"{'met' if p99 < 50 else 'NOT met'}"
+    )
     return 0
 
 

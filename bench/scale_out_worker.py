@@ -20,10 +20,11 @@ import numpy as np
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder, encode_dense
-from streamsgd.distributed.replicated import ReplicatedService
+from streamsgd.distributed.collective_stepper import CollectiveStepper
+from streamsgd.distributed.replicated import replicated_trainer
 from streamsgd.training.buffer import Position
 from streamsgd.training.ports import Sensor, SourceRecord
-from streamsgd.training.trainer import ServiceConfig
+from streamsgd.training.trainer import ServiceConfig, Trainer
 
 
 class Timing(Sensor):
@@ -110,7 +111,7 @@ class EncodedPartitions:
     def close(self) -> None: ...
 
 
-def _memory(args: argparse.Namespace, collective: object, timing: Timing) -> ReplicatedService:
+def _memory(args: argparse.Namespace, collective: object, timing: Timing) -> Trainer:
     """The replica on the in-process source (every partition encoded up front in a failure
     run)."""
     source = EncodedPartitions(
@@ -118,7 +119,7 @@ def _memory(args: argparse.Namespace, collective: object, timing: Timing) -> Rep
     )
     if args.kill_rank >= 0:
         source.encode_all()
-    return ReplicatedService(
+    return replicated_trainer(
         OnlineLogisticRegression(args.n_features, learning_rate=0.1),
         source,  # type: ignore[arg-type]
         Decoder(args.n_features),
@@ -130,18 +131,27 @@ def _memory(args: argparse.Namespace, collective: object, timing: Timing) -> Rep
     )
 
 
-def _kafka(args: argparse.Namespace, timing: Timing) -> ReplicatedService:
+def _kafka(args: argparse.Namespace, timing: Timing) -> Trainer:
     from streamsgd.cli.build import build_service
     from streamsgd.config import train_config
 
     config = train_config(
-        source="kafka", bootstrap_servers=args.bootstrap, topic=args.topic, group_id=args.topic,
-        n_features=args.n_features, batch_size=args.batch_size, max_samples=args.records,
-        max_wait_ms=500, distributed="mpi", kafka_client=args.kafka_client, progress="never",
-        log_interval_seconds=0, log_level="WARNING",
-    )  # fmt: skip
+        source="kafka",
+        bootstrap_servers=args.bootstrap,
+        topic=args.topic,
+        group_id=args.topic,
+        n_features=args.n_features,
+        batch_size=args.batch_size,
+        max_samples=args.records,
+        max_wait_ms=500,
+        distributed="mpi",
+        kafka_client=args.kafka_client,
+        progress="never",
+        log_interval_seconds=0,
+        log_level="WARNING",
+    )
     service, _ = build_service(config, sensors=[timing], metrics=False)
-    assert isinstance(service, ReplicatedService)
+    assert isinstance(service.stepper, CollectiveStepper)
     return service
 
 
@@ -170,14 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         service = _kafka(args, timing)
     service.run()
-    collective = service.collective
+    stepper = service.stepper
+    assert isinstance(stepper, CollectiveStepper)
+    collective = stepper.collective
     if collective.rank == 0:
         seconds = timing.last - (timing.first or timing.last)
-        print(json.dumps({
-            "n": collective.size, "samples": service.model.n_samples_seen, "seconds": seconds,
-            "steps": timing.steps, "exchange_seconds": timing.exchange_seconds,
-            "wait_seconds": timing.wait_seconds, "longest_pause_seconds": timing.longest_gap,
-        }), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "n": collective.size,
+                    "samples": service.model.n_samples_seen,
+                    "seconds": seconds,
+                    "steps": timing.steps,
+                    "exchange_seconds": timing.exchange_seconds,
+                    "wait_seconds": timing.wait_seconds,
+                    "longest_pause_seconds": timing.longest_gap,
+                }
+            ),
+            flush=True,
+        )
     collective.close()
     return 0
 

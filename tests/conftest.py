@@ -1,7 +1,7 @@
 """Shared test configuration.
 
-The real-Kafka fixtures live in tests/kafka_fixtures.py. In CI (``CI`` set) a skipped test is
-reported as a failure: the integration tier is never optional there.
+The real-Kafka fixtures live in tests/support/kafka_fixtures.py. In CI (``CI`` set) a skipped test
+is reported as a failure: the integration tier is never optional there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The fence of a replicated job's checkpoint directory (issue 20): lineage generations.
+"""The fence of a replicated job's checkpoint directory (docs/design.md#scaling-out,
+Quorum and fencing): lineage generations.
 
 Whichever replica becomes the checkpoint's writer (rank 0 at the start, or a survivor that
 took rank 0 over) *claims* a generation: the next free number n, by creating

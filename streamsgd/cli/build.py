@@ -1,4 +1,4 @@
-"""The composition root: a :class:`TrainConfig` becomes a wired :class:`TrainingService`.
+"""The composition root: a :class:`TrainConfig` becomes a wired :class:`Trainer`.
 
 Used by ``streamsgd train``, by bench/ and by tests, so that they all run the service the
 same way::
@@ -27,17 +27,14 @@ from ..config import TrainConfig
 from ..config.options import AUTO
 from ..core.controller import NoiseController
 from ..core.model import OnlineLogisticRegression
-from ..datasets.synthetic_stream import demo_stream
 from ..distributed.collective import Collective
-from ..distributed.replicated import ReplicatedService
 from ..http import HttpServer
 from ..sources.file import FileSource
-from ..sources.synthetic import SyntheticSource
 from ..telemetry.kafka_metrics import KafkaOperationsSensor
 from ..telemetry.metrics import CollectorRegistry, PrometheusSensor
 from ..telemetry.progress import ProgressLog, ProgressReporter
 from ..training.ports import DeadLetterSink, Sensor, Source
-from ..training.trainer import ServiceConfig, TrainingService, progressive_log_loss
+from ..training.trainer import ServiceConfig, Trainer, progressive_log_loss
 from .errors import UsageError
 from .replicas import build_collective, replica_arguments, replica_port
 
@@ -106,7 +103,7 @@ def build_controller(config: TrainConfig) -> NoiseController | None:
 
 # Bytes per input dimension of the model and its state (weights, optimiser moments,
 # gradient and standardisation statistics, the step's work arrays): an estimate, measured at
-# about 50 (issue 21: 2^26 dimensions took 3.3 GB).
+# about 50 (2^26 dimensions took 3.3 GB).
 BYTES_PER_FEATURE = 64
 CHECKPOINT_WARNING_BYTES = 256 * 1024**2
 
@@ -189,16 +186,14 @@ def build_service(
     *,
     sensors: Sequence[Sensor] = (),
     metrics: bool = True,
-    service_class: type[TrainingService] = TrainingService,
     stderr: TextIO | None = None,
-) -> tuple[TrainingService, Resources]:
+) -> tuple[Trainer, Resources]:
     """Wire the service ``config`` describes; nothing runs and no port is opened yet.
 
     Parameters
     ----------
     sensors : extra sensors (e.g. a benchmark's timing), after the built-in ones.
     metrics : False leaves out the Prometheus sensor and registry (no /metrics).
-    service_class : a :class:`TrainingService` subclass (benchmarks instrument the loop).
     stderr : where the status line goes and whose ``isatty()`` chooses it (sys.stderr).
 
     Raises
@@ -208,7 +203,7 @@ def build_service(
     stderr = sys.stderr if stderr is None else stderr
     check_model_size(config.n_features)  # before the synthetic stream's d-sized arrays too
     collective = build_collective(config)
-    # A replica opens the checkpoint directory when it is rank 0 (ReplicatedService).
+    # A replica opens the checkpoint directory when it is rank 0 (replicated_trainer).
     store = _checkpoint_store(config) if collective is None else None
     registry = CollectorRegistry() if metrics else None
     sensor = PrometheusSensor(registry) if registry is not None else None
@@ -232,21 +227,20 @@ def build_service(
     decoder = build_decoder(config)
     kafka_sensor = KafkaOperationsSensor(registry) if registry is not None else None
     built = [s for s in (sensor, kafka_sensor, progress) if s is not None]
-    extra: dict[str, Any] = {}
+    common: dict[str, Any] = {
+        "dead_letter": dead_letter,
+        "sensors": [*built, *sensors],
+        "source_description": description,
+    }
+    model, settings = build_model(config), service_config(config)
     if collective is not None:
-        service_class = ReplicatedService
+        # Imported here: a single process (the usual run) does not need the replica machinery.
+        from ..distributed.replicated import replicated_trainer
+
         extra = replica_arguments(config, collective)
-    service = service_class(
-        build_model(config),
-        source,
-        decoder,
-        service_config(config),
-        checkpoint_store=store,
-        dead_letter=dead_letter,
-        sensors=[*built, *sensors],
-        source_description=description,
-        **extra,
-    )
+        service = replicated_trainer(model, source, decoder, settings, **common, **extra)  # type: ignore[arg-type]
+    else:
+        service = Trainer(model, source, decoder, settings, checkpoint_store=store, **common)
     if hasattr(source, "attach"):
         source.attach(service)
     resources = Resources(source, decoder, registry, sensor, dead_letter, progress)
@@ -287,6 +281,9 @@ def _source(
     description: dict[str, Any] = {"kind": kind}
     s = config.source
     if kind == "synthetic":
+        from ..datasets.synthetic_stream import demo_stream
+        from ..sources.synthetic import SyntheticSource
+
         if s.source == "auto":
             log.info("no --bootstrap-servers: training on the embedded synthetic stream")
         stream = demo_stream(config.n_features, s.seed, s.label_noise, s.drift)
@@ -349,7 +346,7 @@ def _kafka_source(
     return source, dead_letter, description
 
 
-def serve_http(service: TrainingService, resources: Resources, config: TrainConfig) -> HttpServer:
+def serve_http(service: Trainer, resources: Resources, config: TrainConfig) -> HttpServer:
     """Start /metrics /healthz /readyz /model /predict on ``config.serve``.
 
     Raises

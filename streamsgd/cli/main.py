@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..config.options import ConfigError
 from ..telemetry.logs import configure_logging
-from . import evaluate, inspect, produce, train
+from . import train
 from .layers import read_config_file
 from .parser import build_parser, unknown_environment
 
@@ -29,10 +29,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    # The other commands' modules (Kafka producer settings, the evaluation loop) are imported
+    # only when used: `train` starts without them.
     if args.command == "inspect":
+        from . import inspect
+
         configure_logging()
         return inspect.run(args.directory, args.json)
     if args.command == "produce":
+        from . import produce
+
         config = produce.config_from_args(args)
         configure_logging(secrets=config.secrets())
         return produce.run(config)
@@ -43,6 +49,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return train.print_config(train_config)
     settings = train_config.logging
     if args.command == "evaluate":
+        from . import evaluate
+
         configure_logging(settings.log_level, settings.log_format)
         return evaluate.run(train_config, args.json, args.predictions)
     configure_logging(

@@ -166,7 +166,7 @@ def _add_train_options(
     defaults = {spec.name: spec.default for spec in every + command_options}
     defaults.update(file_values)
     # --print-config is a flag only: from the environment it turned every `train` into
-    # print-and-exit-0 (issue 21).
+    # print-and-exit-0.
     from_environment = [s for s in every + command_options if s.name != "print_config"]
     defaults.update(environment_values(from_environment, environ))
     groups = {section: train.add_argument_group(section) for section in SECTIONS}

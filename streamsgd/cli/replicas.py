@@ -54,7 +54,7 @@ def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointSt
 
 
 def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, Any]:
-    """The keyword arguments of :class:`~streamsgd.distributed.replicated.ReplicatedService`."""
+    """The keyword arguments of :func:`~streamsgd.distributed.replicated.replicated_trainer`."""
     directory = config.checkpoint.checkpoint_dir
     return {
         "collective": collective,

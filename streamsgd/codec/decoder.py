@@ -44,6 +44,17 @@ class Decoder:
         b for named features; when set, samples are returned as :class:`SparseRows`.
     max_record_bytes : int
         Larger records are rejected as ``too_large`` before parsing.
+
+    Examples
+    --------
+    >>> decoder = Decoder(n_features=3)
+    >>> samples = decoder.decode(b'{"x": [0.5, -1.0, 2.0], "y": 1}')
+    >>> samples.X, samples.y
+    (array([[ 0.5, -1. ,  2. ]]), array([1.]))
+    >>> decoder.decode(b'{"x": [0.5], "y": 1}')
+    Traceback (most recent call last):
+    ...
+    streamsgd.codec.records.RecordRejected: ...
     """
 
     def __init__(

@@ -78,7 +78,8 @@ SMOOTHING = ValueType("a number in (0, 1]", float, lambda v: 0 < v <= 1)
 OPEN_UNIT = ValueType("a number in (0, 1)", float, lambda v: 0 < v < 1)
 POSITIVE_INT_OR_AUTO = ValueType("a positive integer or auto", int, lambda v: v >= 1, auto=True)
 # Batch sizes and blocks: a buffer of 2^20 samples is already far beyond any useful m, and an
-# unbounded one grew memory without limit (issue 21).
+# unbounded one grew memory without limit (docs/operations.md#what-is-guaranteed, bounded
+# resources).
 MAX_BATCH = 2**20
 BATCH = ValueType(f"an integer in 1..{MAX_BATCH}", int, lambda v: 1 <= v <= MAX_BATCH)
 BATCH_OR_AUTO = ValueType(
@@ -114,7 +115,7 @@ class OptionSpec:
         """Raise :class:`ConfigError` unless ``value`` is valid (None: unset, allowed)."""
         if value is None:
             return
-        shown = "***" if self.secret else repr(value)  # a secret is never echoed (issue 21)
+        shown = "***" if self.secret else repr(value)  # a secret is never echoed
         if not self.value_type.accepts(value):
             raise ConfigError(f"{self.flag}: {shown} is not {self.value_type.name}")
         if self.choices is not None and value not in self.choices:

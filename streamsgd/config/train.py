@@ -77,7 +77,8 @@ class TrainConfig:
     @property
     def optimizer(self) -> str:
         """``model.optimizer`` with ``auto`` resolved: AdaGrad under ``--learning-rate auto``
-        (docs/benchmarks.md: it meets the issue-10 targets SGD misses), else SGD."""
+        (docs/benchmarks.md#self-tuning-auto---standardize-and-the-peers: it meets the targets
+        SGD misses), else SGD."""
         if self.model.optimizer != AUTO:
             return self.model.optimizer
         return "adagrad" if self.model.learning_rate == AUTO else "sgd"
@@ -125,6 +126,14 @@ def train_options() -> Iterator[tuple[str, OptionSpec]]:
 def train_config(values: Mapping[str, Any] | None = None, **options: Any) -> TrainConfig:
     """A :class:`TrainConfig` from options named as their flags (``batch_size=8``); the
     others keep their defaults. Raises :class:`ConfigError` for an unknown name or a bad value.
+
+    >>> config = train_config(batch_size=8)
+    >>> config.minibatch.batch_size, config.source_kind, config.n_features
+    (8, 'synthetic', 10)
+    >>> train_config(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    streamsgd.config.options.ConfigError: --batch-size: 0 is not an integer in 1..1048576 or auto
     """
     given = {**(values or {}), **options}
     where = {spec.name: section for section, spec in train_options()}

@@ -1,13 +1,12 @@
-"""What the replicas of a job agree on besides each step (:mod:`streamsgd.distributed.replicated`):
-that they hold the same θ, the job's partition list, and who writes the checkpoint (the
-writer lock, which is also the quorum's lease, and the fence's generation).
+"""What the replicas of a job agree on besides each step (:mod:`.collective_stepper`): that
+they hold the same θ, and the job's partition list (who writes the checkpoint is
+:mod:`.membership`'s).
 
 **Digests.** Every ``check_every_steps`` steps and in the exchange after every checkpoint,
 each replica puts a digest of its θ in its own slot of the step's exchange
 (:func:`~streamsgd.distributed.exchange.theta_digest`); every replica then sees all of them.
-Replicas
-stay byte-identical only if every host computes a step bit for bit alike (numpy's SIMD paths
-differ between CPUs); when the digests differ, every replica adopts rank 0's model by one
+Replicas stay byte-identical only if every host computes a step bit for bit alike (numpy's SIMD
+paths differ between CPUs); when the digests differ, every replica adopts rank 0's model by one
 broadcast, counts it (``streamsgd_replica_divergences_total``) and logs it. The step of that
 exchange was computed from slightly different θ on some replicas; it is applied as reduced,
 on rank 0's model, so every replica holds the same bits afterwards.
@@ -23,13 +22,16 @@ a partition without a position once the job holds positions of the topic).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.model import OnlineLogisticRegression
-from ..training.ports import Fence
+from ..training.stepper import Run
+from .collective import Collective
 from .exchange import theta_digest
-from .intake import ReplicaIntake
 from .partitions import sorted_partitions
+from .replica_state import ReplicaState
 
 log = logging.getLogger("streamsgd.replicated")
 
@@ -40,90 +42,75 @@ from its metadata cache, confluent asks the broker): ``min(--metadata-max-age-se
 this)`` in the product, so a partition added is read within about that plus the age."""
 
 
-class ReplicaAgreement(ReplicaIntake):
-    """The digest checks, partition changes and checkpoint writer of :class:`~streamsgd.
-    replicated.ReplicatedService` (which sets the attributes declared here and implements
-    :meth:`_assign`)."""
+@dataclass
+class ReplicaAgreement:
+    """The digest checks and partition changes of one replica.
 
+    Parameters
+    ----------
+    run : Run
+        The replica's run (its model is compared, and replaced by rank 0's on a difference).
+    replica : ReplicaState
+        The partitions it changes.
+    collective : Collective
+    check_every_steps : int
+        Compare digests of θ every this many steps (and after every checkpoint).
+    reassign : callable
+        Reads this rank's partitions again after the list changed (:meth:`.Membership.assign`).
+    partitions_check_seconds : float
+        Rank 0 asks the source for the topic's partitions this often; a grown list is carried
+        to every replica by the exchange.
+    """
+
+    run: Run
+    replica: ReplicaState
+    collective: Collective
     check_every_steps: int
-    _checked_step: int
-    _check_next: bool
-    open_checkpoint_store: Any
-    fence: Fence | None
-
-    def __init__(
-        self, *args: Any, partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS, **kwargs: Any
-    ) -> None:
-        """``partitions_check_seconds``: rank 0 asks the source for the topic's partitions
-        this often; a grown list is carried to every replica by the exchange."""
-        super().__init__(*args, **kwargs)
-        self.partitions_check_seconds = partitions_check_seconds
-        self._next_partitions_check = 0.0
-        self._found_partitions: tuple[str, ...] | None = None  # rank 0: grown, not carried
+    reassign: Callable[[], None]
+    checked_step: int = field(default=-1, init=False)  # the last step whose θ was compared
+    check_next: bool = field(default=False, init=False)  # compare at the next exchange
+    partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS
+    _next_partitions_check: float = field(default=0.0, init=False)
+    _found_partitions: tuple[str, ...] | None = field(default=None, init=False)  # not carried
 
     @property
     def global_step(self) -> int:
         """Steps taken by the job (applied or skipped), the same on every replica."""
-        return self.model.n_updates + self.totals.updates_skipped
+        return self.run.model.n_updates + self.run.totals.updates_skipped
 
-    def _assign(self) -> None:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ writer and lease
-    def _open_store(self) -> None:
-        """Become the checkpoint's writer: its lock, and a new generation of the fence."""
-        if self.checkpoint_store is None and self.open_checkpoint_store is not None:
-            self.checkpoint_store = self.open_checkpoint_store()
-            if self.fence is not None:
-                log.info("checkpoint writer of generation %d", self.fence.claim())
-
-    def _hold_lease(self) -> bool:
-        """The quorum's tie-breaker on the new rank 0 (half of the last membership left):
-        hold the checkpoint directory's writer lock, or take it now. Without a checkpoint
-        directory there is nothing durable to protect: granted."""
-        if self.open_checkpoint_store is None:
-            return True
-        try:
-            self._open_store()
-        except Exception as exc:  # the lock held by the other side (or the directory gone)
-            log.warning("the checkpoint lock is not ours (%s)", exc)
-            return False
-        return True
-
+    # ------------------------------------------------------------------ digests
     def _digest(self) -> int:
         """The digest of θ for this exchange, or 0: every ``check_every_steps`` steps and
         after a checkpoint (the same decision on every replica: it depends on the job's
         step and the previous exchange only)."""
         step = self.global_step
-        due = self._check_next or (
-            step % self.check_every_steps == 0 and step != self._checked_step
-        )
+        due = self.check_next or (step % self.check_every_steps == 0 and step != self.checked_step)
         if not due:
             return 0
-        self._checked_step, self._check_next = step, False
-        return theta_digest(self.model.parameters)
+        self.checked_step, self.check_next = step, False
+        return theta_digest(self.run.model.parameters)
 
     def _check_digests(self, digests: Any) -> None:
         """On different digests every replica adopts rank 0's model (one broadcast)."""
         given = {int(d) for d in digests if d}
         if len(given) <= 1:
             return
-        c = self.collective
+        c, run = self.collective, self.run
         differ = [r for r, d in enumerate(digests) if d and d != digests[0]]
         log.warning(
             "replicas diverged before step %d (digest of θ differs on rank(s) %s from rank "
-            "0's): adopting rank 0's model", self.global_step + 1,
+            "0's): adopting rank 0's model",
+            self.global_step + 1,
             ", ".join(map(str, differ)),
-        )  # fmt: skip
-        state = c.broadcast(self.model.get_state() if c.rank == 0 else None, root=0)
+        )
+        state = c.broadcast(run.model.get_state() if c.rank == 0 else None, root=0)
         if c.rank != 0:
-            self.model = OnlineLogisticRegression.from_state(state)
-        for s in self.sensors:
+            run.model = OnlineLogisticRegression.from_state(state)
+        for s in run.sensors:
             s.replicas_diverged()
-            s.model_loaded(self.model)
+            s.model_loaded(run.model)
 
     # ------------------------------------------------------------------ partitions
-    # (partitions that appear, issue 21 item 4: from here to the end of the module)
     def _new_partitions(self) -> tuple[str, ...] | None:
         """Rank 0: the topic's partition list when it grew, else None. Asks the source at
         most every ``partitions_check_seconds``; the list found is held (the same answer at
@@ -131,20 +118,21 @@ class ReplicaAgreement(ReplicaIntake):
         :meth:`_repartition` carries it."""
         if self._found_partitions is not None or self.collective.rank != 0:
             return self._found_partitions
-        now = self.clock()
+        now = self.run.clock()
         if now < self._next_partitions_check:
             return None
         self._next_partitions_check = now + self.partitions_check_seconds
+        known = set(self.replica.partitions)
         try:
-            found = set(self.source.partitions(0.0))
+            found = set(self.run.intake.source.partitions(0.0))  # type: ignore[attr-defined]
         except Exception as exc:  # no answer now (broker away): asked again at the next check
             log.debug("partition list not read: %s", exc)
             return None
         # Partitions are only ever added to a topic; a shorter list is a partial answer (a
         # recreated topic is the identity check's business), never a reason to drop one.
-        if found > set(self.partitions):
+        if found > known:
             self._found_partitions = tuple(sorted_partitions(list(found)))
-            added = sorted_partitions(list(found - set(self.partitions)))
+            added = sorted_partitions(list(found - known))
             log.info("partitions added to the topic: %s", ", ".join(added))
         return self._found_partitions
 
@@ -154,6 +142,6 @@ class ReplicaAgreement(ReplicaIntake):
         c = self.collective
         found = c.broadcast(self._new_partitions() if c.rank == 0 else None, root=0)
         self._found_partitions = None
-        self.partitions = tuple(sorted_partitions(list(found)))
-        log.info("the job's partitions changed: %d now", len(self.partitions))
-        self._assign()
+        self.replica.partitions = tuple(sorted_partitions(list(found)))
+        log.info("the job's partitions changed: %d now", len(self.replica.partitions))
+        self.reassign()

@@ -1,6 +1,5 @@
-"""The collective that N replicas of one trainer step through (issue 11, docs/design.md,
-Scaling out): what the loop needs from a distributed engine, and the one-member collective
-of a single process.
+"""The collective that N replicas of one trainer step through (docs/design.md#scaling-out): what the
+loop needs from a distributed engine, and the one-member collective of a single process.
 
 Every replica contributes one float64 buffer per step (its local per-batch sums, its
 partitions' next offsets and ownership slots, a few control flags) and receives the

@@ -11,7 +11,7 @@ Every slot is a sum over replicas. A replica writes its own values and zeros els
 partitions it owns get owner 1 and their next position (the one after the last sample of its
 contribution); a flag is 1 where the replica raises it. After the sum each partition must
 have exactly one owner — otherwise two replicas read it (split brain) or nobody does, and
-:func:`unpack_exchange` raises :class:`OwnershipConflict` before anything is applied.
+:meth:`ExchangeLayout.unpack` raises :class:`OwnershipConflict` before anything is applied.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Control:
         known): the other replicas may drop their pending entries up to that step.
     repartition : int
         1 when rank 0 found a changed partition list: after this step every replica
-        receives it by broadcast and reassigns (:meth:`ReplicatedService._repartition`).
+        receives it by broadcast and reassigns (:meth:`ReplicaAgreement._repartition`).
     """
 
     rejected: int = 0

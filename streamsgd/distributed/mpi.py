@@ -1,8 +1,8 @@
-"""The MPI adapter of :class:`~streamsgd.distributed.collective.Collective` (issue 11): mpi4py over
-Open MPI
-with ULFM fault tolerance (``mpiexec --with-ft ulfm``). The only module that imports mpi4py:
-importing it raises ImportError without mpi4py; MPI is initialised (``mpi4py.MPI`` imported)
-only when a collective is built. Nothing imports this module but a distributed run.
+"""The MPI adapter of :class:`~streamsgd.distributed.collective.Collective`
+(docs/design.md#scaling-out): mpi4py over Open MPI with ULFM fault tolerance (``mpiexec --with-ft
+ulfm``). The only module that imports mpi4py: importing it raises ImportError without mpi4py; MPI is
+initialised (``mpi4py.MPI`` imported) only when a collective is built. Nothing imports this module
+but a distributed run.
 
 Waiting (:func:`_wait`). Open MPI's blocking calls busy-poll a core; with N replicas on fewer
 cores a replica waiting for the slowest one steals the core that one needs. So every call is
@@ -156,7 +156,7 @@ class MpiCollective:
         self._broken = False
         self._membership_changes = 0
         # Called on the new rank 0 when exactly half of the last membership survived: True
-        # when this side may go on (ReplicatedService: the checkpoint lock); default True.
+        # when this side may go on (Membership.hold_lease: the checkpoint lock); default True.
         self.lease: Callable[[], bool] = lambda: True
         parent = MPI.Comm.Get_parent()
         self._joined = parent != MPI.COMM_NULL

@@ -1,8 +1,8 @@
 """Which replica reads which partition: a pure function of (rank, world size, partitions).
 
 N replicas of one trainer split a topic's partitions among themselves without consumer-group
-rebalancing (issue 11): each replica computes its share from the same inputs, so every
-replica agrees on the whole assignment without talking to Kafka's group coordinator, and a
+rebalancing (docs/design.md#scaling-out): each replica computes its share from the same inputs, so
+every replica agrees on the whole assignment without talking to Kafka's group coordinator, and a
 membership change is a new call with the new world size. No I/O and no Kafka import here.
 
 Partition names are those of checkpoints and buffers, ``"topic:3"``.

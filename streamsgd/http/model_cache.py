@@ -1,4 +1,5 @@
-"""``GET /model`` built once per model version, one build at a time (issue 21, item 6).
+"""``GET /model`` built once per model version, one build at a time
+(docs/operations.md#http-endpoints).
 
 Building the document costs O(d): a copy of θ, its digest, its JSON. At 2^22 hashed buckets
 one dense build took 2.7 s and 17.5 MB, and 8 clients looping on ``/model`` took training

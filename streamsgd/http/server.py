@@ -1,7 +1,7 @@
 """The listening side: a threaded HTTP server with a bounded number of connections, a
 deadline for reading each request, and one quiet line for a client that went away.
 
-Bounds (issue 9, "HTTP with bounds"):
+Bounds (docs/operations.md#what-is-guaranteed, bounded resources):
 
 * **At most ``max_connections`` connections are served at once**, one thread each. The accept
   loop waits for a free slot before it hands a connection to a thread, so further clients

@@ -1,4 +1,5 @@
-"""Which log the positions belong to: the topic id and the cluster id (issue 21, item 1).
+"""Which log the positions belong to: the topic id and the cluster id
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation).
 
 A checkpoint's positions are offsets in one log. A topic deleted and recreated under the
 same name, or a broker wiped (a new cluster), is another log whose offsets mean other
@@ -47,7 +48,7 @@ class LogIdentity:
     @classmethod
     def from_checkpoint(cls, source: Mapping[str, Any]) -> LogIdentity | None:
         """The identity stored in a checkpoint's ``source``; None if it holds none (a
-        checkpoint written before issue 21)."""
+        checkpoint written before topic ids were recorded)."""
         topic_id, cluster_id = source.get("topic_id"), source.get("cluster_id")
         if not isinstance(topic_id, str) and not isinstance(cluster_id, str):
             return None

@@ -1,4 +1,5 @@
-"""Where a partition resumes when the client cannot read at its position (issue 21, item 3).
+"""Where a partition resumes when the client cannot read at its position
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation).
 
 The clients are told never to reset a position themselves (kafka-python
 ``auto_offset_reset='none'``, librdkafka ``auto.offset.reset=error``): they report, and the

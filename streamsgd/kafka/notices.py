@@ -1,5 +1,5 @@
-"""What a consumer-group source says when it waits for partitions (issue 12) or shares its
-group with another member (issue 21), and why."""
+"""What a consumer-group source says when it waits for partitions or shares its group with
+another member (docs/operations.md#what-the-trainer-does-for-each-kafka-operation), and why."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def log_waiting_notice(settings: ConsumerSettings) -> None:
 
 
 class SharedGroupNotice:
-    """The WARNING that another member shares the trainer's consumer group (issue 21).
+    """The WARNING that another member shares the trainer's consumer group.
 
     Every member of a group learns its own model from its share of the partitions: two
     trainers in one group build two different models, each from part of the stream. Said

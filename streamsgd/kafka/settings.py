@@ -19,13 +19,13 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 # Both clients' default, set explicitly because the waiting-for-partitions notice quotes it:
 # a member that stopped without leaving the group keeps its partitions this long.
 SESSION_TIMEOUT_MS = 45_000
-# The shutdown path must fit in Docker's 10 s grace; issue 9 asks for 5 s with the broker
-# unreachable. The final commit, the consumer's close and the dead-letter producer's flush and
-# close each give up after these. A commit that gives up is logged and retried at the next
-# checkpoint (the checkpoint itself is already on disk), so they bound periodic commits too.
-# A close after a failed commit (the broker is unreachable: there is no group to leave) gets
-# the short bound; otherwise the longer one lets a slow broker see the member leave, so that
-# a restart of the same group does not wait out the session timeout.
+# The shutdown path must fit in Docker's 10 s grace; the trainer promises 5 s with the broker
+# unreachable (docs/operations.md#what-is-guaranteed). The final commit, the consumer's close and
+# the dead-letter producer's flush and close each give up after these. A commit that gives up is
+# logged and retried at the next checkpoint (the checkpoint itself is already on disk), so they
+# bound periodic commits too. A close after a failed commit (the broker is unreachable: there is no
+# group to leave) gets the short bound; otherwise the longer one lets a slow broker see the member
+# leave, so that a restart of the same group does not wait out the session timeout.
 COMMIT_TIMEOUT_SECONDS = 1.5
 CLOSE_TIMEOUT_SECONDS = 2.0
 CLOSE_TIMEOUT_UNREACHABLE_SECONDS = 0.5
@@ -35,9 +35,9 @@ DEAD_LETTER_CLOSE_TIMEOUT_SECONDS = 0.5
 ADMIN_TIMEOUT_SECONDS = 5.0
 # With no partition assigned this long, the source says why it waits (once per wait).
 PARTITION_WAIT_NOTICE_SECONDS = 5.0
-# Partitions assigned by rank (issue 11): how long ``assign`` may wait for the beginning or
-# end offsets of partitions without a position, how long one attempt to reach the broker may
-# block, and the pause between attempts while ``partitions`` waits for the topic.
+# Partitions assigned by rank (docs/design.md#scaling-out): how long ``assign`` may wait for the
+# beginning or end offsets of partitions without a position, how long one attempt to reach the
+# broker may block, and the pause between attempts while ``partitions`` waits for the topic.
 LIST_OFFSETS_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 METADATA_RETRY_SECONDS = 0.2

@@ -76,7 +76,7 @@ class KafkaSource(ConsumerGroupSource):
             "auto_offset_reset": settings.auto_offset_reset if settings.assigned else "none",
             # Never learn a record of an aborted (or still open) transaction; kafka-python
             # reads uncommitted by default, librdkafka committed: both clients must learn
-            # the same records (issue 21).
+            # the same records.
             "isolation_level": "read_committed",
             # A topic deleted under the trainer must not come back as an empty one made by
             # the consumer's metadata requests (the broker's auto-create).

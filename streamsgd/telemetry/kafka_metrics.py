@@ -1,5 +1,6 @@
-"""Prometheus metrics of what Kafka operations do to the trainer (issue 21): records that no
-longer exist when the trainer reaches them, partitions another group member holds. Beside
+"""Prometheus metrics of what Kafka operations do to the trainer
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation): records that no longer exist
+when the trainer reaches them, partitions another group member holds. Beside
 :mod:`streamsgd.telemetry.metrics`, on the same registry; the alert rules in deploy/prometheus watch
 them."""
 

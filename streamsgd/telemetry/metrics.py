@@ -14,7 +14,6 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -30,10 +29,10 @@ from .. import __version__
 from ..codec import REJECT_REASONS
 from ..core.controller import norm_test_batch_size
 from ..core.model import BatchStats, OnlineLogisticRegression
-from ..core.row_scale import vector_norm
 from ..core.sequential import SequenceStats
 from ..training.ports import Sensor
 from ..training.totals import CLIP_REASONS, SKIP_REASONS
+from .model_gauges import ModelGauges
 from .replica_metrics import ReplicaMetrics
 
 UPDATE_DURATION_BUCKETS = (
@@ -223,6 +222,10 @@ class PrometheusSensor(Sensor):
             "streamsgd_model_healthy",
             "1 while the model is healthy (finite, weight norm within its limit), else 0.",
         )
+        # O(d) to compute: read at scrape time, not once per poll (see model_gauges).
+        self._model_gauges = ModelGauges()
+        self.model_weight_norm.set_function(self._model_gauges.weight_norm)
+        self.model_healthy.set_function(self._model_gauges.healthy)
 
     def _init_checkpoints(self) -> None:
         c = self._counter
@@ -270,10 +273,8 @@ class PrometheusSensor(Sensor):
 
     def observe_model(self, model: OnlineLogisticRegression) -> None:
         """Model-level gauges; also called once at start-up (after a restore)."""
-        with np.errstate(over="ignore", invalid="ignore"):  # an exploded model reads NaN
-            self.model_weight_norm.set(vector_norm(model.parameters[:-1]))
+        self._model_gauges.follow(model)  # ‖w‖ and health: computed when scraped
         self.model_features.set(model.n_features)
-        self.model_healthy.set(0.0 if model.health() else 1.0)
         stats = model.gradient_stats
         self.gradient_variance.set(_finite(stats.per_sample_variance))
         self.gradient_estimator_variance.set(_finite(stats.estimator_variance))
@@ -326,8 +327,8 @@ class PrometheusSensor(Sensor):
 
     def tick(self, model: OnlineLogisticRegression) -> None:
         if not self._pending_updates:
-            # Health follows the model once per tick even when nothing was learned.
-            self.model_healthy.set(0.0 if model.health() else 1.0)
+            # Health follows the model even when nothing was learned (read when scraped).
+            self._model_gauges.follow(model)
             return
         self.samples_learned_total.inc(self._pending_samples)
         self.updates_total.inc(self._pending_updates)

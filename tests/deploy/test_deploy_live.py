@@ -1,12 +1,12 @@
 """The deployment against real services: Kafka broker, streamsgd, producer and Prometheus.
 
-A real Kafka broker (tests/kafka_fixtures.py) feeds a running ``streamsgd train`` (with the Kafka
-client compose configures) through ``streamsgd produce``; a real Prometheus server of the version
-compose deploys (built by scripts/install-prometheus) scrapes it with a config derived from
-deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml.
-Then every expression of the Grafana dashboard must return at least one series, and every alert
-expression must parse and evaluate. Nothing here sleeps for a fixed time: each wait polls a
-condition until a deadline and then fails with what it saw.
+A real Kafka broker (tests/support/kafka_fixtures.py) feeds a running ``streamsgd train`` (with the
+Kafka client compose configures) through ``streamsgd produce``; a real Prometheus server of the
+version compose deploys (built by scripts/install-prometheus) scrapes it with a config derived from
+deploy/prometheus/prometheus.yml and evaluates deploy/prometheus/alerts.yml. Then every expression
+of the Grafana dashboard must return at least one series, and every alert expression must parse and
+evaluate. Nothing here sleeps for a fixed time: each wait polls a condition until a deadline and
+then fails with what it saw.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.deploy.test_deploy_static import compose, environment_of, prometheus_tool
+from tests.support.helpers import cli_flags
 from tests.support.kafka_helpers import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.prometheus]
@@ -261,32 +262,24 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         [
             *streamsgd,
             "train",
-            "--source",
-            "kafka",
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--topic",
-            topic,
-            "--kafka-client",
-            kafka_client,
-            "--group-id",
-            f"g-{uuid.uuid4().hex[:8]}",
-            "--batch-size",
-            "16",
-            "--n-features",
-            str(N_FEATURES),
-            "--metrics-host",
-            "127.0.0.1",
-            "--metrics-port",
-            str(metrics_port),
-            "--checkpoint-dir",
-            str(tmp_path / "checkpoints"),
-            "--dead-letter-topic",
-            dead_letter_topic,
-            "--checkpoint-interval-seconds",
-            "1",
-            "--progress",
-            "never",
+            *map(
+                str,
+                cli_flags(
+                    source="kafka",
+                    bootstrap_servers=kafka_bootstrap,
+                    topic=topic,
+                    kafka_client=kafka_client,
+                    group_id=f"g-{uuid.uuid4().hex[:8]}",
+                    batch_size=16,
+                    n_features=N_FEATURES,
+                    metrics_host="127.0.0.1",
+                    metrics_port=metrics_port,
+                    checkpoint_dir=tmp_path / "checkpoints",
+                    dead_letter_topic=dead_letter_topic,
+                    checkpoint_interval_seconds=1,
+                    progress="never",
+                ),
+            ),
         ],
         env=env,
     )
@@ -414,3 +407,15 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         ),
         stack,
     )
+
+    # Issue 20: a healthy single trainer exports the replica-agreement and step-manifest
+    # counters at 0 (so the Replicas row's panels have data), and their alerts stay inactive.
+    for counter in (
+        "streamsgd_replica_divergences_total",
+        "streamsgd_manifest_write_failures_total",
+    ):
+        assert api.scalar(f'{counter}{{job="{JOB}"}}') == 0.0, counter
+    groups = api.get("/api/v1/rules").get("data", {}).get("groups", [])
+    states = {r["name"]: r.get("state") for g in groups for r in g["rules"]}
+    for alert in ("StreamsgdReplicaDivergence", "StreamsgdManifestWriteFailing"):
+        assert states.get(alert) == "inactive", (alert, states.get(alert))

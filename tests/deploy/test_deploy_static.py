@@ -49,7 +49,7 @@ PROMETHEUS_INSTALLER = REPO / "scripts" / "install-prometheus"
 PYPROJECT = REPO / "pyproject.toml"
 ENV_PREFIX = "STREAMSGD_"
 
-# The dashboard must chart each of these (issue 4, "The dashboard").
+# The dashboard must chart each of these (docs/metrics.md#reading-the-dashboard).
 REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_samples_learned_total",
     "streamsgd_progressive_log_loss_total",
@@ -68,23 +68,28 @@ REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_update_duration_seconds_bucket",
     "streamsgd_last_checkpoint_timestamp_seconds",
     "streamsgd_updates_skipped_total",
-    # issue 9: bounded influence of one sample, lost samples, model health
+    # What is guaranteed (docs/operations.md#what-is-guaranteed): bounded influence of one sample,
+    # lost samples, model health
     "streamsgd_samples_clipped_total",
     "streamsgd_samples_skipped_total",
     "streamsgd_model_healthy",
-    # issue 10: trustworthy noise statistics and the controller
+    # The math (docs/design.md#the-math): trustworthy noise statistics and the controller
     "streamsgd_gradient_statistics_trusted",
     "streamsgd_suggested_batch_size",
     "streamsgd_learning_rate_gain",
-    # issue 11: the replicas of a scaled-out job
+    # Scaling out (docs/design.md#scaling-out): the replicas of a scaled-out job
     "streamsgd_world_size",
     "streamsgd_global_step",
     "streamsgd_membership_changes_total",
     "streamsgd_allreduce_duration_seconds_bucket",
     "streamsgd_step_wait_seconds_bucket",
+    # issue 20: replicas that disagree, a step manifest that cannot be written
+    "streamsgd_replica_divergences_total",
+    "streamsgd_manifest_write_failures_total",
 }
 
-# Alert rules required by issues 4 and 9 (name -> a metric its expression must use).
+# Alert rules the dashboard and the guarantees require (docs/metrics.md,
+# docs/operations.md#what-is-guaranteed; name -> a metric its expression must use).
 REQUIRED_ALERTS = {
     "StreamsgdLearningStalled": "streamsgd_samples_learned_total",
     "StreamsgdProgressiveLossRegressed": "streamsgd_progressive_log_loss_total",
@@ -92,21 +97,26 @@ REQUIRED_ALERTS = {
     "StreamsgdRejectedRecordRatioHigh": "streamsgd_records_rejected_total",
     "StreamsgdCheckpointStale": "streamsgd_last_checkpoint_timestamp_seconds",
     "StreamsgdUpdatesSkipped": "streamsgd_updates_skipped_total",
-    # issue 9: an unhealthy model, failed periodic checkpoints, lost and clipped samples
+    # What is guaranteed (docs/operations.md#what-is-guaranteed): an unhealthy model, failed
+    # periodic checkpoints, lost and clipped samples
     "StreamsgdModelUnhealthy": "streamsgd_model_healthy",
     "StreamsgdCheckpointSaveFailing": "streamsgd_checkpoint_save_failures_total",
     "StreamsgdSamplesSkipped": "streamsgd_samples_skipped_total",
     "StreamsgdSamplesClippedRateHigh": "streamsgd_samples_clipped_total",
-    # issue 11: a replica failed (or a replacement joined)
+    # Scaling out (docs/design.md#scaling-out): a replica failed (or a replacement joined)
     "StreamsgdReplicaLost": "streamsgd_membership_changes_total",
-    # issue 21: records lost to retention, offset commits that keep failing
+    # Kafka operations (docs/operations.md#what-the-trainer-does-for-each-kafka-operation): records
+    # lost to retention, offset commits that keep failing
     "StreamsgdRecordsSkipped": "streamsgd_records_skipped_total",
     "StreamsgdOffsetCommitsFailing": "streamsgd_offset_commit_failures_total",
     "StreamsgdConsumerGroupShared": "streamsgd_partitions_unassigned",
+    # issue 20: replicas that disagreed (repaired), rank 0's manifest appends failing
+    "StreamsgdReplicaDivergence": "streamsgd_replica_divergences_total",
+    "StreamsgdManifestWriteFailing": "streamsgd_manifest_write_failures_total",
 }
 
-# The compose services of the single trainer and of the replicated job (issue 11), the
-# Prometheus job of each, and the dashboard row that charts the replicas.
+# The compose services of the single trainer and of the replicated job (docs/design.md#scaling-out),
+# the Prometheus job of each, and the dashboard row that charts the replicas.
 TRAINER = "streamsgd"
 REPLICAS = "streamsgd-replicas"
 REPLICAS_PROFILE = "replicas"
@@ -317,6 +327,10 @@ def test_promtool_test_rules():
         ("StreamsgdSamplesClippedRateHigh", "> 0.01", "> 0.1"),
         ("StreamsgdModelUnhealthy", "== 0", "< 0"),
         ("StreamsgdReplicaLost", "> 0", "> 10"),
+        ("StreamsgdReplicaDivergence", "> 0", "> 10"),
+        # every replica counts the same divergence: a sum would count it once per replica
+        ("StreamsgdReplicaDivergence", "max by (job)", "sum by (job)"),
+        ("StreamsgdManifestWriteFailing", "> 0", "> 10"),
         # replicas other than rank 0 never checkpoint: without the exclusion they would fire
         ("StreamsgdCheckpointStale", 'rank!="0"', 'rank="none"'),
     ],
@@ -537,8 +551,9 @@ def duration_seconds(text: str) -> float:
 
 
 def test_trainer_gets_a_stop_grace_period_above_its_shutdown_bound():
-    """SIGTERM ends a trainer within 5 s even with the broker down (issue 9); Docker's default
-    10 s grace leaves too little margin for the final checkpoint on a slow disk."""
+    """SIGTERM ends a trainer within 5 s even with the broker down
+    (docs/operations.md#what-is-guaranteed); Docker's default 10 s grace leaves too little margin
+    for the final checkpoint on a slow disk."""
     grace = compose()["services"]["streamsgd"].get("stop_grace_period")
     assert grace, "the trainer has no stop_grace_period (Docker's default is 10 s)"
     assert duration_seconds(str(grace)) >= 3 * 5
@@ -821,7 +836,7 @@ def test_alert_rules_cover_the_required_conditions_and_are_unit_tested():
     assert set(rules) <= silent, f"alerts never shown to stay silent: {set(rules) - silent}"
 
 
-# --------------------------------------------------------------------------- replicas (issue 11)
+# --------------------------------------------------------------------------- replicas
 
 
 def replicas_service() -> dict[str, Any]:
@@ -1119,6 +1134,8 @@ def test_replicas_row_charts_the_replica_metrics():
             "streamsgd_membership_changes_total",
             "streamsgd_allreduce_duration_seconds_bucket",
             "streamsgd_step_wait_seconds_bucket",
+            "streamsgd_replica_divergences_total",
+            "streamsgd_manifest_write_failures_total",
         ):
             assert metric in used, f"the Replicas row does not chart {metric}"
         assert any(

@@ -11,20 +11,30 @@ import numpy as np
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder, encode_dense
+from streamsgd.distributed.collective_stepper import CollectiveStepper
 from streamsgd.distributed.exchange import OwnershipConflict
 from streamsgd.distributed.mpi import MpiCollective
-from streamsgd.distributed.replicated import ReplicatedService
-from streamsgd.training.trainer import ServiceConfig
+from streamsgd.distributed.replicated import replicated_trainer
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.replicas import PartitionedMemorySource
 
 D = 4
 
 
-class Greedy(ReplicatedService):
-    def _assign(self) -> None:
-        super()._assign()
-        if self.collective.rank == 1:
-            self.owned = sorted({*self.owned, self.partitions[0]})
+def greedy(service: Trainer) -> Trainer:
+    """Rank 1 also reads rank 0's first partition (two readers of one partition)."""
+    stepper = service.stepper
+    assert isinstance(stepper, CollectiveStepper)
+    assign = stepper.membership.assign
+
+    def greedy_assign() -> None:
+        assign()
+        if stepper.collective.rank == 1:
+            replica = stepper.replica
+            replica.owned = sorted({*replica.owned, replica.partitions[0]})
+
+    stepper.membership.assign = greedy_assign  # type: ignore[method-assign]
+    return service
 
 
 def main() -> int:
@@ -34,12 +44,14 @@ def main() -> int:
         for p in range(4)
     }
     collective = MpiCollective(timeout_seconds=60)
-    service = Greedy(
-        OnlineLogisticRegression(D),
-        PartitionedMemorySource(values),
-        Decoder(D),
-        ServiceConfig(batch_size=8, max_wait_seconds=0.1),
-        collective=collective,
+    service = greedy(
+        replicated_trainer(
+            OnlineLogisticRegression(D),
+            PartitionedMemorySource(values),
+            Decoder(D),
+            ServiceConfig(batch_size=8, max_wait_seconds=0.1),
+            collective=collective,
+        )
     )
     error = None
     try:

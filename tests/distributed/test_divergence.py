@@ -1,6 +1,6 @@
-"""Issue 20 item 5 under real ``mpiexec``: rank 1's θ is changed by one ulp mid-run (as a host
-whose CPU rounds differently would); the next digest check finds it, every replica adopts
-rank 0's model and counts it, and the run still equals its manifest replay."""
+"""Scaling out (docs/design.md#scaling-out) under real ``mpiexec``: rank 1's θ is changed by one ulp
+mid-run (as a host whose CPU rounds differently would); the next digest check finds it, every
+replica adopts rank 0's model and counts it, and the run still equals its manifest replay."""
 
 from __future__ import annotations
 

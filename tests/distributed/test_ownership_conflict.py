@@ -1,5 +1,5 @@
-"""Issue 11, test 4: a forced ownership conflict (two replicas reading one partition) raises
-on every replica under real mpiexec, before any step is applied."""
+"""Scaling out (docs/design.md#scaling-out): a forced ownership conflict (two replicas reading one
+partition) raises on every replica under real mpiexec, before any step is applied."""
 
 from __future__ import annotations
 

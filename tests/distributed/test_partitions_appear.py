@@ -1,5 +1,6 @@
-"""Partitions that appear, for replicas (issue 21 item 4, issue 20 item 3), under real
-``mpiexec`` and the real broker, both clients.
+"""Partitions that appear, for replicas
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation, docs/design.md#scaling-out),
+under real ``mpiexec`` and the real broker, both clients.
 
 Injects: a job of 2 replicas started with ``--auto-offset-reset latest`` on an empty
 2-partition topic; once it learned 100 records there, the topic grown to 4 partitions and

@@ -1,6 +1,6 @@
-"""Issue 20 item 1 under real ``mpiexec``: with Open MPI's failure detector on, rank 0 stopped
-(SIGSTOP: alive, holding the checkpoint lock, silent — as if cut off) is declared failed by
-rank 1; 1 of 2 is no majority and the lock (the lease) is not rank 1's, so rank 1 stops
+"""Scaling out (docs/design.md#scaling-out) under real ``mpiexec``: with Open MPI's failure detector
+on, rank 0 stopped (SIGSTOP: alive, holding the checkpoint lock, silent — as if cut off) is declared
+failed by rank 1; 1 of 2 is no majority and the lock (the lease) is not rank 1's, so rank 1 stops
 with one line instead of becoming a second rank 0."""
 
 from __future__ import annotations

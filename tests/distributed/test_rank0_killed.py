@@ -1,7 +1,8 @@
-"""Issue 20: rank 0 — the manifest's and the checkpoint's writer — killed with SIGKILL under
-real ``mpiexec`` and Kafka, at a random step or while its manifest appends fail. The survivors
-hold every step the file lacks, the new rank 0 writes them, and the manifest replays to the
-final checkpoint every time (before the fix, steps went missing and the replay raised)."""
+"""Scaling out (docs/design.md#scaling-out): rank 0 — the manifest's and the checkpoint's writer —
+killed with SIGKILL under real ``mpiexec`` and Kafka, at a random step or while its manifest appends
+fail. The survivors hold every step the file lacks, the new rank 0 writes them, and the manifest
+replays to the final checkpoint every time (before the fix, steps went missing and the replay
+raised)."""
 
 from __future__ import annotations
 

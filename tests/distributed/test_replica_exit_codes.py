@@ -1,8 +1,8 @@
-"""Issue 20: the exit code of a replicated job stopped with SIGUSR1 after failures, as
-docs/operations.md's table documents it: 137 once a replacement spawned by ``--respawn`` was
-itself killed (mpiexec reports the spawned job's killed process; ``pmix.recover`` and
-``PMIX_JOB_RECOVERABLE`` in the spawn's info do not change it in Open MPI 5.0), though the
-final checkpoint is written and exact."""
+"""Scaling out (docs/design.md#scaling-out): the exit code of a replicated job stopped with SIGUSR1
+after failures, as docs/operations.md's table documents it: 137 once a replacement spawned by
+``--respawn`` was itself killed (mpiexec reports the spawned job's killed process; ``pmix.recover``
+and ``PMIX_JOB_RECOVERABLE`` in the spawn's info do not change it in Open MPI 5.0), though the final
+checkpoint is written and exact."""
 
 from __future__ import annotations
 

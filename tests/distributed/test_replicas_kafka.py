@@ -1,9 +1,8 @@
-"""Scale-out end to end (issue 11): N replicas under real ``mpiexec`` (ULFM) reading a real
-Kafka topic of 6 partitions, with a live producer and malformed records. The oracle is the
-step manifest replayed in this process on the records read back from the topic: the job's
+"""Scale-out end to end (docs/design.md#scaling-out): N replicas under real ``mpiexec`` (ULFM)
+reading a real Kafka topic of 6 partitions, with a live producer and malformed records. The oracle
+is the step manifest replayed in this process on the records read back from the topic: the job's
 model must equal it (rtol 1e-10), every valid record learned once, every malformed one
-dead-lettered. Faults are triggered by observation (a metric reaching a step), never by
-sleeping."""
+dead-lettered. Faults are triggered by observation (a metric reaching a step), never by sleeping."""
 
 from __future__ import annotations
 

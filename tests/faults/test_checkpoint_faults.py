@@ -1,5 +1,5 @@
-"""Fault suite, checkpoints (issue 9, items 2 and 8), with real processes: a second writer,
-a SIGKILLed lock holder, a writer killed while saving under a concurrent reader, and the
+"""Fault suite, checkpoints (docs/operations.md#what-is-guaranteed), with real processes: a second
+writer, a SIGKILLed lock holder, a writer killed while saving under a concurrent reader, and the
 CLI's answer to damaged, foreign and unusable checkpoint directories."""
 
 from __future__ import annotations

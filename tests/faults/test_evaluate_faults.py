@@ -1,5 +1,5 @@
-"""``streamsgd evaluate --predictions`` faults of issue 21 (item 7): the target is the input
-file, a run that fails with a predictions file already there. Real subprocesses."""
+"""``streamsgd evaluate --predictions`` faults (docs/operations.md#what-is-guaranteed): the target
+is the input file, a run that fails with a predictions file already there. Real subprocesses."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
 def test_predictions_pointed_at_the_input_file_is_refused_and_the_input_kept(
     tmp_path: Path,
 ) -> None:
-    """Injects: --predictions naming the input file, by another spelling (issue 21, item 7:
-    it emptied the input and exited 0). Must hold: exit 2 with one line, the input intact,
-    no file left beside it."""
+    """Injects: --predictions naming the input file, by another spelling
+    (docs/operations.md#what-is-guaranteed: it emptied the input and exited 0). Must hold: exit 2
+    with one line, the input intact, no file left beside it."""
     stream = tmp_path / "s.jsonl"
     before = write_stream(stream, 50)
     alias = tmp_path / "." / "s.jsonl"
@@ -56,9 +56,9 @@ def test_predictions_pointed_at_the_input_file_is_refused_and_the_input_kept(
 
 
 def test_a_failed_run_leaves_an_existing_predictions_file_as_it_was(tmp_path: Path) -> None:
-    """Injects: a run whose input cannot be opened, with a predictions file from an earlier
-    run at the target (issue 21, item 7: it was emptied before the run failed). Must hold:
-    exit 2 with one line; the old predictions file untouched, no temporary file left; then a
+    """Injects: a run whose input cannot be opened, with a predictions file from an earlier run at
+    the target (docs/operations.md#what-is-guaranteed: it was emptied before the run failed). Must
+    hold: exit 2 with one line; the old predictions file untouched, no temporary file left; then a
     good run replaces it whole."""
     predictions = tmp_path / "p.txt"
     predictions.write_text("0.5\n0.25\n")

@@ -1,5 +1,5 @@
-"""Issue 9, "HTTP with bounds": hostile and broken clients against a real server on
-127.0.0.1, spoken to over raw sockets where the request must be malformed."""
+"""Bounded HTTP (docs/operations.md#what-is-guaranteed): hostile and broken clients against a real
+server on 127.0.0.1, spoken to over raw sockets where the request must be malformed."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Fault suite, issue 9 item 1: one record with finite but extreme values must not move the
-model more than an ordinary sample can. Real trainer processes on real files."""
+"""Fault suite (docs/operations.md#what-is-guaranteed): one record with finite but extreme values
+must not move the model more than an ordinary sample can. Real trainer processes on real files."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Kafka faults of issue 9 against the real broker: secrets and record contents never in the
-logs (item 4), the stuck rebalance behind the SIGKILL-restart flake (item 10), SIGTERM with
-the broker unreachable (item 11), and the notice that says why a trainer waits for
-partitions (issue 12)."""
+"""Kafka faults (docs/operations.md#what-is-guaranteed) against the real broker: secrets and record
+contents never in the logs, the stuck rebalance behind the SIGKILL-restart flake, SIGTERM with the
+broker unreachable, and the notice that says why a trainer waits for partitions
+(docs/operations.md#running-against-kafka)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 from streamsgd.kafka.client_logs import guard_client_logs
 from streamsgd.kafka.rebalance import resume_interrupted_rebalance
 from streamsgd.kafka.source import KafkaSource
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_fixtures import KafkaBroker, SaslListener
 from tests.support.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
 
@@ -62,30 +63,9 @@ def sasl_train_args(
     sasl: SaslListener, topic: str, group: str, checkpoint: Path, *extra: object
 ) -> list[object]:
     return [
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        sasl.bootstrap_servers,
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--n-features",
-        D,
-        "--batch-size",
-        8,
-        "--security-protocol",
-        "SASL_PLAINTEXT",
-        "--sasl-mechanism",
-        "PLAIN",
-        "--sasl-username",
-        sasl.username,
-        "--checkpoint-dir",
-        checkpoint,
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
+        *kafka_train_flags(sasl.bootstrap_servers, topic, group, n_features=D, batch_size=8),
+        *cli_flags(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN"),
+        *cli_flags(sasl_username=sasl.username, checkpoint_dir=checkpoint),
         *extra,
     ]
 
@@ -235,10 +215,10 @@ def test_the_guard_caps_client_debug_logs_and_redacts_every_spelling_at_any_leve
 def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpoint(
     kafka_broker: KafkaBroker, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: the broker stops (controlled shutdown, port closed) after the trainer has
-    learned every record, then SIGTERM. Must hold: the process exits 0 before a 5 s
-    deadline (issue 9 requires this bound, under Docker's 10 s grace), the final checkpoint
-    covers every learned sample, and the failed offset commit is logged."""
+    """Injects: the broker stops (controlled shutdown, port closed) after the trainer has learned
+    every record, then SIGTERM. Must hold: the process exits 0 before a 5 s deadline
+    (docs/operations.md#what-is-guaranteed requires this bound, under Docker's 10 s grace), the
+    final checkpoint covers every learned sample, and the failed offset commit is logged."""
     n = 400
     bootstrap = kafka_broker.bootstrap_servers
     topic, dead_letters = kafka_topic(), kafka_topic()
@@ -246,30 +226,11 @@ def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpo
     checkpoint = tmp_path / "ck"
     trainer = processes.trainer(
         [
-            "--source",
-            "kafka",
-            "--kafka-client",
-            client,
-            "--bootstrap-servers",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group-id",
-            f"down-{uuid.uuid4().hex[:8]}",
-            "--n-features",
-            D,
-            "--batch-size",
-            8,
-            "--checkpoint-dir",
-            checkpoint,
-            "--checkpoint-interval-seconds",
-            3600,
-            "--dead-letter-topic",
-            dead_letters,
-            "--metrics-port",
-            "0",
-            "--progress",
-            "never",
+            *kafka_train_flags(
+                bootstrap, topic, f"down-{uuid.uuid4().hex[:8]}", kafka_client=client
+            ),
+            *cli_flags(n_features=D, batch_size=8, checkpoint_dir=checkpoint),
+            *cli_flags(checkpoint_interval_seconds=3600, dead_letter_topic=dead_letters),
         ]
     )
     trainer.wait_for(lambda: model_samples(trainer) == n, 90, f"the trainer to learn {n}")
@@ -343,7 +304,7 @@ def test_a_rebalance_interrupted_by_a_poll_timeout_is_completed(
         consumer.close(autocommit=False)
 
 
-# --------------------------------------------------------------------------- issue 12
+# --------------------------------------------------------------------------- waiting for partitions
 
 
 def test_a_trainer_waiting_for_partitions_says_why_and_names_static_membership(
@@ -356,22 +317,7 @@ def test_a_trainer_waiting_for_partitions_says_why_and_names_static_membership(
     topic = kafka_topic()
     write_marked_records(kafka_bootstrap, topic, 40)
     group = f"wait-{uuid.uuid4().hex[:8]}"
-    args: list[object] = [
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        kafka_bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--n-features",
-        D,
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
-    ]
+    args = kafka_train_flags(kafka_bootstrap, topic, group, n_features=D)
     first = processes.trainer([*args, "--checkpoint-dir", tmp_path / "a"])
     first.wait_for(lambda: model_samples(first) > 0, 90, "the first trainer to learn")
     first.kill()

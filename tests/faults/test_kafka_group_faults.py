@@ -1,5 +1,6 @@
-"""Consumer-group faults of issue 21 against the real broker: commits made from the revoke
-callback (confluent) and a second member in the trainer's consumer group (both clients)."""
+"""Consumer-group faults (docs/operations.md#what-the-trainer-does-for-each-kafka-operation) against
+the real broker: commits made from the revoke callback (confluent) and a second member in the
+trainer's consumer group (both clients)."""
 
 from __future__ import annotations
 
@@ -52,11 +53,11 @@ def test_confluent_commits_from_the_revoke_callback_succeed(
 def test_a_second_member_in_the_trainers_group_is_a_warning_and_a_gauge(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: two trainers in one consumer group (different checkpoint directories) on a
-    topic of 2 partitions (issue 21, item 5: they built two different models, both ready,
-    no warning). Must hold: each logs a WARNING that it holds 1 of the 2 partitions and
-    names the remedy (one trainer per group, replicas), and streamsgd_partitions_unassigned
-    reads 1 on each."""
+    """Injects: two trainers in one consumer group (different checkpoint directories) on a topic of
+    2 partitions (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: they built two
+    different models, both ready, no warning). Must hold: each logs a WARNING that it holds 1 of the
+    2 partitions and names the remedy (one trainer per group, replicas), and
+    streamsgd_partitions_unassigned reads 1 on each."""
     topic = kafka_topic(2)
     group = f"g-{uuid.uuid4().hex[:8]}"
     trainers = []
@@ -80,10 +81,11 @@ def test_a_second_member_in_the_trainers_group_is_a_warning_and_a_gauge(
 def test_a_fenced_static_member_ends_its_run_with_one_line(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: a second trainer started with the same --group-instance-id as a running one
-    (other checkpoint directory), then more records (issue 21, item 5: the fenced member
-    learned on, or nothing, with /readyz 200, and never exited). Must hold: the fenced
-    trainer exits 1 with one line that names the fencing and the duplicated instance id."""
+    """Injects: a second trainer started with the same --group-instance-id as a running one (other
+    checkpoint directory), then more records
+    (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: the fenced member learned
+    on, or nothing, with /readyz 200, and never exited). Must hold: the fenced trainer exits 1 with
+    one line that names the fencing and the duplicated instance id."""
     topic = kafka_topic()
     X, y = samples(32, seed=28)
     write_samples(kafka_bootstrap, topic, X[:16], y[:16])

@@ -1,5 +1,6 @@
-"""Kafka operations of issue 21 against the real broker: what a transactional producer, a
-recreated topic and retention past the checkpoint do to a long-running trainer (both clients).
+"""Kafka operations (docs/operations.md#what-the-trainer-does-for-each-kafka-operation) against the
+real broker: what a transactional producer, a recreated topic and retention past the checkpoint do
+to a long-running trainer (both clients).
 
 Each test injects the operation and checks that no record is lost or learned silently: the
 trainer learns exactly the records it should (model bit-identical to a reference fit), or
@@ -76,11 +77,12 @@ def write_transactions(
 def test_aborted_transactions_are_never_learned_and_lag_returns_to_zero(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: 20 transactions of 48 records, every second one aborted (issue 21, item 2:
-    kafka-python learned every record, confluent the committed ones). Must hold: each
-    client learns exactly the committed records, in order, so its model is bit-identical to
-    a reference fit on them (hence both clients give the same model), and the lag gauge
-    returns to 0 once caught up, although the log ends with a transaction marker."""
+    """Injects: 20 transactions of 48 records, every second one aborted
+    (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: kafka-python learned every
+    record, confluent the committed ones). Must hold: each client learns exactly the committed
+    records, in order, so its model is bit-identical to a reference fit on them (hence both clients
+    give the same model), and the lag gauge returns to 0 once caught up, although the log ends with
+    a transaction marker."""
     topic = kafka_topic()
     X, y = write_transactions(kafka_bootstrap, topic, 20, 48, seed=21)
     n = len(y)
@@ -152,11 +154,11 @@ def checkpoint_samples(checkpoint: Path) -> int:
 def test_a_topic_recreated_while_the_trainer_was_down_is_refused_unless_accepted(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: a trainer stopped after learning 40 records; the topic deleted and created
-    again with 64 records (issue 21, item 1: the restart skipped the first 40 of the new log
-    without a trace). Must hold: the checkpoint holds the topic id; the restart refuses with
-    one line and exit 2 and learns nothing; with --accept-new-topic-log it keeps the model
-    and learns all 64 records of the new log, from its beginning."""
+    """Injects: a trainer stopped after learning 40 records; the topic deleted and created again
+    with 64 records (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: the restart
+    skipped the first 40 of the new log without a trace). Must hold: the checkpoint holds the topic
+    id; the restart refuses with one line and exit 2 and learns nothing; with --accept-new-topic-log
+    it keeps the model and learns all 64 records of the new log, from its beginning."""
     topic = kafka_topic()
     X, y = samples(104, seed=22)
     write_samples(kafka_bootstrap, topic, X[:40], y[:40])
@@ -194,11 +196,11 @@ def test_a_topic_recreated_while_the_trainer_was_down_is_refused_unless_accepted
 def test_a_topic_recreated_under_a_running_trainer_ends_the_run_before_a_new_record(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: the topic deleted and created again with 64 records while the trainer runs,
-    caught up after 40 (issue 21, item 1: kafka-python went on in the new log, confluent
-    learned nothing for good, both ready). Must hold: the trainer exits 1 with one line
-    naming the replaced topic, and learned no record of the new log (its last checkpoint
-    holds the 40 samples of the old one)."""
+    """Injects: the topic deleted and created again with 64 records while the trainer runs, caught
+    up after 40 (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: kafka-python
+    went on in the new log, confluent learned nothing for good, both ready). Must hold: the trainer
+    exits 1 with one line naming the replaced topic, and learned no record of the new log (its last
+    checkpoint holds the 40 samples of the old one)."""
     topic = kafka_topic()
     X, y = samples(104, seed=23)
     write_samples(kafka_bootstrap, topic, X[:40], y[:40])
@@ -317,12 +319,12 @@ def write_to_partition(
 def test_partitions_added_to_the_topic_are_read_from_their_beginning_within_the_interval(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes, client: str
 ) -> None:
-    """Injects: a trainer started with --auto-offset-reset latest on a one-partition topic,
-    caught up; the topic grown to 3 partitions and 16 records written to each new one at
-    once, before the trainer can know them (issue 21, item 4: new partitions were seen after
-    ~300 s, and under `latest` none of their records was ever learned). Must hold: with
-    --metadata-max-age-seconds 2 the trainer learns all 32 records of the new partitions
-    (they start at their beginning, not at `latest`), well before the clients' default
+    """Injects: a trainer started with --auto-offset-reset latest on a one-partition topic, caught
+    up; the topic grown to 3 partitions and 16 records written to each new one at once, before the
+    trainer can know them (docs/operations.md#what-the-trainer-does-for-each-kafka-operation: new
+    partitions were seen after ~300 s, and under `latest` none of their records was ever learned).
+    Must hold: with --metadata-max-age-seconds 2 the trainer learns all 32 records of the new
+    partitions (they start at their beginning, not at `latest`), well before the clients' default
     refresh of 300 s."""
     from kafka.admin import KafkaAdminClient, NewPartitions
 

@@ -1,5 +1,5 @@
-"""Fault suite (issue 9), the stream side: hostile lines and records on the way from a file
-or a pipe to the model.
+"""Fault suite (docs/operations.md#what-is-guaranteed), the stream side: hostile lines and records
+on the way from a file or a pipe to the model.
 
 * a line far over the record limit (file): bounded memory, rejected as ``too_large``,
   dead-lettered truncated, the other lines learned;
@@ -30,7 +30,7 @@ from streamsgd.sources import file as file_source
 from streamsgd.sources.file import READ_BYTES, FileSource, LineSplitter
 from streamsgd.telemetry.metrics import PrometheusSensor
 from streamsgd.training.ports import SourceRecord
-from streamsgd.training.trainer import ServiceConfig, TrainingService
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.helpers import reference_fit, write_jsonl
 
 MiB = 1 << 20
@@ -134,7 +134,7 @@ def test_an_oversized_line_is_counted_and_dead_lettered_truncated(tmp_path: Path
     limit = 64 * 1024
     registry = CollectorRegistry()
     dead = MemoryDeadLetters()
-    service = TrainingService(
+    service = Trainer(
         OnlineLogisticRegression(D),
         FileSource(str(path), max_line_bytes=limit),
         Decoder(D, max_record_bytes=limit),
@@ -221,9 +221,9 @@ def test_a_poisoned_record_first_does_not_move_the_model(tmp_path: Path) -> None
     write_jsonl(poisoned, X, y, {0: json.dumps({"x": [1e300] * D, "y": 0}).encode()})
     write_jsonl(clean, X, y)
 
-    def train(path: Path) -> tuple[TrainingService, CollectorRegistry]:
+    def train(path: Path) -> tuple[Trainer, CollectorRegistry]:
         registry = CollectorRegistry()
-        service = TrainingService(
+        service = Trainer(
             OnlineLogisticRegression(D),
             FileSource(str(path)),
             Decoder(D),

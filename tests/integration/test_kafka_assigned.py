@@ -1,7 +1,7 @@
-"""Kafka sources with partitions assigned by rank (issue 11) against the real broker, with
-both clients: no group membership, starts at given positions or at ``auto_offset_reset``
-(never at committed offsets), re-assignment of a live consumer without stale records, and
-commits of every partition given, visible as the group's committed offsets.
+"""Kafka sources with partitions assigned by rank (docs/design.md#scaling-out) against the real
+broker, with both clients: no group membership, starts at given positions or at
+``auto_offset_reset`` (never at committed offsets), re-assignment of a live consumer without stale
+records, and commits of every partition given, visible as the group's committed offsets.
 
 Records are written to chosen partitions with values ``b"<partition>-<offset>"``, so what
 a source returns is checked against what the broker holds, record by record. Every wait
@@ -205,7 +205,8 @@ def test_partitions_without_a_position_start_at_auto_offset_reset_not_at_committ
     first = source.assign(keys[1:], {})
     assert first == {key: Position(0 if reset == "earliest" else 20) for key in keys[1:]}
     # A position of the topic held: one without is new to the job (a partition added since,
-    # issue 21 item 4) and starts at its beginning whatever auto_offset_reset says.
+    # docs/operations.md#what-the-trainer-does-for-each-kafka-operation) and starts at its beginning
+    # whatever auto_offset_reset says.
     starts = source.assign(keys, {keys[0]: Position(7, skip_samples=2)})
     resolved = 0
     assert starts == {

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamsgd.datasets.synthetic_stream import SyntheticStream
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -27,30 +28,11 @@ D = 6
 
 
 def args(bootstrap: str, topic: str, group: str, m: int, checkpoint: Path, n: int) -> list[str]:
-    return [
-        "--source",
-        "kafka",
-        "--kafka-client",
-        "confluent",
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--n-features",
-        str(D),
-        "--batch-size",
-        str(m),
-        "--checkpoint-dir",
-        str(checkpoint),
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
-        "--max-samples",
-        str(n),
+    flags = [
+        *kafka_train_flags(bootstrap, topic, group, kafka_client="confluent", n_features=D),
+        *cli_flags(batch_size=m, checkpoint_dir=checkpoint, max_samples=n),
     ]
+    return [str(flag) for flag in flags]
 
 
 @pytest.mark.parametrize(("samples_per_record", "fmt"), [(1, "json"), (5, "binary")])

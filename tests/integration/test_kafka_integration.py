@@ -1,4 +1,4 @@
-"""The Kafka source against a real broker (issue 3, "Tests against the real broker").
+"""The Kafka source against a real broker (docs/operations.md#running-against-kafka).
 
 Every test compares with something computed independently of the Kafka path: the model
 ``OnlineLogisticRegression`` trains in-process on the same samples in the same minibatches
@@ -25,6 +25,7 @@ import pytest
 
 from streamsgd.codec import encode_binary
 from streamsgd.datasets.synthetic_stream import SyntheticStream
+from tests.support.helpers import cli_flags, kafka_train_flags
 from tests.support.kafka_helpers import (
     Processes,
     assert_checkpoint_equals_reference,
@@ -62,25 +63,9 @@ def train_args(
 ) -> list[str]:
     """``streamsgd train`` arguments; ``flags``: max_samples=N → ``--max-samples N``."""
     extra = [item for k, v in flags.items() for item in (f"--{k.replace('_', '-')}", v)]
-    args: list[object] = [
-        "--source",
-        "kafka",
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--n-features",
-        D,
-        "--batch-size",
-        batch_size,
-        "--checkpoint-dir",
-        checkpoint_dir,
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
+    args = [
+        *kafka_train_flags(bootstrap, topic, group, n_features=D, batch_size=batch_size),
+        *cli_flags(checkpoint_dir=checkpoint_dir),
         *extra,
     ]
     return [str(a) for a in args]
@@ -524,10 +509,10 @@ def test_four_partitions_every_record_learned_exactly_once(
 def test_a_rebalance_checkpoints_then_commits_what_the_checkpoint_covers(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:
-    """Issue 3: "On revocation ...: finish the current step, checkpoint, commit". A second
-    member joins the trainer's group; the trainer's partitions are revoked; the checkpoint
-    it writes then (the only one: the interval is an hour) covers what it learned, and the
-    group's committed offsets equal it."""
+    """On revocation (docs/operations.md#running-against-kafka): "On revocation ...: finish the
+    current step, checkpoint, commit". A second member joins the trainer's group; the trainer's
+    partitions are revoked; the checkpoint it writes then (the only one: the interval is an hour)
+    covers what it learned, and the group's committed offsets equal it."""
     from kafka import KafkaConsumer
 
     n, m, seed = 400, 8, 61

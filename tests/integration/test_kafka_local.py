@@ -1,4 +1,4 @@
-"""Tests of scripts/kafka-local and of the broker fixtures in tests/kafka_fixtures.py.
+"""Tests of scripts/kafka-local and of the broker fixtures in tests/support/kafka_fixtures.py.
 
 The script tests run against brokers of their own, started by the script. The last tests use
 the session broker (kafka_broker / kafka_topic fixtures and the broker_stop/broker_start helpers);

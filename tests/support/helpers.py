@@ -32,3 +32,24 @@ def reference_fit(
     for start in range(0, len(y), batch_size):
         model.learn_batch(X[start : start + batch_size], y[start : start + batch_size])
     return model
+
+
+def cli_flags(**options: object) -> list[object]:
+    """Command-line flags from options named as in the configuration (``batch_size=8`` →
+    ``--batch-size 8``): True gives the flag alone, None and False leave it out."""
+    flags: list[object] = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is not None and value is not False:
+            flags += [flag, value]
+    return flags
+
+
+def kafka_train_flags(bootstrap: str, topic: str, group: str, **options: object) -> list[object]:
+    """``streamsgd train`` flags for the Kafka source, HTTP on any free port and no status
+    line, plus ``options`` (:func:`cli_flags`)."""
+    return cli_flags(
+        source="kafka", bootstrap_servers=bootstrap, topic=topic, group_id=group, **options
+    ) + cli_flags(metrics_port="0", progress="never")

@@ -1,4 +1,5 @@
-"""Helpers of the Kafka-operations fault tests (issue 21): samples with a known reference,
+"""Helpers of the Kafka-operations fault tests
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation): samples with a known reference,
 the trainer's arguments, and what the tests read from a running trainer."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support.helpers import kafka_train_flags
 from tests.support.kafka_helpers import Trainer, metric
 
 D = 3
@@ -28,30 +30,11 @@ def encode(x: np.ndarray, label: float) -> bytes:
 
 
 def train_args(bootstrap: str, client: str, topic: str, checkpoint: Path) -> list[object]:
-    return [
-        "--source",
-        "kafka",
-        "--kafka-client",
-        client,
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        f"g-{uuid.uuid4().hex[:8]}",
-        "--n-features",
-        D,
-        "--batch-size",
-        8,
-        "--checkpoint-dir",
-        checkpoint,
-        "--lag-interval-seconds",
-        0.5,
-        "--metrics-port",
-        "0",
-        "--progress",
-        "never",
-    ]
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    options = {"n_features": D, "batch_size": 8, "lag_interval_seconds": 0.5}
+    return kafka_train_flags(
+        bootstrap, topic, group, kafka_client=client, checkpoint_dir=checkpoint, **options
+    )
 
 
 def model_samples(trainer: Trainer) -> int:

@@ -40,7 +40,7 @@ from streamsgd.checkpoint import (
 from streamsgd.cli import main
 from streamsgd.codec import Decoder, encode_dense
 from streamsgd.datasets.synthetic_stream import SyntheticStream
-from streamsgd.training.trainer import ServiceConfig, TrainingService
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.kafka_helpers import wait_until
 from tests.support.memory_source import MemorySource
 
@@ -54,7 +54,7 @@ def trained_state(optimizer: str = "sgd", batch_size: int = 1) -> dict[str, Any]
     AdaGrad adds its accumulators)."""
     X, y = SyntheticStream(D, seed=5).samples(0, 120)
     records = [encode_dense(X[i], y[i]) for i in range(len(y))]
-    service = TrainingService(
+    service = Trainer(
         OnlineLogisticRegression(D, optimizer=optimizer, learning_rate=0.2),
         MemorySource(records),
         Decoder(D),
@@ -125,7 +125,7 @@ def one_line(exc: BaseException) -> str:
 def restorable(state: dict[str, Any]) -> None:
     """What a loaded checkpoint must survive: the service's restore() (a CheckpointError
     is its refusal) and a JSON dump of it as ``streamsgd inspect --json`` prints."""
-    service = TrainingService(
+    service = Trainer(
         OnlineLogisticRegression(D), MemorySource([]), Decoder(D), ServiceConfig(batch_size=1)
     )
     with contextlib.suppress(CheckpointError):

@@ -1,5 +1,5 @@
-"""Taking the checkpoint directory's lock on a full disk (issue 21, item 9): writing the
-holder's name into the lock file is informational and may fail with ENOSPC; the lock is
+"""Taking the checkpoint directory's lock on a full disk (docs/operations.md#what-is-guaranteed):
+writing the holder's name into the lock file is informational and may fail with ENOSPC; the lock is
 taken all the same (it was a traceback)."""
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ def test_help_lists_every_env_variable() -> None:
     assert len(flags) > 30
     for flag in flags:
         env = "STREAMSGD_" + flag[2:].upper().replace("-", "_")
-        if flag == "--print-config":  # a flag only (issue 21): no variable
+        if flag == "--print-config":  # a flag only: no variable
             assert flag in text and env not in text
             continue
         assert flag in text and env in " ".join(text.split()), flag

@@ -1,5 +1,6 @@
-"""Configuration files and ``--print-config`` at their edges (issue 21, items 8 and 9): text
-that TOML cannot take from JSON's escapes, bytes that are not UTF-8, a NUL in a value."""
+"""Configuration files and ``--print-config`` at their edges
+(docs/operations.md#what-is-guaranteed): text that TOML cannot take from JSON's escapes, bytes that
+are not UTF-8, a NUL in a value."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``GET /model`` bounded (issue 21, item 6): a hashed model's weights sparse by default,
-the document built once per model version and one build at a time."""
+"""``GET /model`` bounded (docs/operations.md#what-is-guaranteed): a hashed model's weights sparse
+by default, the document built once per model version and one build at a time."""
 
 from __future__ import annotations
 

@@ -45,8 +45,8 @@ def _held(first: int, last: int, durable: int = -1) -> dict:
 
 
 def test_a_new_rank_0_writes_the_held_steps_over_stale_ones(tmp_path: Path) -> None:
-    """Issue 20: the file reaches step 6 (steps 5–6 of a rolled-back former rank 0); the
-    survivors hold steps 5–7: the file is cut at 4 and gets their 5–7."""
+    """Scaling out (docs/design.md#scaling-out): the file reaches step 6 (steps 5–6 of a rolled-back
+    former rank 0); the survivors hold steps 5–7: the file is cut at 4 and gets their 5–7."""
     manifest = ManifestFile(tmp_path)
     start = {"start": {"t:0": [0, 0]}}
     stale = [{**e, "n_samples": 99} for e in _entries(5, 6)]

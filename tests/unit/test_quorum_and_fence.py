@@ -1,6 +1,6 @@
-"""Issue 20 item 1: after a failure only a strict majority of the last agreed membership (or
-exactly half holding the lease) goes on; a lineage overtaken by a newer checkpoint writer
-never checkpoints or commits offsets again."""
+"""Scaling out (docs/design.md#scaling-out): after a failure only a strict majority of the last
+agreed membership (or exactly half holding the lease) goes on; a lineage overtaken by a newer
+checkpoint writer never checkpoints or commits offsets again."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Partitions that appear, for replicas (issue 21 item 4): rank 0 asks the source for the
-partition list (``partitions_check_seconds``), carries a grown list on the exchange, and
-every replica reassigns; the product's own discovery, with N threads as replicas. The same
-under real mpiexec and Kafka: tests/distributed/test_partitions_appear.py."""
+"""Partitions that appear, for replicas
+(docs/operations.md#what-the-trainer-does-for-each-kafka-operation): rank 0 asks the source for the
+partition list (``partitions_check_seconds``), carries a grown list on the exchange, and every
+replica reassigns; the product's own discovery, with N threads as replicas. The same under real
+mpiexec and Kafka: tests/distributed/test_partitions_appear.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from streamsgd.training.buffer import Position
 from streamsgd.training.ports import SourceRecord
 from streamsgd.training.trainer import ServiceConfig
 from tests.support.replicas import PartitionedMemorySource
-from tests.unit.test_replicated import D, _model, _run_replicas, _valid_samples, _values
+from tests.unit.test_replicated import (
+    D,
+    _model,
+    _run_replicas,
+    _stepper,
+    _valid_samples,
+    _values,
+)
 
 
 class GrowsWhileRead(PartitionedMemorySource):
@@ -51,16 +59,17 @@ def _run(shrunk: bool) -> None:
         config,
         partitions_check_seconds=0.0,
         prepare=lambda services: [
-            setattr(s, "source", source) for s, source in zip(services, sources, strict=True)
+            setattr(s.intake, "source", source) for s, source in zip(services, sources, strict=True)
         ],
     )
     assert not errors
     first, second = services
-    assert first.partitions == second.partitions == tuple(sorted(values))
+    partitions = [_stepper(s).replica.partitions for s in services]
+    assert partitions[0] == partitions[1] == tuple(sorted(values))
     assert sources[0].asked > 1, "rank 0 asked the source for the partition list"
     assert sources[1].asked == 0, "only rank 0 asks (the start included: it loads the state)"
     # Every record once: the third partition read from its start to its end, no more.
-    assert first.global_positions == {p: Position(len(v)) for p, v in values.items()}
+    assert first.positions == {p: Position(len(v)) for p, v in values.items()}
     assert first.model.n_samples_seen == _valid_samples(values)
     assert first.model.parameters.tobytes() == second.model.parameters.tobytes()
     read = PartitionedMemorySource(values).read

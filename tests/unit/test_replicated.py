@@ -19,12 +19,13 @@ from streamsgd import OnlineLogisticRegression
 from streamsgd.codec import Decoder, Rejection, decode_poll, encode_dense
 from streamsgd.codec.binary import encode_binary
 from streamsgd.core.controller import NoiseController
+from streamsgd.distributed.collective_stepper import CollectiveStepper
 from streamsgd.distributed.exchange import OwnershipConflict
-from streamsgd.distributed.replicated import ReplicatedService
+from streamsgd.distributed.replicated import replicated_trainer
 from streamsgd.distributed.step_manifest import replay_manifest
 from streamsgd.training.buffer import Position
 from streamsgd.training.ports import Sensor, SourceRecord
-from streamsgd.training.trainer import ServiceConfig
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.replicas import MemoryManifest, PartitionedMemorySource, ThreadRoom
 
 D = 5
@@ -48,6 +49,11 @@ def _values(n_partitions: int, n_records: int, seed: int, batched: bool = False)
     return values
 
 
+def _stepper(service: Trainer) -> CollectiveStepper:
+    assert isinstance(service.stepper, CollectiveStepper)
+    return service.stepper
+
+
 def _model(controller: bool = False) -> OnlineLogisticRegression:
     if controller:
         return OnlineLogisticRegression(D, controller=NoiseController.create("auto"))
@@ -62,13 +68,13 @@ def _run_replicas(
     owned_override: dict[int, list[str]] | None = None,
     manifest: MemoryManifest | None = None,
     sensors: dict[int, list[Sensor]] | None = None,
-    prepare: Callable[[list[ReplicatedService]], None] | None = None,
+    prepare: Callable[[list[Trainer]], None] | None = None,
     **kwargs: Any,
-) -> tuple[list[ReplicatedService], MemoryManifest, list[BaseException]]:
+) -> tuple[list[Trainer], MemoryManifest, list[BaseException]]:
     room = ThreadRoom(n_replicas)
     manifest = MemoryManifest() if manifest is None else manifest
     services = [
-        ReplicatedService(
+        replicated_trainer(
             _model(controller),
             PartitionedMemorySource(values),
             Decoder(D),
@@ -84,16 +90,18 @@ def _run_replicas(
         prepare(services)
     errors: list[BaseException] = []
 
-    def run(service: ReplicatedService) -> None:
+    def run(service: Trainer) -> None:
         try:
             if owned_override is not None:
-                original = service._assign
+                stepper = _stepper(service)
+                original = stepper.membership.assign
 
                 def assign() -> None:
                     original()
-                    service.owned = owned_override.get(service.collective.rank, service.owned)
+                    replica = stepper.replica
+                    replica.owned = owned_override.get(stepper.collective.rank, replica.owned)
 
-                service._assign = assign  # type: ignore[method-assign]
+                stepper.membership.assign = assign  # type: ignore[method-assign]
             service.run()
         except BaseException as exc:  # reported to the test thread
             errors.append(exc)
@@ -130,10 +138,10 @@ def test_replicas_agree_and_equal_the_manifest_replay(n_replicas: int, batched: 
     rejected = sum(v == b"{not json" for records in values.values() for v in records)
     assert first.totals.records_rejected == rejected
     assert first.model.n_samples_seen == _valid_samples(values)
-    assert first.global_positions == {p: Position(len(v)) for p, v in values.items()}
+    assert first.positions == {p: Position(len(v)) for p, v in values.items()}
     # The others drop the entries rank 0 confirmed durable (no unbounded growth): at most
     # a checkpoint interval's 5 steps and the exchange confirming them, and the start.
-    assert all(len(s.pending.entries) <= 7 for s in services[1:])
+    assert all(len(_stepper(s).replica.pending.entries) <= 7 for s in services[1:])
     first.checkpoint()  # the final checkpoint appended the manifest already; nothing new
     source = PartitionedMemorySource(values)
     oracle = replay_manifest(manifest.read(), source.read, Decoder(D), _model())
@@ -161,7 +169,7 @@ def test_an_ownership_conflict_stops_every_replica() -> None:
 def test_batch_size_one_is_refused() -> None:
     room = ThreadRoom(2)
     with pytest.raises(ValueError, match="collective round trip"):
-        ReplicatedService(
+        replicated_trainer(
             _model(),
             PartitionedMemorySource({"t:0": []}),
             Decoder(D),
@@ -191,7 +199,7 @@ class HeldEntries(Sensor):
 
     def __init__(self, manifest: MemoryManifest) -> None:
         self.manifest = manifest
-        self.service: ReplicatedService | None = None
+        self.service: Trainer | None = None
         self.gaps: list[tuple[int, list[int]]] = []
         self.failures = 0
 
@@ -199,7 +207,8 @@ class HeldEntries(Sensor):
         if self.service is None:  # only counts failures
             return
         written = {e["step"] for e in self.manifest.read() if "step" in e}
-        held = {e["step"] for e in self.service.pending.entries if "step" in e}
+        entries = _stepper(self.service).replica.pending.entries
+        held = {e["step"] for e in entries if "step" in e}
         lost = sorted(set(range(1, global_step + 1)) - written - held)
         if lost:
             self.gaps.append((global_step, lost))
@@ -209,8 +218,9 @@ class HeldEntries(Sensor):
 
 
 def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
-    """Issue 20: rank 0's manifest append fails (half written) at five checkpoints; the
-    other replica never drops an entry the file lacks, and the file replays."""
+    """Scaling out (docs/design.md#scaling-out): rank 0's manifest append fails (half written) at
+    five checkpoints; the other replica never drops an entry the file lacks, and the file
+    replays."""
     values = _values(4, 120, seed=6)
     config = ServiceConfig(batch_size=16, max_wait_seconds=0.05, checkpoint_every_updates=3)
     manifest = FlakyManifest()
@@ -227,7 +237,7 @@ def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
     assert watch.gaps == [], "steps neither in the manifest nor held by rank 1"
     assert counter.failures == 5
     steps = [e["step"] for e in manifest.read() if "step" in e]
-    assert steps == list(range(1, services[0].global_step + 1))
+    assert steps == list(range(1, _stepper(services[0]).global_step + 1))
     oracle = replay_manifest(
         manifest.read(), PartitionedMemorySource(values).read, Decoder(D), _model()
     )
@@ -237,13 +247,14 @@ def test_entries_are_held_until_rank_0_confirms_them_durable() -> None:
 
 
 def test_a_divergent_replica_adopts_rank_0s_model(caplog: pytest.LogCaptureFixture) -> None:
-    """Issue 20: rank 1's θ is changed by one ulp at step 7; the next check (every 4
-    steps) finds it, rank 1 adopts rank 0's model, and the replicas end byte-identical."""
+    """Scaling out (docs/design.md#scaling-out): rank 1's θ is changed by one ulp at step 7; the
+    next check (every 4 steps) finds it, rank 1 adopts rank 0's model, and the replicas end
+    byte-identical."""
     values = _values(3, 150, seed=8)
     config = ServiceConfig(batch_size=12, max_wait_seconds=0.05)
 
     class Divergence(Sensor):
-        service: ReplicatedService | None = None
+        service: Trainer | None = None
         diverged = 0
 
         def collective_step(self, global_step: int, *_: float) -> None:
@@ -278,33 +289,40 @@ class GrowingSource(PartitionedMemorySource):
 
 
 def test_a_changed_partition_list_reaches_every_replica() -> None:
-    """The interface of issue 20 item 3: rank 0's new partition list rides on the exchange
-    (``repartition``), then a broadcast; every replica reassigns and the third partition
-    is read from its start, once, as the manifest replay shows."""
+    """The repartition slot (docs/design.md#scaling-out): rank 0's new partition list rides on the
+    exchange (``repartition``), then a broadcast; every replica reassigns and the third partition is
+    read from its start, once, as the manifest replay shows."""
     values = _values(3, 90, seed=11)
     config = ServiceConfig(batch_size=12, max_wait_seconds=0.05, checkpoint_every_updates=4)
     room, manifest = ThreadRoom(2), MemoryManifest()
 
-    class Growing(ReplicatedService):
-        def _new_partitions(self) -> tuple[str, ...] | None:
-            if self.global_step >= 5 and len(self.partitions) < 3:
+    def growing(service: Trainer) -> Trainer:
+        stepper = _stepper(service)
+
+        def new_partitions() -> tuple[str, ...] | None:
+            if stepper.global_step >= 5 and len(stepper.replica.partitions) < 3:
                 return tuple(values)
             return None
 
+        stepper.agreement._new_partitions = new_partitions  # type: ignore[method-assign]
+        return service
+
     services = [
-        Growing(
-            _model(),
-            GrowingSource(values),
-            Decoder(D),
-            config,
-            collective=room.member(rank),
-            manifest=manifest,
+        growing(
+            replicated_trainer(
+                _model(),
+                GrowingSource(values),
+                Decoder(D),
+                config,
+                collective=room.member(rank),
+                manifest=manifest,
+            )
         )
         for rank in range(2)
     ]
     errors: list[BaseException] = []
 
-    def run(service: ReplicatedService) -> None:
+    def run(service: Trainer) -> None:
         try:
             service.run()
         except BaseException as exc:  # reported to the test thread
@@ -318,8 +336,9 @@ def test_a_changed_partition_list_reaches_every_replica() -> None:
         t.join(timeout=300)
     assert not errors
     first = services[0]
-    assert first.partitions == services[1].partitions == tuple(sorted(values))
-    assert first.global_positions == {p: Position(len(v)) for p, v in values.items()}
+    partitions = [_stepper(s).replica.partitions for s in services]
+    assert partitions[0] == partitions[1] == tuple(sorted(values))
+    assert first.positions == {p: Position(len(v)) for p, v in values.items()}
     assert first.model.n_samples_seen == _valid_samples(values)
     assert first.model.parameters.tobytes() == services[1].model.parameters.tobytes()
     oracle = replay_manifest(manifest.read(), GrowingSource(values).read, Decoder(D), _model())
@@ -343,9 +362,9 @@ class MemoryStore:
 
 
 def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> None:
-    """Issue 20 item 1: at step 6 another writer claims the checkpoint directory's next
-    generation (a survivor that took rank 0 over while this one was cut off); this lineage
-    stops with StaleLineage, without another checkpoint or offset commit."""
+    """Scaling out (docs/design.md#scaling-out): at step 6 another writer claims the checkpoint
+    directory's next generation (a survivor that took rank 0 over while this one was cut off); this
+    lineage stops with StaleLineage, without another checkpoint or offset commit."""
     from streamsgd.checkpoint.generation import GenerationFence, StaleLineage
 
     values = _values(2, 80, seed=12)
@@ -363,7 +382,7 @@ def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> N
 
     room = ThreadRoom(2)
     services = [
-        ReplicatedService(
+        replicated_trainer(
             _model(),
             CountingSource(values),
             Decoder(D),
@@ -377,7 +396,7 @@ def test_a_stale_lineage_never_checkpoints_or_commits_again(tmp_path: Path) -> N
     ]
     errors: list[BaseException] = []
 
-    def run(service: ReplicatedService) -> None:
+    def run(service: Trainer) -> None:
         try:
             service.run()
         except BaseException as exc:  # reported to the test thread

@@ -17,10 +17,11 @@ from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import REJECT_REASONS, Decoder, encode_binary, encode_dense
 from streamsgd.datasets.synthetic_stream import SyntheticStream
 from streamsgd.telemetry.metrics import PrometheusSensor
+from streamsgd.training.local_stepper import LocalStepper
 from streamsgd.training.trainer import (
     FinalCheckpointError,
     ServiceConfig,
-    TrainingService,
+    Trainer,
     progressive_log_loss,
 )
 from tests.support.helpers import reference_fit
@@ -40,9 +41,9 @@ def make_service(
     store: DirectoryCheckpointStore | None = None,
     model: OnlineLogisticRegression | None = None,
     **config: object,
-) -> TrainingService:
+) -> Trainer:
     sensors = [PrometheusSensor(registry, process_collectors=False)] if registry is not None else []
-    return TrainingService(
+    return Trainer(
         model or OnlineLogisticRegression(D, learning_rate=0.3),
         source,
         Decoder(D),
@@ -179,14 +180,16 @@ def test_max_wait_applies_a_partial_batch() -> None:
             return False
 
     X, y = SyntheticStream(D, seed=1).samples(0, 5)
-    service = TrainingService(
+    service = Trainer(
         OnlineLogisticRegression(D),
         Trickle(dense_records(X, y), per_poll=5),
         Decoder(D),
         ServiceConfig(batch_size=100, max_wait_seconds=3.0),
         clock=lambda: now[0],
     )
-    original = service.learn
+    stepper = service.stepper
+    assert isinstance(stepper, LocalStepper)
+    original = stepper.learn
     applied_at: list[float] = []
 
     def learn_then_stop(n: int):  # type: ignore[no-untyped-def]
@@ -194,7 +197,7 @@ def test_max_wait_applies_a_partial_batch() -> None:
         service.request_stop()
         return original(n)
 
-    service.learn = learn_then_stop  # type: ignore[method-assign]
+    stepper.learn = learn_then_stop  # type: ignore[method-assign]
     service.run()
     assert service.model.n_updates == 1 and service.model.n_samples_seen == 5
     # Records arrived at t = 1; the partial batch goes at the first poll with 3 s of silence.
@@ -268,7 +271,7 @@ def test_online_blocks_give_the_same_weights_however_polls_group_them(
     X, y = SyntheticStream(D, seed=14).samples(0, 3000)
     models = []
     for per_poll in (1, 1000, 333):
-        service = TrainingService(
+        service = Trainer(
             OnlineLogisticRegression(D, **params),  # type: ignore[arg-type]
             MemorySource(dense_records(X, y), per_poll=per_poll),
             Decoder(D),
@@ -423,7 +426,7 @@ def test_skipped_steps_count_their_samples_alike_on_both_paths(online_block_size
     skipped steps, skipped samples, learned samples and updates, in Totals and metrics."""
     records, _, _ = _overflowing_records()
     registry = CollectorRegistry()
-    service = TrainingService(
+    service = Trainer(
         # η = 4: one 1.7e308 sample alone overflows the step from w = 0 (4 · 0.5 · 1.7e308).
         _unbounded(learning_rate=4.0),
         MemorySource(records),
@@ -526,7 +529,7 @@ def test_hashed_online_blocks_give_the_same_bits_however_polls_group_them(
     bits = 12
     states = []
     for per_poll in (1, 500, 77):
-        service = TrainingService(
+        service = Trainer(
             OnlineLogisticRegression(1 << bits, learning_rate=0.1, **params),  # type: ignore[arg-type]
             MemorySource(records, per_poll=per_poll),
             Decoder(1 << bits, hash_bits=bits),

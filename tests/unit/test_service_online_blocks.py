@@ -16,7 +16,7 @@ import pytest
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.codec import Decoder
-from streamsgd.training.trainer import ServiceConfig, TrainingService
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.memory_source import MemorySource
 
 BITS = 12
@@ -39,8 +39,8 @@ def _service(
     block: int,
     store: DirectoryCheckpointStore | None = None,
     **config: object,
-) -> TrainingService:
-    return TrainingService(
+) -> Trainer:
+    return Trainer(
         OnlineLogisticRegression(1 << BITS, learning_rate=0.1, **params),  # type: ignore[arg-type]
         source,
         Decoder(1 << BITS, hash_bits=BITS),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,22 @@ def _failing_append(self: ManifestFile, entries: list[dict[str, Any]]) -> None:
     _append(self, entries)
 
 
+def _checkpoint_dir() -> Path | None:
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "--checkpoint-dir" and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--checkpoint-dir="):
+            return Path(arg.partition("=")[2])
+    return None
+
+
 def _perturbing_digest(self: Any) -> int:
-    flag = None if self.manifest is None else self.manifest.path.parent / PERTURB
+    directory = _checkpoint_dir()
+    flag = None if directory is None else directory / PERTURB
     if flag is not None and self.collective.rank == 1 and flag.exists():
         flag.unlink()
-        theta = self.model._theta
+        theta = self.run.model._theta
         theta[0] = np.nextafter(theta[0], np.inf)
     return int(_digest(self))
 

@@ -28,7 +28,7 @@ from streamsgd.core.gradient_stats import BatchSums, RunningGradientStatistics
 from streamsgd.core.schedules import LearningRateSchedule
 from streamsgd.datasets.synthetic_stream import DEMO_REGIME_SAMPLES, SyntheticStream, demo_stream
 from streamsgd.training.totals import Totals
-from streamsgd.training.trainer import ServiceConfig, TrainingService
+from streamsgd.training.trainer import ServiceConfig, Trainer
 from tests.support.memory_source import MemorySource
 
 THETA = 0.9
@@ -370,12 +370,12 @@ def test_bad_auto_combinations_are_one_line_errors(values: dict[str, object], me
         train_config(**values)
 
 
-def _controlled_service(source: MemorySource, store: DirectoryCheckpointStore) -> TrainingService:
+def _controlled_service(source: MemorySource, store: DirectoryCheckpointStore) -> Trainer:
     model = OnlineLogisticRegression(
         5, controller=NoiseController.create("auto", adaptive_learning_rate=True)
     )
     config = ServiceConfig(batch_size=8, checkpoint_every_updates=1)
-    return TrainingService(model, source, Decoder(5), config, checkpoint_store=store)
+    return Trainer(model, source, Decoder(5), config, checkpoint_store=store)
 
 
 def test_service_follows_the_controller_and_resumes_bit_for_bit(tmp_path: Path) -> None:

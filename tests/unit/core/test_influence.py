@@ -1,5 +1,6 @@
-"""Bounded influence of one sample (issue 9): the row-norm clipping against the running row
-scale s, its bookkeeping (BatchSums, state, learn_sequence) and OnlineLogisticRegression.health."""
+"""Bounded influence of one sample (docs/operations.md#what-is-guaranteed): the row-norm clipping
+against the running row scale s, its bookkeeping (BatchSums, state, learn_sequence) and
+OnlineLogisticRegression.health."""
 
 from __future__ import annotations
 

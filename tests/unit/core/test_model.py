@@ -1,5 +1,5 @@
 """OnlineLogisticRegression.learn_batch against the brute-force ReferenceLearner
-(tests/reference.py), written independently from docs/design.md (The math)."""
+(tests/support/reference.py), written independently from docs/design.md (The math)."""
 
 from __future__ import annotations
 

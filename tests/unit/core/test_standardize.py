@@ -1,4 +1,4 @@
-"""Online standardisation (issue 10, part 3): mergeable statistics, raw-space parameters,
+"""Online standardisation (docs/design.md#the-math): mergeable statistics, raw-space parameters,
 state, the m = 1 path, bounded influence of extreme records, and the default being off."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Every tolerance is 5 standard errors of the quantity being averaged, the standar
 estimated from the same draws (sd/√n_draws). The draws are seeded, so the test is
 deterministic; were it not, a false failure would happen with probability ~6e-7 per check.
 All the expected values come from brute-force per-sample gradients of the whole dataset
-(tests/reference.py), never from the code under test.
+(tests/support/reference.py), never from the code under test.
 """
 
 from __future__ import annotations

@@ -1,0 +1,214 @@
+"""Who the replicas of a job are and which state they hold (docs/design.md#scaling-out,
+Failures): the start (rank 0's checkpoint, broadcast), a recovery after a replica failed
+(the lowest step any survivor holds, the lowest-ranked survivor's state at that step), the
+partitions each rank reads, and the checkpoint's writer (its lock is the quorum's lease)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..training.buffer import MinibatchBuffer
+from ..training.ports import Fence, ManifestLog, PartitionedSource
+from ..training.stepper import Run
+from .agreement import ReplicaAgreement
+from .collective import Collective, ReplicaFailure
+from .held_manifest import ManifestGap, PendingManifest
+from .partitions import assign_partitions, sorted_partitions
+from .replica_state import ReplicaState
+
+log = logging.getLogger("streamsgd.replicated")
+
+PARTITIONS_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Membership:
+    """One replica's part in agreeing on the members and their state.
+
+    Parameters
+    ----------
+    run : Run
+    replica : ReplicaState
+    collective : Collective
+    agreement : ReplicaAgreement
+        Told to compare θ at the first exchange after a state was adopted.
+    manifest : ManifestLog, optional
+        Checked by the new rank 0 (it must reach the held entries).
+    fence : Fence, optional
+        The checkpoint directory's generations: a new writer claims one.
+    """
+
+    run: Run
+    replica: ReplicaState
+    collective: Collective
+    agreement: ReplicaAgreement
+    manifest: ManifestLog | None
+    fence: Fence | None
+
+    def __post_init__(self) -> None:
+        if hasattr(self.collective, "lease"):
+            self.collective.lease = self.hold_lease  # the tie-breaker of the quorum (mpi.py)
+
+    @property
+    def source(self) -> PartitionedSource:
+        return self.run.intake.source  # type: ignore[return-value]  # assigned mode
+
+    # ------------------------------------------------------------------ writer and lease
+    def open_store(self) -> None:
+        """Become the checkpoint's writer: its lock, and a new generation of the fence."""
+        if self.run.checkpointer.open() and self.fence is not None:
+            log.info("checkpoint writer of generation %d", self.fence.claim())
+
+    def hold_lease(self) -> bool:
+        """The quorum's tie-breaker on the new rank 0 (half of the last membership left):
+        hold the checkpoint directory's writer lock, or take it now. Without a checkpoint
+        directory there is nothing durable to protect: granted."""
+        if self.run.checkpointer.open_store is None:
+            return True
+        try:
+            self.open_store()
+        except Exception as exc:  # the lock held by the other side (or the directory gone)
+            log.warning("the checkpoint lock is not ours (%s)", exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ state
+    def replica_state(self) -> dict[str, Any]:
+        """What a survivor sends the others (and a replacement) after a membership change."""
+        return {
+            "state": self.run.state(),
+            "pending": self.replica.pending.snapshot(),
+            "needs_start": self.replica.needs_start,
+            "partitions": self.replica.partitions,
+        }
+
+    def adopt(self, replica_state: dict[str, Any]) -> None:
+        replica, run = self.replica, self.run
+        if replica_state["state"] is not None:
+            run.restore(replica_state["state"])
+            replica.global_positions = dict(run.intake.buffer.positions)
+        replica.needs_start = bool(replica_state["needs_start"])
+        since = -1 if replica.needs_start else self.agreement.global_step
+        replica.pending.adopt(replica_state["pending"], since)
+        replica.partitions = tuple(replica_state["partitions"])
+        replica.sync_round = True
+        self.agreement.check_next = True  # the first exchange after it compares θ (everywhere)
+        for s in run.sensors:
+            s.model_loaded(run.model)
+
+    def _load_start(self) -> None:
+        """Rank 0 without a state: the checkpoint's (or a fresh one). Its view of the
+        partitions becomes everyone's (the exchange's layout must agree)."""
+        found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
+        self.open_store()
+        store = self.run.checkpointer.store
+        state = None if store is None else store.load()
+        self.adopt(
+            {
+                "state": state,
+                "pending": PendingManifest.resuming(state).snapshot(),
+                "needs_start": state is None,
+                "partitions": tuple(sorted_partitions(found)),
+            }
+        )
+        self.replica.has_state = True
+        self.replica.loaded_checkpoint = state is not None
+
+    # ------------------------------------------------------------------ membership
+    def join(self) -> None:
+        """Agree on the starting state with the others (recovering if one fails meanwhile)."""
+        try:
+            self.resynchronise()
+        except ReplicaFailure as exc:
+            log.warning("a replica failed while the job started (%s): recovering", exc)
+            self.recover()
+
+    def recover(self) -> None:
+        """Exclude the failed replicas and agree on the state, until that succeeds."""
+        while True:
+            try:
+                self.collective.recover()
+                self.resynchronise()
+                return
+            except ReplicaFailure as exc:
+                log.warning("another replica failed during recovery (%s): recovering again", exc)
+
+    def resynchronise(self) -> None:
+        """Agree on one state: at a start, rank 0's (its checkpoint); after a membership
+        change, the lowest-ranked survivor's at the lowest step any survivor holds (a step
+        that completed on some only is rolled back); a replacement holds none."""
+        c, replica = self.collective, self.replica
+        if c.rank == 0 and not replica.has_state:
+            self._load_start()
+        steps = np.zeros(c.size)
+        if replica.has_state:
+            steps[c.rank] = self.agreement.global_step + 1  # 0: no state
+        held = c.allreduce_sum(steps)
+        lowest = float(held[held > 0].min())
+        root = int(np.flatnonzero(held == lowest)[0])
+        self.adopt(c.broadcast(self.replica_state() if c.rank == root else None, root=root))
+        replica.has_state = True
+        if c.rank == 0:
+            self.open_store()
+        gap = self._verify_manifest() if c.rank == 0 else None
+        gap = c.broadcast(gap, root=0)  # every replica stops on a gap, not rank 0 alone
+        if gap:
+            raise ManifestGap(gap)
+        log.info(
+            "%d replicas agree on step %d; this one is rank %d",
+            c.size,
+            self.agreement.global_step,
+            c.rank,
+        )
+        self.assign()
+
+    def _verify_manifest(self) -> str | None:
+        """Rank 0: the file's gap, if any. A job started from a checkpoint that has no
+        manifest beside it (a single trainer's) goes on with a warning: its manifest starts
+        without a start entry (not replayable); a takeover never accepts a missing file."""
+        replica = self.replica
+        loaded, replica.loaded_checkpoint = replica.loaded_checkpoint, False
+        if self.manifest is None:
+            return None
+        where = str(getattr(self.manifest, "path", ""))
+        if loaded and not self.manifest.read():
+            log.warning(
+                "no step manifest at %s beside the checkpoint (step %d): its steps from "
+                "here on are recorded, but it cannot be replayed",
+                where,
+                self.agreement.global_step,
+            )
+            return replica.pending.verify(self.manifest, where, allow_missing=True)
+        return replica.pending.verify(self.manifest, where)
+
+    def assign(self) -> None:
+        """Read this rank's partitions from the replicated positions."""
+        c, replica = self.collective, self.replica
+        replica.owned = assign_partitions(c.rank, c.size, replica.partitions)
+        # Every replicated position: a partition without one starts at its beginning once
+        # the job holds any (added since the first start), not after auto_offset_reset.
+        replica.starts = self.source.assign(replica.owned, dict(replica.global_positions))
+        self.run.intake.buffer = MinibatchBuffer({**replica.global_positions, **replica.starts})
+        replica.layout = None
+        log.info(
+            "replica rank %d of %d (pid %d) reads %s",
+            c.rank,
+            c.size,
+            os.getpid(),
+            ", ".join(replica.owned) or "no partition",
+        )
+        if not replica.owned:
+            log.warning(
+                "replica %d of %d has no partition (%d partitions): it idles and takes part "
+                "in every step with an empty batch",
+                c.rank,
+                c.size,
+                len(replica.partitions),
+            )
+        for s in self.run.sensors:
+            s.membership(c.rank, c.size, c.membership_changes)
