@@ -7,8 +7,8 @@ Per row (d + 1 parameters, θ = [w ; b], v_i = c_i [x_i ; 1], c_i the influence 
 
     one read:    z_i = x_iᵀw,  ‖x_i‖²            (and x_iᵀu with a controller)
     weight:      c_i = min(1, κs/‖[x_i ; 1]‖), the row rescaled to v_i = c_i [x_i ; 1] only
-                 when c_i < 1, its raw score z_i = θᵀv_i / c_i taken from the bounded row,
-                 and r_i multiplied by c_i (the gradient weight is c_i², :mod:`.row_scale`)
+                 when c_i < 1 (the gradient weight, :mod:`.row_scale`), its raw score
+                 z_i = θᵀv_i / c_i taken from the bounded row
     scale:       #{‖[x_i ; 1]‖ > s}, the median tracker's count
     scalars:     r_i = s_i (σ(z_i) − y_i), ℓ_i, misclassified, Σ r_i² ‖v_i‖², Σ s_i ‖v_i‖²
     one write:   Σ g_i += r_i v_i                 (and P += ¼ s_i (v_iᵀu) v_i)
@@ -164,8 +164,6 @@ cdef void sample(
     if b.u != NULL:  # ¼ s_i bounds s_i σ'(z_i) (.curvature)
         projection_out[0] = (0.25 * weight) * (dot(v, b.u, d) + b.u[d] * c)
     r_out[0] = terms.residual * weight if b.weights != NULL else terms.residual
-    if clipped:  # the Mallows weight c_i² on the raw row: c_i r_i on the bounded row c_i v_i
-        r_out[0] = r_out[0] * c
     c_out[0] = c
     if b.statistics:
         s.squared_norm_sum += r_out[0] * r_out[0] * sqn

@@ -203,8 +203,6 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
         s.misclassified += terms.misclassified
         weight = b.weights[i] if b.weights != NULL else 1.0
         r = terms.residual * weight if b.weights != NULL else terms.residual
-        if clipped:  # the Mallows weight c_i²: c_i r_i on the bounded row c_i v_i
-            r = r * c
         projection = 0.0
         if b.u != NULL:
             for e in range(lo, hi):

@@ -122,8 +122,6 @@ cdef bint dense_step(Dense* k, const double* x, double y, double weight, double 
         z = unclipped_score(z, c.intercept)
     sc = score(z, y)
     r = sc.residual * weight
-    if c.clipped:  # the Mallows weight c²: c r on the bounded row c v
-        r = r * c.intercept
     eta = learning_rate(&k.s, k.n_updates)
     k.last_eta = eta
     if not _propose(k, seen, r, c.intercept, eta):

@@ -106,8 +106,6 @@ def batch_sums(
     r, loss_sum, n_misclassified = logistic_terms(z, y)
     s = np.ones(m) if sample_weight is None else sample_weight
     r = r * s
-    if clip is not None:  # the Mallows weight c_i²: c_i r_i on the bounded row c_i v_i
-        r[clip.rows] *= c[clip.rows]
     gradient = np.append(X.rmatvec(r) if isinstance(X, SparseRows) else r @ X, r @ c)
     curvature = None
     if curvature_direction is not None:
