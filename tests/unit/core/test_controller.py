@@ -501,3 +501,42 @@ def test_adagrad_accumulators_restart_after_a_detected_change() -> None:
         totals.append(float(model.get_state()["squared_gradient_sum"].sum()))
     assert model.gradient_stats.change.n_changes == 1
     assert min(totals[len(totals) // 2 :]) < 0.5 * max(totals)  # it fell: a restart
+
+
+def test_a_change_alarm_shrinks_the_accumulators_by_w_over_n() -> None:
+    """Issue 19, item 4: A ← A·min(1, W/n) (W the samples since the estimated change point,
+    n those A holds), not zeroed; an undefined W (no window yet) still restarts A."""
+    from streamsgd.core.optimizer import Optimizer
+    from streamsgd.core.schedules import LearningRateSchedule
+
+    optim = Optimizer(
+        2,
+        LearningRateSchedule(0.1),
+        l2=0.0,
+        l1=0.0,
+        reduction="mean",
+        optimizer="adagrad",
+        adagrad_epsilon=1e-8,
+    )
+    optim.accumulator = np.array([4.0, 8.0])
+    optim.accumulated_samples = 1000.0
+    optim.restart(5000.0)  # the window covers everything A holds: unchanged
+    np.testing.assert_array_equal(optim.accumulator, [4.0, 8.0])
+    optim.restart(250.0)
+    np.testing.assert_array_equal(optim.accumulator, [1.0, 2.0])
+    assert optim.accumulated_samples == 250.0
+    optim.restart(math.nan)
+    np.testing.assert_array_equal(optim.accumulator, [0.0, 0.0])
+
+
+def test_the_accumulated_samples_resume_from_a_state() -> None:
+    """n of the shrink rule is replicated state: in the checkpoint, and an older state
+    (without it) resumes with n = the samples seen (core/state_format.py)."""
+    model = OnlineLogisticRegression(3, optimizer="adagrad")
+    rng = np.random.default_rng(0)
+    model.learn_batch(rng.normal(size=(40, 3)), (rng.random(40) < 0.5).astype(float))
+    state = model.get_state()
+    assert state["accumulated_samples"] == 40.0
+    assert OnlineLogisticRegression.from_state(state).optim.accumulated_samples == 40.0
+    del state["accumulated_samples"]
+    assert OnlineLogisticRegression.from_state(state).optim.accumulated_samples == 40.0
