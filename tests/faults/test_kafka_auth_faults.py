@@ -44,9 +44,13 @@ def _readyz_until_exit(trainer: Trainer, timeout: float) -> list[int]:
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_wrong_credentials_end_the_run_with_one_line_and_never_ready(
-    client: str, kafka_bootstrap: str, kafka_sasl: SaslListener, kafka_topic, tmp_path: Path,
+    client: str,
+    kafka_bootstrap: str,
+    kafka_sasl: SaslListener,
+    kafka_topic,
+    tmp_path: Path,
     processes: Processes,
-) -> None:  # fmt: skip
+) -> None:
     topic = kafka_topic()
     write_marked_records(kafka_bootstrap, topic, 20)
     password = f"wrong-{secrets.token_hex(8)}"

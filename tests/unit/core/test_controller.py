@@ -241,8 +241,14 @@ def test_controller_state_survives_a_checkpoint_round_trip() -> None:
         while start < len(y):
             if model is resumed and cut == 0 and start >= 15000:
                 cut = start
-                document = {"model": resumed.get_state(), "positions": {}, "offsets": {},
-                            "totals": vars(Totals()), "source": {}, "batch_size": 8}  # fmt: skip
+                document = {
+                    "model": resumed.get_state(),
+                    "positions": {},
+                    "offsets": {},
+                    "totals": vars(Totals()),
+                    "source": {},
+                    "batch_size": 8,
+                }
                 model = resumed = OnlineLogisticRegression.from_state(
                     loads(dumps(document))["model"]
                 )
@@ -290,14 +296,18 @@ def test_no_gauge_reads_infinite_after_a_run(settings: dict[str, object]) -> Non
     assert values["streamsgd_samples_learned_total"] == 6000
     infinite = [name for name, value in values.items() if math.isinf(value)]
     assert not infinite
-    for gauge in ("streamsgd_gradient_statistics_trusted", "streamsgd_suggested_batch_size",
-                  "streamsgd_learning_rate_gain"):  # fmt: skip
+    for gauge in (
+        "streamsgd_gradient_statistics_trusted",
+        "streamsgd_suggested_batch_size",
+        "streamsgd_learning_rate_gain",
+    ):
         assert gauge in values
 
 
 def test_auto_run_exports_the_controller_gauges() -> None:
-    values, service = _scrape({"batch_size": "auto", "learning_rate": "auto", "seed": 3,
-                               "max_samples": 40000})  # fmt: skip
+    values, service = _scrape(
+        {"batch_size": "auto", "learning_rate": "auto", "seed": 3, "max_samples": 40000}
+    )
     controller = service.model.controller
     assert controller is not None and controller.batch_size != 8  # m moved
     assert values["streamsgd_learning_rate_gain"] == controller.gain >= 1.0
@@ -312,8 +322,19 @@ def test_auto_run_exports_the_controller_gauges() -> None:
 
 
 def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    common = ["train", "--source", "synthetic", "--n-features", "5", "--metrics-port", "0",
-              "--progress", "never", "--max-samples", "20000"]  # fmt: skip
+    common = [
+        "train",
+        "--source",
+        "synthetic",
+        "--n-features",
+        "5",
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+        "--max-samples",
+        "20000",
+    ]
     directory = tmp_path / "flags"
     args = ["--batch-size", "auto", "--learning-rate", "auto", "--checkpoint-dir", str(directory)]
     assert main([*common, *args]) == 0
