@@ -268,8 +268,8 @@ def test_secrets_are_never_printed() -> None:
         (["train", "--source", "file", "--path", "x"], {}, "--n-features"),
         (["train", "--hash-bits", "40"], {}, "--hash-bits"),
         (
-            ["train", "--distributed", "mpi", "--bootstrap-servers", "127.0.0.1:1"]
-            + ["--topic", "t", "--n-features", "2", "--batch-size", "1"],
+            "train --distributed mpi --bootstrap-servers 127.0.0.1:1 --topic t --n-features 2 "
+            "--batch-size 1".split(),
             {},
             "--batch-size 1 cannot be replicated",
         ),
