@@ -277,15 +277,22 @@ class MpiCollective:
         SIGKILLed (re-parented). The loop checks it every step and stops when False."""
         return os.getppid() == self._parent_pid
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         """Leave the job (module doc, Exit). After a healthy run: a barrier (bounded by the
         timeout), free the communicator, ``MPI_Finalize`` (bounded); after a failure or
-        timeout not recovered from, or a failed barrier: free only. Call it last, from the
-        main thread (elsewhere it does not finalise); nothing of MPI works after it;
-        idempotent."""
+        timeout not recovered from, a failed barrier, or when this member's own run
+        ``failed``: free only. Call it last, from the main thread (elsewhere it does not
+        finalise); nothing of MPI works after it; idempotent.
+
+        Why not the barrier when ``failed``: the others are not closing but in their next
+        collective, which posts an ``Ibarrier`` first (:meth:`allreduce_sum`): the close's
+        barrier would complete against it, and Finalize, waiting for members that never
+        finalise, would end this process by the alarm before its error is printed; the
+        others then saw it fail 10 s later with no word why (a replica that could not bind
+        its HTTP port at start). The error exit without Finalize ends the job instead."""
         if self._comm is None:
             return
-        together = not self._broken
+        together = not self._broken and not failed
         if together:
             try:
                 with self._translated("close"):
