@@ -284,12 +284,9 @@ class MpiCollective:
         ``failed``: free only. Call it last, from the main thread (elsewhere it does not
         finalise); nothing of MPI works after it; idempotent.
 
-        Why not the barrier when ``failed``: the others are not closing but in their next
-        collective, which posts an ``Ibarrier`` first (:meth:`allreduce_sum`): the close's
-        barrier would complete against it, and Finalize, waiting for members that never
-        finalise, would end this process by the alarm before its error is printed; the
-        others then saw it fail 10 s later with no word why (a replica that could not bind
-        its HTTP port at start). The error exit without Finalize ends the job instead."""
+        ``failed``: the others are in their next collective, whose ``Ibarrier`` the close's
+        would complete; Finalize then waits for them until the alarm kills this process
+        before it prints its error (a replica that could not bind its port at start)."""
         if self._comm is None:
             return
         together = not self._broken and not failed
