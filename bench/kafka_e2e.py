@@ -69,16 +69,23 @@ class Broker:
     def __enter__(self) -> Broker:
         out = subprocess.run(
             [sys.executable, str(KAFKA_LOCAL), "start"],
-            env=self.env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"scripts/kafka-local start failed:\n{out.stderr[-2000:]}")
         self.bootstrap = out.stdout.strip().splitlines()[-1].strip()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        subprocess.run([sys.executable, str(KAFKA_LOCAL), "stop"], env=self.env,
-                       capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [sys.executable, str(KAFKA_LOCAL), "stop"],
+            env=self.env,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 # ---------------------------------------------------------------------- pre-fill
@@ -86,9 +93,12 @@ def _producer(bootstrap: str) -> Any:
     from kafka import KafkaProducer
 
     return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=1 << 20,
-        max_request_size=64 << 20, acks=1,
-    )  # fmt: skip
+        bootstrap_servers=bootstrap.split(","),
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=64 << 20,
+        acks=1,
+    )
 
 
 def _create_topic(bootstrap: str, topic: str) -> None:
@@ -172,11 +182,20 @@ def run_streamsgd(
     # The service as `streamsgd train` wires it; m = 1 runs aligned learn_sequence blocks of
     # 32 (the CLI default). Without the Prometheus sensor, as the figures were measured.
     config = train_config(
-        source="kafka", bootstrap_servers=bootstrap, topic=topic, kafka_client=client,
-        group_id=f"bench-{uuid.uuid4().hex[:8]}", n_features=d, hash_bits=hash_bits,
-        learning_rate=0.01 if m == 1 else 0.1, batch_size=m, max_samples=n,
-        checkpoint_interval_seconds=1e9, progress="never", log_interval_seconds=0,
-    )  # fmt: skip
+        source="kafka",
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        kafka_client=client,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        n_features=d,
+        hash_bits=hash_bits,
+        learning_rate=0.01 if m == 1 else 0.1,
+        batch_size=m,
+        max_samples=n,
+        checkpoint_interval_seconds=1e9,
+        progress="never",
+        log_interval_seconds=0,
+    )
     service, resources = build_service(config, sensors=[Timing()], metrics=False)
     # run() polls right after seeking to the (empty) checkpoint positions: its start is the
     # first poll.
@@ -193,17 +212,38 @@ def run_streamsgd(
     }
 
 
+def _peer_consumer(bootstrap: str, topic: str, **overrides: Any) -> Any:
+    """A kafka-python consumer as every hand-written peer loop opens it: a group of its own,
+    from the start of the topic, up to 5,000 records a poll."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap.split(","),
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        **overrides,
+    )
+
+
+def _rates(n: int, first_poll: float, first_record: float | None, last: float) -> dict[str, float]:
+    """Records per second of a peer loop, from its first poll and from its first record."""
+    assert first_record is not None
+    return {
+        "from_first_poll": n / (last - first_poll),
+        "from_first_record": n / (last - first_record),
+    }
+
+
 def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dict[str, float]:
     """kafka-python consumer, json.loads per record, River learn_one. ``named``: the record
     holds named features, given to River as it takes them (a dict of "field=value"
     indicators, River's own one-hot form)."""
-    from kafka import KafkaConsumer
     from river import linear_model
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
-    )  # fmt: skip
+    consumer = _peer_consumer(bootstrap, topic)
     model = linear_model.LogisticRegression()
     learned = 0
     first_poll = time.perf_counter()
@@ -226,11 +266,7 @@ def run_baseline(bootstrap: str, topic: str, n: int, named: bool = False) -> dic
                     break
         last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {
-        "from_first_poll": n / (last - first_poll),
-        "from_first_record": n / (last - first_record),
-    }
+    return _rates(n, first_poll, first_record, last)
 
 
 def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -239,12 +275,8 @@ def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     features as indicators, numbers as ``name:value``), ``pyvw`` learn per example
     (``-b 18 --loss_function logistic``, VW's defaults otherwise)."""
     import vowpalwabbit
-    from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
-    )  # fmt: skip
+    consumer = _peer_consumer(bootstrap, topic)
     vw = vowpalwabbit.Workspace("--loss_function logistic -b 18 --quiet")
     learned, first_record, first_poll = 0, None, time.perf_counter()
     last = first_poll
@@ -263,22 +295,15 @@ def run_vw_loop(bootstrap: str, topic: str, n: int) -> dict[str, float]:
         last = time.perf_counter()
     consumer.close()
     vw.finish()
-    assert first_record is not None
-    return {
-        "from_first_poll": n / (last - first_poll),
-        "from_first_record": n / (last - first_record),
-    }
+    return _rates(n, first_poll, first_record, last)
 
 
 def run_raw_kafka_python(bootstrap: str, topic: str, n_records: int) -> dict[str, float]:
     """Reference: kafka-python alone, records polled and dropped (no decoding, no learning)."""
-    from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap.split(","), group_id=f"bench-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5000,
-        max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
-    )  # fmt: skip
+    consumer = _peer_consumer(
+        bootstrap, topic, max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20
+    )
     got = 0
     first_poll = time.perf_counter()
     first_record = None
@@ -289,9 +314,7 @@ def run_raw_kafka_python(bootstrap: str, topic: str, n_records: int) -> dict[str
             got += len(messages)
     last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {"from_first_poll": got / (last - first_poll),
-            "from_first_record": got / (last - first_record)}  # fmt: skip
+    return _rates(got, first_poll, first_record, last)
 
 
 def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, float] | None:
@@ -300,11 +323,15 @@ def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, f
         from confluent_kafka import Consumer
     except ImportError:
         return None
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        "fetch.message.max.bytes": 16 << 20,
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.message.max.bytes": 16 << 20,
+        }
+    )
     consumer.subscribe([topic])
     got = 0
     first_poll = time.perf_counter()
@@ -317,9 +344,7 @@ def run_raw_confluent(bootstrap: str, topic: str, n_records: int) -> dict[str, f
         got += sum(1 for m in msgs if m.error() is None)
     last = time.perf_counter()
     consumer.close()
-    assert first_record is not None
-    return {"from_first_poll": got / (last - first_poll),
-            "from_first_record": got / (last - first_record)}  # fmt: skip
+    return _rates(got, first_poll, first_record, last)
 
 
 def _scale(result: dict[str, float], factor: int) -> dict[str, float]:
@@ -359,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     sizes = MODES[args.mode or "quick"]
     import numpy  # noqa: F401  (load BLAS so that the limit below applies to it)
     from threadpoolctl import threadpool_limits
@@ -398,37 +423,92 @@ def main(argv: list[str] | None = None) -> int:
         n_bin_records = -(-n_binary // RECORD_SAMPLES)
         # (name, function, arguments, samples per record counted by the function)
         cases: list[tuple[str, Callable[..., dict[str, float] | None], tuple[Any, ...], int]] = [
-            ("hand-written: kafka-python + json.loads + River learn_one",
-             run_baseline, (bootstrap, json_topic, n_json), 1),
-            ("streamsgd service, JSON records d=20, m=256",
-             run_streamsgd, (bootstrap, json_topic, n_json, 20, 256), 1),
-            ("streamsgd service, JSON records d=20, m=1",
-             run_streamsgd, (bootstrap, json_topic, n_json, 20, 1), 1),
-            ("streamsgd service, binary batched records d=100, m=256",
-             run_streamsgd, (bootstrap, bin_topic, n_binary, 100, 256), 1),
-            ("streamsgd service --kafka-client confluent, JSON records d=20, m=256",
-             run_streamsgd, (bootstrap, json_topic, n_json, 20, 256, "confluent"), 1),
-            ("streamsgd service --kafka-client confluent, JSON records d=20, m=1",
-             run_streamsgd, (bootstrap, json_topic, n_json, 20, 1, "confluent"), 1),
-            ("streamsgd service --kafka-client confluent, binary batched records d=100, m=256",
-             run_streamsgd, (bootstrap, bin_topic, n_binary, 100, 256, "confluent"), 1),
-            ("hand-written, named features: kafka-python + json.loads + River learn_one",
-             run_baseline, (bootstrap, named_topic, n_json, True), 1),
-            ("streamsgd service, named features (20 fields, 2^18 buckets), m=256",
-             run_streamsgd, (bootstrap, named_topic, n_json, 1 << 18, 256, "kafka-python", 18),
-             1),
-            ("streamsgd service --kafka-client confluent, named features (20 fields, 2^18 "
-             "buckets), m=256",
-             run_streamsgd, (bootstrap, named_topic, n_json, 1 << 18, 256, "confluent", 18), 1),
-            ("reference: kafka-python poll only, JSON topic (records/s)",
-             run_raw_kafka_python, (bootstrap, json_topic, n_json), 1),
-            ("reference: confluent-kafka consume only, JSON topic (records/s)",
-             run_raw_confluent, (bootstrap, json_topic, n_json), 1),
-            ("reference: kafka-python poll only, binary topic (samples/s)",
-             run_raw_kafka_python, (bootstrap, bin_topic, n_bin_records), RECORD_SAMPLES),
-            ("reference: confluent-kafka consume only, binary topic (samples/s)",
-             run_raw_confluent, (bootstrap, bin_topic, n_bin_records), RECORD_SAMPLES),
-        ]  # fmt: skip
+            (
+                "hand-written: kafka-python + json.loads + River learn_one",
+                run_baseline,
+                (bootstrap, json_topic, n_json),
+                1,
+            ),
+            (
+                "streamsgd service, JSON records d=20, m=256",
+                run_streamsgd,
+                (bootstrap, json_topic, n_json, 20, 256),
+                1,
+            ),
+            (
+                "streamsgd service, JSON records d=20, m=1",
+                run_streamsgd,
+                (bootstrap, json_topic, n_json, 20, 1),
+                1,
+            ),
+            (
+                "streamsgd service, binary batched records d=100, m=256",
+                run_streamsgd,
+                (bootstrap, bin_topic, n_binary, 100, 256),
+                1,
+            ),
+            (
+                "streamsgd service --kafka-client confluent, JSON records d=20, m=256",
+                run_streamsgd,
+                (bootstrap, json_topic, n_json, 20, 256, "confluent"),
+                1,
+            ),
+            (
+                "streamsgd service --kafka-client confluent, JSON records d=20, m=1",
+                run_streamsgd,
+                (bootstrap, json_topic, n_json, 20, 1, "confluent"),
+                1,
+            ),
+            (
+                "streamsgd service --kafka-client confluent, binary batched records d=100, m=256",
+                run_streamsgd,
+                (bootstrap, bin_topic, n_binary, 100, 256, "confluent"),
+                1,
+            ),
+            (
+                "hand-written, named features: kafka-python + json.loads + River learn_one",
+                run_baseline,
+                (bootstrap, named_topic, n_json, True),
+                1,
+            ),
+            (
+                "streamsgd service, named features (20 fields, 2^18 buckets), m=256",
+                run_streamsgd,
+                (bootstrap, named_topic, n_json, 1 << 18, 256, "kafka-python", 18),
+                1,
+            ),
+            (
+                "streamsgd service --kafka-client confluent, named features (20 fields, 2^18 "
+                "buckets), m=256",
+                run_streamsgd,
+                (bootstrap, named_topic, n_json, 1 << 18, 256, "confluent", 18),
+                1,
+            ),
+            (
+                "reference: kafka-python poll only, JSON topic (records/s)",
+                run_raw_kafka_python,
+                (bootstrap, json_topic, n_json),
+                1,
+            ),
+            (
+                "reference: confluent-kafka consume only, JSON topic (records/s)",
+                run_raw_confluent,
+                (bootstrap, json_topic, n_json),
+                1,
+            ),
+            (
+                "reference: kafka-python poll only, binary topic (samples/s)",
+                run_raw_kafka_python,
+                (bootstrap, bin_topic, n_bin_records),
+                RECORD_SAMPLES,
+            ),
+            (
+                "reference: confluent-kafka consume only, binary topic (samples/s)",
+                run_raw_confluent,
+                (bootstrap, bin_topic, n_bin_records),
+                RECORD_SAMPLES,
+            ),
+        ]
         for name, fn, fn_args, per_record in cases:
             runs = []
             for _ in range(args.repeats):
@@ -459,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         "| consumer | samples/s from first record | samples/s from first poll |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {name} | {r['from_first_record']:,.0f} | {r['from_first_poll']:,.0f} |"
-              for name, r in results]  # fmt: skip
+    lines += [
+        f"| {name} | {r['from_first_record']:,.0f} | {r['from_first_poll']:,.0f} |"
+        for name, r in results
+    ]
     base = results[0][1]
     lines += ["", "| target | required | measured | verdict |", "|---|---|---|---|"]
     named_base = next((r for name, r in results if name.startswith("hand-written, named")), None)
@@ -473,12 +555,16 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| ({name} vs hand-written, named) | (info) | {ratio:.2f}× | – |")
         elif "JSON" in name:
             ratio = r["from_first_record"] / base["from_first_record"]
-            lines.append(f"| 2. {name} vs hand-written | ≥ 3× | {ratio:.2f}× | "
-                         f"{'met' if ratio >= 3 else 'NOT met'} |")  # fmt: skip
+            lines.append(
+                f"| 2. {name} vs hand-written | ≥ 3× | {ratio:.2f}× | "
+                f"{'met' if ratio >= 3 else 'NOT met'} |"
+            )
         else:
             rate = r["from_first_record"]
-            lines.append(f"| 2. {name} | ≥ 1 M samples/s | {rate / 1e6:.2f} M/s | "
-                         f"{'met' if rate >= 1e6 else 'NOT met'} |")  # fmt: skip
+            lines.append(
+                f"| 2. {name} | ≥ 1 M samples/s | {rate / 1e6:.2f} M/s | "
+                f"{'met' if rate >= 1e6 else 'NOT met'} |"
+            )
     report = "\n".join(lines)
     print(report)
     if args.markdown:

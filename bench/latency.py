@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         default=32,
         help="m = 1 block size, as the CLI flag (0 = one learn_batch per record)",
     )
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.bootstrap:
         return _run(args.bootstrap, args.seconds, args.rate, args.online_block_size)
     with Broker() as broker:
@@ -94,11 +94,20 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
             learned(stats.n_samples)
 
     config = train_config(
-        source="kafka", bootstrap_servers=bootstrap, topic=topic,
-        group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest", n_features=20,
-        learning_rate=0.01, batch_size=1, online_block_size=block, max_samples=n,
-        checkpoint_interval_seconds=1e9, progress="never", log_interval_seconds=0,
-    )  # fmt: skip
+        source="kafka",
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        n_features=20,
+        learning_rate=0.01,
+        batch_size=1,
+        online_block_size=block,
+        max_samples=n,
+        checkpoint_interval_seconds=1e9,
+        progress="never",
+        log_interval_seconds=0,
+    )
     service, resources = build_service(config, sensors=[Timing()], metrics=False)
     take_in = service.intake.take_in
 
@@ -131,14 +140,19 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
         return 1
     p50, p99, worst = np.percentile(counted, [50, 99, 100]) * 1000
     result = {
-        "records": n, "rate": rate, "online_block_size": block,
+        "records": n,
+        "rate": rate,
+        "online_block_size": block,
         "updates_counted": len(counted),
-        "p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2),
+        "p50_ms": round(float(p50), 2),
+        "p99_ms": round(float(p99), 2),
         "max_ms": round(float(worst), 2),
-    }  # fmt: skip
+    }
     print(json.dumps(result))
-    print(f"p99 record-timestamp → update: {p99:.1f} ms (target < 50 ms): "
-          f"{'met' if p99 < 50 else 'NOT met'}")  # fmt: skip
+    print(
+        f"p99 record-timestamp → update: {p99:.1f} ms (target < 50 ms): "
+        f"{'met' if p99 < 50 else 'NOT met'}"
+    )
     return 0
 
 

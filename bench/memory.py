@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-features", type=int, default=100)
     parser.add_argument("--bootstrap", help="measure the Kafka source on this broker")
     parser.add_argument("--kafka-client", default="kafka-python")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     n = args.n or 1_000_000
     samples: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as ckpt:
@@ -55,21 +55,68 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap:
             topic = f"bench-memory-{uuid.uuid4().hex[:8]}"
             subprocess.run(
-                [sys.executable, "-m", "streamsgd", "produce", "--bootstrap-servers",
-                 args.bootstrap, "--topic", topic, "--samples-per-record", "1024", "--format",
-                 "binary", "--progress", "never", "synthetic", "--n", str(n),
-                 "--n-features", str(args.n_features)],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            source = ["--source", "kafka", "--bootstrap-servers", args.bootstrap, "--topic",
-                      topic, "--group-id", topic, "--kafka-client", args.kafka_client]  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "streamsgd",
+                    "produce",
+                    "--bootstrap-servers",
+                    args.bootstrap,
+                    "--topic",
+                    topic,
+                    "--samples-per-record",
+                    "1024",
+                    "--format",
+                    "binary",
+                    "--progress",
+                    "never",
+                    "synthetic",
+                    "--n",
+                    str(n),
+                    "--n-features",
+                    str(args.n_features),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            source = [
+                "--source",
+                "kafka",
+                "--bootstrap-servers",
+                args.bootstrap,
+                "--topic",
+                topic,
+                "--group-id",
+                topic,
+                "--kafka-client",
+                args.kafka_client,
+            ]
         cmd = [
-            sys.executable, "-m", "streamsgd", "train", *source,
-            "--n-features", str(args.n_features), "--batch-size", str(args.batch_size),
-            "--max-samples", str(n), "--checkpoint-dir", ckpt,
-            "--checkpoint-interval-seconds", "10", "--metrics-port", "0",
-            "--metrics-host", "127.0.0.1", "--progress", "never", "--log-level", "WARNING",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "streamsgd",
+            "train",
+            *source,
+            "--n-features",
+            str(args.n_features),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-samples",
+            str(n),
+            "--checkpoint-dir",
+            ckpt,
+            "--checkpoint-interval-seconds",
+            "10",
+            "--metrics-port",
+            "0",
+            "--metrics-host",
+            "127.0.0.1",
+            "--progress",
+            "never",
+            "--log-level",
+            "WARNING",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         peak = 0
@@ -110,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         f"range after warm-up {lowest / mb:.1f}-{highest / mb:.1f} MB"
     )
     print(f"peak RSS (VmHWM): {peak / mb:.1f} MB (target < 250 MB)")
-    print(f"verdict: growth {'met' if growth < 0.10 else 'NOT met'}, "
-          f"peak {'met' if peak < 250 * mb else 'NOT met'}")  # fmt: skip
+    print(
+        f"verdict: growth {'met' if growth < 0.10 else 'NOT met'}, "
+        f"peak {'met' if peak < 250 * mb else 'NOT met'}"
+    )
     return 0
 
 

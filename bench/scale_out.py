@@ -34,11 +34,25 @@ KAFKA_FEATURES = 20  # as bench/kafka_e2e.py: ≈ 400-byte JSON records
 def mpiexec(n: int, worker_args: list[str]) -> dict[str, Any]:
     """Run the worker on ``n`` ranks; rank 0's JSON line."""
     command = [
-        os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(n),
-        "--with-ft", "ulfm", "--oversubscribe", "--bind-to", "none",
-        "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo",
-        sys.executable, "-m", "bench.scale_out_worker", *worker_args,
-    ]  # fmt: skip
+        os.path.join(os.path.dirname(sys.executable), "mpiexec"),
+        "-n",
+        str(n),
+        "--with-ft",
+        "ulfm",
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        "--mca",
+        "btl",
+        "tcp,self",
+        "--mca",
+        "btl_tcp_if_include",
+        "lo",
+        sys.executable,
+        "-m",
+        "bench.scale_out_worker",
+        *worker_args,
+    ]
     out = subprocess.run(
         command, capture_output=True, text=True, timeout=900, env={**os.environ, **MPI_ENV}
     )
@@ -62,19 +76,23 @@ def sweep(sizes: list[int], worker_args: list[str], repeats: int) -> dict[int, d
             "step_ms": 1e3 * best["seconds"] / max(best["steps"], 1),
             "exchange_ms": 1e3 * best["exchange_seconds"] / max(best["steps"], 1),
         }
-        print(f"  N={n}: {rows[n]['rate']:,.0f} samples/s (runs: "
-              f"{', '.join(f'{r:,.0f}' for r in rates)})", flush=True)  # fmt: skip
+        print(
+            f"  N={n}: {rows[n]['rate']:,.0f} samples/s (runs: "
+            f"{', '.join(f'{r:,.0f}' for r in rates)})",
+            flush=True,
+        )
     return rows
 
 
 def table(title: str, rows: dict[int, dict[str, float]], cores: int) -> str:
     base = rows[min(rows)]["rate"]
     lines = [
-        f"### {title}", "",
+        f"### {title}",
+        "",
         "| N | samples/s | efficiency T_N/(N·T_1) | ms per step | exchange ms per step "
         "(waiting included) | note |",
         "|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for n, row in rows.items():
         note = f"oversubscribed ({n} ranks on {cores} cores)" if n > cores else ""
         lines.append(
@@ -88,14 +106,16 @@ def projection(per_sample_seconds: float, batch_size: int) -> str:
     """Efficiency of N replicas on 10 GbE, compute of the replica's share against one
     allreduce: with the global M fixed (share M/N) and with the share fixed (M grows as N)."""
     lines = [
-        "### Projection on 10 GbE (ring allreduce model; not measured)", "",
+        "### Projection on 10 GbE (ring allreduce model; not measured)",
+        "",
         f"Per-sample cost at N = 1: {per_sample_seconds * 1e6:.2f} µs (decode + step); "
         f"share = M/N with M = {batch_size} fixed, or {batch_size} per replica (M = "
-        f"{batch_size}·N).", "",
+        f"{batch_size}·N).",
+        "",
         "| N | d = 100: allreduce µs | efficiency, M fixed | share fixed "
         "| d = 2^18: allreduce µs | efficiency, M fixed | share fixed |",
         "|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for n in (8, 16, 32, 64):
         cells = []
         for d in (100, 1 << 18):
@@ -141,13 +161,23 @@ def failure_pause(common: list[str]) -> str:
     rows = []
     for kill in (False, True):
         extra = ["--kill-rank", "2", "--kill-at-step", "20"] if kill else []
-        pauses = [mpiexec(3, ["--source", "memory", *common, *extra])["longest_pause_seconds"]
-                  for _ in range(3)]  # fmt: skip
-        rows.append(f"| {'rank 2 SIGKILLed at step 20' if kill else 'no failure'} | "
-                    f"{1e3 * statistics.median(pauses):.0f} |")  # fmt: skip
-    return "\n".join(["### A replica killed (N = 3 → 2, in-process source)", "",
-                      "| run | longest gap between two steps, ms (median of 3) |", "|---|---|",
-                      *rows])  # fmt: skip
+        pauses = [
+            mpiexec(3, ["--source", "memory", *common, *extra])["longest_pause_seconds"]
+            for _ in range(3)
+        ]
+        rows.append(
+            f"| {'rank 2 SIGKILLed at step 20' if kill else 'no failure'} | "
+            f"{1e3 * statistics.median(pauses):.0f} |"
+        )
+    return "\n".join(
+        [
+            "### A replica killed (N = 3 → 2, in-process source)",
+            "",
+            "| run | longest gap between two steps, ms (median of 3) |",
+            "|---|---|",
+            *rows,
+        ]
+    )
 
 
 def kafka_part(args: argparse.Namespace, sizes: list[int], cores: int) -> str:
@@ -166,9 +196,20 @@ def kafka_part(args: argparse.Namespace, sizes: list[int], cores: int) -> str:
             x = rng.standard_normal(KAFKA_FEATURES)
             producer.send(topic, encode_dense(x, float(x[0] > 0)), partition=i % 12)
         producer.flush(120)
-        worker = ["--source", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic,
-                  "--records", str(args.records), "--batch-size", str(args.batch_size),
-                  "--n-features", str(KAFKA_FEATURES)]  # fmt: skip
+        worker = [
+            "--source",
+            "kafka",
+            "--bootstrap",
+            broker.bootstrap,
+            "--topic",
+            topic,
+            "--records",
+            str(args.records),
+            "--batch-size",
+            str(args.batch_size),
+            "--n-features",
+            str(KAFKA_FEATURES),
+        ]
         rows = sweep(sizes, worker, args.repeats)
     return table(
         f"(b) End to end from Kafka (kafka-python, JSON, d = {KAFKA_FEATURES})", rows, cores

@@ -136,11 +136,20 @@ def _kafka(args: argparse.Namespace, timing: Timing) -> Trainer:
     from streamsgd.config import train_config
 
     config = train_config(
-        source="kafka", bootstrap_servers=args.bootstrap, topic=args.topic, group_id=args.topic,
-        n_features=args.n_features, batch_size=args.batch_size, max_samples=args.records,
-        max_wait_ms=500, distributed="mpi", kafka_client=args.kafka_client, progress="never",
-        log_interval_seconds=0, log_level="WARNING",
-    )  # fmt: skip
+        source="kafka",
+        bootstrap_servers=args.bootstrap,
+        topic=args.topic,
+        group_id=args.topic,
+        n_features=args.n_features,
+        batch_size=args.batch_size,
+        max_samples=args.records,
+        max_wait_ms=500,
+        distributed="mpi",
+        kafka_client=args.kafka_client,
+        progress="never",
+        log_interval_seconds=0,
+        log_level="WARNING",
+    )
     service, _ = build_service(config, sensors=[timing], metrics=False)
     assert isinstance(service.stepper, CollectiveStepper)
     return service
@@ -176,11 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     collective = stepper.collective
     if collective.rank == 0:
         seconds = timing.last - (timing.first or timing.last)
-        print(json.dumps({
-            "n": collective.size, "samples": service.model.n_samples_seen, "seconds": seconds,
-            "steps": timing.steps, "exchange_seconds": timing.exchange_seconds,
-            "wait_seconds": timing.wait_seconds, "longest_pause_seconds": timing.longest_gap,
-        }), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "n": collective.size,
+                    "samples": service.model.n_samples_seen,
+                    "seconds": seconds,
+                    "steps": timing.steps,
+                    "exchange_seconds": timing.exchange_seconds,
+                    "wait_seconds": timing.wait_seconds,
+                    "longest_pause_seconds": timing.longest_gap,
+                }
+            ),
+            flush=True,
+        )
     collective.close()
     return 0
 

@@ -112,6 +112,9 @@ class CollectiveStepper:
         extra: dict[str, Any] = {"global_step": self.global_step}
         if self.fence is not None and self.fence.mine is not None:
             extra["generation"] = self.fence.mine
+        last = self.replica.pending.last
+        if last is not None and last["step"] == self.global_step:
+            extra["manifest_entry"] = last  # see PendingManifest.resuming
         return extra
 
     # ------------------------------------------------------------------ rounds

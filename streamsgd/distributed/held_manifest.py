@@ -39,15 +39,35 @@ class PendingManifest:
     base : int or None
         Before the next append, drop the file's entries after this step (-1: all of them, a
         fresh job); None when the file is known to end where the held entries begin.
+    last : dict or None
+        The entry of the last step this replica took (confirmed or not): a checkpoint
+        carries it, see :meth:`resuming`.
     """
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self.durable = NOTHING_DURABLE
         self.base: int | None = None
+        self.last: dict[str, Any] | None = None
+
+    @classmethod
+    def resuming(cls, state: dict[str, Any] | None) -> PendingManifest:
+        """What a job (re)started from checkpoint ``state`` holds: the checkpoint's own step
+        entry (``state["manifest_entry"]``), so that the file's entry for the checkpoint's
+        step k is rewritten from it. The file may hold another lineage's step k: a rank 0
+        checkpointed k and died, the survivors rolled k back, took k again differently, and
+        their new rank 0 appended it (dropping the old k) but died before its checkpoint —
+        without this, the old checkpoint would be paired with the new step k (issue 20)."""
+        held = cls()
+        entry = None if state is None else state.get("manifest_entry")
+        if state is not None and entry is not None and entry["step"] == state["global_step"]:
+            held.adopt({"entries": [entry], "durable": int(entry["step"]) - 1}, int(entry["step"]))
+        return held
 
     def add(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
+        if "step" in entry:
+            self.last = entry
 
     def confirmed(self, through: int) -> None:
         """Rank 0 confirmed the file durable through step ``through``: drop those entries."""
@@ -61,12 +81,14 @@ class PendingManifest:
         return self.durable + 1
 
     def snapshot(self) -> dict[str, Any]:
-        return {"entries": list(self.entries), "durable": self.durable}
+        return {"entries": list(self.entries), "durable": self.durable, "last": self.last}
 
     def adopt(self, snapshot: dict[str, Any], step: int) -> None:
         """The entries of the replica whose state the survivors agreed on, at ``step``."""
         self.entries = list(snapshot["entries"])
         self.durable = int(snapshot["durable"])
+        steps_held = [e for e in self.entries if "step" in e]
+        self.last = snapshot.get("last") or (steps_held[-1] if steps_held else None)
         steps = [int(e["step"]) for e in self.entries if "step" in e]
         if any("start" in e for e in self.entries):
             self.base = NOTHING_DURABLE  # a fresh job: nothing in the file is ours

@@ -111,7 +111,7 @@ class Membership:
         self.adopt(
             {
                 "state": state,
-                "pending": PendingManifest().snapshot(),
+                "pending": PendingManifest.resuming(state).snapshot(),
                 "needs_start": state is None,
                 "partitions": tuple(sorted_partitions(found)),
             }

@@ -407,3 +407,15 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         ),
         stack,
     )
+
+    # Issue 20: a healthy single trainer exports the replica-agreement and step-manifest
+    # counters at 0 (so the Replicas row's panels have data), and their alerts stay inactive.
+    for counter in (
+        "streamsgd_replica_divergences_total",
+        "streamsgd_manifest_write_failures_total",
+    ):
+        assert api.scalar(f'{counter}{{job="{JOB}"}}') == 0.0, counter
+    groups = api.get("/api/v1/rules").get("data", {}).get("groups", [])
+    states = {r["name"]: r.get("state") for g in groups for r in g["rules"]}
+    for alert in ("StreamsgdReplicaDivergence", "StreamsgdManifestWriteFailing"):
+        assert states.get(alert) == "inactive", (alert, states.get(alert))

@@ -83,6 +83,9 @@ REQUIRED_DASHBOARD_METRICS = {
     "streamsgd_membership_changes_total",
     "streamsgd_allreduce_duration_seconds_bucket",
     "streamsgd_step_wait_seconds_bucket",
+    # issue 20: replicas that disagree, a step manifest that cannot be written
+    "streamsgd_replica_divergences_total",
+    "streamsgd_manifest_write_failures_total",
 }
 
 # Alert rules the dashboard and the guarantees require (docs/metrics.md,
@@ -107,6 +110,9 @@ REQUIRED_ALERTS = {
     "StreamsgdRecordsSkipped": "streamsgd_records_skipped_total",
     "StreamsgdOffsetCommitsFailing": "streamsgd_offset_commit_failures_total",
     "StreamsgdConsumerGroupShared": "streamsgd_partitions_unassigned",
+    # issue 20: replicas that disagreed (repaired), rank 0's manifest appends failing
+    "StreamsgdReplicaDivergence": "streamsgd_replica_divergences_total",
+    "StreamsgdManifestWriteFailing": "streamsgd_manifest_write_failures_total",
 }
 
 # The compose services of the single trainer and of the replicated job (docs/design.md#scaling-out),
@@ -321,6 +327,10 @@ def test_promtool_test_rules():
         ("StreamsgdSamplesClippedRateHigh", "> 0.01", "> 0.1"),
         ("StreamsgdModelUnhealthy", "== 0", "< 0"),
         ("StreamsgdReplicaLost", "> 0", "> 10"),
+        ("StreamsgdReplicaDivergence", "> 0", "> 10"),
+        # every replica counts the same divergence: a sum would count it once per replica
+        ("StreamsgdReplicaDivergence", "max by (job)", "sum by (job)"),
+        ("StreamsgdManifestWriteFailing", "> 0", "> 10"),
         # replicas other than rank 0 never checkpoint: without the exclusion they would fire
         ("StreamsgdCheckpointStale", 'rank!="0"', 'rank="none"'),
     ],
@@ -1124,6 +1134,8 @@ def test_replicas_row_charts_the_replica_metrics():
             "streamsgd_membership_changes_total",
             "streamsgd_allreduce_duration_seconds_bucket",
             "streamsgd_step_wait_seconds_bucket",
+            "streamsgd_replica_divergences_total",
+            "streamsgd_manifest_write_failures_total",
         ):
             assert metric in used, f"the Replicas row does not chart {metric}"
         assert any(

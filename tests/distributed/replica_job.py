@@ -149,8 +149,12 @@ class ReplicaJob:
         return wait_until(check, timeout, what, self.diagnostics, interval=0.2)
 
     # -- endpoints of replica slot r (port base + r)
+    def address(self, slot: int) -> str:
+        """The address replica slot ``slot`` serves HTTP on (one host here)."""
+        return "127.0.0.1"
+
     def get(self, slot: int, path: str) -> tuple[int, bytes] | None:
-        url = f"http://127.0.0.1:{self.base_port + slot}{path}"
+        url = f"http://{self.address(slot)}:{self.base_port + slot}{path}"
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return response.status, response.read()

@@ -46,11 +46,26 @@ def test_mpiexec_exits_once_the_replicas_of_a_cut_job_have(tmp_path: Path) -> No
     with netns.two_hosts(tmp_path) as hosts:
         a, b = hosts.names
         command = [
-            str(MPIEXEC), "--host", f"{a}:1,{b}:2", "-n", "3", "--with-ft", "ulfm",
-            "--bind-to", "none", "--mca", "btl", "tcp,self", *hosts.mpiexec_args(),
-            sys.executable, str(PROGRAM), "--out", str(out),
-            "--timeout", str(REPLICA_TIMEOUT_SECONDS),
-        ]  # fmt: skip
+            str(MPIEXEC),
+            "--host",
+            f"{a}:1,{b}:2",
+            "-n",
+            "3",
+            "--with-ft",
+            "ulfm",
+            "--bind-to",
+            "none",
+            "--mca",
+            "btl",
+            "tcp,self",
+            *hosts.mpiexec_args(),
+            sys.executable,
+            str(PROGRAM),
+            "--out",
+            str(out),
+            "--timeout",
+            str(REPLICA_TIMEOUT_SECONDS),
+        ]
         log = open(tmp_path / "mpiexec.log", "wb")
         job = subprocess.Popen(
             hosts.launch(command), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=mpi_env()
@@ -58,16 +73,18 @@ def test_mpiexec_exits_once_the_replicas_of_a_cut_job_have(tmp_path: Path) -> No
         try:
             wait_until(
                 lambda: len(_steps(out)) == 3 and min(_steps(out).values()) >= 10,
-                120, "three replicas at step 10",
+                120,
+                "three replicas at step 10",
                 lambda: (tmp_path / "mpiexec.log").read_text(errors="replace"),
-            )  # fmt: skip
+            )
             hosts.cut(b)
             wait_until(
-                lambda: not any(
-                    p for h in hosts.names for p in hosts.processes(h) if _is_replica(p)
+                lambda: (
+                    not any(p for h in hosts.names for p in hosts.processes(h) if _is_replica(p))
                 ),
-                120, "every replica stopped",
-            )  # fmt: skip
+                120,
+                "every replica stopped",
+            )
             stopped = time.monotonic()
             code = job.wait(timeout=120)
             lingered = time.monotonic() - stopped

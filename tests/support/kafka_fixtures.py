@@ -16,6 +16,10 @@ Fixtures
                                 SASL_PLAINTEXT with mechanism PLAIN on its own port, one user
                                 with a random password (fails with an external cluster).
 
+A broker of a test module's own
+    own_broker(base_dir, host="127.0.0.1")  context manager: a KafkaBroker listening on `host`
+                                (e.g. a bridge address network namespaces reach), stopped on exit
+
 Helpers for other tests (they act on the session broker)
     broker_stop()    stop the session broker (SIGTERM; data dir and port are kept)
     broker_kill()    SIGKILL it instead (a crash; data dir and port are kept)
@@ -47,6 +51,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +66,7 @@ ENV_START_TIMEOUT = "STREAMSGD_TEST_KAFKA_START_TIMEOUT"
 
 # Variables of kafka-local that the harness sets itself; inherited values must not leak in.
 _HARNESS_VARS = (
+    "KAFKA_HOST",
     "KAFKA_PORT",
     "KAFKA_CONTROLLER_PORT",
     "KAFKA_DATA_DIR",
@@ -91,18 +97,18 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((HOST, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def free_port(exclude: tuple[int, ...] = ()) -> int:
-    """A free port on 127.0.0.1, below the kernel's ephemeral range when possible.
+def free_port(exclude: tuple[int, ...] = (), host: str = HOST) -> int:
+    """A free port on ``host`` (127.0.0.1), below the kernel's ephemeral range when possible.
 
     Outside the ephemeral range no outgoing connection can take the port while the broker is
     down for a restart."""
@@ -111,11 +117,11 @@ def free_port(exclude: tuple[int, ...] = ()) -> int:
         rng = random.Random()
         for _ in range(200):
             port = rng.randrange(10000, lo)
-            if port not in exclude and port_is_free(port):
+            if port not in exclude and port_is_free(port, host):
                 return port
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((HOST, 0))
+            s.bind((host, 0))
             port = s.getsockname()[1]
         if port not in exclude:
             return port
@@ -174,12 +180,14 @@ class KafkaBroker:
         base_dir: Path | None = None,
         port: int | None = None,
         controller_port: int | None = None,
+        host: str = HOST,
     ):
         self.start_output = ""
         # set by stop(), cleared by start(): the autouse fixture restarts a broker a test stopped
         self.stopped_on_request = False
         if bootstrap_servers is not None:
             self.external = True
+            self.host = host
             self.bootstrap_servers = bootstrap_servers
             self.port: int | None = None
             self.controller_port: int | None = None
@@ -190,14 +198,17 @@ class KafkaBroker:
         if base_dir is None:
             raise ValueError("a local KafkaBroker needs base_dir")
         self.external = False
-        self.port = port or free_port()
-        self.controller_port = controller_port or free_port(exclude=(self.port,))
-        self.bootstrap_servers = f"{HOST}:{self.port}"
+        # The address every listener binds and advertises ($KAFKA_HOST of kafka-local):
+        # 127.0.0.1, or a bridge's address for brokers other network namespaces reach.
+        self.host = host
+        self.port = port or free_port(host=host)
+        self.controller_port = controller_port or free_port(exclude=(self.port,), host=host)
+        self.bootstrap_servers = f"{host}:{self.port}"
         # A second listener with SASL/PLAIN, for the tests that log in (issue 9: no secret
         # in the logs). The password is random: a test can search all output for it.
-        sasl_port = free_port(exclude=(self.port, self.controller_port))
+        sasl_port = free_port(exclude=(self.port, self.controller_port), host=host)
         self.sasl = SaslListener(
-            f"{HOST}:{sasl_port}", "streamsgd-test", f"pw-{secrets.token_hex(12)}"
+            f"{host}:{sasl_port}", "streamsgd-test", f"pw-{secrets.token_hex(12)}"
         )
         self.state_dir = Path(base_dir) / "state"
         self.data_dir = Path(base_dir) / "data"
@@ -245,6 +256,7 @@ class KafkaBroker:
         self._require_local("run scripts/kafka-local for")
         env = {k: v for k, v in os.environ.items() if k not in _HARNESS_VARS}
         env.update(
+            KAFKA_HOST=self.host,
             KAFKA_PORT=str(self.port),
             KAFKA_CONTROLLER_PORT=str(self.controller_port),
             KAFKA_DATA_DIR=str(self.data_dir),
@@ -454,6 +466,24 @@ def broker_kill() -> None:
 def broker_start() -> str:
     """Start the session broker again (same port, same data); return its bootstrap address."""
     return session_broker().start()
+
+
+# --------------------------------------------------------------------------- a broker of its own
+
+
+@contextmanager
+def own_broker(base_dir: Path, host: str = HOST) -> Iterator[KafkaBroker]:
+    """A broker of the caller's own (not the session's), listening on ``host`` — e.g. a
+    bridge address that network namespaces reach — started and, whatever happens, stopped.
+    For a module fixture; it fails (never skips) if the broker cannot start, and it cannot
+    stand in for an external cluster (``$STREAMSGD_TEST_BOOTSTRAP_SERVERS`` is ignored)."""
+    broker = KafkaBroker(base_dir=base_dir, host=host)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        if broker.pid is not None:
+            broker.stop()
 
 
 # --------------------------------------------------------------------------- fixtures
