@@ -92,6 +92,8 @@ def _flags(options: dict) -> list[str]:
 class ReplicaJob:
     """``mpiexec -n N python -m streamsgd train --distributed mpi ...`` with its log."""
 
+    _port_lock: BinaryIO | None = None  # a subclass on fresh namespaces reserves none
+
     def __init__(
         self,
         n: int,
@@ -204,7 +206,8 @@ class ReplicaJob:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(60)
         self._log.close()
-        self._port_lock.close()
+        if self._port_lock is not None:
+            self._port_lock.close()
 
 
 def read_partitions(bootstrap: str, topic: str) -> dict[str, list[SourceRecord]]:
