@@ -1,7 +1,10 @@
-"""Training throughput while clients loop on ``GET /model`` (issue 21, item 6).
+"""Training throughput while clients loop on ``GET /model`` (issue 21, item 6), or on
+``GET /healthz`` or ``POST /predict`` (one record's features per request).
 
     .venv/bin/python -m bench.model_endpoint                 # 2^22 buckets, 8 clients
     .venv/bin/python -m bench.model_endpoint --dense         # the clients ask ?coef=dense
+    .venv/bin/python -m bench.model_endpoint --endpoint /healthz
+    .venv/bin/python -m bench.model_endpoint --endpoint /predict
 
 A trainer (``python -m streamsgd train --source file --path - --hash-bits 22``, serving HTTP)
 reads hashed named-feature records (:func:`bench.data.sparse_named_records`, repeated) from
@@ -35,10 +38,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def fetch(port: int, path: str) -> bytes:
+def fetch(port: int, path: str, body: bytes | None = None) -> bytes:
+    """GET ``path`` (POST ``body`` when given); the answer's body."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        connection.request("GET", path)
+        if body is None:
+            connection.request("GET", path)
+        else:
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
         return connection.getresponse().read()
     finally:
         connection.close()
@@ -68,9 +75,11 @@ def rate(port: int, seconds: float) -> float:
     return (samples_learned(port) - start) / (time.monotonic() - t0)
 
 
-def loop_model(port: int, path: str, stop: threading.Event, sizes: list[int]) -> None:
+def loop_model(
+    port: int, path: str, stop: threading.Event, sizes: list[int], body: bytes | None = None
+) -> None:
     while not stop.is_set():
-        sizes.append(len(fetch(port, path)))
+        sizes.append(len(fetch(port, path, body)))
 
 
 def wait_for_training(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -97,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--endpoint",
         default="/model",
-        help="what the clients loop on (/healthz: the cost of HTTP alone)",
+        help="what the clients loop on: /model, /healthz or /predict (POST, one record)",
     )
     args = parser.parse_args(argv)
-    data = "".join(json.dumps(r) + "\n" for r in sparse_named_records(50_000)).encode()
+    records = sparse_named_records(50_000)
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    # /predict: one record's features (the decoder hashes them as it does the stream's).
+    body = json.dumps({"features": records[0]["features"]}).encode()
     port = free_port()
     command = [sys.executable, "-m", "streamsgd", "train", "--source", "file", "--path", "-"]
     command += ["--hash-bits", str(args.hash_bits), "--batch-size", str(args.batch_size)]
@@ -115,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes: list[int] = []
         path = args.endpoint + ("?coef=dense" if args.dense else "")
         clients = [
-            threading.Thread(target=loop_model, args=(port, path, stop_clients, sizes))
+            threading.Thread(
+                target=loop_model,
+                args=(port, path, stop_clients, sizes, body if path == "/predict" else None),
+            )
             for _ in range(args.clients)
         ]
         for client in clients:

@@ -223,10 +223,19 @@ def streamsgd_row(
         nan = math.nan
         return Row(ds.name, label, settings, ds.n, nan, nan, nan, note=f"not available: {exc}")
     return Row(
-        ds.name, label, settings, result.n_samples, result.log_loss, result.accuracy,
-        result.roc_auc, result.n_updates, result.batch_size, result.learning_rate,
-        _updates_to(result, target), seconds,
-    )  # fmt: skip
+        ds.name,
+        label,
+        settings,
+        result.n_samples,
+        result.log_loss,
+        result.accuracy,
+        result.roc_auc,
+        result.n_updates,
+        result.batch_size,
+        result.learning_rate,
+        _updates_to(result, target),
+        seconds,
+    )
 
 
 def vw_row(ds: Dataset, repeats: int) -> Row:
@@ -246,9 +255,15 @@ def vw_row(ds: Dataset, repeats: int) -> Row:
 
     z, seconds = _cpu_median(run, repeats)
     return Row(
-        ds.name, "VW", "--loss_function logistic (defaults)", ds.n, mean_log_loss(z, ds.y),
-        accuracy(z, ds.y), roc_auc(z, ds.y), cpu_seconds=seconds,
-    )  # fmt: skip
+        ds.name,
+        "VW",
+        "--loss_function logistic (defaults)",
+        ds.n,
+        mean_log_loss(z, ds.y),
+        accuracy(z, ds.y),
+        roc_auc(z, ds.y),
+        cpu_seconds=seconds,
+    )
 
 
 def river_row(ds: Dataset, repeats: int) -> Row:
@@ -268,10 +283,15 @@ def river_row(ds: Dataset, repeats: int) -> Row:
     p = np.clip(p, 1e-15, 1 - 1e-15)
     z = np.log(p) - np.log1p(-p)
     return Row(
-        ds.name, "River", "StandardScaler \\| LogisticRegression (defaults)", ds.n,
-        float(log_loss(z, ds.y).mean()), accuracy(z, ds.y), roc_auc(z, ds.y),
+        ds.name,
+        "River",
+        "StandardScaler \\| LogisticRegression (defaults)",
+        ds.n,
+        float(log_loss(z, ds.y).mean()),
+        accuracy(z, ds.y),
+        roc_auc(z, ds.y),
         cpu_seconds=seconds,
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------- the suite
@@ -337,9 +357,10 @@ def verdicts(ds_name: str, rows: list[Row]) -> list[str]:
     """One line per target of issue 10, for every headline streamsgd setting."""
     by_system = {r.system: r for r in rows if r.system != "grid"}
     target_row = next(
-        r for r in rows
+        r
+        for r in rows
         if r.system == "grid" and r.settings == f"batch_size={TARGET_M} learning_rate={TARGET_ETA}"
-    )  # fmt: skip
+    )
     best = best_grid(rows)
     vw, river = by_system["VW"], by_system["River"]
     lines = []

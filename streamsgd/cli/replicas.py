@@ -25,6 +25,12 @@ def build_collective(config: TrainConfig) -> Collective | None:
     d = config.distributed
     if d.distributed == "none":
         return None
+    from ..distributed.collective_stepper import refuse_single_sample_steps
+
+    try:
+        refuse_single_sample_steps(config.minibatch.batch_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         from ..distributed.mpi import MpiCollective
 

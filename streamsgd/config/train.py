@@ -46,14 +46,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         kind = self.source_kind
         model = self.model
-        if self.distributed.distributed != "none":
-            if kind != "kafka":
-                raise ConfigError("--distributed mpi needs --source kafka (partitions by rank)")
-            if self.minibatch.batch_size == 1:
-                raise ConfigError(
-                    "--distributed mpi needs --batch-size >= 2: with 1, every sample costs a "
-                    "round trip between replicas"
-                )
+        if self.distributed.distributed != "none" and kind != "kafka":
+            raise ConfigError("--distributed mpi needs --source kafka (partitions by rank)")
         if kind == "file" and not self.source.path:
             raise ConfigError("--source file needs --path (a JSON Lines file, or - for stdin)")
         if kind == "kafka" and not (self.kafka.bootstrap_servers and self.kafka.topic):

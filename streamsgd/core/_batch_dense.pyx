@@ -2,11 +2,14 @@
 """The fused minibatch kernel of dense rows: every sum of :class:`~.batch_sums.BatchSums`
 (and the moment sums of ``standardize``) in one loop over the rows of X.
 
-Per row (d + 1 parameters, θ = [w ; b], v_i = c_i [x_i ; 1], c_i the clip factor of
+Per row (d + 1 parameters, θ = [w ; b], v_i = c_i [x_i ; 1], c_i the influence weight of
 :mod:`.row_scale`), while the row is in the L1 cache::
 
     one read:    z_i = x_iᵀw,  ‖x_i‖²            (and x_iᵀu with a controller)
-    clip:        c_i = min(1, κs/‖[x_i ; 1]‖), the row rescaled only when c_i < 1
+    weight:      c_i = min(1, κs/‖[x_i ; 1]‖), the row rescaled to v_i = c_i [x_i ; 1] only
+                 when c_i < 1 (the gradient weight, :mod:`.row_scale`), its raw score
+                 z_i = θᵀv_i / c_i taken from the bounded row
+    scale:       #{‖[x_i ; 1]‖ > s}, the median tracker's count
     scalars:     r_i = s_i (σ(z_i) − y_i), ℓ_i, misclassified, Σ r_i² ‖v_i‖², Σ s_i ‖v_i‖²
     one write:   Σ g_i += r_i v_i                 (and P += ¼ s_i (v_iᵀu) v_i)
     moments:     S₁ += σ ⊙ v_i,  S₂ += (σ ⊙ v_i)²   (standardize: x_i is standardised first)
@@ -22,7 +25,8 @@ from libc.string cimport memset
 
 from ._arrays cimport doubles, int64s
 from ._rows cimport (
-    SampleTerms, axpy, axpy4, capped, dot, dot4_and_squares, dot_and_squares, logistic_sample,
+    SampleTerms, axpy, axpy4, dot, dot4_and_squares, dot_and_squares, logistic_sample,
+    unclipped_score,
 )
 
 import numpy as np
@@ -41,6 +45,7 @@ cdef struct Batch:
     const double* theta
     const double* u           # NULL: no curvature product
     double cap                # κs; 0: no clipping
+    double row_scale          # s (rows above it are counted)
     bint norms                # compute ‖x_i‖² (statistics or clipping)
     bint statistics
     const double* mean        # NULL: no standardisation
@@ -62,8 +67,8 @@ cdef struct Sums:
     double* scaled            # scratch (4 d): a block's clipped rows
     double squared_norm_sum
     double loss_sum
-    double capped_norm_sum
     double row_squared_norm_sum
+    Py_ssize_t above_scale
     Py_ssize_t misclassified
     Py_ssize_t clipped
 
@@ -130,14 +135,16 @@ cdef void sample(
     cdef Py_ssize_t j, d = b.d
     cdef const double* v = row[0]
     cdef double sq = q + 1.0  # ‖[x_i ; 1]‖²
-    cdef double sqn = sq, c = 1.0, norm, big, relative, factor, weight
+    cdef double sqn = sq, c = 1.0, norm, big, relative, factor, weight, z
+    cdef bint clipped = False
     cdef SampleTerms terms
     if b.cap > 0.0:
         norm = sqrt(sq)
         if isinf(norm):  # the sum of squares overflowed: measure it as M ν
             big = magnitude(v, d, &relative)
             norm = big * relative
-        s.capped_norm_sum += capped(norm, b.cap)
+        if norm > b.row_scale:
+            s.above_scale += 1
         if norm > b.cap:  # c_i v_i = κs (v_i / M) / ν, built without overflow
             big = magnitude(v, d, &relative)
             factor = b.cap / relative
@@ -148,7 +155,9 @@ cdef void sample(
             zw = dot(v, b.theta, d)
             sqn = b.cap * b.cap
             s.clipped += 1
-    terms = logistic_sample(zw + b.theta[d] * c, b.y[i])
+            clipped = True
+    z = zw + b.theta[d] * c
+    terms = logistic_sample(unclipped_score(z, c) if clipped else z, b.y[i])
     s.loss_sum += terms.loss
     s.misclassified += terms.misclassified
     weight = b.weights[i] if b.weights != NULL else 1.0
@@ -205,8 +214,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
 
 
 def dense_batch_sums(
-    X, y, sample_weight, theta, double cap, bint norms, bint statistics, direction, frame,
-    double moment_cap,
+    X, y, sample_weight, theta, double cap, double scale, bint norms, bint statistics,
+    direction, frame, double moment_cap,
 ):
     """The sums of a dense batch (see the module docstring).
 
@@ -219,6 +228,8 @@ def dense_batch_sums(
     theta : float64 ndarray of shape (d + 1,)
     cap : float
         κs, the clip norm (0: no clipping).
+    scale : float
+        s: rows with ‖[x_i ; 1]‖ > s are counted (when clipping).
     norms, statistics : bool
         Compute the row norms; compute Σ r_i²‖v_i‖² and Σ s_i‖v_i‖² (NaN otherwise).
     direction : float64 ndarray of shape (d + 1,), or None
@@ -230,7 +241,7 @@ def dense_batch_sums(
 
     Returns
     -------
-    (Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, Σ min(‖v_i‖, κs), clipped, Σ s_i‖v_i‖², P or
+    (Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, #{‖v_i‖ > s}, clipped, Σ s_i‖v_i‖², P or
     None, (S₁, S₂) or None, ‖Σ g_i‖²)
     """
     cdef Batch b
@@ -242,7 +253,8 @@ def dense_batch_sums(
     b.weights = NULL if sample_weight is None else doubles(sample_weight, m, "sample_weight")
     b.theta = doubles(theta, d + 1, "theta")
     b.u = NULL if direction is None else doubles(direction, d + 1, "direction")
-    b.cap, b.norms, b.statistics, b.moment_cap = cap, norms, statistics, moment_cap
+    b.cap, b.row_scale, b.norms = cap, scale, norms
+    b.statistics, b.moment_cap = statistics, moment_cap
     gradient = np.zeros(d + 1)
     curvature = None if direction is None else np.zeros(d + 1)
     memset(&s, 0, sizeof(Sums))
@@ -265,7 +277,7 @@ def dense_batch_sums(
     if not statistics:
         s.squared_norm_sum = s.row_squared_norm_sum = NAN
     return (
-        gradient, s.squared_norm_sum, s.loss_sum, s.misclassified, s.capped_norm_sum,
+        gradient, s.squared_norm_sum, s.loss_sum, s.misclassified, s.above_scale,
         s.clipped, s.row_squared_norm_sum, curvature, moments,
         dot(s.gradient, s.gradient, d + 1),
     )

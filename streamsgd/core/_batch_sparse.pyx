@@ -22,7 +22,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from ._arrays cimport doubles, int64s
-from ._rows cimport SampleTerms, capped, logistic_sample
+from ._rows cimport SampleTerms, logistic_sample, unclipped_score
 
 import numpy as np
 
@@ -41,6 +41,7 @@ cdef struct Batch:
     const double* u           # NULL: no curvature product; else u_j = u[j] · u_factor
     double u_factor
     double cap                # κs; 0: no clipping
+    double row_scale          # s (rows above it are counted)
     bint norms
     bint statistics
     int64_t* positions        # column workspace; NULL: Σ g_i over all d columns
@@ -61,7 +62,7 @@ cdef struct Sums:
     double curvature_intercept
     double squared_norm_sum
     double loss_sum
-    double capped_norm_sum
+    Py_ssize_t above_scale
     double row_squared_norm_sum
     Py_ssize_t misclassified
     Py_ssize_t clipped
@@ -165,7 +166,7 @@ cdef inline Py_ssize_t slot(const Batch* b, Sums* s, int64_t j) noexcept nogil:
 cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
     cdef Py_ssize_t i, e, lo, hi, k
     cdef double zw, pu, q = 0.0, sq, sqn, norm, big = 1.0, relative, divisor, factor, c
-    cdef double weight, r, projection, value
+    cdef double weight, r, projection, value, z
     cdef bint clipped
     cdef SampleTerms terms
     for i in range(b.m):
@@ -184,7 +185,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
             if isinf(norm):
                 big = magnitude(b, 3 * i + 1, lo, hi, &relative)
                 norm = big * relative
-            s.capped_norm_sum += capped(norm, b.cap)
+            if norm > b.row_scale:
+                s.above_scale += 1
             if norm > b.cap:  # c_i x_e = κs (x_e / M) / ν
                 clipped = True
                 divisor = magnitude(b, 3 * i + 2, lo, hi, &relative)
@@ -195,7 +197,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
                     zw += b.values[e] / divisor * factor * b.theta[b.indices[e]]
                 sqn = b.cap * b.cap
                 s.clipped += 1
-        terms = logistic_sample(zw + b.theta[b.d] * c, b.y[i])
+        z = zw + b.theta[b.d] * c
+        terms = logistic_sample(unclipped_score(z, c) if clipped else z, b.y[i])
         s.loss_sum += terms.loss
         s.misclassified += terms.misclassified
         weight = b.weights[i] if b.weights != NULL else 1.0
@@ -221,7 +224,7 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
 
 def sparse_batch_sums(
     indptr, indices, values, Py_ssize_t n_features, y, sample_weight, theta, double cap,
-    bint norms, bint statistics, direction, column_workspace, row_workspace,
+    double scale, bint norms, bint statistics, direction, column_workspace, row_workspace,
 ):
     """The sums of a sparse batch (see the module docstring).
 
@@ -230,7 +233,7 @@ def sparse_batch_sums(
     indptr, indices, values : the CSR arrays (int64, int64, float64) of m rows
     n_features : int
         d.
-    y, sample_weight, theta, cap, norms, statistics
+    y, sample_weight, theta, cap, scale, norms, statistics
         As :func:`._batch_dense.dense_batch_sums`.
     direction : (float64 ndarray of shape (d + 1,), factor), or None
         u = values · factor (:class:`~.curvature.CurvatureDirection`), or no product.
@@ -240,7 +243,7 @@ def sparse_batch_sums(
 
     Returns
     -------
-    (columns or None, Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, Σ min(‖v_i‖, κs), clipped,
+    (columns or None, Σ g_i, Σ‖g_i‖², Σ ℓ_i, misclassified, #{‖v_i‖ > s}, clipped,
     Σ s_i‖v_i‖², P or None, ‖Σ g_i‖²); Σ g_i and P of shape (k + 1,) at ``columns`` in
     column mode.
     """
@@ -259,7 +262,7 @@ def sparse_batch_sums(
     if direction is not None:
         b.u = doubles(direction[0], d + 1, "direction")
         b.u_factor = direction[1]
-    b.cap, b.norms, b.statistics = cap, norms, statistics
+    b.cap, b.row_scale, b.norms, b.statistics = cap, scale, norms, statistics
     b.positions = (
         NULL if column_workspace is None else int64s(column_workspace, d, "column_workspace")
     )
@@ -296,7 +299,7 @@ def sparse_batch_sums(
         s.squared_norm_sum = s.row_squared_norm_sum = NAN
     return (
         columns, gradient, s.squared_norm_sum, s.loss_sum, s.misclassified,
-        s.capped_norm_sum, s.clipped, s.row_squared_norm_sum, curvature,
+        s.above_scale, s.clipped, s.row_squared_norm_sum, curvature,
         squared_norm(gradient),
     )
 

@@ -20,6 +20,7 @@ from ._online_math cimport (
     schedule_and_scale, score, soft_threshold,
 )
 from ._online_rows cimport Table, augmented_norm, longest_row, read_row, table_close, table_open
+from ._rows cimport unclipped_score
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -117,6 +118,8 @@ cdef bint dense_step(Dense* k, const double* x, double y, double weight, double 
     for j in range(d):
         z += seen[j] * k.theta[j]
     z = z + k.theta[d] * c.intercept
+    if c.clipped:  # the raw row's score, from the bounded row (no overflow)
+        z = unclipped_score(z, c.intercept)
     sc = score(z, y)
     r = sc.residual * weight
     eta = learning_rate(&k.s, k.n_updates)

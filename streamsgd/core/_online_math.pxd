@@ -82,7 +82,7 @@ cdef inline Score score(double z, double y) noexcept nogil:
 
 cdef struct Clip:
     bint clipped
-    double capped      # min(‖v_t‖, κ s), the step's contribution to s
+    double norm        # ‖v_t‖, counted by the median tracker of s when above it
     double magnitude   # M = max(‖x‖_∞, 1)      (clipped rows)
     double factor      # κ s / ν: c x = (x / M) · factor
     double intercept   # c = factor / M (1 for an ordinary row)
@@ -92,7 +92,7 @@ cdef struct Clip:
 cdef inline Clip no_clip(double norm, double augmented_squared) noexcept nogil:
     cdef Clip c
     c.clipped = False
-    c.capped = norm
+    c.norm = norm
     c.magnitude = 1.0
     c.factor = 1.0
     c.intercept = 1.0
@@ -104,7 +104,7 @@ cdef inline Clip row_clip(const double* values, Py_ssize_t n, double norm,
                           double augmented_squared, double cap) noexcept nogil:
     """row_scale.clip_rows and magnitudes for one row of n values: clipped when
     ‖v‖ > κ s, then c v = κ s (v / M) / ν with M = max(‖x‖_∞, 1), ν = ‖v / M‖."""
-    cdef Clip c = no_clip(norm if not (norm > cap) else cap, augmented_squared)
+    cdef Clip c = no_clip(norm, augmented_squared)
     cdef double big = 0.0
     cdef double total = 0.0
     cdef double u
@@ -130,7 +130,10 @@ cdef inline Clip row_clip(const double* values, Py_ssize_t n, double norm,
 
 cdef inline double schedule_and_scale(double* row_scale, const Settings* s,
                                       const Clip* c) noexcept nogil:
-    """s ← (1 − α) s + α min(‖v‖, κ s) after an applied step (row_scale.next_scale)."""
+    """log s ← log s + γ ([‖v‖ > s] − ½) after an applied step (row_scale.next_scale, the
+    median tracker; γ = ``scale_alpha``, ``keep`` unused)."""
+    cdef double above
     if s.kappa > 0.0:
-        row_scale[0] = s.keep * row_scale[0] + s.scale_alpha * c.capped
+        above = 1.0 if c.norm > row_scale[0] else 0.0
+        row_scale[0] = row_scale[0] * exp(s.scale_alpha * (above / 1.0 - 0.5))
     return row_scale[0]

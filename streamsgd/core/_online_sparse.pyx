@@ -7,7 +7,7 @@ running sums: :mod:`._online_lazy`). AdaGrad moves G_j at the touched coordinate
 (without L2 the others have a zero gradient; AdaGrad with L2 runs the scattered dense loop).
 """
 
-from libc.math cimport isfinite, sqrt
+from libc.math cimport INFINITY, isfinite, isnan, sqrt
 from libc.stdlib cimport calloc, free
 
 from ._online_math cimport (
@@ -16,6 +16,7 @@ from ._online_math cimport (
 )
 from ._online_lazy cimport Lazy, canonical, pending, resync
 from ._online_rows cimport augmented_norm, longest_row, read_row, table_close, table_open
+from ._rows cimport unclipped_score
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -145,6 +146,10 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
         if k.track_weights:
             shifted_squared = (mean_squared + 2.0 * l2 * k.mu * k.sigma * k.cross
                                + l2 * l2 * k.sigma * k.sigma * k.weight_norm)
+            if isnan(shifted_squared) and not isnan(mean_squared):
+                # The expansion overflowed (∞ − ∞ after a hostile row): ‖M + ρ‖² is a sum of
+                # squares with an overflowing part, +∞, as the direct sum gives it.
+                shifted_squared = INFINITY
         across_step(st, mean_squared, shifted_squared)
     count_step(st, mean_squared)
     k.since_resync += 1.0
@@ -187,6 +192,8 @@ cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_
     for e in range(nnz):
         dot += k.xs[e] * k.v[idx[e]]
     z = k.sigma * dot + k.b * c.intercept
+    if c.clipped:  # the raw row's score, from the bounded row (gradient weighting)
+        z = unclipped_score(z, c.intercept)
     sc = score(z, y)
     r = sc.residual * weight
     gb = r * c.intercept

@@ -2,7 +2,7 @@
 # The per-sample arithmetic shared by the dense and sparse minibatch kernels (_batch_dense,
 # _batch_sparse): inline, so each kernel's loop compiles it in place.
 
-from libc.math cimport exp, fabs, log1p, sqrt
+from libc.math cimport INFINITY, exp, fabs, log1p, sqrt
 
 
 cdef struct SampleTerms:
@@ -25,9 +25,15 @@ cdef inline SampleTerms logistic_sample(double z, double y) noexcept nogil:
     return out
 
 
-cdef inline double capped(double norm, double cap) noexcept nogil:
-    """min(‖v‖, κs) with NaN propagated (a NaN row's step is not finite, and skipped)."""
-    return cap if norm > cap else norm
+cdef inline double unclipped_score(double clipped_score, double c) noexcept nogil:
+    """θᵀv from θᵀ(c v) of a clipped row (0 < c < 1): the raw row's score, computed from the
+    bounded row so that no partial sum overflows (±inf when θᵀv exceeds the largest float,
+    never NaN for a finite row; c underflowed to 0: the sign, at ±inf)."""
+    if c > 0.0:
+        return clipped_score / c
+    if clipped_score == 0.0:
+        return 0.0
+    return INFINITY if clipped_score > 0.0 else -INFINITY
 
 
 cdef extern from "_simd.h" nogil:

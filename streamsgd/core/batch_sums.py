@@ -43,8 +43,8 @@ class BatchSums:
         Sparse batches (m ≥ 2, few entries): the distinct feature columns the batch touches;
         ``gradient_sum[:-1]`` then holds Σ_i g_i at these columns only (every other column
         of Σ_i g_i is exactly 0), so that a step costs O(k), not O(d).
-    capped_norm_sum : float
-        Σ_i min(‖[x_i ; 1]‖, κ s), the batch's contribution to the running row scale s
+    n_above_scale : int
+        #{i : ‖[x_i ; 1]‖ > s}, the batch's count for the median tracker of the row scale s
         (:mod:`.row_scale`); 0 when clipping is disabled.
     n_clipped : int
         Samples whose row was scaled down to norm κ s.
@@ -69,7 +69,7 @@ class BatchSums:
     loss_sum: float
     n_misclassified: int
     gradient_columns: IndexArray | None = None
-    capped_norm_sum: float = 0.0
+    n_above_scale: int = 0
     n_clipped: int = 0
     row_squared_norm_sum: float = math.nan
     curvature_product_sum: FloatArray | None = None
@@ -115,7 +115,7 @@ class BatchSums:
             self.loss_sum + other.loss_sum,
             self.n_misclassified + other.n_misclassified,
             columns,
-            self.capped_norm_sum + other.capped_norm_sum,
+            self.n_above_scale + other.n_above_scale,
             self.n_clipped + other.n_clipped,
             self.row_squared_norm_sum + other.row_squared_norm_sum,
             curvature,

@@ -81,6 +81,7 @@ from .batch_sums import BatchSums
 from .curvature import CurvatureDirection, CurvatureEstimate
 from .gradient_stats import RunningGradientStatistics, state_count
 from .schedules import LearningRateSchedule
+from .state_format import upgrade_controller_state
 from .types import FloatArray
 
 __all__ = ["NoiseController", "norm_test_batch_size"]
@@ -297,11 +298,13 @@ class NoiseController:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NoiseController:
-        """The controller of a state document (ValueError or KeyError for a malformed one)."""
+        """The controller of a state document (earlier layouts upgraded by :mod:`.state_format`;
+        ValueError or KeyError for a malformed one)."""
+        state = upgrade_controller_state(state)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "curvature":  # absent from checkpoints written before it existed
-                values[f.name] = CurvatureEstimate.from_state(state.get(f.name))
+            if f.name == "curvature":
+                values[f.name] = CurvatureEstimate.from_state(state[f.name])
                 continue
             value = state[f.name]
             if f.type == "bool":

@@ -55,6 +55,7 @@ import numpy as np
 
 from .batch_sums import BatchSums, state_count
 from .sparse import SparseRows
+from .state_format import upgrade_curvature_state
 from .types import FloatArray, IndexArray
 from .validation import Features
 
@@ -171,9 +172,9 @@ class CurvatureEstimate:
         self.n_steps = n_steps
         self._values = product  # ŷ
         self._scale = scale  # κ
-        self._squared_norm = (  # ‖ŷ‖²
-            math.nan if product is None else float(product @ product)
-        ) if squared_norm is None else squared_norm  # fmt: skip
+        if squared_norm is None:  # ‖ŷ‖², given by a state (bit-exact), else computed
+            squared_norm = math.nan if product is None else float(product @ product)
+        self._squared_norm = squared_norm
         self._direction: CurvatureDirection | None = None  # u, cached until y changes
         # (sums, l2, terms) of the last batch asked about: step_size and update ask twice.
         self._last_terms: tuple[BatchSums, float, tuple[FloatArray, float] | None] | None = None
@@ -310,21 +311,21 @@ class CurvatureEstimate:
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> CurvatureEstimate:
-        """The estimate of a state document (None: a fresh one, as checkpoints written
-        before it existed resume; without ``scale``, ``product`` is y itself); ValueError
-        for a malformed one."""
+        """The estimate of a state document (None: a fresh one; earlier layouts upgraded by
+        :mod:`.state_format`); ValueError for a malformed one."""
         if state is None:
             return cls()
+        state = upgrade_curvature_state(state)
         n_steps = state_count(state["n_steps"])
         product = state["product"]
         if product is not None:
             product = np.asarray(product, dtype=np.float64).copy()
             if product.ndim != 1 or not np.isfinite(product).all():
                 raise ValueError("curvature product: expected a finite vector")
-        scale = float(state.get("scale", 1.0))
+        scale = float(state["scale"])
         if not (math.isfinite(scale) and scale > 0.0):
             raise ValueError("curvature scale: expected a finite positive number")
-        squared = state.get("squared_norm")
+        squared = state["squared_norm"]
         return cls(
             float(state["rayleigh_quotient"]),
             product,

@@ -69,79 +69,40 @@ window's weights); a file read once without replacement (N samples) biases e_t b
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from . import noise_scale as _scale
 from ._noise_update import choose_window, fold_within_batch
-from .batch_sums import (
-    BatchSums,
-    ewma_closed_form,
-    next_weight_square_sum,
-    state_count,
-)
+from .batch_sums import BatchSums, ewma_closed_form, state_count
 from .drift import LossChangeDetector, Restart
-from .single_steps import (
-    SINGLE_STEP_REFRESH,
-    across_step_estimates,
-    window_estimate,
-)
+from .noise_scale import MIN_EFFECTIVE_STEPS, TRUST_Z
+from .noise_state import MEAN_STEPS_CAP, MIN_SMOOTHING, STATE_FLOATS, NoiseStatistics
+from .single_steps import SINGLE_STEP_REFRESH, ewma, fold_single_step, window_estimate
+from .state_format import upgrade_statistics_state
 from .types import FloatArray
 
 __all__ = [
+    "MEAN_STEPS_CAP",
+    "MIN_EFFECTIVE_STEPS",
+    "MIN_SMOOTHING",
+    "TRUST_Z",
     "BatchSums",
     "RunningGradientStatistics",
     "ewma_closed_form",
     "state_count",
 ]
 
-TRUST_Z = 2.0  # z of the trusted gate: Ḡ² > z·SE
-MIN_EFFECTIVE_STEPS = 10.0  # 1/v at least this before anything is trusted
-MIN_SMOOTHING = 0.002  # α_min, the widest window
-MEAN_STEPS_CAP = 1 << 20  # n stops counting here (1/n < every α by then)
+_ewma = ewma  # the name tests/support/noise_oracle.py uses
 
 
-def _ewma(previous: float, value: float, smoothing: float) -> float:
-    return value if math.isnan(previous) else previous + smoothing * (value - previous)
-
-
-@dataclass
-class RunningGradientStatistics:
+class RunningGradientStatistics(NoiseStatistics):
     """Exponentially weighted running estimates of the gradient noise across steps (the
-    formulas, the trusted gate and the window rule are in the module docstring).
-    Fields hold the smoothed estimates (T̄, Ḡ², D, v of the module docstring).
+    formulas, the trusted gate and the window rule are in the module docstring; the fields
+    are those of :class:`.noise_state.NoiseStatistics`, the derived values those of
+    :mod:`.noise_scale`).
     """
-
-    smoothing: float = 0.05  # α₀, the narrowest window (≈ 1/α₀ steps)
-    min_smoothing: float = MIN_SMOOTHING  # α_min, the widest
-    per_sample_variance: float = math.nan  # T̄, smoothed tr Σ (per sample)
-    estimator_variance: float = math.nan  # smoothed tr Σ̂/m, the variance of the step's ḡ
-    mean_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ‖², loss part only (no L2)
-    objective_gradient_squared_norm: float = math.nan  # smoothed ‖ḡ + ρ‖² (norm test)
-    true_gradient_squared_norm: float = math.nan  # Ḡ², |∇J(w)|² of the objective, unbiased
-    squared_deviation: float = math.nan  # D̃ (m ≥ 2), per-sample scale: m² (e_t − ē)²
-    scaled_weight_square_sum: float = math.nan  # u = Σ ω_k²/m_k² of Ḡ²'s EWMA
-    deviation_weight_square_sum: float = math.nan  # v of D's EWMA (kept by a restart)
-    weight_square_sum: float = math.nan  # v = Σ ω_k² (m ≥ 2: of the e_t; m = 1: of the g_t)
-    window_smoothing: float = math.nan  # α of the next step
-    # Across-step moments, kept for m = 1.
-    mean_gradient: FloatArray | None = None
-    mean_squared_norm: float = math.nan
-    last_batch_size: int = 0
-    window_batch_size: int = 0  # m of the steps the |G|² estimate averages
-    single_steps: int = 0  # m = 1 steps since α was last re-chosen
-    within_batch_steps: int = 0  # n, steps the within-batch estimates average (capped)
-    change: LossChangeDetector = field(default_factory=LossChangeDetector)  # :mod:`.drift`
-    _within_batch_seen: bool = field(default=False)
-
-    def __post_init__(self) -> None:
-        if not (0.0 < self.smoothing <= 1.0 and self.min_smoothing > 0.0):
-            raise ValueError(f"stats_smoothing must be in (0, 1], got {self.smoothing}")
-        self.min_smoothing = min(self.min_smoothing, self.smoothing)
-        if math.isnan(self.window_smoothing):
-            self.window_smoothing = self.smoothing
 
     def update(self, sums: BatchSums, regularization: FloatArray | None = None) -> None:
         """Fold one applied minibatch into the running estimates. O(d).
@@ -154,24 +115,7 @@ class RunningGradientStatistics:
         if sums.n_samples >= 2:
             fold_within_batch(self, sums, regularization)
             return
-        a = self.window_smoothing
-        self.last_batch_size = 1
-        self.mean_squared_norm = _ewma(self.mean_squared_norm, sums.gradient_squared_norm_sum, a)
-        self.mean_gradient_squared_norm = _ewma(
-            self.mean_gradient_squared_norm, sums.mean_gradient_squared_norm, a
-        )
-        if not self._within_batch_seen:
-            # The across-step mean gradient only serves m = 1 before any larger batch: an
-            # O(d) vector update per step, made only while it can still be used.
-            g_mean = sums.mean_gradient
-            self.mean_gradient = (
-                g_mean
-                if self.mean_gradient is None
-                else self.mean_gradient + a * (g_mean - self.mean_gradient)
-            )
-            self.weight_square_sum = next_weight_square_sum(self.weight_square_sum, a)
-            across_step_estimates(self, regularization)
-        self.single_steps += 1
+        fold_single_step(self, sums, regularization)
         if self.single_steps >= SINGLE_STEP_REFRESH:
             self._choose_window(self.window_batch_size or 1, window_estimate(self))
 
@@ -197,122 +141,57 @@ class RunningGradientStatistics:
 
     # ------------------------------------------------------------------ derived
     @property
-    def within_batch_seen(self) -> bool:
-        """Whether a batch with m ≥ 2 has been folded in (the estimates are within-batch)."""
-        return self._within_batch_seen
-
-    @property
     def window_samples(self) -> float:
         """W = m/v, the samples the |G|² estimate effectively averages (NaN before any)."""
-        v = self.weight_square_sum
-        if not (v > 0.0 and self.window_batch_size):
-            return math.nan
-        return self.window_batch_size / v
+        return _scale.window_samples(self)
 
     @property
     def standard_error(self) -> float:
         """SE of Ḡ² (module docstring); NaN until defined (or for a state that is not)."""
-        v, g2, trace = (
-            self.weight_square_sum,
-            self.true_gradient_squared_norm,
-            self.per_sample_variance,
-        )
-        if self._within_batch_seen:
-            variance = self.squared_deviation * self.scaled_weight_square_sum
-        else:
-            variance = 2.0 * v * v * trace * trace + 4.0 * v * max(g2, 0.0) * trace
-        return math.sqrt(variance) if variance >= 0.0 else math.nan
+        return _scale.standard_error(self)
 
     def _evidence(self) -> tuple[float, float, float] | None:
         """(T̄, Ḡ², SE) once T̄ > 0 and SE rests on 1/v ≥ 10 effective steps, else None."""
-        trace, g2 = self.per_sample_variance, self.true_gradient_squared_norm
-        v, se = self.weight_square_sum, self.standard_error
-        if math.isnan(trace) or math.isnan(g2) or math.isnan(se) or not v > 0.0:
-            return None
-        # Effective steps behind SE: those of D (a restart keeps D, see _restart).
-        weight = min(v, self.deviation_weight_square_sum)  # > 0 unless a state says otherwise
-        enough = weight > 0.0 and 1.0 / weight >= MIN_EFFECTIVE_STEPS
-        return (trace, g2, se) if trace > 0.0 and enough else None
+        return _scale.evidence(self)
 
     @property
     def trusted(self) -> bool:
         """Ḡ² > 2·SE, T̄ > 0, 1/v ≥ 10 and W ≥ B (module docstring)."""
-        trace, g2, se = self._evidence() or (math.nan,) * 3
-        return g2 > TRUST_Z * se and self.window_samples >= trace / g2
+        return _scale.trusted(self)
 
     @property
     def noise_scale_lower_bound(self) -> float:
         """B̂ = T̄/(Ḡ² + z·SE), a one-sided lower confidence bound on B (z = 2), when the
         evidence :attr:`trusted` asks for holds and the window covers B̂ (else NaN)."""
-        trace, g2, se = self._evidence() or (math.nan,) * 3
-        upper = g2 + TRUST_Z * se
-        bound = trace / upper if upper > 0.0 else math.nan
-        return bound if self.window_samples >= bound else math.nan
+        return _scale.noise_scale_lower_bound(self)
 
     @property
     def noise_scale(self) -> float:
         """B = T̄/Ḡ² when :attr:`trusted` (then finite and > 0), else NaN."""
-        if not self.trusted:
-            return math.nan
-        return self.per_sample_variance / self.true_gradient_squared_norm
+        return _scale.noise_scale(self)
 
     @property
     def norm_test_ratio(self) -> float:
         """smoothed(tr Σ̂/m) / smoothed(‖ḡ + ρ‖²); the Byrd norm test passes when ≤ θ².
         NaN until defined or when the denominator is 0 (never infinite)."""
-        num, den = self.estimator_variance, self.objective_gradient_squared_norm
-        if math.isnan(num) or math.isnan(den) or not den > 0.0:
-            return math.nan
-        ratio = num / den
-        return ratio if math.isfinite(ratio) else math.nan
+        return _scale.norm_test_ratio(self)
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"smoothing": self.smoothing, "min_smoothing": self.min_smoothing}
-        state.update({key: getattr(self, key) for key in _STATE_FLOATS})
-        state.update(
-            # A copy: the compiled m = 1 loop updates M in place.
-            mean_gradient=None if self.mean_gradient is None else self.mean_gradient.copy(),
-            last_batch_size=self.last_batch_size,
-            window_batch_size=self.window_batch_size,
-            single_steps=self.single_steps,
-            within_batch_steps=self.within_batch_steps,
-            within_batch_seen=self._within_batch_seen,
-            change=self.change.get_state(),
-        )
-        return state
-
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RunningGradientStatistics:
-        """The statistics of ``state`` (keys added since default to a restart of those)."""
+        """The statistics of ``state`` (earlier layouts upgraded by :mod:`.state_format`)."""
+        state = upgrade_statistics_state(state)
         stats = cls(
-            smoothing=float(state["smoothing"]),
-            min_smoothing=float(state.get("min_smoothing", MIN_SMOOTHING)),
+            smoothing=float(state["smoothing"]), min_smoothing=float(state["min_smoothing"])
         )
-        for key in _STATE_FLOATS:
-            if key in state:
-                setattr(stats, key, float(state[key]))
-        if "objective_gradient_squared_norm" not in state:
-            stats.objective_gradient_squared_norm = stats.mean_gradient_squared_norm
+        for key in STATE_FLOATS:
+            setattr(stats, key, float(state[key]))
         mean = state["mean_gradient"]
         stats.mean_gradient = None if mean is None else np.asarray(mean, dtype=np.float64)
         stats.last_batch_size = int(state["last_batch_size"])
-        stats.window_batch_size = state_count(state.get("window_batch_size", stats.last_batch_size))
-        stats.single_steps = state_count(state.get("single_steps", 0))
+        stats.window_batch_size = state_count(state["window_batch_size"])
+        stats.single_steps = state_count(state["single_steps"])
         stats._within_batch_seen = bool(state["within_batch_seen"])
-        if "scaled_weight_square_sum" not in state:  # written when D was per step
-            m = stats.window_batch_size or 1
-            stats.squared_deviation *= m * m
-            stats.scaled_weight_square_sum = stats.weight_square_sum / (m * m)
-        # States written before n was counted: past the mean phase.
-        stats.within_batch_steps = state_count(state.get("within_batch_steps", MEAN_STEPS_CAP))
-        stats.change = LossChangeDetector.from_state(state.get("change"))
+        stats.within_batch_steps = state_count(state["within_batch_steps"])
+        stats.change = LossChangeDetector.from_state(state["change"])
         return stats
-
-
-# The float fields a state document holds (α₀ and α_min are written first, on their own).
-_STATE_FLOATS = tuple(
-    f.name
-    for f in fields(RunningGradientStatistics)
-    if f.type == "float" and f.name not in ("smoothing", "min_smoothing")
-)

@@ -1,13 +1,13 @@
 """Online logistic regression trained by minibatch-averaged SGD: the estimator and its state.
 
-The step arithmetic lives in :mod:`.step`, the bounded-influence row scale in
-:mod:`.row_scale`, the input checks in :mod:`.validation`.
+The step arithmetic lives in :mod:`.step`, the optimiser (schedule, AdaGrad, L2, L1) in
+:mod:`.optimizer`, the bounded-influence row scale in :mod:`.row_scale`, the input checks
+in :mod:`.validation`, the state document's migrations in :mod:`.state_format`.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 import numpy as np
@@ -16,21 +16,26 @@ from numpy.typing import ArrayLike, NDArray
 from .controller import NoiseController
 from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
-from .losses import sigmoid
-from .row_scale import initial_scale, next_scale, vector_norm
+from .optimizer import Optimizer
+from .row_scale import initial_scale, next_scale
 from .schedules import LearningRateSchedule
+from .scorer import LinearScorer
 from .sparse import SparseRows
-from .standardize import InputFrame, input_frame
-from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums, propose_step
+from .state_format import STATE_FORMAT, upgrade_model_state
+from .step import SPARSE_STEP_MAX_DENSITY, BatchStats, batch_sums
 from .types import FloatArray
-from .validation import Features, check_batch, check_features, check_model_settings
+from .validation import Features, check_batch, check_model_settings
 
-__all__ = ["SPARSE_STEP_MAX_DENSITY", "BatchStats", "Features", "OnlineLogisticRegression"]
+__all__ = [
+    "SPARSE_STEP_MAX_DENSITY",
+    "STATE_FORMAT",
+    "BatchStats",
+    "Features",
+    "OnlineLogisticRegression",
+]
 
-STATE_FORMAT = "streamsgd.OnlineLogisticRegression/1"
 
-
-class OnlineLogisticRegression:
+class OnlineLogisticRegression(LinearScorer):
     """Binary logistic regression p(y=1 | x) = σ(wᵀx + b), learned one minibatch at a time.
 
     Each call of :meth:`learn_batch` takes one step on the mean of the per-sample gradients,
@@ -110,82 +115,81 @@ class OnlineLogisticRegression:
         standardize: bool = False,
     ) -> None:
         check_model_settings(
-            n_features, reduction=reduction, optimizer=optimizer, l1=l1, l2=l2,
-            adagrad_epsilon=adagrad_epsilon, clip_norm_ratio=clip_norm_ratio,
-            max_weight_norm=max_weight_norm, controlled=controller is not None,
+            n_features,
+            reduction=reduction,
+            optimizer=optimizer,
+            l1=l1,
+            l2=l2,
+            adagrad_epsilon=adagrad_epsilon,
+            clip_norm_ratio=clip_norm_ratio,
+            max_weight_norm=max_weight_norm,
+            controlled=controller is not None,
             gradient_statistics=gradient_statistics,
-        )  # fmt: skip
-        self.controller = controller
-        self.n_features = int(n_features)
-        self.schedule = LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power)
-        self.l2, self.l1 = float(l2), float(l1)
-        self.reduction, self.optimizer = reduction, optimizer
-        self.adagrad_epsilon = float(adagrad_epsilon)
-        self.gradient_statistics = bool(gradient_statistics)
-        self.clip_norm_ratio, self.max_weight_norm = float(clip_norm_ratio), float(max_weight_norm)
-        self.row_scale = initial_scale(self.n_features)  # s of the clipping
-        # θ = [w ; b]. A dense step replaces it; a sparse step writes its few columns in
-        # place under _lock, which readers in other threads (HTTP, metrics) take for their
-        # snapshot (``parameters``), so that they always see one consistent θ.
-        self._theta: FloatArray = np.zeros(self.n_features + 1)
-        self._lock = threading.Lock()
-        self._squared_gradient_sum: FloatArray | None = (
-            np.zeros(self.n_features + 1) if optimizer == "adagrad" else None
         )
+        super().__init__(n_features, max_weight_norm, bool(standardize))
+        self.controller = controller
+        self.optim = Optimizer(
+            self.n_features + 1,
+            LearningRateSchedule(learning_rate, learning_rate_schedule, decay, power),
+            l2=l2,
+            l1=l1,
+            reduction=reduction,
+            optimizer=optimizer,
+            adagrad_epsilon=adagrad_epsilon,
+        )
+        self.gradient_statistics = bool(gradient_statistics)
+        self.clip_norm_ratio = float(clip_norm_ratio)
+        self.row_scale = initial_scale(self.n_features)  # s of the clipping
         self.n_updates = self.n_samples_seen = 0
         self.gradient_stats = RunningGradientStatistics(smoothing=stats_smoothing)
         # Scratch of the sparse kernel (column and row sparse sets, any content): allocated
         # with the first sparse batch, O(1) (np.empty touches no page).
         self._workspace: NDArray[np.intp] | None = None
-        self.inputs: InputFrame = input_frame(self.n_features, bool(standardize))
         self.deferred: DeferredWork | None = None  # of the O(nnz) m = 1 loop (.deferred)
 
-    # ------------------------------------------------------------------ parameters
+    # ------------------------------------------------------------------ optimiser
+    # The optimiser's settings and state under the names the m = 1 loops (.online) read.
+    @property
+    def schedule(self) -> LearningRateSchedule:
+        return self.optim.schedule
+
     @property
     def learning_rate(self) -> float:
-        return self.schedule.learning_rate
+        return self.optim.schedule.learning_rate
+
+    @property
+    def l1(self) -> float:
+        return self.optim.l1
+
+    @property
+    def l2(self) -> float:
+        return self.optim.l2
+
+    @property
+    def reduction(self) -> str:
+        return self.optim.reduction
+
+    @property
+    def optimizer(self) -> str:
+        return self.optim.kind
+
+    @property
+    def adagrad_epsilon(self) -> float:
+        return self.optim.epsilon
+
+    @property
+    def _squared_gradient_sum(self) -> FloatArray | None:
+        """AdaGrad's accumulators A, shape (d + 1,) (None for plain SGD)."""
+        return self.optim.accumulator
+
+    @_squared_gradient_sum.setter
+    def _squared_gradient_sum(self, accumulator: FloatArray | None) -> None:
+        self.optim.accumulator = accumulator
 
     def _snapshot(self) -> FloatArray:
+        """θ for readers: folded from the O(nnz) m = 1 loop's deferred work (.deferred)."""
         with self._lock:
             return self._theta.copy() if self.deferred is None else self.deferred.folded(self)
-
-    @property
-    def coef_(self) -> FloatArray:
-        """w (for raw features), shape (n_features,)."""
-        return self.inputs.raw_parameters(self._snapshot())[:-1]
-
-    @property
-    def intercept_(self) -> float:
-        """b (for raw features)."""
-        return float(self.inputs.raw_parameters(self._snapshot())[-1])
-
-    @property
-    def parameters(self) -> FloatArray:
-        """θ = [w ; b] for raw features, shape (d + 1,): a read-only copy, thread-consistent."""
-        snapshot = self.inputs.raw_parameters(self._snapshot())
-        snapshot.flags.writeable = False
-        return snapshot
-
-    def health(self) -> str | None:
-        """None when the model is usable, else why not: ``"non_finite"`` (a weight or the
-        intercept is NaN or infinite) or ``"weight_norm"`` (‖w‖ > ``max_weight_norm``)."""
-        theta = self._snapshot()
-        if not np.isfinite(theta).all():
-            return "non_finite"
-        return "weight_norm" if vector_norm(theta[:-1]) > self.max_weight_norm else None
-
-    # ------------------------------------------------------------------ inference
-    def decision_function(self, X: ArrayLike | SparseRows) -> FloatArray:
-        """z = X w + b, shape (n,) (standardize: w, b applied to the standardised X)."""
-        return self.inputs.scores(check_features(X, self.n_features), self._snapshot())
-
-    def predict_proba(self, X: ArrayLike | SparseRows) -> FloatArray:
-        """p(y = 1 | x) for each row, shape (n,)."""
-        return sigmoid(self.decision_function(X))
-
-    def predict(self, X: ArrayLike | SparseRows) -> NDArray[np.int64]:
-        """Class labels in {0, 1}, shape (n,)."""
-        return (self.decision_function(X) >= 0.0).astype(np.int64)
 
     # ------------------------------------------------------------------ learning
     def batch_sums(
@@ -224,58 +228,45 @@ class OnlineLogisticRegression:
         The step is skipped (weights, counters, row scale and statistics unchanged) when it
         would make any weight non-finite.
         """
-        m, controller = sums.n_samples, self.controller
+        m, controller, optim = sums.n_samples, self.controller, self.optim
         settle(self)  # (a no-op unless the O(nnz) m = 1 loop ran last)
-        eta, gain = (self.schedule(self.n_updates), 1.0) if controller is None else (
-            controller.step_size(sums, self.gradient_stats, self.schedule, l2=self.l2,
-                                 optimizer=self.optimizer)
-        )  # fmt: skip
-        regularization = self._regularization() if m >= 2 else None  # ρ before the step
-        proposal = propose_step(
-            self._theta, sums, eta, reduction=self._step_reduction(), l1=self.l1, l2=self.l2,
-            squared_gradient_sum=self._squared_gradient_sum, adagrad_epsilon=self.adagrad_epsilon,
-        )  # fmt: skip
+        if controller is None:
+            eta, gain = optim.schedule(self.n_updates), 1.0
+        else:
+            eta, gain = controller.step_size(
+                sums, self.gradient_stats, optim.schedule, l2=optim.l2, optimizer=optim.kind
+            )
+        regularization = optim.regularization(self._theta) if m >= 2 else None  # ρ before
+        proposal = optim.propose(self._theta, sums, eta, controlled=controller is not None)
         if not proposal.finite:
             return eta, True
         if proposal.active is None:
             self._theta = proposal.values
-            if proposal.accumulated is not None:
-                self._squared_gradient_sum = proposal.accumulated
         else:
             with self._lock:  # in place: a copy of θ would cost O(n_features)
                 self._theta[proposal.active] = proposal.values
-            if self._squared_gradient_sum is not None and proposal.accumulated is not None:
-                self._squared_gradient_sum[proposal.active] = proposal.accumulated
+        optim.adopt(proposal, m)
         self.n_updates += 1
         self.n_samples_seen += m
-        self.inputs.fold_batch(sums.moments)
+        reframe = self.inputs.fold_batch(sums.moments)
+        if reframe is not None:  # the standardiser's restart took over (.standardize)
+            with self._lock:
+                self._theta = reframe.theta(self._theta)
+            if optim.accumulator is not None:
+                optim.accumulator = reframe.accumulators(optim.accumulator)
         if self.clip_norm_ratio > 0.0:
-            self.row_scale = next_scale(self.row_scale, sums.capped_norm_sum / m)
+            self.row_scale = next_scale(self.row_scale, sums.n_above_scale, m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         changes = self.gradient_stats.change.n_changes
         if math.isfinite(sums.gradient_squared_norm_sum):
-            self.gradient_stats.update(sums, self._regularization() if m < 2 else regularization)
+            if m < 2:  # ρ at the weights after the step (.gradient_stats)
+                regularization = optim.regularization(self._theta)
+            self.gradient_stats.update(sums, regularization)
         if self.gradient_stats.change.n_changes != changes and controller is not None:
-            self._restart_accumulators()
+            optim.restart(self.gradient_stats.window_samples)  # W since the change point
         if controller is not None:
-            controller.step_applied(sums, self.gradient_stats, eta, gain, l2=self.l2)
+            controller.step_applied(sums, self.gradient_stats, eta, gain, l2=optim.l2)
         return eta, False
-
-    def _restart_accumulators(self) -> None:
-        """A detected change of the stream (:mod:`.drift`): AdaGrad's Σ ḡ² describes the old
-        problem and would keep the steps small; it starts again (O(d), once per change)."""
-        if self._squared_gradient_sum is not None:
-            self._squared_gradient_sum[:] = 0.0
-
-    def _step_reduction(self) -> str:
-        """AdaGrad with a controller steps on Σ_i g_i: at a fixed m the step of the mean
-        (AdaGrad is scale-invariant); when m changes, the per-sample step stays (.controller)."""
-        adagrad = self._squared_gradient_sum is not None
-        return "sum" if self.controller is not None and adagrad else self.reduction
-
-    def _regularization(self) -> FloatArray | None:
-        """ρ = λ₂ [w ; 0] at the current weights (None without an L2 term)."""
-        return np.append(self.l2 * self._theta[:-1], 0.0) if self.l2 else None
 
     def apply_block(
         self,
@@ -289,10 +280,11 @@ class OnlineLogisticRegression:
             raise ValueError("a model with a controller learns through learn_batch only")
         with self._lock:
             self._theta = theta
-        if squared_gradient_sum is not None and self._squared_gradient_sum is not None:
-            self._squared_gradient_sum = squared_gradient_sum
+        if squared_gradient_sum is not None and self.optim.accumulator is not None:
+            self.optim.accumulator = squared_gradient_sum
         self.n_updates += n_steps
         self.n_samples_seen += n_steps
+        self.optim.accumulated_samples += n_steps
         self.row_scale = row_scale
 
     def learn_batch(
@@ -336,15 +328,7 @@ class OnlineLogisticRegression:
         """Constructor arguments, enough to build an identical untrained model."""
         return {
             "n_features": self.n_features,
-            "learning_rate": self.schedule.learning_rate,
-            "learning_rate_schedule": self.schedule.kind,
-            "decay": self.schedule.decay,
-            "power": self.schedule.power,
-            "l2": self.l2,
-            "l1": self.l1,
-            "reduction": self.reduction,
-            "optimizer": self.optimizer,
-            "adagrad_epsilon": self.adagrad_epsilon,
+            **self.optim.get_params(),
             "stats_smoothing": self.gradient_stats.smoothing,
             "gradient_statistics": self.gradient_statistics,
             "clip_norm_ratio": self.clip_norm_ratio,
@@ -359,9 +343,8 @@ class OnlineLogisticRegression:
             "format": STATE_FORMAT,
             "params": self.get_params(),
             "theta": self._snapshot(),
-            "squared_gradient_sum": None
-            if self._squared_gradient_sum is None
-            else self._squared_gradient_sum.copy(),
+            "squared_gradient_sum": self.optim.accumulator_state(),
+            "accumulated_samples": self.optim.accumulated_samples,
             "n_updates": self.n_updates,
             "n_samples_seen": self.n_samples_seen,
             "gradient_stats": self.gradient_stats.get_state(),
@@ -372,29 +355,26 @@ class OnlineLogisticRegression:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OnlineLogisticRegression:
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"unsupported model state format {state.get('format')!r}")
+        """The model of a state document (earlier layouts upgraded by :mod:`.state_format`);
+        ValueError for a malformed one."""
+        state = upgrade_model_state(state)
         model = cls(**state["params"])
         theta = np.asarray(state["theta"], dtype=np.float64)
         if theta.shape != (model.n_features + 1,):
             raise ValueError("model state has weights of the wrong shape")
         model._theta = theta.copy()
-        # The optimiser named by params wins: AdaGrad resumes its accumulators, or starts
-        # them at zero when the model was trained with plain SGD so far.
-        if model.optimizer == "adagrad" and state["squared_gradient_sum"] is not None:
-            model._squared_gradient_sum = np.asarray(
-                state["squared_gradient_sum"], dtype=np.float64
-            ).copy()
+        model.optim.restore_accumulator(state["squared_gradient_sum"])
+        model.optim.accumulated_samples = float(state["accumulated_samples"])
         model.n_updates = int(state["n_updates"])
         model.n_samples_seen = int(state["n_samples_seen"])
         model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])
         model.gradient_stats.smoothing = float(state["params"]["stats_smoothing"])
-        # States written before clipping existed have no s: start it as a new model would.
-        row_scale = float(state.get("row_scale", model.row_scale))
+        stored_scale = state["row_scale"]  # None: s starts as a new model's
+        row_scale = model.row_scale if stored_scale is None else float(stored_scale)
         if not (math.isfinite(row_scale) and row_scale > 0.0):
             raise ValueError(f"model state has an invalid row scale {row_scale!r}")
         model.row_scale = row_scale
-        stored = state.get("controller")
+        stored = state["controller"]
         model.controller = None if stored is None else NoiseController.from_state(stored)
-        model.inputs = model.inputs.restored(state.get("standardizer"))
-        return restore_deferred(model, state.get("deferred"))
+        model.inputs = model.inputs.restored(state["standardizer"])
+        return restore_deferred(model, state["deferred"])

@@ -5,14 +5,21 @@ compiled m = 1 loops fold step by step (:mod:`._online_stats`, :mod:`.online`)."
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import numpy as np
 
-from .batch_sums import BatchSums
+from .batch_sums import BatchSums, next_weight_square_sum
+from .noise_state import NoiseStatistics
 from .types import FloatArray
 
-__all__ = ["across_step_estimates", "adopt_statistics", "statistics_vector", "window_estimate"]
+__all__ = [
+    "across_step_estimates",
+    "adopt_statistics",
+    "ewma",
+    "fold_single_step",
+    "statistics_vector",
+    "window_estimate",
+]
 
 SINGLE_STEP_REFRESH = 32  # m = 1: α is re-chosen every this many steps
 
@@ -35,30 +42,38 @@ _SLOTS = (
 _COUNTS = ("single_steps", "window_batch_size", "last_batch_size")
 
 
-class RunningGradientStatistics(Protocol):
-    """What the m = 1 estimates read and write of
-    :class:`.gradient_stats.RunningGradientStatistics` (a protocol: that module imports
-    this one)."""
-
-    window_smoothing: float
-    mean_gradient: FloatArray | None
-    weight_square_sum: float
-    mean_squared_norm: float
-    per_sample_variance: float
-    estimator_variance: float
-    true_gradient_squared_norm: float
-    objective_gradient_squared_norm: float
-    window_batch_size: int
-
-    @property
-    def within_batch_seen(self) -> bool: ...
-
-    def update(self, sums: BatchSums, regularization: FloatArray | None = None) -> None: ...
+def ewma(previous: float, value: float, smoothing: float) -> float:
+    """q̄ + α (q − q̄), or q itself for the first value (q̄ NaN)."""
+    return value if math.isnan(previous) else previous + smoothing * (value - previous)
 
 
-def across_step_estimates(
-    stats: RunningGradientStatistics, regularization: FloatArray | None
+def fold_single_step(
+    stats: NoiseStatistics, sums: BatchSums, regularization: FloatArray | None
 ) -> None:
+    """Fold one m = 1 step into the EWMAs (ρ = ``regularization`` at the weights after it).
+
+    The across-step mean gradient M only serves m = 1 before any larger batch: an O(d)
+    vector update per step, made only while it can still be used.
+    """
+    a = stats.window_smoothing
+    stats.last_batch_size = 1
+    stats.mean_squared_norm = ewma(stats.mean_squared_norm, sums.gradient_squared_norm_sum, a)
+    stats.mean_gradient_squared_norm = ewma(
+        stats.mean_gradient_squared_norm, sums.mean_gradient_squared_norm, a
+    )
+    if not stats.within_batch_seen:
+        g_mean = sums.mean_gradient
+        stats.mean_gradient = (
+            g_mean
+            if stats.mean_gradient is None
+            else stats.mean_gradient + a * (g_mean - stats.mean_gradient)
+        )
+        stats.weight_square_sum = next_weight_square_sum(stats.weight_square_sum, a)
+        across_step_estimates(stats, regularization)
+    stats.single_steps += 1
+
+
+def across_step_estimates(stats: NoiseStatistics, regularization: FloatArray | None) -> None:
     """m = 1: tr Σ and |G|² from the EWMAs of g and ‖g‖² (ρ = ``regularization``)."""
     assert stats.mean_gradient is not None
     v, mean = stats.weight_square_sum, stats.mean_gradient
@@ -72,7 +87,7 @@ def across_step_estimates(
     stats.window_batch_size = 1
 
 
-def window_estimate(stats: RunningGradientStatistics) -> float:
+def window_estimate(stats: NoiseStatistics) -> float:
     """|G|² for the window of m = 1 steps: without ρ, so that a run of steps chooses the
     windows whatever its L2 term."""
     if stats.within_batch_seen or stats.mean_gradient is None:
@@ -81,9 +96,7 @@ def window_estimate(stats: RunningGradientStatistics) -> float:
     return float(mean @ mean) - stats.weight_square_sum * stats.per_sample_variance
 
 
-def statistics_vector(
-    stats: RunningGradientStatistics, n_features: int
-) -> tuple[FloatArray, FloatArray]:
+def statistics_vector(stats: NoiseStatistics, n_features: int) -> tuple[FloatArray, FloatArray]:
     """(the statistics' scalars as ``_online_stats`` reads them, M of shape (d + 1,)): M is
     ``mean_gradient`` itself, which the loop updates in place (no O(d) copy per call; the
     statistics' get_state copies it), or zeros while it is undefined."""
@@ -99,9 +112,7 @@ def statistics_vector(
     return np.array(vector), m
 
 
-def adopt_statistics(
-    stats: RunningGradientStatistics, vector: FloatArray, mean: FloatArray
-) -> None:
+def adopt_statistics(stats: NoiseStatistics, vector: FloatArray, mean: FloatArray) -> None:
     """Write back what a compiled loop folded (the inverse of :func:`statistics_vector`;
     M only once it is defined: it stays None, or untouched, otherwise)."""
     values = vector.tolist()

@@ -38,9 +38,20 @@ Bounded influence: x̃_i is the row as the model learned it — with κ = ``clip
 (s the model's running row scale) — mapped back, x̃_i − K = σ ⊙ c_i z_i. So one record
 moves μ_j by at most κ s σ_j / n' and adds at most (κ s σ_j)² to M2_j, whatever its values
 (1e300 included). A feature without a scale yet enters with its deviation clipped to
-±κ s: a unit-scale prior, as s₀ = √(d + 1) of the row scale (a feature far from 0 in
-units of κ s, e.g. a year, thus starts with a too large σ that decays as 1/n). With κ = 0
-nothing is clipped, and a batch whose sums overflow is left out of the statistics.
+±κ s: a unit-scale prior, as s₀ = √(d + 1) of the row scale. With κ = 0 nothing is
+clipped, and a batch whose sums overflow is left out of the statistics.
+
+Restart after warm-up. A feature far from 0 in units of κ s (a year, a timestamp, a price:
+2000 ± 10) enters its first batches clipped, so μ starts far off and walks to its value,
+and that walk stays in the statistics: μ's error and the excess of M2 decay like 1/n, σ's
+excess like n^−½ (σ 4.2× too large at 200 k samples for 2000 ± 10). So once, when n reaches
+``RESTART_AFTER`` samples, the standardiser starts fresh statistics (n = 0, M2 = 0) from
+the same sums, shifted by the μ of that moment, while the old ones keep defining the frame;
+when the fresh ones hold ``RESTART_SWITCH`` samples they replace the old ones, and the
+model re-expresses θ in the new frame (:class:`Reframe`: w_j σ'_j/σ_j and the intercept
+for the moved μ, so that the function aᵀx + c is unchanged at the switch). Both moments
+depend on n only, which every replica and a restarted run share, so the restart is
+replicated and restart-exact.
 
 Importance weights weight the gradient, not the statistics (every learned row counts once).
 :func:`.sequential.learn_sequence` runs the per-sample ``learn_batch`` loop with
@@ -54,119 +65,39 @@ Ross, Mineiro and Langford 2013) already adapts to.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .moments import (
+    MIN_SCALE,
+    RELATIVE_SCALE_FLOOR,
+    SCORE_LIMIT,
+    Frame,
+    MomentSums,
+    Reframe,
+    frame_of,
+)
 from .sparse import SparseRows
-from .types import FloatArray, IndexArray
+from .types import FloatArray
 from .validation import Features
 
-RELATIVE_SCALE_FLOOR = 1e-7
-"""σ_j ≤ this × |μ_j| counts as constant (1/σ_j := 0)."""
-
-MIN_SCALE = 1e-300
-"""σ_j ≤ this counts as constant too (1/σ_j would overflow)."""
-
-SCORE_LIMIT = 1e300
-"""|z_j| of a finite input is capped here (x far beyond σ overflows (x − μ)/σ otherwise);
-the row clip then bounds the row. Non-finite inputs stay non-finite (their step is skipped)."""
+__all__ = [
+    "MIN_SCALE",
+    "RELATIVE_SCALE_FLOOR",
+    "SCORE_LIMIT",
+    "Frame",
+    "InputFrame",
+    "MomentSums",
+    "Reframe",
+    "Standardizer",
+    "frame_of",
+    "input_frame",
+]
 
 SPARSE_UNSUPPORTED = (
     "standardize supports dense features only (hashed sparse features: use optimizer='adagrad')"
 )
-
-
-@dataclass(frozen=True)
-class MomentSums:
-    """Additive sums of one batch's deviations from a shift K (the running mean).
-
-    Attributes
-    ----------
-    n_samples : int
-        m.
-    shift : ndarray of shape (d,)
-        K.
-    deviation_sum : ndarray of shape (d,)
-        S₁ = Σ_i (x̃_i − K).
-    squared_deviation_sum : ndarray of shape (d,)
-        S₂ = Σ_i (x̃_i − K)².
-    """
-
-    n_samples: int
-    shift: FloatArray
-    deviation_sum: FloatArray
-    squared_deviation_sum: FloatArray
-
-    @classmethod
-    def from_deviations(cls, deviations: FloatArray, shift: FloatArray) -> MomentSums:
-        """The sums of an (m, d) array of deviations x̃_i − K."""
-        return cls(
-            len(deviations),
-            shift,
-            deviations.sum(axis=0),
-            np.einsum("ij,ij->j", deviations, deviations),
-        )
-
-    def __add__(self, other: MomentSums) -> MomentSums:
-        """The sums of both batches, from this one's shift: a plain sum when the shifts are
-        equal (replicas that share the state), else ``other`` re-centred by Δ = K_o − K:
-        S₁ + m_o Δ and S₂ + 2 Δ S₁ + m_o Δ² (accurate while Δ is of the order of σ)."""
-        s1, s2 = other.deviation_sum, other.squared_deviation_sum
-        if not np.array_equal(other.shift, self.shift):
-            delta = other.shift - self.shift
-            s1, s2 = s1 + other.n_samples * delta, s2 + (2.0 * s1 + other.n_samples * delta) * delta
-        return MomentSums(
-            self.n_samples + other.n_samples,
-            self.shift,
-            self.deviation_sum + s1,
-            self.squared_deviation_sum + s2,
-        )
-
-
-@dataclass(frozen=True)
-class Frame:
-    """The standardisation in force between two folds (replaced whole, never mutated, so
-    a reader in another thread sees one consistent frame).
-
-    Attributes
-    ----------
-    mean : ndarray of shape (d,)
-        μ (0 before the first fold).
-    scale : ndarray of shape (d,)
-        σ where usable, else 0.
-    inverse_scale : ndarray of shape (d,)
-        1/σ where usable, else 0.
-    unscaled : int ndarray of shape (k,)
-        The features without a usable scale.
-    """
-
-    mean: FloatArray
-    scale: FloatArray
-    inverse_scale: FloatArray
-    unscaled: IndexArray
-
-    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray, IndexArray]:
-        """(μ, 1/σ, σ, unscaled), as the dense kernel (:mod:`._batch_dense`) takes them."""
-        return self.mean, self.inverse_scale, self.scale, self.unscaled
-
-
-def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -> Frame:
-    """μ, σ = √(M2 / (n − 1)) and 1/σ from the running statistics (see the module doc).
-
-    σ is usable when σ > ``RELATIVE_SCALE_FLOOR`` |μ| + ``MIN_SCALE`` (so 1/σ is finite).
-    """
-    if n_samples < 2:
-        zeros = np.zeros_like(mean)
-        return Frame(mean, zeros, zeros, np.arange(len(mean), dtype=np.int64))
-    scale = np.sqrt(squared_deviations * (1.0 / (n_samples - 1)))
-    usable = scale > RELATIVE_SCALE_FLOOR * np.abs(mean) + MIN_SCALE
-    if usable.all():  # the usual case once warm: three array operations
-        return Frame(mean, scale, 1.0 / scale, np.empty(0, dtype=np.int64))
-    scale = np.where(usable, scale, 0.0)
-    inverse_scale = np.divide(1.0, scale, out=np.zeros_like(scale), where=usable)
-    return Frame(mean, scale, inverse_scale, np.flatnonzero(~usable).astype(np.int64))
 
 
 class InputFrame:
@@ -193,8 +124,9 @@ class InputFrame:
         """The frame a batch about to be learned is standardised with (None: none)."""
         return None
 
-    def fold_batch(self, sums: MomentSums | None) -> None:
+    def fold_batch(self, sums: MomentSums | None) -> Reframe | None:
         """Fold a learned batch's moment sums into the statistics (nothing to do)."""
+        return None
 
     def raw_parameters(self, theta: FloatArray) -> FloatArray:
         """θ for raw features: θ itself."""
@@ -207,6 +139,19 @@ class InputFrame:
         """This frame's kind with ``state`` (:meth:`get_state`) adopted: the identity
         ignores stored statistics (the model was restored with ``standardize`` off)."""
         return self
+
+
+RESTART_AFTER = 128
+"""n from which the statistics restart once (module docstring), at the first batch that
+the frame holds: every feature has a scale and |batch mean − μ_j| ≤ ``RESTART_Z`` σ_j."""
+
+RESTART_Z = 3.0
+"""The walk of μ is over (relative to σ) when a batch's mean is this close to μ: earlier,
+the batch's rows are still clipped and the restarted statistics as far off as the old (a
+restart at n = 64, m = 32, or after 4 batches of m = 256, changed nothing)."""
+
+RESTART_SWITCH = 32
+"""Samples the restarted statistics hold before they define the frame."""
 
 
 class Standardizer(InputFrame):
@@ -226,6 +171,9 @@ class Standardizer(InputFrame):
         self.mean: FloatArray = np.zeros(n_features)
         self.squared_deviations: FloatArray = np.zeros(n_features)  # M2
         self.frame = frame_of(0, self.mean, self.squared_deviations)
+        self.restarted = False  # whether the one restart has begun
+        # The restarted statistics (n, μ, M2) while they do not define the frame yet.
+        self.fresh: tuple[int, FloatArray, FloatArray] | None = None
 
     def transform(self, X: Features) -> Features:
         """z = (x − μ) ⊙ (1/σ) per row, shape (m, d), with the current frame.
@@ -261,10 +209,37 @@ class Standardizer(InputFrame):
             raise ValueError(SPARSE_UNSUPPORTED)
         return self.frame
 
-    def fold_batch(self, sums: MomentSums | None) -> None:
-        """Fold a learned batch's moment sums (called once its step is applied)."""
-        if sums is not None:
-            self.fold(sums)
+    def fold_batch(self, sums: MomentSums | None) -> Reframe | None:
+        """Fold a learned batch's moment sums (called once its step is applied), with the
+        one restart of the module docstring; returns the :class:`Reframe` the model must
+        apply to θ when the frame switches to the restarted statistics, else None."""
+        if sums is None:
+            return None
+        if not self.restarted and self._holds(sums):
+            self.restarted = True
+            self.fresh = (0, self.mean, np.zeros(self.n_features))
+        fresh = self.fresh
+        self.fold(sums)
+        if fresh is None:
+            return None
+        merged = merge(*fresh, sums)
+        self.fresh = fresh = merged if merged is not None else fresh
+        if fresh[0] < RESTART_SWITCH:
+            return None
+        old = self.frame
+        self.n_samples, self.mean, self.squared_deviations = fresh
+        self.frame = frame_of(*fresh)
+        self.fresh = None
+        return Reframe(old, self.frame)
+
+    def _holds(self, sums: MomentSums) -> bool:
+        """Whether to restart at this batch: n ≥ ``RESTART_AFTER``, every feature has a
+        scale and the batch's mean is within ``RESTART_Z`` σ_j of μ_j (K = μ)."""
+        frame = self.frame
+        if self.n_samples < RESTART_AFTER or len(frame.unscaled) or not sums.n_samples:
+            return False
+        mean_z = np.abs(sums.deviation_sum) * (frame.inverse_scale / sums.n_samples)
+        return bool(float(mean_z.max()) <= RESTART_Z)
 
     def fold(self, sums: MomentSums) -> None:
         """Merge a batch's sums into (n, μ, M2) (Chan, Golub and LeVeque 1979)::
@@ -275,27 +250,10 @@ class Standardizer(InputFrame):
         (with K = μ this is μ' = μ + S₁/n', M2' = M2 + S₂ − S₁²/n'). Sums that are not
         finite are left out. Replaces :attr:`frame`.
         """
-        m = sums.n_samples
-        if m == 0:
-            return
-        s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
-        n_total = self.n_samples + m
-        with np.errstate(over="ignore", invalid="ignore"):
-            if sums.shift is self.mean:  # the model's batches: K = μ, the short form
-                mean = self.mean + s1 * (1.0 / n_total)
-                increment = np.maximum(s2 - s1 * s1 * (1.0 / n_total), 0.0)  # ≥ 0 exactly
-                m2 = self.squared_deviations + increment
-            else:
-                batch_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)  # ≥ 0 exactly; round-off
-                delta = sums.shift + s1 / m - self.mean
-                mean = self.mean + delta * (m / n_total)
-                shift_term = delta * delta * (self.n_samples * m / n_total)
-                m2 = self.squared_deviations + batch_m2 + shift_term
-            if not math.isfinite(float(mean.sum() + m2.sum())):
-                if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
-                    return
-        self.n_samples, self.mean, self.squared_deviations = n_total, mean, m2
-        self.frame = frame_of(n_total, mean, m2)
+        merged = merge(self.n_samples, self.mean, self.squared_deviations, sums)
+        if merged is not None:
+            self.n_samples, self.mean, self.squared_deviations = merged
+            self.frame = frame_of(*merged)
 
     def deviation_sums(self, rows: FloatArray) -> MomentSums:
         """(m, K, S₁, S₂) of given rows (already bounded): K = μ, or the first row while
@@ -318,10 +276,19 @@ class Standardizer(InputFrame):
         return raw
 
     def get_state(self) -> dict[str, Any]:
+        fresh = self.fresh
         return {
             "n_samples": self.n_samples,
             "mean": self.mean.copy(),
             "squared_deviations": self.squared_deviations.copy(),
+            "restarted": self.restarted,
+            "fresh": None
+            if fresh is None
+            else {
+                "n_samples": fresh[0],
+                "mean": fresh[1].copy(),
+                "squared_deviations": fresh[2].copy(),
+            },
         }
 
     @classmethod
@@ -333,22 +300,16 @@ class Standardizer(InputFrame):
         ValueError
             Wrong shapes, a count < 0, a non-finite value or a negative M2.
         """
-        n_samples = state["n_samples"]
-        mean = np.array(state["mean"], dtype=np.float64)
-        squared_deviations = np.array(state["squared_deviations"], dtype=np.float64)
-        if not (isinstance(n_samples, int) and n_samples >= 0):
-            raise ValueError(f"standardizer state has an invalid count {n_samples!r}")
-        if mean.shape != (n_features,) or squared_deviations.shape != (n_features,):
-            raise ValueError("standardizer state has arrays of the wrong shape")
-        if not (np.isfinite(mean).all() and np.isfinite(squared_deviations).all()):
-            raise ValueError("standardizer state holds non-finite values")
-        if (squared_deviations < 0.0).any():
-            raise ValueError("standardizer state holds a negative sum of squares")
         standardizer = cls(n_features)
-        standardizer.n_samples = n_samples
-        standardizer.mean = mean
-        standardizer.squared_deviations = squared_deviations
-        standardizer.frame = frame_of(n_samples, mean, squared_deviations)
+        standardizer.n_samples, standardizer.mean, standardizer.squared_deviations = _statistics(
+            state, n_features
+        )
+        standardizer.frame = frame_of(
+            standardizer.n_samples, standardizer.mean, standardizer.squared_deviations
+        )
+        standardizer.restarted = bool(state["restarted"])
+        fresh = state["fresh"]
+        standardizer.fresh = None if fresh is None else _statistics(fresh, n_features)
         return standardizer
 
     def restored(self, state: dict[str, Any] | None) -> InputFrame:
@@ -359,6 +320,50 @@ class Standardizer(InputFrame):
             if state is None
             else self.from_state(state, self.n_features)
         )
+
+
+def _statistics(state: dict[str, Any], n_features: int) -> tuple[int, FloatArray, FloatArray]:
+    """(n, μ, M2) of a state document, checked (ValueError: wrong shapes, a count < 0, a
+    non-finite value or a negative M2)."""
+    n_samples = state["n_samples"]
+    mean = np.array(state["mean"], dtype=np.float64)
+    squared_deviations = np.array(state["squared_deviations"], dtype=np.float64)
+    if not (isinstance(n_samples, int) and n_samples >= 0):
+        raise ValueError(f"standardizer state has an invalid count {n_samples!r}")
+    if mean.shape != (n_features,) or squared_deviations.shape != (n_features,):
+        raise ValueError("standardizer state has arrays of the wrong shape")
+    if not (np.isfinite(mean).all() and np.isfinite(squared_deviations).all()):
+        raise ValueError("standardizer state holds non-finite values")
+    if (squared_deviations < 0.0).any():
+        raise ValueError("standardizer state holds a negative sum of squares")
+    return n_samples, mean, squared_deviations
+
+
+def merge(
+    n_samples: int, mean: FloatArray, squared_deviations: FloatArray, sums: MomentSums
+) -> tuple[int, FloatArray, FloatArray] | None:
+    """(n', μ', M2') of :meth:`Standardizer.fold`; None when the batch is empty or its sums
+    are not finite (left out)."""
+    m = sums.n_samples
+    if m == 0:
+        return None
+    s1, s2 = sums.deviation_sum, sums.squared_deviation_sum
+    n_total = n_samples + m
+    with np.errstate(over="ignore", invalid="ignore"):
+        if sums.shift is mean:  # the model's batches: K = μ, the short form
+            new_mean = mean + s1 * (1.0 / n_total)
+            increment = np.maximum(s2 - s1 * s1 * (1.0 / n_total), 0.0)  # ≥ 0 exactly
+            m2 = squared_deviations + increment
+        else:
+            batch_m2 = np.maximum(s2 - s1 * s1 / m, 0.0)  # ≥ 0 exactly; round-off
+            delta = sums.shift + s1 / m - mean
+            new_mean = mean + delta * (m / n_total)
+            shift_term = delta * delta * (n_samples * m / n_total)
+            m2 = squared_deviations + batch_m2 + shift_term
+        if not math.isfinite(float(new_mean.sum() + m2.sum())):
+            if not (np.isfinite(new_mean).all() and np.isfinite(m2).all()):
+                return None
+    return n_total, new_mean, m2
 
 
 def input_frame(n_features: int, standardize: bool) -> InputFrame:

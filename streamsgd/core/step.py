@@ -3,10 +3,11 @@
 The estimator (:mod:`.model`) owns the state and decides whether a proposal is adopted;
 the functions here only compute (see docs/design.md, The math)::
 
-    ḡ = (1/m) Σ_i s_i (σ(z_i) − y_i) c_i [x_i ; 1],    z_i = θᵀ(c_i [x_i ; 1])
+    ḡ = (1/m) Σ_i s_i c_i (σ(z_i) − y_i) [x_i ; 1],    z_i = θᵀ[x_i ; 1]
     w ← prox_{η λ₁}( w − η (ḡ_w + λ₂ w) ),             b ← b − η ḡ_b
 
-with c_i the clipping factor of :mod:`.row_scale` (1 for an ordinary row).
+with c_i the influence weight of :mod:`.row_scale` (1 for an ordinary row): the raw row is
+scored, the gradient weighted.
 
 The arithmetic is compiled (Cython): :mod:`._batch_dense` and :mod:`._batch_sparse` compute
 every sum of a batch in one pass over its rows (O(nnz) for sparse rows), :mod:`._step` the
@@ -173,6 +174,7 @@ def batch_sums(
             y,
             sample_weight,
             cap,
+            row_scale,
             norms,
             gradient_statistics,
             column_workspace,
@@ -180,7 +182,16 @@ def batch_sums(
             row_workspace,
         )
     return _dense_sums(
-        theta, X, y, sample_weight, cap, norms, gradient_statistics, curvature_direction, frame
+        theta,
+        X,
+        y,
+        sample_weight,
+        cap,
+        row_scale,
+        norms,
+        gradient_statistics,
+        curvature_direction,
+        frame,
     )
 
 
@@ -190,6 +201,7 @@ def _dense_sums(
     y: FloatArray,
     sample_weight: FloatArray | None,
     cap: float,
+    scale: float,
     norms: bool,
     statistics: bool,
     curvature_direction: CurvatureDirection | None,
@@ -202,10 +214,18 @@ def _dense_sums(
     direction = None if curvature_direction is None else curvature_direction.dense()
     arrays = None if frame is None else frame.arrays()
     moment_cap = cap if cap > 0.0 else math.inf
-    gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, moments, g2 = (
-        dense_batch_sums(
-            X, y, sample_weight, theta, cap, norms, statistics, direction, arrays, moment_cap
-        )
+    gradient, squares, loss, wrong, above, clipped, rows, curvature, moments, g2 = dense_batch_sums(
+        X,
+        y,
+        sample_weight,
+        theta,
+        cap,
+        scale,
+        norms,
+        statistics,
+        direction,
+        arrays,
+        moment_cap,
     )
     return BatchSums(
         len(y),
@@ -214,7 +234,7 @@ def _dense_sums(
         loss,
         wrong,
         None,
-        capped_norms,
+        above,
         clipped,
         rows,
         curvature,
@@ -229,6 +249,7 @@ def _sparse_sums(
     y: FloatArray,
     sample_weight: FloatArray | None,
     cap: float,
+    scale: float,
     norms: bool,
     statistics: bool,
     column_workspace: NDArray[np.intp] | None,
@@ -252,7 +273,7 @@ def _sparse_sums(
         if curvature_direction is None
         else (curvature_direction.values, curvature_direction.factor)
     )
-    columns, gradient, squares, loss, wrong, capped_norms, clipped, rows, curvature, g2 = (
+    columns, gradient, squares, loss, wrong, above, clipped, rows, curvature, g2 = (
         sparse_batch_sums(
             _int64(X.indptr),
             _int64(X.indices),
@@ -262,6 +283,7 @@ def _sparse_sums(
             sample_weight,
             theta,
             cap,
+            scale,
             norms,
             statistics,
             direction,
@@ -276,7 +298,7 @@ def _sparse_sums(
         loss,
         wrong,
         columns,
-        capped_norms,
+        above,
         clipped,
         rows,
         curvature,

@@ -39,6 +39,18 @@ from .step_manifest import start_entry, step_entry
 
 log = logging.getLogger("streamsgd.replicated")
 
+
+def refuse_single_sample_steps(batch_size: int | str) -> None:
+    """The rule that m = 1 is not replicated, in one place (the CLI asks it before MPI starts,
+    the stepper when it is built). Raises ``ValueError`` for ``batch_size`` 1: every sample
+    would cost one collective round trip, so N replicas would be slower than one trainer."""
+    if batch_size == 1:
+        raise ValueError(
+            "--batch-size 1 cannot be replicated: every sample would cost one collective "
+            "round trip between replicas; use a batch size of at least 2"
+        )
+
+
 DEFAULT_MAX_WAIT_SECONDS = 0.5  # a replica with few records holds the others this long at most
 
 
@@ -74,11 +86,7 @@ class CollectiveStepper:
         fence: Fence | None,
         partitions_check_seconds: float = PARTITIONS_CHECK_SECONDS,
     ) -> None:
-        if run.batch_size == 1:
-            raise ValueError(
-                "--batch-size 1 cannot be replicated: every sample would cost one collective "
-                "round trip between replicas; use a batch size of at least 2"
-            )
+        refuse_single_sample_steps(run.batch_size)
         self.run = run
         self.collective = collective
         self.manifest = manifest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -21,6 +22,7 @@ import orjson
 from ..codec import RecordRejected
 from ..core.types import FloatArray
 from ..telemetry.metrics import exposition
+from .model_cache import Pacer
 from .server import BoundedHTTPServer, Endpoints
 
 log = logging.getLogger("streamsgd.http")
@@ -69,6 +71,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         server = self._http_server
         server.deadlines.arm(self.connection, server.limits.request_timeout_seconds)
+        self._cpu_started = time.thread_time()  # the whole request's CPU paces /healthz
         try:
             super().handle_one_request()
         finally:
@@ -179,7 +182,17 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _get_metrics(self) -> None:
         self._send(200, *exposition(self._endpoints.registry))
 
+    def _paced(self) -> _PacedAnswer:
+        """/healthz and /predict answers one at a time, each ``Pacer.factor`` times its
+        request's CPU (line, headers, body, answer) after the previous one."""
+        server = self._http_server
+        return _PacedAnswer(server.serving_answers, server.serving_pace, self._cpu_started)
+
     def _get_healthz(self) -> None:
+        with self._paced():
+            self._answer_healthz()
+
+    def _answer_healthz(self) -> None:
         endpoints = self._endpoints
         if not endpoints.is_healthy():
             self._json(
@@ -191,7 +204,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 },
             )
             return
-        reason = endpoints.get_model().health()
+        reason = self._http_server.serving_views.current().health  # no O(d) per request
         if reason is not None:
             self._json(
                 503,
@@ -261,14 +274,32 @@ class RequestHandler(BaseHTTPRequestHandler):
         except RecordRejected as exc:
             self._error(400, exc.reason, exc.detail)
             return
-        model = endpoints.get_model()
-        health = model.health()
-        probabilities: FloatArray | None = None
-        if health is None:
-            probabilities = model.predict_proba(features)
-            if not np.isfinite(probabilities).all():  # the model changed since the check
-                health = "non_finite"
+        with self._paced():  # the body is read: a slow client holds no other answer
+            view = self._http_server.serving_views.current()  # θ once per version
+            health = view.health
+            probabilities: FloatArray | None = None
+            if health is None:
+                probabilities = view.probabilities(features)
+                if not np.isfinite(probabilities).all():  # overflowing scores of a finite θ
+                    health = "non_finite"
         if health is not None or probabilities is None:
             self._error(503, "model_unhealthy", f"the model is not fit to serve: {health}")
             return
         self._json(200, {"probabilities": probabilities})
+
+
+class _PacedAnswer:
+    """``with``: hold ``lock``, wait for ``pace``; after: record the CPU since ``cpu_started``."""
+
+    def __init__(self, lock: threading.Lock, pace: Pacer, cpu_started: float) -> None:
+        self.lock, self.pace, self.cpu_started = lock, pace, cpu_started
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.pace.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.pace.spent(self.cpu_started)
+        finally:
+            self.lock.release()

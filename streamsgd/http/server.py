@@ -31,6 +31,7 @@ from ..codec import Decoder
 from ..core.model import OnlineLogisticRegression
 from ..telemetry.metrics import CollectorRegistry
 from .model_cache import ModelDocumentCache, Pacer
+from .serving_view import ServingViewCache
 
 log = logging.getLogger("streamsgd.http")
 
@@ -122,6 +123,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self.model_cache = ModelDocumentCache(endpoints.get_model, endpoints.model_extra)
         self.model_answers = threading.Lock()
         self.model_pace = Pacer()
+        self.serving_views = ServingViewCache(endpoints.get_model)  # /healthz, /predict
+        self.serving_answers = threading.Lock()
+        self.serving_pace = Pacer()
         self.deadlines = RequestDeadlines()
         self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(limits.max_connections)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 # kafka-python logs under "kafka.*"; the confluent source hands librdkafka this logger.
 KAFKA_PYTHON_LOGGER = "kafka"
@@ -48,9 +48,13 @@ class _GuardHandler(logging.Handler):
         super().__init__()
         self.secrets: set[str] = set()
         self.protocol_debug = False
+        self.watchers: list[Callable[[BaseException], None]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            for watch in list(self.watchers):
+                for error in _errors_of(record):
+                    watch(error)
             message = record.getMessage()
             if not self.protocol_debug and _is_noise(record.name, message):
                 return
@@ -72,12 +76,44 @@ class _GuardHandler(logging.Handler):
         return text
 
 
+def _errors_of(record: logging.LogRecord) -> list[BaseException]:
+    """The exceptions a log line carries, typed: among its arguments and its exc_info."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    errors = [a for a in args if isinstance(a, BaseException)]
+    if record.exc_info and record.exc_info[1] is not None:
+        errors.append(record.exc_info[1])
+    return errors
+
+
+def watch_client_errors(watch: Callable[[BaseException], None]) -> Callable[[], None]:
+    """Call ``watch`` with every exception a Kafka client logs (kafka-python reports a
+    failed login only in its connection log lines, then retries until a timeout that says
+    nothing of the cause); returns the function that stops watching. Installs the guard
+    (its settings untouched)."""
+    with _lock:
+        handler = _install()
+        handler.watchers.append(watch)
+    return lambda: handler.watchers.remove(watch) if watch in handler.watchers else None
+
+
 def _is_noise(logger_name: str, message: str) -> bool:
     return any(logger_name.startswith(p) and text in message for p, text in _NOISE)
 
 
 _lock = threading.Lock()
 _handler: _GuardHandler | None = None
+
+
+def _install() -> _GuardHandler:
+    """The guard's handler on the clients' loggers, created once (``_lock`` held)."""
+    global _handler
+    if _handler is None:
+        _handler = _GuardHandler()
+        for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
+            logger = logging.getLogger(name)
+            logger.addHandler(_handler)
+            logger.propagate = False
+    return _handler
 
 
 def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ()) -> None:
@@ -94,16 +130,10 @@ def guard_client_logs(protocol_debug: bool = False, secrets: Iterable[str] = ())
         Strings never to print (see :meth:`KafkaSecurity.secrets`); added to those already
         registered.
     """
-    global _handler
     with _lock:
-        if _handler is None:
-            _handler = _GuardHandler()
-            for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
-                logger = logging.getLogger(name)
-                logger.addHandler(_handler)
-                logger.propagate = False
-        _handler.secrets.update(s for s in secrets if s)
-        _handler.protocol_debug = protocol_debug
+        handler = _install()
+        handler.secrets.update(s for s in secrets if s)
+        handler.protocol_debug = protocol_debug
         for name in (KAFKA_PYTHON_LOGGER, LIBRDKAFKA_LOGGER):
             logger = logging.getLogger(name)
             if protocol_debug:

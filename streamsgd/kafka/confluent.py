@@ -33,7 +33,7 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity
-from .notices import fatal_message
+from .notices import authentication_failed, fatal_message
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     FETCH_MAX_BYTES,
@@ -118,6 +118,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():  # e.g. a fenced static member: librdkafka reads nothing more
             self._fatal = error.str()
+        elif error.code() == KafkaError._AUTHENTICATION and self._fatal is None:
+            # librdkafka retries a refused login forever (not "fatal" to it): end the run.
+            self._fatal = authentication_failed(error.str())
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
@@ -134,6 +137,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
+        # A recreated topic comes back through a rebalance: check the log before its records.
+        self._check_log_now = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The checkpoint's commit runs inside this callback (see commit()).
@@ -208,7 +213,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     "bootstrap.servers": settings.bootstrap_servers,
                     "client.id": settings.client_id,
                     **settings.security.librdkafka(),
-                }
+                },
+                self._on_error,
             )
         return self._admin.describe(self.topic)
 
@@ -282,7 +288,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     def _reposition(self, msg: Any) -> None:
         """A partition librdkafka could not read at its position (``auto.offset.reset`` is
         ``error``): out of range, as :meth:`_out_of_range` decides, or without any offset,
-        as :meth:`_start_of` does."""
+        as :meth:`_start_of` does. A shorter log may be a recreated topic: check it."""
+        self._check_log_now = True
         topic, number = str(msg.topic()), int(msg.partition() or 0)
         key = partition_key(topic, number)
         position = self._positions().get(key)

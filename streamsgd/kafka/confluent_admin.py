@@ -4,9 +4,10 @@ consumer's metadata carries no topic id). Imports confluent_kafka, like :mod:`.c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import TopicCollection
+from confluent_kafka import KafkaError, TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from .client_logs import LIBRDKAFKA_LOGGER
@@ -23,11 +24,18 @@ class ConfluentLogDescriber:
     ----------
     config : dict
         librdkafka settings (bootstrap servers, client id, security).
+    on_error : callable, optional
+        librdkafka's ``error_cb`` (a refused login shows only there), served after a failed
+        call.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self, config: dict[str, Any], on_error: Callable[[KafkaError], None] | None = None
+    ) -> None:
         # librdkafka's own log lines go through the guarded Python logger.
         self.config = {**config, "logger": logging.getLogger(LIBRDKAFKA_LOGGER)}
+        if on_error is not None:
+            self.config["error_cb"] = on_error
         self._admin: AdminClient | None = None
 
     def describe(self, topic: str) -> LogIdentity | None:
@@ -44,6 +52,7 @@ class ConfluentLogDescriber:
             cluster = self._admin.describe_cluster(request_timeout=timeout).result(timeout + 1)
         except Exception as exc:  # KafkaException, or the futures' timeout
             log.debug("cannot describe %s: %s", topic, exc)
+            self._admin.poll(0)  # serve error_cb: say why, e.g. a refused login
             return None
         uuid = found.topic_id
         raw = b"".join(

@@ -97,3 +97,11 @@ def fatal_message(settings: ConsumerSettings, reason: str) -> str:
             "(give each trainer its own)"
         )
     return line + "; stopping (the last checkpoint stands), for the orchestrator to restart it"
+
+
+def authentication_failed(reason: str) -> str:
+    """The reason given to :func:`fatal_message` for a login the broker refused."""
+    return (
+        f"authentication failed ({reason}): check --sasl-username, the password "
+        "(--sasl-password or STREAMSGD_SASL_PASSWORD), --sasl-mechanism and --security-protocol"
+    )

@@ -17,12 +17,14 @@ from kafka.errors import (
     KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
+    SaslAuthenticationFailedError,
 )
 from kafka.structs import OffsetAndMetadata
 
 from ..distributed.partitions import partition_number
 from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
+from .client_logs import watch_client_errors
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
@@ -30,7 +32,7 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity, topic_id_text
-from .notices import fatal_message
+from .notices import authentication_failed, fatal_message
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -99,7 +101,14 @@ class KafkaSource(ConsumerGroupSource):
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
         self._in_rebalance = False
-        self._fatal: str | None = None  # a fatal error seen by a commit: poll ends the run
+        self._fatal: str | None = None  # a fatal error (a commit's, a login's): poll ends the run
+        self._unwatch = watch_client_errors(self._client_error)
+
+    def _client_error(self, exc: BaseException) -> None:
+        """A failed login is never retried into success: end the run (issue 21, item 5).
+        kafka-python says so only in its log (it may also see the broker just hang up)."""
+        if isinstance(exc, SaslAuthenticationFailedError) and self._fatal is None:
+            self._fatal = authentication_failed(str(exc))
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
@@ -134,6 +143,8 @@ class KafkaSource(ConsumerGroupSource):
     def _assigned_consumer(self, timeout_seconds: float) -> KafkaConsumer:
         """The client, created now if need be; raises PartitionsUnavailableError if the
         broker cannot be reached."""
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
         if self._consumer is None:
             try:
                 self._consumer = self._new_consumer(min(timeout_seconds, CONNECT_TIMEOUT_SECONDS))
@@ -378,6 +389,7 @@ class KafkaSource(ConsumerGroupSource):
         self._commit_failed = False
 
     def close(self) -> None:
+        self._unwatch()
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             timeout_ms = int(self._close_timeout_seconds() * 1000)

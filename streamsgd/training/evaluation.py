@@ -6,15 +6,15 @@ an honest out-of-sample prediction, as River's ``progressive_val_score`` compute
 (:func:`streamsgd.codec.decode_poll`), cuts them into minibatches with the service's
 :class:`~streamsgd.training.buffer.MinibatchBuffer`, and for each minibatch of m samples
 
-1. scores it: z = X w + b with :meth:`OnlineLogisticRegression.decision_function`, the
-   *unclipped* score that ``/predict`` answers (the step itself scores the rows scaled by the
-   bounded-influence factor c_i of :mod:`streamsgd.core.row_scale`, which differs only for the
-   rare rows whose norm exceeds κ s: their step is bounded, their prediction is not altered);
+1. scores it: z = X w + b with :meth:`OnlineLogisticRegression.decision_function`, the raw
+   row's score, which ``/predict`` answers and the step itself uses (a row whose norm exceeds
+   κ s keeps its score; only its gradient is weighted by c_i = κ s / ‖v_i‖, see
+   :mod:`streamsgd.core.row_scale`);
 2. learns it with :meth:`OnlineLogisticRegression.learn_batch`.
 
 At m = 1 this is the definition of the m = 1 steps, one ``learn_batch`` per sample; the
 service's faster block path (:func:`streamsgd.core.sequential.learn_sequence`) takes the same
-steps up to rounding but does not expose the unclipped pre-step scores.
+steps up to rounding but does not expose the pre-step scores.
 
 The metrics are unweighted (importance weights change the steps, not the count of a
 prediction) and cover every sample that was scored, including the samples of a step the

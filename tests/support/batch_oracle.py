@@ -33,6 +33,15 @@ def logistic_terms(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, int
     return r, loss_sum, int(np.count_nonzero(wrong))
 
 
+def unclipped_scores(clipped: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """θᵀv_i from θᵀ(c_i v_i): divided by c_i; c_i underflowed to 0: ±inf by the sign, 0 at 0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = clipped / c
+    zero = c == 0.0
+    z[zero] = np.where(clipped[zero] == 0.0, 0.0, np.copysign(np.inf, clipped[zero]))
+    return z
+
+
 def standardise(X: np.ndarray, frame: Frame) -> np.ndarray:
     """z = (x − μ)/σ, a finite x whose z overflows capped at ±SCORE_LIMIT."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -79,10 +88,10 @@ def batch_sums(
     augmented_sq = None
     if gradient_statistics or clip_norm_ratio > 0.0:
         augmented_sq = squared_row_norms(X) + 1.0
-    clip, capped_norm_sum = None, 0.0
+    clip, n_above_scale = None, 0
     if clip_norm_ratio > 0.0:
         assert augmented_sq is not None
-        clip, capped_norm_sum = clip_rows(X, augmented_sq, row_scale, clip_norm_ratio)
+        clip, n_above_scale = clip_rows(X, augmented_sq, row_scale, clip_norm_ratio)
     c = np.ones(m)
     if clip is not None:
         X = clip.scaled_features(X)
@@ -92,6 +101,8 @@ def batch_sums(
         assert isinstance(X, np.ndarray) and isinstance(raw, np.ndarray)
         moments = moment_sums(raw, X, frame, row_scale, clip_norm_ratio)
     z = (X.matvec(theta[:-1]) if isinstance(X, SparseRows) else X @ theta[:-1]) + theta[-1] * c
+    if clip is not None:  # the raw row's score θᵀv = θᵀ(c v)/c (gradient weighting)
+        z[clip.rows] = unclipped_scores(z[clip.rows], c[clip.rows])
     r, loss_sum, n_misclassified = logistic_terms(z, y)
     s = np.ones(m) if sample_weight is None else sample_weight
     r = r * s
@@ -124,7 +135,7 @@ def batch_sums(
         loss_sum,
         n_misclassified,
         kept,
-        capped_norm_sum,
+        n_above_scale,
         0 if clip is None else len(clip.rows),
         row_squared_norm_sum,
         curvature,

@@ -61,13 +61,6 @@ CORE_ALLOWED = {"numpy", "__future__"}  # plus the standard library
 
 # Where the formatter escape comment is still allowed, and why: each entry goes
 # when its owner's branch is merged, and the guard then covers the whole tree.
-FMT_SKIP_EXEMPT = {
-    # The core's are being removed by the kernels' split of core/ (in flight on its branch).
-    "streamsgd/core/": "core/ is split on another branch, which removes them",
-    "bench/quality_auto.py": "edited with core/ on another branch",
-    # The core's tests follow the core's split on the same branch.
-    "tests/unit/core/": "edited with core/ on another branch",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -229,7 +222,5 @@ def test_no_formatter_escape() -> None:
     for folder in ("streamsgd", "tests", "bench"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
-            if any(relative.startswith(prefix) for prefix in FMT_SKIP_EXEMPT):
-                continue
             found += [f"{relative}:{line}" for line in _fmt_skips(path)]
     assert not found, "\n".join(found)

@@ -267,6 +267,12 @@ def test_secrets_are_never_printed() -> None:
         (["train", "--source", "kafka", "--n-features", "2"], {}, "--bootstrap-servers"),
         (["train", "--source", "file", "--path", "x"], {}, "--n-features"),
         (["train", "--hash-bits", "40"], {}, "--hash-bits"),
+        (
+            ["train", "--distributed", "mpi", "--bootstrap-servers", "127.0.0.1:1"]
+            + ["--topic", "t", "--n-features", "2", "--batch-size", "1"],
+            {},
+            "--batch-size 1 cannot be replicated",
+        ),
         (["train"], {"STREAMSGD_BATCH_SIZE": "many"}, "batch-size"),
         (["train"], {"STREAMSGD_OPTIMIZER": "adam"}, "STREAMSGD_OPTIMIZER"),
         (["inspect", "/does/not/exist"], {}, "no checkpoint"),

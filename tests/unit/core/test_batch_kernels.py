@@ -46,6 +46,7 @@ def assert_same_sums(actual: BatchSums, expected: BatchSums, d: int, scale: floa
     assert actual.n_samples == expected.n_samples
     assert actual.n_misclassified == expected.n_misclassified
     assert actual.n_clipped == expected.n_clipped
+    assert actual.n_above_scale == expected.n_above_scale
     assert (actual.gradient_columns is None) == (expected.gradient_columns is None)
     if actual.gradient_columns is not None:
         assert expected.gradient_columns is not None
@@ -54,7 +55,7 @@ def assert_same_sums(actual: BatchSums, expected: BatchSums, d: int, scale: floa
     with np.errstate(over="ignore"):
         g2 = float(expected.gradient_sum @ expected.gradient_sum)
     _close(actual.gradient_sum_squared_norm, g2, 0.0, "‖Σ g_i‖²")
-    for name in ("gradient_squared_norm_sum", "loss_sum", "capped_norm_sum"):
+    for name in ("gradient_squared_norm_sum", "loss_sum"):
         _close(getattr(actual, name), getattr(expected, name), 0.0, name)
     _close(actual.row_squared_norm_sum, expected.row_squared_norm_sum, 0.0, "Σ s‖v‖²")
     _close(

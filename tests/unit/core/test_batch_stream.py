@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from streamsgd import OnlineLogisticRegression, SparseRows
 from streamsgd.core import model as model_module
+from streamsgd.core import optimizer as optimizer_module
 from streamsgd.core.controller import NoiseController
 from streamsgd.core.step import SPARSE_STEP_MAX_DENSITY, StepProposal
 from tests.support import batch_oracle as oracle
@@ -117,7 +118,7 @@ def test_a_stream_of_steps_equals_the_oracle(options: dict[str, Any]) -> None:
         a = fast.learn_batch(X, y, weights)
         with patch.context() as p:
             p.setattr(model_module, "batch_sums", oracle_batch_sums)
-            p.setattr(model_module, "propose_step", oracle_propose_step)
+            p.setattr(optimizer_module, "propose_step", oracle_propose_step)
             b = slow.learn_batch(X, y, weights)
         assert a.skipped == b.skipped and a.n_misclassified == b.n_misclassified
         assert math.isclose(a.loss, b.loss, rel_tol=RTOL, abs_tol=RTOL)

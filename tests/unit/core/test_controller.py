@@ -241,8 +241,14 @@ def test_controller_state_survives_a_checkpoint_round_trip() -> None:
         while start < len(y):
             if model is resumed and cut == 0 and start >= 15000:
                 cut = start
-                document = {"model": resumed.get_state(), "positions": {}, "offsets": {},
-                            "totals": vars(Totals()), "source": {}, "batch_size": 8}  # fmt: skip
+                document = {
+                    "model": resumed.get_state(),
+                    "positions": {},
+                    "offsets": {},
+                    "totals": vars(Totals()),
+                    "source": {},
+                    "batch_size": 8,
+                }
                 model = resumed = OnlineLogisticRegression.from_state(
                     loads(dumps(document))["model"]
                 )
@@ -290,14 +296,18 @@ def test_no_gauge_reads_infinite_after_a_run(settings: dict[str, object]) -> Non
     assert values["streamsgd_samples_learned_total"] == 6000
     infinite = [name for name, value in values.items() if math.isinf(value)]
     assert not infinite
-    for gauge in ("streamsgd_gradient_statistics_trusted", "streamsgd_suggested_batch_size",
-                  "streamsgd_learning_rate_gain"):  # fmt: skip
+    for gauge in (
+        "streamsgd_gradient_statistics_trusted",
+        "streamsgd_suggested_batch_size",
+        "streamsgd_learning_rate_gain",
+    ):
         assert gauge in values
 
 
 def test_auto_run_exports_the_controller_gauges() -> None:
-    values, service = _scrape({"batch_size": "auto", "learning_rate": "auto", "seed": 3,
-                               "max_samples": 40000})  # fmt: skip
+    values, service = _scrape(
+        {"batch_size": "auto", "learning_rate": "auto", "seed": 3, "max_samples": 40000}
+    )
     controller = service.model.controller
     assert controller is not None and controller.batch_size != 8  # m moved
     assert values["streamsgd_learning_rate_gain"] == controller.gain >= 1.0
@@ -312,8 +322,19 @@ def test_auto_run_exports_the_controller_gauges() -> None:
 
 
 def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    common = ["train", "--source", "synthetic", "--n-features", "5", "--metrics-port", "0",
-              "--progress", "never", "--max-samples", "20000"]  # fmt: skip
+    common = [
+        "train",
+        "--source",
+        "synthetic",
+        "--n-features",
+        "5",
+        "--metrics-port",
+        "0",
+        "--progress",
+        "never",
+        "--max-samples",
+        "20000",
+    ]
     directory = tmp_path / "flags"
     args = ["--batch-size", "auto", "--learning-rate", "auto", "--checkpoint-dir", str(directory)]
     assert main([*common, *args]) == 0
@@ -501,3 +522,42 @@ def test_adagrad_accumulators_restart_after_a_detected_change() -> None:
         totals.append(float(model.get_state()["squared_gradient_sum"].sum()))
     assert model.gradient_stats.change.n_changes == 1
     assert min(totals[len(totals) // 2 :]) < 0.5 * max(totals)  # it fell: a restart
+
+
+def test_a_change_alarm_shrinks_the_accumulators_by_w_over_n() -> None:
+    """Issue 19, item 4: A ← A·min(1, W/n) (W the samples since the estimated change point,
+    n those A holds), not zeroed; an undefined W (no window yet) still restarts A."""
+    from streamsgd.core.optimizer import Optimizer
+    from streamsgd.core.schedules import LearningRateSchedule
+
+    optim = Optimizer(
+        2,
+        LearningRateSchedule(0.1),
+        l2=0.0,
+        l1=0.0,
+        reduction="mean",
+        optimizer="adagrad",
+        adagrad_epsilon=1e-8,
+    )
+    optim.accumulator = np.array([4.0, 8.0])
+    optim.accumulated_samples = 1000.0
+    optim.restart(5000.0)  # the window covers everything A holds: unchanged
+    np.testing.assert_array_equal(optim.accumulator, [4.0, 8.0])
+    optim.restart(250.0)
+    np.testing.assert_array_equal(optim.accumulator, [1.0, 2.0])
+    assert optim.accumulated_samples == 250.0
+    optim.restart(math.nan)
+    np.testing.assert_array_equal(optim.accumulator, [0.0, 0.0])
+
+
+def test_the_accumulated_samples_resume_from_a_state() -> None:
+    """n of the shrink rule is replicated state: in the checkpoint, and an older state
+    (without it) resumes with n = the samples seen (core/state_format.py)."""
+    model = OnlineLogisticRegression(3, optimizer="adagrad")
+    rng = np.random.default_rng(0)
+    model.learn_batch(rng.normal(size=(40, 3)), (rng.random(40) < 0.5).astype(float))
+    state = model.get_state()
+    assert state["accumulated_samples"] == 40.0
+    assert OnlineLogisticRegression.from_state(state).optim.accumulated_samples == 40.0
+    del state["accumulated_samples"]
+    assert OnlineLogisticRegression.from_state(state).optim.accumulated_samples == 40.0

@@ -124,10 +124,16 @@ def test_curvature_sums_add_exactly_across_splits(sparse: bool) -> None:
             else rows
         )
         return batch_sums(
-            theta, features, y[lo:hi], weights[lo:hi], row_scale=1.0, clip_norm_ratio=0.0,
-            gradient_statistics=True, column_workspace=workspace,
+            theta,
+            features,
+            y[lo:hi],
+            weights[lo:hi],
+            row_scale=1.0,
+            clip_norm_ratio=0.0,
+            gradient_statistics=True,
+            column_workspace=workspace,
             curvature_direction=CurvatureDirection(u * 2.0, 0.5),
-        )  # fmt: skip
+        )
 
     V = np.hstack([X, np.ones((48, 1))])
     expected = 0.25 * V.T @ (weights * (V @ u))
@@ -179,8 +185,14 @@ def test_estimate_survives_a_checkpoint_round_trip() -> None:
     X, y = _stream(16 * 100)
     model = _model()
     _learn(model, X[:800], y[:800])
-    document = {"model": model.get_state(), "positions": {}, "offsets": {},
-                "totals": vars(Totals()), "source": {}, "batch_size": 16}  # fmt: skip
+    document = {
+        "model": model.get_state(),
+        "positions": {},
+        "offsets": {},
+        "totals": vars(Totals()),
+        "source": {},
+        "batch_size": 16,
+    }
     resumed = OnlineLogisticRegression.from_state(loads(dumps(document))["model"])
     _learn(model, X[800:], y[800:])
     _learn(resumed, X[800:], y[800:])
@@ -226,8 +238,14 @@ def test_sparse_estimate_resumes_bit_for_bit() -> None:
     model = OnlineLogisticRegression(n_features, controller=controller)
     learn(model, 0, m * 40)
     assert controller.curvature.get_state()["scale"] < 1.0  # y is kept scaled
-    document = {"model": model.get_state(), "positions": {}, "offsets": {},
-                "totals": vars(Totals()), "source": {}, "batch_size": m}  # fmt: skip
+    document = {
+        "model": model.get_state(),
+        "positions": {},
+        "offsets": {},
+        "totals": vars(Totals()),
+        "source": {},
+        "batch_size": m,
+    }
     resumed = OnlineLogisticRegression.from_state(loads(dumps(document))["model"])
     learn(model, m * 40, m * 80)
     learn(resumed, m * 40, m * 80)
