@@ -69,8 +69,11 @@ class Resources:
     def is_ready(self) -> bool:
         return bool(self.source.ready) and not self.failed.is_set()
 
-    def close(self) -> None:
-        """Stop the HTTP server, end the status line, close the source and dead-letter sink."""
+    def close(self, *, failed: bool = False) -> None:
+        """Stop the HTTP server, end the status line, close the source and dead-letter sink
+        and leave the collective; ``failed``: this process ends in an error it has not
+        printed yet, so a replica leaves without waiting for the others
+        (:meth:`~streamsgd.distributed.mpi.MpiCollective.close`)."""
         if isinstance(self.progress, ProgressReporter):
             self.progress.close()
         self.source.close()
@@ -81,7 +84,7 @@ class Resources:
         if self.checkpoint_store is not None:
             self.checkpoint_store.close()  # releases the directory's writer lock
         if self.collective is not None:
-            self.collective.close()
+            self.collective.close(failed=failed)
 
 
 def build_controller(config: TrainConfig) -> NoiseController | None:

@@ -40,7 +40,8 @@ def run(config: TrainConfig) -> int:
     try:
         serve_http(service, resources, config)
     except BaseException:
-        resources.close()
+        resources.failed.set()
+        resources.close(failed=True)  # a replica leaves at once, then says why (the caller)
         raise
 
     def stop(signum: int, _frame: Any) -> None:
@@ -53,6 +54,7 @@ def run(config: TrainConfig) -> int:
     # SIGUSR1 too: mpiexec forwards it to every replica (it kills them on SIGTERM).
     stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
     previous = {s: signal.signal(s, stop) for s in stop_signals}
+    raised = False  # an error the caller prints, after close(): a replica leaves at once
     try:
         service.run()
         # Before closing: a replica's close() may end the process (MPI_Finalize bounded).
@@ -65,6 +67,7 @@ def run(config: TrainConfig) -> int:
         )
     except CheckpointError as exc:
         resources.failed.set()
+        raised = True
         raise UsageError(str(exc)) from None
     except (
         FinalCheckpointError,
@@ -78,9 +81,10 @@ def run(config: TrainConfig) -> int:
         return 1
     except BaseException:
         resources.failed.set()
+        raised = True
         raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        resources.close()
+        resources.close(failed=raised)
     return 0

@@ -101,7 +101,9 @@ class Collective(Protocol):
     def membership_changes(self) -> int:
         """How many times membership changed (failures handled, replacements joined)."""
 
-    def close(self) -> None: ...
+    def close(self, *, failed: bool = False) -> None:
+        """Leave the job. ``failed``: this member's run ended in an error (it never started
+        serving, or stopped on one): it leaves without waiting for the others."""
 
 
 class LocalCollective:
@@ -122,5 +124,5 @@ class LocalCollective:
     def recover(self) -> None:
         raise ReplicaFailure("a single process has no replica to lose")
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         pass

@@ -277,15 +277,19 @@ class MpiCollective:
         SIGKILLed (re-parented). The loop checks it every step and stops when False."""
         return os.getppid() == self._parent_pid
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         """Leave the job (module doc, Exit). After a healthy run: a barrier (bounded by the
         timeout), free the communicator, ``MPI_Finalize`` (bounded); after a failure or
-        timeout not recovered from, or a failed barrier: free only. Call it last, from the
-        main thread (elsewhere it does not finalise); nothing of MPI works after it;
-        idempotent."""
+        timeout not recovered from, a failed barrier, or when this member's own run
+        ``failed``: free only. Call it last, from the main thread (elsewhere it does not
+        finalise); nothing of MPI works after it; idempotent.
+
+        ``failed``: the others are in their next collective, whose ``Ibarrier`` the close's
+        would complete; Finalize then waits for them until the alarm kills this process
+        before it prints its error (a replica that could not bind its port at start)."""
         if self._comm is None:
             return
-        together = not self._broken
+        together = not self._broken and not failed
         if together:
             try:
                 with self._translated("close"):

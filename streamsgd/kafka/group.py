@@ -381,7 +381,7 @@ class ConsumerGroupSource:
         return True
 
     def _report_lag(
-        self, ends: dict[str, int], current: Callable[[str], int], held: int | None = None
+        self, ends: dict[str, int], current: Callable[[str], int | None], held: int | None = None
     ) -> None:
         """Report the lag (:func:`~.lag.consumer_lag`) and, group mode, how many of the
         partitions in ``ends`` this member does not hold; marks the broker reachable."""

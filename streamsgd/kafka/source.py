@@ -46,6 +46,9 @@ from .settings import (
 
 log = logging.getLogger("streamsgd.kafka")
 
+LAG_TIMEOUT_MS = 2000
+"""The bound of each broker request of a lag refresh (end offsets, a position)."""
+
 
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, source: KafkaSource) -> None:
@@ -319,18 +322,25 @@ class KafkaSource(ConsumerGroupSource):
         if not asked and not others:
             return
         try:
-            ends = consumer.end_offsets(asked + others, timeout_ms=2000)
+            ends = consumer.end_offsets(asked + others, timeout_ms=LAG_TIMEOUT_MS)
             # An unassigned partition without a position will be read from its beginning.
-            starts = consumer.beginning_offsets(others, timeout_ms=2000) if others else {}
+            starts = consumer.beginning_offsets(others, timeout_ms=LAG_TIMEOUT_MS) if others else {}
         except KafkaError as exc:
             log.warning("cannot read end offsets: %s", exc)
             self._broker_ok = False
             return
 
-        def current(key: str) -> int:
-            if key in assigned:
-                return int(consumer.position(assigned[key]))
-            return int(starts[TopicPartition(*partition_number(key))])
+        def current(key: str) -> int | None:
+            if key not in assigned:
+                return int(starts[TopicPartition(*partition_number(key))])
+            # auto_offset_reset "none" (group mode): a partition just assigned has no position
+            # until the first fetch; position() then raises instead of resetting it (the
+            # source decides, in _reposition). The lag must not fail the poll for it.
+            try:
+                offset = consumer.position(assigned[key], timeout_ms=LAG_TIMEOUT_MS)
+            except NoOffsetForPartitionError:
+                return None
+            return None if offset is None else int(offset)
 
         lagging = {
             key: int(end)

@@ -3,16 +3,18 @@ line, its ranks' HTTP endpoints and pids, and the manifest-replay oracle read fr
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pytest
@@ -32,11 +34,28 @@ N_FEATURES = 6
 JOB_TIMEOUT_SECONDS = 240
 
 
-def free_port_range(n: int) -> int:
-    """A base port b with b .. b + n − 1 free (replica r serves on b + r)."""
+PORT_LOCKS = Path(tempfile.gettempdir()) / "streamsgd-test-ports"
+"""One lock file per base port, shared by every test session on the machine."""
+
+
+def reserve_port_range(n: int) -> tuple[int, BinaryIO]:
+    """A base port b with b .. b + n − 1 free (replica r serves on b + r), reserved against
+    every other test session on this machine while the returned lock file stays open.
+
+    Free is not enough: a job's ranks bind their ports seconds after the check (mpiexec,
+    then Python's imports on a loaded machine), so two sessions running replica jobs at
+    once both saw 21000.. free and the later job's ranks 0 and 1 could not serve."""
+    PORT_LOCKS.mkdir(exist_ok=True)
     for base in range(21000, 40000, 97):
+        lock = open(PORT_LOCKS / str(base), "ab")  # held until the job is killed
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
         if all(port_is_free(base + k) for k in range(n)):
-            return base
+            return base, lock
+        lock.close()
     raise AssertionError("no free port range")
 
 
@@ -73,6 +92,8 @@ def _flags(options: dict) -> list[str]:
 class ReplicaJob:
     """``mpiexec -n N python -m streamsgd train --distributed mpi ...`` with its log."""
 
+    _port_lock: BinaryIO | None = None  # a subclass on fresh namespaces reserves none
+
     def __init__(
         self,
         n: int,
@@ -80,10 +101,12 @@ class ReplicaJob:
         log_path: Path,
         program: Path | None = None,
         mpi_args: Sequence[str] = (),
+        port_range: tuple[int, BinaryIO] | None = None,
     ) -> None:
         self.n = n
         self.options = options
-        self.base_port = free_port_range(n + 1)
+        # Held until kill(): no other session's job serves on these ports meanwhile.
+        self.base_port, self._port_lock = port_range or reserve_port_range(n + 1)
         command = ["-m", "streamsgd"] if program is None else [str(program)]
         argv = [
             sys.executable,
@@ -183,6 +206,8 @@ class ReplicaJob:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(60)
         self._log.close()
+        if self._port_lock is not None:
+            self._port_lock.close()
 
 
 def read_partitions(bootstrap: str, topic: str) -> dict[str, list[SourceRecord]]:

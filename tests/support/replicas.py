@@ -36,7 +36,7 @@ class ThreadCollective:
     def recover(self) -> None:
         raise AssertionError("threads do not fail")
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         pass
 
 
