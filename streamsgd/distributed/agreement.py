@@ -40,6 +40,11 @@ PARTITIONS_CHECK_SECONDS = 5.0
 """Rank 0 asks the source for the partition list at most this often (kafka-python answers
 from its metadata cache, confluent asks the broker): ``min(--metadata-max-age-seconds,
 this)`` in the product, so a partition added is read within about that plus the age."""
+PARTITIONS_ANSWER_SECONDS = 1.0
+"""How long rank 0 gives the broker to answer that request. The answer usually takes
+milliseconds; a loaded broker took more than 0.1 s every time for minutes, and a check that
+does not wait never sees a new partition. Rank 0 waits only while the broker is slow (every
+replica then waits in the next exchange), and at most this long per check."""
 
 
 @dataclass
@@ -124,7 +129,8 @@ class ReplicaAgreement:
         self._next_partitions_check = now + self.partitions_check_seconds
         known = set(self.replica.partitions)
         try:
-            found = set(self.run.intake.source.partitions(0.0))  # type: ignore[attr-defined]
+            source = self.run.intake.source
+            found = set(source.partitions(PARTITIONS_ANSWER_SECONDS))  # type: ignore[attr-defined]
         except Exception as exc:  # no answer now (broker away): asked again at the next check
             log.debug("partition list not read: %s", exc)
             return None

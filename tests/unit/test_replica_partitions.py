@@ -27,17 +27,28 @@ from tests.unit.test_replicated import (
 class GrowsWhileRead(PartitionedMemorySource):
     """Lists its first two partitions until this replica has read ``reveal_after`` records,
     then all of them (the topic grown while the job runs). ``shrunk`` answers a partial list
-    of one partition first (a metadata answer that must never drop a partition)."""
+    of one partition first (a metadata answer that must never drop a partition).
+    ``answer_seconds``: the broker's metadata answer takes this long (a loaded broker); a
+    request that does not wait for it fails, as a client's timeout does."""
 
-    def __init__(self, values: dict[str, list[bytes]], reveal_after: int, shrunk: bool) -> None:
+    def __init__(
+        self,
+        values: dict[str, list[bytes]],
+        reveal_after: int,
+        shrunk: bool,
+        answer_seconds: float = 0.0,
+    ) -> None:
         super().__init__(values)
         self.reveal_after = reveal_after
         self.shrunk = shrunk
+        self.answer_seconds = answer_seconds
         self.read = 0
         self.asked = 0
 
     def partitions(self, timeout_seconds: float) -> list[str]:
         self.asked += 1
+        if timeout_seconds < self.answer_seconds:
+            raise TimeoutError(f"no metadata answer within {timeout_seconds} s")
         every = sorted(self.values)
         if self.read >= self.reveal_after:
             return every
@@ -49,10 +60,13 @@ class GrowsWhileRead(PartitionedMemorySource):
         return records
 
 
-def _run(shrunk: bool) -> None:
+def _run(shrunk: bool, answer_seconds: float = 0.0) -> None:
     values = _values(3, 90, seed=12)
     config = ServiceConfig(batch_size=12, max_wait_seconds=0.05, checkpoint_every_updates=4)
-    sources = [GrowsWhileRead(values, reveal_after=40, shrunk=shrunk) for _ in range(2)]
+    sources = [
+        GrowsWhileRead(values, reveal_after=40, shrunk=shrunk, answer_seconds=answer_seconds)
+        for _ in range(2)
+    ]
     services, manifest, errors = _run_replicas(
         values,
         2,
@@ -85,3 +99,9 @@ def test_rank_0_finds_a_grown_partition_list_and_every_replica_reads_it_once() -
 
 def test_a_partial_partition_list_never_drops_a_partition() -> None:
     _run(shrunk=True)
+
+
+def test_a_slow_metadata_answer_is_waited_for() -> None:
+    """Under load a broker's metadata answer took more than the 0.1 s rank 0 used to give it,
+    every time: the new partitions were never read (a CI failure of the mpiexec test)."""
+    _run(shrunk=False, answer_seconds=0.5)
