@@ -4,7 +4,11 @@ SGD η = 0.1), a grid of fixed (m, η), and ``--batch-size auto --learning-rate 
 AdaGrad never forgetting and with half-lives h of its accumulator.
 
     .venv/bin/python -m bench.adagrad_forgetting [--n 600000] [--last 200000] [--seed 0]
-        [--half-lives 10000,30000,100000] [--no-grid]
+        [--half-lives 10000,30000,100000] [--no-grid] [--quality]
+
+``--quality`` runs instead ``--batch-size auto --learning-rate auto`` never forgetting and with
+each half-life over bench.quality_auto's data sets (dense, sparse, drift, phishing, shuttle,
+their default sizes and seed): what a half-life costs where the stream does not rotate.
 
 The streams (deterministic from ``--seed``): d = 20, x ~ N(0, I), y ~ Bernoulli(σ(w*(t)ᵀx)),
 w*(t) = r (cos(ω t) u + sin(ω t) v) with u ⊥ v unit vectors and r = 2 (Bayes ≈ 0.46, as
@@ -79,6 +83,24 @@ def systems(half_lives: list[float], grid: bool) -> list[tuple[str, dict[str, An
     return rows
 
 
+def quality(half_lives: list[float]) -> None:
+    """Progressive log loss / accuracy of ``auto`` per half-life on quality_auto's data."""
+    from bench import quality_auto
+
+    auto = {"batch_size": "auto", "learning_rate": "auto"}
+    columns = [0.0, *half_lives]
+    print("| data set | " + " | ".join(f"h = {h:,.0f}" for h in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name in ("dense", "sparse", "drift", "phishing", "shuttle"):
+        n = 120_000 if name == "drift" else 100_000  # quality_auto's sizes (seed 0)
+        ds = quality_auto.load(name, n, 0)
+        cells = []
+        for h in columns:
+            result = quality_auto.streamsgd_result(ds, {**auto, "adagrad_half_life_samples": h})
+            cells.append(f"{result.log_loss:.4f} / {result.accuracy:.4f}")
+        print(f"| {name} (log loss / accuracy) | " + " | ".join(cells) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=600_000)
@@ -86,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--half-lives", default="10000,30000,100000")
     parser.add_argument("--no-grid", action="store_true")
+    parser.add_argument("--quality", action="store_true")
     args = parser.parse_args(argv)
     half_lives = [float(h) for h in args.half_lives.split(",") if h]
+    if args.quality:
+        quality(half_lives)
+        return 0
     streams = {kind: stream(args.n, args.seed, kind == "drift") for kind in ("drift", "stationary")}
     bayes = {k: float(np.mean(log_loss(z, y)[-args.last :])) for k, (_, y, z) in streams.items()}
     print(f"last {args.last:,} of {args.n:,} samples, seed {args.seed}")
