@@ -577,3 +577,22 @@ def test_forgetting_adagrad_restarts_from_a_checkpoint_bit_identically(tmp_path:
     assert a["model"]["theta"].tobytes() == b["model"]["theta"].tobytes()
     sums = a["model"]["squared_gradient_sum"], b["model"]["squared_gradient_sum"]
     assert sums[0].tobytes() == sums[1].tobytes()
+
+
+def test_a_checkpoint_from_before_the_half_life_restores_without_a_changed_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state without ``adagrad_half_life_samples`` holds h = 0 (never forget): restoring
+    it into a model with h = 0 changes no hyper-parameter, so nothing is reported."""
+    state = copy.deepcopy(STATES["adagrad_m8"])
+    del state["model"]["params"]["adagrad_half_life_samples"]
+    service = Trainer(
+        OnlineLogisticRegression(D, optimizer="adagrad", learning_rate=0.2),
+        MemorySource([]),
+        Decoder(D),
+        ServiceConfig(batch_size=8),
+    )
+    with caplog.at_level(logging.WARNING):
+        service.restore(state)
+    assert "hyper-parameters changed" not in caplog.text
+    assert service.model.adagrad_half_life_samples == 0.0
