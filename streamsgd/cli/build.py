@@ -151,6 +151,7 @@ def build_model(config: TrainConfig) -> OnlineLogisticRegression:
         l1=m.l1,
         reduction=m.reduction,
         optimizer=config.optimizer,
+        adagrad_half_life_samples=m.adagrad_half_life_samples,
         stats_smoothing=m.stats_smoothing,
         clip_norm_ratio=m.clip_norm_ratio,
         max_weight_norm=m.max_weight_norm,

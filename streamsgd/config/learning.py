@@ -96,6 +96,12 @@ class ModelConfig(Section):
         "auto adagrad (and --standardize for dense features): what the benchmarks show wins",
         choices=(AUTO, "sgd", "adagrad"),
     )
+    adagrad_half_life_samples: float = option(
+        0.0,
+        "with AdaGrad: its squared-gradient sums forget with this half-life in samples "
+        "(A <- 2^(-m/h) A + g^2), so its steps can follow a drifting stream; 0 = never forget",
+        NON_NEGATIVE_FLOAT,
+    )
     reduction: str = option(
         "mean", "mean (1/m) or sum of per-sample gradients", choices=("mean", "sum")
     )

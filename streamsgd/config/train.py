@@ -63,6 +63,12 @@ class TrainConfig:
                 raise ConfigError("--standardize needs dense features: drop --hash-bits")
         elif model.n_features is None and kind != "synthetic":
             raise ConfigError(f"--source {kind} needs --n-features (or --hash-bits)")
+        if model.adagrad_half_life_samples and self.minibatch.batch_size == 1:
+            if model.hash_bits is not None:
+                raise ConfigError(
+                    "--adagrad-half-life-samples needs --batch-size >= 2 with --hash-bits: at "
+                    "m = 1 every hashed coordinate would decay every sample, O(2^bits) a step"
+                )
         if self.controlled and model.reduction != "mean":
             raise ConfigError("--batch-size auto and --learning-rate auto need --reduction mean")
         if model.learning_rate == AUTO and self.minibatch.batch_size == 1:

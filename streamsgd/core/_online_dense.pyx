@@ -58,7 +58,7 @@ cdef bint _propose(Dense* k, const double* x, double r, double intercept, double
         if j < d and s.l2 != 0.0:
             direction = g + s.l2 * k.theta[j]
         if s.adagrad:
-            acc = k.accum[j] + direction * direction
+            acc = s.forget * k.accum[j] + direction * direction  # γ A + g² (γ = 1: exact A)
             k.new_accum[j] = acc
             size = eta / (sqrt(acc) + s.epsilon)
         else:

@@ -18,11 +18,12 @@ cdef struct Settings:
     bint statistics      # gradient statistics on
     double keep          # 1 − α of the row scale
     double scale_alpha   # α of the row scale
+    double forget        # γ of AdaGrad's forgetting accumulator, per sample (1: never)
 
 
 cdef enum:
     # Slots of the float64 vector that carries Settings from Python.
-    N_SETTINGS_SLOTS = 12
+    N_SETTINGS_SLOTS = 13
 
 
 cdef inline void load_settings(Settings* s, const double* p) noexcept nogil:
@@ -38,6 +39,7 @@ cdef inline void load_settings(Settings* s, const double* p) noexcept nogil:
     s.statistics = p[9] != 0.0
     s.keep = p[10]
     s.scale_alpha = p[11]
+    s.forget = p[12]
 
 
 cdef inline double learning_rate(const Settings* s, double n_updates) noexcept nogil:

@@ -11,4 +11,5 @@ def propose(
     l2: float,
     accumulator: FloatArray | None,
     epsilon: float,
+    forget: float = ...,
 ) -> tuple[IndexArray | None, FloatArray, FloatArray | None, bool]: ...

@@ -3,7 +3,7 @@
 k + 1) entries of θ that move, with the finiteness check of the result folded in::
 
     δ = Σ g_i / m (mean) or Σ g_i (sum, with λ₁, λ₂ scaled by m),  δ_w += λ₂ w
-    AdaGrad:  G ← G + δ²,  η_j = η / (√G_j + ε);  plain SGD: η_j = η
+    AdaGrad:  G ← γ^m G + δ² (γ^m = 1: never forget),  η_j = η / (√G_j + ε);  plain SGD: η_j = η
     θ ← θ − η_j δ,  then w_j ← sign(w_j) max(|w_j| − η_j λ₁, 0)
 
 The intercept (last entry) is not regularised.
@@ -31,6 +31,7 @@ cdef struct Step:
     double l1
     double l2
     double epsilon
+    double forget              # γ^m, AdaGrad's forgetting factor of this step (1: never)
 
 
 cdef bint step_loop(const Step* p) noexcept nogil:
@@ -44,7 +45,7 @@ cdef bint step_loop(const Step* p) noexcept nogil:
             delta += p.l2 * p.theta[j]
         rate = p.eta
         if p.accumulator != NULL:
-            p.accumulated[j] = p.accumulator[j] + delta * delta
+            p.accumulated[j] = p.forget * p.accumulator[j] + delta * delta
             rate = p.eta / (sqrt(p.accumulated[j]) + p.epsilon)
         new = p.theta[j] - rate * delta
         if p.l1 != 0.0 and j < last:  # soft threshold; NaN stays NaN
@@ -57,7 +58,7 @@ cdef bint step_loop(const Step* p) noexcept nogil:
 
 def propose(
     theta, gradient_sum, columns, Py_ssize_t n_samples, double eta, bint mean, double l1,
-    double l2, accumulator, double epsilon,
+    double l2, accumulator, double epsilon, double forget=1.0,
 ):
     """θ after one step (nothing modified in place).
 
@@ -76,6 +77,8 @@ def propose(
     l1, l2, epsilon : float
     accumulator : float64 ndarray of shape (d + 1,), or None
         AdaGrad's Σ δ² (None: plain SGD).
+    forget : float
+        γ^m ∈ (0, 1]: the accumulator's factor before this step's δ² (1: never forget).
 
     Returns
     -------
@@ -98,7 +101,7 @@ def propose(
     p.direction = doubles(gradient_sum, p.n, "gradient_sum")
     p.divisor = n_samples if mean else 1.0
     scale = 1.0 if mean else n_samples
-    p.eta, p.l1, p.l2, p.epsilon = eta, l1 * scale, l2 * scale, epsilon
+    p.eta, p.l1, p.l2, p.epsilon, p.forget = eta, l1 * scale, l2 * scale, epsilon, forget
     values = np.empty(p.n)
     p.values = doubles(values, p.n, "")
     accumulated = None if accumulator is None else np.empty(p.n)

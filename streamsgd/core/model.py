@@ -76,6 +76,9 @@ class OnlineLogisticRegression(LinearScorer):
     optimizer : {"sgd", "adagrad"}
     adagrad_epsilon : float
         ε of AdaGrad.
+    adagrad_half_life_samples : float
+        h ≥ 0: AdaGrad's accumulators forget, A ← γ^m A + ḡ² with γ = 2^(−1/h), so that its
+        steps can follow a drifting stream (0: never forget, A ← A + ḡ²).
     stats_smoothing : float
         α₀ of the EWMAs in :class:`RunningGradientStatistics` (window ≈ 1/α₀ steps, widened
         while the noise scale exceeds it).
@@ -107,6 +110,7 @@ class OnlineLogisticRegression(LinearScorer):
         reduction: str = "mean",
         optimizer: str = "sgd",
         adagrad_epsilon: float = 1e-8,
+        adagrad_half_life_samples: float = 0.0,
         stats_smoothing: float = 0.05,
         gradient_statistics: bool = True,
         clip_norm_ratio: float = 10.0,
@@ -121,6 +125,7 @@ class OnlineLogisticRegression(LinearScorer):
             l1=l1,
             l2=l2,
             adagrad_epsilon=adagrad_epsilon,
+            adagrad_half_life_samples=adagrad_half_life_samples,
             clip_norm_ratio=clip_norm_ratio,
             max_weight_norm=max_weight_norm,
             controlled=controller is not None,
@@ -136,6 +141,7 @@ class OnlineLogisticRegression(LinearScorer):
             reduction=reduction,
             optimizer=optimizer,
             adagrad_epsilon=adagrad_epsilon,
+            adagrad_half_life_samples=adagrad_half_life_samples,
         )
         self.gradient_statistics = bool(gradient_statistics)
         self.clip_norm_ratio = float(clip_norm_ratio)
@@ -176,6 +182,10 @@ class OnlineLogisticRegression(LinearScorer):
     @property
     def adagrad_epsilon(self) -> float:
         return self.optim.epsilon
+
+    @property
+    def adagrad_half_life_samples(self) -> float:
+        return self.optim.half_life_samples
 
     @property
     def _squared_gradient_sum(self) -> FloatArray | None:
@@ -284,7 +294,7 @@ class OnlineLogisticRegression(LinearScorer):
             self.optim.accumulator = squared_gradient_sum
         self.n_updates += n_steps
         self.n_samples_seen += n_steps
-        self.optim.accumulated_samples += n_steps
+        self.optim.accumulated_samples = self.optim.held_samples(n_steps)
         self.row_scale = row_scale
 
     def learn_batch(

@@ -8,9 +8,9 @@ Which loop (all take exactly the steps of one ``learn_batch`` per sample):
 * sparse rows (:class:`SparseRows`): :func:`._online_sparse.run_sparse`, O(nnz) per step
   (lazy L2 scale, cumulative L1, AdaGrad at the active coordinates, running ‖M‖², M·w,
   ‖w‖²), except where the step itself is O(d) — AdaGrad with L2 (λ₂ w_j enters every
-  coordinate's accumulator), L1 with L2 while the across-step statistics need ‖w‖² every
-  step, or a factor 1 − η λ₂ ≤ 0 — which scatter each row into a dense one
-  (:func:`._online_dense.run_scattered`).
+  coordinate's accumulator), AdaGrad that forgets (every A_j decays every step), L1 with
+  L2 while the across-step statistics need ‖w‖² every step, or a factor 1 − η λ₂ ≤ 0 —
+  which scatter each row into a dense one (:func:`._online_dense.run_scattered`).
 """
 
 from __future__ import annotations
@@ -60,12 +60,15 @@ def settings_vector(model: OnlineLogisticRegression) -> FloatArray:
             1.0 if model.gradient_statistics else 0.0,
             1.0 - SCALE_SMOOTHING,
             SCALE_SMOOTHING,
+            model.optim.forget_per_sample,
         ]
     )
 
 
 def lazy_sparse_supported(model: OnlineLogisticRegression) -> bool:
     """Whether the O(nnz) loop takes these steps (module docstring)."""
+    if model.optimizer == "adagrad" and model.optim.forget_per_sample != 1.0:
+        return False  # every coordinate's A decays every step: O(d) (the scattered loop)
     if not model.l2:
         return True
     if model.optimizer == "adagrad":

@@ -5,7 +5,11 @@ It owns AdaGrad's accumulators A ∈ R^(d+1) and turns a batch's sums into a pro
 the proposal is adopted (a non-finite one is not)::
 
     plain SGD:  w ← prox_{η λ₁}( w − η (ḡ_w + λ₂ w) ),   b ← b − η ḡ_b
-    AdaGrad:    A ← A + ḡ²,  θ_j ← θ_j − η ḡ_j / (√A_j + ε)   (λ₁'s threshold scaled alike)
+    AdaGrad:    A ← γ^m A + ḡ²,  θ_j ← θ_j − η ḡ_j / (√A_j + ε)   (λ₁'s threshold scaled alike)
+
+γ = 2^(−1/h) forgets A with a half-life of h samples (h = 0: γ = 1, never: AdaGrad's
+steps then shrink like 1/√n and cannot follow a drifting stream). γ^m depends on m only,
+so replicas that take the same step hold the same A, and a checkpoint holds h.
 
 with ḡ the mean of the per-sample gradients (``reduction="mean"``) or their sum (``"sum"``,
 with m λ₁, m λ₂).
@@ -38,6 +42,8 @@ class Optimizer:
     optimizer : {"sgd", "adagrad"}
     adagrad_epsilon : float
         ε of AdaGrad.
+    adagrad_half_life_samples : float
+        h ≥ 0, the half-life of A in samples (0: never forget).
     """
 
     def __init__(
@@ -50,12 +56,19 @@ class Optimizer:
         reduction: str,
         optimizer: str,
         adagrad_epsilon: float,
+        adagrad_half_life_samples: float = 0.0,
     ) -> None:
         self.schedule = schedule
         self.l2, self.l1 = float(l2), float(l1)
         self.reduction, self.kind = reduction, optimizer
         self.epsilon = float(adagrad_epsilon)
-        # A = Σ_steps ḡ² per coordinate (None for plain SGD), and n, the samples it holds.
+        self.half_life_samples = float(adagrad_half_life_samples)
+        # γ per sample; exactly 1.0 for h = 0, so that γ^m A + ḡ² is A + ḡ² bit for bit.
+        self.forget_per_sample = (
+            2.0 ** (-1.0 / self.half_life_samples) if self.half_life_samples > 0.0 else 1.0
+        )
+        # A = Σ_steps γ^(samples since) ḡ² per coordinate (None for plain SGD), and n, the
+        # samples it holds (Σ γ^(samples since) with forgetting).
         self.accumulator: FloatArray | None = (
             np.zeros(n_parameters) if optimizer == "adagrad" else None
         )
@@ -64,6 +77,18 @@ class Optimizer:
     def regularization(self, theta: FloatArray) -> FloatArray | None:
         """ρ = λ₂ [w ; 0] at θ (None without an L2 term)."""
         return np.append(self.l2 * theta[:-1], 0.0) if self.l2 else None
+
+    def decay(self, n_samples: int) -> float:
+        """γ^m, the factor of A before a step of m = ``n_samples`` samples (1.0: never)."""
+        return 1.0 if self.forget_per_sample == 1.0 else self.forget_per_sample**n_samples
+
+    def held_samples(self, n_samples: int) -> float:
+        """n after ``n_samples`` single-sample steps: n γ^k + Σ_{i<k} γ^i (n + k, γ = 1)."""
+        n, gamma = self.accumulated_samples, self.forget_per_sample
+        if gamma == 1.0:
+            return n + n_samples
+        decay = gamma**n_samples
+        return n * decay + (1.0 - decay) / (1.0 - gamma)
 
     def step_reduction(self, controlled: bool) -> str:
         """AdaGrad with a controller steps on Σ_i g_i: at a fixed m the step of the mean
@@ -83,18 +108,22 @@ class Optimizer:
             l2=self.l2,
             squared_gradient_sum=self.accumulator,
             adagrad_epsilon=self.epsilon,
+            accumulator_decay=self.decay(sums.n_samples),
         )
 
     def adopt(self, proposal: StepProposal, n_samples: int) -> None:
         """Keep the accumulators of an adopted proposal of ``n_samples`` samples (at its
-        columns when it has them)."""
-        self.accumulated_samples += n_samples
+        columns when it has them: the other columns' A decay by γ^m, O(d) with forgetting)."""
+        decay = self.decay(n_samples)
+        self.accumulated_samples = self.accumulated_samples * decay + n_samples
         accumulated = proposal.accumulated
         if accumulated is None or self.accumulator is None:
             return
         if proposal.active is None:
             self.accumulator = accumulated
         else:
+            if decay != 1.0:
+                self.accumulator *= decay
             self.accumulator[proposal.active] = accumulated
 
     def restart(self, window_samples: float) -> None:
@@ -122,6 +151,7 @@ class Optimizer:
             "reduction": self.reduction,
             "optimizer": self.kind,
             "adagrad_epsilon": self.epsilon,
+            "adagrad_half_life_samples": self.half_life_samples,
         }
 
     def accumulator_state(self) -> FloatArray | None:

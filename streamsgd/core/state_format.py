@@ -25,12 +25,15 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
       work, :mod:`.deferred`): None;
     * no ``accumulated_samples`` (n, the samples AdaGrad's A holds; written before a change
       alarm shrank A by W/n instead of zeroing it): ``n_samples_seen``;
+    * params without ``adagrad_half_life_samples`` (written before AdaGrad could forget):
+      0, never forget;
     * a standardiser without ``restarted`` (written before its restart after warm-up
       existed): restarted (it does not restart a model that may be long past warm-up).
     """
     if state.get("format") != STATE_FORMAT:
         raise ValueError(f"unsupported model state format {state.get('format')!r}")
     upgraded = dict(state)
+    upgraded["params"] = {"adagrad_half_life_samples": 0.0, **state["params"]}
     for key in ("row_scale", "controller", "standardizer", "deferred"):
         upgraded.setdefault(key, None)
     upgraded.setdefault("accumulated_samples", upgraded["n_samples_seen"])

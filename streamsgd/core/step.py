@@ -350,15 +350,17 @@ def propose_step(
     l2: float,
     squared_gradient_sum: FloatArray | None,
     adagrad_epsilon: float,
+    accumulator_decay: float = 1.0,
 ) -> StepProposal:
     """θ after one step on ``sums`` (nothing is modified in place), by :mod:`._step`.
 
     ``reduction="mean"`` steps on ḡ = Σ g_i / m with λ₁, λ₂; ``"sum"`` on Σ g_i with m λ₁,
     m λ₂. Plain SGD: θ − η (ḡ + λ₂ [w ; 0]), then the L1 prox on w. AdaGrad (when
-    ``squared_gradient_sum`` is given) scales each coordinate by 1/(√(G + ḡ²) + ε) and the
-    L1 threshold the same way. A gradient kept at a sparse batch's columns (no L1, no L2)
-    moves only those columns and the intercept: the same arithmetic on the only entries
-    the dense step would change.
+    ``squared_gradient_sum`` is given) scales each coordinate by 1/(√(γ^m G + ḡ²) + ε), with
+    ``accumulator_decay`` = γ^m (1: never forget), and the L1 threshold the same way. A
+    gradient kept at a sparse batch's columns (no L1, no L2) moves only those columns and
+    the intercept: the same arithmetic on the only entries the dense step would change (the
+    other entries of G decay by γ^m in :meth:`.optimizer.Optimizer.adopt`).
     """
     columns = sums.gradient_columns
     if columns is not None:
@@ -375,5 +377,6 @@ def propose_step(
         l2,
         squared_gradient_sum,
         adagrad_epsilon,
+        accumulator_decay,
     )
     return StepProposal(active, values, accumulated, finite)

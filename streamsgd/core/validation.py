@@ -116,6 +116,7 @@ def check_model_settings(
     l1: float,
     l2: float,
     adagrad_epsilon: float,
+    adagrad_half_life_samples: float,
     clip_norm_ratio: float,
     max_weight_norm: float,
     controlled: bool,
@@ -132,6 +133,10 @@ def check_model_settings(
         raise ValueError("l2 and l1 must be >= 0")
     if not adagrad_epsilon > 0.0:
         raise ValueError("adagrad_epsilon must be > 0")
+    if not 0.0 <= adagrad_half_life_samples < math.inf:
+        raise ValueError(
+            f"adagrad_half_life_samples must be finite and >= 0, got {adagrad_half_life_samples}"
+        )
     if not 0.0 <= clip_norm_ratio < math.inf:
         raise ValueError(f"clip_norm_ratio must be finite and >= 0, got {clip_norm_ratio}")
     if not max_weight_norm > 0.0:

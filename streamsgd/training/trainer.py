@@ -19,6 +19,7 @@ from typing import Any
 from ..codec import Decoder
 from ..core.controller import NoiseController
 from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.state_format import upgrade_model_state
 from .buffer import MinibatchBuffer, Position
 from .checkpointer import Checkpointer
 from .intake import Intake
@@ -131,7 +132,7 @@ class Trainer:
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a checkpoint: model, totals and positions (the source is sought at start)."""
         params = self.model.get_params()
-        stored = state["model"]["params"]
+        stored = upgrade_model_state(state["model"])["params"]  # (older: their defaults)
         if stored["n_features"] != params["n_features"]:
             raise CheckpointError(
                 f"the checkpoint holds a model with {stored['n_features']} features, "

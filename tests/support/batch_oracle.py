@@ -160,8 +160,10 @@ def propose_step(
     l2: float,
     squared_gradient_sum: np.ndarray | None,
     adagrad_epsilon: float,
+    accumulator_decay: float = 1.0,
 ) -> Proposal:
-    """θ − η (ḡ + λ₂ [w ; 0]) (AdaGrad: per-coordinate η), then the L1 prox on w."""
+    """θ − η (ḡ + λ₂ [w ; 0]) (AdaGrad: per-coordinate η from G ← γ^m G + δ², γ^m =
+    ``accumulator_decay``), then the L1 prox on w."""
     m = sums.n_samples
     if reduction == "mean":
         direction = sums.gradient_sum / m
@@ -180,7 +182,7 @@ def propose_step(
     accumulated = None
     step_size: np.ndarray | float = eta
     if squared_gradient_sum is not None:
-        accumulated = squared_gradient_sum + direction * direction
+        accumulated = accumulator_decay * squared_gradient_sum + direction * direction
         step_size = eta / (np.sqrt(accumulated) + adagrad_epsilon)
     new_theta = theta - step_size * direction
     if l1:

@@ -3,7 +3,8 @@
 ``learn_batch`` is the numpy step (streamsgd/core/step.py, model.py): the definition that
 ``learn_sequence`` must reproduce. The oracle runs it on a *copy* of the model (through
 get_state / from_state), so one starting model can feed both sides, and compares every part
-of the state a run changes.
+of the state a run changes. AdaGrad's forgetting (``adagrad_half_life_samples`` = h) is the
+per-sample step's G ← γ G + g², γ = 2^(−1/h); :func:`forgetting_oracle` is its numpy model.
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ def per_sample_oracle(model, X, y, weights=None) -> OracleRun:
             clipped += stats.n_clipped
             eta = stats.learning_rate
     return OracleRun(oracle, losses, missed, skipped, clipped, eta)
+
+
+def forgetting_oracle(model, X, y) -> np.ndarray:
+    """AdaGrad's accumulators after ``model`` (AdaGrad, no L2, no clipping, dense) learns
+    the rows one at a time, in numpy: G ← γ G + g², g = (σ(θᵀ[x;1]) − y) [x;1],
+    θ ← θ − η g / (√G + ε), γ = 2^(−1/h) (h = 0: γ = 1). Returns the final G."""
+    h, eta = model.adagrad_half_life_samples, model.get_params()["learning_rate"]
+    gamma = 2.0 ** (-1.0 / h) if h > 0.0 else 1.0
+    theta = model.get_state()["theta"].copy()
+    accumulated = model._squared_gradient_sum.copy()
+    for i in range(len(y)):
+        row = np.append(X[i], 1.0)
+        z = float(row @ theta)
+        residual = 1.0 / (1.0 + math.exp(-z)) - y[i]
+        g = residual * row
+        accumulated = gamma * accumulated + g * g
+        theta = theta - eta * g / (np.sqrt(accumulated) + model.adagrad_epsilon)
+    return accumulated
 
 
 def _close(expected, actual, what: str, scale: float | None = None) -> None:

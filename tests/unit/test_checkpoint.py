@@ -41,6 +41,7 @@ from streamsgd.cli import main
 from streamsgd.codec import Decoder, encode_dense
 from streamsgd.datasets.synthetic_stream import SyntheticStream
 from streamsgd.training.trainer import ServiceConfig, Trainer
+from tests.support.helpers import write_jsonl
 from tests.support.kafka_helpers import wait_until
 from tests.support.memory_source import MemorySource
 
@@ -552,3 +553,46 @@ def test_threads_saving_and_loading_never_see_a_torn_checkpoint(tmp_path: Path) 
         stop.set()
         thread.join()
     assert not writer_error, writer_error
+
+
+def test_forgetting_adagrad_restarts_from_a_checkpoint_bit_identically(tmp_path: Path) -> None:
+    """learn, checkpoint, restore, continue == uninterrupted, for AdaGrad that forgets
+    (h is in the state; a restart that lost it would continue with A ← A + ḡ²)."""
+    X, y = SyntheticStream(D, seed=9).samples(0, 960)
+    data = tmp_path / "data.jsonl"
+    write_jsonl(data, X, y)
+    flags = ["train", "--source", "file", "--path", str(data), "--n-features", str(D)]
+    flags += ["--batch-size", "16", "--optimizer", "adagrad", "--adagrad-half-life-samples", "64"]
+    flags += ["--log-level", "WARNING"]
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert main([*flags, "--checkpoint-dir", str(whole)]) == 0
+    assert main([*flags, "--checkpoint-dir", str(halves), "--max-samples", "480"]) == 0
+    restored = DirectoryCheckpointStore(halves, read_only=True).load()
+    assert restored is not None and restored["model"]["n_samples_seen"] == 480
+    assert restored["model"]["params"]["adagrad_half_life_samples"] == 64.0
+    assert main([*flags, "--checkpoint-dir", str(halves)]) == 0
+    a = DirectoryCheckpointStore(whole, read_only=True).load()
+    b = DirectoryCheckpointStore(halves, read_only=True).load()
+    assert a is not None and b is not None and a["model"]["n_samples_seen"] == 960
+    assert a["model"]["theta"].tobytes() == b["model"]["theta"].tobytes()
+    sums = a["model"]["squared_gradient_sum"], b["model"]["squared_gradient_sum"]
+    assert sums[0].tobytes() == sums[1].tobytes()
+
+
+def test_a_checkpoint_from_before_the_half_life_restores_without_a_changed_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state without ``adagrad_half_life_samples`` holds h = 0 (never forget): restoring
+    it into a model with h = 0 changes no hyper-parameter, so nothing is reported."""
+    state = copy.deepcopy(STATES["adagrad_m8"])
+    del state["model"]["params"]["adagrad_half_life_samples"]
+    service = Trainer(
+        OnlineLogisticRegression(D, optimizer="adagrad", learning_rate=0.2),
+        MemorySource([]),
+        Decoder(D),
+        ServiceConfig(batch_size=8),
+    )
+    with caplog.at_level(logging.WARNING):
+        service.restore(state)
+    assert "hyper-parameters changed" not in caplog.text
+    assert service.model.adagrad_half_life_samples == 0.0

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from streamsgd.cli import build_parser, build_service
+from streamsgd.cli.build import build_model
 from streamsgd.cli.main import parse
 from streamsgd.cli.train import config_from_args
 from streamsgd.codec import Decoder
@@ -235,6 +236,23 @@ def test_bad_config_files_give_one_line_and_exit_2(tmp_path: Path, text: str, ne
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("streamsgd: error:") and needle in lines[0], lines[0]
+
+
+def test_forgetting_adagrad_at_m_1_with_hashing_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The lazy sparse m = 1 loop cannot decay every hashed coordinate each sample."""
+    args = ["--source", "file", "--path", str(tmp_path / "in.jsonl"), "--hash-bits", "8"]
+    result = run_cli("train", *args, "--batch-size", "1", "--adagrad-half-life-samples", "1e4")
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "--adagrad-half-life-samples needs --batch-size >= 2" in lines[0], lines[0]
+    # accepted: a minibatch, or m = 1 on dense features, or never forgetting
+    train_config(source="file", path="x", hash_bits=8, batch_size=2, adagrad_half_life_samples=1e4)
+    train_config(source="file", path="x", n_features=3, batch_size=1, adagrad_half_life_samples=1e4)
+    train_config(source="file", path="x", hash_bits=8, batch_size=1, adagrad_half_life_samples=0)
+    config = train_config(batch_size=8, optimizer="adagrad", adagrad_half_life_samples=500.0)
+    assert build_model(config).adagrad_half_life_samples == 500.0  # passed to the model
 
 
 def test_missing_config_file_is_one_line() -> None:

@@ -54,10 +54,10 @@ def _stepper(service: Trainer) -> CollectiveStepper:
     return service.stepper
 
 
-def _model(controller: bool = False) -> OnlineLogisticRegression:
+def _model(controller: bool = False, **params: Any) -> OnlineLogisticRegression:
     if controller:
-        return OnlineLogisticRegression(D, controller=NoiseController.create("auto"))
-    return OnlineLogisticRegression(D, learning_rate=0.2, l2=1e-3)
+        return OnlineLogisticRegression(D, controller=NoiseController.create("auto"), **params)
+    return OnlineLogisticRegression(D, learning_rate=0.2, l2=1e-3, **params)
 
 
 def _run_replicas(
@@ -65,6 +65,7 @@ def _run_replicas(
     n_replicas: int,
     config: ServiceConfig,
     controller: bool = False,
+    model_params: dict[str, Any] | None = None,
     owned_override: dict[int, list[str]] | None = None,
     manifest: MemoryManifest | None = None,
     sensors: dict[int, list[Sensor]] | None = None,
@@ -75,7 +76,7 @@ def _run_replicas(
     manifest = MemoryManifest() if manifest is None else manifest
     services = [
         replicated_trainer(
-            _model(controller),
+            _model(controller, **(model_params or {})),
             PartitionedMemorySource(values),
             Decoder(D),
             config,
@@ -156,6 +157,20 @@ def test_the_controller_and_a_global_sample_limit() -> None:
     assert not errors
     assert [s.totals.samples_consumed for s in services] == [301, 301]
     assert services[0].model.parameters.tobytes() == services[1].model.parameters.tobytes()
+
+
+def test_replicas_of_a_forgetting_adagrad_stay_bitwise_equal() -> None:
+    """A ← γ^m A + ḡ²: γ^m depends on the reduced batch's m only, so every replica holds the
+    same A (compared as bits) and the same θ, under the controller's changing m."""
+    values = _values(3, 200, seed=6)
+    config = ServiceConfig(batch_size=8, max_wait_seconds=0.05)
+    params = {"optimizer": "adagrad", "adagrad_half_life_samples": 40.0}
+    services, _, errors = _run_replicas(values, 2, config, controller=True, model_params=params)
+    assert not errors
+    a, b = (s.model for s in services)
+    assert a.adagrad_half_life_samples == 40.0 and a.n_updates > 10
+    assert a._squared_gradient_sum.tobytes() == b._squared_gradient_sum.tobytes()
+    assert a.parameters.tobytes() == b.parameters.tobytes()
 
 
 def test_an_ownership_conflict_stops_every_replica() -> None:

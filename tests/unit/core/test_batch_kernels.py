@@ -206,6 +206,7 @@ PROPOSALS = st.fixed_dictionaries(
         "l1": st.sampled_from([0.0, 1e-4, 0.05]),
         "l2": st.sampled_from([0.0, 1e-3, 0.1]),
         "adagrad": st.booleans(),
+        "half_life": st.sampled_from([0.0, 7.0, 1000.0]),
         "columns": st.booleans(),
         "eta": st.floats(1e-4, 2.0),
     }
@@ -232,6 +233,7 @@ def test_the_step_equals_the_oracle(options: dict[str, Any]) -> None:
         "l2": l2,
         "squared_gradient_sum": accumulator,
         "adagrad_epsilon": 1e-8,
+        "accumulator_decay": 2.0 ** (-m / options["half_life"]) if options["half_life"] else 1.0,
     }
     actual = propose_step(theta, sums, options["eta"], **common)
     expected = oracle.propose_step(theta, sums, options["eta"], **common)

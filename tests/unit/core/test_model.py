@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from streamsgd import OnlineLogisticRegression
+from streamsgd import OnlineLogisticRegression, SparseRows
 from tests.support.reference import (
     ReferenceLearner,
     mean_loss_ref,
@@ -294,6 +294,8 @@ def test_step_skipped_when_weights_would_be_non_finite(X, y, sw, eta):
         ),
         (dict(learning_rate=0.3, l1=0.01, optimizer="adagrad"), 8),
         (dict(learning_rate=0.003, reduction="sum", stats_smoothing=0.2), 5),
+        (dict(learning_rate=0.3, optimizer="adagrad", adagrad_half_life_samples=60.0), 8),
+        (dict(learning_rate=0.3, optimizer="adagrad", adagrad_half_life_samples=25.0), 1),
     ],
 )
 @pytest.mark.parametrize("through_json", [False, True])
@@ -323,6 +325,32 @@ def test_state_round_trip_resumes_bit_for_bit(params, m, through_json):
     for name in ("noise_scale", "norm_test_ratio", "per_sample_variance"):
         va, vb = getattr(original.gradient_stats, name), getattr(restored.gradient_stats, name)
         assert (va == vb) or (math.isnan(va) and math.isnan(vb))
+
+
+def test_a_state_without_a_half_life_never_forgets():
+    """States written before AdaGrad could forget (no ``adagrad_half_life_samples``) load
+    as h = 0 and continue with A ← A + ḡ²: the same bits as a model that never forgot."""
+    X, y, _ = _stream(5, 64)
+    model = OnlineLogisticRegression(D, learning_rate=0.2, optimizer="adagrad")
+    model.learn_batch(X[:32], y[:32])
+    state = model.get_state()
+    del state["params"]["adagrad_half_life_samples"]
+    old = OnlineLogisticRegression.from_state(state)
+    assert old.adagrad_half_life_samples == 0.0
+    model.learn_batch(X[32:], y[32:])
+    old.learn_batch(X[32:], y[32:])
+    assert old._squared_gradient_sum.tobytes() == model._squared_gradient_sum.tobytes()
+
+
+def test_forgetting_decays_the_columns_a_sparse_batch_does_not_touch():
+    """A ← γ^m A + ḡ² on every coordinate, also those outside a sparse batch's columns."""
+    rows = SparseRows(np.array([0, 1, 2]), np.array([0, 0]), np.array([1.0, -1.0]), 3)
+    model = OnlineLogisticRegression(3, optimizer="adagrad", adagrad_half_life_samples=4.0)
+    model._squared_gradient_sum[:] = 1.0
+    model.learn_batch(rows, np.array([1.0, 0.0]))
+    accumulated = model._squared_gradient_sum
+    assert accumulated[1] == accumulated[2] == (2.0 ** (-1 / 4)) ** 2  # γ^m, m = 2
+    assert accumulated[0] > accumulated[1]
 
 
 def test_restored_model_is_independent_of_the_original():
