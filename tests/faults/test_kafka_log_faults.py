@@ -102,14 +102,31 @@ def test_aborted_transactions_are_never_learned_and_lag_returns_to_zero(
 # --------------------------------------------------------------------------- topic identity
 
 
+def topic_id(bootstrap: str, topic: str) -> str | None:
+    """The broker's id of ``topic`` now (None when it does not exist), read by a consumer that
+    never creates a topic by asking for it."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, allow_auto_create_topics=False)
+    try:
+        if not consumer.partitions_for_topic(topic):
+            return None
+        found = consumer._cluster.topic_id(topic)  # private in kafka-python 3, as in the product
+        return None if found is None else str(found)
+    finally:
+        consumer.close()
+
+
 def recreate_topic(bootstrap: str, topic: str) -> None:
     """Delete ``topic`` and create it again under the same name (a new topic id)."""
     from kafka.admin import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
-    from tests.support.kafka_fixtures import create_topic
+    from tests.support.kafka_fixtures import create_topic, topic_ready
     from tests.support.kafka_helpers import wait_until
 
+    old_id = topic_id(bootstrap, topic)
+    assert old_id is not None, f"{topic} has no topic id to replace"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamsgd-tests")
     try:
         admin.delete_topics([topic])
@@ -118,7 +135,10 @@ def recreate_topic(bootstrap: str, topic: str) -> None:
             try:
                 create_topic(bootstrap, 1, topic, admin=admin)
             except TopicAlreadyExistsError:
-                return False  # the deletion is still under way
+                # Either the deletion is still under way (the old id), or an earlier attempt
+                # created it and its answer was lost under load (a new id: done).
+                now = topic_id(bootstrap, topic)
+                return now is not None and now != old_id and topic_ready(admin, topic, 1)
             return True
 
         # Generous: on a loaded 2-core machine the controller took over 60 s to finish a
