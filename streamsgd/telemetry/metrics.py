@@ -36,8 +36,8 @@ from ..training.totals import CLIP_REASONS, SKIP_REASONS
 from .model_gauges import ModelGauges
 from .replica_metrics import ReplicaMetrics
 
-UPDATE_DURATION_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
-UPDATE_DURATION_BUCKETS += (2.5e-2, 0.1, 1.0)
+UPDATE_DURATION_BUCKETS: tuple[float, ...] = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3)
+UPDATE_DURATION_BUCKETS += (2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
 
 def _finite(value: float) -> float:
