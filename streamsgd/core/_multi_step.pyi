@@ -24,4 +24,10 @@ def learn_steps(
     state: tuple[int, int, float, float],
     column_workspace: NDArray[np.intp] | None,
     row_workspace: NDArray[np.intp] | None,
-) -> tuple[tuple[int, int, float, float], FloatArray, NDArray[np.int64]]: ...
+    last_gradient: bool = ...,
+) -> tuple[
+    tuple[int, int, float, float],
+    FloatArray,
+    NDArray[np.int64],
+    tuple[IndexArray | None, FloatArray] | None,
+]: ...

@@ -47,9 +47,11 @@ CONSTANTS = {
     "SPARSE_STEP_MAX_DENSITY": SPARSE_STEP_MAX_DENSITY,
 }
 
-# Columns of the per-step records.
-STEP_LOSS, STEP_ETA, STEP_SQUARES, STEP_GRADIENT = 0, 1, 2, 3
-STEP_MISCLASSIFIED, STEP_CLIPPED, STEP_SKIPPED = 0, 1, 2
+# The per-step records: N_FLOATS floats (Σℓ_i, η, Σ‖g_i‖², ‖Σ g_i‖², Σ s_i‖v_i‖²) and
+# N_COUNTS counts (misclassified, clipped, skipped, #{‖v_i‖ > s}) per step.
+cdef enum:
+    N_FLOATS = 5
+    N_COUNTS = 4
 
 
 cdef struct Run:
@@ -97,8 +99,9 @@ cdef struct Run:
     double* accumulated_out
     double* scaled          # 4 d (dense clipping)
     # per-step records
-    double* step_floats     # (n, 4): Σℓ, η, Σ‖g_i‖², ‖Σ g_i‖²
-    int64_t* step_counts    # (n, 3): misclassified, clipped, skipped
+    double* step_floats     # (n, N_FLOATS)
+    int64_t* step_counts    # (n, N_COUNTS)
+    Py_ssize_t last_columns # k of the last step (−1: the gradient over all d columns)
 
 
 cdef inline double learning_rate(const Run* r) noexcept nogil:
@@ -240,7 +243,7 @@ cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
     cdef Py_ssize_t t, k, m = r.m
     cdef DenseSums ds
     cdef SparseSums ss
-    cdef double loss, squares, g2, eta, decay
+    cdef double loss, squares, g2, eta, decay, rows
     cdef Py_ssize_t misclassified, clipped, above
     cdef double* floats
     cdef int64_t* counts
@@ -250,19 +253,20 @@ cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
             k = -1
             g2 = dot(r.gradient, r.gradient, r.d + 1)
             loss, squares, above = ds.loss_sum, ds.squared_norm_sum, ds.above_scale
-            misclassified, clipped = ds.misclassified, ds.clipped
+            misclassified, clipped, rows = ds.misclassified, ds.clipped, ds.row_squared_norm_sum
         else:
             k = sparse_sums(r, t, &ss)
             g2 = squared_norm(r.gradient, (r.d if k < 0 else k) + 1)
             loss, squares, above = ss.loss_sum, ss.squared_norm_sum, ss.above_scale
-            misclassified, clipped = ss.misclassified, ss.clipped
+            misclassified, clipped, rows = ss.misclassified, ss.clipped, ss.row_squared_norm_sum
+        r.last_columns = k
         if not r.statistics:
-            squares = NAN
+            squares = rows = NAN
         eta = learning_rate(r)
         decay = 1.0 if r.forget == 1.0 else pow(r.forget, <double>m)
-        floats, counts = r.step_floats + 4 * t, r.step_counts + 3 * t
-        floats[0], floats[1], floats[2], floats[3] = loss, eta, squares, g2
-        counts[0], counts[1] = misclassified, clipped
+        floats, counts = r.step_floats + N_FLOATS * t, r.step_counts + N_COUNTS * t
+        floats[0], floats[1], floats[2], floats[3], floats[4] = loss, eta, squares, g2, rows
+        counts[0], counts[1], counts[3] = misclassified, clipped, above
         if not step(r, k, eta, decay):
             counts[2] = 1
             continue
@@ -280,7 +284,7 @@ cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
 def learn_steps(
     X, indptr, indices, values, Py_ssize_t n_features, y, sample_weight,
     Py_ssize_t batch_size, Py_ssize_t n_steps, theta, accumulator, stats, settings,
-    state, column_workspace, row_workspace,
+    state, column_workspace, row_workspace, bint last_gradient=False,
 ):
     """n = ``n_steps`` steps of m = ``batch_size`` consecutive rows each (see the module
     docstring); θ, A and ``stats`` are updated in place.
@@ -304,15 +308,18 @@ def learn_steps(
     column_workspace, row_workspace : int64 ndarrays of shape (d,), or None (dense rows)
         The model's sparse-set scratch (any content); ``column_workspace`` None: no column
         mode (an L1 term).
+    last_gradient : bool
+        Also return the last step's Σ g_i (and its columns in column mode).
 
     Returns
     -------
-    (state after, per-step floats (n, 4): Σℓ_i, η, Σ‖g_i‖², ‖Σ g_i‖²; per-step counts
-    (n, 3): misclassified, clipped, skipped)
+    (state after, per-step floats (n, 5): Σℓ_i, η, Σ‖g_i‖², ‖Σ g_i‖², Σ s_i‖v_i‖²;
+    per-step counts (n, 4): misclassified, clipped, skipped, #{‖v_i‖ > s}; the last step's
+    (columns or None, Σ g_i) or None)
     """
     cdef Run r
     cdef Py_ssize_t d = n_features, m = batch_size, n = n_steps * batch_size
-    cdef Py_ssize_t t, nnz, widest = 0, width
+    cdef Py_ssize_t t, k, start, nnz, widest = 0, width
     memset(&r, 0, sizeof(Run))
     r.m, r.d = m, d
     (r.eta0, r.inverse_scaling, r.decay, r.power, r.mean, r.l1, r.epsilon, r.forget,
@@ -357,13 +364,19 @@ def learn_steps(
     r.gradient = doubles(work, 3 * (width + 1), "")
     r.values_out = r.gradient + width + 1
     r.accumulated_out = r.values_out + width + 1
-    step_floats = np.empty((n_steps, 4))
-    step_counts = np.empty((n_steps, 3), dtype=np.int64)
-    r.step_floats = doubles(step_floats, 4 * n_steps, "")
-    r.step_counts = int64s(step_counts, 3 * n_steps, "")
+    step_floats = np.empty((n_steps, N_FLOATS))
+    step_counts = np.empty((n_steps, N_COUNTS), dtype=np.int64)
+    r.step_floats = doubles(step_floats, N_FLOATS * n_steps, "")
+    r.step_counts = int64s(step_counts, N_COUNTS * n_steps, "")
     load_noise(&r.noise, stats)
     with nogil:
         run_steps(&r, n_steps)
     store_noise(&r.noise, stats)
     state = (r.n_updates, r.n_samples_seen, r.row_scale, r.accumulated_samples)
-    return state, step_floats, step_counts
+    last = None
+    if last_gradient and n_steps:
+        k = r.last_columns
+        gradient = work[: (d if k < 0 else k) + 1]  # a view: the scratch is this call's
+        start = m + 1 + 4 * widest  # r.columns in ``ints``
+        last = (None, gradient) if k < 0 else (ints[start : start + k].copy(), gradient)
+    return state, step_floats, step_counts, last

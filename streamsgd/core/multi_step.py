@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,14 +30,16 @@ from numpy.typing import NDArray
 from . import _multi_step
 from .batch_sums import BatchSums
 from .deferred import settle
-from .model import OnlineLogisticRegression
 from .sparse import SparseRows
 from .step import BatchStats
-from .types import FloatArray
+from .types import FloatArray, IndexArray
 from .validation import Features, check_batch
 
-_LOSS, _ETA, _SQUARES, _GRADIENT = 0, 1, 2, 3
-_MISCLASSIFIED, _CLIPPED, _SKIPPED = 0, 1, 2
+if TYPE_CHECKING:  # the model calls this module for its own compiled steps
+    from .model import OnlineLogisticRegression
+
+_LOSS, _ETA, _SQUARES, _GRADIENT, _ROWS = 0, 1, 2, 3, 4
+_MISCLASSIFIED, _CLIPPED, _SKIPPED, _ABOVE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,12 @@ class BatchesStats:
     ----------
     batch_size : int
         m.
-    floats : ndarray of shape (n, 4)
-        Per step: Σ ℓ_i (pre-step losses), η, Σ‖g_i‖² (NaN without statistics), ‖Σ g_i‖².
-    counts : int ndarray of shape (n, 3)
-        Per step: misclassified, clipped, skipped (1: not applied, its samples not learned).
+    floats : ndarray of shape (n, 5)
+        Per step: Σ ℓ_i (pre-step losses), η, Σ‖g_i‖² (NaN without statistics), ‖Σ g_i‖²,
+        Σ s_i‖v_i‖² (NaN without statistics).
+    counts : int ndarray of shape (n, 4)
+        Per step: misclassified, clipped, skipped (1: not applied, its samples not learned),
+        #{‖v_i‖ > s}.
     fast_path : bool
         True for the compiled loop, False when the call ran ``learn_batch`` per batch.
     """
@@ -103,18 +108,25 @@ class BatchesStats:
     def n_misclassified(self) -> int:
         return int(self.counts[self.applied, _MISCLASSIFIED].sum())
 
-    def step(self, index: int) -> BatchStats:
-        """The :class:`BatchStats` of step ``index`` (its scalar sums; no gradient vector)."""
-        loss, eta, squares, gradient = self.floats[index].tolist()
-        misclassified, clipped, skipped = self.counts[index].tolist()
+    def step(
+        self, index: int, gradient: tuple[IndexArray | None, FloatArray] | None = None
+    ) -> BatchStats:
+        """The :class:`BatchStats` of step ``index``: its scalar sums, and Σ g_i (at its
+        columns) when ``gradient`` is given (else an empty vector)."""
+        loss, eta, squares, g2, rows = self.floats[index].tolist()
+        misclassified, clipped, skipped, above = self.counts[index].tolist()
+        columns, vector = (None, _NO_GRADIENT) if gradient is None else gradient
         sums = BatchSums(
             self.batch_size,
-            _NO_GRADIENT,
+            vector,
             squares,
             loss,
             misclassified,
-            n_clipped=clipped,
-            gradient_sum_squared_norm=gradient,
+            columns,
+            above,
+            clipped,
+            rows,
+            gradient_sum_squared_norm=g2,
         )
         return BatchStats(sums, eta, bool(skipped))
 
@@ -162,6 +174,29 @@ def learn_batches(
         raise ValueError(f"{len(y)} samples are not whole batches of {batch_size}")
     if not compiled(model, batch_size):
         return _per_batch(model, X, y, weights, batch_size)
+    stats, _ = _compiled_steps(model, X, y, weights, batch_size, last_gradient=False)
+    return stats
+
+
+def learn_one(
+    model: OnlineLogisticRegression, X: Features, y: FloatArray, sample_weight: FloatArray | None
+) -> BatchStats:
+    """``model.learn_batch`` of one validated batch by the compiled loop (when
+    :func:`compiled`): one call instead of a dozen Python steps."""
+    stats, last = _compiled_steps(model, X, y, sample_weight, len(y), last_gradient=True)
+    return stats.step(0, last)
+
+
+def _compiled_steps(
+    model: OnlineLogisticRegression,
+    X: Features,
+    y: FloatArray,
+    weights: FloatArray | None,
+    batch_size: int,
+    *,
+    last_gradient: bool,
+) -> tuple[BatchesStats, tuple[IndexArray | None, FloatArray] | None]:
+    """The compiled loop on validated whole batches (see :func:`learn_batches`)."""
     settle(model)
     if isinstance(X, SparseRows):
         dense, sparse = None, _canonical(X)
@@ -188,7 +223,7 @@ def learn_batches(
     )
     start = (model.n_updates, model.n_samples_seen, model.row_scale, optim.accumulated_samples)
     with model._lock:  # θ changes in place (readers in other threads take the lock)
-        state, floats, counts = _multi_step.learn_steps(
+        state, floats, counts, last = _multi_step.learn_steps(
             dense,
             None if sparse is None else sparse.indptr,
             None if sparse is None else sparse.indices,
@@ -205,9 +240,10 @@ def learn_batches(
             start,
             columns,
             rows,
+            last_gradient,
         )
     model.n_updates, model.n_samples_seen, model.row_scale, optim.accumulated_samples = state
-    return BatchesStats(batch_size, floats, counts, True)
+    return BatchesStats(batch_size, floats, counts, True), last
 
 
 def _canonical(X: SparseRows) -> SparseRows:
@@ -231,8 +267,8 @@ def _per_batch(
 ) -> BatchesStats:
     """One ``learn_batch`` per batch (the settings the compiled loop does not take)."""
     n = len(y) // m
-    floats = np.empty((n, 4))
-    counts = np.empty((n, 3), dtype=np.int64)
+    floats = np.empty((n, 5))
+    counts = np.empty((n, 4), dtype=np.int64)
     for t in range(n):
         rows = slice(t * m, (t + 1) * m)
         batch_X = X.slice_rows(t * m, (t + 1) * m) if isinstance(X, SparseRows) else X[rows]
@@ -245,6 +281,7 @@ def _per_batch(
             stats.learning_rate,
             sums.gradient_squared_norm_sum,
             math.nan if g2 is None else g2,
+            sums.row_squared_norm_sum,
         )
-        counts[t] = (sums.n_misclassified, sums.n_clipped, int(stats.skipped))
+        counts[t] = (sums.n_misclassified, sums.n_clipped, int(stats.skipped), sums.n_above_scale)
     return BatchesStats(m, floats, counts, False)

@@ -1,5 +1,7 @@
-"""Many minibatch steps in one compiled call (streamsgd/core/multi_step.py) take the same
-steps as one ``learn_batch`` per batch, for every option, dense and sparse.
+"""Many minibatch steps in one compiled call (streamsgd/core/multi_step.py), and
+``learn_batch`` (one such call), take the same steps as ``batch_sums`` + ``apply_step`` per
+batch (the path a replica takes, in Python between the kernels), for every option, dense
+and sparse.
 
 Bit-equality is right: both run the same compiled batch sums, step and statistics fold
 in the same order; the loop only removes the Python between them."""
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from streamsgd.core import _multi_step, row_scale, step
 from streamsgd.core.controller import NoiseController
-from streamsgd.core.model import OnlineLogisticRegression
+from streamsgd.core.model import BatchStats, OnlineLogisticRegression
 from streamsgd.core.multi_step import compiled, learn_batches
 from streamsgd.core.sparse import SparseRows
 from streamsgd.core.types import FloatArray
@@ -75,6 +77,29 @@ def _rows(X: Features, start: int, stop: int) -> Features:
     return X.slice_rows(start, stop) if isinstance(X, SparseRows) else X[start:stop]
 
 
+def _composed(
+    model: OnlineLogisticRegression, X: Features, y: FloatArray, w: FloatArray | None
+) -> BatchStats:
+    """One step as a replica takes it: the batch's sums, then the step (Python between)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = model.batch_sums(X, y, w)
+        eta, skipped = model.apply_step(sums)
+    return BatchStats(sums, eta, skipped)
+
+
+def _same_step(got: BatchStats, expected: BatchStats, key: str) -> None:
+    a, b = got.sums, expected.sums
+    assert got.skipped == expected.skipped, key
+    _same(
+        [got.learning_rate, a.loss_sum, a.n_misclassified, a.n_clipped, a.n_above_scale],
+        [expected.learning_rate, b.loss_sum, b.n_misclassified, b.n_clipped, b.n_above_scale],
+        key,
+    )
+    _same(a.gradient_squared_norm_sum, b.gradient_squared_norm_sum, f"{key} Σ‖g_i‖²")
+    _same(a.row_squared_norm_sum, b.row_squared_norm_sum, f"{key} Σ‖v_i‖²")
+    _same(got.gradient_norm, expected.gradient_norm, f"{key} ‖ḡ‖")
+
+
 OPTIONS = st.fixed_dictionaries(
     {
         "optimizer": st.sampled_from(["sgd", "adagrad"]),
@@ -121,6 +146,7 @@ def test_many_steps_in_one_call_equal_one_call_per_batch(
     params = options | {"standardize": standardize and not sparse}
     one_call = OnlineLogisticRegression(d, **params)
     per_batch = OnlineLogisticRegression(d, **params)
+    single = OnlineLogisticRegression(d, **params)  # learn_batch per batch
     # The compiled calls cut the stream at random whole batches, as polls do.
     cuts = sorted({0, n_steps, *rng.integers(1, n_steps, 3).tolist()})
     fast = []
@@ -130,27 +156,19 @@ def test_many_steps_in_one_call_equal_one_call_per_batch(
         fast.append(stats.fast_path)
         for k in range(stats.n_steps):
             t = lo + k
-            expected = per_batch.learn_batch(
+            batch = (
                 _rows(X, t * m, (t + 1) * m),
                 y[t * m : (t + 1) * m],
                 None if weights is None else weights[t * m : (t + 1) * m],
             )
-            got = stats.step(k)
-            assert got.skipped == expected.skipped
-            _same(
-                [got.learning_rate, got.sums.loss_sum, got.n_misclassified, got.n_clipped],
-                [
-                    expected.learning_rate,
-                    expected.sums.loss_sum,
-                    expected.n_misclassified,
-                    expected.n_clipped,
-                ],
-                f"step {t}",
-            )
-            if not expected.skipped:
-                _same(got.gradient_norm, expected.gradient_norm, f"step {t} ‖ḡ‖")
-                _same(got.gradient_variance, expected.gradient_variance, f"step {t} tr Σ̂")
+            expected = _composed(per_batch, *batch)
+            _same_step(stats.step(k), expected, f"step {t}")
+            alone = single.learn_batch(*batch)
+            _same_step(alone, expected, f"learn_batch {t}")
+            _same(alone.sums.gradient_sum, expected.sums.gradient_sum, f"{t} Σ g_i")
+            _same(alone.sums.gradient_columns, expected.sums.gradient_columns, f"{t} columns")
     _same(one_call.get_state(), per_batch.get_state())
+    _same(single.get_state(), per_batch.get_state())
     assert all(fast) == compiled(one_call, m)
 
 
@@ -166,7 +184,7 @@ def test_the_loop_covers_alarms_skips_and_clipping() -> None:
     per_batch = OnlineLogisticRegression(d, **params)
     stats = learn_batches(one_call, X, y, None, m)
     for t in range(len(y) // m):
-        per_batch.learn_batch(_rows(X, t * m, (t + 1) * m), y[t * m : (t + 1) * m])
+        _composed(per_batch, _rows(X, t * m, (t + 1) * m), y[t * m : (t + 1) * m], None)
     assert stats.fast_path and stats.n_steps_skipped >= 1 and stats.n_clipped >= 1
     assert one_call.gradient_stats.change.n_changes >= 1
     _same(one_call.get_state(), per_batch.get_state())
