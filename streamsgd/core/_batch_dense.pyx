@@ -159,7 +159,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
             x[k] = b.X + (i + k) * d
             v[k] = standardised(b, x[k], s.row + k * d) if b.mean != NULL else x[k]
         if nb == 4 and b.norms:
-            dot4_and_squares(v, b.theta, d, z, q)
+            # The next block's raw rows (contiguous in X) are fetched meanwhile.
+            dot4_and_squares(v, b.theta, d, z, q, b.X + (i + 4) * d if i + 8 <= b.m else NULL)
         else:
             for k in range(nb):
                 z[k] = dot_and_squares(v[k], b.theta, d, &q[k]) if b.norms else dot(v[k], b.theta, d)
