@@ -152,9 +152,11 @@ class LocalStepper:
                     due = len(buffer) // block * block
                 self.learn_block(due)
             return
-        if run.model.controller is None:  # a fixed m: every full minibatch in one call
-            if len(buffer) >= m:
-                self.learn_batches(len(buffer) // m * m)
+        if run.model.controller is None:  # a fixed m: many minibatches per call
+            while len(buffer) >= m:
+                # The first chunk's whole batches (its rows as they are: concatenating
+                # chunks copied every row), or the one batch that spans two chunks.
+                self.learn_batches(buffer.head_samples // m * m or m)
             return
         while len(buffer) >= (m := run.batch_size):  # m may change at every step
             self.learn(m)
