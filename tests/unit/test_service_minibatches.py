@@ -99,7 +99,7 @@ def test_restarts_from_mid_stream_checkpoints_are_bit_identical(
     straight = _service(params, MemorySource(records, per_poll=301))
     straight.run()
     store = DirectoryCheckpointStore(tmp_path)
-    for fail_after, per_poll in ((2, 411), (5, 97), (9, 233)):
+    for fail_after, per_poll in ((2, 411), (5, 97), (4, 233)):
         crashing = _service(
             params,
             MemorySource(records, per_poll=per_poll, fail_after_polls=fail_after),
