@@ -389,6 +389,9 @@ cdef struct Features:
     uint64_t* keys        # (bucket << 32) | position, per feature
     uint64_t* key_hashes  # hash of the key alone, to find duplicate keys
     double* values        # per feature, in record order
+    uint64_t* staged      # the keys in the last row's sorted order, to be sorted
+    uint32_t* order       # the positions of the last row emitted, in its sorted order
+    Py_ssize_t order_n    # and their number (-1: none)
     Py_ssize_t n
     Py_ssize_t capacity
 
@@ -406,7 +409,9 @@ cdef int _grow_features(Features* f) noexcept nogil:
     cdef Py_ssize_t capacity = 64 if f.capacity == 0 else 2 * f.capacity
     if (_resize(<void**>&f.keys, capacity, sizeof(uint64_t)) != OK
             or _resize(<void**>&f.key_hashes, capacity, sizeof(uint64_t)) != OK
-            or _resize(<void**>&f.values, capacity, sizeof(double)) != OK):
+            or _resize(<void**>&f.values, capacity, sizeof(double)) != OK
+            or _resize(<void**>&f.staged, capacity, sizeof(uint64_t)) != OK
+            or _resize(<void**>&f.order, capacity, sizeof(uint32_t)) != OK):
         return DECLINE
     f.capacity = capacity
     return OK
@@ -625,22 +630,33 @@ cdef int _features(Cursor* c, Features* f, uint32_t mask) noexcept:
 
 cdef enum:
     KEY_SLOTS = 1024  # a power of two, over twice the keys a record checks this way
+    LAST_KEYS = 512   # KEY_SLOTS // 2
 
 
 cdef struct KeySet:
     uint32_t[KEY_SLOTS] stamp   # the record that filled the slot (0: none yet)
     uint32_t[KEY_SLOTS] key     # its key hash
     uint32_t current
+    uint64_t[LAST_KEYS] last  # the key hashes of the last record found distinct
+    Py_ssize_t last_n              # their number
 
 
 cdef int _distinct_keys(Features* f, KeySet* seen) noexcept nogil:
     """DECLINE when two keys may be equal (equal hashes): a JSON object with a repeated key
     keeps its last value at its first place in Python, which is the decoder's business.
-    O(n) with a set whose slots are stamped with the record, so that it is never cleared."""
+    O(n) with a set whose slots are stamped with the record, so that it is never cleared;
+    a record whose key hashes are those of the last record found distinct, in the same
+    order (a stream's records mostly repeat their keys), is distinct too."""
     cdef Py_ssize_t k
     cdef uint32_t h, slot
     if f.n < 2:
         return OK
+    if f.n == seen.last_n:
+        k = 0
+        while k < f.n and f.key_hashes[k] == seen.last[k]:
+            k += 1
+        if k == f.n:
+            return OK
     if f.n > KEY_SLOTS // 2:  # a record of many features: sort the hashes instead
         _sort(f.key_hashes, f.n)
         for k in range(1, f.n):
@@ -660,23 +676,42 @@ cdef int _distinct_keys(Features* f, KeySet* seen) noexcept nogil:
             slot = (slot + 1) & (KEY_SLOTS - 1)
         seen.stamp[slot] = seen.current
         seen.key[slot] = h
+    memcpy(seen.last, f.key_hashes, f.n * sizeof(uint64_t))
+    seen.last_n = f.n
+    return OK
+
+
+cdef int _reserve(Growing* out, Py_ssize_t capacity) noexcept nogil:
+    if (_resize(<void**>&out.indices, capacity, sizeof(int64_t)) != OK
+            or _resize(<void**>&out.values, capacity, sizeof(double)) != OK):
+        return DECLINE
+    out.capacity = capacity
     return OK
 
 
 cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
-    """The row's sorted, distinct buckets and their sums (record order within a bucket)."""
-    cdef Py_ssize_t k, capacity
+    """The row's sorted, distinct buckets and their sums (record order within a bucket).
+
+    The keys — (bucket << 32) | position, all distinct — are sorted starting from the order
+    of the last row when this row has as many features: records of one stream mostly
+    repeat their keys, so that order is nearly sorted already and the insertion sort has
+    little to move. The sorted result is the same from any start."""
+    cdef Py_ssize_t k
     cdef uint64_t bucket, previous = <uint64_t>(-1)
+    cdef uint64_t* keys = f.keys
     cdef double total = 0.0
-    if out.size + f.n > out.capacity:
-        capacity = 2 * out.capacity + f.n
-        if (_resize(<void**>&out.indices, capacity, sizeof(int64_t)) != OK
-                or _resize(<void**>&out.values, capacity, sizeof(double)) != OK):
-            return DECLINE
-        out.capacity = capacity
-    _sort(f.keys, f.n)  # by bucket, then by position: a stable order within a bucket
+    if out.size + f.n > out.capacity and _reserve(out, 2 * out.capacity + f.n) != OK:
+        return DECLINE
+    if f.n == f.order_n:
+        keys = f.staged
+        for k in range(f.n):
+            keys[k] = f.keys[f.order[k]]
+    _sort(keys, f.n)  # by bucket, then by position: a stable order within a bucket
     for k in range(f.n):
-        bucket = f.keys[k] >> 32
+        f.order[k] = <uint32_t>(keys[k] & <uint64_t>0xFFFFFFFFU)
+    f.order_n = f.n
+    for k in range(f.n):
+        bucket = keys[k] >> 32
         if bucket != previous:
             if k:
                 out.values[out.size - 1] = total
@@ -684,7 +719,7 @@ cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
             out.size += 1
             previous = bucket
             total = 0.0
-        total = total + f.values[f.keys[k] & <uint64_t>0xFFFFFFFFU]
+        total = total + f.values[keys[k] & <uint64_t>0xFFFFFFFFU]
     if f.n:
         out.values[out.size - 1] = total
     return OK
@@ -905,6 +940,9 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
     f.keys = NULL
     f.key_hashes = NULL
     f.values = NULL
+    f.staged = NULL
+    f.order = NULL
+    f.order_n = -1
     f.n = 0
     f.capacity = 0
     out.indices = NULL
@@ -927,6 +965,8 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
             c.i = 0
             if _record(&c, &f, seen, max_weight, mask, &label, &weight, &has_weight) != OK:
                 continue
+            if out.capacity == 0 and _reserve(&out, min((f.n + 1) * (n - i), 1 << 20)) != OK:
+                raise MemoryError()  # room for the rest, if they are like the first
             if _emit_row(&f, &out) != OK:
                 raise MemoryError()
             accepted[i] = 1
@@ -946,6 +986,8 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
         free(f.keys)
         free(f.key_hashes)
         free(f.values)
+        free(f.staged)
+        free(f.order)
         free(out.indices)
         free(out.values)
     return (
