@@ -436,9 +436,10 @@ cdef struct CachedKey:
 
 
 # The keys seen last, each with its MurmurHash3, so that a key repeated in every record is
-# hashed once. One direct-mapped table for the module: every call holds the GIL from start
-# to end (no nogil section), so no two parses use it at once. An entry maps exact bytes to
-# their hash, so it can only be right or missing; a miss hashes and replaces the slot.
+# hashed once. One direct-mapped table for the module: only _parse's record loop uses it,
+# and that loop holds the GIL and runs no Python code (no nogil section, no call that could
+# switch threads), so no two parses use it at once. An entry maps exact bytes to their
+# hash, so it can only be right or missing; a miss hashes and replaces the slot.
 cdef CachedKey[CACHE_SLOTS] _key_cache
 
 
