@@ -14,6 +14,7 @@ from .options import (
     BLOCK,
     BOOLEAN,
     HASH_BITS,
+    LATENCY_SECONDS,
     NON_NEGATIVE_FLOAT,
     OPEN_UNIT,
     POSITIVE_FLOAT,
@@ -54,6 +55,14 @@ class MinibatchConfig(Section):
         0.9,
         "with --batch-size auto: theta of the norm test, target m = B (1 - theta^2) / theta^2",
         OPEN_UNIT,
+    )
+
+    max_batch_latency_seconds: float = option(
+        1.0,
+        "with --batch-size auto: the latency budget of one minibatch; m is the smallest "
+        "power of two that keeps up with the stream (for a file: with the step's fixed "
+        "cost), at most what a modelled step, and the wait for m records, fit in",
+        LATENCY_SECONDS,
     )
 
     def __post_init__(self) -> None:

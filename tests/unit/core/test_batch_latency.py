@@ -1,0 +1,102 @@
+"""m for what it buys (issue 19, item 1): throughput and latency bound m under ``auto``, from
+a fixed cost model, so that a stationary stream read from a file no longer grows m with n."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from streamsgd.cli.evaluate import validation
+from streamsgd.codec import DecodedRun
+from streamsgd.config import ConfigError, train_config
+from streamsgd.core.batch_latency import (
+    STEP_COST_SECONDS,
+    latency_batch_size,
+    sample_cost_seconds,
+    throughput_batch_size,
+)
+from streamsgd.core.controller import NoiseController
+
+C0, C1 = 1e-4, 1e-6  # a step's fixed cost and its cost per sample (seconds)
+
+
+def test_the_smallest_power_of_two_that_keeps_up_with_the_arrival_rate() -> None:
+    # c(m)/m ≤ 1/λ: at λ = 1e5/s, (1e-4 + 1e-6 m)/m ≤ 1e-5 needs m ≥ 11.1: 16.
+    assert throughput_batch_size(1e5, C0, C1, 8, 4096) == 16
+    assert throughput_batch_size(1e3, C0, C1, 8, 4096) == 8  # m_min keeps up already
+    # Faster than half the kernel's rate, and a backlog (no rate): the knee c₀/m ≤ c₁.
+    assert throughput_batch_size(1e7, C0, C1, 8, 4096) == 128
+    assert throughput_batch_size(math.nan, C0, C1, 8, 4096) == 128
+
+
+def test_the_latency_budget_caps_the_step_time_and_the_wait_for_m_records() -> None:
+    # A backlog: c₀ + c₁ m ≤ L only.
+    assert latency_batch_size(math.nan, C0, C1, 1e-4 + 64e-6, 8, 4096) == 64
+    assert latency_batch_size(math.nan, C0, C1, 1.0, 8, 4096) == 4096
+    # A stream of 1,000 records/s: m/λ ≤ 0.1 s allows 100, so 64.
+    assert latency_batch_size(1e3, C0, C1, 0.1, 8, 4096) == 64
+    # A budget nothing fits in still leaves m_min (two samples are needed for statistics).
+    assert latency_batch_size(10.0, C0, C1, 0.1, 8, 4096) == 8
+
+
+def test_a_known_arrival_rate_sets_m_under_adagrad() -> None:
+    controller = NoiseController(step_cost_seconds=C0, sample_cost_seconds=C1)
+    controller._adaptive_steps = True
+    controller.arrival_rate = 1e5
+    assert controller.batch_size_bounds() == (16, 16)  # keep up, and nothing more
+    controller.arrival_rate = math.nan
+    assert controller.batch_size_bounds() == (8, 128)  # a backlog: up to the knee
+    controller._adaptive_steps = False  # plain SGD with the gain: the norm test may go on
+    assert controller.batch_size_bounds() == (8, 4096)
+
+
+def test_the_latency_budget_is_an_option_with_one_line_errors() -> None:
+    config = train_config(source="file", path="x", n_features=3, max_batch_latency_seconds=0.25)
+    assert config.minibatch.max_batch_latency_seconds == 0.25
+    for bad in (0.0, -1.0, 3601.0, math.nan):
+        with pytest.raises(ConfigError, match=r"max[_-]batch[_-]latency"):
+            train_config(source="file", path="x", n_features=3, max_batch_latency_seconds=bad)
+    with pytest.raises(ValueError, match="max_batch_latency_seconds"):
+        NoiseController(max_batch_latency_seconds=0.0)
+
+
+def _batch_sizes(options: dict[str, object], n: int, at: tuple[int, ...]) -> dict[int, int]:
+    """m after ``at`` samples of a stationary d = 20 stream (‖w*‖ = 2) read as a file, run
+    through the runner of ``streamsgd evaluate``; drawn in chunks (no 1e6 × 20 array)."""
+    d, chunk = 20, 4096
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=d)
+    w *= 2.0 / np.linalg.norm(w)
+    config = train_config(source="file", path="(memory)", n_features=d, **options)
+    runner = validation(config)
+    seen = {}
+    for lo in range(0, n, chunk):
+        X = rng.normal(size=(chunk, d))
+        y = (rng.random(chunk) < 1.0 / (1.0 + np.exp(-X @ w))).astype(np.float64)
+        runner.feed([DecodedRun("s", lo, X, y, None, False)])
+        for k in at:
+            if lo < k <= lo + chunk:
+                assert runner.model.controller is not None
+                seen[k] = runner.model.controller.batch_size
+    return seen
+
+
+def test_m_on_a_stationary_file_stream_stops_at_the_knee_of_the_cost_model() -> None:
+    """Before, the norm test under AdaGrad doubled m after every doubling (B ∝ √n): 2,048 or
+    more at 1 M samples. Now m stops where the modelled step cost stops buying throughput."""
+    auto = {"batch_size": "auto", "learning_rate": "auto"}
+    knee = throughput_batch_size(
+        math.nan, STEP_COST_SECONDS, sample_cost_seconds(20, False), 8, 4096
+    )
+    assert knee == 1024
+    sizes = _batch_sizes(auto, 1_000_000, (500_000, 1_000_000))
+    assert sizes == {500_000: knee, 1_000_000: knee}
+
+
+def test_a_tight_latency_budget_bounds_m_from_the_start() -> None:
+    # c₀ + c₁ m ≤ 1.2e-4 s at d = 20 allows m = 128 of the cost model.
+    options = {"batch_size": "auto", "learning_rate": "auto", "max_batch_latency_seconds": 1.2e-4}
+    sizes = _batch_sizes(options, 300_000, (100_000, 200_000, 300_000))
+    assert sizes == {100_000: 128, 200_000: 128, 300_000: 128}
