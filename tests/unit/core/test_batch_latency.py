@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
+from streamsgd.cli.build import build_service
 from streamsgd.cli.evaluate import validation
 from streamsgd.codec import DecodedRun
 from streamsgd.config import ConfigError, train_config
@@ -100,3 +102,38 @@ def test_a_tight_latency_budget_bounds_m_from_the_start() -> None:
     options = {"batch_size": "auto", "learning_rate": "auto", "max_batch_latency_seconds": 1.2e-4}
     sizes = _batch_sizes(options, 300_000, (100_000, 200_000, 300_000))
     assert sizes == {100_000: 128, 200_000: 128, 300_000: 128}
+
+
+def _effective_rate(settings: dict[str, object]) -> tuple[float, object]:
+    config = train_config(
+        source="synthetic", n_features=8, progress="never", log_interval_seconds=0, **settings
+    )
+    service, resources = build_service(config)
+    try:
+        service.run()
+    finally:
+        resources.close()
+    assert resources.registry is not None
+    for line in generate_latest(resources.registry).decode().splitlines():
+        if line.startswith("streamsgd_effective_learning_rate "):
+            return float(line.split()[1]), service
+    raise AssertionError("streamsgd_effective_learning_rate is not exported")
+
+
+def test_the_effective_rate_on_the_mean_gradient_is_exported() -> None:
+    """Under auto (AdaGrad on the summed gradient) the rate on ḡ is η·m/√A_j, median over
+    coordinates: it moves with m while η stays 0.1. Plain SGD on the mean: η itself."""
+    auto = {"batch_size": "auto", "learning_rate": "auto", "seed": 3, "max_samples": 40_000}
+    exported, service = _effective_rate(auto)
+    model = service.model
+    controller, accumulator = model.controller, model.optim.accumulator
+    assert controller is not None and accumulator is not None
+    m = model.gradient_stats.window_batch_size  # the last step's m
+    expected = np.median(
+        controller.learning_rate * m / (np.sqrt(accumulator) + model.optim.epsilon)
+    )
+    # The same formula evaluated in the same order: equal to round-off.
+    assert exported == pytest.approx(float(expected), rel=1e-12)
+    assert 0.0 < exported < math.inf
+    sgd, _ = _effective_rate({"batch_size": 32, "learning_rate": 0.05, "max_samples": 3200})
+    assert sgd == 0.05
