@@ -30,9 +30,10 @@ from .options import (
 @dataclass(frozen=True, kw_only=True)
 class MinibatchConfig(Section):
     batch_size: int | str = option(
-        32,
-        "minibatch size m; auto = chosen by the norm test from the measured gradient noise "
-        "(between --min-batch-size and --max-batch-size)",
+        AUTO,
+        "minibatch size m; auto = chosen for throughput and the latency budget, by the norm "
+        "test while the gradient dominates (between --min-batch-size and --max-batch-size); "
+        "a number fixes m (32 with --learning-rate 0.1: the fixed-step experiment)",
         BATCH_OR_AUTO,
     )
     online_block_size: int = option(
@@ -86,8 +87,10 @@ class ModelConfig(Section):
     )
     hash_bits: int | None = option(None, "hash named features into 2^B dimensions", HASH_BITS)
     learning_rate: float | str = option(
-        0.1,
-        "learning rate eta0; auto = chosen from the curvature bound, with the AdaScale gain",
+        AUTO,
+        "learning rate eta0; auto = AdaGrad at eta0 0.1 on the summed gradient (with "
+        "--optimizer auto; with --optimizer sgd: from the curvature bound, with the AdaScale "
+        "gain); a number fixes eta0 (plain SGD under --optimizer auto)",
         POSITIVE_FLOAT_OR_AUTO,
     )
     learning_rate_schedule: str = option(

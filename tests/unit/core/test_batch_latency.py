@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
-from streamsgd.cli.build import build_service
+from streamsgd.cli.build import build_model, build_service
 from streamsgd.cli.evaluate import validation
+from streamsgd.cli.main import parse
+from streamsgd.cli.train import config_from_args
 from streamsgd.codec import DecodedRun
 from streamsgd.config import ConfigError, train_config
 from streamsgd.core.batch_latency import (
@@ -137,3 +139,26 @@ def test_the_effective_rate_on_the_mean_gradient_is_exported() -> None:
     assert 0.0 < exported < math.inf
     sgd, _ = _effective_rate({"batch_size": 32, "learning_rate": 0.05, "max_samples": 3200})
     assert sgd == 0.05
+
+
+def test_auto_is_the_default_of_train_and_evaluate() -> None:
+    """Issue 19, item 7: with no flag, both commands run the controller (AdaGrad on the summed
+    gradient, m chosen); a fixed m and η is one flag pair away and has no controller."""
+    for command in (
+        ["train"],
+        ["evaluate", "--source", "file", "--path", "x", "--n-features", "3"],
+    ):
+        config = config_from_args(parse(command))
+        assert (config.minibatch.batch_size, config.model.learning_rate) == ("auto", "auto")
+        model = build_model(config)
+        assert model.controller is not None and model.optimizer == "adagrad"
+        assert model.controller.adaptive_batch_size and model.controller.adaptive_learning_rate
+    fixed = build_model(
+        config_from_args(parse(["train", *"--batch-size 32 --learning-rate 0.1".split()]))
+    )
+    assert fixed.controller is None and fixed.optimizer == "sgd" and fixed.learning_rate == 0.1
+    # m = 1 under the default learning rate: AdaGrad at η₀ = 0.1, no controller (it needs m >= 2).
+    online = build_model(config_from_args(parse(["train", "--batch-size", "1"])))
+    assert (
+        online.controller is None and online.optimizer == "adagrad" and online.learning_rate == 0.1
+    )
