@@ -92,7 +92,8 @@ def m_by_samples(options: dict[str, Any], X: np.ndarray, y: np.ndarray) -> dict[
         runner.feed([DecodedRun("bench", lo, X[lo:hi], y[lo:hi], None, False)])
         for n in CHECKPOINTS:
             if lo < n <= hi:
-                seen[n] = runner.model.controller.batch_size if runner.model.controller else 0
+                controller = runner.model.controller
+                seen[n] = controller.batch_size if controller else int(options["batch_size"])
     result = runner.finish()
     last = len(y) // 10
     loss = float(np.mean(log_loss(result.scores, result.labels)[-last:]))
