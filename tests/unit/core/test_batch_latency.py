@@ -162,3 +162,19 @@ def test_auto_is_the_default_of_train_and_evaluate() -> None:
     assert (
         online.controller is None and online.optimizer == "adagrad" and online.learning_rate == 0.1
     )
+
+
+def test_a_restart_adopts_the_configured_budget_and_keeps_the_controllers_state() -> None:
+    stored = NoiseController(batch_size=64, progress=12.0)
+    configured = NoiseController(max_batch_latency_seconds=0.5, sample_cost_seconds=2e-6)
+    resumed = NoiseController.resume(configured, stored)
+    assert resumed is stored and (resumed.batch_size, resumed.progress) == (64, 12.0)
+    assert resumed.max_batch_latency_seconds == 0.5 and resumed.sample_cost_seconds == 2e-6
+    # A state written before the budget existed loads with the defaults and a backlog.
+    old = stored.get_state()
+    for key in ("max_batch_latency_seconds", "step_cost_seconds", "sample_cost_seconds"):
+        del old[key]
+    del old["arrival_rate"]
+    loaded = NoiseController.from_state(old)
+    assert loaded.max_batch_latency_seconds == 1.0 and math.isnan(loaded.arrival_rate)
+    assert loaded.sample_cost_seconds == sample_cost_seconds(20, False)
