@@ -146,6 +146,11 @@ class PrometheusSensor(Sensor):
         self.batch_loss = g("streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch.")
         self.batch_size = g("streamsgd_batch_size", "Samples in the last minibatch (m).")
         self.learning_rate = g("streamsgd_learning_rate", "Learning rate of the last step.")
+        self.effective_learning_rate = g(
+            "streamsgd_effective_learning_rate",
+            "Rate of the last step on the mean gradient: median over coordinates of "
+            "eta m / sqrt(A_j) (AdaGrad on the sum), eta without AdaGrad on the mean.",
+        )
         self.last_update_timestamp_seconds = g(
             "streamsgd_last_update_timestamp_seconds", "Unix time of the last applied step."
         )
@@ -214,6 +219,7 @@ class PrometheusSensor(Sensor):
         self._model_gauges = ModelGauges()
         self.model_weight_norm.set_function(self._model_gauges.weight_norm)
         self.model_healthy.set_function(self._model_gauges.healthy)
+        self.effective_learning_rate.set_function(self._model_gauges.effective_learning_rate)
 
     def _init_checkpoints(self) -> None:
         c = self._counter
@@ -341,12 +347,14 @@ class PrometheusSensor(Sensor):
             self.batch_loss.set(_finite(stats.loss))
             self.batch_size.set(stats.n_samples)
             self.learning_rate.set(_finite(stats.learning_rate))
+            self._model_gauges.step(stats.n_samples, stats.learning_rate)
             self.gradient_norm.set(_finite(stats.gradient_norm))
         sequence = self._last_sequence
         if sequence is not None:
             self.batch_loss.set(_finite(float(sequence.losses[-1])))
             self.batch_size.set(1)
             self.learning_rate.set(_finite(sequence.learning_rate))
+            self._model_gauges.step(1, sequence.learning_rate)
             # No per-step gradient is kept on this path: the smoothed ‖g‖ stands in.
             self.gradient_norm.set(_finite(math.sqrt(model.gradient_stats.mean_squared_norm)))
         self._last_stats = None
