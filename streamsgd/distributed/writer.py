@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training.ports import CheckpointError, Fence, ManifestLog
+from ..training.ports import Fence, ManifestLog
 from ..training.stepper import Run
 from .agreement import ReplicaAgreement
 from .collective import Collective, ReplicaStop
@@ -137,7 +137,9 @@ class CheckpointWriter:
         or (STOP, the one-line reason)."""
         try:
             self.open_store()
-        except CheckpointError as exc:  # locked (or the directory away): asked again
+        # Locked (the CLI's opener reports it as a usage error), or the directory away for a
+        # moment: asked again until the deadline.
+        except Exception as exc:
             if time.monotonic() >= deadline:
                 after = " (after waiting for the former rank 0 to stop)" if waited else ""
                 return STOP, f"{exc}{after}"
@@ -145,8 +147,6 @@ class CheckpointWriter:
                 log.warning("%s: waiting for the former rank 0 to stop", exc)
             time.sleep(LOCK_RETRY_SECONDS)  # the others wait in the broadcast meanwhile
             return WAIT, None
-        except Exception as exc:  # the generation not claimed (OSError): every member stops
-            return STOP, f"cannot become the checkpoint's writer: {exc}"
         mine = None if self.fence is None else self.fence.mine
         return OPEN, self.replica.generation if mine is None else mine
 
