@@ -80,9 +80,12 @@ class CheckpointWriter:
 
     # ------------------------------------------------------------------ lock and generation
     def open_store(self) -> None:
-        """Become the checkpoint's writer: its lock, and a generation above the lineage's."""
-        if self.run.checkpointer.open() and self.fence is not None:
-            generation = self.fence.claim(self.replica.generation)
+        """Become the checkpoint's writer: its lock, and a generation above the lineage's
+        (claimed again at the next call if the claim failed: never a writer without one)."""
+        checkpointer, fence = self.run.checkpointer, self.fence
+        opened = checkpointer.open()
+        if fence is not None and checkpointer.store is not None and (opened or fence.mine is None):
+            generation = fence.claim(self.replica.generation)
             log.info("checkpoint writer of generation %d", generation)
 
     def hold_lease(self) -> bool:

@@ -84,6 +84,18 @@ def test_a_lock_held_past_the_wait_stops_every_replica(tmp_path: Path) -> None:
     holder.close()
 
 
+def test_a_writer_never_goes_on_without_a_generation(tmp_path: Path) -> None:
+    """The lock is free but the generation cannot be claimed for 1.5 s (``generations`` is
+    a file): the new rank 0 keeps the lock, claims again, and goes on with a generation."""
+    blocker = tmp_path / "generations"
+    blocker.write_text("not a directory")
+    threading.Timer(1.5, blocker.unlink).start()
+    writer = _writer(tmp_path, wait_seconds=60.0)
+    writer.establish(takeover=True)
+    assert writer.replica.generation == 1 == writer.fence.mine
+    writer.run.checkpointer.close_opened()
+
+
 def test_generations_follow_the_lineage_across_directories(tmp_path: Path) -> None:
     """Host a's directory reached generation 2; a writer taking over on host b's own disk
     claims above the lineage's, so host b's directory is the newer one."""
