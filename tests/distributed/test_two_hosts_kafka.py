@@ -94,8 +94,9 @@ def test_a_cut_link_leaves_one_lineage_and_an_exact_restart(
             jobs.append(stale)
             watch.job = stale
             assert stale.wait_exit() != 0 and BEHIND_LINE in stale.log_text(), stale.diagnostics()
-            # Rank 0 where the lineage went on. (`--host b:2,a:1` fails in MPI_Init, "num local
-            # peers": Open MPI 5.0.11 with the launcher's daemons in the other order.)
+            # Rank 0 where the lineage went on, every rank on host b. (`--host b:2,a:1` failed
+            # in MPI_Init on Open MPI 5.0.11: "num local peers", then a crash in
+            # ompi_comm_start_detector.)
             placement = {b: 3}
         rank0_dir = disks.get(next(iter(placement)), checkpoint_dir)
         jobs.append(HostsJob(hosts, placement, options, tmp_path / "last.log", mpi_args))
@@ -122,7 +123,8 @@ def _cut_and_heal(
 ) -> None:
     """Cut the link once every replica has stepped and a checkpoint exists; wait until host
     a's minority has stopped (or stepped: failed below) and host b's majority has stopped or
-    stepped on; record which side stepped after the cut; heal; end the job."""
+    stepped on (then also committed offsets past the cut); record which side stepped after
+    the cut; heal; end the job."""
     a, b = hosts.names
     job.wait_for(
         lambda: (
