@@ -9,9 +9,10 @@ exchange (the ``durable`` slot), that the file is durable through a step. Whiche
 file: the file must hold the start entry and reach the step before its first held entry (``base``);
 entries past ``base`` (steps a former rank 0 wrote and the survivors rolled back) are dropped, and
 the held ones appended. A file that ends before ``base`` has a gap no replica can fill (another
-host's directory, a file removed): at a start the job stops with :class:`ManifestGap`; a
-new rank 0 after a takeover starts the file over at the agreed step instead (a base entry and
-the agreed state beside it, :mod:`streamsgd.distributed.membership`).
+host's directory, a file removed): the job stops with :class:`ManifestGap`. A new rank 0 whose
+directory never saw the lineage's writer (another host's disk) does not check the file: it
+starts it over at the agreed step (a base entry and the agreed state beside it,
+:mod:`streamsgd.distributed.writer`).
 """
 
 from __future__ import annotations

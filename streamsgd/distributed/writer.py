@@ -20,17 +20,19 @@ directory: when another host's is higher than rank 0's, rank 0's checkpoint is a
 lineage and every member stops (``BehindLineage``) before anything is read or committed.
 
 **A takeover on a host without the lineage's manifest starts it over.** A new rank 0 whose
-own directory lacks steps the replicas no longer hold (each host its own disk) writes the
-agreed state — identical on every survivor — as a checkpoint and as the base of a new
-manifest file (:meth:`~streamsgd.checkpoint.manifest_file.ManifestFile.rebase`); a replay
-starts from that base. At a start such a gap still stops the job (:class:`ManifestGap`).
+own directory had not seen the lineage's generation (each host its own disk: the lineage's
+writers were elsewhere, so whatever manifest is there is not the lineage's) writes the agreed
+state — identical on every survivor — as a checkpoint and as the base of a new manifest file
+(:meth:`~streamsgd.checkpoint.manifest_file.ManifestFile.rebase`); a replay starts from that
+base. In a directory that saw the lineage's writer (a shared one), a gap still stops the job
+(:class:`~.held_manifest.ManifestGap`): the file was damaged or removed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,6 +79,9 @@ class CheckpointWriter:
     agreement: ReplicaAgreement
     manifest: ManifestLog | None
     fence: Fence | None
+    # This directory had not seen the lineage's generation when this writer claimed one: its
+    # manifest is not the lineage's (another host's disk), whatever it holds.
+    lineage_elsewhere: bool = field(default=False, init=False)
 
     # ------------------------------------------------------------------ lock and generation
     def open_store(self) -> None:
@@ -85,7 +90,9 @@ class CheckpointWriter:
         checkpointer, fence = self.run.checkpointer, self.fence
         opened = checkpointer.open()
         if fence is not None and checkpointer.store is not None and (opened or fence.mine is None):
+            seen = fence.latest()
             generation = fence.claim(self.replica.generation)
+            self.lineage_elsewhere = seen < self.replica.generation
             log.info("checkpoint writer of generation %d", generation)
 
     def hold_lease(self) -> bool:
@@ -157,8 +164,8 @@ class CheckpointWriter:
     def verify_manifest(self, takeover: bool) -> str | None:
         """Rank 0: the file's gap, if any (None: go on). A job started from a checkpoint
         that has no manifest beside it (a single trainer's) goes on with a warning: its
-        manifest starts without a start entry (not replayable). After a ``takeover`` a gap
-        starts the file over (module doc)."""
+        manifest starts without a start entry (not replayable). After a ``takeover`` in a
+        directory that never saw the lineage's writer, the file starts over (module doc)."""
         replica = self.replica
         loaded, replica.loaded_checkpoint = replica.loaded_checkpoint, False
         if self.manifest is None:
@@ -172,16 +179,22 @@ class CheckpointWriter:
                 self.agreement.global_step,
             )
             return replica.pending.verify(self.manifest, where, allow_missing=True)
-        gap = replica.pending.verify(self.manifest, where)
-        return self._start_over(gap, where) if gap and takeover else gap
+        if takeover and self.lineage_elsewhere:
+            self.lineage_elsewhere = False
+            return self._start_over(where)
+        return replica.pending.verify(self.manifest, where)
 
-    def _start_over(self, gap: str, where: str) -> str | None:
+    def _start_over(self, where: str) -> str | None:
         """The agreed state as a checkpoint and as the base of a new manifest file; the
-        gap's message when that is not possible (no store, or a write failed)."""
+        reason when that is not possible (no store, or a write failed)."""
         rebase = getattr(self.manifest, "rebase", None)
         store = self.run.checkpointer.store
+        gap = (
+            f"the step manifest {where} is not the lineage's (its directory never saw the "
+            "lineage's checkpoint writer: another host's disk?)"
+        )
         if rebase is None or store is None:
-            return gap
+            return f"{gap}, and it cannot be started over here"
         step = self.agreement.global_step
         self.replica.pending.rebased(step)  # before state(): it carries no manifest entry
         state = self.run.state()
@@ -195,10 +208,10 @@ class CheckpointWriter:
                 s.manifest_write_failed()
             return f"{gap}; starting it over at step {step} failed: {exc}"
         log.warning(
-            "the step manifest %s does not hold the lineage's steps (its directory is not "
-            "the former rank 0's: each host its own disk?): it starts over at step %d from "
-            "the agreed state, saved beside it; the steps before are in the former rank 0's "
-            "directory",
+            "the step manifest %s is not the lineage's (its directory never saw the "
+            "lineage's checkpoint writer: another host's disk?): it starts over at step %d "
+            "from the agreed state, saved beside it; the steps before are in the former rank "
+            "0's directory",
             where,
             step,
         )

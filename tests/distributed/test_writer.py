@@ -62,11 +62,13 @@ def test_a_takeover_waits_for_the_lock_its_predecessor_releases(tmp_path: Path) 
     """The old rank 0 (here: a store of this process) holds the lock for 1.5 s more; the new
     rank 0 waits, takes it, and claims a generation above the lineage's (3)."""
     predecessor = DirectoryCheckpointStore(tmp_path)
+    assert GenerationFence(tmp_path).claim(above=2) == 3  # the predecessor's generation
     threading.Timer(1.5, predecessor.close).start()
     writer = _writer(tmp_path, wait_seconds=60.0, generation=3)
     writer.establish(takeover=True)
     assert writer.run.checkpointer.store is not None
     assert writer.replica.generation == 4 == GenerationFence(tmp_path).latest()
+    assert not writer.lineage_elsewhere  # the directory had seen generation 3
     writer.run.checkpointer.close_opened()
 
 
@@ -98,11 +100,15 @@ def test_a_writer_never_goes_on_without_a_generation(tmp_path: Path) -> None:
 
 def test_generations_follow_the_lineage_across_directories(tmp_path: Path) -> None:
     """Host a's directory reached generation 2; a writer taking over on host b's own disk
-    claims above the lineage's, so host b's directory is the newer one."""
+    claims above the lineage's, so host b's directory is the newer one; b's directory never
+    saw the lineage's writer, so its manifest is not the lineage's."""
     a, b = GenerationFence(tmp_path / "a"), GenerationFence(tmp_path / "b")
     assert (a.claim(), a.claim()) == (1, 2)
-    assert b.claim(above=a.mine or 0) == 3
-    assert b.latest() > a.latest()
+    writer = _writer(tmp_path / "b", wait_seconds=0.0, generation=a.mine or 0)
+    writer.establish(takeover=True)
+    assert b.latest() == 3 == writer.replica.generation
+    assert writer.lineage_elsewhere
+    writer.run.checkpointer.close_opened()
     assert a.claim() == 3  # a directory's own numbering still never repeats
 
 
