@@ -34,6 +34,9 @@ pytestmark = pytest.mark.skipif(netns.available() is not None, reason=str(netns.
 BOUND_SECONDS = 180
 REPLICA_TIMEOUT_SECONDS = 15
 DETECTOR = ("--mca", "mpi_ft_detector", "true")
+# Without it mpiexec ends the whole job about a second after the minority's replica exits 1
+# (measured: the majority's two replicas gone every time); docs/operations.md says so.
+NONZERO_EXIT_TOLERATED = ("--prtemca", "state_base_error_non_zero_exit", "0")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,8 @@ def test_a_cut_link_leaves_one_lineage_and_an_exact_restart(
     placement = {a: 1, b: 2}
     jobs: list[HostsJob] = []
     try:
-        jobs.append(HostsJob(hosts, placement, options, tmp_path / "first.log", mpi_args))
+        first_args = (*mpi_args, *NONZERO_EXIT_TOLERATED) if detector else ()
+        jobs.append(HostsJob(hosts, placement, options, tmp_path / "first.log", first_args))
         watch.job = jobs[0]
         _cut_and_heal(jobs[0], hosts, watch, producer, disks.get(a, checkpoint_dir))
         _check_partition(detector, layout, jobs[0], watch, disks.get(b, checkpoint_dir))
@@ -140,7 +144,7 @@ def _cut_and_heal(
     # one can complete on both sides.
     at_cut = max(job.metric(s, "streamsgd_global_step") or 0.0 for s in range(job.n))
     job.at_cut = (cut, at_cut)
-    producer.release(900)  # records for a side that may go on
+    producer.release(700)  # records for a side that may go on
 
     def stepped(host: str) -> bool:  # the step in flight at the cut may complete, no more
         return watch.last_step(job.slots_on(host), cut) > at_cut + 1
@@ -151,25 +155,32 @@ def _cut_and_heal(
         "host a's minority stopped",
         job.diagnostics,
     )
+    # The majority must outlive the minority's exit: more records once it is gone, and host
+    # b's steps and commits past them.
+    gone = time.monotonic()
+    at_gone = max(watch.last_step(job.slots_on(b)), at_cut)
+    committed = watch.committed()
+    producer.release(900)
     wait_until(
-        lambda: job.replicas_on(b) == 0 or watch.last_step(job.slots_on(b), cut) > at_cut + 5,
+        lambda: job.replicas_on(b) == 0 or watch.last_step(job.slots_on(b), gone) > at_gone + 3,
         BOUND_SECONDS,
-        "host b's majority stopped or stepping on",
+        "host b's majority stopped, or stepping on after host a's replica exited",
         job.diagnostics,
     )
-    job.stepped = {a: stepped(a), b: stepped(b)}
-    if job.stepped[b]:  # it goes on: its commits and checkpoints must follow (checked later)
-        committed = watch.committed(cut)
+    job.stepped = {a: stepped(a), b: watch.last_step(job.slots_on(b), gone) > at_gone + 3}
+    if job.stepped[b]:  # it goes on: its commits and checkpoints must follow
         job.wait_for(
             lambda: watch.committed() > committed,
-            "host b's majority committing offsets past the cut",
+            "host b's majority committing offsets after host a's replica exited",
             BOUND_SECONDS,
         )
     hosts.heal()
-    if job.replicas_on(b):
-        # The majority went on: a graceful stop, final checkpoint (the restart checks it);
-        # mpiexec reports the minority's exit status, 1 (measured, and documented).
-        assert job.stop() == 1, job.diagnostics()
+    if job.stepped[b]:
+        # Both of host b's replicas still run: a graceful stop, final checkpoint (the
+        # restart checks it). With NONZERO_EXIT_TOLERATED mpiexec does not report the
+        # minority's 1 (measured).
+        assert job.replicas_on(b) == 2, job.diagnostics()
+        assert job.stop() == 0, job.diagnostics()
     else:  # every replica stopped; mpiexec must follow (non-zero), not linger
         assert job.wait_exit() != 0, job.diagnostics()
 
