@@ -115,8 +115,8 @@ class Membership:
 
     def recover(self) -> None:
         """Exclude the failed replicas and agree on the state, until that succeeds. A side
-        that must stop (no quorum) gives up the checkpoint lock at once, not when its process
-        ends (measured: some 20 s later): the majority's new rank 0 waits for it."""
+        that must stop (no quorum) gives up the checkpoint lock at once, not only when its
+        process has closed everything and ended: the majority's new rank 0 waits for it."""
         while True:
             try:
                 self.collective.recover()
