@@ -11,7 +11,10 @@ checkpoint or move committed offsets. The generation is also stored in the check
 
 This works on a directory every writer shares. With a checkpoint directory on each host's
 own disk each side sees only its own generations: there the quorum
-(:mod:`streamsgd.distributed.mpi`) is what keeps a minority from stepping.
+(:mod:`streamsgd.distributed.mpi`) is what keeps a minority from stepping, and a writer claims
+above the lineage's generation (the replicas carry it), so the host whose directory holds the
+newest lineage holds the highest generation; a job started with rank 0 on a host whose
+directory is behind another replica's stops (:mod:`streamsgd.distributed.membership`).
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ class GenerationFence:
             return 0
         return max((int(n) for n in names if n.isdigit()), default=0)
 
-    def claim(self) -> int:
-        """Claim the next generation for this writer; returns it."""
+    def claim(self, above: int = 0) -> int:
+        """Claim the next generation for this writer, higher than ``above`` too (the
+        lineage's generation, carried by the replicas: with a directory on each host's own
+        disk, generations then grow along the lineage across hosts); returns it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        n = self.latest() + 1
+        n = max(self.latest(), above) + 1
         while True:
             try:
                 fd = os.open(self.path / str(n), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -9,7 +9,10 @@ exchange (the ``durable`` slot), that the file is durable through a step. Whiche
 file: the file must hold the start entry and reach the step before its first held entry (``base``);
 entries past ``base`` (steps a former rank 0 wrote and the survivors rolled back) are dropped, and
 the held ones appended. A file that ends before ``base`` has a gap no replica can fill (another
-host's directory, a file removed): the job stops with :class:`ManifestGap`.
+host's directory, a file removed): the job stops with :class:`ManifestGap`. A new rank 0 whose
+directory never saw the lineage's writer (another host's disk) does not check the file: it
+starts it over at the agreed step (a base entry and the agreed state beside it,
+:mod:`streamsgd.distributed.writer`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from ..training.ports import ManifestLog
 from .collective import ReplicaStop
-from .step_manifest import last_step
+from .step_manifest import begins, last_step
 
 NOTHING_DURABLE = -1
 
@@ -101,7 +104,7 @@ class PendingManifest:
         if self.base is None or self.base == NOTHING_DURABLE:
             return None
         entries = log.read()
-        has_start = bool(entries) and "start" in entries[0]
+        has_start = begins(entries)  # a start entry, or the base of a file started over
         end = last_step(entries)
         if (has_start and end >= self.base) or (allow_missing and not entries):
             self.durable = max(self.durable, self.base)
@@ -113,6 +116,12 @@ class PendingManifest:
             "checkpoint directory on another host, or the file removed?); refusing to go on "
             "with a manifest that has a gap"
         )
+
+    def rebased(self, step: int) -> None:
+        """The file was started over at ``step`` (:meth:`ManifestFile.rebase`): the entries
+        held through it are covered by its base state."""
+        self.entries = [e for e in self.entries if "step" in e and int(e["step"]) > step]
+        self.durable, self.base, self.last = step, None, None
 
     def write(self, log: ManifestLog, step: int) -> None:
         """Rank 0: truncate what is stale, append the held entries (fsync); durable through

@@ -1,7 +1,7 @@
 """Who the replicas of a job are and which state they hold (docs/design.md#scaling-out,
 Failures): the start (rank 0's checkpoint, broadcast), a recovery after a replica failed
 (the lowest step any survivor holds, the lowest-ranked survivor's state at that step), the
-partitions each rank reads, and the checkpoint's writer (its lock is the quorum's lease)."""
+partitions each rank reads; the checkpoint's writer is :mod:`.writer`'s."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from ..training.buffer import MinibatchBuffer
 from ..training.ports import Fence, ManifestLog, PartitionedSource
 from ..training.stepper import Run
 from .agreement import ReplicaAgreement
-from .collective import Collective, ReplicaFailure
+from .collective import Collective, ReplicaFailure, ReplicaStop
 from .held_manifest import ManifestGap, PendingManifest
 from .partitions import assign_partitions, sorted_partitions
 from .replica_state import ReplicaState
+from .writer import CheckpointWriter
 
 log = logging.getLogger("streamsgd.replicated")
 
@@ -51,31 +52,15 @@ class Membership:
     fence: Fence | None
 
     def __post_init__(self) -> None:
+        self.writer = CheckpointWriter(
+            self.run, self.replica, self.collective, self.agreement, self.manifest, self.fence
+        )
         if hasattr(self.collective, "lease"):
-            self.collective.lease = self.hold_lease  # the tie-breaker of the quorum (mpi.py)
+            self.collective.lease = self.writer.hold_lease  # the quorum's tie-breaker (mpi.py)
 
     @property
     def source(self) -> PartitionedSource:
         return self.run.intake.source  # type: ignore[return-value]  # assigned mode
-
-    # ------------------------------------------------------------------ writer and lease
-    def open_store(self) -> None:
-        """Become the checkpoint's writer: its lock, and a new generation of the fence."""
-        if self.run.checkpointer.open() and self.fence is not None:
-            log.info("checkpoint writer of generation %d", self.fence.claim())
-
-    def hold_lease(self) -> bool:
-        """The quorum's tie-breaker on the new rank 0 (half of the last membership left):
-        hold the checkpoint directory's writer lock, or take it now. Without a checkpoint
-        directory there is nothing durable to protect: granted."""
-        if self.run.checkpointer.open_store is None:
-            return True
-        try:
-            self.open_store()
-        except Exception as exc:  # the lock held by the other side (or the directory gone)
-            log.warning("the checkpoint lock is not ours (%s)", exc)
-            return False
-        return True
 
     # ------------------------------------------------------------------ state
     def replica_state(self) -> dict[str, Any]:
@@ -105,7 +90,7 @@ class Membership:
         """Rank 0 without a state: the checkpoint's (or a fresh one). Its view of the
         partitions becomes everyone's (the exchange's layout must agree)."""
         found = self.source.partitions(PARTITIONS_TIMEOUT_SECONDS)
-        self.open_store()
+        self.writer.open_store()
         store = self.run.checkpointer.store
         state = None if store is None else store.load()
         self.adopt(
@@ -129,20 +114,29 @@ class Membership:
             self.recover()
 
     def recover(self) -> None:
-        """Exclude the failed replicas and agree on the state, until that succeeds."""
+        """Exclude the failed replicas and agree on the state, until that succeeds. A side
+        that must stop (no quorum) gives up the checkpoint lock at once, not only when its
+        process has closed everything and ended: the majority's new rank 0 waits for it."""
         while True:
             try:
                 self.collective.recover()
-                self.resynchronise()
+                self.resynchronise(takeover=True)
                 return
             except ReplicaFailure as exc:
                 log.warning("another replica failed during recovery (%s): recovering again", exc)
+            except ReplicaStop:
+                self.run.checkpointer.close_opened()
+                raise
 
-    def resynchronise(self) -> None:
+    def resynchronise(self, takeover: bool = False) -> None:
         """Agree on one state: at a start, rank 0's (its checkpoint); after a membership
-        change, the lowest-ranked survivor's at the lowest step any survivor holds (a step
-        that completed on some only is rolled back); a replacement holds none."""
+        change (``takeover``), the lowest-ranked survivor's at the lowest step any survivor
+        holds (a step that completed on some only is rolled back); a replacement holds
+        none. Then rank 0 is the checkpoint's writer and its manifest reaches that step
+        (:mod:`.writer`)."""
         c, replica = self.collective, self.replica
+        if not takeover and not c.joined:  # the job's start (a replacement joins a takeover)
+            self.writer.check_directories()
         if c.rank == 0 and not replica.has_state:
             self._load_start()
         steps = np.zeros(c.size)
@@ -153,9 +147,8 @@ class Membership:
         root = int(np.flatnonzero(held == lowest)[0])
         self.adopt(c.broadcast(self.replica_state() if c.rank == root else None, root=root))
         replica.has_state = True
-        if c.rank == 0:
-            self.open_store()
-        gap = self._verify_manifest() if c.rank == 0 else None
+        self.writer.establish(takeover)
+        gap = self.writer.verify_manifest(takeover) if c.rank == 0 else None
         gap = c.broadcast(gap, root=0)  # every replica stops on a gap, not rank 0 alone
         if gap:
             raise ManifestGap(gap)
@@ -166,25 +159,6 @@ class Membership:
             c.rank,
         )
         self.assign()
-
-    def _verify_manifest(self) -> str | None:
-        """Rank 0: the file's gap, if any. A job started from a checkpoint that has no
-        manifest beside it (a single trainer's) goes on with a warning: its manifest starts
-        without a start entry (not replayable); a takeover never accepts a missing file."""
-        replica = self.replica
-        loaded, replica.loaded_checkpoint = replica.loaded_checkpoint, False
-        if self.manifest is None:
-            return None
-        where = str(getattr(self.manifest, "path", ""))
-        if loaded and not self.manifest.read():
-            log.warning(
-                "no step manifest at %s beside the checkpoint (step %d): its steps from "
-                "here on are recorded, but it cannot be replayed",
-                where,
-                self.agreement.global_step,
-            )
-            return replica.pending.verify(self.manifest, where, allow_missing=True)
-        return replica.pending.verify(self.manifest, where)
 
     def assign(self) -> None:
         """Read this rank's partitions from the replicated positions."""

@@ -156,7 +156,7 @@ class MpiCollective:
         self._broken = False
         self._membership_changes = 0
         # Called on the new rank 0 when exactly half of the last membership survived: True
-        # when this side may go on (Membership.hold_lease: the checkpoint lock); default True.
+        # when this side may go on (CheckpointWriter.hold_lease: the checkpoint lock); default True.
         self.lease: Callable[[], bool] = lambda: True
         parent = MPI.Comm.Get_parent()
         self._joined = parent != MPI.COMM_NULL
@@ -188,6 +188,14 @@ class MpiCollective:
     @property
     def membership_changes(self) -> int:
         return self._membership_changes
+
+    @property
+    def takeover_wait_seconds(self) -> float:
+        """How long a new rank 0 waits for the checkpoint lock its predecessor still holds
+        (:mod:`.writer`): the replica timeout (within which a live predecessor notices the
+        failure, or the detector's sooner) plus the recovery timeout (within which its own
+        recovery ends and its side stops without a quorum)."""
+        return self.timeout_seconds + max(self.timeout_seconds, RECOVERY_TIMEOUT_FLOOR_SECONDS)
 
     @property
     def slot(self) -> int:

@@ -38,6 +38,8 @@ class ReplicaState:
         This rank read the checkpoint at this start.
     layout : ExchangeLayout or None
         The exchange's layout for the current membership and partitions.
+    generation : int
+        The checkpoint writer's generation (the lineage's): a new writer claims above it.
     """
 
     partitions: tuple[str, ...] = ()
@@ -50,3 +52,4 @@ class ReplicaState:
     has_state: bool = False
     loaded_checkpoint: bool = False
     layout: ExchangeLayout | None = None
+    generation: int = 0

@@ -5,6 +5,13 @@ Entries (JSON objects, in step order)::
     {"start": {"topic:0": [offset, skip_samples], ...}}              — once, first
     {"step": k, "n_samples": M, "ends": {"topic:3": [offset, skip_samples], ...}}
 
+or, in a file a writer started over at step k (it took over where the lineage's file is not:
+another host's disk), a base entry first instead of the start entry::
+
+    {"base": {"topic:0": [offset, skip_samples], ...}, "step": k, "state": "manifest-base-k.json"}
+
+whose state (a checkpoint document beside the file) is the run's at step k.
+
 A step's samples are, per partition in ``ends``, the half-open range from the partition's
 previous position (the ``start`` entry's, or its last ``ends``) to its new one, where a
 position is the next record to read and how many of its samples were already taken
@@ -36,6 +43,18 @@ def start_entry(positions: dict[str, Position]) -> dict[str, Any]:
     return {"start": {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()}}
 
 
+def base_entry(step: int, positions: dict[str, Position]) -> dict[str, Any]:
+    """The first entry of a file started over at step ``step`` (the file adds the state's
+    name: :meth:`~streamsgd.checkpoint.manifest_file.ManifestFile.rebase`)."""
+    base = {p: [pos.offset, pos.skip_samples] for p, pos in positions.items()}
+    return {"base": base, "step": step}
+
+
+def begins(entries: Sequence[dict[str, Any]]) -> bool:
+    """The entries begin where a replay can: a start entry, or a base entry."""
+    return bool(entries) and ("start" in entries[0] or "base" in entries[0])
+
+
 def step_entry(
     step: int, n_samples: int, before: dict[str, Position], after: dict[str, Position]
 ) -> dict[str, Any]:
@@ -55,19 +74,27 @@ def replay_manifest(
     read_records: RecordReader,
     decoder: Decoder,
     model: OnlineLogisticRegression,
+    base_model: Callable[[dict[str, Any]], OnlineLogisticRegression] | None = None,
 ) -> OnlineLogisticRegression:
     """Learn every step of ``entries`` on ``model`` (fresh, as the run started), one
-    ``learn_batch`` per step on its union batch; returns the model.
+    ``learn_batch`` per step on its union batch; returns the model. A file that begins with
+    a base entry starts from ``base_model(entry)`` (the state it names) instead of ``model``.
 
     Raises
     ------
     ValueError
-        The manifest has no ``start`` entry first, or a step's ranges do not hold its
-        ``n_samples`` samples (the records read are not those the run read).
+        The manifest has no ``start`` entry first (nor a base entry and ``base_model``), or a
+        step's ranges do not hold its ``n_samples`` samples (the records read are not those
+        the run read).
     """
-    if not entries or "start" not in entries[0]:
-        raise ValueError("a manifest starts with its start positions")
-    positions = {p: Position(*v) for p, v in entries[0]["start"].items()}
+    first = entries[0] if entries else {}
+    if "base" in first and base_model is not None:
+        model, begin = base_model(first), first["base"]
+    elif "start" in first:
+        begin = first["start"]
+    else:
+        raise ValueError("a manifest starts with its start positions (or a base and its state)")
+    positions = {p: Position(*v) for p, v in begin.items()}
     for entry in entries[1:]:
         batch = MinibatchBuffer()
         for partition in sorted_partitions(list(entry["ends"])):

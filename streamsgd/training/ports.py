@@ -190,8 +190,11 @@ class Fence(Protocol):
 
     mine: int | None
 
-    def claim(self) -> int:
-        """Claim the next generation for this writer."""
+    def latest(self) -> int:
+        """The highest generation claimed in this directory so far (0: none)."""
+
+    def claim(self, above: int = 0) -> int:
+        """Claim the next generation for this writer, higher than ``above`` too."""
 
     def check(self) -> None:
         """Raise (a :class:`~streamsgd.distributed.collective.ReplicaStop`) if a newer writer

@@ -39,6 +39,7 @@ class HostsJob(ReplicaJob):
         self.slot_hosts = [h for h, k in placement.items() for _ in range(k)]
         self.hosts = hosts
         self.stepped: dict[str, bool] = {}  # by host: stepped after a cut (the tests set it)
+        self.at_cut = (0.0, 0.0)  # (monotonic time, highest global step) of a cut
         argv = [
             *(sys.executable, "-m", "streamsgd", "train", *FIXED_STEP_FLAGS, *_flags(options)),
             *("--metrics-host", "0.0.0.0", "--metrics-port", str(self.base_port)),
@@ -89,7 +90,7 @@ class Watch:
     def __init__(self, bootstrap: str, group_id: str, interval: float = 0.5) -> None:
         self.bootstrap, self.group_id, self.interval = bootstrap, group_id, interval
         self.steps: list[tuple[float, int, float]] = []  # (monotonic time, slot, step)
-        self.commits: list[dict[str, int]] = []
+        self.commits: list[tuple[float, dict[str, int]]] = []  # (monotonic time, offsets)
         self.job: HostsJob | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -104,7 +105,8 @@ class Watch:
                     if step is not None:
                         self.steps.append((time.monotonic(), slot, step))
             try:
-                self.commits.append(committed_offsets(self.bootstrap, self.group_id))
+                offsets = committed_offsets(self.bootstrap, self.group_id)
+                self.commits.append((time.monotonic(), offsets))
             except Exception:  # the group does not exist yet, or the broker is busy
                 pass
 
@@ -117,10 +119,15 @@ class Watch:
         seen = [s for t, slot, s in self.steps if slot in slots and t >= since]
         return max(seen, default=-1.0)
 
+    def committed(self, before: float = float("inf")) -> int:
+        """The sum of the group's committed offsets in the last sample before ``before``."""
+        seen = [sum(offsets.values()) for t, offsets in self.commits if t < before]
+        return seen[-1] if seen else 0
+
     def backwards(self) -> list[str]:
         """Every committed offset that moved backwards between two samples."""
         moves, last = [], {}
-        for sample in self.commits:
+        for _, sample in self.commits:
             for partition, offset in sample.items():
                 if offset < last.get(partition, -1):
                     moves.append(f"{partition}: {last[partition]} -> {offset}")

@@ -235,8 +235,14 @@ def oracle(
     def read(partition: str, first: int, last: int) -> Sequence[SourceRecord]:
         return [r for r in records[partition] if first <= r.offset <= last]
 
-    entries = ManifestFile(checkpoint_dir).read()
-    return replay_manifest(entries, read, build_decoder(config), build_model(config))
+    manifest = ManifestFile(checkpoint_dir)
+
+    def base_model(entry: dict[str, Any]) -> OnlineLogisticRegression:
+        # A file started over by a takeover on another host: the state it names.
+        return OnlineLogisticRegression.from_state(manifest.base_state(entry)["model"])
+
+    entries = manifest.read()
+    return replay_manifest(entries, read, build_decoder(config), build_model(config), base_model)
 
 
 def final_state(checkpoint_dir: Path) -> dict[str, Any]:
