@@ -52,10 +52,19 @@ class OnlineLogisticRegression(LinearScorer):
     ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
 
+    Under a ``controller`` AdaGrad steps on the summed gradient instead (the configuration's
+    ``--batch-size auto --learning-rate auto``, ``auto`` for short; :meth:`.Optimizer.
+    step_reduction`): A ← γ^m A + (m ḡ)², θ_j ← θ_j − η m ḡ_j / (√A_j + ε). That is not a
+    mean-gradient step: it is AdaGrad on ḡ with the rate η·m (per coordinate η m/√A_j, the
+    ``streamsgd_effective_learning_rate`` gauge), which at a fixed m is the same step as on
+    the mean and keeps the per-sample step when m changes. ``reduction`` (and
+    :meth:`get_params`) still report the constructor's ``"mean"``.
+
     Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
-    every sample is scored and learned as c_i [x_i ; 1] with c_i = min(1, κ s / ‖[x_i ; 1]‖),
-    s a robust running typical row norm, so that one record moves θ by at most η κ s like an
-    ordinary sample of norm κ s; κ = 0 disables clipping (and keeps s fixed).
+    every sample is scored on its raw row [x_i ; 1] and its gradient weighted by
+    w_i = min(1, 3κs/‖[x_i ; 1]‖) min(1, 100κs/‖[x_i ; 1]‖), a function of x only (s a
+    robust running median row norm), so that one record moves θ by at most 3ηκs and rows
+    far beyond the data's scale barely count; κ = 0 disables it (and keeps s fixed).
     A step that would make θ non-finite is skipped (``BatchStats.skipped``); :meth:`health`
     reports a model that is nevertheless not finite or whose ‖w‖ exceeded
     ``max_weight_norm``.
@@ -335,7 +344,11 @@ class OnlineLogisticRegression(LinearScorer):
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments, enough to build an identical untrained model."""
+        """Constructor arguments, enough to build an identical untrained model.
+
+        ``reduction`` is the constructor's: with a controller and AdaGrad the step is taken
+        on the summed gradient whatever it says (AdaGrad on ḡ with the rate η·m, see the
+        class docstring), so ``"mean"`` there does not mean a mean-gradient step."""
         return {
             "n_features": self.n_features,
             **self.optim.get_params(),

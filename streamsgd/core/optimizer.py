@@ -12,7 +12,10 @@ steps then shrink like 1/√n and cannot follow a drifting stream). γ^m depends
 so replicas that take the same step hold the same A, and a checkpoint holds h.
 
 with ḡ the mean of the per-sample gradients (``reduction="mean"``) or their sum (``"sum"``,
-with m λ₁, m λ₂).
+with m λ₁, m λ₂). AdaGrad under the noise controller (``auto``) always steps on the sum
+(:meth:`Optimizer.step_reduction`): A ← γ^m A + (m ḡ)², θ_j ← θ_j − η m ḡ_j/(√A_j + ε),
+AdaGrad on ḡ with the rate η·m, not a mean-gradient step (at a fixed m the two are the same
+step, AdaGrad being scale-invariant; when m changes the per-sample step stays).
 """
 
 from __future__ import annotations
