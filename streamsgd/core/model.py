@@ -52,13 +52,9 @@ class OnlineLogisticRegression(LinearScorer):
     ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
 
-    Under a ``controller`` AdaGrad steps on the summed gradient instead (the configuration's
-    ``--batch-size auto --learning-rate auto``, ``auto`` for short; :meth:`.Optimizer.
-    step_reduction`): A ← γ^m A + (m ḡ)², θ_j ← θ_j − η m ḡ_j / (√A_j + ε). That is not a
-    mean-gradient step: it is AdaGrad on ḡ with the rate η·m (per coordinate η m/√A_j, the
-    ``streamsgd_effective_learning_rate`` gauge), which at a fixed m is the same step as on
-    the mean and keeps the per-sample step when m changes. ``reduction`` (and
-    :meth:`get_params`) still report the constructor's ``"mean"``.
+    Under a ``controller`` (``auto``) AdaGrad steps on the summed gradient: A ← γ^m A + (m ḡ)²,
+    θ_j ← θ_j − η m ḡ_j/(√A_j + ε), not a mean-gradient step but AdaGrad on ḡ with the rate
+    η·m (per coordinate η m/√A_j); ``reduction`` still reports the constructor's ``"mean"``.
 
     Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
     every sample is scored on its raw row [x_i ; 1] and its gradient weighted by
@@ -344,11 +340,9 @@ class OnlineLogisticRegression(LinearScorer):
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments, enough to build an identical untrained model.
-
-        ``reduction`` is the constructor's: with a controller and AdaGrad the step is taken
-        on the summed gradient whatever it says (AdaGrad on ḡ with the rate η·m, see the
-        class docstring), so ``"mean"`` there does not mean a mean-gradient step."""
+        """Constructor arguments, enough to build an identical untrained model. With a
+        controller and AdaGrad, ``reduction="mean"`` is not a mean-gradient step: AdaGrad on ḡ
+        with the rate η·m (class docstring)."""
         return {
             "n_features": self.n_features,
             **self.optim.get_params(),

@@ -112,6 +112,13 @@ def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -
     return Frame(mean, scale, inverse_scale, np.flatnonzero(~usable).astype(np.int64))
 
 
+def walked(old: Frame, fresh: Frame, evidence: float = 2.0) -> BoolArray:
+    """The features whose old σ_j carries the walk of μ_j: σ_j > ``evidence`` σ'_j (the
+    standardiser's ``RESTART_EVIDENCE``) where the restarted statistics scale the feature (one
+    they do not scale yet is no evidence either way); a bool mask, shape (d,)."""
+    return (fresh.scale > 0.0) & (old.scale > evidence * fresh.scale)
+
+
 @dataclass(frozen=True)
 class Reframe:
     """The re-expression of θ = [w ; b] when the frame changes from ``old`` to ``new``::

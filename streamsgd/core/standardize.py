@@ -80,9 +80,10 @@ from .moments import (
     MomentSums,
     Reframe,
     frame_of,
+    walked,
 )
 from .sparse import SparseRows
-from .types import BoolArray, FloatArray
+from .types import FloatArray
 from .validation import Features
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "Standardizer",
     "frame_of",
     "input_frame",
+    "walked",
 ]
 
 SPARSE_UNSUPPORTED = (
@@ -211,13 +213,11 @@ class Standardizer(InputFrame):
 
     @property
     def settled(self) -> bool:  # type: ignore[override]
-        """Whether the one restart has been decided (taken over or dropped). Before, a row
-        far above κs is typically a feature still off centre (the walk of μ: z_j in the
-        hundreds), whose gradient is noise; it keeps the weight c_i = κs/‖v_i‖, as the
-        restart then drops what it learned. Measured (``bench.standardize_offset`` at m = 32,
-        seeds 0–4, progressive loss at 10 k samples above pre-centred): with the band from
-        the first batch 0.0104 / 0.0016 / 0.0512 / 0.0230 / 0.0098, held back until settled
-        0.0045 / 0.0015 / 0.0183 / 0.0078 / 0.0043."""
+        """Whether the one restart has been decided. Before, a row far above κs is typically a
+        feature off centre (the walk of μ), whose gradient is noise: it keeps c_i = κs/‖v_i‖
+        (``bench.standardize_offset``, m = 32, seeds 0–4, 10 k samples: 0.0045 / 0.0015 /
+        0.0183 / 0.0078 / 0.0043, with the 3κs band from the start 0.0104 / 0.0016 / 0.0512 /
+        0.0230 / 0.0098)."""
         return self.restarted and self.fresh is None
 
     def learning_frame(self, X: Features) -> Frame:
@@ -253,7 +253,7 @@ class Standardizer(InputFrame):
             return None
         self.fresh = None
         new_frame = frame_of(*fresh)
-        walk = walked(self.frame, new_frame)
+        walk = walked(self.frame, new_frame, RESTART_EVIDENCE)
         if not walk.any():
             return None  # nothing to undo: the statistics that hold more samples stay
         old = self.frame
@@ -349,13 +349,6 @@ class Standardizer(InputFrame):
             if state is None
             else self.from_state(state, self.n_features)
         )
-
-
-def walked(old: Frame, fresh: Frame) -> BoolArray:
-    """The features whose old σ_j carries the walk of μ_j: σ_j > ``RESTART_EVIDENCE`` σ'_j,
-    where the restarted statistics scale the feature (one they do not scale yet is no
-    evidence either way); a bool mask, shape (d,)."""
-    return (fresh.scale > 0.0) & (old.scale > RESTART_EVIDENCE * fresh.scale)
 
 
 def _statistics(state: dict[str, Any], n_features: int) -> tuple[int, FloatArray, FloatArray]:
