@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .compiled_steps import BatchesStats, LastGradient, run_steps
 from .controller import NoiseController
 from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
@@ -44,23 +45,19 @@ class OnlineLogisticRegression(LinearScorer):
         ḡ = (1/m) Σ_i s_i (σ(z_i) − y_i) [x_i ; 1]
         w ← prox_{η_t λ₁}( w − η_t (ḡ_w + λ₂ w) ),   b ← b − η_t ḡ_b
 
-    with prox_τ(v) = sign(v) max(|v| − τ, 0) and s_i the optional importance weights.
-    The intercept is never regularised. ``reduction="sum"`` steps on the gradient of the
-    summed objective Σ_i (s_i ℓ_i + λ₂‖w‖²/2 + λ₁‖w‖₁) instead, so ``sum`` with η/m takes
-    the same step as ``mean`` with η.
+    with prox_τ(v) = sign(v) max(|v| − τ, 0), s_i the optional importance weights; the
+    intercept is never regularised. ``reduction="sum"`` steps on the gradient of Σ_i (s_i ℓ_i
+    + λ₂‖w‖²/2 + λ₁‖w‖₁) instead (``sum`` with η/m takes the step of ``mean`` with η).
 
     ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
+    Under a ``controller`` (``auto``) it steps on the sum, A ← γ^m A + (m ḡ)²: not a
+    mean-gradient step but AdaGrad on ḡ with the rate η·m (per coordinate η m/√A_j).
 
-    Under a ``controller`` (``auto``) AdaGrad steps on the summed gradient: A ← γ^m A + (m ḡ)²,
-    θ_j ← θ_j − η m ḡ_j/(√A_j + ε), not a mean-gradient step but AdaGrad on ḡ with the rate
-    η·m (per coordinate η m/√A_j); ``reduction`` still reports the constructor's ``"mean"``.
-
-    Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
-    every sample is scored on its raw row [x_i ; 1] and its gradient weighted by
-    w_i = min(1, 3κs/‖[x_i ; 1]‖) min(1, 100κs/‖[x_i ; 1]‖), a function of x only (s a
-    robust running median row norm), so that one record moves θ by at most 3ηκs and rows
-    far beyond the data's scale barely count; κ = 0 disables it (and keeps s fixed).
+    Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0 a
+    sample is scored on its raw row v = [x_i ; 1], its gradient weighted by min(1, 3κs/‖v‖)
+    min(1, 100κs/‖v‖) (s a robust running median row norm): one record moves θ by at most
+    3ηκs; κ = 0 disables it (and keeps s fixed).
     A step that would make θ non-finite is skipped (``BatchStats.skipped``); :meth:`health`
     reports a model that is nevertheless not finite or whose ‖w‖ exceeded
     ``max_weight_norm``.
@@ -218,10 +215,9 @@ class OnlineLogisticRegression(LinearScorer):
     def _batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
-        controller, workspace = self.controller, self._workspace
+        controller = self.controller
         settle(self)
-        if workspace is None and isinstance(X, SparseRows):
-            workspace = self._workspace = np.empty((2, self.n_features), dtype=np.intp)
+        workspace = self._sparse_workspace(X)
         columns = workspace is not None and not (self.l1 or self.l2)
         return batch_sums(
             self._theta,
@@ -236,6 +232,12 @@ class OnlineLogisticRegression(LinearScorer):
             inputs=self.inputs,
             row_workspace=None if workspace is None else workspace[1],
         )
+
+    def _sparse_workspace(self, X: Features) -> NDArray[np.intp] | None:
+        """The sparse kernels' scratch (any content), allocated with the first sparse batch."""
+        if self._workspace is None and isinstance(X, SparseRows):
+            self._workspace = np.empty((2, self.n_features), dtype=np.intp)
+        return self._workspace
 
     def apply_step(self, sums: BatchSums) -> tuple[float, bool]:
         """Take one step from the batch sums; returns (η_t, skipped).
@@ -283,24 +285,27 @@ class OnlineLogisticRegression(LinearScorer):
             controller.step_applied(sums, self.gradient_stats, eta, gain, l2=optim.l2)
         return eta, False
 
-    def apply_block(
-        self,
-        theta: FloatArray,
-        n_steps: int,
-        row_scale: float,
-        squared_gradient_sum: FloatArray | None = None,
-    ) -> None:
-        """Adopt ``n_steps`` m = 1 steps of a compiled loop (:mod:`.online`): θ, s, G after."""
-        if self.controller is not None:
-            raise ValueError("a model with a controller learns through learn_batch only")
-        with self._lock:
-            self._theta = theta
-        if squared_gradient_sum is not None and self.optim.accumulator is not None:
-            self.optim.accumulator = squared_gradient_sum
-        self.n_updates += n_steps
-        self.n_samples_seen += n_steps
-        self.optim.accumulated_samples = self.optim.held_samples(n_steps)
-        self.row_scale = row_scale
+    def compiled_for(self, batch_size: int) -> bool:
+        """Whether steps of m = ``batch_size`` run in the compiled loop (:mod:`.multi_step`):
+        m ≥ 2 and no controller, L2 term or standardisation."""
+        return batch_size >= 2 and self.controller is None and not (self.inputs.enabled or self.l2)
+
+    def compiled_steps(
+        self, X: Features, y: FloatArray, weights: FloatArray | None, m: int, last: bool
+    ) -> tuple[BatchesStats, LastGradient]:
+        """Steps of m rows each on a validated X in one compiled call (when
+        :meth:`compiled_for`; :func:`.compiled_steps.run_steps`): the same bits as
+        :meth:`batch_sums` + :meth:`apply_step` per batch."""
+        settle(self)
+        parts = (self._theta, self.optim, self.gradient_stats, self._sparse_workspace(X))
+        counters = (self.n_updates, self.n_samples_seen, self.row_scale)
+        influence = (self.clip_norm_ratio, self.gradient_statistics)
+        with self._lock:  # θ changes in place (readers in other threads take the lock)
+            counters, stats, gradient = run_steps(
+                parts, (X, y, weights), m, counters, influence, last
+            )
+        self.n_updates, self.n_samples_seen, self.row_scale = counters
+        return stats, gradient
 
     def learn_batch(
         self,
@@ -325,12 +330,11 @@ class OnlineLogisticRegression(LinearScorer):
             Pre-step loss and gradient statistics of this batch, and the η used.
         """
         X, y, weights = check_batch(X, y, sample_weight, self.n_features, allow_empty=False)
-        if self.controller is None and not self.l2 and len(y) >= 2:
-            # Compiled end to end (kernels, step, statistics): no numpy operation that could
-            # overflow runs, so no errstate context (≈ 1 µs, a tenth of an m = 32 step).
-            sums = self._batch_sums(X, y, weights)
-            eta, skipped = self.apply_step(sums)
-            return BatchStats(sums, eta, skipped)
+        if self.compiled_for(len(y)):
+            # One compiled call: the sums, the step and the statistics of batch_sums +
+            # apply_step, without their dozen Python calls (≈ 20 µs a step at m = 256).
+            stats, last = self.compiled_steps(X, y, weights, len(y), True)
+            return stats.step(0, last)
         # Overflow to inf/nan is expected on extreme input and handled: such a step is
         # skipped (apply_step checks), so it must not also raise or warn.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -340,9 +344,8 @@ class OnlineLogisticRegression(LinearScorer):
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments, enough to build an identical untrained model. With a
-        controller and AdaGrad, ``reduction="mean"`` is not a mean-gradient step: AdaGrad on ḡ
-        with the rate η·m (class docstring)."""
+        """Constructor arguments, enough to build an identical untrained model (under
+        ``auto``, ``reduction="mean"`` is AdaGrad on ḡ with the rate η·m: class docstring)."""
         return {
             "n_features": self.n_features,
             **self.optim.get_params(),
