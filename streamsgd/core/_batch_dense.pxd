@@ -22,6 +22,7 @@ cdef struct Batch:
     const int64_t* unscaled
     Py_ssize_t n_unscaled
     double moment_cap         # the ± bound of an unscaled feature's deviation
+    double gradient_ratio     # rows up to this many κs keep their whole gradient (.row_scale)
 
 cdef struct Sums:
     double* gradient          # (d + 1)

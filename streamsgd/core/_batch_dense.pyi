@@ -12,6 +12,7 @@ def dense_batch_sums(
     direction: FloatArray | None,
     frame: tuple[FloatArray, FloatArray, FloatArray, IndexArray] | None,
     moment_cap: float,
+    gradient_ratio: float = 3.0,
 ) -> tuple[
     FloatArray,
     float,

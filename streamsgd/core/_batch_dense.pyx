@@ -25,8 +25,8 @@ from libc.string cimport memset
 
 from ._arrays cimport doubles, int64s
 from ._rows cimport (
-    SampleTerms, axpy, axpy4, dot, dot4_and_squares, dot_and_squares, logistic_sample,
-    unclipped_score,
+    SampleTerms, axpy, axpy4, dot, dot4_and_squares, dot_and_squares, influence_factor,
+    logistic_sample, unclipped_score,
 )
 
 import numpy as np
@@ -131,6 +131,8 @@ cdef void sample(
     if b.u != NULL:  # ¼ s_i bounds s_i σ'(z_i) (.curvature)
         projection_out[0] = (0.25 * weight) * (dot(v, b.u, d) + b.u[d] * c)
     r_out[0] = terms.residual * weight if b.weights != NULL else terms.residual
+    if clipped:  # the influence weight beyond c (.row_scale)
+        r_out[0] = r_out[0] * influence_factor(c, b.gradient_ratio)
     c_out[0] = c
     if b.statistics:
         s.squared_norm_sum += r_out[0] * r_out[0] * sqn
@@ -183,7 +185,7 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
 
 def dense_batch_sums(
     X, y, sample_weight, theta, double cap, double scale, bint norms, bint statistics,
-    direction, frame, double moment_cap,
+    direction, frame, double moment_cap, double gradient_ratio=3.0,
 ):
     """The sums of a dense batch (see the module docstring).
 
@@ -206,6 +208,8 @@ def dense_batch_sums(
         The standardisation in force (None: rows as given).
     moment_cap : float
         The bound of an unscaled feature's deviation (inf without clipping).
+    gradient_ratio : float
+        ``row_scale.GRADIENT_RATIO``, or 1 while the standardiser warms up.
 
     Returns
     -------
@@ -222,7 +226,7 @@ def dense_batch_sums(
     b.theta = doubles(theta, d + 1, "theta")
     b.u = NULL if direction is None else doubles(direction, d + 1, "direction")
     b.cap, b.row_scale, b.norms = cap, scale, norms
-    b.statistics, b.moment_cap = statistics, moment_cap
+    b.statistics, b.moment_cap, b.gradient_ratio = statistics, moment_cap, gradient_ratio
     gradient = np.zeros(d + 1)
     curvature = None if direction is None else np.zeros(d + 1)
     memset(&s, 0, sizeof(Sums))

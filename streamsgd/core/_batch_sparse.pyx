@@ -22,7 +22,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 
 from ._arrays cimport doubles, int64s
-from ._rows cimport SampleTerms, logistic_sample, unclipped_score
+from ._rows cimport SampleTerms, influence_factor, logistic_sample, unclipped_score
 
 import numpy as np
 
@@ -168,6 +168,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
         s.misclassified += terms.misclassified
         weight = b.weights[i] if b.weights != NULL else 1.0
         r = terms.residual * weight if b.weights != NULL else terms.residual
+        if clipped:  # the influence weight beyond c (.row_scale)
+            r = r * influence_factor(c, 3.0)  # GRADIENT_RATIO
         projection = 0.0
         if b.u != NULL:
             for e in range(lo, hi):

@@ -183,6 +183,7 @@ cdef void dense_sums(Run* r, Py_ssize_t t, DenseSums* s) noexcept nogil:
     b.unscaled = NULL
     b.n_unscaled = 0
     b.moment_cap = 0.0
+    b.gradient_ratio = 3.0  # row_scale.GRADIENT_RATIO (no standardiser here)
     memset(r.gradient, 0, (d + 1) * sizeof(double))
     memset(s, 0, sizeof(DenseSums))
     s.gradient = r.gradient

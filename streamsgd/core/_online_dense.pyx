@@ -20,7 +20,7 @@ from ._online_math cimport (
     schedule_and_scale, score, soft_threshold,
 )
 from ._online_rows cimport Table, augmented_norm, longest_row, read_row, table_close, table_open
-from ._rows cimport unclipped_score
+from ._rows cimport influence_factor, unclipped_score
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -122,6 +122,8 @@ cdef bint dense_step(Dense* k, const double* x, double y, double weight, double 
         z = unclipped_score(z, c.intercept)
     sc = score(z, y)
     r = sc.residual * weight
+    if c.clipped:  # the influence weight beyond c (.row_scale)
+        r = r * influence_factor(c.intercept, 3.0)  # GRADIENT_RATIO
     eta = learning_rate(&k.s, k.n_updates)
     k.last_eta = eta
     if not _propose(k, seen, r, c.intercept, eta):

@@ -16,7 +16,7 @@ from ._online_math cimport (
 )
 from ._online_lazy cimport Lazy, canonical, pending, resync
 from ._online_rows cimport augmented_norm, longest_row, read_row, table_close, table_open
-from ._rows cimport unclipped_score
+from ._rows cimport influence_factor, unclipped_score
 from ._online_stats cimport (
     N_STATS_SLOTS, Stats, across_step, count_step, fold_norms, load_stats,
     next_weight_square_sum, store_stats,
@@ -196,6 +196,8 @@ cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_
         z = unclipped_score(z, c.intercept)
     sc = score(z, y)
     r = sc.residual * weight
+    if c.clipped:  # the influence weight beyond c (.row_scale)
+        r = r * influence_factor(c.intercept, 3.0)  # GRADIENT_RATIO
     gb = r * c.intercept
     eta = learning_rate(&k.s, k.n_updates)
     k.last_eta = eta

@@ -56,3 +56,14 @@ cdef inline void axpy(double alpha, const double* x, double* y, Py_ssize_t n) no
     cdef Py_ssize_t j
     for j in range(n):
         y[j] += alpha * x[j]
+
+
+
+cdef inline double influence_factor(double c, double ratio) noexcept nogil:
+    """The residual multiplier of a row clipped to c v (c = κs/‖v‖ < 1), so that its gradient
+    is w(‖v‖) r v with w = min(1, ratio κs/‖v‖) min(1, 100κs/‖v‖) (.row_scale: ratio is
+    GRADIENT_RATIO = 3, or 1 while a standardiser warms up; 100 is DESCEND_RATIO):
+    min(ratio, 1/c) · min(1, 100 c). c underflowed to 0 (a row beyond the largest float): 0."""
+    cdef double up = ratio if c * ratio < 1.0 else 1.0 / c
+    cdef double down = 100.0 * c
+    return up * (down if down < 1.0 else 1.0)

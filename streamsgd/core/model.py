@@ -45,18 +45,19 @@ class OnlineLogisticRegression(LinearScorer):
         ḡ = (1/m) Σ_i s_i (σ(z_i) − y_i) [x_i ; 1]
         w ← prox_{η_t λ₁}( w − η_t (ḡ_w + λ₂ w) ),   b ← b − η_t ḡ_b
 
-    with prox_τ(v) = sign(v) max(|v| − τ, 0) and s_i the optional importance weights.
-    The intercept is never regularised. ``reduction="sum"`` steps on the gradient of the
-    summed objective Σ_i (s_i ℓ_i + λ₂‖w‖²/2 + λ₁‖w‖₁) instead, so ``sum`` with η/m takes
-    the same step as ``mean`` with η.
+    with prox_τ(v) = sign(v) max(|v| − τ, 0), s_i the optional importance weights; the
+    intercept is never regularised. ``reduction="sum"`` steps on the gradient of Σ_i (s_i ℓ_i
+    + λ₂‖w‖²/2 + λ₁‖w‖₁) instead (``sum`` with η/m takes the step of ``mean`` with η).
 
     ``optimizer="adagrad"`` scales each coordinate of the same averaged gradient by
     1/(√(Σ_steps ḡ_j²) + ε) (Duchi et al. 2011); the L1 threshold is scaled the same way.
+    Under a ``controller`` (``auto``) it steps on the sum, A ← γ^m A + (m ḡ)²: not a
+    mean-gradient step but AdaGrad on ḡ with the rate η·m (per coordinate η m/√A_j).
 
-    Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0
-    every sample is scored and learned as c_i [x_i ; 1] with c_i = min(1, κ s / ‖[x_i ; 1]‖),
-    s a robust running typical row norm, so that one record moves θ by at most η κ s like an
-    ordinary sample of norm κ s; κ = 0 disables clipping (and keeps s fixed).
+    Bounded influence of one sample (:mod:`.row_scale`): with κ = ``clip_norm_ratio`` > 0 a
+    sample is scored on its raw row v = [x_i ; 1], its gradient weighted by min(1, 3κs/‖v‖)
+    min(1, 100κs/‖v‖) (s a robust running median row norm): one record moves θ by at most
+    3ηκs; κ = 0 disables it (and keeps s fixed).
     A step that would make θ non-finite is skipped (``BatchStats.skipped``); :meth:`health`
     reports a model that is nevertheless not finite or whose ‖w‖ exceeded
     ``max_weight_norm``.
@@ -343,7 +344,8 @@ class OnlineLogisticRegression(LinearScorer):
 
     # ------------------------------------------------------------------ state
     def get_params(self) -> dict[str, Any]:
-        """Constructor arguments, enough to build an identical untrained model."""
+        """Constructor arguments, enough to build an identical untrained model (under
+        ``auto``, ``reduction="mean"`` is AdaGrad on ḡ with the rate η·m: class docstring)."""
         return {
             "n_features": self.n_features,
             **self.optim.get_params(),

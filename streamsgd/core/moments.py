@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .types import FloatArray, IndexArray
+from .types import BoolArray, FloatArray, IndexArray
 
 RELATIVE_SCALE_FLOOR = 1e-7
 """σ_j ≤ this × |μ_j| counts as constant (1/σ_j := 0)."""
@@ -112,6 +112,13 @@ def frame_of(n_samples: int, mean: FloatArray, squared_deviations: FloatArray) -
     return Frame(mean, scale, inverse_scale, np.flatnonzero(~usable).astype(np.int64))
 
 
+def walked(old: Frame, fresh: Frame, evidence: float = 2.0) -> BoolArray:
+    """The features whose old σ_j carries the walk of μ_j: σ_j > ``evidence`` σ'_j (the
+    standardiser's ``RESTART_EVIDENCE``) where the restarted statistics scale the feature (one
+    they do not scale yet is no evidence either way); a bool mask, shape (d,)."""
+    return (fresh.scale > 0.0) & (old.scale > evidence * fresh.scale)
+
+
 @dataclass(frozen=True)
 class Reframe:
     """The re-expression of θ = [w ; b] when the frame changes from ``old`` to ``new``::
@@ -120,25 +127,44 @@ class Reframe:
 
     over the features usable in both frames (others keep w_j), so that wᵀz + b is unchanged.
     AdaGrad's accumulators A_j (in units of g_j², g_j ∝ z_j) scale by (σ_j/σ'_j)².
+
+    A feature in ``discarded`` (the standardiser's restart: σ_j was inflated by the walk of
+    μ_j) was learned in a frame that did not describe it: z_j was far off centre, so w_j acted
+    as a second intercept. Its weight and accumulator restart (w'_j = 0, A'_j = 0) and it
+    adds nothing to b'; carried over, its term w_j (μ'_j − μ_j)/σ_j moved the offset stream's
+    intercept by 0.3 (to −0.31 against 0.02 pre-centred), which took ≈ 1,000 samples to
+    unlearn, and its A_j, scaled by (σ_j/σ'_j)² ≈ 8,000, froze AdaGrad's steps on it.
     """
 
     old: Frame
     new: Frame
+    discarded: BoolArray | None = None  # shape (d,); None: none
 
     def factors(self) -> FloatArray:
         """σ'_j/σ_j where both are usable, else 1; shape (d,)."""
         both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
         return np.where(both, self.new.scale * self.old.inverse_scale, 1.0)
 
+    def _kept(self) -> BoolArray:
+        """The features carried over: usable in both frames and not discarded (bool, (d,))."""
+        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
+        return both if self.discarded is None else both & ~self.discarded
+
     def theta(self, theta: FloatArray) -> FloatArray:
         """θ' for θ, shape (d + 1,) (a new array)."""
         w = theta[:-1]
         moved = (self.new.mean - self.old.mean) * self.old.inverse_scale
-        both = (self.old.inverse_scale > 0.0) & (self.new.scale > 0.0)
-        intercept = theta[-1] + float(w[both] @ moved[both])
-        return np.append(w * self.factors(), intercept)
+        kept = self._kept()
+        intercept = theta[-1] + float(w[kept] @ moved[kept])
+        weights = w * self.factors()
+        if self.discarded is not None:
+            weights[self.discarded] = 0.0
+        return np.append(weights, intercept)
 
     def accumulators(self, accumulated: FloatArray) -> FloatArray:
         """A' for AdaGrad's A, shape (d + 1,) (the intercept's unchanged)."""
         factors = self.factors()
-        return np.append(accumulated[:-1] / (factors * factors), accumulated[-1])
+        scaled = accumulated[:-1] / (factors * factors)
+        if self.discarded is not None:
+            scaled[self.discarded] = 0.0
+        return np.append(scaled, accumulated[-1])

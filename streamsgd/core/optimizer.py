@@ -12,7 +12,10 @@ steps then shrink like 1/√n and cannot follow a drifting stream). γ^m depends
 so replicas that take the same step hold the same A, and a checkpoint holds h.
 
 with ḡ the mean of the per-sample gradients (``reduction="mean"``) or their sum (``"sum"``,
-with m λ₁, m λ₂).
+with m λ₁, m λ₂). AdaGrad under the noise controller (``auto``) always steps on the sum
+(:meth:`Optimizer.step_reduction`): A ← γ^m A + (m ḡ)², θ_j ← θ_j − η m ḡ_j/(√A_j + ε),
+AdaGrad on ḡ with the rate η·m, not a mean-gradient step (at a fixed m the two are the same
+step, AdaGrad being scale-invariant; when m changes the per-sample step stays).
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ class Optimizer:
         ``window_samples`` samples since the estimated change point, A ← A min(1, W/n)
         (O(d), once per change; zeroing it, as before, threw away the scale of the
         gradients and cost every false alarm a restart of the step sizes: 0.0720 against
-        0.0512 on Shuttle with three alarms)."""
+        0.0512 on Shuttle with three alarms; with the shrink, Shuttle's two false alarms still
+        cost 0.0401 against 0.0386 without any, and its accuracy and AUC, bench/cusum_arl.py)."""
         n = self.accumulated_samples
         factor = min(1.0, window_samples / n) if n > 0.0 and window_samples >= 0.0 else 0.0
         if self.accumulator is not None:

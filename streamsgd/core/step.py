@@ -27,6 +27,7 @@ from ._batch_sparse import sparse_batch_sums
 from ._step import propose
 from .batch_sums import BatchSums
 from .curvature import CurvatureDirection
+from .row_scale import GRADIENT_RATIO
 from .sparse import SparseRows
 from .standardize import Frame, InputFrame, MomentSums
 from .types import FloatArray, IndexArray
@@ -167,6 +168,7 @@ def batch_sums(
     cap = clip_norm_ratio * row_scale if clip_norm_ratio > 0.0 else 0.0
     norms = gradient_statistics or cap > 0.0
     frame = None if inputs is None else inputs.learning_frame(X)
+    settled = inputs is None or inputs.settled
     if isinstance(X, SparseRows):
         return _sparse_sums(
             theta,
@@ -192,6 +194,7 @@ def batch_sums(
         gradient_statistics,
         curvature_direction,
         frame,
+        GRADIENT_RATIO if settled else 1.0,
     )
 
 
@@ -206,6 +209,7 @@ def _dense_sums(
     statistics: bool,
     curvature_direction: CurvatureDirection | None,
     frame: Frame | None,
+    gradient_ratio: float,
 ) -> BatchSums:
     """:func:`batch_sums` of dense rows (standardised in the kernel when ``frame`` is given;
     an unscaled feature's deviation is bounded by κs, or not at all without clipping)."""
@@ -226,6 +230,7 @@ def _dense_sums(
         direction,
         arrays,
         moment_cap,
+        gradient_ratio,
     )
     return BatchSums(
         len(y),

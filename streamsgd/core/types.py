@@ -10,3 +10,6 @@ FloatArray = NDArray[np.float64]
 
 IndexArray = NDArray[np.int64]
 """int64 array of column indices or row pointers."""
+
+BoolArray = NDArray[np.bool_]
+"""bool array (a mask); the shape is given where it is used."""

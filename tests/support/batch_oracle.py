@@ -16,7 +16,12 @@ import numpy as np
 
 from streamsgd.core.batch_sums import BatchSums
 from streamsgd.core.curvature import CurvatureDirection
-from streamsgd.core.row_scale import clip_rows, squared_row_norms
+from streamsgd.core.row_scale import (
+    GRADIENT_RATIO,
+    clip_rows,
+    influence_factor,
+    squared_row_norms,
+)
 from streamsgd.core.sparse import SparseRows
 from streamsgd.core.standardize import SCORE_LIMIT, Frame, MomentSums
 
@@ -78,8 +83,10 @@ def batch_sums(
     columns: bool,
     curvature_direction: CurvatureDirection | None = None,
     frame: Frame | None = None,
+    gradient_ratio: float = GRADIENT_RATIO,
 ) -> BatchSums:
-    """The sums of :class:`BatchSums` by numpy, one formula at a time."""
+    """The sums of :class:`BatchSums` by numpy, one formula at a time (``gradient_ratio``:
+    1 while a standardiser warms up, ``Standardizer.settled``)."""
     raw = X
     if frame is not None:
         assert isinstance(X, np.ndarray)
@@ -106,6 +113,8 @@ def batch_sums(
     r, loss_sum, n_misclassified = logistic_terms(z, y)
     s = np.ones(m) if sample_weight is None else sample_weight
     r = r * s
+    if clip is not None:  # the influence weight beyond c_i (row_scale.influence_factor)
+        r[clip.rows] *= influence_factor(c[clip.rows], gradient_ratio)
     gradient = np.append(X.rmatvec(r) if isinstance(X, SparseRows) else r @ X, r @ c)
     curvature = None
     if curvature_direction is not None:

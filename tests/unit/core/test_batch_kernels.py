@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from streamsgd import BatchSums, SparseRows
 from streamsgd.core.curvature import CurvatureDirection
+from streamsgd.core.row_scale import GRADIENT_RATIO
 from streamsgd.core.standardize import Standardizer
 from streamsgd.core.step import batch_sums, propose_step
 from tests.support import batch_oracle as oracle
@@ -83,6 +84,7 @@ def _standardizer(rng: np.random.Generator, d: int, n_seen: int) -> Standardizer
         rows = rng.standard_normal((n_seen, d)) * rng.uniform(0.1, 10.0, d) + rng.normal(0, 3, d)
         rows[:, : min(2, d)] = 4.0
         standardizer.fold(standardizer.deviation_sums(rows))
+    standardizer.restarted = n_seen >= 50  # settled: the 3κs band (row_scale) applies
     return standardizer
 
 
@@ -139,6 +141,7 @@ def test_dense_sums_equal_the_oracle(options: dict[str, Any], standardized: int 
             weights,
             columns=False,
             frame=None if inputs is None else inputs.frame,
+            gradient_ratio=GRADIENT_RATIO if inputs is None or inputs.settled else 1.0,
             **common,
         )
     assert_same_sums(actual, expected, d, scale=0.0)

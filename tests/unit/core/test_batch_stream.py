@@ -17,6 +17,7 @@ from streamsgd import OnlineLogisticRegression, SparseRows
 from streamsgd.core import model as model_module
 from streamsgd.core import optimizer as optimizer_module
 from streamsgd.core.controller import NoiseController
+from streamsgd.core.row_scale import GRADIENT_RATIO
 from streamsgd.core.step import SPARSE_STEP_MAX_DENSITY, StepProposal
 from tests.support import batch_oracle as oracle
 
@@ -34,7 +35,10 @@ def oracle_batch_sums(theta, X, y, sample_weight, *, column_workspace, inputs=No
         and X.n_samples >= 2
         and SPARSE_STEP_MAX_DENSITY * X.n_features > len(X.indices)
     )
-    return oracle.batch_sums(theta, X, y, sample_weight, columns=columns, frame=frame, **kw)
+    ratio = GRADIENT_RATIO if inputs is None or inputs.settled else 1.0
+    return oracle.batch_sums(
+        theta, X, y, sample_weight, columns=columns, frame=frame, gradient_ratio=ratio, **kw
+    )
 
 
 def oracle_propose_step(theta, sums, eta, **kw):  # type: ignore[no-untyped-def]

@@ -166,19 +166,28 @@ def test_norms_do_not_overflow_for_finite_rows():
 
 
 @pytest.mark.filterwarnings("error")  # the extreme rows are handled without any overflow
-@pytest.mark.parametrize("value", [1e300, 1.7976931348623157e308])
-def test_clipped_row_has_norm_kappa_s_and_bounded_step(value):
-    """The clipped sample is learned with the weight c = κ s/‖v‖: its gradient norm is
-    |r| κ s and the step moves θ by at most η κ s; dense and sparse rows give the same
-    step."""
+@pytest.mark.parametrize("norm_ratio", [2.0, 10.0, 1e4, 1e300, 1.7976931348623157e308])
+def test_clipped_row_has_a_bounded_step_and_the_weight_of_its_norm(norm_ratio):
+    """A row of norm ‖v‖ = ratio · κs learns with w = min(1, 3κs/‖v‖) min(1, 100κs/‖v‖)
+    (row_scale): its gradient norm is |r| w ‖v‖ ≤ |r| 3κs, so the step moves θ by at most
+    η 3κs, and descends like ‖v‖⁻² beyond 100κs; dense and sparse rows give the same step.
+    (rel 1e-12: the kernel builds the bounded row and the norm in another order.)"""
     model = OnlineLogisticRegression(D, learning_rate=0.1)
     cap = model.clip_norm_ratio * model.row_scale
-    X = np.full((1, D), value)
+    X = np.full((1, D), min(norm_ratio * cap / math.sqrt(D), np.finfo(np.float64).max))
+    norm = (
+        augmented_norms(X, np.array([float(X[0] @ X[0]) + 1.0]))[0] if norm_ratio < 1e10 else None
+    )
     dense = OnlineLogisticRegression.from_state(model.get_state())
     stats = dense.learn_batch(X, [0.0])
     assert stats.n_clipped == 1 and not stats.skipped
-    assert stats.gradient_norm == pytest.approx(0.5 * cap, rel=1e-12)  # r = σ(0) − 0
-    assert np.linalg.norm(dense.parameters) <= 0.1 * cap * (1 + 1e-12)
+    assert stats.gradient_norm <= 0.5 * 3.0 * cap * (1 + 1e-12)  # r = σ(z) − 0 ≤ 1, z ≥ 0
+    assert np.linalg.norm(dense.parameters) <= 0.1 * 3.0 * cap * (1 + 1e-12)
+    if norm is not None:  # r = σ(θᵀv) with θ = 0: ½
+        weight = min(1.0, 3.0 * cap / norm) * min(1.0, 100.0 * cap / norm)
+        assert stats.gradient_norm == pytest.approx(0.5 * weight * norm, rel=1e-12)
+    else:  # 1e300 and beyond: a vanishing weight
+        assert stats.gradient_norm <= 0.5 * 300.0 * cap * cap / 1e300
     S = SparseRows.from_rows([(np.arange(D), X[0])], D)
     sparse = OnlineLogisticRegression.from_state(model.get_state())
     assert sparse.learn_batch(S, [0.0]).n_clipped == 1
@@ -343,14 +352,16 @@ def test_disabled_clipping_keeps_the_scale_and_clips_nothing():
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_a_weighted_row_is_scored_raw_and_its_gradient_weighted(sparse):
+@pytest.mark.parametrize("value", [30.0, 3000.0])
+def test_a_weighted_row_is_scored_raw_and_its_gradient_weighted(sparse, value):
     """Gradient weighting (issue 19, item 5): a row above κ s is scored as it is — the
     training loss is the log loss of the score ``decision_function`` (/predict) gives — and
-    its gradient is c (σ(θᵀv) − y) v with c = κ s/‖v‖, of norm ≤ κ s."""
+    its gradient is w (σ(θᵀv) − y) v with w = min(1, 3κs/‖v‖) min(1, 100κs/‖v‖), of norm
+    ≤ 3κs: ‖v‖ ≈ 15 κs (30) is in the bounded band, ≈ 1,500 κs (3000) where w descends."""
     model = OnlineLogisticRegression(D, clip_norm_ratio=2.0)
     rng = np.random.default_rng(3)
     model._theta = rng.normal(size=D + 1) * 0.1
-    x = np.full((1, D), 30.0)
+    x = np.full((1, D), value)
     X = SparseRows(np.array([0, D]), np.arange(D), x[0].copy(), D) if sparse else x
     v = np.append(x[0], 1.0)
     z = float(model.decision_function(X)[0])
@@ -358,10 +369,11 @@ def test_a_weighted_row_is_scored_raw_and_its_gradient_weighted(sparse):
     sums = model.batch_sums(X, np.array([0.0]))
     assert sums.n_clipped == 1
     assert sums.loss_sum == pytest.approx(math.log1p(math.exp(z)), rel=1e-12)
-    c = 2.0 * model.row_scale / float(np.linalg.norm(v))
-    expected = c * (1.0 / (1.0 + math.exp(-z))) * v
+    cap, norm = 2.0 * model.row_scale, float(np.linalg.norm(v))
+    weight = min(1.0, 3.0 * cap / norm) * min(1.0, 100.0 * cap / norm)
+    expected = weight * (1.0 / (1.0 + math.exp(-z))) * v
     np.testing.assert_allclose(sums.dense_gradient_sum(D), expected, rtol=1e-12)
-    assert np.linalg.norm(sums.dense_gradient_sum(D)) <= 2.0 * model.row_scale
+    assert np.linalg.norm(sums.dense_gradient_sum(D)) <= 3.0 * cap
 
 
 def test_the_scale_holds_with_11_percent_rows_at_norm_1e6():

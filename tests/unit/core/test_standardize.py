@@ -20,7 +20,7 @@ from streamsgd.cli.main import parse
 from streamsgd.cli.train import config_from_args
 from streamsgd.core.losses import sigmoid
 from streamsgd.core.sequential import fast_path_unsupported, learn_sequence
-from streamsgd.core.standardize import InputFrame, Reframe, Standardizer, frame_of
+from streamsgd.core.standardize import InputFrame, Reframe, Standardizer, frame_of, walked
 from streamsgd.http.model_document import model_document
 
 D = 6
@@ -162,25 +162,30 @@ def test_standardised_steps_are_scale_invariant():
 
 @pytest.mark.parametrize("through_json", [False, True])
 def test_state_round_trip_resumes_bit_for_bit(through_json):
-    X, y = _stream(3, 640)
-    original = OnlineLogisticRegression(D, standardize=True, optimizer="adagrad")
-    for lo in range(0, 320, 16):
+    """Checkpointed while the restarted statistics are pending (``fresh``, before the
+    switch), on a stream whose walk makes the restart take over."""
+    X, y = _offset_stream(640, seed=3)
+    original = OnlineLogisticRegression(5, standardize=True, optimizer="adagrad")
+    lo = 0
+    while original.inputs.fresh is None:  # type: ignore[attr-defined]
         original.learn_batch(X[lo : lo + 16], y[lo : lo + 16])
+        lo += 16
+    assert lo < 320
     state = original.get_state()
     assert state["params"]["standardize"] is True
     if through_json:  # what a checkpoint store does: plain lists and floats
         state = json.loads(json.dumps(state, default=lambda a: a.tolist()))
     restored = OnlineLogisticRegression.from_state(state)
     assert restored.inputs.get_state()["mean"].tobytes() == original.inputs.mean.tobytes()
-    for lo in range(320, 640, 16):
-        a = original.learn_batch(X[lo : lo + 16], y[lo : lo + 16])
-        b = restored.learn_batch(X[lo : lo + 16], y[lo : lo + 16])
+    for start in range(lo, 640, 16):
+        a = original.learn_batch(X[start : start + 16], y[start : start + 16])
+        b = restored.learn_batch(X[start : start + 16], y[start : start + 16])
         assert a.loss == b.loss
     assert original._theta.tobytes() == restored._theta.tobytes()
     assert original.coef_.tobytes() == restored.coef_.tobytes()
     assert original.intercept_ == restored.intercept_
     sa, sb = original.inputs.get_state(), restored.inputs.get_state()
-    # 640 samples learned; the statistics restarted once after warm-up (n counts since).
+    # 640 samples learned; the restarted statistics took over (n counts since the restart).
     assert sa is not None and sb is not None and sa["n_samples"] == sb["n_samples"] < 640
     assert sa["restarted"] and sb["restarted"]
     for key in ("mean", "squared_deviations"):
@@ -407,3 +412,42 @@ def test_a_state_written_before_the_restart_existed_does_not_restart():
     for lo in range(64, 2_000, 32):
         restored.learn_batch(X[lo : lo + 32], y[lo : lo + 32])
     assert restored.inputs.fresh is None and restored.inputs.n_samples == 2_000  # type: ignore[attr-defined]
+
+
+def test_statistics_without_a_walk_are_kept_at_the_restart():
+    """A stream whose first batches were not clipped off centre (no walk: every σ_j of the
+    restarted statistics within 2x of the old one) keeps the statistics that hold more
+    samples: n counts from the start and θ is never re-expressed (replacing them by 32
+    samples' cost Phishing 0.006 in log loss)."""
+    X, y = _stream(3, 640)
+    model = OnlineLogisticRegression(D, standardize=True, optimizer="adagrad")
+    for lo in range(0, 640, 16):
+        model.learn_batch(X[lo : lo + 16], y[lo : lo + 16])
+    standardizer = model.inputs
+    assert isinstance(standardizer, Standardizer)
+    assert standardizer.restarted and standardizer.fresh is None
+    assert standardizer.n_samples == 640
+
+
+def test_the_reframe_restarts_the_walked_features():
+    """A feature whose σ_j carried the walk restarts: w'_j = 0 and A'_j = 0, and its old
+    term w_j (μ'_j − μ_j)/σ_j is not moved into the intercept (it had acted as a second
+    intercept in a frame that did not describe it); the others are re-expressed as before."""
+    rng = np.random.default_rng(9)
+    d = 3
+    old = frame_of(150, np.array([570.0, 0.1, -0.2]), np.array([831.0, 1.0, 2.0]) ** 2 * 149)
+    new = frame_of(32, np.array([1997.0, 0.0, -0.1]), np.array([9.3, 1.1, 1.9]) ** 2 * 31)
+    discarded = walked(old, new)
+    assert discarded.tolist() == [True, False, False]
+    reframe = Reframe(old, new, discarded)
+    theta = rng.normal(size=d + 1)
+    moved = reframe.theta(theta)
+    kept = Reframe(old, new).theta(theta)
+    assert moved[0] == 0.0
+    np.testing.assert_array_equal(moved[1:-1], kept[1:-1])
+    shift = theta[0] * (new.mean[0] - old.mean[0]) / old.scale[0]
+    assert moved[-1] == pytest.approx(kept[-1] - shift, rel=1e-12)
+    accumulated = rng.uniform(size=d + 1)
+    restarted = reframe.accumulators(accumulated)
+    assert restarted[0] == 0.0
+    np.testing.assert_array_equal(restarted[1:], Reframe(old, new).accumulators(accumulated)[1:])
