@@ -20,7 +20,7 @@ def learn_steps(
     theta: FloatArray,
     accumulator: FloatArray | None,
     stats: Any,
-    settings: tuple[float, bool, float, float, bool, float, float, float, float, bool],
+    settings: tuple[float, bool, float, float, bool, float, float, float, float, float, bool],
     state: tuple[int, int, float, float],
     column_workspace: NDArray[np.intp] | None,
     row_workspace: NDArray[np.intp] | None,

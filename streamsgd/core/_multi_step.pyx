@@ -2,11 +2,12 @@
 """Many minibatch steps of a fixed size m in one compiled call (:mod:`.multi_step`).
 
 For each of the n consecutive batches of m rows, in order, exactly what one call of
-:meth:`.model.OnlineLogisticRegression.learn_batch` does for a model without a controller,
-an L2 term or standardisation::
+:meth:`.model.OnlineLogisticRegression.learn_batch` does for a model without a controller
+or standardisation::
 
     the batch's sums          _batch_dense.batch_loop / _batch_sparse.batch_loop
     η_t = schedule(t)         (constant, or η₀ / (1 + decay·t)^power)
+    ‖ḡ + ρ‖² (with L2)        at θ before the step, its squares added in order
     the step                  _step.step_loop (θ and G in place at a sparse batch's columns)
     A ← γ^m A + ḡ², n ← γ^m n + m,  t ← t + 1       (.optimizer.Optimizer.adopt)
     s ← s · exp(γ_s min(m, 16) (#above/m − ½))      (.row_scale.next_scale)
@@ -64,11 +65,12 @@ cdef struct Run:
     double power
     bint mean             # reduction "mean" (else "sum")
     double l1
+    double l2
     double epsilon
     double forget         # γ per sample (1: never forget)
     double kappa          # κ of the row clip (0: off)
     bint statistics
-    bint columns_allowed  # a sparse batch may keep its gradient at its columns (no L1)
+    bint columns_allowed  # a sparse batch may keep its gradient at its columns (no L1, L2)
     # state
     double* theta
     double* accumulator   # NULL: plain SGD
@@ -213,7 +215,9 @@ cdef bint step(Run* r, Py_ssize_t k, double eta, double decay) noexcept nogil:
             p.accumulator = r.gathered_accumulator
     p.direction = r.gradient
     p.divisor = <double>r.m if r.mean else 1.0
-    p.eta, p.l1, p.l2 = eta, r.l1 * (1.0 if r.mean else <double>r.m), 0.0
+    p.eta = eta
+    p.l1 = r.l1 * (1.0 if r.mean else <double>r.m)
+    p.l2 = r.l2 * (1.0 if r.mean else <double>r.m)
     p.epsilon, p.forget = r.epsilon, decay
     p.values = r.values_out
     p.accumulated = NULL if r.accumulator == NULL else r.accumulated_out
@@ -240,11 +244,22 @@ cdef bint step(Run* r, Py_ssize_t k, double eta, double decay) noexcept nogil:
     return True
 
 
+cdef double objective(const Run* r) noexcept nogil:
+    """‖ḡ + ρ‖² with ρ = λ₂ [w ; 0] at θ before the step (:meth:`BatchSums.objective_gradient_squared_norm`:
+    the same elements, added in order as :func:`._vector.sum_of_squares`)."""
+    cdef Py_ssize_t j, d = r.d
+    cdef double g, total = 0.0
+    for j in range(d + 1):
+        g = r.gradient[j] / <double>r.m + (r.l2 * r.theta[j] if j < d else 0.0)
+        total += g * g
+    return total
+
+
 cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
     cdef Py_ssize_t t, k, m = r.m
     cdef DenseSums ds
     cdef SparseSums ss
-    cdef double loss, squares, g2, eta, decay, rows
+    cdef double loss, squares, g2, eta, decay, rows, target
     cdef Py_ssize_t misclassified, clipped, above
     cdef double* floats
     cdef int64_t* counts
@@ -263,6 +278,8 @@ cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
         r.last_columns = k
         if not r.statistics:
             squares = rows = NAN
+        # ‖ḡ + ρ‖² at the weights the batch was scored with (L2: before the step)
+        target = objective(r) if r.l2 != 0.0 and isfinite(squares) else NAN
         eta = learning_rate(r)
         decay = 1.0 if r.forget == 1.0 else pow(r.forget, <double>m)
         floats, counts = r.step_floats + N_FLOATS * t, r.step_counts + N_COUNTS * t
@@ -279,7 +296,7 @@ cdef void run_steps(Run* r, Py_ssize_t n_steps) noexcept nogil:
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
         if isfinite(squares):
             g2 = g2 / <double>(m * m)
-            fold_noise(&r.noise, m, squares, g2, g2, loss)
+            fold_noise(&r.noise, m, squares, g2, g2 if r.l2 == 0.0 else target, loss)
 
 
 def learn_steps(
@@ -303,7 +320,7 @@ def learn_steps(
         AdaGrad's A (None: plain SGD).
     stats : RunningGradientStatistics
     settings : tuple
-        (η₀, inverse_scaling, decay, power, mean, λ₁, ε, γ per sample, κ, statistics).
+        (η₀, inverse_scaling, decay, power, mean, λ₁, λ₂, ε, γ per sample, κ, statistics).
     state : tuple
         (t = n_updates, n_samples_seen, s = row_scale, accumulated samples).
     column_workspace, row_workspace : int64 ndarrays of shape (d,), or None (dense rows)
@@ -323,7 +340,7 @@ def learn_steps(
     cdef Py_ssize_t t, k, start, nnz, widest = 0, width
     memset(&r, 0, sizeof(Run))
     r.m, r.d = m, d
-    (r.eta0, r.inverse_scaling, r.decay, r.power, r.mean, r.l1, r.epsilon, r.forget,
+    (r.eta0, r.inverse_scaling, r.decay, r.power, r.mean, r.l1, r.l2, r.epsilon, r.forget,
      r.kappa, r.statistics) = settings
     r.columns_allowed = column_workspace is not None
     r.n_updates, r.n_samples_seen, r.row_scale, r.accumulated_samples = state

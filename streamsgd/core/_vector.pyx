@@ -45,3 +45,18 @@ def finite_norm(const double[::1] vector) -> float:
     with nogil:
         result = _finite_norm(&vector[0], n)
     return result
+
+
+def sum_of_squares(const double[::1] vector) -> float:
+    """Σ_j v_j², added in the order of j (one definition of the sum, shared with the
+    multi-step loop's ‖ḡ + ρ‖², :mod:`._multi_step`; numpy's dot orders it by its BLAS).
+
+    Parameters
+    ----------
+    vector : ndarray of shape (n,), float64, contiguous
+    """
+    cdef Py_ssize_t j, n = vector.shape[0]
+    cdef double total = 0.0
+    for j in range(n):
+        total += vector[j] * vector[j]
+    return total

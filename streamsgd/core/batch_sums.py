@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._vector import sum_of_squares
 from .standardize import MomentSums
 from .types import FloatArray, IndexArray
 
@@ -162,11 +163,12 @@ class BatchSums:
 
         ρ is the same for every sample (a function of the replicated w), so this is still a
         function of the sums; it needs the dense gradient (an L2 term never keeps columns).
+        The squares are added in order (:func:`._vector.sum_of_squares`), as the compiled
+        multi-step loop adds them.
         """
         if regularization is None:
             return self.mean_gradient_squared_norm
-        g = self.gradient_sum / self.n_samples + regularization
-        return float(g @ g)
+        return sum_of_squares(self.gradient_sum / self.n_samples + regularization)
 
     @property
     def gradient_variance(self) -> float:

@@ -150,7 +150,7 @@ def run_steps(
     if isinstance(X, SparseRows):
         dense, sparse = None, _canonical(X)
         assert workspace is not None
-        columns, rows = (None if optim.l1 else workspace[0]), workspace[1]
+        columns, rows = (None if optim.l1 or optim.l2 else workspace[0]), workspace[1]
     else:
         dense, sparse = np.ascontiguousarray(X), None
         columns = rows = None
@@ -162,6 +162,7 @@ def run_steps(
         schedule.power,
         optim.reduction == "mean",
         optim.l1,
+        optim.l2,
         optim.epsilon,
         optim.forget_per_sample,
         *influence,

@@ -287,8 +287,8 @@ class OnlineLogisticRegression(LinearScorer):
 
     def compiled_for(self, batch_size: int) -> bool:
         """Whether steps of m = ``batch_size`` run in the compiled loop (:mod:`.multi_step`):
-        m ≥ 2 and no controller, L2 term or standardisation."""
-        return batch_size >= 2 and self.controller is None and not (self.inputs.enabled or self.l2)
+        m ≥ 2, no controller and no standardisation."""
+        return batch_size >= 2 and self.controller is None and not self.inputs.enabled
 
     def compiled_steps(
         self, X: Features, y: FloatArray, weights: FloatArray | None, m: int, last: bool

@@ -4,18 +4,16 @@ A poll of the service buffers thousands of samples; at m = 32 stepping them one
 :meth:`~.model.OnlineLogisticRegression.learn_batch` call at a time cost ≈ 120 µs of Python a
 step (sums objects, the proposal, the statistics' methods), 3.8 µs a sample, more than the
 arithmetic. :func:`learn_batches` takes the same steps — each batch scored with the weights
-before its own step, the row clip and row scale, L1, AdaGrad (forgetting or not), both
+before its own step, the row clip and row scale, L1, L2, AdaGrad (forgetting or not), both
 schedules and reductions, sample weights, a non-finite step skipped, the noise statistics with
 their window rule and change detector — in one compiled loop (:mod:`._multi_step`), dense
 rows or sparse ones (O(nnz) per step), with the same bits as one call per batch
 (tests/unit/core/test_multi_step.py).
 
-Three settings still take one ``learn_batch`` per batch, which *is* the definition, because a
+Two settings still take one ``learn_batch`` per batch, which *is* the definition, because a
 piece of their step is Python by design: a :class:`~.controller.NoiseController` (it chooses
-η and the next m from every step's statistics), ``standardize=True`` (the standardiser folds
-its moments and may re-frame θ after every step, :mod:`.standardize`), and an L2 term (the
-objective's ‖ḡ + ρ‖² is a numpy dot product, whose order of additions the loop would have to
-copy; an L2 step is O(d) anyway, so its Python is not what costs).
+η and the next m from every step's statistics) and ``standardize=True`` (the standardiser
+folds its moments and may re-frame θ after every step, :mod:`.standardize`).
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def test_settings_that_need_python_step_one_batch_at_a_time() -> None:
     controller = NoiseController()
     assert compiled(OnlineLogisticRegression(3), 2)
     assert not compiled(OnlineLogisticRegression(3), 1)
-    assert not compiled(OnlineLogisticRegression(3, l2=1e-3), 2)
+    assert compiled(OnlineLogisticRegression(3, l2=1e-3, l1=1e-3), 2)
     assert not compiled(OnlineLogisticRegression(3, standardize=True), 2)
     assert not compiled(OnlineLogisticRegression(3, controller=controller), 2)
 
