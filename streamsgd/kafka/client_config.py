@@ -56,10 +56,12 @@ def kafka_python_consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
 
 
 def librdkafka_consumer_config(
-    settings: ConsumerSettings, on_error: Callable[[Any], None]
+    settings: ConsumerSettings,
+    on_error: Callable[[Any], None],
+    on_commit: Callable[[Any, Any], None],
 ) -> dict[str, Any]:
     """confluent-kafka ``Consumer`` settings for ``settings``; ``on_error`` is librdkafka's
-    ``error_cb``."""
+    ``error_cb``, ``on_commit`` its offset commit callback."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "group.id": settings.group_id,
@@ -87,6 +89,7 @@ def librdkafka_consumer_config(
         # record).
         "fetch.queue.backoff.ms": 10,
         "error_cb": on_error,
+        "on_commit": on_commit,
         # librdkafka's own log lines go through the guarded Python logger.
         "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
         **settings.security.librdkafka(),

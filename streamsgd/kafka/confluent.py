@@ -41,6 +41,7 @@ from .notices import (
 )
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
     MAX_POLL_RECORDS,
 )
 from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
@@ -72,7 +73,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._in_revoke = False
         self._fatal: str | None = None  # a fatal client error: poll ends the run
         self._next_identity = 0.0
-        config = librdkafka_consumer_config(settings, self._on_error)
+        config = librdkafka_consumer_config(settings, self._on_error, self._on_commit)
         self._consumer = Consumer(config)
         if not settings.assigned:
             self._consumer.subscribe(
@@ -92,6 +93,14 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
         log.warning("Kafka: %s", error)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of every commit (served by poll): one the ACLs refused ends
+        the run at the next poll; other failures are counted where the commit was made."""
+        found = [error, *(tp.error for tp in partitions or ())]
+        refused = [e for e in found if e is not None and e.code() in AUTHORIZATION_ERRORS]
+        if refused:
+            self._on_error(refused[0])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         positions = self._positions()
@@ -120,14 +129,31 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     # ------------------------------------------------------------------ assigned mode
     def _read_partitions(self, timeout_seconds: float) -> list[int]:
         try:
-            # Names the topic: librdkafka's consumer asks for it without creating it.
-            metadata = self._consumer.list_topics(self.topic, timeout=max(timeout_seconds, 0.1))
+            # Names the topic: librdkafka's consumer asks for it without creating it. One
+            # attempt is short: a refused login shows only between attempts.
+            timeout = min(max(timeout_seconds, 0.1), CONNECT_TIMEOUT_SECONDS)
+            metadata = self._consumer.list_topics(self.topic, timeout=timeout)
         except KafkaException as exc:
+            self._end_if_refused()
             raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
         topic = metadata.topics.get(self.topic)
+        if topic is not None and topic.error is not None:
+            if topic.error.code() in AUTHORIZATION_ERRORS:
+                self._on_error(topic.error)
+                self._end_if_refused()
         if topic is None or topic.error is not None:
             return []
         return sorted(topic.partitions)
+
+    def _end_if_refused(self) -> None:
+        """Assigned mode, after a request that failed: raise SourceFailed if the broker
+        refused the login (or the ACLs the topic). librdkafka tells that only to callbacks,
+        which a consumer serves in poll, where it would also hand out records; the log
+        describer's admin client serves them without taking any."""
+        if self._fatal is None:
+            self._describe_log()
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
 
     def _list_offsets(
         self, numbers: list[int], latest: bool, timeout_seconds: float
@@ -145,6 +171,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             else:
                 error = "no answer in time"
             if watermarks is None:
+                self._end_if_refused()
                 raise PartitionsUnavailableError(
                     f"cannot read the {'end' if latest else 'beginning'} offset of "
                     f"{partition_key(self.topic, number)} ({error})"
@@ -357,18 +384,11 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             self._commit_failed = True
             raise TimeoutError("the previous offset commit is still waiting for the broker")
         consumer = self._consumer
-        try:
-            self._pending_commit = _bounded(
-                lambda: consumer.commit(offsets=offsets, asynchronous=False),
-                COMMIT_TIMEOUT_SECONDS,
-                "offset commit",
-            )
-        except KafkaException as exc:
-            self._commit_failed = True
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() in AUTHORIZATION_ERRORS:
-                self._on_error(error)  # the ACLs refuse the group: the next poll ends the run
-            raise
+        self._pending_commit = _bounded(
+            lambda: consumer.commit(offsets=offsets, asynchronous=False),
+            COMMIT_TIMEOUT_SECONDS,
+            "offset commit",
+        )
         self._commit_failed = self._pending_commit.is_alive()
         if self._commit_failed:
             raise TimeoutError(f"offset commit gave up after {COMMIT_TIMEOUT_SECONDS:.1f} s")
