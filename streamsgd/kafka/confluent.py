@@ -26,9 +26,9 @@ from ..training.ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
 from .client_config import librdkafka_consumer_config
 from .confluent_admin import ConfluentLogDescriber
+from .delivery import DeliveryCursor, source_record
 from .group import (
     ConsumerGroupSource,
-    KafkaRecordMetadata,
     PartitionsUnavailableError,
     partition_key,
 )
@@ -49,13 +49,6 @@ from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 log = logging.getLogger("streamsgd.kafka")
 
 
-def _bytes_headers(
-    raw: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None],
-) -> list[tuple[str, bytes]]:
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v) for k, v in pairs if isinstance(v, bytes)]
-
-
 class ConfluentKafkaSource(ConsumerGroupSource):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
@@ -68,6 +61,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._assigned: list[TopicPartition] = []
         self._partition_keys: dict[tuple[str, int], str] = {}
         self._pending_commit: threading.Thread | None = None
+        self._committed: dict[int, int] = {}  # the offsets the last synchronous commit stored
+        self._cursor = DeliveryCursor()
         self._admin: ConfluentLogDescriber | None = None
         self._check_log_now = False
         self._in_revoke = False
@@ -110,6 +105,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                 tp.offset = position.offset
             elif self._start_rule.from_beginning:
                 tp.offset = OFFSET_BEGINNING
+        self._cursor.restart({tp.partition: tp.offset for tp in partitions})
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
@@ -180,7 +176,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             found[number] = high if latest else low
         return found
 
-    def _assign_at(self, offsets: dict[int, int]) -> None:
+    def _assign_at(self, offsets: dict[int, int], restart: bool = True) -> None:
+        if restart:  # a new assignment; a reposition moves its own partition only
+            self._cursor.restart(offsets)
         partitions = [TopicPartition(self.topic, n, offsets[n]) for n in sorted(offsets)]
         # assign() replaces the assignment; librdkafka discards what it fetched for the
         # partitions it drops, and poll() filters on the keys below as well.
@@ -196,7 +194,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         for tp in self._consumer.position(self._assigned):
             if tp.offset >= 0:
                 current[tp.partition] = tp.offset
-        self._assign_at({**current, **offsets})
+        self._assign_at({**current, **offsets}, restart=False)
+        for number, offset in offsets.items():
+            self._cursor.moved(number, offset)
 
     # ------------------------------------------------------------------ log identity
     def _describe_log(self) -> LogIdentity | None:
@@ -240,7 +240,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                     self._on_error(error)
                     raise SourceFailed(fatal_message(self.settings, str(self._fatal)))
                 if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    self._reposition(msg)
+                    if not self._cursor.reset_is_stale(int(msg.partition() or 0), msg.offset()):
+                        self._reposition(msg)
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                     self._check_log_now = True
@@ -252,23 +253,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
                 if assigned_mode:
                     continue  # fetched before a re-assignment took the partition away
                 key = keys[topic, partition] = partition_key(topic, partition)
-            kind, timestamp = msg.timestamp()
-            raw_headers = msg.headers()
-            records.append(
-                SourceRecord(
-                    key,
-                    int(msg.offset() or 0),
-                    msg.value(),
-                    None,
-                    timestamp if kind else None,
-                    KafkaRecordMetadata(
-                        topic,
-                        partition,
-                        msg.key(),
-                        _bytes_headers(raw_headers) if raw_headers else [],
-                    ),
-                )
-            )
+            if not self._cursor.accept(partition, int(msg.offset() or 0)):
+                continue  # handed out already: fetched again after a reposition
+            records.append(source_record(msg, topic, partition, key))
         if self._guard is not None and (self._check_log_now or self._identity_due()):
             # librdkafka reads a recreated topic on its own: the check comes before the
             # records are returned, at least every lag interval and after any error.
@@ -373,7 +360,13 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             ]
         if not offsets:
             return
+        committing = {tp.partition: tp.offset for tp in offsets}
         if self._in_revoke:
+            if committing == self._committed:
+                # Closing revokes right after the final checkpoint's commit: a second,
+                # asynchronous one can still be in flight when librdkafka tears the group
+                # down, which it asserts against (abort, exit 134: librdkafka #4792).
+                return
             # A synchronous commit from a helper thread waits for an answer that this
             # thread, inside the rebalance callback, would serve: it gave up after 1.5 s at
             # every shutdown and rebalance. Asynchronous, it is sent before the partitions
@@ -390,6 +383,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             "offset commit",
         )
         self._commit_failed = self._pending_commit.is_alive()
+        self._committed = {} if self._commit_failed else committing
         if self._commit_failed:
             raise TimeoutError(f"offset commit gave up after {COMMIT_TIMEOUT_SECONDS:.1f} s")
 

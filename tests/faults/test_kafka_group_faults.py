@@ -19,13 +19,29 @@ pytestmark = pytest.mark.kafka
 # --------------------------------------------------------------------------- commits
 
 
+def answered_samples(trainer: Trainer) -> int:
+    """:func:`model_samples`, asked again while the trainer does not answer in time."""
+    answers: list[int] = []
+
+    def answered() -> bool:
+        answers.append(model_samples(trainer))
+        return answers[-1] >= 0
+
+    trainer.wait_for(answered, 120, "the model document")
+    return answers[-1]
+
+
 def test_confluent_commits_from_the_revoke_callback_succeed(
     kafka_bootstrap: str, kafka_topic, tmp_path: Path, processes: Processes
 ) -> None:
     """Injects: a second confluent trainer joining the group of a first one (a rebalance
     revokes the first one's partitions), then SIGTERM to both (close revokes again) (issue
     21, item 9: every commit made from the revoke callback timed out after 1.5 s and was
-    counted as a failure). Must hold: no offset commit fails, in the metric or the log."""
+    counted as a failure). Must hold: no offset commit fails, in the metric or the log; both
+    exit 0 (a CI run: librdkafka aborted in close, exit 134, on an asynchronous commit made
+    from the close's revoke callback right after the final checkpoint's commit); every record
+    is learned once (the same run: a late offset-reset error of the fresh group moved a
+    partition back to its start, 48 samples learned from 32 records)."""
     topic = kafka_topic(2)
     X, y = samples(32, seed=27)
     write_samples(kafka_bootstrap, topic, X, y)
@@ -42,6 +58,7 @@ def test_confluent_commits_from_the_revoke_callback_succeed(
     first.wait_for(lambda: "partitions revoked" in first.log_text(), 120, "a rebalance")
     second.wait_for(lambda: "partitions assigned: [" in second.log_text(), 120, "its share")
     failures = metric(first.metrics(), "streamsgd_offset_commit_failures_total")
+    assert answered_samples(first) == 32, first.diagnostics()
     for trainer in (second, first):
         trainer.send(signal.SIGTERM)
         assert trainer.wait_exit(60) == 0, trainer.diagnostics()
