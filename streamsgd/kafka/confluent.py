@@ -67,6 +67,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._check_log_now = False
         self._in_revoke = False
         self._fatal: str | None = None  # a fatal client error: poll ends the run
+        self._answered = False  # assigned mode: a metadata or offsets request succeeded
         self._next_identity = 0.0
         config = librdkafka_consumer_config(settings, self._on_error, self._on_commit)
         self._consumer = Consumer(config)
@@ -132,6 +133,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         except KafkaException as exc:
             self._end_if_refused()
             raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
+        self._answered = True
         topic = metadata.topics.get(self.topic)
         if topic is not None and topic.error is not None:
             if topic.error.code() in AUTHORIZATION_ERRORS:
@@ -145,8 +147,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         """Assigned mode, after a request that failed: raise SourceFailed if the broker
         refused the login (or the ACLs the topic). librdkafka tells that only to callbacks,
         which a consumer serves in poll, where it would also hand out records; the log
-        describer's admin client serves them without taking any."""
-        if self._fatal is None:
+        describer's admin client serves them without taking any. Asked only until a
+        request succeeded once: a broker that is away later costs no admin request."""
+        if self._fatal is None and not self._answered:
             self._describe_log()
         if self._fatal is not None:
             raise SourceFailed(fatal_message(self.settings, self._fatal))
