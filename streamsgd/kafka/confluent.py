@@ -91,8 +91,7 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         log.warning("Kafka: %s", error)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """librdkafka's report of every commit (served by poll): one the ACLs refused ends
-        the run at the next poll; other failures are counted where the commit was made."""
+        """librdkafka's report of a commit: one the ACLs refused ends the run (next poll)."""
         found = [error, *(tp.error for tp in partitions or ())]
         refused = [e for e in found if e is not None and e.code() in AUTHORIZATION_ERRORS]
         if refused:
@@ -135,20 +134,17 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
         self._answered = True
         topic = metadata.topics.get(self.topic)
-        if topic is not None and topic.error is not None:
-            if topic.error.code() in AUTHORIZATION_ERRORS:
-                self._on_error(topic.error)
-                self._end_if_refused()
+        if topic is not None and topic.error and topic.error.code() in AUTHORIZATION_ERRORS:
+            self._on_error(topic.error)
+            self._end_if_refused()
         if topic is None or topic.error is not None:
             return []
         return sorted(topic.partitions)
 
     def _end_if_refused(self) -> None:
-        """Assigned mode, after a request that failed: raise SourceFailed if the broker
-        refused the login (or the ACLs the topic). librdkafka tells that only to callbacks,
-        which a consumer serves in poll, where it would also hand out records; the log
-        describer's admin client serves them without taking any. Asked only until a
-        request succeeded once: a broker that is away later costs no admin request."""
+        """Assigned mode, after a failed request, until one succeeded: SourceFailed if the
+        login (or the topic) was refused. librdkafka says so only to callbacks, served
+        without handing out records by the log describer's admin client, not the consumer."""
         if self._fatal is None and not self._answered:
             self._describe_log()
         if self._fatal is not None:
@@ -160,15 +156,21 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         deadline = time.monotonic() + timeout_seconds
         found = {}
         for number in numbers:
-            remaining = max(deadline - time.monotonic(), 0.1)
-            try:
-                watermarks = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, number), timeout=remaining
-                )
-            except KafkaException as exc:
-                watermarks, error = None, str(exc)
-            else:
-                error = "no answer in time"
+            while True:
+                remaining = max(deadline - time.monotonic(), 0.1)
+                try:
+                    watermarks = self._consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, number), timeout=remaining
+                    )
+                except KafkaException as exc:
+                    watermarks, error = None, str(exc)
+                else:
+                    error = "no answer in time"
+                # Added, not yet in this client's metadata: refresh it and ask again.
+                if watermarks is not None or "_UNKNOWN_PARTITION" not in error:
+                    break
+                if time.monotonic() > deadline or not self._read_partitions(1.0):
+                    break
             if watermarks is None:
                 self._end_if_refused()
                 raise PartitionsUnavailableError(
