@@ -77,6 +77,10 @@ def run(config: TrainConfig) -> int:
         ReplicaStop,
     ) as exc:
         resources.failed.set()
+        # A replica whose source failed (a refused login) ends alone: no barrier, no MPI
+        # Finalize, which after a failure can hang until the alarm kills the process, a
+        # signal that mpiexec --with-ft ulfm tolerates (the job then exits 0).
+        raised = isinstance(exc, SourceFailed)
         print(f"streamsgd: error: {exc}", file=sys.stderr)
         return 1
     except BaseException:

@@ -24,7 +24,7 @@ from confluent_kafka import (
 from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
-from .client_logs import LIBRDKAFKA_LOGGER
+from .client_config import librdkafka_consumer_config
 from .confluent_admin import ConfluentLogDescriber
 from .delivery import DeliveryCursor, source_record
 from .group import (
@@ -33,21 +33,20 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity
-from .notices import authentication_failed, fatal_message
+from .notices import (
+    AUTHORIZATION_ERRORS,
+    authentication_failed,
+    authorization_failed,
+    fatal_message,
+)
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
-    FETCH_MAX_BYTES,
-    MAX_PARTITION_FETCH_BYTES,
+    CONNECT_TIMEOUT_SECONDS,
     MAX_POLL_RECORDS,
-    RECONNECT_BACKOFF_MAX_MS,
-    SESSION_TIMEOUT_MS,
 )
 from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 
 log = logging.getLogger("streamsgd.kafka")
-
-# librdkafka's debug contexts shown with protocol_debug (through the guarded logger).
-PROTOCOL_DEBUG_CONTEXTS = "broker,protocol,security,cgrp,consumer,fetch"
 
 
 class ConfluentKafkaSource(ConsumerGroupSource):
@@ -68,42 +67,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         self._check_log_now = False
         self._in_revoke = False
         self._fatal: str | None = None  # a fatal client error: poll ends the run
+        self._answered = False  # assigned mode: a metadata or offsets request succeeded
         self._next_identity = 0.0
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": settings.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            # As with kafka-python: group mode reports, the source decides (.jumps).
-            "auto.offset.reset": settings.auto_offset_reset if settings.assigned else "error",
-            # librdkafka's default, stated: both clients learn only committed records.
-            "isolation.level": "read_committed",
-            # Partitions added to the topic are seen within this (300 s by default).
-            "topic.metadata.refresh.interval.ms": int(settings.metadata_max_age_seconds * 1000),
-            "client.id": settings.client_id,
-            "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-            # Bound the prefetch queue (64 MiB by default) so that the process stays small:
-            # peak RSS 121 MB over 10 M batched samples, against 298 MB with 16 MiB fetches
-            # into the default queue (bench.memory).
-            "max.partition.fetch.bytes": MAX_PARTITION_FETCH_BYTES,
-            "fetch.max.bytes": FETCH_MAX_BYTES,
-            "queued.max.messages.kbytes": 16 * 1024,
-            # Once that queue is full, librdkafka postpones the next fetch by this long,
-            # 1 s by default: with batched records the queue fills in one fetch, and the
-            # trainer, which drains it in well under a second, would then idle (0.22
-            # against 1.27 M samples/s measured with 0.7 ms of work per 1,024-sample
-            # record).
-            "fetch.queue.backoff.ms": 10,
-            "error_cb": self._on_error,
-            # librdkafka's own log lines go through the guarded Python logger.
-            "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
-            **settings.security.librdkafka(),
-        }
-        if settings.protocol_debug:
-            config["debug"] = PROTOCOL_DEBUG_CONTEXTS
-        if settings.group_instance_id:
-            config["group.instance.id"] = settings.group_instance_id
+        config = librdkafka_consumer_config(settings, self._on_error, self._on_commit)
         self._consumer = Consumer(config)
         if not settings.assigned:
             self._consumer.subscribe(
@@ -116,10 +82,20 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         elif error.code() == KafkaError._AUTHENTICATION and self._fatal is None:
             # librdkafka retries a refused login forever (not "fatal" to it): end the run.
             self._fatal = authentication_failed(error.str())
+        elif error.code() in AUTHORIZATION_ERRORS and self._fatal is None:
+            # Nor does it give up on a topic or group the broker's ACLs refuse it.
+            self._fatal = authorization_failed(self.settings, error.code(), error.str())
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             self._broker_ok = False
             return  # librdkafka logs these itself, through the guarded logger
         log.warning("Kafka: %s", error)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit: one the ACLs refused ends the run (next poll)."""
+        found = [error, *(tp.error for tp in partitions or ())]
+        refused = [e for e in found if e is not None and e.code() in AUTHORIZATION_ERRORS]
+        if refused:
+            self._on_error(refused[0])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         positions = self._positions()
@@ -149,14 +125,30 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     # ------------------------------------------------------------------ assigned mode
     def _read_partitions(self, timeout_seconds: float) -> list[int]:
         try:
-            # Names the topic: librdkafka's consumer asks for it without creating it.
-            metadata = self._consumer.list_topics(self.topic, timeout=max(timeout_seconds, 0.1))
+            # Names the topic: librdkafka's consumer asks for it without creating it. One
+            # attempt is short: a refused login shows only between attempts.
+            timeout = min(max(timeout_seconds, 0.1), CONNECT_TIMEOUT_SECONDS)
+            metadata = self._consumer.list_topics(self.topic, timeout=timeout)
         except KafkaException as exc:
+            self._end_if_refused()
             raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
+        self._answered = True
         topic = metadata.topics.get(self.topic)
+        if topic is not None and topic.error and topic.error.code() in AUTHORIZATION_ERRORS:
+            self._on_error(topic.error)
+            self._end_if_refused()
         if topic is None or topic.error is not None:
             return []
         return sorted(topic.partitions)
+
+    def _end_if_refused(self) -> None:
+        """Assigned mode, after a failed request, until one succeeded: SourceFailed if the
+        login (or the topic) was refused. librdkafka says so only to callbacks, served
+        without handing out records by the log describer's admin client, not the consumer."""
+        if self._fatal is None and not self._answered:
+            self._describe_log()
+        if self._fatal is not None:
+            raise SourceFailed(fatal_message(self.settings, self._fatal))
 
     def _list_offsets(
         self, numbers: list[int], latest: bool, timeout_seconds: float
@@ -164,16 +156,23 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         deadline = time.monotonic() + timeout_seconds
         found = {}
         for number in numbers:
-            remaining = max(deadline - time.monotonic(), 0.1)
-            try:
-                watermarks = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, number), timeout=remaining
-                )
-            except KafkaException as exc:
-                watermarks, error = None, str(exc)
-            else:
-                error = "no answer in time"
+            while True:
+                remaining = max(deadline - time.monotonic(), 0.1)
+                try:
+                    watermarks = self._consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, number), timeout=remaining
+                    )
+                except KafkaException as exc:
+                    watermarks, error = None, str(exc)
+                else:
+                    error = "no answer in time"
+                # Added, not yet in this client's metadata: refresh it and ask again.
+                if watermarks is not None or "_UNKNOWN_PARTITION" not in error:
+                    break
+                if time.monotonic() > deadline or not self._read_partitions(1.0):
+                    break
             if watermarks is None:
+                self._end_if_refused()
                 raise PartitionsUnavailableError(
                     f"cannot read the {'end' if latest else 'beginning'} offset of "
                     f"{partition_key(self.topic, number)} ({error})"
@@ -223,6 +222,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if self._fatal is not None:
             raise SourceFailed(fatal_message(self.settings, self._fatal))
         if not self._log_verified():
+            if self._fatal is not None:  # e.g. the topic's description refused by the ACLs
+                raise SourceFailed(fatal_message(self.settings, self._fatal))
             time.sleep(min(timeout_seconds, 0.2))  # pacing the broker's answers
             return []
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
@@ -240,6 +241,9 @@ class ConfluentKafkaSource(ConsumerGroupSource):
             if error is not None:
                 if error.fatal() or error.code() == KafkaError._FATAL:
                     raise SourceFailed(fatal_message(self.settings, error.str()))
+                if error.code() in AUTHORIZATION_ERRORS:
+                    self._on_error(error)
+                    raise SourceFailed(fatal_message(self.settings, str(self._fatal)))
                 if error.code() == KafkaError._AUTO_OFFSET_RESET:
                     if not self._cursor.reset_is_stale(int(msg.partition() or 0), msg.offset()):
                         self._reposition(msg)
@@ -336,6 +340,8 @@ class ConfluentKafkaSource(ConsumerGroupSource):
     def ready(self) -> bool:
         """Group mode: the broker answers and partitions are assigned. Assigned mode: the
         broker answers (an empty assignment is ready, and idle)."""
+        if self._fatal is not None:
+            return False
         return self._broker_ok and (self.settings.assigned or bool(self._assigned))
 
     def commit(self, positions: dict[str, Position]) -> None:

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from .client_logs import LIBRDKAFKA_LOGGER
 from .identity import LogIdentity, topic_id_text
+from .notices import AUTHORIZATION_ERRORS
 from .settings import ADMIN_TIMEOUT_SECONDS
 
 log = logging.getLogger("streamsgd.kafka")
@@ -53,6 +54,10 @@ class ConfluentLogDescriber:
         except Exception as exc:  # KafkaException, or the futures' timeout
             log.debug("cannot describe %s: %s", topic, exc)
             self._admin.poll(0)  # serve error_cb: say why, e.g. a refused login
+            error = exc.args[0] if exc.args else None
+            # A refusal of the ACLs comes only here, not through error_cb: hand it over.
+            if isinstance(error, KafkaError) and error.code() in AUTHORIZATION_ERRORS:
+                self.config.get("error_cb", lambda e: None)(error)
             return None
         uuid = found.topic_id
         raw = b"".join(

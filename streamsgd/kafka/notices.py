@@ -105,3 +105,31 @@ def authentication_failed(reason: str) -> str:
         f"authentication failed ({reason}): check --sasl-username, the password "
         "(--sasl-password or STREAMSGD_SASL_PASSWORD), --sasl-mechanism and --security-protocol"
     )
+
+
+# Kafka's protocol error codes for a refused authorization, the same in both clients
+# (kafka-python's ``errno``, librdkafka's ``KafkaError.code()``), and what each refuses.
+AUTHORIZATION_ERRORS = {
+    29: "TOPIC_AUTHORIZATION_FAILED",
+    30: "GROUP_AUTHORIZATION_FAILED",
+    31: "CLUSTER_AUTHORIZATION_FAILED",
+}
+
+
+def authorization_failed(settings: ConsumerSettings, code: int, detail: str = "") -> str:
+    """The reason given to :func:`fatal_message` for a request the broker's ACLs refused
+    (``code`` one of :data:`AUTHORIZATION_ERRORS`): retrying cannot help until an operator
+    grants the principal its rights, so the run ends and says which."""
+    principal = settings.security.sasl_plain_username
+    who = f"User:{principal}" if principal else "this client's principal"
+    need = {
+        29: f"READ on topic {settings.topic}",
+        30: f"READ on consumer group {settings.group_id}",
+        31: "the cluster operation it asked for",
+    }.get(code, f"READ on topic {settings.topic} and on consumer group {settings.group_id}")
+    name = AUTHORIZATION_ERRORS.get(code, f"error {code}")
+    return (
+        f"not authorized ({name}{': ' + detail if detail else ''}): the broker's ACLs refuse "
+        f"{who} {need}; grant it (kafka-acls --add --allow-principal ...) or check "
+        "--sasl-username and --topic/--group-id"
+    )

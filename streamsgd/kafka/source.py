@@ -13,17 +13,20 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import (
+    AuthorizationError,
     FencedInstanceIdError,
     KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     SaslAuthenticationFailedError,
+    TopicAuthorizationFailedError,
 )
 from kafka.structs import OffsetAndMetadata
 
 from ..distributed.partitions import partition_number
 from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
+from .client_config import kafka_python_consumer_config
 from .client_logs import watch_client_errors
 from .group import (
     ConsumerGroupSource,
@@ -32,16 +35,11 @@ from .group import (
     partition_key,
 )
 from .identity import LogIdentity, topic_id_text
-from .notices import authentication_failed, fatal_message
+from .notices import authentication_failed, authorization_failed, fatal_message
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
-    FETCH_MAX_BYTES,
-    MAX_PARTITION_FETCH_BYTES,
-    MAX_POLL_RECORDS,
-    RECONNECT_BACKOFF_MAX_MS,
-    SESSION_TIMEOUT_MS,
 )
 
 log = logging.getLogger("streamsgd.kafka")
@@ -71,33 +69,7 @@ class KafkaSource(ConsumerGroupSource):
 
     def _start(self) -> None:
         settings = self.settings
-        self._config: dict[str, Any] = {
-            "bootstrap_servers": settings.bootstrap_servers.split(","),
-            "group_id": settings.group_id,
-            "enable_auto_commit": False,
-            # Group mode: the client reports a partition it cannot read at its position
-            # instead of resetting it; the source decides and accounts the jump (.jumps).
-            # Replicas (assigned) keep the client's reset until their engine decides.
-            "auto_offset_reset": settings.auto_offset_reset if settings.assigned else "none",
-            # Never learn a record of an aborted (or still open) transaction; kafka-python
-            # reads uncommitted by default, librdkafka committed: both clients must learn
-            # the same records.
-            "isolation_level": "read_committed",
-            # A topic deleted under the trainer must not come back as an empty one made by
-            # the consumer's metadata requests (the broker's auto-create).
-            "allow_auto_create_topics": False,
-            # Partitions added to the topic are seen within this (300 s by default).
-            "metadata_max_age_ms": int(settings.metadata_max_age_seconds * 1000),
-            "max_poll_records": MAX_POLL_RECORDS,
-            "max_partition_fetch_bytes": MAX_PARTITION_FETCH_BYTES,
-            "fetch_max_bytes": FETCH_MAX_BYTES,
-            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
-            "session_timeout_ms": SESSION_TIMEOUT_MS,
-            "client_id": settings.client_id,
-            **settings.security.kafka_python(),
-        }
-        if settings.group_instance_id:
-            self._config["group_instance_id"] = settings.group_instance_id
+        self._config = kafka_python_consumer_config(settings)
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
         self._in_rebalance = False
@@ -109,6 +81,13 @@ class KafkaSource(ConsumerGroupSource):
         kafka-python says so only in its log (it may also see the broker just hang up)."""
         if isinstance(exc, SaslAuthenticationFailedError) and self._fatal is None:
             self._fatal = authentication_failed(str(exc))
+        elif isinstance(exc, AuthorizationError):  # e.g. a heartbeat the ACLs refuse
+            self._not_authorized(exc)
+
+    def _not_authorized(self, exc: AuthorizationError) -> None:
+        """The broker's ACLs refuse the principal (issue 21, item 5): no retry helps."""
+        if self._fatal is None:
+            self._fatal = authorization_failed(self.settings, exc.errno or 0, str(exc))
 
     def _connect(self) -> KafkaConsumer | None:
         if self._consumer is not None:
@@ -217,10 +196,22 @@ class KafkaSource(ConsumerGroupSource):
         consumer = self._consumer
         if consumer is None:
             return None
-        try:
-            consumer.partitions_for_topic(self.topic)  # asks the broker if not cached
-        except KafkaError as exc:
-            log.warning("cannot read the metadata of %s: %s", self.topic, exc)
+        cluster = getattr(consumer, "_cluster", None)  # private in kafka-python 3
+        if cluster is None or not hasattr(cluster, "request_update"):
+            try:
+                consumer.partitions_for_topic(self.topic)  # asks the broker if not cached
+            except KafkaError as exc:
+                log.warning("cannot read the metadata of %s: %s", self.topic, exc)
+            return None
+        # Only a metadata request that names the topic says that the ACLs hide it (asking
+        # for all topics, as partitions_for_topic does, just leaves it out): ask for the
+        # subscribed topic, without auto-creation, and read the answer at the next try.
+        if self.topic in cluster.unauthorized_topics:
+            self._not_authorized(TopicAuthorizationFailedError({self.topic}))
+            return None
+        if cluster.partitions_for_topic(self.topic) is None:
+            cluster.add_topic(self.topic)  # tracked already once subscribed
+            cluster.request_update()
             return None
         return self._cached_identity(consumer)
 
@@ -242,6 +233,8 @@ class KafkaSource(ConsumerGroupSource):
             raise SourceFailed(fatal_message(self.settings, self._fatal))
         consumer = self._connect()
         if consumer is None or not self._log_verified():
+            if self._fatal is not None:  # e.g. metadata refused by the ACLs
+                raise SourceFailed(fatal_message(self.settings, self._fatal))
             time.sleep(min(timeout_seconds, 0.2))  # pace reconnection attempts
             return []
         try:
@@ -251,6 +244,9 @@ class KafkaSource(ConsumerGroupSource):
             return []
         except FencedInstanceIdError as exc:  # never recovers: end the run
             raise SourceFailed(fatal_message(self.settings, f"fenced ({exc})")) from None
+        except AuthorizationError as exc:  # nor does a refusal of the ACLs
+            self._not_authorized(exc)
+            raise SourceFailed(fatal_message(self.settings, str(self._fatal))) from None
         except KafkaError as exc:
             log.warning("poll failed: %s", exc)
             self._broker_ok = False
@@ -353,7 +349,7 @@ class KafkaSource(ConsumerGroupSource):
     def ready(self) -> bool:
         """Group mode: the broker answers and partitions are assigned. Assigned mode: the
         broker answers (an empty assignment is ready, and idle)."""
-        if self._consumer is None or not self._broker_ok:
+        if self._consumer is None or not self._broker_ok or self._fatal is not None:
             return False
         return self.settings.assigned or bool(self._consumer.assignment())
 
@@ -385,6 +381,8 @@ class KafkaSource(ConsumerGroupSource):
             self._commit_failed = True
             if isinstance(exc, FencedInstanceIdError):
                 self._fatal = f"fenced ({exc})"
+            elif isinstance(exc, AuthorizationError):
+                self._not_authorized(exc)
             raise
         self._commit_failed = False
 

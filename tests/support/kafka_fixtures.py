@@ -13,8 +13,13 @@ Fixtures
                                 topic and returns once its metadata (every partition with a
                                 leader) is visible.
     kafka_sasl       (session)  SaslListener: the session broker's second listener,
-                                SASL_PLAINTEXT with mechanism PLAIN on its own port, one user
-                                with a random password (fails with an external cluster).
+                                SASL_PLAINTEXT with mechanism PLAIN on its own port, a super
+                                user and a restricted user (``.restricted()``), each with a
+                                random password (fails with an external cluster). The broker
+                                checks ACLs (KRaft StandardAuthorizer): the PLAINTEXT
+                                listener's principal and the first user are super users; the
+                                restricted one may use whatever no ACL names, and deny_acl()
+                                takes a right from it.
 
 A broker of a test module's own
     own_broker(base_dir, host="127.0.0.1")  context manager: a KafkaBroker listening on `host`
@@ -26,6 +31,8 @@ Helpers for other tests (they act on the session broker)
     broker_start()   start it again on the same port with the same data
     session_broker() the KafkaBroker of the session
     create_topic(bootstrap_servers, partitions=1, name=None, ...) / wait_for_topic(...)
+    deny_acl(bootstrap_servers, username, resource, name, operation="ALL")  an ACL that
+                     refuses a SASL user an operation on a topic or group, applied on return
 
 If the broker cannot start the fixtures fail (with the tail of the broker log); they never skip.
 A test that stops the broker and does not start it again gets it restarted after it finishes.
@@ -74,16 +81,28 @@ _HARNESS_VARS = (
     "KAFKA_SASL_PORT",
     "KAFKA_SASL_USERNAME",
     "KAFKA_SASL_PASSWORD",
+    "KAFKA_SASL_OTHER_USERS",
+    "KAFKA_AUTHORIZER",
 )
 
 
 @dataclass(frozen=True)
 class SaslListener:
-    """The broker's SASL_PLAINTEXT listener (mechanism PLAIN) and its one user."""
+    """The broker's SASL_PLAINTEXT listener (mechanism PLAIN) and a user of it: the super
+    user, or (``restricted()``) one whose rights the broker's ACLs decide."""
 
     bootstrap_servers: str
     username: str
     password: str = field(repr=False)
+    restricted_username: str = ""
+    restricted_password: str = field(default="", repr=False)
+
+    def restricted(self) -> SaslListener:
+        """The same listener, logged in as the restricted user (not a super user: an ACL
+        that names a resource decides what it may do there; see :func:`deny_acl`)."""
+        return SaslListener(
+            self.bootstrap_servers, self.restricted_username, self.restricted_password
+        )
 
 
 # --------------------------------------------------------------------------- ports, processes
@@ -208,7 +227,11 @@ class KafkaBroker:
         # in the logs). The password is random: a test can search all output for it.
         sasl_port = free_port(exclude=(self.port, self.controller_port), host=host)
         self.sasl = SaslListener(
-            f"{host}:{sasl_port}", "streamsgd-test", f"pw-{secrets.token_hex(12)}"
+            f"{host}:{sasl_port}",
+            "streamsgd-test",
+            f"pw-{secrets.token_hex(12)}",
+            "streamsgd-restricted",
+            f"pw-{secrets.token_hex(12)}",
         )
         self.state_dir = Path(base_dir) / "state"
         self.data_dir = Path(base_dir) / "data"
@@ -267,6 +290,13 @@ class KafkaBroker:
                 KAFKA_SASL_PORT=self.sasl.bootstrap_servers.rsplit(":", 1)[1],
                 KAFKA_SASL_USERNAME=self.sasl.username,
                 KAFKA_SASL_PASSWORD=self.sasl.password,
+                KAFKA_SASL_OTHER_USERS=(
+                    f"{self.sasl.restricted_username}:{self.sasl.restricted_password}"
+                ),
+                # ACLs are checked (issue 21: a principal the ACLs refuse ends the run); the
+                # PLAINTEXT listener's principal and the first SASL user are super users, so
+                # every test that sets no ACL runs as before.
+                KAFKA_AUTHORIZER="standard",
             )
         env.update(overrides)
         return env
@@ -436,6 +466,52 @@ def create_topic(
         if own:
             admin.close()
     return name
+
+
+# --------------------------------------------------------------------------- ACLs
+
+
+def deny_acl(
+    bootstrap_servers: str,
+    username: str,
+    resource: str,
+    name: str,
+    operation: str = "ALL",
+    timeout: float = 120.0,
+) -> None:
+    """Refuse SASL user ``username`` ``operation`` (an ``ACLOperation`` name: "ALL",
+    "READ", ...) on the ``resource`` ("topic" or "group") called ``name``, through the
+    PLAINTEXT listener (a super user); returns once the broker lists the ACL (its
+    authorizer applies what it lists)."""
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    kind = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}[resource]
+    pattern = ResourcePattern(kind, name, ACLResourcePatternType.LITERAL)
+    acl = ACL(f"User:{username}", "*", ACLOperation[operation], ACLPermissionType.DENY, pattern)
+    wanted = ACLFilter(
+        f"User:{username}",
+        None,
+        ACLOperation.ANY,
+        ACLPermissionType.DENY,
+        ResourcePatternFilter(kind, name, ACLResourcePatternType.LITERAL),
+    )
+    admin = _admin(bootstrap_servers)
+    try:
+        created = admin.create_acls([acl])
+        if created["failed"]:
+            pytest.fail(f"could not create the ACL {acl}: {created['failed']}", pytrace=False)
+        wait_for(lambda: bool(admin.describe_acls(wanted)[0]), timeout, f"the broker to list {acl}")
+    finally:
+        admin.close()
 
 
 # --------------------------------------------------------------------------- session helpers
