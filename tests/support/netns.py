@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,21 @@ def _ip(*args: str, namespace: str | None = None, check: bool = True) -> None:
     subprocess.run([*prefix, "ip", *args], check=check, capture_output=True, timeout=30)
 
 
+def _wait_links_gone(tag: str, timeout_seconds: float = 30.0) -> None:
+    """Wait until no link named after ``tag`` is left: the kernel removes a namespace's veth
+    ends after ``ip netns del`` returns, and an ``mpiexec`` started meanwhile by the next test
+    enumerates the interfaces and can fail on one that vanishes ("The PMIx server's listener
+    thread failed to start", exit 213, seen in loaded runs of tests/distributed)."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        links = subprocess.run(
+            ["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=30
+        ).stdout
+        if tag not in links:
+            return
+        time.sleep(0.1)  # polling the kernel's link table, not standing in for an event
+
+
 @dataclass
 class Lan:
     """A bridge in this namespace at ``gateway`` on ``subnet`` (a /24): what the hosts join,
@@ -83,6 +99,7 @@ def lan() -> Iterator[Lan]:
         yield net
     finally:
         _ip("link", "del", net.bridge, check=False)
+        _wait_links_gone(tag)
 
 
 @dataclass
@@ -205,5 +222,6 @@ def _cleanup(hosts: Hosts, marker: str) -> None:
     for i, name in enumerate([*hosts.names, hosts.launcher]):
         _ip("netns", "del", name, check=False)
         _ip("link", "del", f"{hosts.tag}v{i}", check=False)
+    _wait_links_gone(hosts.tag)
     lines = HOSTS_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
     HOSTS_FILE.write_text("".join(line for line in lines if marker not in line))
