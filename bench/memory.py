@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.n_features),
             "--batch-size",
             str(args.batch_size),
+            "--learning-rate",  # the fixed step it measures (auto is the default)
+            "0.1",
             "--max-samples",
             str(n),
             "--checkpoint-dir",

@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     command = [sys.executable, "-m", "streamsgd", "train", "--source", "file", "--path", "-"]
     command += ["--hash-bits", str(args.hash_bits), "--batch-size", str(args.batch_size)]
+    command += ["--learning-rate", "0.1"]  # the fixed step it measures (auto is the default)
     command += ["--metrics-port", str(port), "--progress", "never", "--log-level", "WARNING"]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, cwd=REPO)
     stop_feed, stop_clients = threading.Event(), threading.Event()

@@ -85,6 +85,7 @@ def streamsgd_cli(path: Path, batch_size: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as ck:
         argv = [sys.executable, "-m", "streamsgd", "train", "--source", "file"]
         argv += ["--path", str(path), "--hash-bits", "18", "--batch-size", str(batch_size)]
+        argv += ["--learning-rate", "0.1"]  # the fixed step it measures (auto is the default)
         argv += ["--metrics-port", "0", "--progress", "never", "--checkpoint-dir", ck]
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSGD_")}
         env["OPENBLAS_NUM_THREADS"] = "1"

@@ -34,18 +34,24 @@ LEGACY_FORMAT_VERSION = 1  # no checksum; read with a warning
 ARRAY_DTYPE = "<f8"
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, arrays: list[bytes] | None = None) -> Any:
+    """``value`` with its arrays as base64 objects. With ``arrays``, each array's base64
+    text is appended there and its ``"base64"`` holds :func:`_placeholder` of its index
+    instead (see :func:`_canonical_spliced`)."""
     if isinstance(value, np.ndarray):
         data = np.ascontiguousarray(value, dtype=ARRAY_DTYPE)
+        text = base64.b64encode(data.tobytes())
+        if arrays is not None:
+            arrays.append(text)
         return {
             "__ndarray__": ARRAY_DTYPE,
             "shape": list(data.shape),
-            "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+            "base64": text.decode("ascii") if arrays is None else _placeholder(len(arrays) - 1),
         }
     if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
+        return {str(k): _encode(v, arrays) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
+        return [_encode(v, arrays) for v in value]
     if isinstance(value, np.floating | np.integer | np.bool_):
         return value.item()
     return value
@@ -97,13 +103,47 @@ def _canonical(encoded_state: Any) -> bytes:
     return text.encode("ascii")
 
 
+def _placeholder(index: int) -> str:
+    # NULs: JSON writes them escaped, and no state's text holds this (it is checked).
+    return f"\x00streamsgd-array-{index}\x00"
+
+
+def _canonical_spliced(encoded_state: Any, arrays: list[bytes]) -> list[bytes] | None:
+    """:func:`_canonical` of the state whose arrays' base64 texts are ``arrays`` and stand
+    as placeholders in ``encoded_state``: the JSON of the rest, with each placeholder's
+    JSON string replaced by its text in quotes, as the pieces to join. The same bytes, since
+    JSON writes base64 (``A-Z a-z 0-9 + / =``) as it is, without the encoder scanning
+    megabytes of it for characters to escape. None if a placeholder is not found exactly
+    once (a state's own text that equals one)."""
+    text = _canonical(encoded_state)
+    spans = []
+    for index, data in enumerate(arrays):
+        token = json.dumps(_placeholder(index)).encode("ascii")
+        at = text.find(token)
+        if at < 0 or text.find(token, at + 1) >= 0:
+            return None
+        spans.append((at, len(token), data))
+    spans.sort()
+    parts, done = [], 0
+    for at, length, data in spans:
+        parts += [text[done:at], b'"', data, b'"']
+        done = at + length
+    parts.append(text[done:])
+    return parts
+
+
 def dumps(state: dict[str, Any]) -> bytes:
     """The checkpoint file's bytes for ``state``; CheckpointError if load would refuse it."""
     validate_state(state)
-    payload = _canonical(_encode(state))
-    digest = hashlib.sha256(payload).hexdigest()
-    header = f'{{"format_version":{FORMAT_VERSION},"sha256":"{digest}","state":'
-    return header.encode("ascii") + payload + b"}\n"
+    arrays: list[bytes] = []
+    parts = _canonical_spliced(_encode(state, arrays), arrays)
+    if parts is None:
+        parts = [_canonical(_encode(state))]
+    sha256 = hashlib.sha256()
+    for part in parts:
+        sha256.update(part)
+    header = f'{{"format_version":{FORMAT_VERSION},"sha256":"{sha256.hexdigest()}","state":'
+    return b"".join([header.encode("ascii"), *parts, b"}\n"])
 
 
 def _verified_payload(document: dict[str, Any]) -> Any:

@@ -101,6 +101,9 @@ def build_controller(config: TrainConfig) -> NoiseController | None:
         min_batch_size=b.min_batch_size,
         max_batch_size=b.max_batch_size,
         norm_test_theta=b.norm_test_theta,
+        max_batch_latency_seconds=b.max_batch_latency_seconds,
+        n_features=config.n_features,
+        sparse=config.model.hash_bits is not None,
     )
 
 

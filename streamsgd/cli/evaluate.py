@@ -17,7 +17,6 @@ See :mod:`streamsgd.training.evaluation` for what is measured.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -49,17 +48,6 @@ REPORT_KEYS = (
     "batch_size",
     "learning_rate",
 )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``evaluate`` besides the train flags."""
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument(
-        "--predictions",
-        metavar="PATH",
-        help="write each sample's pre-step probability p(y=1|x), one per line in stream "
-        "order (rejected records have no line)",
-    )
 
 
 def check_config(config: TrainConfig) -> None:

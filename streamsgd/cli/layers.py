@@ -8,7 +8,6 @@ parser can use them as defaults: built-in < file < environment < command line.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +25,8 @@ def read_config_file(path: str) -> dict[str, Any]:
         One line naming the file and the problem: unreadable, not TOML, an unknown table or
         key, a value of the wrong type or out of range.
     """
+    import tomllib  # here: only a run with a config file reads TOML (start-up time)
+
     try:
         with open(path, "rb") as fh:
             document = tomllib.load(fh)

@@ -11,7 +11,6 @@ plus ``--json`` and ``--predictions``.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from ..config.produce import (
     ProduceSynthetic,
 )
 from .errors import UsageError
-from .evaluate import add_arguments as add_evaluate_arguments
 from .layers import environment_values
 
 
@@ -153,7 +151,7 @@ def _add_evaluate(
         "synthetic (with --max-samples); writes no checkpoint and serves nothing.",
     )
     _add_train_options(evaluate, file_values, environ)
-    add_evaluate_arguments(evaluate)
+    _add_evaluate_arguments(evaluate)
 
 
 def _add_train_options(
@@ -198,10 +196,24 @@ def unknown_environment(environ: Mapping[str, str]) -> list[str]:
             continue
         if name.startswith(_OTHER_PREFIXES):
             continue
+        import difflib  # here: only a misspelt variable needs it (start-up time)
+
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         warnings.append(f"{name} is not a streamsgd option and is ignored{hint}")
     return warnings
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``evaluate`` besides the train flags (here, not in
+    :mod:`.evaluate`, so that building the parser does not import what evaluate runs)."""
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--predictions",
+        metavar="PATH",
+        help="write each sample's pre-step probability p(y=1|x), one per line in stream "
+        "order (rejected records have no line)",
+    )
 
 
 def _add_produce(commands: Any, environ: Mapping[str, str]) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 from ..checkpoint import CheckpointError, DirectoryCheckpointStore, ManifestFile
 from ..checkpoint.generation import GenerationFence
 from ..config import TrainConfig
-from ..distributed.agreement import PARTITIONS_CHECK_SECONDS
 from ..distributed.collective import Collective
 from .errors import UsageError
 
@@ -61,6 +60,10 @@ def checkpoint_opener(config: TrainConfig) -> Callable[[], DirectoryCheckpointSt
 
 def replica_arguments(config: TrainConfig, collective: Collective) -> dict[str, Any]:
     """The keyword arguments of :func:`~streamsgd.distributed.replicated.replicated_trainer`."""
+    # Imported here: a single process (most runs) never needs the replicas' agreement
+    # machinery, and its modules cost start-up time (each dataclass compiles its methods).
+    from ..distributed.agreement import PARTITIONS_CHECK_SECONDS
+
     directory = config.checkpoint.checkpoint_dir
     return {
         "collective": collective,

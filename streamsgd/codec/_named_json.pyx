@@ -26,7 +26,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 import numpy as np
 
@@ -389,6 +389,9 @@ cdef struct Features:
     uint64_t* keys        # (bucket << 32) | position, per feature
     uint64_t* key_hashes  # hash of the key alone, to find duplicate keys
     double* values        # per feature, in record order
+    uint64_t* staged      # the keys in the last row's sorted order, to be sorted
+    uint32_t* order       # the positions of the last row emitted, in its sorted order
+    Py_ssize_t order_n    # and their number (-1: none)
     Py_ssize_t n
     Py_ssize_t capacity
 
@@ -406,52 +409,197 @@ cdef int _grow_features(Features* f) noexcept nogil:
     cdef Py_ssize_t capacity = 64 if f.capacity == 0 else 2 * f.capacity
     if (_resize(<void**>&f.keys, capacity, sizeof(uint64_t)) != OK
             or _resize(<void**>&f.key_hashes, capacity, sizeof(uint64_t)) != OK
-            or _resize(<void**>&f.values, capacity, sizeof(double)) != OK):
+            or _resize(<void**>&f.values, capacity, sizeof(double)) != OK
+            or _resize(<void**>&f.staged, capacity, sizeof(uint64_t)) != OK
+            or _resize(<void**>&f.order, capacity, sizeof(uint32_t)) != OK):
         return DECLINE
     f.capacity = capacity
     return OK
 
 
+# Bytes that a key's fast scan copies as they are: printable ASCII but the quote and the
+# backslash. Everything else (an escape, UTF-8, a control byte, the end) ends the scan.
+cdef unsigned char[256] _PLAIN
+for _byte in range(256):
+    _PLAIN[_byte] = 0x20 <= _byte < 0x80 and _byte != 34 and _byte != 92
+
+
+cdef enum:
+    CACHE_SLOTS = 1024  # a power of two; records of real streams repeat a few dozen keys
+    CACHE_KEY_BYTES = 28  # longer keys are hashed every time
+
+
+cdef struct CachedKey:
+    uint32_t length  # 0: an empty slot (the empty key is never cached)
+    uint32_t hash    # MurmurHash3 of the bytes below
+    unsigned char[CACHE_KEY_BYTES] key
+
+
+# The keys seen last, each with its MurmurHash3, so that a key repeated in every record is
+# hashed once. One direct-mapped table for the module: only _parse's record loop uses it,
+# and that loop holds the GIL and runs no Python code (no nogil section, no call that could
+# switch threads), so no two parses use it at once. An entry maps exact bytes to their
+# hash, so it can only be right or missing; a miss hashes and replaces the slot.
+cdef CachedKey[CACHE_SLOTS] _key_cache
+
+
+cdef inline uint32_t _cached_hash(const unsigned char* key, Py_ssize_t length,
+                                  uint32_t quick) noexcept nogil:
+    """MurmurHash3 x86-32 (seed 0) of ``key[:length]``; ``quick`` is a cheap hash of the same
+    bytes that picks the slot."""
+    cdef CachedKey* slot
+    cdef uint32_t h
+    cdef Py_ssize_t k
+    if length == 0 or length > CACHE_KEY_BYTES:
+        return murmurhash3_x86_32(key, length, 0)
+    slot = &_key_cache[(quick * <uint32_t>0x9E3779B1U) >> 22]  # the top 10 bits: 1024 slots
+    if slot.length == <uint32_t>length:
+        k = 0
+        while k < length and slot.key[k] == key[k]:
+            k += 1
+        if k == length:
+            return slot.hash
+    h = murmurhash3_x86_32(key, length, 0)
+    slot.length = <uint32_t>length
+    slot.hash = h
+    memcpy(slot.key, key, length)
+    return h
+
+
+cdef inline bint _digit(unsigned char ch) noexcept nogil:
+    return <unsigned char>(ch - 48) < 10
+
+
+cdef inline int _short_number(const unsigned char* p, Py_ssize_t* at, double* value) noexcept nogil:
+    """The common JSON number at ``p[at[0]]`` — ``-?(0|[1-9][0-9]*)(\\.[0-9]+)?`` of at most
+    18 digits, no exponent — as :func:`_number` makes of it (the same operations, so the
+    same bits), ``at[0]`` moved past it. DECLINE (``at[0]`` unchanged) for any other token:
+    the caller hands it to :func:`_number`."""
+    cdef Py_ssize_t i = at[0], digits_from, n_digits
+    cdef bint negative = p[i] == 45
+    cdef bint decimal = False
+    cdef uint64_t mantissa = 0
+    cdef int frac_digits = 0
+    cdef double v
+    i += negative
+    digits_from = i
+    if p[i] == 48:  # '0': no more integer digits may follow
+        i += 1
+    elif _digit(p[i]):
+        while _digit(p[i]):  # p[n] ends every token: no bound check
+            mantissa = mantissa * 10 + (p[i] - 48)
+            i += 1
+    else:
+        return DECLINE
+    if p[i] == 46:  # '.'
+        i += 1
+        decimal = True
+        frac_digits = <int>i
+        while _digit(p[i]):
+            mantissa = mantissa * 10 + (p[i] - 48)
+            i += 1
+        frac_digits = <int>i - frac_digits
+        if frac_digits == 0:
+            return DECLINE
+    n_digits = i - digits_from - decimal
+    if p[i] == 101 or p[i] == 69 or n_digits > 18:  # an exponent, or long: _number's case
+        return DECLINE
+    if not decimal:
+        v = <double>(<int64_t>mantissa)
+        value[0] = -v if negative and mantissa != 0 else v  # "-0" is the int 0: +0.0
+    else:
+        if mantissa > (<uint64_t>1 << 53):
+            return DECLINE
+        # Clinger's fast path, as in _number: both operands exact, one rounding.
+        v = <double>mantissa / _POW10[frac_digits]
+        value[0] = -v if negative else v
+    at[0] = i
+    return OK
+
+
+cdef inline bint _is_space(unsigned char ch) noexcept nogil:
+    return ch == 32 or ch == 10 or ch == 13 or ch == 9
+
+
 cdef int _features(Cursor* c, Features* f, uint32_t mask) noexcept:
-    """The ``features`` object at c.i (its ``{`` already read) into ``f``."""
-    cdef Py_ssize_t key_start = 0, key_len, value_start, value_len
-    cdef uint32_t name_hash, key_hash
+    """The ``features`` object at c.i (its ``{`` already read) into ``f``.
+
+    The common layout (plain keys, short numbers, single spaces) is read on locals, with
+    the general helpers (:func:`_string`, :func:`_number`, :func:`_skip_ws`) for anything
+    else. A key of plain bytes (printable ASCII, no escape) is hashed where it lies, through
+    the key cache; any other key is decoded into ``c.scratch`` first. ``c.p[c.n]`` is a byte
+    that ends every token (a NUL or a newline), so the scans stop at the end without a bound
+    check; only whitespace (the newline is some) needs one."""
+    cdef const unsigned char* p = c.p
+    cdef const unsigned char* key
+    cdef Py_ssize_t n = c.n, i, start, key_start = 0, key_len, value_start, value_len
+    cdef uint32_t name_hash, key_hash, quick
     cdef double value
     cdef bint integral
     cdef unsigned char ch
     f.n = 0
     _skip_ws(c)
-    if c.i < c.n and c.p[c.i] == 125:  # '}': no features (an all-zero row)
-        c.i += 1
+    i = c.i
+    if p[i] == 125:  # '}': no features (an all-zero row)
+        c.i = i + 1
         return OK
     while True:
-        if c.i >= c.n or c.p[c.i] != 34:
+        if p[i] != 34:
             return DECLINE
-        c.i += 1
-        if _string(c, &key_start, &key_len) != OK:
+        start = i + 1
+        i = start
+        quick = 0
+        ch = p[i]
+        while _PLAIN[ch]:
+            quick = quick * 31 + ch
+            i += 1
+            ch = p[i]
+        if ch == 34:  # a plain key, p[start:i]: it stays where it is
+            key = p + start
+            key_len = i - start
+            i += 1
+            key_hash = _cached_hash(key, key_len, quick)
+        else:  # escapes or UTF-8: decoded into the scratch buffer
+            c.i = start
+            if _string(c, &key_start, &key_len) != OK:
+                return DECLINE
+            i = c.i
+            key = c.scratch
+            key_hash = murmurhash3_x86_32(key, key_len, 0)
+        if p[i] != 58:  # not ':' right after the key
+            c.i = i
+            _skip_ws(c)
+            i = c.i
+            if p[i] != 58 or i >= n:
+                return DECLINE
+        i += 1
+        if p[i] == 32 and i < n:
+            i += 1
+        if _is_space(p[i]) and i < n:
+            c.i = i
+            _skip_ws(c)
+            i = c.i
+        if i >= n:
             return DECLINE
-        _skip_ws(c)
-        if c.i >= c.n or c.p[c.i] != 58:  # ':'
-            return DECLINE
-        c.i += 1
-        _skip_ws(c)
-        if c.i >= c.n:
-            return DECLINE
-        ch = c.p[c.i]
+        ch = p[i]
         if ch == 34:  # a string value v: the indicator "key=v", value 1
-            c.i += 1
+            c.i = i + 1
+            if key != c.scratch:
+                memcpy(c.scratch, key, key_len)
             c.scratch[key_len] = 61  # '='
             value_start = key_len + 1
             if _string(c, &value_start, &value_len) != OK:
                 return DECLINE
+            i = c.i
             name_hash = murmurhash3_x86_32(c.scratch, key_len + 1 + value_len, 0)
-            key_hash = murmurhash3_x86_32(c.scratch, key_len, 0)
             value = 1.0
-        elif ch == 45 or 48 <= ch <= 57:  # a number v: the feature "key", value v
-            if _number(c, &value, &integral) != OK:
-                return DECLINE
-            name_hash = murmurhash3_x86_32(c.scratch, key_len, 0)
-            key_hash = name_hash
+        elif ch == 45 or _digit(ch):  # a number v: the feature "key", value v
+            if _short_number(p, &i, &value) != OK:
+                c.i = i
+                if _number(c, &value, &integral) != OK:
+                    return DECLINE
+                i = c.i
+            name_hash = key_hash
         else:
             return DECLINE  # true, false, null, an array or an object: invalid_schema
         if f.n == f.capacity and _grow_features(f) != OK:
@@ -460,36 +608,56 @@ cdef int _features(Cursor* c, Features* f, uint32_t mask) noexcept:
         f.key_hashes[f.n] = key_hash
         f.values[f.n] = value
         f.n += 1
-        _skip_ws(c)
-        if c.i >= c.n:
+        if _is_space(p[i]) and i < n:
+            c.i = i
+            _skip_ws(c)
+            i = c.i
+        if i >= n:
             return DECLINE
-        ch = c.p[c.i]
-        c.i += 1
+        ch = p[i]
+        i += 1
         if ch == 125:  # '}'
+            c.i = i
             return OK
         if ch != 44:  # ','
             return DECLINE
-        _skip_ws(c)
+        if p[i] == 32 and i < n:  # the one space after a comma, the common layout
+            i += 1
+        if _is_space(p[i]) and i < n:
+            c.i = i
+            _skip_ws(c)
+            i = c.i
 
 
 cdef enum:
     KEY_SLOTS = 1024  # a power of two, over twice the keys a record checks this way
+    LAST_KEYS = 512   # KEY_SLOTS // 2
 
 
 cdef struct KeySet:
     uint32_t[KEY_SLOTS] stamp   # the record that filled the slot (0: none yet)
     uint32_t[KEY_SLOTS] key     # its key hash
     uint32_t current
+    uint64_t[LAST_KEYS] last  # the key hashes of the last record found distinct
+    Py_ssize_t last_n              # their number
 
 
 cdef int _distinct_keys(Features* f, KeySet* seen) noexcept nogil:
     """DECLINE when two keys may be equal (equal hashes): a JSON object with a repeated key
     keeps its last value at its first place in Python, which is the decoder's business.
-    O(n) with a set whose slots are stamped with the record, so that it is never cleared."""
+    O(n) with a set whose slots are stamped with the record, so that it is never cleared;
+    a record whose key hashes are those of the last record found distinct, in the same
+    order (a stream's records mostly repeat their keys), is distinct too."""
     cdef Py_ssize_t k
     cdef uint32_t h, slot
     if f.n < 2:
         return OK
+    if f.n == seen.last_n:
+        k = 0
+        while k < f.n and f.key_hashes[k] == seen.last[k]:
+            k += 1
+        if k == f.n:
+            return OK
     if f.n > KEY_SLOTS // 2:  # a record of many features: sort the hashes instead
         _sort(f.key_hashes, f.n)
         for k in range(1, f.n):
@@ -509,23 +677,42 @@ cdef int _distinct_keys(Features* f, KeySet* seen) noexcept nogil:
             slot = (slot + 1) & (KEY_SLOTS - 1)
         seen.stamp[slot] = seen.current
         seen.key[slot] = h
+    memcpy(seen.last, f.key_hashes, f.n * sizeof(uint64_t))
+    seen.last_n = f.n
+    return OK
+
+
+cdef int _reserve(Growing* out, Py_ssize_t capacity) noexcept nogil:
+    if (_resize(<void**>&out.indices, capacity, sizeof(int64_t)) != OK
+            or _resize(<void**>&out.values, capacity, sizeof(double)) != OK):
+        return DECLINE
+    out.capacity = capacity
     return OK
 
 
 cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
-    """The row's sorted, distinct buckets and their sums (record order within a bucket)."""
-    cdef Py_ssize_t k, capacity
+    """The row's sorted, distinct buckets and their sums (record order within a bucket).
+
+    The keys — (bucket << 32) | position, all distinct — are sorted starting from the order
+    of the last row when this row has as many features: records of one stream mostly
+    repeat their keys, so that order is nearly sorted already and the insertion sort has
+    little to move. The sorted result is the same from any start."""
+    cdef Py_ssize_t k
     cdef uint64_t bucket, previous = <uint64_t>(-1)
+    cdef uint64_t* keys = f.keys
     cdef double total = 0.0
-    if out.size + f.n > out.capacity:
-        capacity = 2 * out.capacity + f.n
-        if (_resize(<void**>&out.indices, capacity, sizeof(int64_t)) != OK
-                or _resize(<void**>&out.values, capacity, sizeof(double)) != OK):
-            return DECLINE
-        out.capacity = capacity
-    _sort(f.keys, f.n)  # by bucket, then by position: a stable order within a bucket
+    if out.size + f.n > out.capacity and _reserve(out, 2 * out.capacity + f.n) != OK:
+        return DECLINE
+    if f.n == f.order_n:
+        keys = f.staged
+        for k in range(f.n):
+            keys[k] = f.keys[f.order[k]]
+    _sort(keys, f.n)  # by bucket, then by position: a stable order within a bucket
     for k in range(f.n):
-        bucket = f.keys[k] >> 32
+        f.order[k] = <uint32_t>(keys[k] & <uint64_t>0xFFFFFFFFU)
+    f.order_n = f.n
+    for k in range(f.n):
+        bucket = keys[k] >> 32
         if bucket != previous:
             if k:
                 out.values[out.size - 1] = total
@@ -533,7 +720,7 @@ cdef int _emit_row(Features* f, Growing* out) noexcept nogil:
             out.size += 1
             previous = bucket
             total = 0.0
-        total = total + f.values[f.keys[k] & <uint64_t>0xFFFFFFFFU]
+        total = total + f.values[keys[k] & <uint64_t>0xFFFFFFFFU]
     if f.n:
         out.values[out.size - 1] = total
     return OK
@@ -754,6 +941,9 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
     f.keys = NULL
     f.key_hashes = NULL
     f.values = NULL
+    f.staged = NULL
+    f.order = NULL
+    f.order_n = -1
     f.n = 0
     f.capacity = 0
     out.indices = NULL
@@ -776,6 +966,8 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
             c.i = 0
             if _record(&c, &f, seen, max_weight, mask, &label, &weight, &has_weight) != OK:
                 continue
+            if out.capacity == 0 and _reserve(&out, min((f.n + 1) * (n - i), 1 << 20)) != OK:
+                raise MemoryError()  # room for the rest, if they are like the first
             if _emit_row(&f, &out) != OK:
                 raise MemoryError()
             accepted[i] = 1
@@ -795,6 +987,8 @@ cdef tuple _parse(const unsigned char** ptrs, Py_ssize_t* sizes, Py_ssize_t n,
         free(f.keys)
         free(f.key_hashes)
         free(f.values)
+        free(f.staged)
+        free(f.order)
         free(out.indices)
         free(out.values)
     return (

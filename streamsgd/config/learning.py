@@ -14,6 +14,7 @@ from .options import (
     BLOCK,
     BOOLEAN,
     HASH_BITS,
+    LATENCY_SECONDS,
     NON_NEGATIVE_FLOAT,
     OPEN_UNIT,
     POSITIVE_FLOAT,
@@ -29,9 +30,10 @@ from .options import (
 @dataclass(frozen=True, kw_only=True)
 class MinibatchConfig(Section):
     batch_size: int | str = option(
-        32,
-        "minibatch size m; auto = chosen by the norm test from the measured gradient noise "
-        "(between --min-batch-size and --max-batch-size)",
+        AUTO,
+        "minibatch size m; auto = chosen for throughput and the latency budget, by the norm "
+        "test while the gradient dominates (between --min-batch-size and --max-batch-size); "
+        "a number fixes m (32 with --learning-rate 0.1: the fixed-step experiment)",
         BATCH_OR_AUTO,
     )
     online_block_size: int = option(
@@ -56,6 +58,14 @@ class MinibatchConfig(Section):
         OPEN_UNIT,
     )
 
+    max_batch_latency_seconds: float = option(
+        1.0,
+        "with --batch-size auto: the latency budget of one minibatch; m is the smallest "
+        "power of two that keeps up with the stream (for a file: with the step's fixed "
+        "cost), at most what a modelled step, and the wait for m records, fit in",
+        LATENCY_SECONDS,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch_size != AUTO:
@@ -77,8 +87,10 @@ class ModelConfig(Section):
     )
     hash_bits: int | None = option(None, "hash named features into 2^B dimensions", HASH_BITS)
     learning_rate: float | str = option(
-        0.1,
-        "learning rate eta0; auto = chosen from the curvature bound, with the AdaScale gain",
+        AUTO,
+        "learning rate eta0; auto = AdaGrad at eta0 0.1 on the summed gradient (with "
+        "--optimizer auto; with --optimizer sgd: from the curvature bound, with the AdaScale "
+        "gain); a number fixes eta0 (plain SGD under --optimizer auto)",
         POSITIVE_FLOAT_OR_AUTO,
     )
     learning_rate_schedule: str = option(

@@ -76,6 +76,7 @@ NON_NEGATIVE_FLOAT = ValueType("a number >= 0", float, lambda v: v >= 0)
 PROBABILITY = ValueType("a number in [0, 0.5]", float, lambda v: 0 <= v <= 0.5)
 SMOOTHING = ValueType("a number in (0, 1]", float, lambda v: 0 < v <= 1)
 OPEN_UNIT = ValueType("a number in (0, 1)", float, lambda v: 0 < v < 1)
+LATENCY_SECONDS = ValueType("a number of seconds in (0, 3600]", float, lambda v: 0 < v <= 3600)
 POSITIVE_INT_OR_AUTO = ValueType("a positive integer or auto", int, lambda v: v >= 1, auto=True)
 # Batch sizes and blocks: a buffer of 2^20 samples is already far beyond any useful m, and an
 # unbounded one grew memory without limit (docs/operations.md#what-is-guaranteed, bounded

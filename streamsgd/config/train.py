@@ -72,7 +72,12 @@ class TrainConfig:
         if self.controlled and model.reduction != "mean":
             raise ConfigError("--batch-size auto and --learning-rate auto need --reduction mean")
         if model.learning_rate == AUTO and self.minibatch.batch_size == 1:
-            raise ConfigError("--learning-rate auto needs --batch-size >= 2 (or auto)")
+            # AdaGrad at m = 1 needs no controller (η₀ = 0.1, no gain, no cap); SGD's η₀
+            # comes from the controller's curvature bound, which needs m >= 2.
+            if self.optimizer == "sgd":
+                raise ConfigError(
+                    "--learning-rate auto with --optimizer sgd needs --batch-size >= 2 (or auto)"
+                )
 
     @property
     def optimizer(self) -> str:
@@ -92,8 +97,10 @@ class TrainConfig:
 
     @property
     def controlled(self) -> bool:
-        """Whether the noise controller runs (``auto`` batch size or learning rate)."""
-        return AUTO in (self.minibatch.batch_size, self.model.learning_rate)
+        """Whether the noise controller runs (``auto`` batch size, or ``auto`` learning rate
+        at m >= 2: at m = 1 AdaGrad takes η₀ = 0.1 with no controller)."""
+        batch_size = self.minibatch.batch_size
+        return batch_size == AUTO or (self.model.learning_rate == AUTO and batch_size != 1)
 
     @property
     def source_kind(self) -> str:

@@ -36,41 +36,8 @@ cnp.import_array()
 cdef double SCORE_LIMIT = 1e300  # standardize.SCORE_LIMIT: |z_j| of a finite input
 
 
-cdef struct Batch:
-    const double* X
-    Py_ssize_t m
-    Py_ssize_t d
-    const double* y
-    const double* weights     # NULL: all 1
-    const double* theta
-    const double* u           # NULL: no curvature product
-    double cap                # κs; 0: no clipping
-    double row_scale          # s (rows above it are counted)
-    bint norms                # compute ‖x_i‖² (statistics or clipping)
-    bint statistics
-    const double* mean        # NULL: no standardisation
-    const double* inverse_scale
-    const double* scale
-    const int64_t* unscaled
-    Py_ssize_t n_unscaled
-    double moment_cap         # the ± bound of an unscaled feature's deviation
 
 
-cdef struct Sums:
-    double* gradient          # (d + 1)
-    double* curvature         # (d + 1), or NULL
-    double* s1                # (d), standardize only
-    double* s2
-    double* unscaled_s1       # (n_unscaled)
-    double* unscaled_s2
-    double* row               # scratch (4 d): a block's standardised rows
-    double* scaled            # scratch (4 d): a block's clipped rows
-    double squared_norm_sum
-    double loss_sum
-    double row_squared_norm_sum
-    Py_ssize_t above_scale
-    Py_ssize_t misclassified
-    Py_ssize_t clipped
 
 
 cdef double magnitude(const double* x, Py_ssize_t d, double* relative) noexcept nogil:
@@ -192,7 +159,8 @@ cdef void batch_loop(const Batch* b, Sums* s) noexcept nogil:
             x[k] = b.X + (i + k) * d
             v[k] = standardised(b, x[k], s.row + k * d) if b.mean != NULL else x[k]
         if nb == 4 and b.norms:
-            dot4_and_squares(v, b.theta, d, z, q)
+            # The next block's raw rows (contiguous in X) are fetched meanwhile.
+            dot4_and_squares(v, b.theta, d, z, q, b.X + (i + 4) * d if i + 8 <= b.m else NULL)
         else:
             for k in range(nb):
                 z[k] = dot_and_squares(v[k], b.theta, d, &q[k]) if b.norms else dot(v[k], b.theta, d)

@@ -42,9 +42,11 @@ cdef extern from "_simd.h" nogil:
     double dot_and_squares "ssgd_dot_and_squares"(
         const double* a, const double* b, Py_ssize_t n, double* squares
     ) noexcept
-    # The same for four rows (scores into z[4], squares into q[4]); four rank-one updates.
+    # The same for four rows (scores into z[4], squares into q[4]; the next rows ``ahead``
+    # prefetched, or NULL); four rank-one updates.
     void dot4_and_squares "ssgd_dot4_and_squares"(
-        const double** x, const double* w, Py_ssize_t n, double* z, double* q
+        const double** x, const double* w, Py_ssize_t n, double* z, double* q,
+        const double* ahead
     ) noexcept
     void axpy4 "ssgd_axpy4"(const double* a, const double** x, double* y, Py_ssize_t n) noexcept
 

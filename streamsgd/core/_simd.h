@@ -71,14 +71,18 @@ static inline double ssgd_dot_and_squares(const double* a, const double* b, ptrd
 }
 
 /* The same for four rows x[0..3] at once (w read once for the four): z[k] = x[k]ᵀw and
- * q[k] = ‖x[k]‖², each a pair of partial sums (even and odd elements) added at the end. */
+ * q[k] = ‖x[k]‖², each a pair of partial sums (even and odd elements) added at the end.
+ * ``ahead`` (or NULL): the 4 n doubles the caller reads next, fetched meanwhile (one cache
+ * line per iteration; a hint only, no value depends on it): a batch streamed from memory
+ * waited on every block's first loads. */
 static inline void ssgd_dot4_and_squares(const double* const* x, const double* w, ptrdiff_t n,
-                                         double* z, double* q) {
+                                         double* z, double* q, const double* ahead) {
     ssgd_v2 z0 = {0.0, 0.0}, z1 = z0, z2 = z0, z3 = z0, q0 = z0, q1 = z0, q2 = z0, q3 = z0;
     ssgd_v2 b, a;
     const double *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
     ptrdiff_t j = 0;
     for (; j + 2 <= n; j += 2) {
+        if (ahead) __builtin_prefetch(ahead + 4 * j);
         b = ssgd_load(w + j);
         a = ssgd_load(x0 + j);
         z0 += a * b;

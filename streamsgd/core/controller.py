@@ -14,8 +14,9 @@ E‖ḡ − G‖² ≤ θ² E‖ḡ‖², i.e. tr Σ/m ≤ θ² (|G|² + tr Σ/m
 After each
 applied step m doubles when m* > 2m and the gain at 2m, r(2m), still fits under the
 curvature cap (r(2m)·η₀(τ) ≤ η_max: a larger batch whose step size cannot grow with it only
-spends more samples per step), and halves when m* < m/4, staying within [m_min, m_max];
-otherwise m stays (so m settles within [m*/2, 4m*], clipped to the bounds). Both moves act
+spends more samples per step), and halves when m* < m/4, staying within [m_lo, m_hi] ⊂
+[m_min, m_max] (below: what m buys); otherwise m stays (so, where B is stationary, m settles
+within [m*/2, 4m*], clipped to the bounds; under AdaGrad B is not: below). Both moves act
 on significant evidence only. Halving needs the trusted B (Ḡ² significantly above 0).
 Doubling takes m* from the trusted B, or, while B is not trusted, from its lower confidence
 bound B̂ = T̄/(Ḡ² + z·SE) (:attr:`.RunningGradientStatistics.noise_scale_lower_bound`, the
@@ -28,6 +29,21 @@ alone kept m at 8 for 22,000 samples (|G|² ≈ 0.001 against an SE of 0.004); w
 reaches 64 within 600 samples, at the same log loss (bench/quality_auto.py). The
 suggestion exported is the trusted m* clipped to the bounds (NaN while untrusted). m = 1 is
 never used (m_min ≥ 2: the within-batch variance needs two samples).
+
+What m buys (:mod:`.batch_latency`). B is not a property of the stream alone: at the noise
+floor of a constant-step learner B/m = 2/(η λ̄), λ̄ = tr(HΣ)/tr Σ, and under AdaGrad on the
+summed gradient η_j ∝ 1/√n, so B grows like √n and the norm test alone grew m to 2,048–4,096
+at 1 M samples of a stationary stream, where m is statistically neutral. So m moves within
+bounds [m_lo, m_hi] set by throughput and latency, from a fixed cost model of a step and the
+arrival rate λ (``arrival_rate``; NaN for a backlog, which is what a file is): m_hi is the
+latency cap (modelled step time, and m/λ, within ``max_batch_latency_seconds``), and under
+AdaGrad also the throughput m (the smallest that keeps up with λ; for a backlog the knee of
+the cost model), where m stops buying anything; m_lo is the throughput m of a known λ (a
+stream must be kept up with), else m_min. Under plain SGD with the gain m changes the
+statistics, and the norm test decides within [m_lo, the latency cap]; under AdaGrad the norm
+test still keeps m small while the gradient dominates (m > m* spends samples on a step no
+better, whatever the optimiser), so a small data set keeps a small m. Every input of the
+bounds is configuration or replicated state: replicas and restarts take the same m.
 
 Learning rate (AdaScale: Johnson, Agrawal, Gu, Guestrin 2020). With the base batch size
 m₀ (``base_batch_size``; m_min under ``--batch-size auto``, the fixed m otherwise) and
@@ -77,6 +93,14 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .batch_latency import (
+    DEFAULT_MAX_BATCH_LATENCY_SECONDS,
+    STEP_COST_SECONDS,
+    latency_batch_size,
+    sample_cost_seconds,
+    throughput_batch_size,
+    validate_latency_budget,
+)
 from .batch_sums import BatchSums
 from .curvature import CurvatureDirection, CurvatureEstimate
 from .gradient_stats import RunningGradientStatistics, state_count
@@ -102,6 +126,9 @@ _SETTINGS = (
     "norm_test_theta",
     "curvature_factor",
 )
+# Adopted from the configured controller on a restart (:meth:`NoiseController.resume`): the
+# latency budget and the cost model may change between runs without losing m, τ or L̂.
+_ADOPTED = ("max_batch_latency_seconds", "step_cost_seconds", "sample_cost_seconds")
 
 
 def norm_test_batch_size(noise_scale: float, theta: float = DEFAULT_NORM_TEST_THETA) -> float:
@@ -129,6 +156,12 @@ class NoiseController:
         θ ∈ (0, 1).
     curvature_factor : float
         c of the cap η ≤ c/L̂.
+    max_batch_latency_seconds : float
+        L of the latency cap (:mod:`.batch_latency`), in (0, 3600].
+    step_cost_seconds, sample_cost_seconds : float
+        c₀ and c₁ of the modelled step cost c(m) = c₀ + c₁ m.
+    arrival_rate : float
+        λ, samples per second of the records' own time; NaN: a backlog (a file).
 
     State (in the model state and the checkpoint): ``batch_size``, ``progress`` τ,
     ``row_squared_norm`` S̄, the power iteration ``curvature`` (:mod:`.curvature`), and the
@@ -144,6 +177,10 @@ class NoiseController:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     norm_test_theta: float = DEFAULT_NORM_TEST_THETA
     curvature_factor: float = CURVATURE_FACTOR
+    max_batch_latency_seconds: float = DEFAULT_MAX_BATCH_LATENCY_SECONDS
+    step_cost_seconds: float = STEP_COST_SECONDS
+    sample_cost_seconds: float = field(default_factory=lambda: sample_cost_seconds(20, False))
+    arrival_rate: float = math.nan
     progress: float = 0.0
     row_squared_norm: float = math.nan
     gain: float = 1.0
@@ -165,7 +202,11 @@ class NoiseController:
             raise ValueError(f"norm_test_theta must be in (0, 1), got {self.norm_test_theta}")
         if not self.curvature_factor > 0.0:
             raise ValueError("curvature_factor must be > 0")
+        validate_latency_budget(self.max_batch_latency_seconds)
+        if not (self.step_cost_seconds >= 0.0 and self.sample_cost_seconds > 0.0):
+            raise ValueError("the step cost model needs c0 >= 0 and c1 > 0")
         self._gain_headroom = math.inf  # set by step_size, read by step_applied
+        self._adaptive_steps = False  # AdaGrad (no gain): set by step_size, read by step_applied
 
     @classmethod
     def create(
@@ -176,9 +217,13 @@ class NoiseController:
         min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         norm_test_theta: float = DEFAULT_NORM_TEST_THETA,
+        max_batch_latency_seconds: float = DEFAULT_MAX_BATCH_LATENCY_SECONDS,
+        n_features: int = 20,
+        sparse: bool = False,
     ) -> NoiseController:
         """The controller of ``--batch-size`` (an int, or ``"auto"``: start at and take m₀ =
-        m_min) and ``--learning-rate auto`` (``adaptive_learning_rate``)."""
+        m_min) and ``--learning-rate auto`` (``adaptive_learning_rate``); its step cost
+        model is that of rows of ``n_features`` columns (hashed when ``sparse``)."""
         adaptive = batch_size == "auto"
         m = min_batch_size if adaptive else int(batch_size)
         return cls(
@@ -189,6 +234,8 @@ class NoiseController:
             min_batch_size=min_batch_size if adaptive else min(m, min_batch_size),
             max_batch_size=max_batch_size if adaptive else max(m, max_batch_size),
             norm_test_theta=norm_test_theta,
+            max_batch_latency_seconds=max_batch_latency_seconds,
+            sample_cost_seconds=sample_cost_seconds(n_features, sparse),
         )
 
     # ------------------------------------------------------------------ decisions
@@ -230,6 +277,7 @@ class NoiseController:
         and the curvature cap; "adagrad": r = 1, no cap); nothing is changed (see
         :meth:`step_applied`)."""
         curvature_cap = optimizer == "sgd"
+        self._adaptive_steps = not curvature_cap
         # AdaGrad divides by √(Σ ḡ²): in the noise-dominated regime ḡ² ≈ tr Σ/m, so its
         # step already grows as √m; the AdaScale gain on top of it over-steps.
         r = self.gain_for(stats, sums.n_samples) if curvature_cap else 1.0
@@ -279,11 +327,24 @@ class NoiseController:
             self.suggested_batch_size = math.nan
         if not self.adaptive_batch_size:
             return
+        low, high = self.batch_size_bounds()
         m = self.batch_size
         if target > 2 * m and self.gain_for(stats, 2 * m) <= self._gain_headroom:
-            self.batch_size = min(2 * m, self.max_batch_size)
+            m *= 2
         elif trusted and target < m / 4:
-            self.batch_size = max(m // 2, self.min_batch_size)
+            m //= 2
+        self.batch_size = min(max(m, low), high)
+
+    def batch_size_bounds(self) -> tuple[int, int]:
+        """[m_lo, m_hi] of the norm test's moves (module docstring: what m buys)."""
+        rate, c0, c1 = self.arrival_rate, self.step_cost_seconds, self.sample_cost_seconds
+        m_min, m_max = self.min_batch_size, self.max_batch_size
+        latency = latency_batch_size(rate, c0, c1, self.max_batch_latency_seconds, m_min, m_max)
+        throughput = throughput_batch_size(rate, c0, c1, m_min, m_max)
+        # Under AdaGrad m beyond the throughput m buys nothing; under SGD it buys the gain.
+        high = min(throughput, latency) if self._adaptive_steps else latency
+        keep_up = throughput if rate > 0.0 else m_min  # a backlog has no rate to keep up with
+        return min(keep_up, high), high
 
     # ------------------------------------------------------------------ state
     def curvature_direction(self, theta: FloatArray) -> CurvatureDirection:
@@ -328,5 +389,7 @@ class NoiseController:
         """The controller of a restarted run: the stored one (its m, τ, S̄) when the
         configured one has the same settings, else the configured one as it is."""
         if configured is not None and stored is not None and configured.same_configuration(stored):
+            for name in _ADOPTED:
+                setattr(stored, name, getattr(configured, name))
             return stored
         return configured

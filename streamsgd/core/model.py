@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .compiled_steps import BatchesStats, LastGradient, run_steps
 from .controller import NoiseController
 from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
@@ -213,10 +214,9 @@ class OnlineLogisticRegression(LinearScorer):
     def _batch_sums(
         self, X: Features, y: FloatArray, sample_weight: FloatArray | None
     ) -> BatchSums:
-        controller, workspace = self.controller, self._workspace
+        controller = self.controller
         settle(self)
-        if workspace is None and isinstance(X, SparseRows):
-            workspace = self._workspace = np.empty((2, self.n_features), dtype=np.intp)
+        workspace = self._sparse_workspace(X)
         columns = workspace is not None and not (self.l1 or self.l2)
         return batch_sums(
             self._theta,
@@ -231,6 +231,12 @@ class OnlineLogisticRegression(LinearScorer):
             inputs=self.inputs,
             row_workspace=None if workspace is None else workspace[1],
         )
+
+    def _sparse_workspace(self, X: Features) -> NDArray[np.intp] | None:
+        """The sparse kernels' scratch (any content), allocated with the first sparse batch."""
+        if self._workspace is None and isinstance(X, SparseRows):
+            self._workspace = np.empty((2, self.n_features), dtype=np.intp)
+        return self._workspace
 
     def apply_step(self, sums: BatchSums) -> tuple[float, bool]:
         """Take one step from the batch sums; returns (η_t, skipped).
@@ -278,24 +284,27 @@ class OnlineLogisticRegression(LinearScorer):
             controller.step_applied(sums, self.gradient_stats, eta, gain, l2=optim.l2)
         return eta, False
 
-    def apply_block(
-        self,
-        theta: FloatArray,
-        n_steps: int,
-        row_scale: float,
-        squared_gradient_sum: FloatArray | None = None,
-    ) -> None:
-        """Adopt ``n_steps`` m = 1 steps of a compiled loop (:mod:`.online`): θ, s, G after."""
-        if self.controller is not None:
-            raise ValueError("a model with a controller learns through learn_batch only")
-        with self._lock:
-            self._theta = theta
-        if squared_gradient_sum is not None and self.optim.accumulator is not None:
-            self.optim.accumulator = squared_gradient_sum
-        self.n_updates += n_steps
-        self.n_samples_seen += n_steps
-        self.optim.accumulated_samples = self.optim.held_samples(n_steps)
-        self.row_scale = row_scale
+    def compiled_for(self, batch_size: int) -> bool:
+        """Whether steps of m = ``batch_size`` run in the compiled loop (:mod:`.multi_step`):
+        m ≥ 2 and no controller, L2 term or standardisation."""
+        return batch_size >= 2 and self.controller is None and not (self.inputs.enabled or self.l2)
+
+    def compiled_steps(
+        self, X: Features, y: FloatArray, weights: FloatArray | None, m: int, last: bool
+    ) -> tuple[BatchesStats, LastGradient]:
+        """Steps of m rows each on a validated X in one compiled call (when
+        :meth:`compiled_for`; :func:`.compiled_steps.run_steps`): the same bits as
+        :meth:`batch_sums` + :meth:`apply_step` per batch."""
+        settle(self)
+        parts = (self._theta, self.optim, self.gradient_stats, self._sparse_workspace(X))
+        counters = (self.n_updates, self.n_samples_seen, self.row_scale)
+        influence = (self.clip_norm_ratio, self.gradient_statistics)
+        with self._lock:  # θ changes in place (readers in other threads take the lock)
+            counters, stats, gradient = run_steps(
+                parts, (X, y, weights), m, counters, influence, last
+            )
+        self.n_updates, self.n_samples_seen, self.row_scale = counters
+        return stats, gradient
 
     def learn_batch(
         self,
@@ -320,12 +329,11 @@ class OnlineLogisticRegression(LinearScorer):
             Pre-step loss and gradient statistics of this batch, and the η used.
         """
         X, y, weights = check_batch(X, y, sample_weight, self.n_features, allow_empty=False)
-        if self.controller is None and not self.l2 and len(y) >= 2:
-            # Compiled end to end (kernels, step, statistics): no numpy operation that could
-            # overflow runs, so no errstate context (≈ 1 µs, a tenth of an m = 32 step).
-            sums = self._batch_sums(X, y, weights)
-            eta, skipped = self.apply_step(sums)
-            return BatchStats(sums, eta, skipped)
+        if self.compiled_for(len(y)):
+            # One compiled call: the sums, the step and the statistics of batch_sums +
+            # apply_step, without their dozen Python calls (≈ 20 µs a step at m = 256).
+            stats, last = self.compiled_steps(X, y, weights, len(y), True)
+            return stats.step(0, last)
         # Overflow to inf/nan is expected on extreme input and handled: such a step is
         # skipped (apply_step checks), so it must not also raise or warn.
         with np.errstate(over="ignore", invalid="ignore"):

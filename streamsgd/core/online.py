@@ -88,7 +88,7 @@ def run_compiled(
     losses: FloatArray,
 ) -> CompiledRun:
     """Take the n = len(y) steps of one ``learn_batch`` per sample in a compiled loop and
-    hand the result to the model (:meth:`OnlineLogisticRegression.apply_block`).
+    hand the result to the model (:func:`_adopt_block`).
 
     The result is the same bits however a stream is cut into calls: the dense loops are
     exact under any cut, and the lazy sparse loop leaves its deferred work on the model
@@ -127,9 +127,34 @@ def run_compiled(
         else:
             counts = _online_dense.run_dense(X, y, w, norms, squared, *state)
     applied, skipped, missed, clipped = counts
-    model.apply_block(
-        theta, applied, float(scalars[1]), None if model._squared_gradient_sum is None else accum
+    _adopt_block(
+        model,
+        theta,
+        applied,
+        float(scalars[1]),
+        None if model._squared_gradient_sum is None else accum,
     )
     if model.gradient_statistics:
         adopt_statistics(model.gradient_stats, stats, mean)
     return CompiledRun(applied, skipped, missed, clipped, float(scalars[2]))
+
+
+def _adopt_block(
+    model: OnlineLogisticRegression,
+    theta: FloatArray,
+    n_steps: int,
+    row_scale: float,
+    squared_gradient_sum: FloatArray | None,
+) -> None:
+    """The model adopts ``n_steps`` m = 1 steps of a compiled loop: θ, s, G after."""
+    if model.controller is not None:
+        raise ValueError("a model with a controller learns through learn_batch only")
+    with model._lock:
+        model._theta = theta
+    optim = model.optim
+    if squared_gradient_sum is not None and optim.accumulator is not None:
+        optim.accumulator = squared_gradient_sum
+    model.n_updates += n_steps
+    model.n_samples_seen += n_steps
+    optim.accumulated_samples = optim.held_samples(n_steps)
+    model.row_scale = row_scale

@@ -156,7 +156,7 @@ def learn_sequence(
     Parameters
     ----------
     model : OnlineLogisticRegression
-        Updated in place (through :meth:`~OnlineLogisticRegression.apply_block`, or
+        Updated in place (through :mod:`.online`, or
         ``learn_batch`` for the configurations of :func:`fast_path_unsupported`).
     X : ndarray of shape (n, d), or SparseRows
     y : array of shape (n,)

@@ -12,6 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .batch_latency import (
+    DEFAULT_MAX_BATCH_LATENCY_SECONDS,
+    STEP_COST_SECONDS,
+    sample_cost_seconds,
+)
 from .noise_state import MEAN_STEPS_CAP, MIN_SMOOTHING, STATE_FLOATS
 
 STATE_FORMAT = "streamsgd.OnlineLogisticRegression/1"
@@ -50,8 +55,15 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def upgrade_controller_state(state: dict[str, Any]) -> dict[str, Any]:
-    """No ``curvature`` (written before the curvature cap): None, a fresh estimate."""
+    """No ``curvature`` (written before the curvature cap): None, a fresh estimate; no
+    latency budget, cost model or arrival rate (written before m was bounded by them): the
+    defaults, the cost of d = 20 dense rows, and a backlog (a restart adopts the configured
+    budget and cost model, :meth:`.NoiseController.resume`)."""
     upgraded = dict(state)
+    upgraded.setdefault("max_batch_latency_seconds", DEFAULT_MAX_BATCH_LATENCY_SECONDS)
+    upgraded.setdefault("step_cost_seconds", STEP_COST_SECONDS)
+    upgraded.setdefault("sample_cost_seconds", sample_cost_seconds(20, False))
+    upgraded.setdefault("arrival_rate", math.nan)
     curvature = upgraded.setdefault("curvature", None)
     if curvature is not None:
         upgraded["curvature"] = upgrade_curvature_state(curvature)

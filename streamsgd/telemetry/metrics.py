@@ -29,27 +29,15 @@ from .. import __version__
 from ..codec import REJECT_REASONS
 from ..core.controller import norm_test_batch_size
 from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.multi_step import BatchesStats
 from ..core.sequential import SequenceStats
 from ..training.ports import Sensor
 from ..training.totals import CLIP_REASONS, SKIP_REASONS
 from .model_gauges import ModelGauges
 from .replica_metrics import ReplicaMetrics
 
-UPDATE_DURATION_BUCKETS = (
-    1e-5,
-    2.5e-5,
-    5e-5,
-    1e-4,
-    2.5e-4,
-    5e-4,
-    1e-3,
-    2.5e-3,
-    5e-3,
-    1e-2,
-    2.5e-2,
-    0.1,
-    1.0,
-)
+UPDATE_DURATION_BUCKETS: tuple[float, ...] = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3)
+UPDATE_DURATION_BUCKETS += (2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
 
 def _finite(value: float) -> float:
@@ -158,6 +146,11 @@ class PrometheusSensor(Sensor):
         self.batch_loss = g("streamsgd_batch_loss", "Mean pre-step log loss of the last minibatch.")
         self.batch_size = g("streamsgd_batch_size", "Samples in the last minibatch (m).")
         self.learning_rate = g("streamsgd_learning_rate", "Learning rate of the last step.")
+        self.effective_learning_rate = g(
+            "streamsgd_effective_learning_rate",
+            "Rate of the last step on the mean gradient: median over coordinates of "
+            "eta m / sqrt(A_j) (AdaGrad on the sum), eta without AdaGrad on the mean.",
+        )
         self.last_update_timestamp_seconds = g(
             "streamsgd_last_update_timestamp_seconds", "Unix time of the last applied step."
         )
@@ -226,6 +219,7 @@ class PrometheusSensor(Sensor):
         self._model_gauges = ModelGauges()
         self.model_weight_norm.set_function(self._model_gauges.weight_norm)
         self.model_healthy.set_function(self._model_gauges.healthy)
+        self.effective_learning_rate.set_function(self._model_gauges.effective_learning_rate)
 
     def _init_checkpoints(self) -> None:
         c = self._counter
@@ -311,6 +305,18 @@ class PrometheusSensor(Sensor):
         self._last_stats = stats
         self.update_duration_seconds.observe(duration_seconds)
 
+    def batches_applied(
+        self, stats: BatchesStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        # As batch_applied for every applied step at once; one observation of the mean time.
+        applied = stats.n_steps - stats.n_steps_skipped
+        self._pending_samples += applied * stats.batch_size
+        self._pending_updates += applied
+        self._pending_loss = stats.add_losses(self._pending_loss)
+        self._pending_misclassified += stats.n_misclassified
+        self._last_stats = stats.last_applied() or self._last_stats
+        self.update_duration_seconds.observe(duration_seconds / max(stats.n_steps, 1))
+
     def sequence_applied(
         self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None:
@@ -341,12 +347,14 @@ class PrometheusSensor(Sensor):
             self.batch_loss.set(_finite(stats.loss))
             self.batch_size.set(stats.n_samples)
             self.learning_rate.set(_finite(stats.learning_rate))
+            self._model_gauges.step(stats.n_samples, stats.learning_rate)
             self.gradient_norm.set(_finite(stats.gradient_norm))
         sequence = self._last_sequence
         if sequence is not None:
             self.batch_loss.set(_finite(float(sequence.losses[-1])))
             self.batch_size.set(1)
             self.learning_rate.set(_finite(sequence.learning_rate))
+            self._model_gauges.step(1, sequence.learning_rate)
             # No per-step gradient is kept on this path: the smoothed ‖g‖ stands in.
             self.gradient_norm.set(_finite(math.sqrt(model.gradient_stats.mean_squared_norm)))
         self._last_stats = None

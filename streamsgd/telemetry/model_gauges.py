@@ -12,6 +12,8 @@ depend on these gauges.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.model import OnlineLogisticRegression
@@ -26,6 +28,11 @@ class ModelGauges:
 
     def __init__(self) -> None:
         self._model: OnlineLogisticRegression | None = None
+        self._batch_size, self._learning_rate = 0, math.nan  # of the last step
+
+    def step(self, batch_size: int, learning_rate: float) -> None:
+        """Remember the last step's m and η (for :meth:`effective_learning_rate`). O(1)."""
+        self._batch_size, self._learning_rate = batch_size, learning_rate
 
     def follow(self, model: OnlineLogisticRegression) -> None:
         """Make ``model`` the one the gauges read. O(1)."""
@@ -45,3 +52,22 @@ class ModelGauges:
         if model is None:
             return 0.0
         return 0.0 if model.health() else 1.0
+
+    def effective_learning_rate(self) -> float:
+        """The rate the last step applied to the mean gradient ḡ: the median over the
+        coordinates the stream has touched (A_j > 0) of η·k/(√A_j + ε) under AdaGrad, η·k
+        under SGD, with k = m when the step is on the summed gradient (AdaGrad under the
+        controller: its rate on ḡ grows with m) and 1 on the mean. NaN before a step. O(d)."""
+        model, m, eta = self._model, self._batch_size, self._learning_rate
+        if model is None or m == 0:
+            return math.nan
+        optim = model.optim
+        on_sum = optim.step_reduction(model.controller is not None) == "sum"
+        rate = eta * m if on_sum else eta
+        accumulator = optim.accumulator
+        if accumulator is None:
+            return rate
+        held = accumulator[accumulator > 0.0]
+        if not held.size:
+            return math.nan
+        return float(np.median(rate / (np.sqrt(held) + optim.epsilon)))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.multi_step import BatchesStats
 from ..core.sequential import SequenceStats
 from ..training.ports import Sensor
 
@@ -37,6 +38,13 @@ class _ProgressCounts(Sensor):
     ) -> None:
         self._samples += stats.n_samples
         self._loss_sum += stats.sums.loss_sum
+
+    def batches_applied(
+        self, stats: BatchesStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        applied = stats.n_steps - stats.n_steps_skipped
+        self._samples += applied * stats.batch_size
+        self._loss_sum = stats.add_losses(self._loss_sum)
 
     def sequence_applied(
         self, stats: SequenceStats, model: OnlineLogisticRegression, duration_seconds: float

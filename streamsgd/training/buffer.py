@@ -103,6 +103,11 @@ class MinibatchBuffer:
     def __len__(self) -> int:
         return self.n_samples
 
+    @property
+    def head_samples(self) -> int:
+        """Samples held by the first chunk: a take of at most this many copies no rows."""
+        return self._chunks[0].n_samples if self._chunks else 0
+
     def append(
         self,
         X: Features,

@@ -1,6 +1,9 @@
-"""The steps of a single process: the model is called directly, one minibatch at a time, and
-with m = 1 aligned blocks of steps go through the compiled per-sample loop
-(:func:`~streamsgd.core.sequential.learn_sequence`, the same steps, faster)."""
+"""The steps of a single process: the model is called directly. Every full minibatch of a
+fixed m that a poll buffers goes through one compiled call
+(:func:`~streamsgd.core.multi_step.learn_batches`), and with m = 1 aligned blocks of steps go
+through the compiled per-sample loop (:func:`~streamsgd.core.sequential.learn_sequence`):
+the same steps as one ``learn_batch`` each, faster. With a controller (m and η chosen per
+step) the minibatches are stepped one at a time."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import time
 from typing import Any
 
 from ..core.model import BatchStats
+from ..core.multi_step import BatchesStats, learn_batches
 from ..core.sequential import DEFAULT_BLOCK_SIZE as SEQUENCE_BLOCK_SIZE
 from ..core.sequential import SequenceStats, learn_sequence
 from .buffer import Position
@@ -101,6 +105,24 @@ class LocalStepper:
         run.step_applied(batch.n_samples, stats, time.perf_counter() - start)
         return stats
 
+    def learn_batches(self, n_samples: int) -> BatchesStats:
+        """Steps of m = ``run.batch_size`` on the next ``n_samples`` buffered samples (a
+        multiple of m), in one call; accounted as the same steps taken one by one."""
+        run, totals = self.run, self.run.totals
+        batch = run.intake.buffer.take(n_samples)
+        start = time.perf_counter()
+        stats = learn_batches(run.model, batch.X, batch.y, batch.sample_weight, run.batch_size)
+        duration = time.perf_counter() - start
+        run.account(
+            batch.n_samples, stats.n_steps_skipped, stats.n_samples_skipped, stats.n_clipped
+        )
+        # Step by step, as the per-step accounting adds them (the same bits).
+        totals.progressive_loss_sum = stats.add_losses(totals.progressive_loss_sum)
+        totals.progressive_misclassified += stats.n_misclassified
+        for s in run.sensors:
+            s.batches_applied(stats, run.model, duration)
+        return stats
+
     def learn_block(self, n_samples: int) -> SequenceStats:
         """Apply the next ``n_samples`` buffered samples as consecutive m = 1 steps."""
         run = self.run
@@ -130,7 +152,13 @@ class LocalStepper:
                     due = len(buffer) // block * block
                 self.learn_block(due)
             return
-        while len(buffer) >= (m := run.batch_size):
+        if run.model.controller is None:  # a fixed m: many minibatches per call
+            while len(buffer) >= m:
+                # The first chunk's whole batches (its rows as they are: concatenating
+                # chunks copied every row), or the one batch that spans two chunks.
+                self.learn_batches(buffer.head_samples // m * m or m)
+            return
+        while len(buffer) >= (m := run.batch_size):  # m may change at every step
             self.learn(m)
 
     def learn_rest(self) -> None:

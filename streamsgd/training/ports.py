@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..codec import Samples
 from ..core.model import BatchStats, OnlineLogisticRegression
+from ..core.multi_step import BatchesStats
 from ..core.sequential import SequenceStats
 from .buffer import Position
 
@@ -106,6 +109,19 @@ class Sensor:
     def batch_applied(
         self, stats: BatchStats, model: OnlineLogisticRegression, duration_seconds: float
     ) -> None: ...
+
+    def batches_applied(
+        self, stats: BatchesStats, model: OnlineLogisticRegression, duration_seconds: float
+    ) -> None:
+        """Consecutive minibatch steps of one m taken in one call
+        (:func:`~streamsgd.core.multi_step.learn_batches`). By default every applied step is
+        reported to :meth:`batch_applied` (with the call's mean step time), so a sensor that
+        only knows single steps sees each; sensors override this to take them at once."""
+        if type(self).batch_applied is Sensor.batch_applied:
+            return  # nothing would see them
+        each = duration_seconds / max(stats.n_steps, 1)
+        for index in np.flatnonzero(stats.applied).tolist():
+            self.batch_applied(stats.step(index), model, each)
 
     def model_loaded(self, model: OnlineLogisticRegression) -> None:
         """The model the run starts from (fresh, or restored from the checkpoint)."""

@@ -271,6 +271,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                     kafka_client=kafka_client,
                     group_id=f"g-{uuid.uuid4().hex[:8]}",
                     batch_size=16,
+                    learning_rate=0.1,  # the fixed step it was written against (not auto)
                     n_features=N_FEATURES,
                     metrics_host="127.0.0.1",
                     metrics_port=metrics_port,

@@ -76,6 +76,7 @@ REQUIRED_DASHBOARD_METRICS = {
     # The math (docs/design.md#the-math): trustworthy noise statistics and the controller
     "streamsgd_gradient_statistics_trusted",
     "streamsgd_suggested_batch_size",
+    "streamsgd_effective_learning_rate",
     "streamsgd_learning_rate_gain",
     # Scaling out (docs/design.md#scaling-out): the replicas of a scaled-out job
     "streamsgd_world_size",
@@ -799,6 +800,32 @@ def test_trusted_flag_sits_next_to_the_noise_scale_panel():
         assert a["y"] == b["y"] and b["x"] == a["x"] + a["w"]
         exprs = [bare(t["expr"]) for t in noise["targets"]]
         assert "streamsgd_suggested_batch_size" in exprs and "streamsgd_batch_size" in exprs
+
+
+def _chart_of(panels: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The one time-series panel that queries ``metric`` (with its job selector)."""
+    (found,) = [
+        p
+        for p in panels
+        if p.get("type") == "timeseries"
+        and any(
+            METRIC_SELECTOR.sub(lambda m: m.group(1), t["expr"]) == metric
+            for t in p.get("targets", [])
+        )
+    ]
+    return found
+
+
+def test_m_the_effective_rate_and_the_noise_scale_sit_side_by_side():
+    """Issue 19: what a larger m does to the step is visible where m is. The effective rate
+    on the mean gradient is the panel right beside the one of m and the noise scale."""
+    for _path, dash in dashboards():
+        panels = all_panels(dash)
+        rate = _chart_of(panels, "streamsgd_effective_learning_rate")
+        noise = _chart_of(panels, "streamsgd_gradient_noise_scale")
+        assert _chart_of(panels, "streamsgd_batch_size") is noise  # m and B in one panel
+        a, b = rate["gridPos"], noise["gridPos"]
+        assert a["y"] == b["y"] and a["x"] + a["w"] == b["x"]
 
 
 # --------------------------------------------------------------------------- alerts

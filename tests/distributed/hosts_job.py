@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.distributed.replica_job import ReplicaJob, _flags
+from tests.support.fixed_step import FIXED_STEP_FLAGS
 from tests.support.kafka_helpers import REPO, _child_env, committed_offsets
 from tests.support.mpi import MPIEXEC, mpi_env
 from tests.support.netns import Hosts
@@ -40,7 +41,7 @@ class HostsJob(ReplicaJob):
         self.stepped: dict[str, bool] = {}  # by host: stepped after a cut (the tests set it)
         self.at_cut = (0.0, 0.0)  # (monotonic time, highest global step) of a cut
         argv = [
-            *(sys.executable, "-m", "streamsgd", "train", *_flags(options)),
+            *(sys.executable, "-m", "streamsgd", "train", *FIXED_STEP_FLAGS, *_flags(options)),
             *("--metrics-host", "0.0.0.0", "--metrics-port", str(self.base_port)),
             *("--progress", "never", "--log-interval-seconds", "0"),
         ]

@@ -25,6 +25,7 @@ from streamsgd.config import train_config
 from streamsgd.core.model import OnlineLogisticRegression
 from streamsgd.distributed.step_manifest import replay_manifest
 from streamsgd.training.ports import SourceRecord
+from tests.support.fixed_step import FIXED_STEP_FLAGS
 from tests.support.kafka_fixtures import port_is_free
 from tests.support.kafka_helpers import REPO, _child_env, wait_until
 from tests.support.mpi import mpi_env, mpiexec_command
@@ -112,6 +113,7 @@ class ReplicaJob:
             sys.executable,
             *command,
             "train",
+            *FIXED_STEP_FLAGS,  # the suite's fixed step; the test's own options win (later)
             *_flags(options),
             "--metrics-port",
             str(self.base_port),

@@ -24,13 +24,18 @@ from streamsgd.checkpoint import (
 )
 from streamsgd.cli import main
 from streamsgd.datasets.synthetic_stream import SyntheticStream
+from tests.support.fixed_step import FIXED_STEP_FLAGS
 from tests.support.helpers import write_jsonl
 from tests.support.kafka_helpers import wait_until
 from tests.unit.test_checkpoint import STATES, array, one_line, signed
 
 REPO = Path(__file__).resolve().parents[2]
 D = 4
-TRAIN = ("train", "--source", "file", "--n-features", D, "--progress", "never", "--metrics-port", 0)
+TRAIN = (
+    "train",
+    *FIXED_STEP_FLAGS,  # the step these faults were written against (tests/support/fixed_step.py)
+    *("--source", "file", "--n-features", D, "--progress", "never", "--metrics-port", 0),
+)
 
 HOLD = """
 import sys

@@ -94,6 +94,8 @@ def test_a_200_mib_line_is_skipped_in_memory_bounded_by_the_record_limit(tmp_pat
             str(D),
             "--batch-size",
             "10",
+            "--learning-rate",  # the reference's plain SGD (the defaults were fixed-step)
+            "0.1",
             "--metrics-port",
             "0",
             "--progress",

@@ -27,6 +27,7 @@ import pytest
 from streamsgd.checkpoint import DirectoryCheckpointStore
 from streamsgd.cli import main
 from streamsgd.core.model import OnlineLogisticRegression
+from tests.support.fixed_step import FIXED_STEP_ENV, with_fixed_step
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -60,7 +61,8 @@ def wait_until(
 
 
 def cli(*args: object) -> int:
-    return main([str(a) for a in args])
+    """``streamsgd`` in this process; train and evaluate take the fixed step (.fixed_step)."""
+    return main(with_fixed_step([str(a) for a in args]))
 
 
 def produce_synthetic(
@@ -248,9 +250,10 @@ def read_topic(bootstrap: str, topic: str, partition: int = 0) -> list[Any]:
 def _child_env() -> dict[str, str]:
     # Every train flag also reads STREAMSGD_<FLAG>: nothing from the test environment may
     # change what the trainer does behind the test's back.
+    # The suites' trainers take the fixed step unless a test says otherwise (.fixed_step).
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSGD_")}
     env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**env, **FIXED_STEP_ENV}
 
 
 class Trainer:

@@ -111,6 +111,8 @@ def test_stdin_source_and_rejected_records(
         "3",
         "--batch-size",
         "4",
+        "--learning-rate",  # the reference's plain SGD (not the default auto)
+        "0.1",
         "--metrics-port",
         "0",
         "--checkpoint-dir",
@@ -172,6 +174,8 @@ def test_synthetic_resume_is_bit_exact(tmp_path: Path, capsys: pytest.CaptureFix
         "4",
         "--batch-size",
         "16",
+        "--learning-rate",  # the reference's plain SGD (not the default auto)
+        "0.1",
         "--metrics-port",
         "0",
         "--progress",

@@ -118,7 +118,9 @@ def test_produce_parser_defaults_are_the_config_defaults() -> None:
 def test_python_api_shares_the_defaults() -> None:
     config = TrainConfig()
     service = ServiceConfig()
-    assert service.batch_size == config.minibatch.batch_size == 32
+    # train and evaluate default to auto (issue 19); a loop without a controller, the Python
+    # API's, keeps the fixed m = 32 that was the default of both before.
+    assert service.batch_size == 32 and config.minibatch.batch_size == "auto"
     assert service.online_block_size == config.minibatch.online_block_size == 32
     assert service.max_samples is config.source.max_samples is None
     assert service.max_wait_seconds is config.minibatch.max_wait_ms is None
@@ -131,7 +133,6 @@ def test_python_api_shares_the_defaults() -> None:
     }
     renamed = {"learning_rate_decay": "decay", "learning_rate_power": "power"}
     shared = [
-        "learning_rate",
         "learning_rate_schedule",
         "learning_rate_decay",
         "learning_rate_power",
@@ -145,8 +146,12 @@ def test_python_api_shares_the_defaults() -> None:
     for name in shared:
         keyword = renamed.get(name, name)
         assert model_defaults[keyword] == getattr(config.model, name), name
-    # --optimizer auto with a numeric learning rate is the Python API's SGD.
-    assert model_defaults["optimizer"] == config.optimizer == "sgd"
+    # train's default learning rate is auto (issue 19): AdaGrad at η₀ = 0.1, the Python API's
+    # rate; --optimizer auto with a numeric learning rate is the Python API's SGD.
+    assert config.model.learning_rate == "auto" and config.optimizer == "adagrad"
+    assert model_defaults["learning_rate"] == build_model(config).learning_rate == 0.1
+    fixed = train_config(batch_size=32, learning_rate=0.1)
+    assert model_defaults["optimizer"] == fixed.optimizer == "sgd"
     decoder_default = inspect.signature(Decoder).parameters["max_record_bytes"].default
     assert decoder_default == config.source.max_record_bytes
     weight_default = inspect.signature(Decoder).parameters["max_sample_weight"].default

@@ -28,6 +28,12 @@ def streamsgd(*args: object, env: dict[str, str] | None = None) -> subprocess.Co
 
 TRAIN = (
     "train",
+    *(
+        "--batch-size",
+        32,
+        "--learning-rate",
+        0.1,
+    ),  # fixed m (the default auto needs m_min <= m_max)
     "--source",
     "synthetic",
     "--max-samples",

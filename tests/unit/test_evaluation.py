@@ -189,7 +189,8 @@ def test_runner_result_and_changing_batch_size(tmp_path: Path) -> None:
 def test_max_samples_on_the_synthetic_stream(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     argv = ["evaluate", "--source", "synthetic", "--n-features", "6", "--max-samples", "2500"]
-    assert main([*argv, "--batch-size", "16", "--json"]) == 0
+    fixed = ["--batch-size", "16", "--learning-rate", "0.1"]  # hand_loop's plain SGD
+    assert main([*argv, *fixed, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     X, y = SyntheticStream(6).samples(0, 2500)  # the demo stream's first regime
     scores, model = hand_loop(X, y, 16)
@@ -332,7 +333,7 @@ def test_empty_stream_reports_nulls(tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_bytes(b"not json\n")
     capsys.readouterr()
     argv = ["evaluate", "--source", "file", "--path", str(path), "--n-features", "2", "--json"]
-    assert main(argv) == 0
+    assert main([*argv, "--batch-size", "32", "--learning-rate", "0.1"]) == 0  # fixed m
     out = json.loads(capsys.readouterr().out)
     assert out == {
         "n_samples": 0,

@@ -172,6 +172,44 @@ def test_collisions_sum_in_record_order_and_rows_are_canonical():
     _poll_agrees(decoder, records)
 
 
+def test_key_cache_gives_each_key_its_own_hash():
+    """Keys are hashed through a cache of 1,024 slots picked by a cheap hash (31 h + byte)
+    and kept across calls: keys that share a slot (``Aa`` and ``BB`` have the same cheap
+    hash), more distinct keys than slots, keys at and past the longest cached length, and
+    keys as the key of a string feature all get their own MurmurHash3 bucket."""
+    bits = 20
+    mask = (1 << bits) - 1
+    decoder = _hashed(hash_bits=bits)
+    colliding = ["Aa", "BB", "AaAa", "BBBB", "AaBB", "BBAa"]
+    many = [f"key{j}" for j in range(3000)]
+    long = ["x" * 27, "x" * 28, "x" * 29, "x" * 28 + "y", "y" + "x" * 27]
+    names = colliding + many + long
+    rng = np.random.default_rng(7)
+    for call in range(3):  # the cache outlives a call: later calls find earlier keys
+        picks = [names[k] for k in rng.permutation(len(names))]
+        records = []
+        for lo in range(0, len(picks), 21):
+            features: dict[str, object] = {
+                k: float(j % 5) + 0.5 for j, k in enumerate(picks[lo : lo + 21])
+            }
+            if call == 2:  # the first key as a string feature's key ("key=v")
+                features[picks[lo]] = "v"
+            records.append(json.dumps({"features": features, "y": 1}).encode())
+        records += [b'{"features": {"Aa": 1, "BB": 2}, "y": 0}'] * 2
+        records += [b'{"features": {"BB": 3, "Aa": 4}, "y": 0}']
+        assert _parser_agrees(decoder, records).all()
+        _, indptr, indices, data, _, _, _ = parse_named(records, bits, 1 << 20, 1000.0)
+        for row, record in enumerate(records):
+            features = json.loads(record)["features"]
+            want: dict[int, float] = {}
+            for key, value in features.items():
+                name = key if not isinstance(value, str) else f"{key}={value}"
+                bucket = reference_murmurhash3_32(name.encode()) & mask
+                want[bucket] = want.get(bucket, 0.0) + (1.0 if isinstance(value, str) else value)
+            lo, hi = indptr[row], indptr[row + 1]
+            assert dict(zip(indices[lo:hi].tolist(), data[lo:hi].tolist(), strict=True)) == want
+
+
 # ------------------------------------------------------------------------------ random records
 
 _keys = st.one_of(

@@ -283,8 +283,10 @@ def _scrape(config_values: dict[str, object]) -> tuple[dict[str, float], object]
 @pytest.mark.parametrize(
     "settings",
     [
-        {"batch_size": 1},
-        {"batch_size": 32},
+        {"batch_size": 1, "learning_rate": 0.1},
+        {"batch_size": 32, "learning_rate": 0.1},
+        {"batch_size": 1},  # the default learning rate at m = 1: AdaGrad, no controller
+        {},  # the defaults: auto
         {"batch_size": "auto", "learning_rate": "auto"},
         {"batch_size": "auto", "learning_rate": 0.05, "l2": 1e-3},
     ],
@@ -343,7 +345,8 @@ def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.Monk
     assert state["batch_size"] == state["model"]["controller"]["batch_size"]
     monkeypatch.setenv("STREAMSGD_BATCH_SIZE", "auto")
     monkeypatch.setenv("STREAMSGD_MIN_BATCH_SIZE", "4")
-    assert main([*common, "--checkpoint-dir", str(tmp_path / "env")]) == 0
+    fixed_rate = ["--learning-rate", "0.1"]  # not auto (the default since issue 19)
+    assert main([*common, *fixed_rate, "--checkpoint-dir", str(tmp_path / "env")]) == 0
     state = DirectoryCheckpointStore(tmp_path / "env", read_only=True).load()
     assert state is not None
     stored = state["model"]["controller"]
@@ -354,7 +357,8 @@ def test_cli_auto_flags_and_environment(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     "values, optimizer, standardize",
     [
-        ({}, "sgd", False),
+        ({}, "adagrad", True),  # the defaults are auto (issue 19)
+        ({"learning_rate": 0.1}, "sgd", False),  # a fixed η: plain SGD, as before auto
         ({"learning_rate": "auto"}, "adagrad", True),
         ({"learning_rate": "auto", "batch_size": "auto"}, "adagrad", True),
         ({"learning_rate": "auto", "optimizer": "sgd"}, "sgd", False),
@@ -380,7 +384,7 @@ def test_auto_picks_what_the_benchmarks_show_wins(
     "values, message",
     [
         ({"batch_size": "auto", "reduction": "sum"}, "need --reduction mean"),
-        ({"learning_rate": "auto", "batch_size": 1}, "--batch-size >= 2"),
+        ({"learning_rate": "auto", "optimizer": "sgd", "batch_size": 1}, "--batch-size >= 2"),
         ({"batch_size": "auto", "min_batch_size": 1}, "--min-batch-size >= 2"),
         ({"batch_size": "auto", "min_batch_size": 64, "max_batch_size": 32}, "must not exceed"),
         ({"batch_size": "many"}, r"an integer in 1\.\.1048576 or auto"),
