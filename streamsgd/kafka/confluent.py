@@ -25,6 +25,7 @@ from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
 from .client_logs import LIBRDKAFKA_LOGGER
+from .committed import ConfluentCommitted
 from .confluent_admin import ConfluentLogDescriber
 from .delivery import DeliveryCursor, source_record
 from .group import (
@@ -50,7 +51,7 @@ log = logging.getLogger("streamsgd.kafka")
 PROTOCOL_DEBUG_CONTEXTS = "broker,protocol,security,cgrp,consumer,fetch"
 
 
-class ConfluentKafkaSource(ConsumerGroupSource):
+class ConfluentKafkaSource(ConsumerGroupSource, ConfluentCommitted):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned

@@ -25,6 +25,7 @@ from ..distributed.partitions import partition_number
 from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
 from .client_logs import watch_client_errors
+from .committed import KafkaPythonCommitted
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
@@ -61,7 +62,7 @@ class _Listener(ConsumerRebalanceListener):
         self.source._assigned(assigned)
 
 
-class KafkaSource(ConsumerGroupSource):
+class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
     """Records of one topic through a consumer group, read with kafka-python.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
