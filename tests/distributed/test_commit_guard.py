@@ -2,18 +2,20 @@
 never move backwards"): a replica job restarted from a checkpoint whose positions are behind
 the offsets already committed to its group (what a lineage's step rolled back at a cut
 leaves) holds those partitions back until its positions pass them, with the real broker.
-The group's committed offsets are read back at every poll of every wait."""
+Both clients. The group's committed offsets are read back at every poll of every wait."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from tests.distributed.replica_job import ReplicaJob, final_state, train_options
 from tests.distributed.test_replicas_kafka import MALFORMED_EVERY, PARTITIONS, LiveProducer
 from tests.support.kafka_fixtures import create_topic
+from tests.support.kafka_ops import CLIENTS
 
 N_RECORDS = 600  # 100 a partition, round-robin
 FIRST_RUN = 300  # the first job's checkpoint ends at offset 50 of every partition
@@ -65,12 +67,13 @@ def _positions(checkpoint_dir: Path) -> set[int]:
     return {int(pos[0]) for pos in final_state(checkpoint_dir)["positions"].values()}
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_restart_behind_the_committed_offsets_never_commits_lower(
-    kafka_bootstrap: str, tmp_path: Path
+    client: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     topic = create_topic(kafka_bootstrap, PARTITIONS)
     checkpoint_dir = tmp_path / "ckpt"
-    options = train_options(kafka_bootstrap, topic, checkpoint_dir)
+    options = train_options(kafka_bootstrap, topic, checkpoint_dir, kafka_client=client)
     producer = LiveProducer(kafka_bootstrap, topic, N_RECORDS, seed=5)
     committed = CommittedOffsets(kafka_bootstrap, topic, options["group_id"])
     try:
