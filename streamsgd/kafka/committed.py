@@ -1,8 +1,8 @@
 """The group's committed offsets, read back from the broker (each client's way), for the
 replicas' monotone commit guard (:mod:`streamsgd.distributed.commit_guard`).
 
-Mixins of the two sources; each imports its client only when called, so neither client
-becomes a dependency of the other.
+Mixins of the two sources. Each source hands its client's ``TopicPartition`` type in as
+``_topic_partition``: a library is imported by its one adapter module only.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ class KafkaPythonCommitted:
 
     settings: Any
     _consumer: Any
+    _topic_partition: Any  # kafka.TopicPartition
 
     def _assigned_consumer(self, timeout_seconds: float) -> Any: ...
 
     def committed_offsets(self, keys: list[str]) -> dict[str, int]:
         """The group's committed offset of each partition in ``keys`` that has one."""
-        from kafka import TopicPartition
-
         if self.settings.assigned:
             consumer = self._assigned_consumer(COMMIT_TIMEOUT_SECONDS)
         elif (consumer := self._consumer) is None:
             return {}
         found = {}
         for key in keys:
-            tp = TopicPartition(*partition_number(key))
+            tp = self._topic_partition(*partition_number(key))
             offset = consumer.committed(tp, timeout_ms=int(COMMIT_TIMEOUT_SECONDS * 1000))
             if offset is not None:
                 found[key] = int(offset)
@@ -43,12 +42,11 @@ class ConfluentCommitted:
     """``committed_offsets`` of :class:`~streamsgd.kafka.confluent.ConfluentKafkaSource`."""
 
     _consumer: Any
+    _topic_partition: Any  # confluent_kafka.TopicPartition
 
     def committed_offsets(self, keys: list[str]) -> dict[str, int]:
         """The group's committed offset of each partition in ``keys`` that has one."""
-        from confluent_kafka import TopicPartition
-
-        tps = [TopicPartition(*partition_number(key)) for key in keys]
+        tps = [self._topic_partition(*partition_number(key)) for key in keys]
         if not tps:
             return {}
         found = self._consumer.committed(tps, timeout=COMMIT_TIMEOUT_SECONDS)

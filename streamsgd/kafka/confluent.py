@@ -58,6 +58,8 @@ class ConfluentKafkaSource(ConsumerGroupSource, ConfluentCommitted):
     mode the client never subscribes; it reads nothing until :meth:`assign`.
     """
 
+    _topic_partition = TopicPartition  # for committed_offsets
+
     def _start(self) -> None:
         settings = self.settings
         self._assigned: list[TopicPartition] = []

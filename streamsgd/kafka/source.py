@@ -70,6 +70,8 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
     :meth:`partitions`, :meth:`assign`, :meth:`poll` and :meth:`commit`.
     """
 
+    _topic_partition = TopicPartition  # for committed_offsets
+
     def _start(self) -> None:
         settings = self.settings
         self._config: dict[str, Any] = {
