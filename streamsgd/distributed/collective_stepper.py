@@ -32,6 +32,7 @@ from ..training.ports import Fence, ManifestLog
 from ..training.stepper import Run
 from .agreement import PARTITIONS_CHECK_SECONDS, ReplicaAgreement
 from .collective import Collective, ReplicaFailure, Unsupervised
+from .commit_guard import MonotoneCommits
 from .exchange import Control, Exchange, ExchangeLayout, sample_share, waits
 from .membership import Membership
 from .replica_state import ReplicaState
@@ -104,6 +105,7 @@ class CollectiveStepper:
         self.writer_policy: WriterPolicy | None = self
         self._exchange_seconds = 0.0
         self._replicas_undelivered = False
+        self.commit_guard = MonotoneCommits()
 
     def _reassign(self) -> None:
         self.membership.assign()
@@ -283,3 +285,7 @@ class CollectiveStepper:
     def before_commit(self) -> None:
         if self.fence is not None:
             self.fence.check()  # never move committed offsets from a stale lineage
+
+    def commit_positions(self, positions: dict[str, Position]) -> dict[str, Position]:
+        """Never a committed offset moving backwards (:mod:`.commit_guard`)."""
+        return self.commit_guard.positions(self.run.intake.source, positions)

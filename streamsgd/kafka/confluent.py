@@ -1,9 +1,8 @@
 """Consumer-group source on confluent-kafka (librdkafka), behind the same Source interface.
 
 With :mod:`.confluent_admin` (topic ids), the only module that imports confluent_kafka. It
-exists for throughput: librdkafka unpacks records in C, where kafka-python spends several
-microseconds per record in Python. The semantics are those of
-:class:`~streamsgd.kafka.group.ConsumerGroupSource`.
+exists for throughput (librdkafka unpacks records in C, kafka-python spends microseconds per
+record in Python); the semantics are :class:`~streamsgd.kafka.group.ConsumerGroupSource`'s.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
 from .bounded import bounded as _bounded
 from .client_config import librdkafka_consumer_config
+from .committed import ConfluentCommitted
 from .confluent_admin import ConfluentLogDescriber
 from .delivery import DeliveryCursor, source_record
 from .group import (
@@ -49,12 +49,14 @@ from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 log = logging.getLogger("streamsgd.kafka")
 
 
-class ConfluentKafkaSource(ConsumerGroupSource):
+class ConfluentKafkaSource(ConsumerGroupSource, ConfluentCommitted):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
     mode the client never subscribes; it reads nothing until :meth:`assign`.
     """
+
+    _topic_partition = TopicPartition  # for committed_offsets
 
     def _start(self) -> None:
         settings = self.settings
@@ -185,16 +187,14 @@ class ConfluentKafkaSource(ConsumerGroupSource):
         if restart:  # a new assignment; a reposition moves its own partition only
             self._cursor.restart(offsets)
         partitions = [TopicPartition(self.topic, n, offsets[n]) for n in sorted(offsets)]
-        # assign() replaces the assignment; librdkafka discards what it fetched for the
-        # partitions it drops, and poll() filters on the keys below as well.
+        # librdkafka discards what it fetched for dropped partitions; poll() filters on keys.
         self._consumer.assign(partitions)
         self._assigned = partitions
         self._partition_keys = {(self.topic, n): partition_key(self.topic, n) for n in offsets}
 
     def _seek_assigned(self, offsets: dict[int, int]) -> None:
-        # One assign() with every partition's offset rather than seek(): seek() needs the
-        # partition to be fetching, which it may not be yet right after an assignment.
-        # Partitions not sought keep their position (or their start, if nothing was read).
+        # One assign() with every offset: seek() needs a fetching partition, which it may not
+        # be right after an assignment. Others keep their position (or start, if none read).
         current = {tp.partition: tp.offset for tp in self._assigned}
         for tp in self._consumer.position(self._assigned):
             if tp.offset >= 0:

@@ -28,6 +28,7 @@ from ..training.buffer import Position
 from ..training.ports import SourceFailed, SourceRecord
 from .client_config import kafka_python_consumer_config
 from .client_logs import watch_client_errors
+from .committed import KafkaPythonCommitted
 from .group import (
     ConsumerGroupSource,
     KafkaRecordMetadata,
@@ -59,13 +60,15 @@ class _Listener(ConsumerRebalanceListener):
         self.source._assigned(assigned)
 
 
-class KafkaSource(ConsumerGroupSource):
+class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
     """Records of one topic through a consumer group, read with kafka-python.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
     mode the client is created without a subscription, by the first of
     :meth:`partitions`, :meth:`assign`, :meth:`poll` and :meth:`commit`.
     """
+
+    _topic_partition = TopicPartition  # for committed_offsets
 
     def _start(self) -> None:
         settings = self.settings

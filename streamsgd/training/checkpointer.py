@@ -35,6 +35,9 @@ class WriterPolicy(Protocol):
     def before_commit(self) -> None:
         """Called before the offsets are committed (raises to forbid the commit)."""
 
+    def commit_positions(self, positions: dict[str, Position]) -> dict[str, Position]:
+        """The positions to commit (a failure is a failed commit, retried at the next)."""
+
 
 class Checkpointed(Protocol):
     """What the checkpointer reads of the run."""
@@ -141,7 +144,10 @@ class Checkpointer:
         if self.policy is not None:
             self.policy.before_commit()
         try:
-            run.intake.source.commit(dict(run.positions))
+            positions = dict(run.positions)
+            if self.policy is not None:
+                positions = self.policy.commit_positions(positions)
+            run.intake.source.commit(positions)
         except Exception as exc:  # a failed commit is retried at the next checkpoint
             log.warning("offset commit failed: %s", exc)
             for s in self.sensors:
