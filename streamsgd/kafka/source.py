@@ -1,7 +1,8 @@
 """Consumer-group source on kafka-python (the default client).
 
-The only module besides the dead-letter sink that imports kafka-python. The semantics
-(manual commits after checkpoints, seeks on assignment) are those of
+With :mod:`.python_metadata` (partitions, topic id), the only modules besides the
+dead-letter sink that import kafka-python. The semantics (manual commits after
+checkpoints, seeks on assignment) are those of
 :class:`~streamsgd.kafka.group.ConsumerGroupSource`.
 """
 
@@ -19,7 +20,6 @@ from kafka.errors import (
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     SaslAuthenticationFailedError,
-    TopicAuthorizationFailedError,
 )
 from kafka.structs import OffsetAndMetadata
 
@@ -35,8 +35,8 @@ from .group import (
     PartitionsUnavailableError,
     partition_key,
 )
-from .identity import LogIdentity, topic_id_text
 from .notices import authentication_failed, authorization_failed, fatal_message
+from .python_metadata import KafkaPythonMetadata
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -60,7 +60,7 @@ class _Listener(ConsumerRebalanceListener):
         self.source._assigned(assigned)
 
 
-class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
+class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted):
     """Records of one topic through a consumer group, read with kafka-python.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
@@ -135,13 +135,6 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
         return self._consumer
 
     # ------------------------------------------------------------------ assigned mode
-    def _read_partitions(self, timeout_seconds: float) -> list[int]:
-        consumer = self._assigned_consumer(timeout_seconds)
-        try:
-            return sorted(consumer.partitions_for_topic(self.topic) or ())
-        except KafkaError as exc:
-            raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
-
     def _list_offsets(
         self, numbers: list[int], latest: bool, timeout_seconds: float
     ) -> dict[int, int]:
@@ -193,42 +186,6 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
             elif self._start_rule.from_beginning:
                 self._consumer.seek_to_beginning(tp)
         self._assigned_now([partition_key(tp.topic, tp.partition) for tp in assigned])
-
-    # ------------------------------------------------------------------ log identity
-    def _describe_log(self) -> LogIdentity | None:
-        consumer = self._consumer
-        if consumer is None:
-            return None
-        cluster = getattr(consumer, "_cluster", None)  # private in kafka-python 3
-        if cluster is None or not hasattr(cluster, "request_update"):
-            try:
-                consumer.partitions_for_topic(self.topic)  # asks the broker if not cached
-            except KafkaError as exc:
-                log.warning("cannot read the metadata of %s: %s", self.topic, exc)
-            return None
-        # Only a metadata request that names the topic says that the ACLs hide it (asking
-        # for all topics, as partitions_for_topic does, just leaves it out): ask for the
-        # subscribed topic, without auto-creation, and read the answer at the next try.
-        if self.topic in cluster.unauthorized_topics:
-            self._not_authorized(TopicAuthorizationFailedError({self.topic}))
-            return None
-        if cluster.partitions_for_topic(self.topic) is None:
-            cluster.add_topic(self.topic)  # tracked already once subscribed
-            cluster.request_update()
-            return None
-        return self._cached_identity(consumer)
-
-    def _cached_identity(self, consumer: KafkaConsumer) -> LogIdentity | None:
-        """The identity in the client's metadata cache (no request): kafka-python updates it
-        at every metadata refresh, before it fetches from a recreated topic."""
-        cluster = getattr(consumer, "_cluster", None)  # private in kafka-python 3
-        if cluster is None or not hasattr(cluster, "topic_id"):
-            return None
-        topic_id = cluster.topic_id(self.topic)
-        return LogIdentity(
-            topic_id_text(topic_id.bytes) if topic_id is not None else None,
-            getattr(cluster, "cluster_id", None),
-        )
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
