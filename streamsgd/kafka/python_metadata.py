@@ -32,6 +32,18 @@ def _named_cluster(consumer: Any) -> Any | None:
     return cluster
 
 
+def forbid_auto_create(consumer: Any) -> None:
+    """Make every metadata request of ``consumer`` say what its configuration says about
+    creating the topics it names. kafka-python 3.0 builds its metadata cache without the
+    consumer's ``allow_auto_create_topics``, at its own default (True): a request naming the
+    topic, which a subscription sends at every refresh, made the broker create a topic
+    deleted under the trainer, or one that does not exist yet."""
+    cluster = _named_cluster(consumer)
+    config = getattr(cluster, "config", None)
+    if isinstance(config, dict) and "allow_auto_create_topics" in config:
+        config["allow_auto_create_topics"] = consumer.config.get("allow_auto_create_topics", True)
+
+
 class KafkaPythonMetadata:
     """``_read_partitions`` and ``_describe_log`` of the kafka-python source."""
 

@@ -36,7 +36,7 @@ from .group import (
     partition_key,
 )
 from .notices import authentication_failed, authorization_failed, fatal_message
-from .python_metadata import KafkaPythonMetadata
+from .python_metadata import KafkaPythonMetadata, forbid_auto_create
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -113,6 +113,7 @@ class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted
         where creating it waits at most ``connect_timeout_seconds`` for the broker)."""
         if not self.settings.assigned:
             consumer = KafkaConsumer(**self._config)
+            forbid_auto_create(consumer)
             consumer.subscribe([self.topic], listener=_Listener(self))
             return consumer
         config = dict(self._config)
@@ -120,7 +121,9 @@ class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted
         # no such setting and gives up by itself.
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             config["bootstrap_timeout_ms"] = max(int(connect_timeout_seconds * 1000), 1)
-        return KafkaConsumer(**config)
+        consumer = KafkaConsumer(**config)
+        forbid_auto_create(consumer)
+        return consumer
 
     def _assigned_consumer(self, timeout_seconds: float) -> KafkaConsumer:
         """The client, created now if need be; raises PartitionsUnavailableError if the
