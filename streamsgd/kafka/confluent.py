@@ -1,6 +1,7 @@
 """Consumer-group source on confluent-kafka (librdkafka), behind the same Source interface.
 
-With :mod:`.confluent_admin` (topic ids), the only module that imports confluent_kafka. It
+With :mod:`.confluent_admin` (topic ids) and :mod:`.confluent_metadata` (partitions and
+offsets in assigned mode), the only modules that import confluent_kafka. It
 exists for throughput (librdkafka unpacks records in C, kafka-python spends microseconds per
 record in Python); the semantics are :class:`~streamsgd.kafka.group.ConsumerGroupSource`'s.
 """
@@ -26,6 +27,7 @@ from .bounded import bounded as _bounded
 from .client_config import librdkafka_consumer_config
 from .committed import ConfluentCommitted
 from .confluent_admin import ConfluentLogDescriber
+from .confluent_metadata import ConfluentMetadata
 from .delivery import DeliveryCursor, source_record
 from .group import (
     ConsumerGroupSource,
@@ -41,7 +43,6 @@ from .notices import (
 )
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
-    CONNECT_TIMEOUT_SECONDS,
     MAX_POLL_RECORDS,
 )
 from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
@@ -49,7 +50,7 @@ from .settings import LIST_OFFSETS_TIMEOUT_SECONDS as LIST_TIMEOUT
 log = logging.getLogger("streamsgd.kafka")
 
 
-class ConfluentKafkaSource(ConsumerGroupSource, ConfluentCommitted):
+class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentCommitted):
     """Records of one topic through a consumer group, read with confluent-kafka.
 
     Parameters are those of :class:`~streamsgd.kafka.group.ConsumerGroupSource`. In assigned
@@ -125,64 +126,6 @@ class ConfluentKafkaSource(ConsumerGroupSource, ConfluentCommitted):
         self._assigned = []
 
     # ------------------------------------------------------------------ assigned mode
-    def _read_partitions(self, timeout_seconds: float) -> list[int]:
-        try:
-            # Names the topic: librdkafka's consumer asks for it without creating it. One
-            # attempt is short: a refused login shows only between attempts.
-            timeout = min(max(timeout_seconds, 0.1), CONNECT_TIMEOUT_SECONDS)
-            metadata = self._consumer.list_topics(self.topic, timeout=timeout)
-        except KafkaException as exc:
-            self._end_if_refused()
-            raise PartitionsUnavailableError(f"metadata request failed ({exc})") from exc
-        self._answered = True
-        topic = metadata.topics.get(self.topic)
-        if topic is not None and topic.error and topic.error.code() in AUTHORIZATION_ERRORS:
-            self._on_error(topic.error)
-            self._end_if_refused()
-        if topic is None or topic.error is not None:
-            return []
-        return sorted(topic.partitions)
-
-    def _end_if_refused(self) -> None:
-        """Assigned mode, after a failed request, until one succeeded: SourceFailed if the
-        login (or the topic) was refused. librdkafka says so only to callbacks, served
-        without handing out records by the log describer's admin client, not the consumer."""
-        if self._fatal is None and not self._answered:
-            self._describe_log()
-        if self._fatal is not None:
-            raise SourceFailed(fatal_message(self.settings, self._fatal))
-
-    def _list_offsets(
-        self, numbers: list[int], latest: bool, timeout_seconds: float
-    ) -> dict[int, int]:
-        deadline = time.monotonic() + timeout_seconds
-        found = {}
-        for number in numbers:
-            while True:
-                remaining = max(deadline - time.monotonic(), 0.1)
-                try:
-                    watermarks = self._consumer.get_watermark_offsets(
-                        TopicPartition(self.topic, number), timeout=remaining
-                    )
-                except KafkaException as exc:
-                    watermarks, error = None, str(exc)
-                else:
-                    error = "no answer in time"
-                # Added, not yet in this client's metadata: refresh it and ask again.
-                if watermarks is not None or "_UNKNOWN_PARTITION" not in error:
-                    break
-                if time.monotonic() > deadline or not self._read_partitions(1.0):
-                    break
-            if watermarks is None:
-                self._end_if_refused()
-                raise PartitionsUnavailableError(
-                    f"cannot read the {'end' if latest else 'beginning'} offset of "
-                    f"{partition_key(self.topic, number)} ({error})"
-                )
-            low, high = watermarks
-            found[number] = high if latest else low
-        return found
-
     def _assign_at(self, offsets: dict[int, int], restart: bool = True) -> None:
         if restart:  # a new assignment; a reposition moves its own partition only
             self._cursor.restart(offsets)
