@@ -34,6 +34,7 @@ from .group import (
     PartitionsUnavailableError,
     partition_key,
 )
+from .held_records import HeldRecords
 from .identity import LogIdentity
 from .notices import (
     AUTHORIZATION_ERRORS,
@@ -72,6 +73,13 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         self._fatal: str | None = None  # a fatal client error: poll ends the run
         self._answered = False  # assigned mode: a metadata or offsets request succeeded
         self._next_identity = 0.0
+        # Group mode: records wait for the broker to confirm their log (.held_records).
+        self._held: HeldRecords | None = None
+        if self._guard is not None:
+            describer = self._describer
+            self._held = HeldRecords(
+                lambda: describer().ask(self.topic), self._guard.check_unchanged, self.clock
+            )
         config = librdkafka_consumer_config(settings, self._on_error, self._on_commit)
         self._consumer = Consumer(config)
         if not settings.assigned:
@@ -109,6 +117,7 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
             elif self._start_rule.from_beginning:
                 tp.offset = OFFSET_BEGINNING
         self._cursor.restart({tp.partition: tp.offset for tp in partitions})
+        self._drop_held({partition_key(tp.topic, tp.partition) for tp in partitions})
         consumer.assign(partitions)
         self._assigned = list(partitions)
         self._assigned_now([partition_key(t.topic, t.partition) for t in partitions])
@@ -118,8 +127,10 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The checkpoint's commit runs inside this callback (see commit()).
         self._in_revoke = True
+        keys = {partition_key(tp.topic, tp.partition) for tp in partitions}
+        self._drop_held(keys)
         try:
-            self._revoke({partition_key(tp.topic, tp.partition) for tp in partitions})
+            self._revoke(keys)
         finally:
             self._in_revoke = False
         consumer.unassign()
@@ -147,7 +158,7 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
             self._cursor.moved(number, offset)
 
     # ------------------------------------------------------------------ log identity
-    def _describe_log(self) -> LogIdentity | None:
+    def _describer(self) -> ConfluentLogDescriber:
         if self._admin is None:
             settings = self.settings
             self._admin = ConfluentLogDescriber(
@@ -158,7 +169,31 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
                 },
                 self._on_error,
             )
-        return self._admin.describe(self.topic)
+        return self._admin
+
+    def _describe_log(self) -> LogIdentity | None:
+        return self._describer().describe(self.topic)
+
+    def _verified(self, fetched: list[SourceRecord]) -> list[SourceRecord]:
+        """Group mode: of the records fetched so far, those whose log the broker confirmed
+        after their fetch (:mod:`.held_records`: librdkafka reads a topic recreated between
+        two of its metadata refreshes without a word). A synchronous check confirms all, at
+        least every lag interval and after any error (with the cluster id)."""
+        assert self._held is not None and self._guard is not None
+        self._held.hold(fetched)
+        if self._check_log_now or self._identity_due():
+            self._check_log_now = False
+            identity = self._describe_log()
+            self._guard.check_unchanged(identity)
+            if identity is not None and identity.topic_id is not None:
+                return self._held.confirmed()
+        return self._held.release()
+
+    def _drop_held(self, keys: set[str]) -> None:
+        """The partitions are read again from the service's positions: their held records
+        would be handed out twice."""
+        if self._held is not None:
+            self._held.drop(keys)
 
     # ------------------------------------------------------------------ Source
     def poll(self, timeout_seconds: float) -> list[SourceRecord]:
@@ -172,11 +207,12 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
         # records that is the whole timeout on every call. Wait for the first record only,
         # then take what is already fetched without waiting.
-        first = self._consumer.poll(timeout_seconds)
+        held = self._held
+        first = self._consumer.poll(held.wait_seconds(timeout_seconds) if held else timeout_seconds)
         messages = [] if first is None else [first]
         if first is not None:
             messages.extend(self._consumer.consume(MAX_POLL_RECORDS - 1, 0))
-        records = []
+        records: list[SourceRecord] = []
         keys = self._partition_keys
         assigned_mode = self.settings.assigned
         for msg in messages:
@@ -189,7 +225,9 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
                     raise SourceFailed(fatal_message(self.settings, str(self._fatal)))
                 if error.code() == KafkaError._AUTO_OFFSET_RESET:
                     if not self._cursor.reset_is_stale(int(msg.partition() or 0), msg.offset()):
-                        self._reposition(msg)
+                        moved = self._reposition(msg)
+                        if self._held is not None:  # read again from the position decided
+                            records = [r for r in records if r.partition != moved]
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", error)
                     self._check_log_now = True
@@ -204,11 +242,8 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
             if not self._cursor.accept(partition, int(msg.offset() or 0)):
                 continue  # handed out already: fetched again after a reposition
             records.append(source_record(msg, topic, partition, key))
-        if self._guard is not None and (self._check_log_now or self._identity_due()):
-            # librdkafka reads a recreated topic on its own: the check comes before the
-            # records are returned, at least every lag interval and after any error.
-            self._check_log_now = False
-            self._guard.check_unchanged(self._describe_log())
+        if self._held is not None:
+            records = self._verified(records)
         if records:
             self._broker_ok = True
             for record in records:  # in offset order per partition: the last one stays
@@ -219,13 +254,15 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
             self._refresh_lag()
         return records
 
-    def _reposition(self, msg: Any) -> None:
+    def _reposition(self, msg: Any) -> str:
         """A partition librdkafka could not read at its position (``auto.offset.reset`` is
         ``error``): out of range, as :meth:`_out_of_range` decides, or without any offset,
-        as :meth:`_start_of` does. A shorter log may be a recreated topic: check it."""
+        as :meth:`_start_of` does. A shorter log may be a recreated topic: check it.
+        Returns the partition's key."""
         self._check_log_now = True
         topic, number = str(msg.topic()), int(msg.partition() or 0)
         key = partition_key(topic, number)
+        self._drop_held({key})
         position = self._positions().get(key)
         tried = position.offset if position is not None else msg.offset()
         try:
@@ -240,6 +277,7 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         except (PartitionsUnavailableError, KafkaException) as exc:
             log.warning("cannot reposition %s: %s; retrying", key, exc)
             self._broker_ok = False
+        return key
 
     def _identity_due(self) -> bool:
         now = self.clock()
