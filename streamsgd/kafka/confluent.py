@@ -75,6 +75,7 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         self._next_identity = 0.0
         # Group mode: records wait for the broker to confirm their log (.held_records).
         self._held: HeldRecords | None = None
+        self._paused = False  # fetching paused: too many records held
         if self._guard is not None:
             describer = self._describer
             self._held = HeldRecords(
@@ -181,13 +182,20 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         least every lag interval and after any error (with the cluster id)."""
         assert self._held is not None and self._guard is not None
         self._held.hold(fetched)
+        released: list[SourceRecord] | None = None
         if self._check_log_now or self._identity_due():
             self._check_log_now = False
             identity = self._describe_log()
             self._guard.check_unchanged(identity)
             if identity is not None and identity.topic_id is not None:
-                return self._held.confirmed()
-        return self._held.release()
+                released = self._held.confirmed()
+        if released is None:
+            released = self._held.release()
+        # Bounded while answers fail to come (at every poll: an assign() resumes fetching).
+        full, was_paused, self._paused = self._held.full, self._paused, self._held.full
+        if full or was_paused:
+            (self._consumer.pause if full else self._consumer.resume)(self._assigned)
+        return released
 
     def _drop_held(self, keys: set[str]) -> None:
         """The partitions are read again from the service's positions: their held records

@@ -27,6 +27,10 @@ ASK_INTERVAL_SECONDS = 0.1
 """Between two questions while records arrive: a record waits at most this plus two broker
 answers (local broker: a few ms each); one small metadata request per interval at most."""
 
+HOLD_LIMIT_RECORDS = 100_000
+"""Held records past which the source stops fetching until answers release some: a broker
+that answers fetches but not descriptions must not make the trainer's memory grow."""
+
 ANSWER_SLICE_SECONDS = 0.01
 """While an answer is due, how long the consumer's poll may block: the records it answers
 for are returned within this of its arrival."""
@@ -76,6 +80,11 @@ class HeldRecords:
 
     def __len__(self) -> int:
         return len(self._held)
+
+    @property
+    def full(self) -> bool:
+        """As many records held as :data:`HOLD_LIMIT_RECORDS`: fetch no more for now."""
+        return len(self._held) >= HOLD_LIMIT_RECORDS
 
     def hold(self, records: Iterable[SourceRecord]) -> None:
         """Records just fetched (in the order they are to be returned)."""

@@ -130,3 +130,13 @@ def test_the_consumer_poll_blocks_fully_only_while_nothing_is_held() -> None:
     broker.questions[0].reply(None)
     held.release()
     assert held.wait_seconds(1.0) == pytest.approx(0.1)  # the next question's time
+
+
+def test_full_at_the_hold_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source pauses fetching while full: answers that fail must not grow memory."""
+    monkeypatch.setattr("streamsgd.kafka.held_records.HOLD_LIMIT_RECORDS", 3)
+    held = held_with(Broker())
+    held.hold(records("t:0", range(2)))
+    assert not held.full
+    held.hold(records("t:0", range(2, 3)))
+    assert held.full
