@@ -32,6 +32,8 @@ class _PassThrough:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._held: list[Any] = []
 
+    full = False
+
     def __len__(self) -> int:
         return len(self._held)
 

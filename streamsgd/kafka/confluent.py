@@ -215,8 +215,9 @@ class ConfluentKafkaSource(ConfluentMetadata, ConsumerGroupSource, ConfluentComm
         # consume(n, timeout) waits until n records or the timeout: with large (batched)
         # records that is the whole timeout on every call. Wait for the first record only,
         # then take what is already fetched without waiting.
-        held = self._held
-        first = self._consumer.poll(held.wait_seconds(timeout_seconds) if held else timeout_seconds)
+        held = self._held  # while it holds records, come back when their answer may be in
+        wait = timeout_seconds if held is None else held.wait_seconds(timeout_seconds)
+        first = self._consumer.poll(wait)
         messages = [] if first is None else [first]
         if first is not None:
             messages.extend(self._consumer.consume(MAX_POLL_RECORDS - 1, 0))
