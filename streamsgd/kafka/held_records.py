@@ -23,7 +23,7 @@ from typing import Protocol
 from ..training.ports import SourceRecord
 from .identity import LogIdentity
 
-ASK_INTERVAL_SECONDS = 0.02
+ASK_INTERVAL_SECONDS = 0.05
 """Between two questions while records arrive: a record waits at most this plus two broker
 answers (local broker: a few ms each); one small metadata request per interval at most."""
 
