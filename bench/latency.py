@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument(
+        "--kafka-client", default="kafka-python", choices=("kafka-python", "confluent")
+    )
+    parser.add_argument(
         "--online-block-size",
         type=int,
         default=32,
@@ -44,9 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.bootstrap:
-        return _run(args.bootstrap, args.seconds, args.rate, args.online_block_size)
+        return _run(
+            args.bootstrap, args.seconds, args.rate, args.online_block_size, args.kafka_client
+        )
     with Broker() as broker:
-        return _run(broker.bootstrap, args.seconds, args.rate, args.online_block_size)
+        return _run(
+            broker.bootstrap, args.seconds, args.rate, args.online_block_size, args.kafka_client
+        )
 
 
 def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> None:
@@ -67,7 +74,9 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, start: float) -> N
     producer.close()
 
 
-def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
+def _run(
+    bootstrap: str, seconds: float, rate: float, block: int, kafka_client: str = "kafka-python"
+) -> int:
     import numpy as np
 
     from streamsgd.cli import build_service
@@ -98,6 +107,7 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
         bootstrap_servers=bootstrap,
         topic=topic,
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        kafka_client=kafka_client,
         auto_offset_reset="earliest",
         n_features=20,
         learning_rate=0.01,
@@ -143,6 +153,7 @@ def _run(bootstrap: str, seconds: float, rate: float, block: int) -> int:
         "records": n,
         "rate": rate,
         "online_block_size": block,
+        "kafka_client": kafka_client,
         "updates_counted": len(counted),
         "p50_ms": round(float(p50), 2),
         "p99_ms": round(float(p99), 2),
