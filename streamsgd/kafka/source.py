@@ -37,6 +37,7 @@ from .group import (
 )
 from .identity import LogIdentity, topic_id_text
 from .notices import authentication_failed, authorization_failed, fatal_message
+from .read_before_eof import keep_bytes_read_before_eof
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -72,6 +73,7 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
 
     def _start(self) -> None:
         settings = self.settings
+        keep_bytes_read_before_eof()  # or a refused login reads as "socket disconnected"
         self._config = kafka_python_consumer_config(settings)
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
@@ -81,7 +83,7 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
 
     def _client_error(self, exc: BaseException) -> None:
         """A failed login is never retried into success: end the run (issue 21, item 5).
-        kafka-python says so only in its log (it may also see the broker just hang up)."""
+        kafka-python says so only in its log."""
         if isinstance(exc, SaslAuthenticationFailedError) and self._fatal is None:
             self._fatal = authentication_failed(str(exc))
         elif isinstance(exc, AuthorizationError):  # e.g. a heartbeat the ACLs refuse
