@@ -54,6 +54,6 @@ def keep_bytes_read_before_eof() -> None:
             return
         for name in ("KafkaTCPTransport", "KafkaSSLTransport"):
             cls = getattr(transport, name, None)
-            receive = None if cls is None else cls.__dict__.get("_sock_recv")
-            if receive is not None:
+            receive = getattr(cls, "__dict__", {}).get("_sock_recv")
+            if cls is not None and receive is not None:
                 cls._sock_recv = deliver_before_error(receive)
