@@ -111,18 +111,18 @@ class KafkaSource(ConsumerGroupSource, KafkaPythonCommitted):
         return consumer
 
     def _new_consumer(self, connect_timeout_seconds: float) -> KafkaConsumer:
-        """A subscribed consumer (group mode), or one without any assignment (assigned mode,
-        where creating it waits at most ``connect_timeout_seconds`` for the broker)."""
-        if not self.settings.assigned:
-            consumer = KafkaConsumer(**self._config)
-            consumer.subscribe([self.topic], listener=_Listener(self))
-            return consumer
+        """A subscribed consumer (group mode), or one without any assignment (assigned
+        mode); creating it waits at most ``connect_timeout_seconds`` for the broker."""
         config = dict(self._config)
-        # kafka-python 3 waits for the broker in the constructor (30 s by default); 2.x has
-        # no such setting and gives up by itself.
+        # kafka-python 3 waits for the broker in the constructor, 30 s by default: a SIGTERM
+        # while Kafka is away at the start would wait that long (past Docker's 10 s grace).
+        # 2.x has no such setting and gives up by itself.
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             config["bootstrap_timeout_ms"] = max(int(connect_timeout_seconds * 1000), 1)
-        return KafkaConsumer(**config)
+        consumer = KafkaConsumer(**config)
+        if not self.settings.assigned:
+            consumer.subscribe([self.topic], listener=_Listener(self))
+        return consumer
 
     def _assigned_consumer(self, timeout_seconds: float) -> KafkaConsumer:
         """The client, created now if need be; raises PartitionsUnavailableError if the
