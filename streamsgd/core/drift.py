@@ -38,7 +38,7 @@ Shuttle run raises 2. c = 3, h = 12 raises none there, but detects the demo stre
 
 Acting on an alarm. The statistics restart at the alarm (m halves at once after a change),
 but AdaGrad's accumulators shrink (:meth:`.optimizer.Optimizer.follow_alarms`) only once the
-next batch confirms it, by a mean loss still ``CONFIRM_Z`` standard deviations above the
+next batch confirms it, by a mean loss still ``CONFIRM_Z`` standard errors √(V̄/m) above the
 in-control level L̄ of before the alarm (:func:`confirms`): a change keeps the loss up (the
 demo stream: z = 5–13 on the batch after each alarm), a spike of a heavy-tailed loss falls
 back at once (Shuttle's two false alarms: z = 1.9 and 1.0). Each false alarm acted upon

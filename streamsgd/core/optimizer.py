@@ -179,7 +179,7 @@ class Optimizer:
         self.accumulated_samples = float(state["accumulated_samples"])
         pending = state["pending_alarm"]
         if pending is not None:
-            if len(pending) != 2:
+            if not isinstance(pending, list | tuple) or len(pending) != 2:
                 raise ValueError("model state: a pending alarm is [level, spread]")
             pending = (float(pending[0]), float(pending[1]))
         self.pending_alarm = pending

@@ -10,6 +10,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 
 from streamsgd import OnlineLogisticRegression
 from streamsgd.checkpoint.document import dumps, loads
@@ -125,3 +126,11 @@ def test_a_restart_between_the_alarm_and_its_confirmation_is_bit_identical() -> 
     assert resumed.optim.accumulated_samples == original.optim.accumulated_samples
     del state["pending_alarm"]
     assert OnlineLogisticRegression.from_state(state).optim.pending_alarm is None
+
+
+def test_a_malformed_pending_alarm_is_refused() -> None:
+    state = _model().get_state()
+    for bad in ([1.0], 3.0, ["a", 1.0]):
+        state["pending_alarm"] = bad
+        with pytest.raises(ValueError):
+            OnlineLogisticRegression.from_state(state)
