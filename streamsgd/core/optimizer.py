@@ -162,7 +162,8 @@ class Optimizer:
         (O(d), once per change; zeroing it, as before, threw away the scale of the
         gradients and cost every false alarm a restart of the step sizes: 0.0720 against
         0.0512 on Shuttle with three alarms; with the shrink, Shuttle's two false alarms still
-        cost 0.0401 against 0.0386 without any, and its accuracy and AUC, bench/cusum_arl.py)."""
+        cost 0.0401 against 0.0386 without any, so :meth:`follow_alarms` calls it only once
+        the batch after the alarm confirms it)."""
         n = self.accumulated_samples
         factor = min(1.0, window_samples / n) if n > 0.0 and window_samples >= 0.0 else 0.0
         if self.accumulator is not None:
