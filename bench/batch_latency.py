@@ -2,6 +2,7 @@
 stationary stream read from a file.
 
     .venv/bin/python -m bench.batch_latency [--fit] [--n 1000000] [--seed 0]
+        [--arrival-rates 100,1000,10000,100000]
 
 ``--fit`` times ``learn_batch`` under the product's ``auto`` (AdaGrad under the controller;
 ``--standardize`` on dense rows) at m = 8 … 512 on dense rows of d = 20 and d = 200 and on the
@@ -16,6 +17,13 @@ file (no record timestamps: a backlog), through the runner of ``streamsgd evalua
 10 k, 100 k and 1 M samples, the updates, and the progressive log loss of the last 10 % —
 with the default latency budget and with a tight one (1e-4 s), beside the fixed m = 32 SGD.
 Deterministic (the numbers are the same on every machine); the fit's are not.
+
+``--arrival-rates``: what an arrival rate λ known to the controller would change (issue 19,
+item 1: a Kafka record's CreateTime could give λ; today every source is a backlog). The same
+stream and ``auto``, once as a backlog (the product today) and once per λ with the
+controller's ``arrival_rate`` set to λ: m after 10 k / 100 k / 1 M samples, the time the
+first sample of a batch waits for the last, (m − 1)/λ, at those points (for the backlog run,
+had its records arrived at λ), the updates and the log loss of the last 10 %.
 """
 
 from __future__ import annotations
@@ -128,13 +136,52 @@ def run_stream(n: int, seed: int) -> None:
         print(f"| {label} | {ms} | {row['updates']:,} | {row['loss']:.4f} |", flush=True)
 
 
+def m_at_rate(options: dict[str, Any], X: np.ndarray, y: np.ndarray, rate: float) -> dict:
+    """:func:`m_by_samples` with the controller told the arrival rate λ (NaN: a backlog)."""
+    config = train_config(source="file", path="(in memory)", n_features=X.shape[1], **options)
+    runner = validation(config)
+    controller = runner.model.controller
+    assert controller is not None  # options are auto
+    controller.arrival_rate = rate
+    seen: dict[int, int] = {}
+    for lo in range(0, len(y), FEED_SAMPLES):
+        hi = min(lo + FEED_SAMPLES, len(y))
+        runner.feed([DecodedRun("bench", lo, X[lo:hi], y[lo:hi], None, False)])
+        seen |= {n: controller.batch_size for n in CHECKPOINTS if lo < n <= hi}
+    result = runner.finish()
+    loss = float(np.mean(log_loss(result.scores, result.labels)[-(len(y) // 10) :]))
+    return {"m": seen, "updates": result.n_updates, "loss": loss}
+
+
+def run_rates(n: int, seed: int, rates: list[float]) -> None:
+    X, y, _ = stream(n, seed, drift=False)
+    points = [c for c in CHECKPOINTS if c <= n]
+    auto = {"batch_size": "auto", "learning_rate": "auto"}
+    backlog = m_at_rate(auto, X, y, float("nan"))
+    print(f"stationary d = 20, {n:,} samples, seed {seed}, the default budget (1 s)")
+    heads = " | ".join(f"m, wait at {c:,}" for c in points)
+    print(f"| arrival rate (samples/s) | controller | {heads} | updates | log loss, last 10 % |")
+    print("|---" * (len(points) + 4) + "|")
+    for rate in rates:
+        known = m_at_rate(auto, X, y, rate)
+        for label, row in (("backlog (today)", backlog), ("λ known", known)):
+            cells = " | ".join(f"{row['m'][c]}, {(row['m'][c] - 1) / rate:.3g} s" for c in points)
+            print(
+                f"| {rate:,.0f} | {label} | {cells} | {row['updates']:,} | {row['loss']:.4f} |",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true")
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arrival-rates", help="samples/s, comma-separated")
     args = parser.parse_args(argv)
-    if args.fit:
+    if args.arrival_rates:
+        run_rates(args.n, args.seed, [float(r) for r in args.arrival_rates.split(",") if r])
+    elif args.fit:
         run_fit(args.seed)
     else:
         run_stream(args.n, args.seed)

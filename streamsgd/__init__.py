@@ -19,7 +19,19 @@ The package's tree is its architecture (docs/design.md#architecture): ``core`` (
 (``kafka``, ``sources``, ``checkpoint``, ``http``, ``telemetry``), ``config`` and ``cli``.
 """
 
-from .core import BatchStats, BatchSums, OnlineLogisticRegression, SparseRows
+import gc as _gc
+
+# No collection while the package imports: what an import creates (modules, classes,
+# functions) lives as long as the process, so a collection would only traverse it, and
+# numpy's and this package's imports allocate enough to set off several. The collector's
+# state is restored after.
+_collecting = _gc.isenabled()
+_gc.disable()
+try:
+    from .core import BatchStats, BatchSums, OnlineLogisticRegression, SparseRows
+finally:
+    if _collecting:
+        _gc.enable()
 
 __version__ = "0.1.0"
 

@@ -182,6 +182,10 @@ def service_config(config: TrainConfig) -> ServiceConfig:
         batch_size=config.minibatch.min_batch_size if batch_size == AUTO else int(batch_size),
         max_samples=config.source.max_samples,
         max_wait_seconds=None if wait_ms is None else wait_ms / 1000.0,
+        # A fixed m stays exact; under auto a partial minibatch keeps the latency budget.
+        max_batch_age_seconds=(
+            config.minibatch.max_batch_latency_seconds if batch_size == AUTO else None
+        ),
         checkpoint_interval_seconds=config.checkpoint.checkpoint_interval_seconds,
         checkpoint_every_updates=config.checkpoint.checkpoint_every_updates,
         online_block_size=config.minibatch.online_block_size,

@@ -62,7 +62,8 @@ class MinibatchConfig(Section):
         1.0,
         "with --batch-size auto: the latency budget of one minibatch; m is the smallest "
         "power of two that keeps up with the stream (for a file: with the step's fixed "
-        "cost), at most what a modelled step, and the wait for m records, fit in",
+        "cost), at most what a modelled step fits in; a partial minibatch is applied once "
+        "its first record has waited this long",
         LATENCY_SECONDS,
     )
 

@@ -363,18 +363,18 @@ def learn_steps(
         r.values = doubles(values, nnz, "values")
         for t in range(n_steps):
             widest = max(widest, r.indptr[(t + 1) * m] - r.indptr[t * m])
-        width = max(d, widest)
+        # Steps all at their columns: nnz + 1 scratch entries, not d + 1 (3 huge-page faults)
+        column_steps = r.columns_allowed and m >= 2 and SPARSE_STEP_MAX_DENSITY * d > widest
+        width = widest if column_steps else max(d, widest)
         r.row_workspace = int64s(row_workspace, d, "row_workspace")
         if column_workspace is not None:
             r.column_workspace = int64s(column_workspace, d, "column_workspace")
-        ints = np.empty(m + 1 + 5 * widest, dtype=np.int64)
-        keep.append(ints)
+        keep.append(ints := np.empty(m + 1 + 5 * widest, dtype=np.int64))
         r.batch_indptr = int64s(ints, m + 1 + 5 * widest, "")
         r.row_columns = r.batch_indptr + m + 1
         r.slots = r.row_columns + widest
         r.columns = r.slots + 3 * widest
-        floats = np.empty(widest + 2 * (widest + 1))
-        keep.append(floats)
+        keep.append(floats := np.empty(widest + 2 * (widest + 1)))
         r.row_cells = doubles(floats, widest + 2 * (widest + 1), "")
         r.gathered_theta = r.row_cells + widest
         r.gathered_accumulator = r.gathered_theta + widest + 1

@@ -4,6 +4,7 @@ cdef struct Table:
     Py_ssize_t size      # a power of two ≥ 2 × the longest row
     long long* column    # −1: empty
     Py_ssize_t* where    # the position of the column's entry in the row read
+    unsigned long long* seen  # a 2^12-bit filter of the row's columns (all 0 between rows)
 
 
 cdef int table_open(Table* t, Py_ssize_t longest) except -1

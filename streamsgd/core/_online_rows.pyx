@@ -11,10 +11,12 @@ depends on these norms only, is the one of ``learn_batch`` bit for bit.
 """
 
 from libc.math cimport fabs, isinf, sqrt
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 
 
 cdef Py_ssize_t SHORT_ROW = 32   # rows up to this long are checked pair by pair
+cdef enum:
+    SEEN_BITS = 12               # the filter of _distinct: 2^12 bits
 
 
 cdef inline Py_ssize_t _home(long long j, Py_ssize_t size) noexcept nogil:
@@ -35,7 +37,8 @@ cdef int table_open(Table* t, Py_ssize_t longest) except -1:
         t.size *= 2
     t.column = <long long*>malloc(t.size * sizeof(long long))
     t.where = <Py_ssize_t*>malloc(t.size * sizeof(Py_ssize_t))
-    if t.column == NULL or t.where == NULL:
+    t.seen = <unsigned long long*>calloc((1 << SEEN_BITS) // 64, sizeof(unsigned long long))
+    if t.column == NULL or t.where == NULL or t.seen == NULL:
         table_close(t)
         raise MemoryError()
     for slot in range(t.size):
@@ -46,7 +49,8 @@ cdef int table_open(Table* t, Py_ssize_t longest) except -1:
 cdef void table_close(Table* t) noexcept:
     free(t.column)
     free(t.where)
-    t.column, t.where = NULL, NULL
+    free(t.seen)
+    t.column, t.where, t.seen = NULL, NULL, NULL
 
 
 cdef void _sort_row(long long* cols, double* xs, Py_ssize_t n) noexcept nogil:
@@ -63,18 +67,37 @@ cdef void _sort_row(long long* cols, double* xs, Py_ssize_t n) noexcept nogil:
         cols[b + 1], xs[b + 1] = j, v
 
 
-cdef inline bint _distinct(const long long* indices, Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t _seen_bit(long long j) noexcept nogil:
+    """j's bit in the filter of _distinct: the top SEEN_BITS bits of a multiplicative hash."""
+    return <Py_ssize_t>((<unsigned long long>j * 0x9E3779B97F4A7C15ULL) >> (64 - SEEN_BITS))
+
+
+cdef inline bint _distinct(Table* t, const long long* indices, Py_ssize_t n) noexcept nogil:
     """Whether the n columns are distinct, found without the table for the rows that are
-    cheap to check: strictly increasing ones (the codec's rows) and short ones (all pairs,
-    branch-free within a pair of loops); False (use the table) for the others."""
-    cdef Py_ssize_t a, b
+    cheap to check: strictly increasing ones (the codec's rows), rows whose columns fall on
+    distinct bits of a 2^12-bit filter (distinct bits: distinct columns; 21 random columns
+    share a bit about once in 20 rows), and short ones (all pairs, branch-free within a
+    pair of loops); False (use the table) for the others. A False for a row without a
+    repeat costs time only: the table reads such a row in the same order."""
+    cdef Py_ssize_t a, b, bit
+    cdef unsigned long long mask
     cdef bint increasing = True, same = False
     for a in range(1, n):
         increasing = increasing and indices[a] > indices[a - 1]
     if increasing:
         return True
+    for a in range(n):
+        bit = _seen_bit(indices[a])
+        mask = 1ULL << (bit & 63)
+        same = same | ((t.seen[bit >> 6] & mask) != 0)
+        t.seen[bit >> 6] |= mask
+    for a in range(n):  # the filter is empty between rows
+        t.seen[_seen_bit(indices[a]) >> 6] = 0
+    if not same:
+        return True
     if n > SHORT_ROW:
         return False
+    same = False
     for a in range(1, n):
         for b in range(a):
             same = same | (indices[a] == indices[b])
@@ -89,7 +112,7 @@ cdef Py_ssize_t read_row(Table* t, const long long* indices, const double* value
     cdef long long j
     cdef bint repeats = False
     cdef double total = 0.0
-    if _distinct(indices, n):  # the usual row: no column to merge, no table to fill
+    if _distinct(t, indices, n):  # the usual row: no column to merge, no table to fill
         for e in range(n):
             cols[e] = indices[e]
             xs[e] = values[e]

@@ -26,12 +26,39 @@ cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
     #define STREAMSGD_PREFETCH(p) __builtin_prefetch(p)
+    #define STREAMSGD_ALWAYS_INLINE static inline __attribute__((always_inline))
     #else
     #define STREAMSGD_PREFETCH(p) ((void)0)
+    #define STREAMSGD_ALWAYS_INLINE static inline
     #endif
+    /* Cache hints (no effect on any value). Always inlined: GCC judges a function that
+       only prefetches free of side effects and deletes its calls (a Cython cdef function
+       doing this compiled to nothing). The n bytes from start, a 64-byte line at a time: */
+    STREAMSGD_ALWAYS_INLINE void streamsgd_prefetch_bytes(const void* start, Py_ssize_t n) {
+        const char* p = (const char*)start;
+        Py_ssize_t offset;
+        for (offset = 0; offset < n; offset += 64) STREAMSGD_PREFETCH(p + offset);
+    }
+    /* a[j], b[j], c[j], d[j] for the n columns j of idx (NULL arrays skipped): */
+    STREAMSGD_ALWAYS_INLINE void streamsgd_prefetch_columns(
+            const long long* idx, Py_ssize_t n, const double* a, const double* b,
+            const double* c, const double* d) {
+        Py_ssize_t e;
+        for (e = 0; e < n; e++) {
+            long long j = idx[e];
+            STREAMSGD_PREFETCH(a + j);
+            if (b) STREAMSGD_PREFETCH(b + j);
+            if (c) STREAMSGD_PREFETCH(c + j);
+            if (d) STREAMSGD_PREFETCH(d + j);
+        }
+    }
     """
-    void prefetch "STREAMSGD_PREFETCH"(const void* p) noexcept nogil
+    void prefetch_bytes "streamsgd_prefetch_bytes"(const void* start, Py_ssize_t n) noexcept nogil
+    void prefetch_columns "streamsgd_prefetch_columns"(
+        const long long* idx, Py_ssize_t n, const double* a, const double* b,
+        const double* c, const double* d) noexcept nogil
 
+cdef Py_ssize_t AHEAD = 4      # the input row read this many rows ahead of the step
 cdef double TINY = 1e-100      # σ and μ are folded back below this
 cdef double RESYNC_STEPS = 65536.0
 
@@ -44,58 +71,81 @@ cdef bint _propose(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, doub
     cdef double g, w, direction, value, acc, size, inverse
     cdef bint finite = True
     cdef const Settings* s = &k.s
+    # Locals, as in _commit: the same operations in the same order.
+    cdef const double* xs = k.xs
+    cdef const double* v = k.v
+    cdef const double* accum = k.accum
+    cdef double* nv = k.nv
+    cdef double* nacc = k.nacc
+    cdef double epsilon = s.epsilon, l1 = s.l1, l2 = s.l2, sigma = k.sigma
     if s.adagrad:  # σ = 1 (no L2 with AdaGrad here)
         sigma_new[0] = 1.0
         for e in range(nnz):
             j = idx[e]
-            g = r * k.xs[e]
-            acc = k.accum[j] + g * g
-            size = eta / (sqrt(acc) + s.epsilon)
-            value = k.v[j] - size * g
-            if s.l1 != 0.0:
-                value = soft_threshold(value, size * s.l1)
-            k.nacc[e] = acc
-            k.nv[e] = value
+            g = r * xs[e]
+            acc = accum[j] + g * g
+            size = eta / (sqrt(acc) + epsilon)
+            value = v[j] - size * g
+            if l1 != 0.0:
+                value = soft_threshold(value, size * l1)
+            nacc[e] = acc
+            nv[e] = value
             finite = finite and isfinite(value)
-        nacc_b[0] = k.accum[k.d] + gb * gb
-        nb[0] = k.b - eta / (sqrt(nacc_b[0]) + s.epsilon) * gb
+        nacc_b[0] = accum[k.d] + gb * gb
+        nb[0] = k.b - eta / (sqrt(nacc_b[0]) + epsilon) * gb
         return finite and isfinite(nb[0])
     sigma_new[0] = k.sigma * (1.0 - eta * s.l2) if s.l2 != 0.0 else k.sigma
     inverse = 1.0 / sigma_new[0]  # (1 without L2: exact)
     for e in range(nnz):
         j = idx[e]
-        w = k.sigma * k.v[j]
-        g = r * k.xs[e]
-        direction = g + s.l2 * w if s.l2 != 0.0 else g
+        w = sigma * v[j]
+        g = r * xs[e]
+        direction = g + l2 * w if l2 != 0.0 else g
         value = w - eta * direction
-        if s.l1 != 0.0:
-            value = soft_threshold(value, eta * s.l1)
+        if l1 != 0.0:
+            value = soft_threshold(value, eta * l1)
         finite = finite and isfinite(value)
-        k.nv[e] = value * inverse
+        nv[e] = value * inverse
     nb[0] = k.b - eta * gb
     return finite and isfinite(nb[0]) and sigma_new[0] > 0.0
 
 
 cdef void _commit(Lazy* k, const long long* idx, Py_ssize_t nnz, double eta, double nb,
                   double nacc_b, double sigma_new) noexcept nogil:
-    """Adopt the proposal: v, G, the running P and V, and U."""
+    """Adopt the proposal: v, G, the running P and V, and U.
+
+    The arrays and the running sums are read into locals first: a store through a double*
+    may alias a field of *k (the build has no strict aliasing), so the loop would reload
+    each pointer and carry each sum through memory every entry. The same operations in
+    the same order: the same bits."""
     cdef Py_ssize_t e, j
-    cdef double old
+    cdef double old, value
+    cdef double* v = k.v
+    cdef double* accum = k.accum
+    cdef double* last = k.last
+    cdef const double* mvec = k.mvec
+    cdef const double* nv = k.nv
+    cdef const double* nacc = k.nacc
+    cdef double cross = k.cross, weight_norm = k.weight_norm, total
+    cdef bint track_weights = k.track_weights
     if k.s.l1 != 0.0:
         k.total += eta if k.s.adagrad else eta * k.s.l1 / sigma_new
+    total = k.total
     for e in range(nnz):
         j = idx[e]
-        old = k.v[j]
-        k.v[j] = k.nv[e]
-        if k.track_weights:
-            k.cross += k.mvec[j] * (k.nv[e] - old)
-            k.weight_norm += k.nv[e] * k.nv[e] - old * old
-        if k.accum != NULL:
-            k.accum[j] = k.nacc[e]
-        if k.last != NULL:
-            k.last[j] = k.total  # this step's threshold is applied already
-    if k.accum != NULL:
-        k.accum[k.d] = nacc_b
+        old = v[j]
+        value = nv[e]
+        v[j] = value
+        if track_weights:
+            cross += mvec[j] * (value - old)
+            weight_norm += value * value - old * old
+        if accum != NULL:
+            accum[j] = nacc[e]
+        if last != NULL:
+            last[j] = total  # this step's threshold is applied already
+    k.cross, k.weight_norm = cross, weight_norm
+    if accum != NULL:
+        accum[k.d] = nacc_b
     k.b = nb
     k.sigma = sigma_new
     if k.sigma < TINY:
@@ -110,25 +160,32 @@ cdef void _statistics(Lazy* k, const long long* idx, Py_ssize_t nnz, double r, d
     cdef double a = st.window_smoothing
     cdef double g, old, new, mean_squared, shifted_squared, l2 = k.s.l2, step
     cdef double gradient_squared = gb * gb
-    cdef bint update = k.track_mean and st.has_mean
+    cdef bint update = k.track_mean and st.has_mean, track_weights = k.track_weights
+    # Locals for the loop, as in _commit (the same operations in the same order).
+    cdef double* mvec = k.mvec
+    cdef const double* v = k.v
+    cdef const double* xs = k.xs
+    cdef double mean_norm, cross = k.cross
     if update:
         k.mu = (1.0 - a) * k.mu  # M ← (1 − α) M + α g, as m ← m + (α / μ) g
         step = a / k.mu
-        old = k.mvec[k.d]
+        old = mvec[k.d]
         new = old + step * gb
-        k.mvec[k.d] = new
+        mvec[k.d] = new
         k.mean_norm += new * new - old * old
+    mean_norm = k.mean_norm
     for e in range(nnz):  # ‖g‖² and, once M is defined, its update: one pass
-        g = r * k.xs[e]
+        g = r * xs[e]
         gradient_squared += g * g
         if update:
             j = idx[e]
-            old = k.mvec[j]
+            old = mvec[j]
             new = old + step * g
-            k.mvec[j] = new
-            k.mean_norm += new * new - old * old
-            if k.track_weights:
-                k.cross += (new - old) * k.v[j]
+            mvec[j] = new
+            mean_norm += new * new - old * old
+            if track_weights:
+                cross += (new - old) * v[j]
+    k.mean_norm, k.cross = mean_norm, cross
     fold_norms(st, squared_norm, gradient_squared)
     if k.track_mean:
         if not st.has_mean:  # M = g_t: m is all zeros, μ = 1
@@ -166,16 +223,9 @@ cdef void lazy_step(Lazy* k, const long long* indices, const double* values, Py_
     cdef Score sc
     cdef Clip c
     nnz = read_row(&k.table, indices, values, n, k.cols, k.xs, &squared)
-    for e in range(nnz):
-        # The step reads w, G, U and M at these columns: start all their cache misses at
-        # once (no effect on any value).
-        prefetch(&k.v[idx[e]])
-        if k.last != NULL:
-            prefetch(&k.last[idx[e]])
-        if k.accum != NULL:
-            prefetch(&k.accum[idx[e]])
-        if k.track_mean:
-            prefetch(&k.mvec[idx[e]])
+    # The step reads w, G, U and M at these columns: start all their cache misses at once
+    # (a hint: no effect on any value).
+    prefetch_columns(idx, nnz, k.v, k.last, k.accum, k.mvec if k.track_mean else NULL)
     c = no_clip(0.0, squared + 1.0)
     if k.s.kappa > 0.0:
         c = row_clip(k.xs, nnz, augmented_norm(k.xs, nnz, squared + 1.0), squared + 1.0,
@@ -346,12 +396,17 @@ def run_sparse(const long long[::1] indptr, const long long[::1] indices,
     is the same bits however the stream is cut into calls.
     """
     cdef Lazy k
-    cdef Py_ssize_t i, lo, n = y.shape[0]
+    cdef Py_ssize_t i, lo, ahead, nnz_ahead, n = y.shape[0]
     cdef const double* w = NULL if weights.shape[0] == 0 else &weights[0]
     _open(&k, indptr, theta, accum, mean, settings, stats, scalars, carry, last)
     with nogil:
         for i in range(n):
             lo = indptr[i]
+            if i + AHEAD < n:  # the input rows AHEAD on (a hint: no effect on any value)
+                ahead, nnz_ahead = indptr[i + AHEAD], indptr[i + AHEAD + 1] - indptr[i + AHEAD]
+                if nnz_ahead > 0:
+                    prefetch_bytes(&indices[ahead], nnz_ahead * sizeof(long long))
+                    prefetch_bytes(&values[ahead], nnz_ahead * sizeof(double))
             lazy_step(&k, &indices[lo] if indptr[i + 1] > lo else NULL,
                       &values[lo] if indptr[i + 1] > lo else NULL, indptr[i + 1] - lo, y[i],
                       1.0 if w == NULL else w[i], &losses[i])

@@ -17,7 +17,7 @@ from .compiled_steps import BatchesStats, LastGradient, run_steps
 from .controller import NoiseController
 from .deferred import DeferredWork, deferred_state, restore_deferred, settle
 from .gradient_stats import BatchSums, RunningGradientStatistics
-from .optimizer import Optimizer
+from .optimizer import Optimizer, alarm_context
 from .row_scale import initial_scale, next_scale
 from .schedules import LearningRateSchedule
 from .scorer import LinearScorer
@@ -274,14 +274,13 @@ class OnlineLogisticRegression(LinearScorer):
         if self.clip_norm_ratio > 0.0:
             self.row_scale = next_scale(self.row_scale, sums.n_above_scale, m)
         # Extreme (finite) inputs can overflow Σ‖g_i‖² alone; keep it out of the EWMAs.
-        changes = self.gradient_stats.change.n_changes
+        before = alarm_context(self.gradient_stats.change)
         if math.isfinite(sums.gradient_squared_norm_sum):
             if m < 2:  # ρ at the weights after the step (.gradient_stats)
                 regularization = optim.regularization(self._theta)
             self.gradient_stats.update(sums, regularization)
-        if self.gradient_stats.change.n_changes != changes and controller is not None:
-            optim.restart(self.gradient_stats.window_samples)  # W since the change point
-        if controller is not None:
+        if controller is not None:  # A shrinks once the batch after an alarm confirms it
+            optim.follow_alarms(before, self.gradient_stats, sums)
             controller.step_applied(sums, self.gradient_stats, eta, gain, l2=optim.l2)
         return eta, False
 
@@ -364,7 +363,7 @@ class OnlineLogisticRegression(LinearScorer):
             "params": self.get_params(),
             "theta": self._snapshot(),
             "squared_gradient_sum": self.optim.accumulator_state(),
-            "accumulated_samples": self.optim.accumulated_samples,
+            **self.optim.counter_state(),
             "n_updates": self.n_updates,
             "n_samples_seen": self.n_samples_seen,
             "gradient_stats": self.gradient_stats.get_state(),
@@ -384,7 +383,7 @@ class OnlineLogisticRegression(LinearScorer):
             raise ValueError("model state has weights of the wrong shape")
         model._theta = theta.copy()
         model.optim.restore_accumulator(state["squared_gradient_sum"])
-        model.optim.accumulated_samples = float(state["accumulated_samples"])
+        model.optim.restore_counters(state)
         model.n_updates = int(state["n_updates"])
         model.n_samples_seen = int(state["n_samples_seen"])
         model.gradient_stats = RunningGradientStatistics.from_state(state["gradient_stats"])

@@ -30,6 +30,8 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
       work, :mod:`.deferred`): None;
     * no ``accumulated_samples`` (n, the samples AdaGrad's A holds; written before a change
       alarm shrank A by W/n instead of zeroing it): ``n_samples_seen``;
+    * no ``pending_alarm`` (written before an alarm waited for the next batch to confirm it):
+      None, no alarm pending;
     * params without ``adagrad_half_life_samples`` (written before AdaGrad could forget):
       0, never forget;
     * a standardiser without ``restarted`` (written before its restart after warm-up
@@ -42,6 +44,7 @@ def upgrade_model_state(state: dict[str, Any]) -> dict[str, Any]:
     for key in ("row_scale", "controller", "standardizer", "deferred"):
         upgraded.setdefault(key, None)
     upgraded.setdefault("accumulated_samples", upgraded["n_samples_seen"])
+    upgraded.setdefault("pending_alarm", None)
     standardizer = upgraded["standardizer"]
     if standardizer is not None and "restarted" not in standardizer:
         upgraded["standardizer"] = {

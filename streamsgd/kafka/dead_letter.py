@@ -20,6 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from ..training.ports import SourceRecord
 from .client_logs import guard_client_logs
 from .group import KafkaRecordMetadata
+from .read_before_eof import keep_bytes_read_before_eof
 from .settings import (
     ADMIN_TIMEOUT_SECONDS,
     DEAD_LETTER_CLOSE_TIMEOUT_SECONDS,
@@ -93,6 +94,7 @@ class KafkaDeadLetterSink:
         self.bootstrap_servers = bootstrap_servers
         self.security = KafkaSecurity.of(security)
         guard_client_logs(protocol_debug, self.security.secrets())
+        keep_bytes_read_before_eof()
         self._config = {
             "bootstrap_servers": bootstrap_servers.split(","),
             "acks": "all",

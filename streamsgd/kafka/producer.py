@@ -18,6 +18,7 @@ from ..codec import encode_binary, encode_dense, encode_dense_batch
 from ..datasets.synthetic_stream import SyntheticStream
 from .client_logs import guard_client_logs
 from .dead_letter import ensure_topic
+from .read_before_eof import keep_bytes_read_before_eof
 from .settings import KafkaSecurity
 
 log = logging.getLogger("streamsgd.produce")
@@ -83,6 +84,7 @@ def produce(
     """
     # Before any client exists: at DEBUG kafka-python would log the SASL password.
     guard_client_logs(protocol_debug=False, secrets=security.secrets())
+    keep_bytes_read_before_eof()
     try:
         if ensure_topic(bootstrap_servers, topic, security, partitions):
             log.info("created topic %s with %d partitions", topic, partitions)

@@ -37,6 +37,7 @@ from .group import (
 )
 from .notices import authentication_failed, authorization_failed, fatal_message
 from .python_metadata import KafkaPythonMetadata, forbid_auto_create
+from .read_before_eof import keep_bytes_read_before_eof
 from .rebalance import resume_interrupted_rebalance
 from .settings import (
     COMMIT_TIMEOUT_SECONDS,
@@ -72,6 +73,7 @@ class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted
 
     def _start(self) -> None:
         settings = self.settings
+        keep_bytes_read_before_eof()  # or a refused login reads as "socket disconnected"
         self._config = kafka_python_consumer_config(settings)
         self._consumer: KafkaConsumer | None = None
         self._next_connect = 0.0
@@ -81,7 +83,7 @@ class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted
 
     def _client_error(self, exc: BaseException) -> None:
         """A failed login is never retried into success: end the run (issue 21, item 5).
-        kafka-python says so only in its log (it may also see the broker just hang up)."""
+        kafka-python says so only in its log."""
         if isinstance(exc, SaslAuthenticationFailedError) and self._fatal is None:
             self._fatal = authentication_failed(str(exc))
         elif isinstance(exc, AuthorizationError):  # e.g. a heartbeat the ACLs refuse
@@ -109,20 +111,18 @@ class KafkaSource(KafkaPythonMetadata, ConsumerGroupSource, KafkaPythonCommitted
         return consumer
 
     def _new_consumer(self, connect_timeout_seconds: float) -> KafkaConsumer:
-        """A subscribed consumer (group mode), or one without any assignment (assigned mode,
-        where creating it waits at most ``connect_timeout_seconds`` for the broker)."""
-        if not self.settings.assigned:
-            consumer = KafkaConsumer(**self._config)
-            forbid_auto_create(consumer)
-            consumer.subscribe([self.topic], listener=_Listener(self))
-            return consumer
+        """A subscribed consumer (group mode), or one without any assignment (assigned
+        mode); creating it waits at most ``connect_timeout_seconds`` for the broker."""
         config = dict(self._config)
-        # kafka-python 3 waits for the broker in the constructor (30 s by default); 2.x has
-        # no such setting and gives up by itself.
+        # kafka-python 3 waits for the broker in the constructor, 30 s by default: a SIGTERM
+        # while Kafka is away at the start would wait that long (past Docker's 10 s grace).
+        # 2.x has no such setting and gives up by itself.
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             config["bootstrap_timeout_ms"] = max(int(connect_timeout_seconds * 1000), 1)
         consumer = KafkaConsumer(**config)
-        forbid_auto_create(consumer)
+        forbid_auto_create(consumer)  # before the subscription's first metadata request
+        if not self.settings.assigned:
+            consumer.subscribe([self.topic], listener=_Listener(self))
         return consumer
 
     def _assigned_consumer(self, timeout_seconds: float) -> KafkaConsumer:

@@ -36,6 +36,8 @@ class LocalStepper:
     def __init__(self, run: Run) -> None:
         self.run = run
         self._last_record = run.clock()
+        # When the oldest sample still buffered was (first seen) buffered; None: empty.
+        self._oldest_buffered: float | None = None
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -75,19 +77,32 @@ class LocalStepper:
         left = run.samples_left()
         if run.stop_event.is_set() or (left is not None and left - len(intake.buffer) <= 0):
             return self._end()
+        updates = run.model.n_updates
         n_records = intake.poll(run.config.poll_timeout_seconds, run.room, self.learn_ready)
         now = run.clock()
         if n_records:
             self._last_record = now
         elif intake.source.exhausted:
             return self._end()
-        wait = run.config.max_wait_seconds
-        if wait is not None and len(intake.buffer) and now - self._last_record >= wait:
+        self._track_oldest(now, stepped=run.model.n_updates != updates)
+        wait, age = run.config.max_wait_seconds, run.config.max_batch_age_seconds
+        if len(intake.buffer) and (
+            (wait is not None and now - self._last_record >= wait)
+            or (age is not None and now - (self._oldest_buffered or now) >= age)
+        ):
             self.learn_rest()
+            self._oldest_buffered = None
         run.tick()
         if run.checkpointer.due(run.model.n_updates):
             run.checkpoint()  # a failure is counted and logged; the run goes on
         return False
+
+    def _track_oldest(self, now: float, stepped: bool) -> None:
+        """Samples left after a step arrived in this poll; otherwise the oldest stays."""
+        if not len(self.run.intake.buffer):
+            self._oldest_buffered = None
+        elif stepped or self._oldest_buffered is None:
+            self._oldest_buffered = now
 
     def _end(self) -> bool:
         # A bounded run ends with its last, possibly partial, minibatch applied.

@@ -19,6 +19,11 @@ class ServiceConfig:
         minibatch may be smaller than m.
     max_wait_seconds : float or None
         Apply a partial minibatch after this long without new records (None: never).
+    max_batch_age_seconds : float or None
+        Apply a partial minibatch once its first sample has been buffered this long, even
+        while records keep arriving (None: never). With ``--batch-size auto`` it is the
+        latency budget: m is chosen for a backlog, and a live stream slower than m per budget
+        would otherwise hold a sample until m have arrived.
     checkpoint_interval_seconds : float
         Checkpoint at most this often (when something changed).
     checkpoint_every_updates : int
@@ -36,6 +41,7 @@ class ServiceConfig:
     batch_size: int = 32
     max_samples: int | None = None
     max_wait_seconds: float | None = None
+    max_batch_age_seconds: float | None = None
     checkpoint_interval_seconds: float = 10.0
     checkpoint_every_updates: int = 0
     online_block_size: int = 32

@@ -46,4 +46,5 @@ def test_a_divergent_replica_adopts_rank_0s_model(kafka_bootstrap: str, tmp_path
         assert job.stop() == 0, job.diagnostics()
     finally:
         job.kill()
+        producer.close()
     _check_run(job, options, checkpoint_dir, producer, kafka_bootstrap)

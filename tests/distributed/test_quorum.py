@@ -35,6 +35,7 @@ def test_half_of_the_job_without_the_lease_stops(kafka_bootstrap: str, tmp_path:
             except ProcessLookupError:
                 pass
         job.kill()
+        producer.close()
     text = job.log_text()
     assert code != 0, job.diagnostics()
     assert (

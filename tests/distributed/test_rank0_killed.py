@@ -67,5 +67,6 @@ def test_rank_0_killed_leaves_no_manifest_gap(
         assert job.stop() == 0, job.diagnostics()
     finally:
         job.kill()
+        producer.close()
     # The manifest replays (no gap, no duplicate) to the final checkpoint.
     _check_run(job, options, checkpoint_dir, producer, kafka_bootstrap)

@@ -45,5 +45,6 @@ def test_a_killed_replacement_then_a_graceful_stop_exits_137(
         code = job.stop()
     finally:
         job.kill()
+        producer.close()
     _check_run(job, options, tmp_path / "ckpt", producer, kafka_bootstrap)
     assert code == 137, job.diagnostics()

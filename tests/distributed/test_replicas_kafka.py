@@ -34,7 +34,10 @@ MALFORMED_EVERY = 29
 class LiveProducer:
     """Writes ``n`` records round-robin over the partitions from a thread: a valid JSON
     sample, or every ``MALFORMED_EVERY``-th record garbage. ``release(k)`` lets it write
-    up to record k (it never runs ahead of the test)."""
+    up to record k (it never runs ahead of the test). A context manager: leaving it closes
+    the client, also when the test fails before :meth:`finish` (a client left open keeps
+    refreshing metadata from a broker that may be gone, and its errors land in the logs
+    of the tests that follow)."""
 
     def __init__(self, bootstrap: str, topic: str, n: int, seed: int) -> None:
         from kafka import KafkaProducer
@@ -53,6 +56,7 @@ class LiveProducer:
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         self._gate = 0
         self._sent = 0
+        self._closing = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -73,7 +77,9 @@ class LiveProducer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._sent < self._gate)
+                self._cond.wait_for(lambda: self._sent < self._gate or self._closing)
+                if self._closing:
+                    return
                 start, stop = self._sent, self._gate
             for i in range(start, stop):
                 self.producer.send(self.topic, self.values[i], partition=i % PARTITIONS)
@@ -88,7 +94,21 @@ class LiveProducer:
         self.release(len(self.values))
         with self._cond:
             assert self._cond.wait_for(lambda: self._sent == len(self.values), 120)
+        self.close()
+
+    def close(self) -> None:
+        """Stops the writing thread (after the batch in flight) and closes the client."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(90)
         self.producer.close(10)
+
+    def __enter__(self) -> LiveProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _learned(job: ReplicaJob, slot: int = 0) -> int:
@@ -147,6 +167,7 @@ def test_replicas_learn_every_record_once_and_agree(
         assert job.stop() == 0, job.diagnostics()
     finally:
         job.kill()
+        producer.close()
     _check_run(job, options, tmp_path / "ckpt", producer, kafka_bootstrap)
 
 
@@ -175,6 +196,7 @@ def test_a_replica_killed_mid_run(respawn: bool, kafka_bootstrap: str, tmp_path:
         assert job.stop() == 0, job.diagnostics()
     finally:
         job.kill()
+        producer.close()
     _check_run(job, options, tmp_path / "ckpt", producer, kafka_bootstrap)
 
 
@@ -187,14 +209,15 @@ def test_the_whole_job_killed_then_restarted_with_another_n(
     )
     producer = LiveProducer(kafka_bootstrap, topic, 1500, seed=9)
     producer.release(800)
-    first = ReplicaJob(3, options, tmp_path / "first.log")
-    try:
-        first.wait_for(
-            lambda: final_state_step(tmp_path / "ckpt") >= 10, "a checkpoint past step 10"
-        )
-    finally:
-        first.kill()  # SIGKILL: no final checkpoint, steps after the last one are re-done
-    producer.finish()
+    with producer:
+        first = ReplicaJob(3, options, tmp_path / "first.log")
+        try:
+            first.wait_for(
+                lambda: final_state_step(tmp_path / "ckpt") >= 10, "a checkpoint past step 10"
+            )
+        finally:
+            first.kill()  # SIGKILL: no final checkpoint, steps after the last one are re-done
+        producer.finish()
     second = ReplicaJob(2, options, tmp_path / "second.log")
     try:
         second.wait_for(lambda: _learned(second) == producer.n_valid, "every valid record learned")

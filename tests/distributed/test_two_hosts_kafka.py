@@ -33,6 +33,11 @@ from tests.support.kafka_helpers import wait_until
 pytestmark = pytest.mark.skipif(netns.available() is not None, reason=str(netns.available()))
 BOUND_SECONDS = 180
 REPLICA_TIMEOUT_SECONDS = 15
+# With the detector the replica timeout is only the fallback, and it must outlast the detector:
+# host a's replica suspects its peer 10 s (mpi_ft_detector_timeout) after the last heartbeat
+# (every 3 s), later on a loaded machine, while its allreduce may have waited since before the
+# cut. With 15 s a loaded run saw host a stop on the timeout instead of the quorum check.
+DETECTOR_REPLICA_TIMEOUT_SECONDS = 45
 DETECTOR = ("--mca", "mpi_ft_detector", "true")
 # Without it mpiexec ends the whole job about a second after the minority's replica exits 1
 # (measured: the majority's two replicas gone every time); docs/operations.md says so.
@@ -74,8 +79,9 @@ def test_a_cut_link_leaves_one_lineage_and_an_exact_restart(
     a, b = hosts.names
     topic = create_topic(bootstrap, PARTITIONS)
     checkpoint_dir = tmp_path / "ckpt"
+    replica_timeout = DETECTOR_REPLICA_TIMEOUT_SECONDS if detector else REPLICA_TIMEOUT_SECONDS
     options = train_options(
-        bootstrap, topic, checkpoint_dir, replica_timeout_seconds=REPLICA_TIMEOUT_SECONDS
+        bootstrap, topic, checkpoint_dir, replica_timeout_seconds=replica_timeout
     )
     disks = hosts.own_disks(checkpoint_dir) if layout == "host-local" else {}
     producer = LiveProducer(bootstrap, topic, 1200, seed=61)
@@ -113,6 +119,7 @@ def test_a_cut_link_leaves_one_lineage_and_an_exact_restart(
         assert last.stop() == 0, last.diagnostics()
     finally:
         watch.close()
+        producer.close()
         for job in jobs:
             job.kill()
     assert not watch.backwards(), f"committed offsets moved backwards: {watch.backwards()}"

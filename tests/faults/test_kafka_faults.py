@@ -21,7 +21,7 @@ from streamsgd.kafka.client_logs import guard_client_logs
 from streamsgd.kafka.rebalance import resume_interrupted_rebalance
 from streamsgd.kafka.source import KafkaSource
 from tests.support.helpers import cli_flags, kafka_train_flags
-from tests.support.kafka_fixtures import KafkaBroker, SaslListener
+from tests.support.kafka_fixtures import KafkaBroker, SaslListener, free_port
 from tests.support.kafka_helpers import Processes, load_checkpoint, samples_seen, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -248,6 +248,31 @@ def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpo
     assert samples_seen(load_checkpoint(checkpoint)) == n
     assert "offset commit failed" in trainer.log_text()
     kafka_broker.start()
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_sigterm_while_kafka_is_away_from_the_start_exits_within_dockers_grace(
+    tmp_path: Path, processes: Processes, client: str
+) -> None:
+    """Injects: no broker at the address from the start (a closed port), then SIGTERM while
+    the client tries to connect. Must hold: exit 0 before Docker's 10 s grace ends. kafka-python
+    waited 30 s for the broker inside its constructor (26 s measured after a SIGTERM)."""
+    closed = f"127.0.0.1:{free_port()}"
+    trainer = processes.trainer(
+        [
+            *kafka_train_flags(closed, "t-away", "g-away", kafka_client=client),
+            *cli_flags(n_features=D, batch_size=8, checkpoint_dir=tmp_path / "ck"),
+        ]
+    )
+    trainer.wait_for(lambda: trainer.get("/healthz")[0] == 200, 60, "/healthz")
+    trainer.send(signal.SIGTERM)
+    deadline = time.monotonic() + 10.0
+    while trainer.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the exit against the deadline
+    exited_in_time = not trainer.alive()
+    code = trainer.wait_exit(60)
+    assert exited_in_time, f"no exit within 10 s of SIGTERM\n{trainer.diagnostics()}"
+    assert code == 0, trainer.diagnostics()
 
 
 # --------------------------------------------------------------------------- item 10

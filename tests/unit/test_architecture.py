@@ -48,6 +48,7 @@ LIBRARY_OWNERS = {
     "kafka": (
         "streamsgd.kafka.source",
         "streamsgd.kafka.rebalance",
+        "streamsgd.kafka.read_before_eof",  # a fix to kafka-python's transports
         "streamsgd.kafka.dead_letter",
         "streamsgd.kafka.producer",
     ),

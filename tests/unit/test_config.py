@@ -416,3 +416,14 @@ def test_progress_log_paces_its_lines_and_reports_the_lag(
     assert fields["samples"] == 2 and fields["updates"] == 1 and fields["lag_records"] == 1234
     assert fields["samples_per_second"] == pytest.approx(0.2)
     assert fields["progressive_log_loss"] == pytest.approx(stats.sums.loss_sum / 2)
+
+
+def test_auto_keeps_the_latency_budget_and_a_fixed_m_stays_exact() -> None:
+    """Under --batch-size auto a partial minibatch goes once its first sample is as old as
+    --max-batch-latency-seconds; a fixed m never takes partial minibatches for age."""
+    from streamsgd.cli.build import service_config
+
+    auto = config_from_args(parse(["train", "--max-batch-latency-seconds", "0.25"]))
+    assert service_config(auto).max_batch_age_seconds == 0.25
+    fixed = config_from_args(parse(["train", "--batch-size", "32", "--learning-rate", "0.1"]))
+    assert service_config(fixed).max_batch_age_seconds is None

@@ -204,6 +204,44 @@ def test_max_wait_applies_a_partial_batch() -> None:
     assert applied_at == [4.0]
 
 
+def test_a_partial_batch_goes_once_its_first_sample_is_as_old_as_the_budget() -> None:
+    """A live stream slower than m per budget: records keep coming (the idle wait never
+    fires), yet no sample waits in the buffer longer than ``max_batch_age_seconds``."""
+    now = [0.0]
+
+    class Steady(MemorySource):
+        """One record per poll, each poll 0.25 s (40 records: a run without the rule ends)."""
+
+        def poll(self, timeout_seconds: float):  # type: ignore[no-untyped-def]
+            now[0] += 0.25
+            return super().poll(timeout_seconds)
+
+    X, y = SyntheticStream(D, seed=2).samples(0, 40)
+    service = Trainer(
+        OnlineLogisticRegression(D),
+        Steady(dense_records(X, y), per_poll=1),
+        Decoder(D),
+        ServiceConfig(batch_size=100, max_wait_seconds=3.0, max_batch_age_seconds=1.0),
+        clock=lambda: now[0],
+    )
+    stepper = service.stepper
+    assert isinstance(stepper, LocalStepper)
+    original = stepper.learn
+    applied: list[tuple[float, int]] = []
+
+    def learn_and_record(n: int):  # type: ignore[no-untyped-def]
+        applied.append((now[0], n))
+        if len(applied) == 3:
+            service.request_stop()
+        return original(n)
+
+    stepper.learn = learn_and_record  # type: ignore[method-assign]
+    service.run()
+    # First sample buffered at t = 0.25; at 1.25 it is 1 s old: the five samples so far go.
+    assert applied == [(1.25, 5), (2.5, 5), (3.75, 5)]
+    assert service.model.n_updates == 3 and service.model.n_samples_seen == 15
+
+
 def test_online_blocks_take_the_per_sample_steps() -> None:
     """m = 1 through aligned learn_sequence blocks equals one learn_batch per sample (to
     rounding), with the same counters and metrics."""
