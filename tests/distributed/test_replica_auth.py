@@ -36,6 +36,22 @@ REPLICAS = 2
 EXIT_BOUND_SECONDS = 240  # two replicas' logins and MPI's exit on a loaded 2-core machine
 
 
+def _run_to_refusal(options: dict, tmp_path: Path) -> tuple[ReplicaJob, list[str]]:
+    """Runs the job until it exits; checks a non-zero exit and 1 to N error lines, no
+    traceback; returns the job and its ``streamsgd: error:`` lines."""
+    job = ReplicaJob(REPLICAS, options, tmp_path / "job.log")
+    try:
+        code = job.wait_exit(EXIT_BOUND_SECONDS)
+    finally:
+        job.kill()
+    output = job.log_text()
+    assert code != 0, job.diagnostics()
+    errors = [line for line in output.splitlines() if line.startswith("streamsgd: error:")]
+    assert 1 <= len(errors) <= REPLICAS, job.diagnostics()
+    assert "Traceback" not in output, job.diagnostics()
+    return job, errors
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_replicas_with_a_refused_login_all_exit_with_one_line(
     client: str, kafka_bootstrap: str, kafka_sasl: SaslListener, tmp_path: Path
@@ -54,20 +70,12 @@ def test_replicas_with_a_refused_login_all_exit_with_one_line(
         sasl_username=kafka_sasl.username,
         sasl_password=password,  # a flag: the job's environment is not passed to the ranks
     )
-    job = ReplicaJob(REPLICAS, options, tmp_path / "job.log")
-    try:
-        code = job.wait_exit(EXIT_BOUND_SECONDS)
-    finally:
-        job.kill()
-    output = job.log_text()
-    assert code != 0, job.diagnostics()
     # The replica that met the refusal says why; mpiexec then ends the job, including a
     # replica that had not asked the broker anything yet (none says anything else).
-    errors = [line for line in output.splitlines() if line.startswith("streamsgd: error:")]
-    assert 1 <= len(errors) <= REPLICAS, job.diagnostics()
+    job, errors = _run_to_refusal(options, tmp_path)
+    output = job.log_text()
     for line in errors:
         assert "authentication failed" in line.lower(), line
-    assert "Traceback" not in output, job.diagnostics()
     for spelling in secret_spellings(kafka_sasl.username, password):
         assert spelling not in output, f"the job's output shows the password as {spelling!r}"
     assert not (tmp_path / "ck" / "checkpoint.json").exists(), "nothing was learned to save"
@@ -92,20 +100,12 @@ def test_replicas_refused_the_topic_by_an_acl_exit_naming_the_refusal(
         sasl_username=user.username,
         sasl_password=user.password,  # a flag: the job's environment is not passed to the ranks
     )
-    job = ReplicaJob(REPLICAS, options, tmp_path / "job.log")
-    try:
-        code = job.wait_exit(EXIT_BOUND_SECONDS)
-    finally:
-        job.kill()
+    job, errors = _run_to_refusal(options, tmp_path)
     output = job.log_text()
-    assert code != 0, job.diagnostics()
-    errors = [line for line in output.splitlines() if line.startswith("streamsgd: error:")]
-    assert 1 <= len(errors) <= REPLICAS, job.diagnostics()
     for line in errors:
         assert "not authorized" in line and "TOPIC_AUTHORIZATION_FAILED" in line, line
         assert f"User:{user.username}" in line and f"READ on topic {topic}" in line, line
         assert "grant it" in line, line
-    assert "Traceback" not in output, job.diagnostics()
     for spelling in secret_spellings(user.username, user.password):
         assert spelling not in output, f"the job's output shows the password as {spelling!r}"
     assert not (tmp_path / "ck" / "checkpoint.json").exists(), "nothing was learned to save"

@@ -70,6 +70,18 @@ def sasl_train_args(
     ]
 
 
+def _sigterm_exit(trainer: Any, bound_seconds: float) -> int:
+    """SIGTERM, then the exit status; fails unless the process is gone within the bound."""
+    trainer.send(signal.SIGTERM)
+    deadline = time.monotonic() + bound_seconds
+    while trainer.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the exit against the deadline
+    exited_in_time = not trainer.alive()
+    code = int(trainer.wait_exit(60))
+    assert exited_in_time, f"no exit within {bound_seconds:g} s of SIGTERM\n{trainer.diagnostics()}"
+    return code
+
+
 def model_samples(trainer: Any) -> int:
     return int(json.loads(trainer.get("/model")[1])["n_samples_seen"])
 
@@ -237,14 +249,7 @@ def test_sigterm_with_the_broker_down_exits_within_five_seconds_with_its_checkpo
     assert load_checkpoint(checkpoint) is None, "only the final checkpoint may cover them"
     kafka_broker.stop()
 
-    trainer.send(signal.SIGTERM)
-    deadline = time.monotonic() + 5.0
-    while trainer.alive() and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling the exit against the deadline
-    exited_in_time = not trainer.alive()
-    code = trainer.wait_exit(60)
-    assert exited_in_time, f"no exit within 5 s of SIGTERM\n{trainer.diagnostics()}"
-    assert code == 0, trainer.diagnostics()
+    assert _sigterm_exit(trainer, 5.0) == 0, trainer.diagnostics()
     assert samples_seen(load_checkpoint(checkpoint)) == n
     assert "offset commit failed" in trainer.log_text()
     kafka_broker.start()
@@ -265,14 +270,7 @@ def test_sigterm_while_kafka_is_away_from_the_start_exits_within_dockers_grace(
         ]
     )
     trainer.wait_for(lambda: trainer.get("/healthz")[0] == 200, 60, "/healthz")
-    trainer.send(signal.SIGTERM)
-    deadline = time.monotonic() + 10.0
-    while trainer.alive() and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling the exit against the deadline
-    exited_in_time = not trainer.alive()
-    code = trainer.wait_exit(60)
-    assert exited_in_time, f"no exit within 10 s of SIGTERM\n{trainer.diagnostics()}"
-    assert code == 0, trainer.diagnostics()
+    assert _sigterm_exit(trainer, 10.0) == 0, trainer.diagnostics()
 
 
 # --------------------------------------------------------------------------- item 10
