@@ -49,11 +49,16 @@ LIBRARY_OWNERS = {
         "streamsgd.kafka.source",
         "streamsgd.kafka.rebalance",
         "streamsgd.kafka.read_before_eof",  # a fix to kafka-python's transports
+        "streamsgd.kafka.python_metadata",  # metadata asked by topic name
         "streamsgd.kafka.dead_letter",
         "streamsgd.kafka.producer",
     ),
     # The confluent source reads topic ids with the admin API (a module of its own).
-    "confluent_kafka": ("streamsgd.kafka.confluent", "streamsgd.kafka.confluent_admin"),
+    "confluent_kafka": (
+        "streamsgd.kafka.confluent",
+        "streamsgd.kafka.confluent_admin",
+        "streamsgd.kafka.confluent_metadata",
+    ),
     # The Kafka-operations metrics sit beside the training metrics.
     "prometheus_client": ("streamsgd.telemetry.metrics", "streamsgd.telemetry.kafka_metrics"),
     "mpi4py": ("streamsgd.distributed.mpi",),
