@@ -40,6 +40,10 @@ class ReplicaState:
         The exchange's layout for the current membership and partitions.
     generation : int
         The checkpoint writer's generation (the lineage's): a new writer claims above it.
+    log_identity : dict
+        The topic id and cluster id the positions belong to, stored in every checkpoint.
+    log_refusal : str or None
+        Rank 0 at the start: the log is not the checkpoint's (:mod:`.log_check`).
     """
 
     partitions: tuple[str, ...] = ()
@@ -53,3 +57,5 @@ class ReplicaState:
     loaded_checkpoint: bool = False
     layout: ExchangeLayout | None = None
     generation: int = 0
+    log_identity: dict[str, str] = field(default_factory=dict)
+    log_refusal: str | None = None
