@@ -112,10 +112,10 @@ class Membership:
                 "pending": PendingManifest.resuming(state).snapshot(),
                 "needs_start": state is None,
                 "partitions": tuple(sorted_partitions(found)),
-                "log": {"identity": verdict.identity, "new_log": verdict.new_log},
+                "log": {k: v for k, v in verdict.items() if k != "refusal"},
             }
         )
-        self.replica.log_refusal = verdict.refusal
+        self.replica.log_refusal = verdict.get("refusal")
         self.replica.has_state = True
         self.replica.loaded_checkpoint = state is not None
 
