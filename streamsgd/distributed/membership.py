@@ -75,12 +75,12 @@ class Membership:
         }
 
     def _replica_state_with_verdict(self) -> dict[str, Any]:
-        """At the start, rank 0's refusal of the log (:mod:`.log_check`) goes to everyone,
-        who all refuse together (nothing read, nothing committed)."""
+        """At the start, rank 0's verdict on the log (:mod:`.log_check`) goes to everyone:
+        all refuse together (nothing read, nothing committed), or all read a new log
+        accepted from its beginning."""
         out = self.replica_state()
-        refusal, self.replica.log_refusal = self.replica.log_refusal, None
-        if refusal:
-            out["log"]["refusal"] = refusal
+        out["log"].update(self.replica.log_verdict)
+        self.replica.log_verdict = {}
         return out
 
     def adopt(self, replica_state: dict[str, Any]) -> None:
@@ -115,7 +115,7 @@ class Membership:
                 "log": {k: v for k, v in verdict.items() if k != "refusal"},
             }
         )
-        self.replica.log_refusal = verdict.get("refusal")
+        self.replica.log_verdict = {k: v for k, v in verdict.items() if k != "identity"}
         self.replica.has_state = True
         self.replica.loaded_checkpoint = state is not None
 
