@@ -120,6 +120,9 @@ class CollectiveStepper:
 
     def extra_state(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"global_step": self.global_step}
+        if self.replica.log_identity:  # the source has no guard in assigned mode: the job's
+            source = getattr(self.run, "source_description", {})
+            extra["source"] = {**source, **self.replica.log_identity}
         if self.fence is not None and self.fence.mine is not None:
             extra["generation"] = self.fence.mine
         last = self.replica.pending.last

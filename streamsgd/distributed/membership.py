@@ -18,6 +18,7 @@ from ..training.stepper import Run
 from .agreement import ReplicaAgreement
 from .collective import Collective, ReplicaFailure, ReplicaStop
 from .held_manifest import ManifestGap, PendingManifest
+from .log_check import adopt_verdict, check_log
 from .partitions import assign_partitions, sorted_partitions
 from .replica_state import ReplicaState
 from .writer import CheckpointWriter
@@ -70,7 +71,17 @@ class Membership:
             "pending": self.replica.pending.snapshot(),
             "needs_start": self.replica.needs_start,
             "partitions": self.replica.partitions,
+            "log": {"identity": self.replica.log_identity},
         }
+
+    def _replica_state_with_verdict(self) -> dict[str, Any]:
+        """At the start, rank 0's verdict on the log (:mod:`.log_check`) goes to everyone:
+        all refuse together (nothing read, nothing committed), or all read a new log
+        accepted from its beginning."""
+        out = self.replica_state()
+        out["log"].update(self.replica.log_verdict)
+        self.replica.log_verdict = {}
+        return out
 
     def adopt(self, replica_state: dict[str, Any]) -> None:
         replica, run = self.replica, self.run
@@ -81,6 +92,7 @@ class Membership:
         since = -1 if replica.needs_start else self.agreement.global_step
         replica.pending.adopt(replica_state["pending"], since)
         replica.partitions = tuple(replica_state["partitions"])
+        replica.log_identity = adopt_verdict(self.source, replica_state.get("log", {}))
         replica.sync_round = True
         self.agreement.check_next = True  # the first exchange after it compares θ (everywhere)
         for s in run.sensors:
@@ -93,14 +105,17 @@ class Membership:
         self.writer.open_store()
         store = self.run.checkpointer.store
         state = None if store is None else store.load()
+        verdict = check_log(self.source, state)  # before a replica reads a record
         self.adopt(
             {
                 "state": state,
                 "pending": PendingManifest.resuming(state).snapshot(),
                 "needs_start": state is None,
                 "partitions": tuple(sorted_partitions(found)),
+                "log": {k: v for k, v in verdict.items() if k != "refusal"},
             }
         )
+        self.replica.log_verdict = {k: v for k, v in verdict.items() if k != "identity"}
         self.replica.has_state = True
         self.replica.loaded_checkpoint = state is not None
 
@@ -145,7 +160,9 @@ class Membership:
         held = c.allreduce_sum(steps)
         lowest = float(held[held > 0].min())
         root = int(np.flatnonzero(held == lowest)[0])
-        self.adopt(c.broadcast(self.replica_state() if c.rank == root else None, root=root))
+        self.adopt(
+            c.broadcast(self._replica_state_with_verdict() if c.rank == root else None, root=root)
+        )
         replica.has_state = True
         self.writer.establish(takeover)
         gap = self.writer.verify_manifest(takeover) if c.rank == 0 else None

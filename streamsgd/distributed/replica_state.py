@@ -6,6 +6,7 @@ agreement on a state. Shared by the parts of the collective stepper
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..training.buffer import Position
 from .exchange import ExchangeLayout
@@ -40,6 +41,11 @@ class ReplicaState:
         The exchange's layout for the current membership and partitions.
     generation : int
         The checkpoint writer's generation (the lineage's): a new writer claims above it.
+    log_identity : dict
+        The topic id and cluster id the positions belong to, stored in every checkpoint.
+    log_verdict : dict
+        Rank 0 at the start, until broadcast: the log refused (not the checkpoint's), or a
+        new log accepted (:mod:`.log_check`).
     """
 
     partitions: tuple[str, ...] = ()
@@ -53,3 +59,5 @@ class ReplicaState:
     loaded_checkpoint: bool = False
     layout: ExchangeLayout | None = None
     generation: int = 0
+    log_identity: dict[str, str] = field(default_factory=dict)
+    log_verdict: dict[str, Any] = field(default_factory=dict)

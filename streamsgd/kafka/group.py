@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..distributed.partitions import partition_number, sorted_partitions
 from ..training.buffer import Position
 from .client_logs import guard_client_logs
-from .identity import LogGuard, LogIdentity
+from .identity import LogGuard, LogIdentity, ReplicaLogCheck
 from .jumps import StartRule, out_of_range
 from .lag import consumer_lag
 from .notices import SharedGroupNotice, log_waiting_notice
@@ -67,7 +67,7 @@ class RebalanceHandler(Protocol):
     ) -> None: ...
 
 
-class ConsumerGroupSource:
+class ConsumerGroupSource(ReplicaLogCheck):
     """Base of the consumer-group sources: one constructor for both clients.
 
     Offsets are never auto-committed: the service commits a partition's position only after

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -164,3 +165,64 @@ class LogGuard:
                 "cluster changed; stopping before learning a record of the new log. A "
                 f"restart refuses the new log, unless {ACCEPT_OPTION} accepts it"
             )
+
+
+IDENTITY_TIMEOUT_SECONDS = 60.0  # a replica job's start: how long rank 0 waits for it
+ASK_EVERY_SECONDS = 0.2  # the guard paces the broker's answers itself (once a second)
+
+
+class ReplicaLogCheck:
+    """A source's part in a replica job's identity check (:mod:`streamsgd.distributed.
+    membership`). In assigned mode the source has no guard of its own: rank 0 reads the
+    checkpoint and asks :meth:`check_log_at_start` before any replica reads a record; every
+    replica receives the verdict in the start's broadcast."""
+
+    settings: Any  # ConsumerSettings
+    clock: Callable[[], float]
+    _start_rule: Any  # jumps.StartRule
+
+    def _describe_log(self) -> LogIdentity | None:
+        raise NotImplementedError
+
+    def check_log_at_start(
+        self,
+        stored_source: Mapping[str, Any] | None,
+        timeout_seconds: float = IDENTITY_TIMEOUT_SECONDS,
+    ) -> dict[str, Any]:
+        """Rank 0: the broker's identity compared with ``stored_source`` (the checkpoint's
+        ``source``; None at a first start). Returns ``identity`` (what checkpoints store),
+        ``refusal`` (the one line every replica raises, or None) and ``new_log`` (accepted
+        with ``--accept-new-topic-log``: the caller drops the topic's positions). A broker
+        that does not tell within ``timeout_seconds`` leaves the start unchecked (a warning)."""
+        dropped: list[bool] = []
+        s = self.settings
+        guard = LogGuard(
+            s.topic,
+            s.bootstrap_servers,
+            s.accept_new_log,
+            self._describe_log,
+            lambda: dropped.append(True),
+            self.clock,
+        )
+        guard.expect(None if stored_source is None else LogIdentity.from_checkpoint(stored_source))
+        deadline = self.clock() + timeout_seconds
+        try:
+            while not guard.verified():
+                if self.clock() >= deadline:
+                    log.warning(
+                        "the broker did not tell the identity of topic %s within %.0f s: a "
+                        "recreated topic cannot be recognised at this start",
+                        s.topic,
+                        timeout_seconds,
+                    )
+                    return {"identity": {}, "refusal": None, "new_log": False}
+                time.sleep(ASK_EVERY_SECONDS)  # pacing the broker's answers
+        except LogChangedError as exc:
+            return {"identity": {}, "refusal": str(exc), "new_log": False}
+        assert guard.known is not None
+        return {"identity": guard.known.as_checkpoint(), "refusal": None, "new_log": bool(dropped)}
+
+    def read_new_log_from_beginning(self) -> None:
+        """Every replica, a new log accepted: a partition without a position starts at its
+        beginning, not after ``auto_offset_reset`` (none of the new log is lost)."""
+        self._start_rule.from_beginning = True
